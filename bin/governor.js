@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+'use strict';
+// The CLI is compiled to dist/ by `npm install` (the package's prepare script).
+const path = require('node:path');
+const fs = require('node:fs');
+const entry = path.join(__dirname, '..', 'dist', 'client', 'cli.js');
+if (!fs.existsSync(entry)) {
+  process.stderr.write('governor: not built yet; run `npm install` (or `npm run build`) in ' + path.join(__dirname, '..') + '\n');
+  process.exit(1);
+}
+require(entry).main(process.argv).then(
+  (code) => { process.exitCode = code; },
+  (err) => { process.stderr.write(`governor: ${err && err.message ? err.message : String(err)}\n`); process.exitCode = 1; },
+);

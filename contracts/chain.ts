@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+/**
+ * The chain contract: the single source of truth for what a service submits. The JSON Schema in
+ * `contracts/chain-input.schema.json` is generated from these schemas (`npm run schema`).
+ * Changing them changes workflow input: replay-test it.
+ */
+
+const MAX_STEPS = 1000;
+
+/** An identifier usable in Cedar entity ids, workflow ids and idempotency keys. */
+const Identifier = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, 'must be 1-128 characters: letters, digits, _ . : @ -');
+
+/** A Cedar type name such as `Environment` or `Db::Table`. */
+const CedarTypeName = z
+  .string()
+  .regex(/^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$/, 'must be a Cedar type name such as Environment');
+
+/** JSON value (what can travel in a Temporal payload and a Cedar context). */
+export const JsonValue = z.json();
+export type JsonValue = z.infer<typeof JsonValue>;
+
+const JsonRecord = z.record(z.string(), JsonValue);
+
+export const ResourceRef = z.strictObject({
+  type: CedarTypeName,
+  id: z.string().min(1).max(256),
+});
+export type ResourceRef = z.infer<typeof ResourceRef>;
+
+export const NoopExecutor = z.strictObject({
+  type: z.literal('noop'),
+});
+
+export const HttpExecutor = z.strictObject({
+  type: z.literal('http'),
+  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']).default('POST'),
+  url: z.url({ protocol: /^https?$/ }),
+  headers: z.record(z.string(), z.string().max(4096)).optional(),
+  body: JsonValue.optional(),
+  timeoutMs: z.int().min(100).max(120_000).default(10_000),
+});
+
+export const ActivityExecutor = z.strictObject({
+  type: z.literal('activity'),
+  /** The service's own task queue: the governor never holds the service's credentials. */
+  taskQueue: z.string().min(1).max(200),
+  activityType: z.string().min(1).max(200),
+  timeoutMs: z.int().min(100).max(3_600_000).default(60_000),
+});
+
+export const Executor = z.discriminatedUnion('type', [NoopExecutor, HttpExecutor, ActivityExecutor]);
+export type Executor = z.infer<typeof Executor>;
+
+export const Compensation = z.strictObject({
+  action: Identifier,
+  resource: ResourceRef.optional(),
+  input: JsonRecord.default({}),
+  context: JsonRecord.default({}),
+  executor: Executor,
+});
+export type Compensation = z.infer<typeof Compensation>;
+
+export const Step = z.strictObject({
+  id: Identifier,
+  action: Identifier,
+  resource: ResourceRef,
+  input: JsonRecord.default({}),
+  context: JsonRecord.default({}),
+  executor: Executor,
+  compensation: Compensation.optional(),
+});
+export type Step = z.infer<typeof Step>;
+
+export const Chain = z
+  .strictObject({
+    /** The workload that submits the chain; `Workload::"<workload>"` in policy. */
+    workload: Identifier,
+    /** The workload's declared owner (a person or team); never allowed to approve its steps. */
+    owner: Identifier.optional(),
+    summary: z.string().max(400).optional(),
+    steps: z.array(Step).min(1).max(MAX_STEPS),
+  })
+  .superRefine((chain, ctx) => {
+    const seen = new Set<string>();
+    chain.steps.forEach((step, i) => {
+      if (seen.has(step.id)) {
+        ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id "${step.id}"` });
+      }
+      seen.add(step.id);
+    });
+  });
+export type Chain = z.infer<typeof Chain>;
+
+/** Input of `governedChainWorkflow`. Other SDKs send exactly this object as the single argument. */
+export const GovernedChainInput = z.strictObject({
+  chainId: Identifier,
+  chain: Chain,
+  /** The workload's JWT credential (JWT-SVID shape). */
+  credential: z.string().min(1).max(16_384),
+  /** A signed attestation (JWT) about the workload's runtime. */
+  attestation: z.string().min(1).max(16_384),
+});
+export type GovernedChainInput = z.infer<typeof GovernedChainInput>;
+
+/** Formats zod issues as one line per issue, naming the field and never echoing the raw value. */
+export function formatIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((issue) => {
+      const path = [prefix, ...issue.path.map(String)].filter((p) => p !== '').join('.');
+      return `${path || '(root)'}: ${issue.message}`;
+    })
+    .join('\n');
+}

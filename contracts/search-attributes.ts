@@ -1,0 +1,18 @@
+import { defineSearchAttributeKey } from '@temporalio/common';
+
+/**
+ * Custom search attributes (DESIGN §5). The names are recorded in Temporal's visibility store and in
+ * history: never rename them.
+ */
+export const GovernorStatusKey = defineSearchAttributeKey('GovernorStatus', 'KEYWORD');
+export const GovernorWorkloadKey = defineSearchAttributeKey('GovernorWorkload', 'KEYWORD');
+export const GovernorPendingRolesKey = defineSearchAttributeKey('GovernorPendingRoles', 'KEYWORD_LIST');
+export const GovernorPolicyDigestKey = defineSearchAttributeKey('GovernorPolicyDigest', 'KEYWORD');
+
+/** name → Temporal CLI type, as passed to `temporal server start-dev --search-attribute`. */
+export const SEARCH_ATTRIBUTES_FOR_CLI: Readonly<Record<string, 'Keyword' | 'KeywordList'>> = {
+  GovernorStatus: 'Keyword',
+  GovernorWorkload: 'Keyword',
+  GovernorPendingRoles: 'KeywordList',
+  GovernorPolicyDigest: 'Keyword',
+};

@@ -1,0 +1,18 @@
+/** Lifecycle of a governed chain, as shown in `GovernorStatus`. Values are recorded: never rename. */
+export const ChainStatus = {
+  Running: 'Running',
+  AwaitingApproval: 'AwaitingApproval',
+  AwaitingCredential: 'AwaitingCredential',
+  Completed: 'Completed',
+  Denied: 'Denied',
+  Failed: 'Failed',
+  Revoked: 'Revoked',
+} as const;
+export type ChainStatus = (typeof ChainStatus)[keyof typeof ChainStatus];
+
+/** Statuses after which a chain never changes again. */
+export const TERMINAL_STATUSES: readonly ChainStatus[] = ['Completed', 'Denied', 'Failed', 'Revoked'];
+
+/** Workflow type and default task queue of the governor (documented for other SDKs: never rename). */
+export const WORKFLOW_TYPE = 'governedChainWorkflow';
+export const DEFAULT_TASK_QUEUE = 'governor';

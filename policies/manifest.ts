@@ -1,0 +1,86 @@
+import { z } from 'zod';
+
+/**
+ * The governance manifest (`manifest.yaml` of a policy bundle). Strict: an unknown key is an error,
+ * so a typo never silently weakens governance.
+ */
+
+/** A JWKS source: inline keys, a file (relative paths resolve against GOVERNOR_HOME), or an https URL. */
+export const JwksSource = z
+  .strictObject({
+    file: z.string().min(1).optional(),
+    uri: z.url({ protocol: /^https?$/ }).optional(),
+    keys: z.array(z.record(z.string(), z.unknown())).optional(),
+  })
+  .refine((s) => [s.file, s.uri, s.keys].filter((v) => v !== undefined).length === 1, {
+    message: 'exactly one of file, uri or keys is required',
+  });
+export type JwksSource = z.infer<typeof JwksSource>;
+
+const Algorithm = z.enum(['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
+
+/** Duration such as `90s`, `30m`, `2h`, `1d`. */
+export const Duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 30s, 30m, 2h');
+
+export const TrustedIssuer = z.strictObject({
+  issuer: z.string().min(1),
+  audience: z.string().min(1),
+  jwks: JwksSource,
+  algorithms: z.array(Algorithm).min(1).default(['EdDSA', 'ES256']),
+});
+export type TrustedIssuer = z.infer<typeof TrustedIssuer>;
+
+export const TrustedAttester = z.strictObject({
+  issuer: z.string().min(1),
+  jwks: JwksSource,
+  algorithms: z.array(Algorithm).min(1).default(['EdDSA', 'ES256']),
+  maxAge: Duration.default('15m'),
+});
+export type TrustedAttester = z.infer<typeof TrustedAttester>;
+
+export const ApproverRole = z.strictObject({
+  description: z.string().optional(),
+});
+
+export const Manifest = z.strictObject({
+  version: z.literal(1),
+  name: z.string().min(1),
+  trustedIssuers: z.array(TrustedIssuer).min(1),
+  trustedAttesters: z.array(TrustedAttester).min(1),
+  credential: z
+    .strictObject({
+      /** How long a chain waits for a refreshed credential before it is denied. */
+      gracePeriod: Duration.default('5m'),
+      /** Largest token accepted, checked before parsing. */
+      maxTokenBytes: z.int().min(512).max(65_536).default(8192),
+      /** Clock tolerance for exp/nbf/iat, at most 5 s. */
+      clockToleranceSeconds: z.int().min(0).max(5).default(5),
+    })
+    .prefault({}),
+  approverRoles: z.record(z.string(), ApproverRole).default({}),
+  approvals: z
+    .strictObject({
+      defaultDeadline: Duration.default('30m'),
+      defaultQuorum: z.int().min(1).default(1),
+      breakGlassRole: z.string().optional(),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      /** Hosts (exact, or `*.example.com`) the built-in http executor may call. Empty: none. */
+      allowedHosts: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
+  /** Declared owners of workloads: an owner may never approve its workload's steps. */
+  owners: z.record(z.string(), z.string()).default({}),
+});
+export type Manifest = z.infer<typeof Manifest>;
+
+/** Parses a duration (`30m`) to milliseconds. */
+export function durationMs(value: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(value);
+  if (!m) throw new Error(`invalid duration "${value}"`);
+  const n = Number(m[1]);
+  const unit = m[2] as 'ms' | 's' | 'm' | 'h' | 'd';
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit];
+}
