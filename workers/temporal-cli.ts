@@ -22,9 +22,9 @@ export function projectRoot(): string {
   return dir;
 }
 
-/** The git-ignored folder the pinned CLI is built into. */
+/** The git-ignored folder the pinned CLI is built into (`GOVERNOR_TOOLS_DIR` overrides `.tools/`). */
 export function pinnedCliDir(root = projectRoot()): string {
-  return path.join(root, '.tools', `temporal-${TEMPORAL_CLI_VERSION}`);
+  return path.join(process.env.GOVERNOR_TOOLS_DIR ?? path.join(root, '.tools'), `temporal-${TEMPORAL_CLI_VERSION}`);
 }
 
 function onPath(binary: string): string | undefined {
@@ -72,13 +72,9 @@ export function resolveTemporalCli(options: ResolveOptions = {}): string {
   return buildPinnedCli(dir, options.onProgress);
 }
 
-function findGo(): string | undefined {
-  return onPath('go') ?? (fs.existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
-}
-
 /** Builds the pinned CLI into `dir` with `go install` (CGO off: its SQLite driver is pure Go). */
 export function buildPinnedCli(dir: string, onProgress?: (message: string) => void): string {
-  const go = findGo();
+  const go = onPath('go');
   if (!go) {
     throw new GovernorError(
       ErrorCode.ToolchainMissing,

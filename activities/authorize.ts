@@ -1,0 +1,92 @@
+import type { JsonValue, ResourceRef } from '../contracts/chain';
+import type { AuthzRequest, Decision } from '../contracts/decision';
+import { ErrorCode, isGovernorError } from '../contracts/errors';
+import type { Receipt, ReceiptHead } from '../contracts/receipt';
+import { requestContext } from '../policies/context';
+import { canonicalJson, sha256Hex } from '../policies/engine';
+import type { PolicyStore } from './policy-store';
+import { verifyAttestation, verifyCredential } from './identity';
+
+/** Input of the `authorize` activity: one action of a chain, with the credentials to re-check. */
+export interface AuthorizeInput {
+  chainId: string;
+  stepId: string;
+  kind: 'step' | 'compensation';
+  /** The workload the chain was submitted as; the credential's `sub` must equal it. */
+  workload: string;
+  action: string;
+  resource: ResourceRef;
+  context: Record<string, JsonValue>;
+  credential: string;
+  attestation: string;
+  prev: ReceiptHead;
+}
+
+/** What `authorize` returns (recorded in history). */
+export interface AuthorizeResult {
+  decision: Decision;
+  /** The exact request evaluated, so the decision can be re-evaluated later (absent if verification failed first). */
+  request?: AuthzRequest;
+  receipt: Receipt;
+  /** True when the only problem was an expired credential: the workflow may wait for a refresh. */
+  credentialExpired: boolean;
+  /** The manifest's credential grace period, in ms. */
+  gracePeriod: number;
+}
+
+/** A deny that names why, for failures before policy evaluation (verification, no bundle). */
+export function denyDecision(reason: string, bundleDigest: string, evaluatedAt: string, inputDigest = ''): Decision {
+  return { effect: 'deny', determiningPolicies: [], annotations: {}, errors: [reason], reason, bundleDigest, inputDigest, evaluatedAt };
+}
+
+/**
+ * Verifies the credential and attestation, then evaluates policy. Never throws for a bad token or a
+ * policy error: those are recorded denies. Throws only when the decision cannot be recorded.
+ */
+export async function authorizeAction(store: PolicyStore, home: string, input: AuthorizeInput, now: Date): Promise<Omit<AuthorizeResult, 'receipt'>> {
+  const evaluatedAt = now.toISOString();
+  const active = store.current();
+  if (!active) {
+    return { decision: denyDecision('no valid policy bundle is loaded', '', evaluatedAt), credentialExpired: false, gracePeriod: 0 };
+  }
+  const { manifest } = active.bundle;
+  const gracePeriod = active.gracePeriodMs;
+  const deny = (reason: string, credentialExpired = false): Omit<AuthorizeResult, 'receipt'> => ({
+    decision: denyDecision(reason, active.bundle.digest, evaluatedAt, sha256Hex(canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource }))),
+    credentialExpired,
+    gracePeriod,
+  });
+
+  let subject: string;
+  try {
+    const claims = await verifyCredential(input.credential, manifest, { now, home });
+    subject = claims.sub;
+  } catch (err) {
+    if (isGovernorError(err) && err.code === ErrorCode.CredentialInvalid) {
+      return deny(err.message, err.message === 'credential expired');
+    }
+    // Keys or JWKS unavailable: not a verdict on the token. Throw so Temporal retries (bounded);
+    // the workflow denies when the retries are exhausted.
+    throw err;
+  }
+  if (subject !== input.workload) return deny('credential subject does not match the chain workload');
+
+  let attestation: Awaited<ReturnType<typeof verifyAttestation>>;
+  try {
+    attestation = await verifyAttestation(input.attestation, manifest, { now, home, expectedSubject: subject });
+  } catch (err) {
+    if (isGovernorError(err) && err.code === ErrorCode.AttestationInvalid) return deny(err.message);
+    throw err;
+  }
+
+  const request: AuthzRequest = {
+    principal: { type: 'Workload', id: subject },
+    action: input.action,
+    resource: { type: input.resource.type, id: input.resource.id },
+    // Reserved keys (attestation, approvals, now) come only from verified sources, never from the step.
+    context: requestContext(input.context, attestation),
+    now: evaluatedAt,
+  };
+  const decision = active.engine.decide(request);
+  return { decision, request, credentialExpired: false, gracePeriod };
+}

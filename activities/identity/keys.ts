@@ -1,0 +1,239 @@
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JSONWebKeySet, type JWK } from 'jose';
+import { ErrorCode, GovernorError } from '../../contracts/errors';
+
+/**
+ * Dev key material under `<home>/keys/`: one Ed25519 key pair per name, the private half as a JWK file
+ * (mode 0600), the public half as a JWKS file that a manifest can point at (`{file: 'keys/<name>.jwks.json'}`).
+ *
+ * Security: these are development keys kept on local disk, unencrypted. Production issuers, attesters and
+ * signers should keep their private keys in a KMS/HSM and publish only a JWKS.
+ */
+
+/** Key pairs created by `governor keys init`. Helpers accept any valid name, so new pairs (e.g. `approver`) can be added later. */
+export const DEV_KEY_NAMES = ['issuer', 'attester', 'receipt', 'policy-signing'] as const;
+/** One of `DEV_KEY_NAMES`. */
+export type DevKeyName = (typeof DEV_KEY_NAMES)[number];
+
+/** JWS algorithm of every dev key (Ed25519). */
+export const KEY_ALG = 'EdDSA';
+
+// A key name becomes part of a file name: keep it to a safe, boring alphabet (no separators, no dots).
+const KEY_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+/** Where one key pair lives on disk. */
+export interface KeyPaths {
+  privateKeyPath: string;
+  jwksPath: string;
+}
+
+/** One key pair in the `initKeys` summary. */
+export interface KeySummary extends KeyPaths {
+  name: string;
+  kid: string;
+  alg: typeof KEY_ALG;
+  /** True when this call generated the pair; false when an existing one was kept. */
+  created: boolean;
+}
+
+/** What `initKeys` did. */
+export interface KeysSummary {
+  home: string;
+  /** The `<home>/keys` directory. */
+  dir: string;
+  /** Names of the pairs this call generated (empty when every pair already existed). */
+  created: string[];
+  keys: KeySummary[];
+}
+
+/** A private signing key ready for `SignJWT#sign`, with the `kid` to put in the header. */
+export interface SigningKey {
+  name: string;
+  kid: string;
+  alg: typeof KEY_ALG;
+  key: CryptoKey;
+}
+
+/** The governor home directory: the argument, else `GOVERNOR_HOME`, else `.governor` (resolved to an absolute path). */
+export function governorHome(home?: string): string {
+  return path.resolve(home ?? process.env.GOVERNOR_HOME ?? '.governor');
+}
+
+/** The `<home>/keys` directory. */
+export function keysDir(home?: string): string {
+  return path.join(governorHome(home), 'keys');
+}
+
+/** File paths of key pair `name`: `<home>/keys/<name>.private.jwk.json` and `<home>/keys/<name>.jwks.json`. */
+export function keyPaths(home: string | undefined, name: string): KeyPaths {
+  assertKeyName(name);
+  const dir = keysDir(home);
+  return { privateKeyPath: path.join(dir, `${name}.private.jwk.json`), jwksPath: path.join(dir, `${name}.jwks.json`) };
+}
+
+/**
+ * Creates the dev key pairs (default: `DEV_KEY_NAMES`). Idempotent: an existing private key is kept (and its
+ * public JWKS rewritten if missing or out of step) unless `force`, which replaces it — invalidating every token
+ * it signed.
+ */
+export async function initKeys(
+  home?: string,
+  options: { force?: boolean; names?: readonly string[] } = {},
+): Promise<KeysSummary> {
+  const names = options.names ?? DEV_KEY_NAMES;
+  names.forEach(assertKeyName);
+  const dir = keysDir(home);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const keys: KeySummary[] = [];
+  for (const name of names) keys.push(await ensureKeyPair(home, name, options.force === true));
+  return { home: governorHome(home), dir, created: keys.filter((k) => k.created).map((k) => k.name), keys };
+}
+
+/**
+ * Loads the private key of pair `name`. Throws `GovernorError(KeysMissing)` naming the file when it is absent
+ * or unusable. Not cached: callers on a hot path should keep the result.
+ */
+export async function loadPrivateKey(home: string | undefined, name: string): Promise<SigningKey> {
+  const { privateKeyPath } = keyPaths(home, name);
+  const jwk = await readPrivateJwk(privateKeyPath, name);
+  const key = await importJWK(jwk, KEY_ALG);
+  if (!isCryptoKey(key)) throw keyFileInvalid(privateKeyPath, name);
+  return { name, kid: jwk.kid as string, alg: KEY_ALG, key };
+}
+
+/** Loads the public JWKS of pair `name` (what verifiers trust). Throws `GovernorError(KeysMissing)` when absent. */
+export function loadPublicJwks(home: string | undefined, name: string): JSONWebKeySet {
+  const { jwksPath } = keyPaths(home, name);
+  const text = readOrMissing(jwksPath, name);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw keyFileInvalid(jwksPath, name);
+  }
+  if (!isJwks(parsed)) throw keyFileInvalid(jwksPath, name);
+  return parsed;
+}
+
+/** The public half of an Ed25519 private JWK, as published in a JWKS. */
+export function publicJwk(jwk: JWK): JWK {
+  return { kty: jwk.kty, crv: jwk.crv, x: jwk.x, kid: jwk.kid, alg: KEY_ALG, use: 'sig' } as JWK;
+}
+
+async function ensureKeyPair(home: string | undefined, name: string, force: boolean): Promise<KeySummary> {
+  const paths = keyPaths(home, name);
+  let created = false;
+  let jwk: JWK | undefined;
+  if (!force && fs.existsSync(paths.privateKeyPath)) {
+    jwk = await readPrivateJwk(paths.privateKeyPath, name);
+  } else {
+    jwk = await generatePrivateJwk();
+    // Without force, create-if-absent atomically so two concurrent `keys init` never overwrite each other.
+    created = writeFileAtomic(paths.privateKeyPath, `${JSON.stringify(jwk, null, 2)}\n`, 0o600, force);
+    if (!created) jwk = await readPrivateJwk(paths.privateKeyPath, name);
+  }
+  const jwks = `${JSON.stringify({ keys: [publicJwk(jwk)] }, null, 2)}\n`;
+  if (readIfExists(paths.jwksPath) !== jwks) writeFileAtomic(paths.jwksPath, jwks, 0o644, true);
+  return { name, kid: jwk.kid as string, alg: KEY_ALG, created, ...paths };
+}
+
+async function generatePrivateJwk(): Promise<JWK> {
+  const { privateKey } = await generateKeyPair('Ed25519', { extractable: true });
+  const exported = await exportJWK(privateKey);
+  const jwk: JWK = { kty: exported.kty, crv: exported.crv, x: exported.x, d: exported.d } as JWK;
+  // RFC 7638 thumbprint (over crv, kty, x only), so the kid is derived from the public key, not chosen.
+  jwk.kid = await calculateJwkThumbprint(jwk, 'sha256');
+  jwk.alg = KEY_ALG;
+  jwk.use = 'sig';
+  return jwk;
+}
+
+async function readPrivateJwk(file: string, name: string): Promise<JWK> {
+  const text = readOrMissing(file, name);
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(text);
+  } catch {
+    throw keyFileInvalid(file, name);
+  }
+  if (!isObject(jwk) || jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || !isB64u(jwk.x) || !isB64u(jwk.d) || typeof jwk.kid !== 'string') {
+    throw keyFileInvalid(file, name);
+  }
+  // A kid that is not the key's thumbprint means the file was edited or mixed up with another one.
+  if ((await calculateJwkThumbprint(jwk as JWK, 'sha256')) !== jwk.kid) throw keyFileInvalid(file, name);
+  return jwk as JWK;
+}
+
+function readOrMissing(file: string, name: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new GovernorError(ErrorCode.KeysMissing, `key "${name}" not found: ${file} is missing; run \`governor keys init\``, name);
+    }
+    throw err;
+  }
+}
+
+function readIfExists(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Writes via a temp file so a reader never sees half a key. Returns false when `replace` is off and the file exists. */
+function writeFileAtomic(file: string, data: string, mode: number, replace: boolean): boolean {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
+  try {
+    fs.chmodSync(tmp, mode); // the umask may have narrowed or (for 0644) changed the mode
+    if (replace) {
+      fs.renameSync(tmp, file);
+      return true;
+    }
+    try {
+      fs.linkSync(tmp, file); // fails with EEXIST instead of overwriting
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+function keyFileInvalid(file: string, name: string): GovernorError {
+  return new GovernorError(
+    ErrorCode.KeysMissing,
+    `key "${name}" is unusable: ${file} is not a valid Ed25519 key file; run \`governor keys init --force\``,
+    name,
+  );
+}
+
+function assertKeyName(name: string): void {
+  if (typeof name !== 'string' || !KEY_NAME.test(name)) {
+    throw new GovernorError(ErrorCode.InvalidInput, 'key name must match [a-z][a-z0-9-]*', 'name');
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isB64u(v: unknown): v is string {
+  return typeof v === 'string' && /^[A-Za-z0-9_-]+$/.test(v);
+}
+
+function isJwks(v: unknown): v is JSONWebKeySet {
+  return isObject(v) && Array.isArray(v.keys) && v.keys.every(isObject);
+}
+
+function isCryptoKey(k: CryptoKey | Uint8Array): k is CryptoKey {
+  return !(k instanceof Uint8Array);
+}

@@ -1,0 +1,281 @@
+import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
+import { ErrorCode, GovernorError, isGovernorError } from '../../contracts/errors';
+import { durationMs, type Manifest } from '../../policies/manifest';
+import { createJwksResolver, type JwksResolver } from './jwks';
+
+export { clearJwksCache, createJwksResolver, type JwksResolver } from './jwks';
+
+/**
+ * Fail-closed verification of workload credentials and attestations, used by the `authorize` activity.
+ *
+ * Threat model (jose-style): the token and everything in it is attacker-controlled until its signature has been
+ * verified with a key from the manifest's JWKS for the issuer it names. Trusted: the manifest (issuers,
+ * attesters, their JWKS sources and algorithm allow-lists) and the `now` passed in. Guaranteed on success: the
+ * token was signed by a key of that trusted issuer with an allowed asymmetric algorithm, and its claims passed
+ * the checks listed on each function. Never done: fetching keys named by the token (`jku`, `x5u`), trusting
+ * keys embedded in it (`jwk`, `x5c`), `alg: none`, HMAC. Out of scope here: replay of `jti` (see the marked
+ * spot in `verifyCredential`), revocation, and the security of the issuer's own keys.
+ *
+ * Failures throw `GovernorError` with `CredentialInvalid` / `AttestationInvalid` and a short generic reason;
+ * messages never contain the token or claim values.
+ */
+
+/** Inputs every verification takes: the evaluation time (never read from a clock here) and the governor home. */
+export interface VerifyOptions {
+  now: Date;
+  /** Resolves relative JWKS `file` sources; default `GOVERNOR_HOME` or `.governor`. */
+  home?: string;
+}
+
+/** A verified credential (JWT-SVID claims); `aud` is normalized to an array. */
+export interface VerifiedCredential {
+  iss: string;
+  sub: string;
+  aud: string[];
+  exp: number;
+  iat: number;
+  jti?: string;
+}
+
+/** A verified attestation. */
+export interface VerifiedAttestation {
+  iss: string;
+  sub: string;
+  iat: number;
+  exp?: number;
+  imageDigest: string;
+  trustZone: string;
+  environment: string;
+}
+
+type Kind = 'credential' | 'attestation';
+
+// Header parameters that point at or carry keys: a verifier that honours them lets the token choose its own key.
+const KEY_BEARING_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const;
+// Compact JWS: three base64url segments. The signature may be empty here only so `alg: none` gets its own reason.
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+// JWT-SVID allows `typ` to be absent, `JWT` or `JOSE` (media types compare case-insensitively).
+const CREDENTIAL_TYPS = new Set(['jwt', 'jose', 'application/jwt', 'application/jose']);
+// Attestations must be explicitly typed, so a credential can never be presented as one (and vice versa).
+const ATTESTATION_TYPS = new Set(['attestation+jwt', 'application/attestation+jwt']);
+const OCI_DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
+
+/**
+ * Verifies a workload credential: size (before any parsing), header guards, trusted issuer (picked by the
+ * unverified `iss` only to choose its key set), allowed algorithm, signature, `iss`, `aud`, `exp`/`nbf` with
+ * the manifest's clock tolerance, required `iss` `sub` `aud` `exp` `iat`, and `iat` not in the future.
+ * `typ` must be absent, `JWT` or `JOSE`. Throws `GovernorError(CredentialInvalid)`; key-source problems throw
+ * `KeysMissing` / `PolicyUnavailable` instead (retryable, still never an allow).
+ */
+export async function verifyCredential(
+  token: string,
+  manifest: Pick<Manifest, 'trustedIssuers' | 'credential'>,
+  options: VerifyOptions,
+): Promise<VerifiedCredential> {
+  const kind: Kind = 'credential';
+  const now = checkNow(options.now);
+  const header = inspectToken(token, manifest.credential.maxTokenBytes, kind, (typ) => typ === undefined || CREDENTIAL_TYPS.has(typ));
+  const iss = peekIssuer(token, kind);
+  const trusted = manifest.trustedIssuers.find((candidate) => candidate.issuer === iss);
+  if (!trusted) throw invalid(kind, 'credential issuer not trusted');
+  if (!(trusted.algorithms as string[]).includes(header.alg)) throw invalid(kind, 'credential algorithm not allowed');
+
+  const tolerance = manifest.credential.clockToleranceSeconds;
+  const payload = await verifySigned(token, createJwksResolver(trusted.jwks, options.home), kind, {
+    issuer: trusted.issuer,
+    audience: trusted.audience,
+    algorithms: trusted.algorithms,
+    requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat'],
+    clockTolerance: tolerance,
+    currentDate: now,
+  });
+
+  // Snapshot the verified claims into plain, typed data; jose checked presence and numeric dates only.
+  const sub = nonEmptyString(payload.sub, kind, 'sub');
+  const iat = payload.iat as number;
+  if (iat > epochSeconds(now) + tolerance) throw invalid(kind, 'credential issued in the future');
+  if (payload.jti !== undefined && typeof payload.jti !== 'string') throw invalid(kind, 'credential claim "jti" is invalid');
+  const credential: VerifiedCredential = {
+    iss: trusted.issuer,
+    sub,
+    aud: typeof payload.aud === 'string' ? [payload.aud] : [...(payload.aud as string[])],
+    exp: payload.exp as number,
+    iat,
+  };
+  if (payload.jti !== undefined) credential.jti = payload.jti;
+  // Replay protection goes here: once signature and claims are known good, check (and record) `jti` against a
+  // store. Not done yet: a credential is legitimately re-presented at every step of its chain.
+  return credential;
+}
+
+/**
+ * Verifies a workload attestation: the same size and header guards as credentials, `typ: attestation+jwt`,
+ * a trusted attester and allowed algorithm, signature, required `iss` `sub` `iat` `imageDigest` `trustZone`
+ * `environment`, `exp` if present, `sub` equal to `expectedSubject` (the verified credential's subject), and
+ * `now - iat <= maxAge` of that attester (`iat` may be ahead of `now` by at most the clock tolerance).
+ * Throws `GovernorError(AttestationInvalid)`.
+ */
+export async function verifyAttestation(
+  token: string,
+  manifest: Pick<Manifest, 'trustedAttesters' | 'credential'>,
+  options: VerifyOptions & { expectedSubject: string },
+): Promise<VerifiedAttestation> {
+  const kind: Kind = 'attestation';
+  const now = checkNow(options.now);
+  if (typeof options.expectedSubject !== 'string' || options.expectedSubject.length === 0) {
+    throw new GovernorError(ErrorCode.InvalidInput, 'expectedSubject is required to verify an attestation', 'expectedSubject');
+  }
+  const header = inspectToken(token, manifest.credential.maxTokenBytes, kind, (typ) => typ !== undefined && ATTESTATION_TYPS.has(typ));
+  const iss = peekIssuer(token, kind);
+  const trusted = manifest.trustedAttesters.find((candidate) => candidate.issuer === iss);
+  if (!trusted) throw invalid(kind, 'attestation issuer not trusted');
+  if (!(trusted.algorithms as string[]).includes(header.alg)) throw invalid(kind, 'attestation algorithm not allowed');
+
+  const tolerance = manifest.credential.clockToleranceSeconds;
+  const payload = await verifySigned(token, createJwksResolver(trusted.jwks, options.home), kind, {
+    issuer: trusted.issuer,
+    algorithms: trusted.algorithms,
+    requiredClaims: ['iss', 'sub', 'iat', 'imageDigest', 'trustZone', 'environment'],
+    clockTolerance: tolerance,
+    currentDate: now,
+  });
+
+  const sub = nonEmptyString(payload.sub, kind, 'sub');
+  if (sub !== options.expectedSubject) throw invalid(kind, 'attestation subject does not match the credential');
+  const iat = payload.iat as number;
+  if (iat > epochSeconds(now) + tolerance) throw invalid(kind, 'attestation issued in the future');
+  if (now.getTime() - iat * 1000 > durationMs(trusted.maxAge)) throw invalid(kind, 'attestation is stale');
+  const imageDigest = nonEmptyString(payload.imageDigest, kind, 'imageDigest');
+  if (!OCI_DIGEST.test(imageDigest)) throw invalid(kind, 'attestation claim "imageDigest" is invalid');
+  const attestation: VerifiedAttestation = {
+    iss: trusted.issuer,
+    sub,
+    iat,
+    imageDigest,
+    trustZone: nonEmptyString(payload.trustZone, kind, 'trustZone'),
+    environment: nonEmptyString(payload.environment, kind, 'environment'),
+  };
+  if (payload.exp !== undefined) attestation.exp = payload.exp;
+  return attestation;
+}
+
+/**
+ * Guard clauses over the raw token and its unverified header. Rejecting on unverified data is safe; nothing here
+ * accepts anything — acceptance needs the signature check in `verifySigned`.
+ */
+function inspectToken(
+  token: unknown,
+  maxBytes: number,
+  kind: Kind,
+  typAllowed: (normalizedTyp: string | undefined) => boolean,
+): { alg: string } {
+  if (typeof token !== 'string' || token.length === 0) throw invalid(kind, `${kind} is missing`);
+  // Size first, before any decoding: bounds the work an attacker can make us do.
+  if (token.length > maxBytes || Buffer.byteLength(token, 'utf8') > maxBytes) throw invalid(kind, `${kind} exceeds ${maxBytes} bytes`);
+  if (!COMPACT_JWS.test(token)) throw invalid(kind, `${kind} is malformed`);
+  let header: ProtectedHeaderParameters;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    throw invalid(kind, `${kind} is malformed`);
+  }
+  const { alg, typ, kid, crit } = header as Record<string, unknown>;
+  if (typeof alg !== 'string' || alg.length === 0) throw invalid(kind, `${kind} is malformed`);
+  if (alg.toLowerCase() === 'none') throw invalid(kind, `${kind} is unsigned (alg none)`);
+  for (const name of KEY_BEARING_HEADERS) {
+    if (Object.hasOwn(header, name)) throw invalid(kind, `${kind} header "${name}" is not accepted`);
+  }
+  // We implement no JWS extensions, so any `crit` names something we would have to ignore: refuse.
+  if (crit !== undefined) throw invalid(kind, `${kind} has unsupported critical header parameters`);
+  if (typ !== undefined && typeof typ !== 'string') throw invalid(kind, `${kind} is malformed`);
+  if (!typAllowed(typeof typ === 'string' ? typ.toLowerCase() : undefined)) throw invalid(kind, `${kind} type not accepted`);
+  if (kid !== undefined && typeof kid !== 'string') throw invalid(kind, `${kind} is malformed`);
+  if (token.endsWith('.')) throw invalid(kind, `${kind} is malformed`); // empty signature
+  return { alg };
+}
+
+/** The unverified `iss`, used only to choose which trusted key set to verify against. */
+function peekIssuer(token: string, kind: Kind): string | undefined {
+  let claims: JWTPayload;
+  try {
+    claims = decodeJwt(token);
+  } catch {
+    throw invalid(kind, `${kind} is malformed`);
+  }
+  if (claims.iss === undefined) throw invalid(kind, `${kind} missing required claim "iss"`);
+  return typeof claims.iss === 'string' ? claims.iss : undefined;
+}
+
+/** `jwtVerify` with jose's error codes mapped to generic reasons; the governor's own key-source errors pass through. */
+async function verifySigned(token: string, keys: JwksResolver, kind: Kind, options: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    const { payload } = await jwtVerify(token, keys, options);
+    return payload;
+  } catch (err) {
+    if (isGovernorError(err)) throw err;
+    throw invalid(kind, reasonFor(err, kind));
+  }
+}
+
+function reasonFor(err: unknown, kind: Kind): string {
+  const { code, claim, reason } = (typeof err === 'object' && err !== null ? err : {}) as {
+    code?: unknown;
+    claim?: unknown;
+    reason?: unknown;
+  };
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      return `${kind} expired`;
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      if (reason === 'missing' && typeof claim === 'string') return `${kind} missing required claim "${claim}"`;
+      switch (claim) {
+        case 'aud':
+          return `${kind} audience mismatch`;
+        case 'iss':
+          return `${kind} issuer not trusted`;
+        case 'nbf':
+          return `${kind} not yet valid`;
+        case 'typ':
+          return `${kind} type not accepted`;
+        default:
+          return typeof claim === 'string' && /^[a-z]{1,16}$/i.test(claim) ? `${kind} claim "${claim}" is invalid` : `${kind} claims are invalid`;
+      }
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return `${kind} signature invalid`;
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+      return `${kind} signing key not found`;
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      return `${kind} signing key is ambiguous`;
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return `${kind} algorithm not allowed`;
+    case 'ERR_JOSE_NOT_SUPPORTED':
+      return `${kind} uses an unsupported algorithm or header`;
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+      return `${kind} is malformed`;
+    default:
+      // Anything unexpected still ends in a rejection, never an allow.
+      return `${kind} could not be verified`;
+  }
+}
+
+function nonEmptyString(value: unknown, kind: Kind, claim: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 1024) throw invalid(kind, `${kind} claim "${claim}" is invalid`);
+  return value;
+}
+
+function checkNow(now: unknown): Date {
+  // Not `instanceof`: a Date from another realm (sandbox, test VM) is still a Date.
+  if (Object.prototype.toString.call(now) !== '[object Date]' || !Number.isFinite((now as Date).getTime())) {
+    throw new GovernorError(ErrorCode.InvalidInput, 'now must be a valid Date', 'now');
+  }
+  return now as Date;
+}
+
+function epochSeconds(date: Date): number {
+  return Math.floor(date.getTime() / 1000);
+}
+
+function invalid(kind: Kind, reason: string): GovernorError {
+  return new GovernorError(kind === 'credential' ? ErrorCode.CredentialInvalid : ErrorCode.AttestationInvalid, reason);
+}

@@ -1,0 +1,34 @@
+import { CompactSign, type CryptoKey, type KeyObject } from 'jose';
+import { canonicalJson, sha256Hex } from '../policies/engine';
+import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
+
+/** A key that signs receipts (the governor's Ed25519 receipt key) and its key id. */
+export interface ReceiptSigner {
+  key: CryptoKey | KeyObject | Uint8Array;
+  kid: string;
+}
+
+/**
+ * Builds the next receipt after `prev`: links it by hash and signs the hash (EdDSA JWS).
+ * Deterministic in its inputs except the signature bytes, which Ed25519 also makes deterministic.
+ */
+export async function makeReceipt(
+  signer: ReceiptSigner,
+  args: { chainId: string; stepId?: string; kind: ReceiptKind; payload: unknown; prev: ReceiptHead },
+): Promise<Receipt> {
+  const digest = sha256Hex(canonicalJson(args.payload ?? null));
+  const seq = args.prev.seq + 1;
+  const body = receiptBody({ seq, chainId: args.chainId, stepId: args.stepId, kind: args.kind, digest, prevHash: args.prev.hash });
+  const hash = sha256Hex(canonicalJson(body));
+  const signature = await new CompactSign(new TextEncoder().encode(hash))
+    .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'governor-receipt+jws' })
+    .sign(signer.key);
+  return { ...body, hash, signature };
+}
+
+/** The hashed part of a receipt (`stepId` omitted when absent, so the hash is well defined). */
+export function receiptBody(r: Omit<Receipt, 'hash' | 'signature'>): Omit<Receipt, 'hash' | 'signature'> {
+  const body: Omit<Receipt, 'hash' | 'signature'> = { seq: r.seq, chainId: r.chainId, kind: r.kind, digest: r.digest, prevHash: r.prevHash };
+  if (r.stepId !== undefined) body.stepId = r.stepId;
+  return body;
+}

@@ -1,0 +1,399 @@
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { ErrorCode, GovernorError, isGovernorError } from '../contracts/errors';
+import { DEFAULT_TASK_QUEUE } from '../contracts/status';
+import { connectWorker, loadTemporalSettings } from '../workers/connection';
+import { startDevServer, type DevServer } from '../workers/dev-server';
+import { createLogger, installRuntimeLogger } from '../workers/logger';
+import { projectRoot, resolveTemporalCli } from '../workers/temporal-cli';
+import { createGovernorWorker, defaultPoliciesDir } from '../workers/worker';
+import { Client } from '@temporalio/client';
+import { initKeys, issueAttestation, issueCredential } from '../activities/identity';
+import { TERMINAL_STATUSES, type ChainStatus } from '../contracts/status';
+import type { ChainState } from '../contracts/state';
+import { connectClient } from '../workers/connection';
+import { loadChainFile } from './chain-file';
+import { GovernorClient } from './client';
+
+/** Exit codes (DESIGN §6). */
+export const Exit = { Ok: 0, BadInput: 1, Denied: 2, Unreachable: 3 } as const;
+
+/** Output helper: human text or one JSON document (`--json`). */
+export interface Out {
+  json: boolean;
+  print(human: string, data?: unknown): void;
+  error(message: string, data?: Record<string, unknown>): void;
+}
+
+function makeOut(json: boolean): Out {
+  return {
+    json,
+    print(human, data) {
+      process.stdout.write(json ? `${JSON.stringify(data ?? { message: human })}\n` : `${human}\n`);
+    },
+    error(message, data) {
+      if (json) process.stdout.write(`${JSON.stringify({ error: message, ...(data ?? {}) })}\n`);
+      process.stderr.write(`governor: ${message}\n`);
+    },
+  };
+}
+
+/** Maps an error to the CLI exit code. */
+export function exitCodeFor(err: unknown): number {
+  if (isGovernorError(err) && err.code === ErrorCode.TemporalUnreachable) return Exit.Unreachable;
+  return Exit.BadInput;
+}
+
+/** GOVERNOR_HOME: keys and state (default `.governor` in the working directory). */
+export function governorHome(): string {
+  return path.resolve(process.env.GOVERNOR_HOME ?? '.governor');
+}
+
+function waitForShutdown(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+interface ServerOpts { ip: string; port: string; uiPort: string; db: string; headless?: boolean; installOnly?: boolean }
+
+function parsePort(value: string, field: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new GovernorError(ErrorCode.InvalidInput, `${field}: must be a port number 1-65535`, field);
+  return n;
+}
+
+async function runServer(opts: ServerOpts, out: Out): Promise<DevServer> {
+  const home = governorHome();
+  return startDevServer({
+    ip: opts.ip,
+    port: parsePort(opts.port, '--port'),
+    uiPort: parsePort(opts.uiPort, '--ui-port'),
+    dbFile: path.resolve(opts.db || path.join(home, 'temporal.db')),
+    headless: opts.headless,
+    logFile: path.join(home, 'temporal-server.log'),
+    onProgress: (m) => process.stderr.write(`${m}\n`),
+  }).then((server) => {
+    out.print(`Temporal dev server on ${server.address}${server.uiUrl ? `, UI ${server.uiUrl}` : ''} (pid ${server.pid})`, {
+      address: server.address,
+      uiUrl: server.uiUrl ?? null,
+      pid: server.pid,
+    });
+    return server;
+  });
+}
+
+async function runWorker(opts: { taskQueue: string; policies: string }, out: Out, addressOverride?: string): Promise<{ stop(): Promise<void> }> {
+  const logger = createLogger({ name: 'governor-worker' });
+  installRuntimeLogger(logger);
+  const settings = loadTemporalSettings(addressOverride ? { address: addressOverride } : {});
+  const connection = await connectWorker(settings);
+  const { worker } = await createGovernorWorker({
+    connection,
+    namespace: settings.namespace,
+    taskQueue: opts.taskQueue,
+    policiesDir: path.resolve(opts.policies),
+    home: governorHome(),
+    logger,
+  });
+  const running = worker.run();
+  out.print(`governor worker connected to ${settings.address} (namespace ${settings.namespace}, task queue ${opts.taskQueue})`, {
+    address: settings.address,
+    namespace: settings.namespace,
+    taskQueue: opts.taskQueue,
+  });
+  return {
+    async stop() {
+      worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+/** Builds the commander program; every action resolves to an exit code. */
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('governor')
+    .description('Temporal Governor: governed execution of agent and service action chains on Temporal')
+    .option('--json', 'machine-readable output')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const out = (): Out => makeOut(Boolean(program.opts().json));
+
+  program
+    .command('server')
+    .description('start the local Temporal dev server (SQLite under .governor/, UI on :8233, governor search attributes)')
+    .option('--ip <ip>', 'address to bind', '127.0.0.1')
+    .option('--port <port>', 'frontend port', '7233')
+    .option('--ui-port <port>', 'Web UI port', '8233')
+    .option('--db <file>', 'SQLite file (default <GOVERNOR_HOME>/temporal.db)', '')
+    .option('--headless', 'no Web UI')
+    .option('--install-only', 'only make sure the pinned Temporal CLI is available, then exit')
+    .action(async (opts: ServerOpts) => {
+      if (opts.installOnly) {
+        const binary = resolveTemporalCli({ onProgress: (m) => process.stderr.write(`${m}\n`) });
+        out().print(`temporal CLI: ${binary}`, { path: binary });
+        return setExit(Exit.Ok);
+      }
+      const server = await runServer(opts, out());
+      const signal = await waitForShutdown();
+      process.stderr.write(`${signal}: stopping Temporal dev server…\n`);
+      await server.stop();
+      setExit(Exit.Ok);
+    });
+
+  program
+    .command('worker')
+    .description('run the governor worker (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* apply)')
+    .option('--task-queue <name>', 'task queue', process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE)
+    .option('--policies <dir>', 'policy bundle folder', process.env.GOVERNOR_POLICIES ?? defaultPoliciesDir())
+    .action(async (opts: { taskQueue: string; policies: string }) => {
+      const worker = await runWorker(opts, out());
+      const signal = await waitForShutdown();
+      process.stderr.write(`${signal}: draining worker…\n`);
+      await worker.stop();
+      setExit(Exit.Ok);
+    });
+
+  program
+    .command('up')
+    .description('server + worker together (the embedded default); creates development keys on first start')
+    .option('--port <port>', 'frontend port', '7233')
+    .option('--ui-port <port>', 'Web UI port', '8233')
+    .option('--task-queue <name>', 'task queue', DEFAULT_TASK_QUEUE)
+    .option('--policies <dir>', 'policy bundle folder', process.env.GOVERNOR_POLICIES ?? defaultPoliciesDir())
+    .action(async (opts: { port: string; uiPort: string; taskQueue: string; policies: string }) => {
+      const o = out();
+      const keys = await initKeys(governorHome());
+      if (keys.created.length > 0) process.stderr.write(`created development keys in ${keys.dir}\n`);
+      const server = await runServer({ ip: '127.0.0.1', port: opts.port, uiPort: opts.uiPort, db: '' }, o);
+      let worker;
+      try {
+        worker = await runWorker(opts, o, server.address);
+      } catch (err) {
+        await server.stop();
+        throw err;
+      }
+      if (!o.json) {
+        process.stdout.write(
+          [
+            '',
+            `Temporal UI:  ${server.uiUrl}`,
+            'Try next:',
+            '  npx governor demo                         # allowed, denied and escalated example chains',
+            '  npx governor run examples/chains/deploy-staging.yaml --as agent:release-bot --wait',
+            '  npx governor list',
+            'Ctrl-C stops the worker and the server; state persists in .governor/.',
+            '',
+          ].join('\n'),
+        );
+      }
+      const signal = await waitForShutdown();
+      process.stderr.write(`${signal}: stopping…\n`);
+      await worker.stop();
+      await server.stop();
+      setExit(Exit.Ok);
+    });
+
+  const keys = program.command('keys').description('development key material');
+  keys
+    .command('init')
+    .description('create issuer, attester, receipt and policy-signing keys (and JWKS) under <GOVERNOR_HOME>/keys')
+    .option('--force', 'replace existing keys')
+    .action(async (opts: { force?: boolean }) => {
+      const result = await initKeys(governorHome(), { force: Boolean(opts.force) });
+      out().print(`keys in ${result.dir}${result.created.length ? ` (created: ${result.created.join(', ')})` : ' (already present, kept)'}`, result);
+      setExit(Exit.Ok);
+    });
+
+  const token = program.command('token').description('development credentials');
+  token
+    .command('issue')
+    .description('issue a development credential (JWT-SVID shape) for a workload')
+    .requiredOption('--sub <workload>', 'workload (subject)')
+    .option('--ttl <seconds>', 'lifetime in seconds', '900')
+    .option('--audience <aud>', 'audience', 'temporal-governor')
+    .action(async (opts: { sub: string; ttl: string; audience: string }) => {
+      const ttlSeconds = parseTtl(opts.ttl);
+      const jwt = await issueCredential({ home: governorHome(), sub: opts.sub, audience: opts.audience, ttlSeconds });
+      out().print(jwt, { token: jwt, sub: opts.sub, ttlSeconds });
+      setExit(Exit.Ok);
+    });
+
+  const attest = program.command('attest').description('development attestations');
+  attest
+    .command('issue')
+    .description('issue a development runtime attestation for a workload')
+    .requiredOption('--sub <workload>', 'workload (subject)')
+    .option('--trust-zone <zone>', 'trust zone', 'trusted')
+    .option('--environment <env>', 'environment', 'dev')
+    .option('--image-digest <digest>', 'image digest (sha256:…)')
+    .option('--ttl <seconds>', 'lifetime in seconds', '900')
+    .action(async (opts: { sub: string; trustZone: string; environment: string; imageDigest?: string; ttl: string }) => {
+      const jwt = await issueAttestation({ home: governorHome(), sub: opts.sub, trustZone: opts.trustZone, environment: opts.environment, imageDigest: opts.imageDigest, ttlSeconds: parseTtl(opts.ttl) });
+      out().print(jwt, { token: jwt, sub: opts.sub });
+      setExit(Exit.Ok);
+    });
+
+  program
+    .command('run <file>')
+    .description('start a chain from a YAML or JSON file')
+    .option('--token <jwt>', 'the workload credential')
+    .option('--attestation <jwt>', 'the workload attestation (with --token)')
+    .option('--as <workload>', 'issue a local development credential and attestation for this workload')
+    .option('--chain-id <id>', 'chain (workflow) id')
+    .option('--task-queue <name>', 'governor task queue', process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE)
+    .option('--wait', 'follow progress until the chain ends')
+    .action(async (file: string, opts: { token?: string; attestation?: string; as?: string; chainId?: string; taskQueue: string; wait?: boolean }) => {
+      const o = out();
+      const chain = loadChainFile(file);
+      const creds = await credentialsFor(opts, chain.workload);
+      const gc = await governorClient(opts.taskQueue);
+      const handle = await gc.start(chain, { ...creds, chainId: opts.chainId });
+      if (!opts.wait) {
+        o.print(`started chain ${handle.workflowId}`, { chainId: handle.workflowId, runId: handle.firstExecutionRunId, status: 'Running' });
+        return setExit(Exit.Ok);
+      }
+      const state = await follow(gc, handle.workflowId, o);
+      setExit(exitForStatus(state.status));
+    });
+
+  program
+    .command('status <chainId>')
+    .description('show a chain: every step with its decision, and what is pending')
+    .action(async (chainId: string) => {
+      const gc = await governorClient(DEFAULT_TASK_QUEUE);
+      const state = await gc.status(chainId);
+      out().print(formatState(state), state);
+      setExit(exitForStatus(state.status));
+    });
+
+  program
+    .command('list')
+    .description('list chains (backed by search attributes)')
+    .option('--status <status>', 'Running, AwaitingApproval, AwaitingCredential, Completed, Denied, Failed, Revoked')
+    .option('--workload <sub>', 'workload')
+    .option('--limit <n>', 'at most n chains', '50')
+    .action(async (opts: { status?: string; workload?: string; limit: string }) => {
+      const statuses = ['Running', 'AwaitingApproval', 'AwaitingCredential', 'Completed', 'Denied', 'Failed', 'Revoked'];
+      if (opts.status && !statuses.includes(opts.status)) throw new GovernorError(ErrorCode.InvalidInput, `--status: must be one of ${statuses.join(', ')}`, '--status');
+      const gc = await governorClient(DEFAULT_TASK_QUEUE);
+      const chains = await gc.list({ status: opts.status, workload: opts.workload, limit: Number(opts.limit) || 50 });
+      const lines = chains.map((c) => `${c.chainId.padEnd(56)} ${c.status.padEnd(18)} ${(c.workload ?? '').padEnd(24)} ${c.startTime}`);
+      out().print(lines.length ? lines.join('\n') : '(no chains)', { chains });
+      setExit(Exit.Ok);
+    });
+
+  program
+    .command('demo')
+    .description('run the example chains (allowed, denied, escalated) as agent:release-bot')
+    .option('--task-queue <name>', 'governor task queue', DEFAULT_TASK_QUEUE)
+    .action(async (opts: { taskQueue: string }) => {
+      const o = out();
+      const gc = await governorClient(opts.taskQueue);
+      const examples = path.join(projectRoot(), 'examples', 'chains');
+      const results: { file: string; chainId: string; status: string; reason?: string }[] = [];
+      for (const name of ['deploy-staging.yaml', 'drop-prod-table.yaml', 'deploy-prod.yaml']) {
+        const chain = loadChainFile(path.join(examples, name));
+        const creds = await credentialsFor({ as: chain.workload }, chain.workload);
+        const handle = await gc.start(chain, creds);
+        const result = await gc.result(handle.workflowId).catch(async () => gc.status(handle.workflowId));
+        results.push({ file: name, chainId: handle.workflowId, status: result.status, reason: result.reason });
+        if (!o.json) process.stdout.write(`${name.padEnd(22)} ${result.status.padEnd(10)} ${handle.workflowId}${result.reason ? `  (${result.reason})` : ''}\n`);
+      }
+      if (o.json) o.print('', { results });
+      else process.stdout.write('Open the Temporal UI (http://localhost:8233) to read each chain\'s history.\n');
+      setExit(Exit.Ok);
+    });
+
+  return program;
+}
+
+function parseTtl(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 86_400) throw new GovernorError(ErrorCode.InvalidInput, '--ttl: must be whole seconds between 1 and 86400', '--ttl');
+  return n;
+}
+
+async function credentialsFor(opts: { token?: string; attestation?: string; as?: string }, workload: string): Promise<{ credential: string; attestation: string }> {
+  if (opts.token) {
+    if (opts.as) throw new GovernorError(ErrorCode.InvalidInput, '--token and --as are exclusive', '--as');
+    if (!opts.attestation) throw new GovernorError(ErrorCode.InvalidInput, '--attestation: required with --token', '--attestation');
+    return { credential: opts.token, attestation: opts.attestation };
+  }
+  const sub = opts.as ?? workload;
+  const home = governorHome();
+  return {
+    credential: await issueCredential({ home, sub }),
+    attestation: await issueAttestation({ home, sub }),
+  };
+}
+
+async function governorClient(taskQueue: string): Promise<GovernorClient> {
+  const settings = loadTemporalSettings();
+  const connection = await connectClient(settings);
+  return new GovernorClient(new Client({ connection, namespace: settings.namespace }), taskQueue);
+}
+
+function exitForStatus(status: ChainStatus): number {
+  return status === 'Denied' || status === 'Failed' || status === 'Revoked' ? Exit.Denied : Exit.Ok;
+}
+
+/** Human rendering of a chain state. */
+export function formatState(state: ChainState): string {
+  const lines = [`chain ${state.chainId}  workload ${state.workload}  status ${state.status}${state.pending ? `  pending: ${state.pending}` : ''}`];
+  if (state.reason) lines.push(`reason: ${state.reason}`);
+  for (const s of state.steps) {
+    const d = s.decision;
+    const why = d && d.effect !== 'allow' ? ` [${d.determiningPolicies.join(', ') || d.errors.join('; ')}]` : '';
+    lines.push(`  ${s.id.padEnd(20)} ${s.action.padEnd(14)} ${s.resource.padEnd(32)} ${s.status.padEnd(12)} ${d ? d.effect : ''}${why}${s.error ? ` — ${s.error}` : ''}`);
+  }
+  if (state.policyDigest) lines.push(`policy bundle ${state.policyDigest}`);
+  return lines.join('\n');
+}
+
+async function follow(gc: GovernorClient, chainId: string, o: Out): Promise<ChainState> {
+  let last = '';
+  let failures = 0;
+  for (;;) {
+    let state: ChainState;
+    try {
+      state = await gc.status(chainId);
+      failures = 0;
+    } catch (err) {
+      // A chain whose first workflow task has not run yet cannot answer queries: retry briefly.
+      if (isGovernorError(err) || ++failures > 100) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+      continue;
+    }
+    const line = `${state.status} ${state.steps.map((s) => `${s.id}:${s.status}`).join(' ')}`;
+    if (line !== last && !o.json) process.stdout.write(`${chainId}: ${line}\n`);
+    last = line;
+    if (TERMINAL_STATUSES.includes(state.status)) {
+      o.print(formatState(state), { chainId, status: state.status, reason: state.reason ?? null, state });
+      return state;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+/** CLI entry point: returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = Exit.Ok;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? Exit.Ok : Exit.BadInput;
+    }
+    const json = argv.includes('--json');
+    makeOut(json).error((err as Error).message, isGovernorError(err) ? { code: err.code, field: err.field } : undefined);
+    return exitCodeFor(err);
+  }
+}

@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import { Client, WorkflowExecutionInfo, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
+import { ErrorCode, GovernorError } from '../contracts/errors';
+import { refreshCredentialUpdate, statusQuery, type RefreshCredentialInput } from '../contracts/messages';
+import { GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
+import type { ChainResult, ChainState } from '../contracts/state';
+import { ChainStatus, DEFAULT_TASK_QUEUE, WORKFLOW_TYPE } from '../contracts/status';
+
+/** Options to start a chain. */
+export interface StartChainOptions {
+  credential: string;
+  attestation: string;
+  /** Workflow id of the chain (default `<workload>-<uuid>`). */
+  chainId?: string;
+}
+
+/** One line of `list`. */
+export interface ChainSummary {
+  chainId: string;
+  runId: string;
+  status: string;
+  workload?: string;
+  startTime: string;
+  closeTime?: string;
+}
+
+/** Filters of `list`, combined with AND. */
+export interface ListFilter {
+  status?: string;
+  workload?: string;
+  limit?: number;
+}
+
+function quote(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/** TypeScript client for services: start chains, read status, list, refresh credentials. */
+export class GovernorClient {
+  constructor(
+    readonly client: Client,
+    readonly taskQueue: string = DEFAULT_TASK_QUEUE,
+  ) {}
+
+  /** Validates the chain (nothing starts when it is malformed) and starts its workflow. */
+  async start(chain: unknown, options: StartChainOptions): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    const parsedChain = Chain.safeParse(chain);
+    if (!parsedChain.success) {
+      throw new GovernorError(ErrorCode.InvalidInput, `invalid chain:\n${formatIssues(parsedChain.error)}`, String(parsedChain.error.issues[0]?.path.join('.') ?? ''));
+    }
+    const c = parsedChain.data;
+    const chainId = options.chainId ?? `${c.workload.replace(/[^A-Za-z0-9_.-]/g, '-')}-${randomUUID()}`;
+    const input = GovernedChainInput.safeParse({ chainId, chain: c, credential: options.credential, attestation: options.attestation });
+    if (!input.success) {
+      throw new GovernorError(ErrorCode.InvalidInput, `invalid chain input:\n${formatIssues(input.error)}`, String(input.error.issues[0]?.path.join('.') ?? ''));
+    }
+    const steps = c.steps.map((s, i) => `${i + 1}. ${s.action} on ${s.resource.type}::"${s.resource.id}" (${s.executor.type})`);
+    return this.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: this.taskQueue,
+      workflowId: chainId,
+      args: [input.data],
+      typedSearchAttributes: [
+        { key: GovernorStatusKey, value: ChainStatus.Running },
+        { key: GovernorWorkloadKey, value: c.workload },
+      ],
+      staticSummary: c.summary ?? `${c.workload}: ${c.steps.map((s) => s.action).join(' → ')}`.slice(0, 200),
+      staticDetails: [`Governed chain of **${c.workload}**${c.owner ? ` (owner ${c.owner})` : ''}`, '', ...steps].join('\n'),
+    });
+  }
+
+  /** The handle of an existing chain. */
+  handle(chainId: string): WorkflowHandle {
+    return this.client.workflow.getHandle(chainId);
+  }
+
+  /** Live state from the workflow (works while running and after it closed). */
+  async status(chainId: string): Promise<ChainState> {
+    try {
+      return await this.handle(chainId).query(statusQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}`, 'chainId');
+      throw err;
+    }
+  }
+
+  /** Waits for the chain to end and returns its result. */
+  async result(chainId: string): Promise<ChainResult> {
+    return (await this.handle(chainId).result()) as ChainResult;
+  }
+
+  /** Sends a refreshed credential and returns the chain state after the workflow accepted it. */
+  async refreshCredential(chainId: string, refresh: RefreshCredentialInput): Promise<ChainState> {
+    return this.handle(chainId).executeUpdate(refreshCredentialUpdate, { args: [refresh] });
+  }
+
+  /** Lists chains through the governor's search attributes. */
+  async list(filter: ListFilter = {}): Promise<ChainSummary[]> {
+    const clauses = [`WorkflowType = '${WORKFLOW_TYPE}'`];
+    if (filter.status) clauses.push(`GovernorStatus = ${quote(filter.status)}`);
+    if (filter.workload) clauses.push(`GovernorWorkload = ${quote(filter.workload)}`);
+    const out: ChainSummary[] = [];
+    const limit = filter.limit ?? 100;
+    for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
+      out.push(summarize(wf));
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+}
+
+function summarize(wf: WorkflowExecutionInfo): ChainSummary {
+  const status = wf.typedSearchAttributes.get(GovernorStatusKey) ?? wf.status.name;
+  return {
+    chainId: wf.workflowId,
+    runId: wf.runId,
+    status,
+    workload: wf.typedSearchAttributes.get(GovernorWorkloadKey),
+    startTime: wf.startTime.toISOString(),
+    closeTime: wf.closeTime?.toISOString(),
+  };
+}

@@ -1,0 +1,243 @@
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { formatIssues } from '../contracts/chain';
+import { AuthzRequest, type Decision, type EscalationRequirement } from '../contracts/decision';
+import { ErrorCode, GovernorError } from '../contracts/errors';
+import { Annotation, readEscalation, type EscalationAnnotation } from './annotations';
+import type { BundlePolicy, LoadedBundle } from './bundle';
+import { canonicalJson, sha256Hex } from './canonical';
+import { durationMs } from './manifest';
+
+export { canonicalJson, sha256Hex } from './canonical';
+
+/**
+ * The Cedar decision function (DESIGN §3).
+ *
+ * Request mapping: principal `Workload::"<id>"`, action `Action::"<action>"`, resource
+ * `<Type>::"<id>"`, no entity store (entities = []: the default schema declares no parents; every
+ * attribute a policy needs travels in the context). The context is `request.context` plus two keys
+ * the engine always sets, overwriting any caller-supplied value so time cannot be spoofed:
+ *
+ *   now              Cedar `datetime` built from `request.now` (ISO-8601 UTC, e.g.
+ *                    `2025-01-15T10:00:00.000Z`): policies compare with `datetime("...")`, `.toTime()`…
+ *   nowEpochSeconds  the same instant as a Long (whole seconds since the Unix epoch)
+ *
+ * The request is not validated against the schema at evaluation time (a step's free-form context
+ * may carry extra keys); policies are validated against it when the bundle loads, so a context that
+ * does not fit simply makes a policy error — and any error is a deny.
+ */
+
+/** Preparsed policy-set ids must be unique per engine: the wasm cache is process-wide. */
+let engineSeq = 0;
+
+interface Evaluation {
+  decision: 'allow' | 'deny';
+  reason: string[];
+  errors: string[];
+  erroringPolicies: string[];
+}
+
+/** A Cedar decision engine for one bundle: preparse once, then `decide` any number of times. */
+export class PolicyEngine {
+  /** SHA-256 of the bundle this engine evaluates. */
+  readonly bundleDigest: string;
+  private readonly fullSetId: string;
+  /** The set without escalatable forbids; undefined when the bundle has none. */
+  private readonly baseSetId: string | undefined;
+  private readonly policies: ReadonlyMap<string, BundlePolicy>;
+  private readonly escalations: ReadonlyMap<string, EscalationAnnotation>;
+  private readonly defaultQuorum: number;
+  private readonly defaultDeadline: string;
+
+  private constructor(bundle: LoadedBundle, fullSetId: string, baseSetId: string | undefined, escalations: Map<string, EscalationAnnotation>) {
+    this.bundleDigest = bundle.digest;
+    this.fullSetId = fullSetId;
+    this.baseSetId = baseSetId;
+    this.policies = new Map(bundle.policies.map((p) => [p.id, p]));
+    this.escalations = escalations;
+    this.defaultQuorum = bundle.manifest.approvals.defaultQuorum;
+    this.defaultDeadline = bundle.manifest.approvals.defaultDeadline;
+  }
+
+  /**
+   * Preparses the bundle's policy set (and the set without escalatable forbids) once. Throws
+   * GovernorError(PolicyError) when Cedar rejects it or an escalation annotation is malformed.
+   */
+  static fromBundle(bundle: LoadedBundle): PolicyEngine {
+    const escalations = new Map<string, EscalationAnnotation>();
+    for (const p of bundle.policies) {
+      const { escalation, problems } = readEscalation(p.annotations);
+      if (problems.length > 0) throw new GovernorError(ErrorCode.PolicyError, `policy ${p.id}: ${problems.join('; ')}`);
+      if (escalation && p.effect === 'forbid') escalations.set(p.id, escalation);
+    }
+    const seq = ++engineSeq;
+    const prepare = (suffix: string, policies: readonly BundlePolicy[]): string => {
+      const id = `governor/${bundle.digest}/${seq}/${suffix}`;
+      const answer = cedar.preparsePolicySet(id, { staticPolicies: Object.fromEntries(policies.map((p) => [p.id, p.text])) });
+      if (answer.type === 'failure') {
+        throw new GovernorError(ErrorCode.PolicyError, `Cedar rejected the policy set: ${answer.errors.map((e) => e.message).join('; ')}`);
+      }
+      return id;
+    };
+    const fullSetId = prepare('full', bundle.policies);
+    const baseSetId = escalations.size > 0 ? prepare('base', bundle.policies.filter((p) => !escalations.has(p.id))) : undefined;
+    return new PolicyEngine(bundle, fullSetId, baseSetId, escalations);
+  }
+
+  /**
+   * Decides one request. Pure: no clock, no I/O; the same request and bundle give the same Decision,
+   * byte for byte (arrays sorted, keys in a fixed order). Never throws: anything uncertain — invalid
+   * request, evaluation error, Cedar failure — is a deny listing the errors.
+   */
+  decide(request: AuthzRequest): Decision {
+    let inputDigest: string;
+    try {
+      inputDigest = sha256Hex(canonicalJson(request));
+    } catch {
+      inputDigest = sha256Hex('');
+    }
+    const evaluatedAt = typeof (request as { now?: unknown } | null)?.now === 'string' ? request.now : '';
+    const out = (d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>): Decision =>
+      this.finish(d, inputDigest, evaluatedAt);
+
+    // Snapshot untrusted input into plain data before using it.
+    const parsed = AuthzRequest.safeParse(request);
+    if (!parsed.success) {
+      const errors = formatIssues(parsed.error, 'request').split('\n').sort();
+      return out(deny([], errors, 'invalid request: fail closed'));
+    }
+    const req = parsed.data;
+    const now = parseNow(req.now);
+    if (now === undefined) {
+      return out(deny([], ['request.now: must be an ISO-8601 UTC timestamp such as 2025-01-15T10:00:00.000Z'], 'invalid request: fail closed'));
+    }
+    const call = {
+      principal: { type: 'Workload', id: req.principal.id },
+      action: { type: 'Action', id: req.action },
+      resource: { type: req.resource.type, id: req.resource.id },
+      context: {
+        ...(req.context as Record<string, cedar.CedarValueJson>),
+        now: { __extn: { fn: 'datetime', arg: req.now } },
+        nowEpochSeconds: now,
+      },
+      entities: [],
+    };
+    const target = `${req.action} on ${req.resource.type}::${JSON.stringify(req.resource.id)}`;
+
+    // 1. The full set. Any error is a deny: Cedar skips an erroring forbid and might allow.
+    const first = evaluate(this.fullSetId, call);
+    if (first.errors.length > 0) {
+      const where = first.erroringPolicies.length > 0 ? ` in ${first.erroringPolicies.join(', ')}` : '';
+      return out(deny(first.erroringPolicies, first.errors, `policy evaluation failed${where}: fail closed`));
+    }
+    // 2. Allow.
+    if (first.decision === 'allow') return out({ effect: 'allow', determiningPolicies: first.reason, annotations: {}, errors: [] });
+    // Cedar's default deny: nothing permitted it and nothing forbade it.
+    if (first.reason.length === 0) {
+      return out(deny([], [], `no policy permits ${target} for Workload::${JSON.stringify(req.principal.id)}`));
+    }
+    const blocking = first.reason;
+    if (this.baseSetId === undefined || !blocking.every((id) => this.escalations.has(id))) {
+      const hard = blocking.filter((id) => !this.escalations.has(id));
+      return out(deny(blocking, [], `denied by ${this.explain(hard)}`));
+    }
+    // 3. Only escalatable forbids blocked: would it be allowed without them?
+    const second = evaluate(this.baseSetId, call);
+    if (second.errors.length > 0) {
+      return out(deny(blocking, second.errors, 'policy evaluation failed without the escalatable policies: fail closed'));
+    }
+    if (second.decision !== 'allow') {
+      return out(deny(blocking, [], `approval cannot help: no policy permits ${target} (blocked by ${blocking.join(', ')})`));
+    }
+    const escalation = this.merge(blocking);
+    return out({
+      effect: 'escalate',
+      determiningPolicies: blocking,
+      annotations: {},
+      errors: [],
+      reason: `needs approval by ${escalation.quorum} of [${escalation.roles.join(', ')}] within ${escalation.deadline}: ${this.explain(blocking)}`,
+      escalation,
+    });
+  }
+
+  /** Merged requirements: roles = union, quorum = max, deadline = min (manifest defaults fill gaps). */
+  private merge(policyIds: readonly string[]): EscalationRequirement {
+    const roles = new Set<string>();
+    let quorum = 0;
+    let deadline: string | undefined;
+    for (const id of policyIds) {
+      const e = this.escalations.get(id)!;
+      e.roles.forEach((r) => roles.add(r));
+      quorum = Math.max(quorum, e.quorum ?? this.defaultQuorum);
+      const d = e.deadline ?? this.defaultDeadline;
+      if (deadline === undefined || durationMs(d) < durationMs(deadline)) deadline = d;
+    }
+    return { roles: [...roles].sort(), quorum, deadline: deadline ?? this.defaultDeadline, policies: [...policyIds] };
+  }
+
+  /** `id (reason annotation)`, joined: the human half of a deny or escalate. */
+  private explain(ids: readonly string[]): string {
+    return ids
+      .map((id) => {
+        const why = this.policies.get(id)?.annotations[Annotation.reason];
+        return why ? `${id} (${why})` : id;
+      })
+      .join('; ');
+  }
+
+  /** Adds annotations of the determining policies and the digests, in one fixed key order. */
+  private finish(d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>, inputDigest: string, evaluatedAt: string): Decision {
+    const annotations: Record<string, Record<string, string>> = {};
+    for (const id of d.determiningPolicies) {
+      const policy = this.policies.get(id);
+      if (!policy) continue;
+      const sorted: Record<string, string> = {};
+      for (const key of Object.keys(policy.annotations).sort()) sorted[key] = policy.annotations[key]!;
+      annotations[id] = sorted;
+    }
+    return {
+      effect: d.effect,
+      determiningPolicies: d.determiningPolicies,
+      annotations,
+      errors: d.errors,
+      ...(d.reason !== undefined ? { reason: d.reason } : {}),
+      ...(d.escalation !== undefined ? { escalation: d.escalation } : {}),
+      bundleDigest: this.bundleDigest,
+      inputDigest,
+      evaluatedAt,
+    };
+  }
+}
+
+function deny(determiningPolicies: string[], errors: string[], reason: string): Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'> {
+  return { effect: 'deny', determiningPolicies, annotations: {}, errors, reason };
+}
+
+/** Seconds since the epoch for a strict ISO-8601 UTC timestamp (the forms Cedar's datetime accepts). */
+function parseNow(now: string): number | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$/.test(now)) return undefined;
+  const ms = Date.parse(now);
+  // Date.parse rolls over impossible dates (Feb 30); the round trip rejects them.
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 19) !== now.slice(0, 19)) return undefined;
+  return Math.floor(ms / 1000);
+}
+
+/** One stateful Cedar call, normalised: sorted ids, errors as `policyId: message`, failures as errors. */
+function evaluate(setId: string, call: Omit<cedar.StatefulAuthorizationCall, 'preparsedPolicySetId'>): Evaluation {
+  let answer: cedar.AuthorizationAnswer;
+  try {
+    answer = cedar.statefulIsAuthorized({ ...call, preparsedPolicySetId: setId });
+  } catch (err) {
+    return { decision: 'deny', reason: [], errors: [`cedar: ${err instanceof Error ? err.message : 'evaluation failed'}`], erroringPolicies: [] };
+  }
+  if (answer.type === 'failure') {
+    const errors = answer.errors.map((e) => `cedar: ${e.message}`);
+    return { decision: 'deny', reason: [], errors: errors.length > 0 ? [...new Set(errors)].sort() : ['cedar: evaluation failed'], erroringPolicies: [] };
+  }
+  const { decision, diagnostics } = answer.response;
+  return {
+    decision,
+    reason: [...new Set(diagnostics.reason)].sort(),
+    errors: [...new Set(diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`))].sort(),
+    erroringPolicies: [...new Set(diagnostics.errors.map((e) => e.policyId))].sort(),
+  };
+}

@@ -1,0 +1,16 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
+
+/** Copies the default bundle to a temp folder and applies `patch` to its parsed manifest. */
+export function defaultBundleWith(patch: (manifest: Record<string, unknown>) => void): string {
+  const src = path.join(__dirname, '..', '..', 'policies', 'default');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-bundle-'));
+  fs.cpSync(src, dir, { recursive: true });
+  const file = path.join(dir, 'manifest.yaml');
+  const manifest = parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  patch(manifest);
+  fs.writeFileSync(file, stringify(manifest));
+  return dir;
+}

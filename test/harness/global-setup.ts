@@ -1,0 +1,32 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { freePort, startDevServer, type DevServer } from '../../workers/dev-server';
+
+/**
+ * One real Temporal dev server (the pinned CLI, in memory, headless) for the whole integration run,
+ * and the workflow bundle built once. Test files read the address and bundle path from the env.
+ */
+export default async function globalSetup(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-test-'));
+  const port = await freePort();
+  const server = await startDevServer({
+    port,
+    headless: true,
+    logFile: path.join(dir, 'temporal-server.log'),
+    onProgress: (m) => process.stderr.write(`${m}\n`),
+  });
+  (globalThis as { __governorServer?: DevServer }).__governorServer = server;
+
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../workflows'),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error(m: string) { process.stderr.write(`${m}\n`); }, log() {} },
+  });
+  const bundlePath = path.join(dir, 'workflow-bundle.js');
+  fs.writeFileSync(bundlePath, code);
+
+  process.env.GOVERNOR_TEST_DIR = dir;
+  process.env.GOVERNOR_TEST_ADDRESS = server.address;
+  process.env.GOVERNOR_TEST_BUNDLE = bundlePath;
+}

@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { initKeys } from '../../activities/identity';
+import { createGovernorWorker } from '../../workers/worker';
+import type { PolicyStore } from '../../activities/policy-store';
+
+/** Address of the shared test server (set by global-setup). */
+export function testAddress(): string {
+  const address = process.env.GOVERNOR_TEST_ADDRESS;
+  if (!address) throw new Error('GOVERNOR_TEST_ADDRESS unset: run integration tests through jest (global-setup starts the server)');
+  return address;
+}
+
+/** A fresh governor home with development keys. */
+export async function makeHome(): Promise<string> {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-home-'));
+  await initKeys(home);
+  return home;
+}
+
+/** A unique task queue per test, so tests never pick up each other's tasks. */
+export function uniqueQueue(prefix = 'test'): string {
+  return `${prefix}-${randomUUID()}`;
+}
+
+/** A client on the shared test server. */
+export async function testClient(): Promise<{ client: Client; connection: Connection }> {
+  const connection = await Connection.connect({ address: testAddress() });
+  return { client: new Client({ connection }), connection };
+}
+
+/** A governor worker on the shared server with the prebuilt bundle and no workflow cache (every task replays). */
+export async function startGovernorWorker(options: { home: string; taskQueue: string; policiesDir?: string; clock?: () => Date }): Promise<{
+  worker: Worker;
+  policies: PolicyStore;
+  connection: NativeConnection;
+  stop(): Promise<void>;
+}> {
+  const connection = await NativeConnection.connect({ address: testAddress() });
+  const { worker, policies } = await createGovernorWorker({
+    connection,
+    namespace: 'default',
+    taskQueue: options.taskQueue,
+    home: options.home,
+    policiesDir: options.policiesDir,
+    workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
+    maxCachedWorkflows: 0,
+    clock: options.clock,
+  });
+  const running = worker.run();
+  return {
+    worker,
+    policies,
+    connection,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+// Quiet the SDK's default console logger in tests: warnings and errors only.
+try {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+} catch {
+  // already installed in this jest worker
+}

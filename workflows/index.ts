@@ -1,0 +1,2 @@
+/** Workflow entry point bundled for the worker. Deterministic code only. */
+export { governedChainWorkflow } from './governed-chain';
