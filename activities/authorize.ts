@@ -1,8 +1,10 @@
+import { asyncLocalStorage, log } from '@temporalio/activity';
 import type { JsonValue, ResourceRef } from '../contracts/chain';
 import type { AuthzRequest, Decision } from '../contracts/decision';
 import { ErrorCode, isGovernorError } from '../contracts/errors';
 import type { Receipt, ReceiptHead } from '../contracts/receipt';
-import { requestContext } from '../policies/context';
+import { approvalsContext, requestContext, type ApprovalVote } from '../policies/context';
+import { decisionsDiffer } from '../policies/decision-diff';
 import { canonicalJson, sha256Hex } from '../policies/engine';
 import type { PolicyStore } from './policy-store';
 import { verifyAttestation, verifyCredential } from './identity';
@@ -20,6 +22,8 @@ export interface AuthorizeInput {
   credential: string;
   attestation: string;
   prev: ReceiptHead;
+  /** Counted approve votes for this step (re-authorization after quorum): policy has the last word. */
+  approvals?: ApprovalVote[];
 }
 
 /** What `authorize` returns (recorded in history). */
@@ -32,6 +36,25 @@ export interface AuthorizeResult {
   credentialExpired: boolean;
   /** The manifest's credential grace period, in ms. */
   gracePeriod: number;
+  /** Shadow mode: the candidate bundle's verdict on the same request (never enforced). Absent without a candidate or a request. */
+  shadow?: ShadowDecision;
+}
+
+/**
+ * What a shadow (candidate) bundle decided for the request the active bundle enforced. Recorded in the
+ * decision receipt and logged when `differs`; never enforced.
+ */
+export interface ShadowDecision {
+  /** Digest of the candidate bundle. */
+  bundleDigest: string;
+  effect: Decision['effect'];
+  /** True when enforcing the candidate would change the outcome: another effect, or other escalation requirements. */
+  differs: boolean;
+  determiningPolicies: string[];
+  annotations: Decision['annotations'];
+  errors: string[];
+  reason?: string;
+  escalation?: Decision['escalation'];
 }
 
 /** A deny that names why, for failures before policy evaluation (verification, no bundle). */
@@ -84,9 +107,47 @@ export async function authorizeAction(store: PolicyStore, home: string, input: A
     action: input.action,
     resource: { type: input.resource.type, id: input.resource.id },
     // Reserved keys (attestation, approvals, now) come only from verified sources, never from the step.
-    context: requestContext(input.context, attestation),
+    context: requestContext(input.context, attestation, input.approvals ? approvalsContext(input.approvals, Object.keys(manifest.approverRoles)) : undefined),
     now: evaluatedAt,
   };
   const decision = active.engine.decide(request);
-  return { decision, request, credentialExpired: false, gracePeriod };
+  const shadow = shadowDecision(store, request, decision);
+  return { decision, request, credentialExpired: false, gracePeriod, ...(shadow ? { shadow } : {}) };
+}
+
+/**
+ * Evaluates the store's shadow candidate (if any) on the request the active bundle just decided, and
+ * compares. Never enforced; never throws (the engine fails closed into a deny on its own).
+ */
+export function shadowDecision(store: PolicyStore, request: AuthzRequest, enforced: Decision): ShadowDecision | undefined {
+  const candidate = store.shadow();
+  if (!candidate || candidate.bundle.digest === enforced.bundleDigest) return undefined;
+  const d = candidate.engine.decide(request);
+  return {
+    bundleDigest: d.bundleDigest,
+    effect: d.effect,
+    differs: decisionsDiffer(enforced, d),
+    determiningPolicies: d.determiningPolicies,
+    annotations: d.annotations,
+    errors: d.errors,
+    ...(d.reason !== undefined ? { reason: d.reason } : {}),
+    ...(d.escalation !== undefined ? { escalation: d.escalation } : {}),
+  };
+}
+
+/** The receipt payload of a decision: the exact request, the decision, and the shadow block when one was evaluated. */
+export function decisionReceiptPayload(result: Pick<AuthorizeResult, 'request' | 'decision' | 'shadow'>): Record<string, unknown> {
+  return { request: result.request ?? null, decision: result.decision, ...(result.shadow ? { shadow: result.shadow } : {}) };
+}
+
+/** Logs a shadow difference through the activity logger (no-op outside an activity or without a difference). */
+export function logShadowDifference(input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action'>, result: Pick<AuthorizeResult, 'decision' | 'shadow'>): void {
+  if (!result.shadow?.differs || asyncLocalStorage.getStore() === undefined) return;
+  log.warn('shadow policy bundle decides differently', {
+    chainId: input.chainId,
+    stepId: input.stepId,
+    action: input.action,
+    enforced: { bundleDigest: result.decision.bundleDigest, effect: result.decision.effect, determiningPolicies: result.decision.determiningPolicies },
+    shadow: { bundleDigest: result.shadow.bundleDigest, effect: result.shadow.effect, determiningPolicies: result.shadow.determiningPolicies },
+  });
 }

@@ -1,14 +1,37 @@
 import { ApplicationFailure } from '@temporalio/activity';
+import type { VoteVerdict } from '../contracts/approval';
+import type { Executor, JsonValue } from '../contracts/chain';
+import { durationMs } from '../contracts/duration';
 import { ErrorCode } from '../contracts/errors';
+import { canonicalJson, sha256Hex } from '../policies/engine';
+import { judgeVote, type VoteContext } from './approvals';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 import type { ExecutionOutcome } from '../contracts/state';
-import { authorizeAction, type AuthorizeInput, type AuthorizeResult } from './authorize';
+import { authorizeAction, decisionReceiptPayload, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { runBuiltInExecutor, type ExecuteInput } from './executors';
 import { loadPrivateKey } from './identity';
 import type { PolicyStore } from './policy-store';
 import { makeReceipt, type ReceiptSigner } from './receipts';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
+
+/** `authorize` input: the action, plus the parts of the step an approval must be bound to. */
+export interface GovernorAuthorizeInput extends AuthorizeInput {
+  binding?: { input: Record<string, JsonValue>; executor: Executor };
+}
+
+/** `authorize` result: the decision, the step digest approvals bind to, and the approval rules that apply. */
+export interface GovernorAuthorizeResult extends AuthorizeResult {
+  stepDigest: string;
+  /** Present when the decision escalates: the manifest's escalation ladder and break-glass role. */
+  approvalRules?: { ladder: { afterMs: number; roles: string[] }[] };
+}
+
+/** Input of `verifyApproval`. */
+export interface VerifyApprovalInput extends VoteContext {
+  token: string;
+  prev: ReceiptHead;
+}
 export type { ExecuteInput } from './executors';
 
 /** Input of `recordReceipt`. */
@@ -46,16 +69,34 @@ export function createActivities(deps: ActivityDeps) {
 
   return {
     /** Re-verifies credential + attestation and evaluates policy; returns the decision and its receipt. */
-    async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
-      const result = await authorizeAction(deps.policies, deps.home, input, clock());
+    async authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
+      const { binding, ...action } = input;
+      const result = await authorizeAction(deps.policies, deps.home, action, clock());
+      logShadowDifference(input, result);
+      const stepDigest = sha256Hex(
+        canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),
+      );
+      const ladder = deps.policies.current()?.bundle.manifest.approvals.ladder ?? [];
+      const approvalRules = result.decision.effect === 'escalate' ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) } : undefined;
       const receipt = await makeReceipt(await receiptSigner(), {
         chainId: input.chainId,
         stepId: input.stepId,
         kind: input.kind === 'step' ? 'decision' : 'compensation-decision',
-        payload: { request: result.request ?? null, decision: result.decision },
+        payload: { ...decisionReceiptPayload(result), stepDigest },
         prev: input.prev,
       });
-      return { ...result, receipt };
+      return { ...result, receipt, stepDigest, ...(approvalRules ? { approvalRules } : {}) };
+    },
+
+    /** Verifies one approval vote and records the verdict (counted, or rejected with its reason). */
+    async verifyApproval(input: VerifyApprovalInput): Promise<{ verdict: VoteVerdict; receipt: Receipt }> {
+      const active = deps.policies.current();
+      const { token, prev, ...ctx } = input;
+      const verdict: VoteVerdict = active
+        ? await judgeVote(token, active.bundle.manifest, ctx, { now: clock(), home: deps.home })
+        : { seq: ctx.seq, via: ctx.via, counted: false, reason: 'no valid policy bundle is loaded' };
+      const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: 'approval', payload: { verdict, stepDigest: input.stepDigest }, prev });
+      return { verdict, receipt };
     },
 
     /** Runs a built-in executor (`noop`, `http`). */

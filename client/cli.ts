@@ -8,7 +8,7 @@ import { createLogger, installRuntimeLogger } from '../workers/logger';
 import { projectRoot, resolveTemporalCli } from '../workers/temporal-cli';
 import { createGovernorWorker, defaultPoliciesDir } from '../workers/worker';
 import { Client } from '@temporalio/client';
-import { initKeys, issueAttestation, issueCredential } from '../activities/identity';
+import { initKeys, issueApproval, issueAttestation, issueCredential } from '../activities/identity';
 import { TERMINAL_STATUSES, type ChainStatus } from '../contracts/status';
 import type { ChainState } from '../contracts/state';
 import { connectClient } from '../workers/connection';
@@ -105,7 +105,8 @@ async function runWorker(opts: { taskQueue: string; policies: string }, out: Out
   });
   return {
     async stop() {
-      worker.shutdown();
+      // Temporal's Runtime also reacts to SIGINT/SIGTERM by shutting workers down itself.
+      if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await connection.close();
     },
@@ -200,7 +201,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   const keys = program.command('keys').description('development key material');
   keys
     .command('init')
-    .description('create issuer, attester, receipt and policy-signing keys (and JWKS) under <GOVERNOR_HOME>/keys')
+    .description('create issuer, attester, approver, receipt and policy-signing keys (and JWKS) under <GOVERNOR_HOME>/keys')
     .option('--force', 'replace existing keys')
     .action(async (opts: { force?: boolean }) => {
       const result = await initKeys(governorHome(), { force: Boolean(opts.force) });
@@ -275,36 +276,91 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('list chains (backed by search attributes)')
     .option('--status <status>', 'Running, AwaitingApproval, AwaitingCredential, Completed, Denied, Failed, Revoked')
     .option('--workload <sub>', 'workload')
+    .option('--awaiting-approval', 'chains waiting for approvers, with the roles still needed')
+    .option('--break-glass', 'chains a break-glass approval let through (after-the-fact review)')
     .option('--limit <n>', 'at most n chains', '50')
-    .action(async (opts: { status?: string; workload?: string; limit: string }) => {
+    .action(async (opts: { status?: string; workload?: string; awaitingApproval?: boolean; breakGlass?: boolean; limit: string }) => {
       const statuses = ['Running', 'AwaitingApproval', 'AwaitingCredential', 'Completed', 'Denied', 'Failed', 'Revoked'];
       if (opts.status && !statuses.includes(opts.status)) throw new GovernorError(ErrorCode.InvalidInput, `--status: must be one of ${statuses.join(', ')}`, '--status');
+      if (opts.awaitingApproval && opts.status && opts.status !== 'AwaitingApproval') throw new GovernorError(ErrorCode.InvalidInput, '--awaiting-approval conflicts with --status', '--status');
       const gc = await governorClient(DEFAULT_TASK_QUEUE);
-      const chains = await gc.list({ status: opts.status, workload: opts.workload, limit: Number(opts.limit) || 50 });
-      const lines = chains.map((c) => `${c.chainId.padEnd(56)} ${c.status.padEnd(18)} ${(c.workload ?? '').padEnd(24)} ${c.startTime}`);
+      const chains = await gc.list({ status: opts.awaitingApproval ? 'AwaitingApproval' : opts.status, workload: opts.workload, breakGlass: opts.breakGlass, limit: Number(opts.limit) || 50 });
+      const lines = chains.map(
+        (c) => `${c.chainId.padEnd(56)} ${c.status.padEnd(18)} ${(c.workload ?? '').padEnd(24)} ${c.startTime}${c.pendingRoles.length ? `  needs: ${c.pendingRoles.join(', ')}` : ''}${c.breakGlass ? '  BREAK-GLASS' : ''}`,
+      );
       out().print(lines.length ? lines.join('\n') : '(no chains)', { chains });
       setExit(Exit.Ok);
     });
 
+  for (const vote of ['approve', 'deny'] as const) {
+    program
+      .command(`${vote} <chainId>`)
+      .description(`${vote} the step of a chain awaiting approval (exit 0 when the vote counted, 1 when rejected)`)
+      .option('--step <id>', 'the step the vote is for (default: the step awaiting approval)')
+      .option('--token <jwt>', 'a signed approval token')
+      .option('--as <sub>', 'issue a local development approval token for this approver')
+      .option('--roles <roles>', 'with --as: comma-separated roles')
+      .option('--reason <text>', 'reason recorded with the vote')
+      .option('--justification <text>', 'break-glass justification (required for a break-glass approval)')
+      .action(async (chainId: string, opts: { step?: string; token?: string; as?: string; roles?: string; reason?: string; justification?: string }) => {
+        const o = out();
+        const gc = await governorClient(DEFAULT_TASK_QUEUE);
+        let token = opts.token;
+        if (token && opts.as) throw new GovernorError(ErrorCode.InvalidInput, '--token and --as are exclusive', '--as');
+        if (!token) {
+          if (!opts.as) throw new GovernorError(ErrorCode.InvalidInput, '--token or --as <sub> --roles <r,…> is required', '--token');
+          const roles = (opts.roles ?? '').split(',').map((r) => r.trim()).filter(Boolean);
+          if (roles.length === 0) throw new GovernorError(ErrorCode.InvalidInput, '--roles: at least one role is required with --as', '--roles');
+          const state = await gc.status(chainId);
+          const pending = state.steps.find((st) => st.approval?.outcome === 'pending');
+          if (!pending?.approval) throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has no step awaiting approval`, 'chainId');
+          if (opts.step && opts.step !== pending.id) throw new GovernorError(ErrorCode.InvalidInput, `--step: step ${opts.step} is not awaiting approval (${pending.id} is)`, '--step');
+          token = await issueApproval({
+            home: governorHome(),
+            sub: opts.as,
+            roles,
+            chainId,
+            stepId: pending.id,
+            stepDigest: pending.approval.stepDigest,
+            decision: vote,
+            reason: opts.reason,
+            justification: opts.justification,
+          });
+        }
+        const result = await gc.submitApproval(chainId, token);
+        const v = result.verdict;
+        const human = v.counted
+          ? `vote counted: ${v.approver} ${v.decision}${v.breakGlass ? ' (BREAK-GLASS)' : ''}; approved by ${result.approval.approvedBy.map((a) => a.approver).join(', ') || 'nobody'}; still needed: ${result.approval.stillNeeded}`
+          : `vote rejected: ${v.reason}`;
+        o.print(human, { chainId, counted: v.counted, verdict: v, approval: result.approval });
+        setExit(v.counted ? Exit.Ok : Exit.BadInput);
+      });
+  }
+
   program
     .command('demo')
     .description('run the example chains (allowed, denied, escalated) as agent:release-bot')
-    .option('--task-queue <name>', 'governor task queue', DEFAULT_TASK_QUEUE)
+    .option('--task-queue <name>', 'governor task queue', process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE)
     .action(async (opts: { taskQueue: string }) => {
       const o = out();
       const gc = await governorClient(opts.taskQueue);
       const examples = path.join(projectRoot(), 'examples', 'chains');
-      const results: { file: string; chainId: string; status: string; reason?: string }[] = [];
+      const results: { file: string; chainId: string; status: string; reason?: string; pendingRoles?: string[] }[] = [];
       for (const name of ['deploy-staging.yaml', 'drop-prod-table.yaml', 'deploy-prod.yaml']) {
         const chain = loadChainFile(path.join(examples, name));
         const creds = await credentialsFor({ as: chain.workload }, chain.workload);
         const handle = await gc.start(chain, creds);
-        const result = await gc.result(handle.workflowId).catch(async () => gc.status(handle.workflowId));
-        results.push({ file: name, chainId: handle.workflowId, status: result.status, reason: result.reason });
-        if (!o.json) process.stdout.write(`${name.padEnd(22)} ${result.status.padEnd(10)} ${handle.workflowId}${result.reason ? `  (${result.reason})` : ''}\n`);
+        const state = await settle(gc, handle.workflowId);
+        results.push({ file: name, chainId: handle.workflowId, status: state.status, reason: state.reason, pendingRoles: state.pendingRoles });
+        if (!o.json) {
+          process.stdout.write(`${name.padEnd(22)} ${state.status.padEnd(17)} ${handle.workflowId}${state.reason ? `  (${state.reason})` : ''}\n`);
+          if (state.status === 'AwaitingApproval') {
+            process.stdout.write(`  needs ${state.pendingRoles?.join(', ')}: npx governor approve ${handle.workflowId} --as alice --roles sre-lead (and a second approver)\n`);
+          }
+        }
       }
       if (o.json) o.print('', { results });
-      else process.stdout.write('Open the Temporal UI (http://localhost:8233) to read each chain\'s history.\n');
+      else process.stdout.write("Open the Temporal UI (http://localhost:8233) to read each chain's history.\n");
       setExit(Exit.Ok);
     });
 
@@ -349,9 +405,29 @@ export function formatState(state: ChainState): string {
     const d = s.decision;
     const why = d && d.effect !== 'allow' ? ` [${d.determiningPolicies.join(', ') || d.errors.join('; ')}]` : '';
     lines.push(`  ${s.id.padEnd(20)} ${s.action.padEnd(14)} ${s.resource.padEnd(32)} ${s.status.padEnd(12)} ${d ? d.effect : ''}${why}${s.error ? ` — ${s.error}` : ''}`);
+    const a = s.approval;
+    if (a) {
+      lines.push(`      approval ${a.outcome}: ${a.quorum} of ${a.eligibleRoles.join('/')} by ${a.deadlineAt ?? a.deadline}; approved by ${a.approvedBy.map((x) => `${x.approver} (${x.roles.join(',')})`).join(', ') || 'nobody yet'}; still needed: ${a.stillNeeded}`);
+      for (const v of a.verdicts) lines.push(`        vote ${v.seq} via ${v.via}: ${v.counted ? 'counted' : 'rejected'}${v.approver ? ` ${v.approver}` : ''}${v.decision ? ` ${v.decision}` : ''}${v.repeat ? ' (repeat)' : ''}${v.breakGlass ? ' BREAK-GLASS' : ''} — ${v.reason}`);
+    }
+    if (s.breakGlass) lines.push(`      break-glass by ${s.breakGlass.approver}: ${s.breakGlass.justification}`);
+    if (d && d.effect !== 'allow') for (const [id, ann] of Object.entries(d.annotations)) lines.push(`      ${id}: ${Object.entries(ann).map(([k, v]) => `@${k}("${v}")`).join(' ')}`);
   }
   if (state.policyDigest) lines.push(`policy bundle ${state.policyDigest}`);
   return lines.join('\n');
+}
+
+/** Polls a chain until it ends or waits for a person (approval or credential). */
+async function settle(gc: GovernorClient, chainId: string): Promise<ChainState> {
+  for (let failures = 0; ; ) {
+    try {
+      const state = await gc.status(chainId);
+      if (TERMINAL_STATUSES.includes(state.status) || state.status === 'AwaitingApproval' || state.status === 'AwaitingCredential') return state;
+    } catch (err) {
+      if (isGovernorError(err) || ++failures > 100) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 async function follow(gc: GovernorClient, chainId: string, o: Out): Promise<ChainState> {

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Client, WorkflowExecutionInfo, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
-import { refreshCredentialUpdate, statusQuery, type RefreshCredentialInput } from '../contracts/messages';
-import { GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
+import type { SubmitApprovalResult } from '../contracts/approval';
+import { approveSignal, denySignal, refreshCredentialUpdate, revokeSignal, statusQuery, submitApprovalUpdate, type RefreshCredentialInput, type RevokeInput } from '../contracts/messages';
+import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../contracts/state';
 import { ChainStatus, DEFAULT_TASK_QUEUE, WORKFLOW_TYPE } from '../contracts/status';
 
@@ -23,12 +24,17 @@ export interface ChainSummary {
   workload?: string;
   startTime: string;
   closeTime?: string;
+  /** Roles whose approval the chain waits for (AwaitingApproval). */
+  pendingRoles: string[];
+  breakGlass: boolean;
 }
 
 /** Filters of `list`, combined with AND. */
 export interface ListFilter {
   status?: string;
   workload?: string;
+  /** Only chains a break-glass approval let through. */
+  breakGlass?: boolean;
   limit?: number;
 }
 
@@ -94,11 +100,33 @@ export class GovernorClient {
     return this.handle(chainId).executeUpdate(refreshCredentialUpdate, { args: [refresh] });
   }
 
+  /** Submits a signed vote by update; returns the verdict (counted or rejected, with its reason) and the approval state. */
+  async submitApproval(chainId: string, token: string): Promise<SubmitApprovalResult> {
+    try {
+      return await this.handle(chainId).executeUpdate(submitApprovalUpdate, { args: [{ token }] });
+    } catch (err) {
+      const cause = (err as { cause?: { message?: string; type?: string } }).cause;
+      if (cause?.type === ErrorCode.InvalidInput) throw new GovernorError(ErrorCode.InvalidInput, cause.message ?? 'vote rejected', 'token');
+      throw err;
+    }
+  }
+
+  /** Sends a vote by signal (fire and forget, as the Temporal UI and CLI do). */
+  async signalVote(chainId: string, token: string, vote: 'approve' | 'deny'): Promise<void> {
+    await this.handle(chainId).signal(vote === 'approve' ? approveSignal : denySignal, { token });
+  }
+
+  /** Revokes one chain: it stops at its next step and its step in flight is cancelled. */
+  async revoke(chainId: string, revoke: RevokeInput): Promise<void> {
+    await this.handle(chainId).signal(revokeSignal, revoke);
+  }
+
   /** Lists chains through the governor's search attributes. */
   async list(filter: ListFilter = {}): Promise<ChainSummary[]> {
     const clauses = [`WorkflowType = '${WORKFLOW_TYPE}'`];
     if (filter.status) clauses.push(`GovernorStatus = ${quote(filter.status)}`);
     if (filter.workload) clauses.push(`GovernorWorkload = ${quote(filter.workload)}`);
+    if (filter.breakGlass) clauses.push('GovernorBreakGlass = true');
     const out: ChainSummary[] = [];
     const limit = filter.limit ?? 100;
     for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
@@ -118,5 +146,7 @@ function summarize(wf: WorkflowExecutionInfo): ChainSummary {
     workload: wf.typedSearchAttributes.get(GovernorWorkloadKey),
     startTime: wf.startTime.toISOString(),
     closeTime: wf.closeTime?.toISOString(),
+    pendingRoles: wf.typedSearchAttributes.get(GovernorPendingRolesKey) ?? [],
+    breakGlass: wf.typedSearchAttributes.get(GovernorBreakGlassKey) ?? false,
   };
 }

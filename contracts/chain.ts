@@ -102,6 +102,26 @@ export const GovernedChainInput = z.strictObject({
   credential: z.string().min(1).max(16_384),
   /** A signed attestation (JWT) about the workload's runtime. */
   attestation: z.string().min(1).max(16_384),
+  options: z
+    .strictObject({
+      /** Continue-as-new after this many steps (default: when Temporal suggests it). */
+      continueAsNewAfterSteps: z.int().min(1).max(MAX_STEPS).optional(),
+    })
+    .optional(),
+  /** Set by the workflow itself when it continues as new; services never send it. */
+  resume: z
+    .strictObject({
+      nextStep: z.int().min(0),
+      head: z.strictObject({ seq: z.int().min(0), hash: z.string() }),
+      /** Step states so far (status query shape). */
+      steps: z.array(z.record(z.string(), z.unknown())),
+      /** Ids of completed steps, oldest first (for compensation). */
+      completed: z.array(z.string()),
+      policyDigest: z.string().optional(),
+      breakGlass: z.boolean().optional(),
+      runs: z.int().min(1),
+    })
+    .optional(),
 });
 export type GovernedChainInput = z.infer<typeof GovernedChainInput>;
 

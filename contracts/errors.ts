@@ -7,6 +7,7 @@ export const ErrorCode = {
   InvalidInput: 'GOVERNOR_INVALID_INPUT',
   CredentialInvalid: 'GOVERNOR_CREDENTIAL_INVALID',
   AttestationInvalid: 'GOVERNOR_ATTESTATION_INVALID',
+  ApprovalInvalid: 'GOVERNOR_APPROVAL_INVALID',
   PolicyError: 'GOVERNOR_POLICY_ERROR',
   PolicyUnavailable: 'GOVERNOR_POLICY_UNAVAILABLE',
   ExecutorFailed: 'GOVERNOR_EXECUTOR_FAILED',
@@ -25,6 +26,7 @@ export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
   ErrorCode.InvalidInput,
   ErrorCode.CredentialInvalid,
   ErrorCode.AttestationInvalid,
+  ErrorCode.ApprovalInvalid,
   ErrorCode.PolicyError,
   ErrorCode.HostNotAllowed,
 ];

@@ -1,4 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ApprovalSubmission, SubmitApprovalResult } from './approval';
 import type { ChainState } from './state';
 
 /**
@@ -20,3 +21,21 @@ export const refreshCredentialSignal = defineSignal<[RefreshCredentialInput]>('r
 
 /** Same as the signal, but returns the chain state once the refresh is accepted into the workflow. */
 export const refreshCredentialUpdate = defineUpdate<ChainState, [RefreshCredentialInput]>('refreshCredentialUpdate');
+
+/** An approve vote: `{ "token": "<approval JWT>" }` (works from the Temporal UI and `temporal workflow signal`). */
+export const approveSignal = defineSignal<[ApprovalSubmission]>('approve');
+
+/** A deny vote: `{ "token": "<approval JWT>" }`. */
+export const denySignal = defineSignal<[ApprovalSubmission]>('deny');
+
+/** Submits a vote and returns the approval state after the vote was verified and counted or rejected. */
+export const submitApprovalUpdate = defineUpdate<SubmitApprovalResult, [ApprovalSubmission]>('submitApproval');
+
+/** Revocation: `{ "reason": "…", "by": "…" }`. The chain stops at its next step; the step in flight is cancelled. */
+export interface RevokeInput {
+  reason: string;
+  by?: string;
+}
+
+/** Revokes a running chain (also sent to every chain of a workload by `governor revoke --workload`). */
+export const revokeSignal = defineSignal<[RevokeInput]>('revoke');

@@ -8,11 +8,14 @@ export const GovernorStatusKey = defineSearchAttributeKey('GovernorStatus', 'KEY
 export const GovernorWorkloadKey = defineSearchAttributeKey('GovernorWorkload', 'KEYWORD');
 export const GovernorPendingRolesKey = defineSearchAttributeKey('GovernorPendingRoles', 'KEYWORD_LIST');
 export const GovernorPolicyDigestKey = defineSearchAttributeKey('GovernorPolicyDigest', 'KEYWORD');
+/** Set when a break-glass approval let a step through: such chains are reviewed after the fact. */
+export const GovernorBreakGlassKey = defineSearchAttributeKey('GovernorBreakGlass', 'BOOL');
 
 /** name → Temporal CLI type, as passed to `temporal server start-dev --search-attribute`. */
-export const SEARCH_ATTRIBUTES_FOR_CLI: Readonly<Record<string, 'Keyword' | 'KeywordList'>> = {
+export const SEARCH_ATTRIBUTES_FOR_CLI: Readonly<Record<string, 'Keyword' | 'KeywordList' | 'Bool'>> = {
   GovernorStatus: 'Keyword',
   GovernorWorkload: 'Keyword',
   GovernorPendingRoles: 'KeywordList',
   GovernorPolicyDigest: 'Keyword',
+  GovernorBreakGlass: 'Bool',
 };

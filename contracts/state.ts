@@ -1,9 +1,10 @@
+import type { ApprovalState } from './approval';
 import type { Decision } from './decision';
 import type { ReceiptHead } from './receipt';
 import type { ChainStatus } from './status';
 
 /** Progress of one step. Values are shown in the status query: extend, never rename. */
-export type StepStatus = 'pending' | 'authorizing' | 'awaiting-credential' | 'executing' | 'completed' | 'denied' | 'failed' | 'skipped' | 'compensating' | 'compensated' | 'compensation-denied' | 'compensation-failed';
+export type StepStatus = 'pending' | 'authorizing' | 'awaiting-credential' | 'awaiting-approval' | 'executing' | 'completed' | 'denied' | 'failed' | 'skipped' | 'compensating' | 'compensated' | 'compensation-denied' | 'compensation-failed';
 
 /** Outcome of an executor run, as recorded (no raw response bodies: digests only). */
 export interface ExecutionOutcome {
@@ -24,6 +25,10 @@ export interface StepState {
   decision?: Decision;
   outcome?: ExecutionOutcome;
   compensation?: { decision?: Decision; outcome?: ExecutionOutcome; error?: string };
+  /** Present once the step escalated: votes, who approved, who is still needed. */
+  approval?: ApprovalState;
+  /** Set when a break-glass approval let the step through. */
+  breakGlass?: { approver: string; justification: string };
   error?: string;
 }
 
@@ -37,6 +42,9 @@ export interface ChainState {
   /** What the chain waits for now, in words. */
   pending?: string;
   currentStep?: string;
+  /** Roles whose approval the chain waits for now. */
+  pendingRoles?: string[];
+  breakGlass?: boolean;
   steps: StepState[];
   receiptHead: ReceiptHead;
   policyDigest?: string;

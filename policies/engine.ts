@@ -36,6 +36,35 @@ interface Evaluation {
   erroringPolicies: string[];
 }
 
+/** Which path of the decision function (DESIGN §3) produced a decision. */
+export const DecisionPath = {
+  /** The request does not match the AuthzRequest contract (or `now` is malformed): deny. */
+  InvalidRequest: 'invalid-request',
+  /** A policy errored while evaluating the full set: deny (fail closed). */
+  EvaluationError: 'evaluation-error',
+  Allow: 'allow',
+  /** Nothing permitted and nothing forbade: Cedar's default deny. */
+  DefaultDeny: 'default-deny',
+  /** At least one determining forbid is not escalatable: deny. */
+  Forbid: 'forbid',
+  /** Only escalatable forbids blocked and the rest of the set allows: escalate. */
+  Escalate: 'escalate',
+  /** Only escalatable forbids blocked, but nothing would permit without them: deny. */
+  ApprovalCannotHelp: 'approval-cannot-help',
+  /**
+   * The set without the escalatable forbids errored: deny. Unreachable in practice (Cedar evaluates
+   * every policy, so its errors already showed in the full set) but kept fail-closed.
+   */
+  EscalationEvaluationError: 'escalation-evaluation-error',
+} as const;
+export type DecisionPath = (typeof DecisionPath)[keyof typeof DecisionPath];
+
+/** A decision and the path that produced it. */
+export interface DecisionTrace {
+  readonly decision: Decision;
+  readonly path: DecisionPath;
+}
+
 /** A Cedar decision engine for one bundle: preparse once, then `decide` any number of times. */
 export class PolicyEngine {
   /** SHA-256 of the bundle this engine evaluates. */
@@ -89,6 +118,14 @@ export class PolicyEngine {
    * request, evaluation error, Cedar failure — is a deny listing the errors.
    */
   decide(request: AuthzRequest): Decision {
+    return this.trace(request).decision;
+  }
+
+  /**
+   * `decide`, plus which path of the decision function produced the decision (what `policy test`
+   * coverage counts). Pure, like `decide`.
+   */
+  trace(request: AuthzRequest): DecisionTrace {
     let inputDigest: string;
     try {
       inputDigest = sha256Hex(canonicalJson(request));
@@ -96,19 +133,21 @@ export class PolicyEngine {
       inputDigest = sha256Hex('');
     }
     const evaluatedAt = typeof (request as { now?: unknown } | null)?.now === 'string' ? request.now : '';
-    const out = (d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>): Decision =>
-      this.finish(d, inputDigest, evaluatedAt);
+    const out = (path: DecisionPath, d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>): DecisionTrace => ({
+      decision: this.finish(d, inputDigest, evaluatedAt),
+      path,
+    });
 
     // Snapshot untrusted input into plain data before using it.
     const parsed = AuthzRequest.safeParse(request);
     if (!parsed.success) {
       const errors = formatIssues(parsed.error, 'request').split('\n').sort();
-      return out(deny([], errors, 'invalid request: fail closed'));
+      return out(DecisionPath.InvalidRequest, deny([], errors, 'invalid request: fail closed'));
     }
     const req = parsed.data;
     const now = parseNow(req.now);
     if (now === undefined) {
-      return out(deny([], ['request.now: must be an ISO-8601 UTC timestamp such as 2025-01-15T10:00:00.000Z'], 'invalid request: fail closed'));
+      return out(DecisionPath.InvalidRequest, deny([], ['request.now: must be an ISO-8601 UTC timestamp such as 2025-01-15T10:00:00.000Z'], 'invalid request: fail closed'));
     }
     const call = {
       principal: { type: 'Workload', id: req.principal.id },
@@ -127,29 +166,29 @@ export class PolicyEngine {
     const first = evaluate(this.fullSetId, call);
     if (first.errors.length > 0) {
       const where = first.erroringPolicies.length > 0 ? ` in ${first.erroringPolicies.join(', ')}` : '';
-      return out(deny(first.erroringPolicies, first.errors, `policy evaluation failed${where}: fail closed`));
+      return out(DecisionPath.EvaluationError, deny(first.erroringPolicies, first.errors, `policy evaluation failed${where}: fail closed`));
     }
     // 2. Allow.
-    if (first.decision === 'allow') return out({ effect: 'allow', determiningPolicies: first.reason, annotations: {}, errors: [] });
+    if (first.decision === 'allow') return out(DecisionPath.Allow, { effect: 'allow', determiningPolicies: first.reason, annotations: {}, errors: [] });
     // Cedar's default deny: nothing permitted it and nothing forbade it.
     if (first.reason.length === 0) {
-      return out(deny([], [], `no policy permits ${target} for Workload::${JSON.stringify(req.principal.id)}`));
+      return out(DecisionPath.DefaultDeny, deny([], [], `no policy permits ${target} for Workload::${JSON.stringify(req.principal.id)}`));
     }
     const blocking = first.reason;
     if (this.baseSetId === undefined || !blocking.every((id) => this.escalations.has(id))) {
       const hard = blocking.filter((id) => !this.escalations.has(id));
-      return out(deny(blocking, [], `denied by ${this.explain(hard)}`));
+      return out(DecisionPath.Forbid, deny(blocking, [], `denied by ${this.explain(hard)}`));
     }
     // 3. Only escalatable forbids blocked: would it be allowed without them?
     const second = evaluate(this.baseSetId, call);
     if (second.errors.length > 0) {
-      return out(deny(blocking, second.errors, 'policy evaluation failed without the escalatable policies: fail closed'));
+      return out(DecisionPath.EscalationEvaluationError, deny(blocking, second.errors, 'policy evaluation failed without the escalatable policies: fail closed'));
     }
     if (second.decision !== 'allow') {
-      return out(deny(blocking, [], `approval cannot help: no policy permits ${target} (blocked by ${blocking.join(', ')})`));
+      return out(DecisionPath.ApprovalCannotHelp, deny(blocking, [], `approval cannot help: no policy permits ${target} (blocked by ${blocking.join(', ')})`));
     }
     const escalation = this.merge(blocking);
-    return out({
+    return out(DecisionPath.Escalate, {
       effect: 'escalate',
       determiningPolicies: blocking,
       annotations: {},

@@ -38,6 +38,25 @@ export const TrustedAttester = z.strictObject({
 });
 export type TrustedAttester = z.infer<typeof TrustedAttester>;
 
+/**
+ * A trusted signer of approval votes (human approvers' JWTs, `typ: approval+jwt`). None configured means no vote
+ * can ever verify, so every escalation is denied at its deadline: fail closed.
+ */
+export const TrustedApprover = z.strictObject({
+  issuer: z.string().min(1),
+  audience: z.string().min(1).default('temporal-governor-approval'),
+  jwks: JwksSource,
+  algorithms: z.array(Algorithm).min(1).default(['EdDSA', 'ES256']),
+});
+export type TrustedApprover = z.infer<typeof TrustedApprover>;
+
+/** One rung of the escalation ladder: once `after` has elapsed since escalation, `roles` also become eligible. */
+export const ApprovalLadderStep = z.strictObject({
+  after: Duration,
+  roles: z.array(z.string().min(1)).min(1),
+});
+export type ApprovalLadderStep = z.infer<typeof ApprovalLadderStep>;
+
 export const ApproverRole = z.strictObject({
   description: z.string().optional(),
 });
@@ -47,6 +66,8 @@ export const Manifest = z.strictObject({
   name: z.string().min(1),
   trustedIssuers: z.array(TrustedIssuer).min(1),
   trustedAttesters: z.array(TrustedAttester).min(1),
+  /** Signers of approval votes; default none (no vote verifies, escalations deny at their deadline). */
+  trustedApprovers: z.array(TrustedApprover).default([]),
   credential: z
     .strictObject({
       /** How long a chain waits for a refreshed credential before it is denied. */
@@ -63,6 +84,8 @@ export const Manifest = z.strictObject({
       defaultDeadline: Duration.default('30m'),
       defaultQuorum: z.int().min(1).default(1),
       breakGlassRole: z.string().optional(),
+      /** Escalation ladder; absent means no ladder (treat as `[]`). */
+      ladder: z.array(ApprovalLadderStep).optional(),
     })
     .prefault({}),
   http: z

@@ -1,6 +1,6 @@
 import type { Decision } from '../contracts/decision';
 import type { LoadedBundle } from './bundle';
-import { PolicyEngine } from './engine';
+import { DecisionPath, PolicyEngine } from './engine';
 import type { ExpectedDecision } from './test-case';
 
 /** The outcome of one data-driven policy test case. */
@@ -11,6 +11,21 @@ export interface PolicyTestResult {
   /** One line per mismatch between the expectation and the decision; empty when passed. */
   readonly failures: readonly string[];
   readonly decision: Decision;
+  /** The decision function's path that produced the decision. */
+  readonly path: DecisionPath;
+}
+
+/**
+ * What the cases exercised: how often each decision path was taken and each policy was determining.
+ * `uncoveredPolicies` and `uncoveredPaths` list what no case reached; paths the bundle cannot take
+ * (escalation paths without escalatable forbids, `forbid` without a non-escalatable forbid, the
+ * practically unreachable escalation-evaluation-error) are not required.
+ */
+export interface PolicyTestCoverage {
+  readonly paths: Readonly<Record<DecisionPath, number>>;
+  readonly policies: Readonly<Record<string, number>>;
+  readonly uncoveredPolicies: readonly string[];
+  readonly uncoveredPaths: readonly DecisionPath[];
 }
 
 /** What `governor policy test` reports. */
@@ -18,6 +33,7 @@ export interface PolicyTestReport {
   readonly passed: number;
   readonly failed: number;
   readonly results: readonly PolicyTestResult[];
+  readonly coverage: PolicyTestCoverage;
 }
 
 /** Runs every test case of the bundle (its `tests/` files) against its own policies. Pure. */
@@ -25,13 +41,40 @@ export function runPolicyTests(bundle: LoadedBundle, engine: PolicyEngine = Poli
   const results: PolicyTestResult[] = [];
   for (const file of bundle.tests) {
     for (const testCase of file.cases) {
-      const decision = engine.decide(testCase.request);
+      const { decision, path } = engine.trace(testCase.request);
       const failures = compareDecision(decision, testCase.expect);
-      results.push({ file: file.file, name: testCase.name, passed: failures.length === 0, failures, decision });
+      results.push({ file: file.file, name: testCase.name, passed: failures.length === 0, failures, decision, path });
     }
   }
   const passed = results.filter((r) => r.passed).length;
-  return { passed, failed: results.length - passed, results };
+  return { passed, failed: results.length - passed, results, coverage: coverageOf(bundle, results) };
+}
+
+/** Which paths and policies the results reached, and what they missed. */
+function coverageOf(bundle: LoadedBundle, results: readonly PolicyTestResult[]): PolicyTestCoverage {
+  const paths = Object.fromEntries(Object.values(DecisionPath).map((p) => [p, 0])) as Record<DecisionPath, number>;
+  const policies: Record<string, number> = Object.fromEntries(bundle.policies.map((p) => [p.id, 0]));
+  for (const r of results) {
+    paths[r.path] += 1;
+    for (const id of new Set(r.decision.determiningPolicies)) if (id in policies) policies[id]! += 1;
+  }
+  const hasPermit = bundle.policies.some((p) => p.effect === 'permit');
+  const hasHardForbid = bundle.policies.some((p) => p.effect === 'forbid' && !p.escalation);
+  const hasEscalation = bundle.policies.some((p) => p.effect === 'forbid' && p.escalation);
+  const required: DecisionPath[] = [
+    DecisionPath.InvalidRequest,
+    DecisionPath.EvaluationError,
+    DecisionPath.DefaultDeny,
+    ...(hasPermit ? [DecisionPath.Allow] : []),
+    ...(hasHardForbid ? [DecisionPath.Forbid] : []),
+    ...(hasEscalation && hasPermit ? [DecisionPath.Escalate, DecisionPath.ApprovalCannotHelp] : []),
+  ];
+  return {
+    paths,
+    policies,
+    uncoveredPolicies: bundle.policies.filter((p) => policies[p.id] === 0).map((p) => p.id),
+    uncoveredPaths: required.filter((p) => paths[p] === 0),
+  };
 }
 
 /** Mismatches between a decision and what a test case expects (empty: it matches). */

@@ -4,6 +4,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { createActivities } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
+import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
 
 /** Options of the governor worker. */
@@ -21,6 +22,20 @@ export interface GovernorWorkerOptions {
   /** 0 forces every workflow task to replay from history (tests). */
   maxCachedWorkflows?: number;
   clock?: () => Date;
+  /**
+   * Refuse to start (and, when watching, refuse to roll out) any bundle that is not signed by a
+   * trusted policy-signing key: unsigned, tampered and untrusted bundles are errors.
+   */
+  requireSignedPolicy?: boolean;
+  /** JWKS file of the trusted policy-signing keys (default `<home>/keys/policy-signing.jwks.json`). */
+  policyTrustJwks?: string;
+  /** Shadow mode: a candidate bundle evaluated beside the active one on every decision, never enforced. */
+  shadowPoliciesDir?: string;
+  /**
+   * Live rollout: watch `policiesDir` (and `shadowPoliciesDir`) and activate changes without a restart
+   * (`true`: defaults of 300 ms debounce, 2 s polling). Default off.
+   */
+  watchPolicies?: boolean | { debounceMs?: number; pollIntervalMs?: number };
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -29,11 +44,31 @@ export function defaultPoliciesDir(): string {
 }
 
 /** Creates the governor worker: workflows + activities on the governor task queue. */
-export async function createGovernorWorker(options: GovernorWorkerOptions): Promise<{ worker: Worker; policies: PolicyStore }> {
-  const policies = new PolicyStore();
-  const dir = options.policiesDir ?? defaultPoliciesDir();
-  const active = policies.activateDir(dir);
-  options.logger?.info({ bundle: active.bundle.manifest.name, digest: active.bundle.digest, dir }, 'policy bundle active');
+export async function createGovernorWorker(
+  options: GovernorWorkerOptions,
+): Promise<{ worker: Worker; policies: PolicyStore; watchers: PolicyWatcher[] }> {
+  const policies = new PolicyStore({
+    home: options.home,
+    requireSigned: options.requireSignedPolicy === true,
+    ...(options.policyTrustJwks !== undefined ? { trustedKeysFile: path.resolve(options.policyTrustJwks) } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  const dir = path.resolve(options.policiesDir ?? defaultPoliciesDir());
+  const watch = options.watchPolicies === undefined || options.watchPolicies === false ? undefined : options.watchPolicies === true ? {} : options.watchPolicies;
+  // Fingerprints taken before loading, so a change made while the bundle loads is still rolled out.
+  const since = watch ? bundleFingerprint(dir) : undefined;
+  // Refuses to start on an invalid bundle, or (requireSignedPolicy) an unsigned, tampered or untrusted one.
+  const active = await policies.activateFrom(dir);
+  options.logger?.info(
+    { bundle: active.bundle.manifest.name, digest: active.bundle.digest, dir, signature: active.signature?.status ?? 'not checked' },
+    'policy bundle active',
+  );
+  const shadowDir = options.shadowPoliciesDir !== undefined ? path.resolve(options.shadowPoliciesDir) : undefined;
+  const shadowSince = watch && shadowDir ? bundleFingerprint(shadowDir) : undefined;
+  if (shadowDir) {
+    const shadow = policies.setShadowDir(shadowDir);
+    options.logger?.info({ bundle: shadow.bundle.manifest.name, digest: shadow.bundle.digest, dir: shadowDir }, 'shadow policy bundle evaluated beside the active one (never enforced)');
+  }
   const workflowOption = options.workflowBundle
     ? { workflowBundle: options.workflowBundle }
     : { workflowsPath: require.resolve('../workflows') };
@@ -45,5 +80,13 @@ export async function createGovernorWorker(options: GovernorWorkerOptions): Prom
     ...workflowOption,
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
   });
-  return { worker, policies };
+  const watchers: PolicyWatcher[] = [];
+  if (watch) {
+    // The watchers close themselves once the worker has stopped (checked on every poll).
+    const shouldStop = (): boolean => ['STOPPED', 'FAILED'].includes(worker.getState());
+    const common = { store: policies, shouldStop, ...(options.logger ? { logger: options.logger } : {}), ...watch };
+    watchers.push(watchPolicyBundle({ ...common, dir, role: 'active', since }));
+    if (shadowDir) watchers.push(watchPolicyBundle({ ...common, dir: shadowDir, role: 'shadow', since: shadowSince }));
+  }
+  return { worker, policies, watchers };
 }

@@ -1,78 +1,123 @@
 import {
   ApplicationFailure,
+  CancellationScope,
+  allHandlersFinished,
   condition,
+  continueAsNew,
+  isCancellation,
   log,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
-import type { GovernorActivities, AuthorizeInput, AuthorizeResult } from '../activities';
-import type { Compensation, GovernedChainInput, ResourceRef, Step } from '../contracts/chain';
-import type { ServiceActivityInput } from '../contracts/executor';
+import type { GovernorActivities, GovernorAuthorizeInput, GovernorAuthorizeResult } from '../activities';
+import { ApprovalSubmission, type ApprovalState, type VoteVerdict } from '../contracts/approval';
+import type { Compensation, Executor, GovernedChainInput, JsonValue, ResourceRef, Step } from '../contracts/chain';
 import type { Decision } from '../contracts/decision';
-import { refreshCredentialSignal, refreshCredentialUpdate, RefreshCredentialInput, statusQuery } from '../contracts/messages';
-import { GENESIS_HASH, type ReceiptHead, type ReceiptKind } from '../contracts/receipt';
-import { GovernorPolicyDigestKey, GovernorStatusKey } from '../contracts/search-attributes';
+import { durationMs } from '../contracts/duration';
+import type { ServiceActivityInput } from '../contracts/executor';
+import {
+  approveSignal,
+  denySignal,
+  refreshCredentialSignal,
+  refreshCredentialUpdate,
+  revokeSignal,
+  statusQuery,
+  submitApprovalUpdate,
+  type RefreshCredentialInput,
+  type RevokeInput,
+} from '../contracts/messages';
+import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../contracts/receipt';
+import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorPolicyDigestKey, GovernorStatusKey } from '../contracts/search-attributes';
 import type { ChainResult, ChainState, ExecutionOutcome, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
+import { ApprovalQueue } from './approval-queue';
 
 /*
  * Deterministic code only: no Node built-ins, no clocks, no randomness, no I/O. Every decision,
  * signature and side effect happens in an activity whose result is recorded in history.
  */
 
-// Authorization and receipts run as local activities: they are fast, in-process on the governor
-// worker, and their results are still recorded in history (as markers) for replay and audit.
-const governor = proxyLocalActivities<GovernorActivities>({
-  startToCloseTimeout: '10s',
-  retry: { maximumAttempts: 5, initialInterval: '200ms', backoffCoefficient: 2, nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT'] },
-});
+const LOCAL_RETRY: RetryPolicy = { maximumAttempts: 5, initialInterval: '200ms', backoffCoefficient: 2, nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT'] };
 
-// Built-in executors run as normal activities: side effects get Temporal's at-least-once delivery
-// with a bounded retry policy; the idempotency key makes a retry safe on the receiving side.
-const SERVICE_RETRY: RetryPolicy = { maximumAttempts: 3, initialInterval: '1s', backoffCoefficient: 2 };
+// Authorization, vote verification and receipts run as local activities: fast, in-process on the
+// governor worker, and their results are still recorded in history (as markers) for replay and audit.
+const governor = proxyLocalActivities<GovernorActivities>({ startToCloseTimeout: '10s', retry: LOCAL_RETRY });
 
-const executors = proxyActivities<GovernorActivities>({
-  startToCloseTimeout: '2m',
-  retry: {
-    maximumAttempts: 3,
-    initialInterval: '1s',
-    backoffCoefficient: 2,
-    nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT', 'GOVERNOR_HOST_NOT_ALLOWED', 'GOVERNOR_EXECUTOR_FAILED'],
-  },
-});
+// Executors run as normal activities: side effects get Temporal's at-least-once delivery with a
+// bounded retry policy; the idempotency key makes a retry safe on the receiving side.
+const EXECUTOR_RETRY: RetryPolicy = {
+  maximumAttempts: 3,
+  initialInterval: '1s',
+  backoffCoefficient: 2,
+  nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT', 'GOVERNOR_HOST_NOT_ALLOWED', 'GOVERNOR_EXECUTOR_FAILED'],
+};
+const executors = proxyActivities<GovernorActivities>({ startToCloseTimeout: '2m', retry: EXECUTOR_RETRY });
 
 function resourceLabel(r: ResourceRef): string {
   return `${r.type}::"${r.id}"`;
 }
 
-/** Runs a chain: every step re-authorized, executed once, recorded (DESIGN §4). */
+/** One governed action (a step or a compensation) as the chain authorizes and executes it. */
+interface Action {
+  stepId: string;
+  kind: GovernorAuthorizeInput['kind'];
+  action: string;
+  resource: ResourceRef;
+  context: Record<string, JsonValue>;
+  input: Record<string, JsonValue>;
+  executor: Executor;
+}
+
+/** Thrown inside the chain when it was revoked; never leaves the workflow. */
+class Revoked extends Error {}
+
+/** Runs a chain: every step re-authorized, escalated when policy says so, executed once, recorded (DESIGN §4). */
 export async function governedChainWorkflow(input: GovernedChainInput): Promise<ChainResult> {
   const { chainId, chain } = input;
+  const resume = input.resume;
   let credential = input.credential;
   let attestation = input.attestation;
   let credentialRefreshed = false;
-  let head: ReceiptHead = { seq: 0, hash: GENESIS_HASH };
+  let revoked: RevokeInput | undefined;
+  let head: ReceiptHead = resume?.head ?? { seq: 0, hash: GENESIS_HASH };
+  let lastSignature: string | undefined;
+  let receiptFailure: string | undefined;
+  const approvals = new ApprovalQueue();
+  // The step in flight runs in its own scope so a revocation can cancel it.
+  let inFlight: CancellationScope | undefined;
 
   const state: ChainState = {
     chainId,
     workload: chain.workload,
     status: ChainStatus.Running,
-    steps: chain.steps.map((s) => ({ id: s.id, action: s.action, resource: resourceLabel(s.resource), status: 'pending' })),
+    steps: (resume?.steps as unknown as StepState[] | undefined) ?? chain.steps.map((s) => ({ id: s.id, action: s.action, resource: resourceLabel(s.resource), status: 'pending' })),
     receiptHead: head,
+    policyDigest: resume?.policyDigest,
+    breakGlass: resume?.breakGlass,
   };
+  const stepState = (id: string): StepState => state.steps.find((x) => x.id === id)!;
 
+  // ---- messages -------------------------------------------------------------------------------
   const applyRefresh = (refresh: RefreshCredentialInput): void => {
     credential = refresh.credential;
     if (refresh.attestation) attestation = refresh.attestation;
     credentialRefreshed = true;
   };
   setHandler(statusQuery, () => state);
-  setHandler(refreshCredentialSignal, applyRefresh);
+  setHandler(refreshCredentialSignal, (refresh) => {
+    try {
+      validateRefresh(refresh);
+      applyRefresh(refresh);
+    } catch (err) {
+      log.warn('refreshCredential signal ignored', { chainId, reason: (err as Error).message });
+    }
+  });
   setHandler(
     refreshCredentialUpdate,
     (refresh) => {
@@ -81,185 +126,447 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     },
     { validator: validateRefresh },
   );
+  const onVoteSignal = (via: 'approve-signal' | 'deny-signal') => (submission: ApprovalSubmission) => {
+    const parsed = ApprovalSubmission.safeParse(submission);
+    if (!parsed.success || !approvals.current) {
+      // Recorded in history as a signal; nothing to bind it to, so it is not counted.
+      log.warn('vote signal ignored', { chainId, via, reason: parsed.success ? 'no step is awaiting approval' : 'malformed vote' });
+      return;
+    }
+    approvals.enqueue(parsed.data.token, via);
+  };
+  setHandler(approveSignal, onVoteSignal('approve-signal'));
+  setHandler(denySignal, onVoteSignal('deny-signal'));
+  setHandler(
+    submitApprovalUpdate,
+    async (submission) => {
+      const seq = approvals.enqueue(submission.token, 'update');
+      const approval = approvals.current!;
+      await condition(() => approvals.verdicts.has(seq));
+      return { verdict: approvals.verdicts.get(seq)!, approval };
+    },
+    {
+      validator: (submission) => {
+        const parsed = ApprovalSubmission.safeParse(submission);
+        if (!parsed.success) throw ApplicationFailure.nonRetryable(parsed.error.issues.map((i) => i.message).join('; '), 'GOVERNOR_INVALID_INPUT');
+        if (!approvals.current) throw ApplicationFailure.nonRetryable('no step of this chain is awaiting approval', 'GOVERNOR_INVALID_INPUT');
+      },
+    },
+  );
+  setHandler(revokeSignal, (revoke) => {
+    if (revoked) return;
+    revoked = { reason: typeof revoke?.reason === 'string' ? revoke.reason.slice(0, 500) : 'revoked', by: typeof revoke?.by === 'string' ? revoke.by.slice(0, 200) : undefined };
+    inFlight?.cancel();
+  });
 
+  // ---- visibility -----------------------------------------------------------------------------
+  const publishDetails = (): void => {
+    const lines = state.steps.map((s, i) => {
+      const mark = s.status === 'completed' ? 'x' : ' ';
+      const decision = s.decision ? ` — ${s.decision.effect}` : '';
+      const waiting = s.approval?.outcome === 'pending' ? ` (approved by ${s.approval.approvedBy.map((a) => a.approver).join(', ') || 'nobody yet'}; ${s.approval.stillNeeded} more of ${s.approval.eligibleRoles.join('/')})` : '';
+      return `- [${mark}] ${i + 1}. **${s.action}** on \`${s.resource}\`: ${s.status}${decision}${waiting}`;
+    });
+    const headline = `**${state.status}**${state.pending ? ` — ${state.pending}` : ''}${state.reason ? ` — ${state.reason}` : ''}`;
+    setCurrentDetails([headline, '', ...lines].join('\n'));
+  };
   const setStatus = (status: ChainStatus, pending?: string): void => {
     state.status = status;
     state.pending = pending;
     upsertSearchAttributes([{ key: GovernorStatusKey, value: status }]);
     publishDetails();
   };
-
-  const publishDetails = (): void => {
-    const lines = state.steps.map((s, i) => {
-      const mark = s.status === 'completed' ? 'x' : ' ';
-      const decision = s.decision ? ` — ${s.decision.effect}` : '';
-      return `- [${mark}] ${i + 1}. **${s.action}** on \`${s.resource}\`: ${s.status}${decision}`;
-    });
-    const head1 = `**${state.status}**${state.pending ? ` — ${state.pending}` : ''}${state.reason ? ` — ${state.reason}` : ''}`;
-    setCurrentDetails([head1, '', ...lines].join('\n'));
+  const setPendingRoles = (roles: string[] | undefined): void => {
+    state.pendingRoles = roles;
+    upsertSearchAttributes([{ key: GovernorPendingRolesKey, value: roles ?? [] }]);
   };
 
-  const advance = (receipt: { seq: number; hash: string }): void => {
+  // ---- receipts -------------------------------------------------------------------------------
+  const advance = (receipt: Receipt): void => {
     head = { seq: receipt.seq, hash: receipt.hash };
+    lastSignature = receipt.signature;
     state.receiptHead = head;
   };
+  /** Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. */
+  const record = async (stepId: string | undefined, kind: ReceiptKind, payload: unknown): Promise<boolean> => {
+    try {
+      advance(await governor.recordReceipt({ chainId, stepId, kind, payload, prev: head }));
+      return true;
+    } catch (err) {
+      receiptFailure ??= `a ${kind} receipt could not be recorded: ${failureMessage(err)}`;
+      return false;
+    }
+  };
 
+  // ---- authorization --------------------------------------------------------------------------
   /** Authorizes one action; waits for a refreshed credential when only the credential's expiry failed. */
-  const authorize = async (
-    stepId: string,
-    kind: AuthorizeInput['kind'],
-    action: string,
-    resource: ResourceRef,
-    context: Record<string, unknown>,
-    stepState: StepState,
-  ): Promise<Decision> => {
+  const authorize = async (a: Action, s: StepState, votes?: { approver: string; roles: string[] }[]): Promise<GovernorAuthorizeResult | Decision> => {
     for (;;) {
-      let result: AuthorizeResult;
+      if (revoked) throw new Revoked();
+      let result: GovernorAuthorizeResult;
       try {
         result = await governor.authorize.executeWithOptions(
-          {
-            startToCloseTimeout: '10s',
-            retry: { maximumAttempts: 5, initialInterval: '200ms', backoffCoefficient: 2, nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT'] },
-            summary: `authorize ${action} on ${resourceLabel(resource)}`,
-          },
-          [{ chainId, stepId, kind, workload: chain.workload, action, resource, context: context as AuthorizeInput['context'], credential, attestation, prev: head }],
+          { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `authorize ${a.action} on ${resourceLabel(a.resource)}` },
+          [
+            {
+              chainId,
+              stepId: a.stepId,
+              kind: a.kind,
+              workload: chain.workload,
+              action: a.action,
+              resource: a.resource,
+              context: a.context,
+              credential,
+              attestation,
+              prev: head,
+              binding: { input: a.input, executor: a.executor },
+              ...(votes ? { approvals: votes } : {}),
+            },
+          ],
         );
       } catch (err) {
         // Fail closed: authorization that cannot complete is a deny, never an allow.
-        return failClosedDecision(`authorization could not complete: ${(err as Error).message}`);
+        return failClosedDecision(`authorization could not complete: ${failureMessage(err)}`);
       }
       advance(result.receipt);
       if (result.decision.bundleDigest && result.decision.bundleDigest !== state.policyDigest) {
         state.policyDigest = result.decision.bundleDigest;
         upsertSearchAttributes([{ key: GovernorPolicyDigestKey, value: result.decision.bundleDigest }]);
       }
-      if (!result.credentialExpired) return result.decision;
+      if (!result.credentialExpired) return result;
 
       // The credential is (only) expired: wait for a refresh up to the manifest's grace period.
       credentialRefreshed = false;
-      stepState.status = 'awaiting-credential';
-      setStatus(ChainStatus.AwaitingCredential, `a refreshed credential (refreshCredential) within ${result.gracePeriod}`);
-      const refreshed = await condition(() => credentialRefreshed, result.gracePeriod);
-      if (!refreshed) return { ...result.decision, reason: `credential expired and no refresh arrived within ${result.gracePeriod}` };
-      stepState.status = 'authorizing';
+      const previous = s.status;
+      s.status = 'awaiting-credential';
+      setStatus(ChainStatus.AwaitingCredential, `a refreshed credential (refreshCredential) within ${result.gracePeriod} ms`);
+      const refreshed = await condition(() => credentialRefreshed || revoked !== undefined, result.gracePeriod);
+      if (revoked) throw new Revoked();
+      if (!refreshed) return { ...result.decision, reason: `credential expired and no refresh arrived within ${result.gracePeriod} ms` };
+      s.status = previous;
       setStatus(ChainStatus.Running);
     }
   };
 
-  const record = async (stepId: string, kind: ReceiptKind, payload: unknown): Promise<void> => {
-    const receipt = await governor.recordReceipt({ chainId, stepId, kind, payload, prev: head });
-    advance(receipt);
-  };
+  /**
+   * Waits for human approval of an escalated action: verified votes, quorum of distinct eligible
+   * approvers, deny on an authorized deny vote or at the deadline, then re-authorization with the
+   * approvals in context (policy has the last word).
+   */
+  const awaitApproval = async (a: Action, s: StepState, first: GovernorAuthorizeResult): Promise<{ allowed: boolean; decision: Decision; reason?: string }> => {
+    let decision = first.decision;
+    const requirement = decision.escalation!;
+    const deadlineMs = durationMs(requirement.deadline);
+    const approval: ApprovalState = {
+      stepId: a.stepId,
+      stepDigest: first.stepDigest,
+      roles: [...requirement.roles],
+      eligibleRoles: [...requirement.roles],
+      quorum: requirement.quorum,
+      deadline: requirement.deadline,
+      deadlineAt: decision.evaluatedAt ? new Date(Date.parse(decision.evaluatedAt) + deadlineMs).toISOString() : undefined,
+      approvedBy: [],
+      stillNeeded: requirement.quorum,
+      verdicts: [],
+      outcome: 'pending',
+    };
+    s.approval = approval;
+    approvals.current = approval;
+    s.status = 'awaiting-approval';
+    setPendingRoles(approval.eligibleRoles);
+    setStatus(ChainStatus.AwaitingApproval, `${approval.quorum} approval(s) from ${approval.eligibleRoles.join(' or ')} by ${approval.deadlineAt ?? requirement.deadline}`);
 
-  const execute = async (stepId: string, action: string, resource: ResourceRef, executor: Step['executor'], stepInput: Step['input']): Promise<ExecutionOutcome> => {
-    const idempotencyKey = `${chainId}/${stepId}`;
-    const summary = `execute ${action} on ${resourceLabel(resource)}`;
-    if (executor.type === 'activity') {
-      // The service's own activity, on the service's own task queue: the governor never holds its credentials.
-      const service = proxyActivities<Record<string, (arg: ServiceActivityInput) => Promise<unknown>>>({
-        taskQueue: executor.taskQueue,
-        startToCloseTimeout: executor.timeoutMs,
-        retry: SERVICE_RETRY,
+    let expired = false;
+    const timers = new CancellationScope();
+    const timersDone = timers
+      .run(() =>
+        Promise.all([
+          sleep(deadlineMs).then(() => {
+            expired = true;
+          }),
+          // The escalation ladder: after each interval a further role becomes eligible.
+          ...(first.approvalRules?.ladder ?? []).map((rung) =>
+            sleep(rung.afterMs).then(() => {
+              for (const role of rung.roles) if (!approval.eligibleRoles.includes(role)) approval.eligibleRoles.push(role);
+              setPendingRoles(approval.eligibleRoles);
+              publishDetails();
+            }),
+          ),
+        ]),
+      )
+      .catch((err: unknown) => {
+        if (!isCancellation(err)) throw err;
       });
-      const serviceInput: ServiceActivityInput = { idempotencyKey, chainId, stepId, action, resource, input: stepInput };
-      const result = await service[executor.activityType]!.executeWithOptions(
-        { taskQueue: executor.taskQueue, startToCloseTimeout: executor.timeoutMs, retry: SERVICE_RETRY, summary },
-        [serviceInput],
-      );
-      return { executor: 'activity', idempotencyKey, result: result ?? null };
+
+    const finish = async (outcome: ApprovalState['outcome'], result: { allowed: boolean; decision: Decision; reason?: string }) => {
+      approval.outcome = outcome;
+      approvals.close(`the approval of step ${a.stepId} is no longer pending (${outcome})`);
+      timers.cancel();
+      await timersDone;
+      setPendingRoles(undefined);
+      setStatus(ChainStatus.Running);
+      return result;
+    };
+
+    for (;;) {
+      await condition(() => approvals.pending.length > 0 || expired || revoked !== undefined);
+      if (revoked) {
+        await finish('denied', { allowed: false, decision });
+        throw new Revoked();
+      }
+      let breakGlass: VoteVerdict | undefined;
+      while (approvals.pending.length > 0 && !breakGlass) {
+        const submission = approvals.pending.shift()!;
+        let verdict: VoteVerdict;
+        try {
+          const r = await governor.verifyApproval.executeWithOptions(
+            { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `verify vote ${submission.seq} for ${a.stepId}` },
+            [
+              {
+                token: submission.token,
+                via: submission.via,
+                seq: submission.seq,
+                chainId,
+                stepId: a.stepId,
+                stepDigest: approval.stepDigest,
+                workload: chain.workload,
+                owner: chain.owner,
+                eligibleRoles: [...approval.eligibleRoles],
+                prev: head,
+              },
+            ],
+          );
+          advance(r.receipt);
+          verdict = r.verdict;
+        } catch (err) {
+          verdict = { seq: submission.seq, via: submission.via, counted: false, reason: `vote could not be verified: ${failureMessage(err)}` };
+        }
+        approvals.settle(verdict);
+        publishDetails();
+        if (verdict.counted && verdict.decision === 'deny') {
+          return finish('denied', { allowed: false, decision, reason: `denied by approver ${verdict.approver}${verdict.reason ? `: ${verdict.reason}` : ''}` });
+        }
+        if (verdict.breakGlass) breakGlass = verdict;
+      }
+
+      if (breakGlass || approval.approvedBy.length >= approval.quorum) {
+        const votes = [...approval.approvedBy, ...(breakGlass ? [{ approver: breakGlass.approver!, roles: breakGlass.roles ?? [] }] : [])];
+        const again = await authorize(a, s, votes);
+        if (!('decision' in again)) return finish('denied', { allowed: false, decision: again, reason: again.reason });
+        decision = again.decision;
+        if (decision.effect === 'allow') return finish('approved', { allowed: true, decision });
+        if (decision.effect === 'deny') return finish('denied', { allowed: false, decision, reason: `policy denied after approval: ${decision.reason ?? 'deny'}` });
+        if (breakGlass) {
+          // Only escalatable forbids still block: break-glass lets the step through, marked for review.
+          s.breakGlass = { approver: breakGlass.approver!, justification: breakGlass.justification ?? '' };
+          state.breakGlass = true;
+          upsertSearchAttributes([{ key: GovernorBreakGlassKey, value: true }]);
+          return finish('break-glass', { allowed: true, decision });
+        }
+        // Policy still escalates (e.g. a second role is needed): keep waiting with its requirement.
+        const next = decision.escalation!;
+        for (const role of next.roles) if (!approval.eligibleRoles.includes(role)) approval.eligibleRoles.push(role);
+        approval.quorum = Math.max(approval.quorum, next.quorum, approval.approvedBy.length + 1);
+        approval.stillNeeded = Math.max(0, approval.quorum - approval.approvedBy.length);
+        setPendingRoles(approval.eligibleRoles);
+        publishDetails();
+      }
+      if (expired && approvals.pending.length === 0) {
+        return finish('expired', { allowed: false, decision, reason: `no quorum of ${approval.quorum} by the approval deadline (${approval.deadline})` });
+      }
     }
-    return executors.execute.executeWithOptions(
-      {
-        startToCloseTimeout: executor.type === 'http' ? executor.timeoutMs * 2 : '30s',
-        retry: { maximumAttempts: 3, initialInterval: '1s', backoffCoefficient: 2, nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT', 'GOVERNOR_HOST_NOT_ALLOWED', 'GOVERNOR_EXECUTOR_FAILED'] },
-        summary,
-      },
-      [{ chainId, stepId, idempotencyKey, executor, input: stepInput }],
-    );
   };
 
-  const completed: Step[] = [];
+  // ---- execution ------------------------------------------------------------------------------
+  const execute = async (a: Action): Promise<ExecutionOutcome> => {
+    const idempotencyKey = `${chainId}/${a.stepId}`;
+    const summary = `execute ${a.action} on ${resourceLabel(a.resource)}`;
+    const scope = new CancellationScope();
+    inFlight = scope;
+    try {
+      return await scope.run(async () => {
+        if (a.executor.type === 'activity') {
+          // The service's own activity, on the service's own task queue: the governor never holds its credentials.
+          const retry: RetryPolicy = { maximumAttempts: 3, initialInterval: '1s', backoffCoefficient: 2 };
+          const service = proxyActivities<Record<string, (arg: ServiceActivityInput) => Promise<unknown>>>({
+            taskQueue: a.executor.taskQueue,
+            startToCloseTimeout: a.executor.timeoutMs,
+            retry,
+          });
+          const serviceInput: ServiceActivityInput = { idempotencyKey, chainId, stepId: a.stepId, action: a.action, resource: a.resource, input: a.input };
+          const result = await service[a.executor.activityType]!.executeWithOptions(
+            { taskQueue: a.executor.taskQueue, startToCloseTimeout: a.executor.timeoutMs, retry, summary },
+            [serviceInput],
+          );
+          return { executor: 'activity' as const, idempotencyKey, result: result ?? null };
+        }
+        return executors.execute.executeWithOptions(
+          { startToCloseTimeout: a.executor.type === 'http' ? a.executor.timeoutMs * 2 : '30s', retry: EXECUTOR_RETRY, summary },
+          [{ chainId, stepId: a.stepId, idempotencyKey, executor: a.executor, input: a.input }],
+        );
+      });
+    } catch (err) {
+      if (revoked && isCancellation(err)) throw new Revoked();
+      throw err;
+    } finally {
+      inFlight = undefined;
+    }
+  };
+
+  /** Authorizes (escalating when needed) and runs one action. Returns why it did not run, if it did not. */
+  const govern = async (a: Action, s: StepState, onDecision: (d: Decision) => void): Promise<{ ran: true; outcome: ExecutionOutcome } | { ran: false; denied: string } | { ran: false; failed: string }> => {
+    const first = await authorize(a, s);
+    if (!('decision' in first)) {
+      onDecision(first);
+      return { ran: false, denied: first.reason ?? 'denied' };
+    }
+    onDecision(first.decision);
+    if (first.decision.effect === 'deny') return { ran: false, denied: first.decision.reason ?? 'denied by policy' };
+    if (first.decision.effect === 'escalate') {
+      const verdict = await awaitApproval(a, s, first);
+      onDecision(verdict.decision);
+      if (!verdict.allowed) return { ran: false, denied: verdict.reason ?? 'not approved' };
+    }
+    if (revoked) throw new Revoked();
+    s.status = a.kind === 'step' ? 'executing' : 'compensating';
+    setStatus(ChainStatus.Running, `executing ${a.stepId}`);
+    let outcome: ExecutionOutcome;
+    try {
+      outcome = await execute(a);
+    } catch (err) {
+      if (err instanceof Revoked) throw err;
+      const message = failureMessage(err);
+      await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'failed', error: message });
+      return { ran: false, failed: message };
+    }
+    if (!(await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'completed', outcome }))) {
+      return { ran: false, failed: receiptFailure ?? 'receipt could not be recorded' };
+    }
+    return { ran: true, outcome };
+  };
+
+  // ---- the chain ------------------------------------------------------------------------------
+  const completed: string[] = [...(resume?.completed ?? [])];
   let outcome: ChainStatus = ChainStatus.Completed;
   upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Running }]);
   publishDetails();
+  const stepsThisRun = input.options?.continueAsNewAfterSteps;
+  let ranThisRun = 0;
 
-  for (const step of chain.steps) {
-    const s = state.steps.find((x) => x.id === step.id)!;
-    state.currentStep = step.id;
-    s.status = 'authorizing';
-    publishDetails();
-
-    const decision = await authorize(step.id, 'step', step.action, step.resource, step.context, s);
-    s.decision = decision;
-    if (decision.effect !== 'allow') {
-      // Escalation is not handled yet: it fails closed, like every non-allow.
+  try {
+    for (let i = resume?.nextStep ?? 0; i < chain.steps.length; i++) {
+      const step = chain.steps[i]!;
+      if (revoked) throw new Revoked();
+      if (ranThisRun > 0 && (workflowInfo().continueAsNewSuggested || (stepsThisRun !== undefined && ranThisRun >= stepsThisRun))) {
+        // Long chains continue as new before Temporal's history limits, carrying the receipt head.
+        await condition(allHandlersFinished);
+        return await continueAsNew<typeof governedChainWorkflow>({
+          ...input,
+          credential,
+          attestation,
+          resume: { nextStep: i, head, steps: state.steps as unknown as Record<string, unknown>[], completed, policyDigest: state.policyDigest, breakGlass: state.breakGlass, runs: (resume?.runs ?? 1) + 1 },
+        });
+      }
+      const s = stepState(step.id);
+      state.currentStep = step.id;
+      s.status = 'authorizing';
+      publishDetails();
+      const result = await govern(stepAction(step), s, (d) => (s.decision = d));
+      ranThisRun++;
+      if (!result.ran && 'denied' in result) {
+        s.status = 'denied';
+        s.error = result.denied;
+        state.reason = `step ${step.id}: ${result.denied}`;
+        outcome = ChainStatus.Denied;
+        break;
+      }
+      if (!result.ran) {
+        s.status = 'failed';
+        s.error = result.failed;
+        state.reason = `step ${step.id} failed: ${result.failed}`;
+        outcome = ChainStatus.Failed;
+        break;
+      }
+      s.outcome = result.outcome;
+      s.status = 'completed';
+      completed.push(step.id);
+      publishDetails();
+    }
+  } catch (err) {
+    if (!(err instanceof Revoked)) throw err;
+    outcome = ChainStatus.Revoked;
+    const s = state.currentStep ? stepState(state.currentStep) : undefined;
+    if (s && s.status !== 'completed') {
       s.status = 'denied';
-      s.error = decision.effect === 'escalate' ? `escalation required (${decision.reason ?? 'approvers'}) — human approval is not enabled, denied` : decision.reason ?? 'denied by policy';
-      state.reason = `step ${step.id}: ${s.error}`;
-      outcome = ChainStatus.Denied;
-      break;
+      s.error = `revoked: ${revoked?.reason ?? ''}`;
     }
-
-    s.status = 'executing';
-    setStatus(ChainStatus.Running, `executing ${step.id}`);
-    try {
-      s.outcome = await execute(step.id, step.action, step.resource, step.executor, step.input);
-    } catch (err) {
-      s.status = 'failed';
-      s.error = failureMessage(err);
-      state.reason = `step ${step.id} failed: ${s.error}`;
-      await record(step.id, 'execution', { status: 'failed', error: s.error });
-      outcome = ChainStatus.Failed;
-      break;
-    }
-    await record(step.id, 'execution', { status: 'completed', outcome: s.outcome });
-    s.status = 'completed';
-    completed.push(step);
-    publishDetails();
+    state.reason = `revoked${revoked?.by ? ` by ${revoked.by}` : ''}: ${revoked?.reason ?? ''}`;
+    await record(state.currentStep, 'decision', { revoked: revoked ?? null });
   }
   state.currentStep = undefined;
 
   if (outcome !== ChainStatus.Completed) {
-    for (const step of state.steps) if (step.status === 'pending') step.status = 'skipped';
-    // Compensate completed steps newest first, each governed like any step.
-    for (const step of [...completed].reverse()) {
-      if (!step.compensation) continue;
-      await compensate(step, step.compensation);
+    for (const s of state.steps) if (s.status === 'pending') s.status = 'skipped';
+    // Compensate completed steps newest first, each governed like any step (also after a revoke:
+    // compensations undo effects; they are authorized with the chain's credential like any step).
+    for (const id of [...completed].reverse()) {
+      const step = chain.steps.find((x) => x.id === id)!;
+      if (step.compensation) await compensate(step, step.compensation);
     }
   }
 
   async function compensate(step: Step, comp: Compensation): Promise<void> {
-    const s = state.steps.find((x) => x.id === step.id)!;
-    const stepId = `${step.id}.compensation`;
-    const resource = comp.resource ?? step.resource;
+    const s = stepState(step.id);
     s.status = 'compensating';
     s.compensation = {};
     publishDetails();
-    const decision = await authorize(stepId, 'compensation', comp.action, resource, comp.context, s);
-    s.compensation.decision = decision;
-    if (decision.effect !== 'allow') {
-      s.status = 'compensation-denied';
-      s.compensation.error = decision.reason ?? 'denied by policy';
-      log.warn('compensation denied', { chainId, stepId, reason: s.compensation.error });
-      return;
-    }
+    const a: Action = { stepId: `${step.id}.compensation`, kind: 'compensation', action: comp.action, resource: comp.resource ?? step.resource, context: comp.context, input: comp.input, executor: comp.executor };
+    const saved = revoked;
+    revoked = undefined; // a revocation stops the chain, not the undoing of what it already did
     try {
-      s.compensation.outcome = await execute(stepId, comp.action, resource, comp.executor, comp.input);
-      await record(stepId, 'compensation-execution', { status: 'completed', outcome: s.compensation.outcome });
-      s.status = 'compensated';
+      const result = await govern(a, s, (d) => (s.compensation!.decision = d));
+      if (result.ran) {
+        s.compensation.outcome = result.outcome;
+        s.status = 'compensated';
+      } else if ('denied' in result) {
+        s.compensation.error = result.denied;
+        s.status = 'compensation-denied';
+        log.warn('compensation denied', { chainId, stepId: a.stepId, reason: result.denied });
+      } else {
+        s.compensation.error = result.failed;
+        s.status = 'compensation-failed';
+      }
     } catch (err) {
-      s.compensation.error = failureMessage(err);
-      await record(stepId, 'compensation-execution', { status: 'failed', error: s.compensation.error });
+      if (!(err instanceof Revoked)) throw err;
+      s.compensation.error = 'revoked during compensation';
       s.status = 'compensation-failed';
+    } finally {
+      revoked = saved ?? revoked;
     }
   }
 
+  // The final signed checkpoint over the receipt chain; a chain that cannot be checkpointed is not
+  // provably complete, so it ends Failed (fail closed).
+  let checkpoint: string | undefined;
+  if (await record(undefined, 'checkpoint', { status: outcome, reason: state.reason ?? null, steps: state.steps.length })) {
+    checkpoint = lastSignature;
+  } else if (outcome === ChainStatus.Completed) {
+    outcome = ChainStatus.Failed;
+    state.reason = receiptFailure;
+  }
+  if (receiptFailure && outcome === ChainStatus.Completed) {
+    outcome = ChainStatus.Failed;
+    state.reason = receiptFailure;
+  }
+  setPendingRoles(undefined);
   setStatus(outcome);
-  const checkpoint = await governor.recordReceipt({ chainId, kind: 'checkpoint', payload: { status: outcome, reason: state.reason ?? null, steps: state.steps.length }, prev: head });
-  advance(checkpoint);
-  publishDetails();
-  log.info('chain ended', { chainId, status: outcome, workflowId: workflowInfo().workflowId });
-  return { chainId, status: outcome, reason: state.reason, steps: state.steps, receiptHead: head, checkpoint: checkpoint.signature };
+  await condition(allHandlersFinished);
+  log.info('chain ended', { chainId, status: outcome });
+  return { chainId, status: outcome, reason: state.reason, steps: state.steps, receiptHead: head, checkpoint };
+}
+
+function stepAction(step: Step): Action {
+  return { stepId: step.id, kind: 'step', action: step.action, resource: step.resource, context: step.context, input: step.input, executor: step.executor };
 }
 
 function failClosedDecision(reason: string): Decision {

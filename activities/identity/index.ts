@@ -1,4 +1,4 @@
-/** Workload identity: dev key material, dev issuance, and the fail-closed verifiers used by `authorize`. */
+/** Workload and approver identity: dev key material, dev issuance, and the fail-closed verifiers of credentials, attestations and approval votes. */
 export {
   DEV_KEY_NAMES,
   KEY_ALG,
@@ -16,23 +16,31 @@ export {
   type SigningKey,
 } from './keys';
 export {
+  APPROVAL_AUDIENCE,
+  APPROVAL_TYP,
   ATTESTATION_TYP,
   CREDENTIAL_TYP,
+  DEV_APPROVER,
   DEV_ATTESTER,
   DEV_ISSUER,
   GOVERNOR_AUDIENCE,
   devImageDigest,
+  issueApproval,
   issueAttestation,
   issueCredential,
+  type ApprovalClaims,
   type AttestationClaims,
   type CredentialClaims,
+  type IssueApprovalOptions,
   type IssueAttestationOptions,
   type IssueCredentialOptions,
 } from './issue';
 export { clearJwksCache, createJwksResolver, type JwksResolver } from './jwks';
 export {
+  verifyApproval,
   verifyAttestation,
   verifyCredential,
+  type VerifiedApproval,
   type VerifiedAttestation,
   type VerifiedCredential,
   type VerifyOptions,

@@ -4,7 +4,7 @@ import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { loadPrivateKey } from './keys';
 
 /**
- * Dev issuance of credentials (JWT-SVID shape) and attestations, signed with the keys from `governor keys init`.
+ * Dev issuance of credentials (JWT-SVID shape), attestations and approval votes, signed with the keys from `governor keys init`.
  * Security: a stand-in for a real workload identity provider (SPIFFE/SPIRE, cloud IAM) and a real attester;
  * anyone who can read `<home>/keys` can mint both.
  */
@@ -13,12 +13,18 @@ import { loadPrivateKey } from './keys';
 export const DEV_ISSUER = 'https://governor.local/dev-issuer';
 /** `iss` of dev attestations; the default bundle trusts it with `keys/attester.jwks.json`. */
 export const DEV_ATTESTER = 'https://governor.local/dev-attester';
+/** `iss` of dev approval votes; the default bundle trusts it with `keys/approver.jwks.json`. */
+export const DEV_APPROVER = 'https://governor.local/dev-approver';
 /** Default `aud` of credentials: the governor itself. */
 export const GOVERNOR_AUDIENCE = 'temporal-governor';
 /** `typ` header of credentials (JWT-SVID: `JWT` or `JOSE`). */
 export const CREDENTIAL_TYP = 'JWT';
 /** `typ` header of attestations: explicit typing (RFC 8725 §3.11) so neither token can pass for the other. */
 export const ATTESTATION_TYP = 'attestation+jwt';
+/** Default `aud` of approval votes (and default `audience` of a manifest's trusted approver). */
+export const APPROVAL_AUDIENCE = 'temporal-governor-approval';
+/** `typ` header of approval votes: explicitly typed, so no credential or attestation can pass for one. */
+export const APPROVAL_TYP = 'approval+jwt';
 
 /** Claims of an issued credential (SPIFFE JWT-SVID shape). */
 export interface CredentialClaims {
@@ -39,6 +45,23 @@ export interface AttestationClaims {
   imageDigest: string;
   trustZone: string;
   environment: string;
+}
+
+/** Claims of an issued approval vote. */
+export interface ApprovalClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  iat: number;
+  exp: number;
+  jti: string;
+  roles: string[];
+  chainId: string;
+  stepId: string;
+  stepDigest: string;
+  decision: 'approve' | 'deny';
+  reason?: string;
+  justification?: string;
 }
 
 /** Inputs of `issueCredential`. */
@@ -70,6 +93,32 @@ export interface IssueAttestationOptions {
   /** Default 900 s, matching the default attester `maxAge` of 15m. */
   ttlSeconds?: number;
   now?: Date;
+}
+
+/** Inputs of `issueApproval`. */
+export interface IssueApprovalOptions {
+  /** Governor home holding `keys/approver.private.jwk.json`; default `GOVERNOR_HOME` or `.governor`. */
+  home?: string;
+  /** The approver (a person), never the requesting workload. */
+  sub: string;
+  /** Approver roles, 1 to 32 non-empty names of at most 64 characters. */
+  roles: string[];
+  chainId: string;
+  stepId: string;
+  /** Digest of the exact step being voted on, so a vote cannot be replayed onto a changed step. */
+  stepDigest: string;
+  decision: 'approve' | 'deny';
+  /** At most 1000 characters. */
+  reason?: string;
+  /** At most 1000 characters (e.g. the break-glass justification). */
+  justification?: string;
+  /** Default 900 s, at most one day. */
+  ttlSeconds?: number;
+  now?: Date;
+  issuer?: string;
+  audience?: string;
+  /** Default: a random UUID. */
+  jti?: string;
 }
 
 const MAX_TTL_SECONDS = 86_400;
@@ -110,12 +159,44 @@ export async function issueAttestation(options: IssueAttestationOptions): Promis
   return sign(options.home, 'attester', ATTESTATION_TYP, claims);
 }
 
+/**
+ * Signs a dev approval vote (compact JWT) with the `approver` key: `iss`, `sub`, `aud`, `iat`, `exp`, `jti`,
+ * `roles`, `chainId`, `stepId`, `stepDigest`, `decision`, optional `reason` and `justification`; header
+ * `typ: approval+jwt`. Security: whoever can read `<home>/keys` can vote as anyone with any role.
+ */
+export async function issueApproval(options: IssueApprovalOptions): Promise<string> {
+  const roles = options.roles;
+  if (!Array.isArray(roles) || roles.length === 0 || roles.length > 32 || !roles.every((r) => typeof r === 'string' && r.length > 0 && r.length <= 64)) {
+    throw new GovernorError(ErrorCode.InvalidInput, 'roles must be 1 to 32 non-empty strings of at most 64 characters', 'roles');
+  }
+  if (options.decision !== 'approve' && options.decision !== 'deny') {
+    throw new GovernorError(ErrorCode.InvalidInput, 'decision must be approve or deny', 'decision');
+  }
+  const iat = epochSeconds(options.now);
+  const claims: ApprovalClaims = {
+    iss: text(options.issuer ?? DEV_APPROVER, 'issuer'),
+    sub: text(options.sub, 'sub'),
+    aud: text(options.audience ?? APPROVAL_AUDIENCE, 'audience'),
+    iat,
+    exp: iat + ttl(options.ttlSeconds),
+    jti: text(options.jti ?? randomUUID(), 'jti'),
+    roles: [...roles],
+    chainId: text(options.chainId, 'chainId'),
+    stepId: text(options.stepId, 'stepId'),
+    stepDigest: text(options.stepDigest, 'stepDigest'),
+    decision: options.decision,
+  };
+  if (options.reason !== undefined) claims.reason = note(options.reason, 'reason');
+  if (options.justification !== undefined) claims.justification = note(options.justification, 'justification');
+  return sign(options.home, 'approver', APPROVAL_TYP, claims);
+}
+
 /** A deterministic fake image digest for a dev workload: `sha256:` + hex SHA-256 of `dev-image:<sub>`. */
 export function devImageDigest(sub: string): string {
   return `sha256:${createHash('sha256').update(`dev-image:${sub}`).digest('hex')}`;
 }
 
-async function sign(home: string | undefined, keyName: string, typ: string, claims: CredentialClaims | AttestationClaims): Promise<string> {
+async function sign(home: string | undefined, keyName: string, typ: string, claims: CredentialClaims | AttestationClaims | ApprovalClaims): Promise<string> {
   const signer = await loadPrivateKey(home, keyName);
   return new SignJWT({ ...claims }).setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ }).sign(signer.key);
 }
@@ -137,6 +218,13 @@ function ttl(seconds: number | undefined): number {
 function text(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 1024) {
     throw new GovernorError(ErrorCode.InvalidInput, `${field} must be a non-empty string of at most 1024 characters`, field);
+  }
+  return value;
+}
+
+function note(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.length > 1000) {
+    throw new GovernorError(ErrorCode.InvalidInput, `${field} must be a string of at most 1000 characters`, field);
   }
   return value;
 }

@@ -12,8 +12,8 @@ import { ErrorCode, GovernorError } from '../../contracts/errors';
  * signers should keep their private keys in a KMS/HSM and publish only a JWKS.
  */
 
-/** Key pairs created by `governor keys init`. Helpers accept any valid name, so new pairs (e.g. `approver`) can be added later. */
-export const DEV_KEY_NAMES = ['issuer', 'attester', 'receipt', 'policy-signing'] as const;
+/** Key pairs created by `governor keys init`. Helpers accept any valid name, so further pairs can be added later. */
+export const DEV_KEY_NAMES = ['issuer', 'attester', 'receipt', 'policy-signing', 'approver'] as const;
 /** One of `DEV_KEY_NAMES`. */
 export type DevKeyName = (typeof DEV_KEY_NAMES)[number];
 

@@ -1,23 +1,25 @@
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
 import { ErrorCode, GovernorError, isGovernorError } from '../../contracts/errors';
-import { durationMs, type Manifest } from '../../policies/manifest';
+import { durationMs, type JwksSource, type Manifest } from '../../policies/manifest';
 import { createJwksResolver, type JwksResolver } from './jwks';
 
 export { clearJwksCache, createJwksResolver, type JwksResolver } from './jwks';
 
 /**
- * Fail-closed verification of workload credentials and attestations, used by the `authorize` activity.
+ * Fail-closed verification of workload credentials and attestations (used by the `authorize` activity) and of
+ * approvers' votes.
  *
  * Threat model (jose-style): the token and everything in it is attacker-controlled until its signature has been
  * verified with a key from the manifest's JWKS for the issuer it names. Trusted: the manifest (issuers,
- * attesters, their JWKS sources and algorithm allow-lists) and the `now` passed in. Guaranteed on success: the
- * token was signed by a key of that trusted issuer with an allowed asymmetric algorithm, and its claims passed
- * the checks listed on each function. Never done: fetching keys named by the token (`jku`, `x5u`), trusting
- * keys embedded in it (`jwk`, `x5c`), `alg: none`, HMAC. Out of scope here: replay of `jti` (see the marked
- * spot in `verifyCredential`), revocation, and the security of the issuer's own keys.
+ * attesters, approvers, their JWKS sources and algorithm allow-lists) and the `now` passed in. Guaranteed on
+ * success: the token was signed by a key of that trusted signer with an allowed asymmetric algorithm, carries
+ * the `typ` of its kind (so no kind can pass for another), and its claims passed the checks listed on each
+ * function. Never done: fetching keys named by the token (`jku`, `x5u`), trusting keys embedded in it (`jwk`,
+ * `x5c`), `alg: none`, HMAC. Out of scope here: replay of `jti` (see the marked spot in `verifyCredential`;
+ * approvals are de-duplicated per approver by the caller), revocation, and the security of the signers' keys.
  *
- * Failures throw `GovernorError` with `CredentialInvalid` / `AttestationInvalid` and a short generic reason;
- * messages never contain the token or claim values.
+ * Failures throw `GovernorError` with `CredentialInvalid` / `AttestationInvalid` / `ApprovalInvalid` and a short
+ * generic reason; messages never contain the token or claim values.
  */
 
 /** Inputs every verification takes: the evaluation time (never read from a clock here) and the governor home. */
@@ -48,7 +50,40 @@ export interface VerifiedAttestation {
   environment: string;
 }
 
-type Kind = 'credential' | 'attestation';
+/** A verified approval vote. Whether `sub` and `roles` may vote on this step is the caller's decision. */
+export interface VerifiedApproval {
+  iss: string;
+  sub: string;
+  roles: string[];
+  chainId: string;
+  stepId: string;
+  stepDigest: string;
+  decision: 'approve' | 'deny';
+  reason?: string;
+  justification?: string;
+  jti: string;
+  iat: number;
+  exp: number;
+}
+
+type Kind = 'credential' | 'attestation' | 'approval';
+
+/** What every trusted signer entry of the manifest (issuer, attester, approver) has in common. */
+interface TrustedSigner {
+  issuer: string;
+  audience?: string;
+  jwks: JwksSource;
+  algorithms: readonly string[];
+}
+
+/** Per-kind inputs of the shared pipeline in `verifyTrusted`. */
+interface KindRules<T extends TrustedSigner> {
+  kind: Kind;
+  /** Accepts the lower-cased `typ` header (undefined when absent). */
+  typAllowed: (normalizedTyp: string | undefined) => boolean;
+  signers: readonly T[];
+  requiredClaims: string[];
+}
 
 // Header parameters that point at or carry keys: a verifier that honours them lets the token choose its own key.
 const KEY_BEARING_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const;
@@ -56,9 +91,13 @@ const KEY_BEARING_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 // JWT-SVID allows `typ` to be absent, `JWT` or `JOSE` (media types compare case-insensitively).
 const CREDENTIAL_TYPS = new Set(['jwt', 'jose', 'application/jwt', 'application/jose']);
-// Attestations must be explicitly typed, so a credential can never be presented as one (and vice versa).
+// Attestations and approvals must be explicitly typed, so no kind can ever be presented as another.
 const ATTESTATION_TYPS = new Set(['attestation+jwt', 'application/attestation+jwt']);
+const APPROVAL_TYPS = new Set(['approval+jwt', 'application/approval+jwt']);
 const OCI_DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
+const MAX_ROLES = 32;
+const MAX_ROLE_LENGTH = 64;
+const MAX_NOTE_LENGTH = 1000;
 
 /**
  * Verifies a workload credential: size (before any parsing), header guards, trusted issuer (picked by the
@@ -74,26 +113,16 @@ export async function verifyCredential(
 ): Promise<VerifiedCredential> {
   const kind: Kind = 'credential';
   const now = checkNow(options.now);
-  const header = inspectToken(token, manifest.credential.maxTokenBytes, kind, (typ) => typ === undefined || CREDENTIAL_TYPS.has(typ));
-  const iss = peekIssuer(token, kind);
-  const trusted = manifest.trustedIssuers.find((candidate) => candidate.issuer === iss);
-  if (!trusted) throw invalid(kind, 'credential issuer not trusted');
-  if (!(trusted.algorithms as string[]).includes(header.alg)) throw invalid(kind, 'credential algorithm not allowed');
-
-  const tolerance = manifest.credential.clockToleranceSeconds;
-  const payload = await verifySigned(token, createJwksResolver(trusted.jwks, options.home), kind, {
-    issuer: trusted.issuer,
-    audience: trusted.audience,
-    algorithms: trusted.algorithms,
+  const { payload, trusted } = await verifyTrusted(token, manifest.credential, now, options.home, {
+    kind,
+    typAllowed: (typ) => typ === undefined || CREDENTIAL_TYPS.has(typ),
+    signers: manifest.trustedIssuers,
     requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat'],
-    clockTolerance: tolerance,
-    currentDate: now,
   });
 
   // Snapshot the verified claims into plain, typed data; jose checked presence and numeric dates only.
   const sub = nonEmptyString(payload.sub, kind, 'sub');
-  const iat = payload.iat as number;
-  if (iat > epochSeconds(now) + tolerance) throw invalid(kind, 'credential issued in the future');
+  const iat = notInFuture(payload.iat as number, now, manifest.credential.clockToleranceSeconds, kind);
   if (payload.jti !== undefined && typeof payload.jti !== 'string') throw invalid(kind, 'credential claim "jti" is invalid');
   const credential: VerifiedCredential = {
     iss: trusted.issuer,
@@ -125,25 +154,16 @@ export async function verifyAttestation(
   if (typeof options.expectedSubject !== 'string' || options.expectedSubject.length === 0) {
     throw new GovernorError(ErrorCode.InvalidInput, 'expectedSubject is required to verify an attestation', 'expectedSubject');
   }
-  const header = inspectToken(token, manifest.credential.maxTokenBytes, kind, (typ) => typ !== undefined && ATTESTATION_TYPS.has(typ));
-  const iss = peekIssuer(token, kind);
-  const trusted = manifest.trustedAttesters.find((candidate) => candidate.issuer === iss);
-  if (!trusted) throw invalid(kind, 'attestation issuer not trusted');
-  if (!(trusted.algorithms as string[]).includes(header.alg)) throw invalid(kind, 'attestation algorithm not allowed');
-
-  const tolerance = manifest.credential.clockToleranceSeconds;
-  const payload = await verifySigned(token, createJwksResolver(trusted.jwks, options.home), kind, {
-    issuer: trusted.issuer,
-    algorithms: trusted.algorithms,
+  const { payload, trusted } = await verifyTrusted(token, manifest.credential, now, options.home, {
+    kind,
+    typAllowed: (typ) => typ !== undefined && ATTESTATION_TYPS.has(typ),
+    signers: manifest.trustedAttesters,
     requiredClaims: ['iss', 'sub', 'iat', 'imageDigest', 'trustZone', 'environment'],
-    clockTolerance: tolerance,
-    currentDate: now,
   });
 
   const sub = nonEmptyString(payload.sub, kind, 'sub');
   if (sub !== options.expectedSubject) throw invalid(kind, 'attestation subject does not match the credential');
-  const iat = payload.iat as number;
-  if (iat > epochSeconds(now) + tolerance) throw invalid(kind, 'attestation issued in the future');
+  const iat = notInFuture(payload.iat as number, now, manifest.credential.clockToleranceSeconds, kind);
   if (now.getTime() - iat * 1000 > durationMs(trusted.maxAge)) throw invalid(kind, 'attestation is stale');
   const imageDigest = nonEmptyString(payload.imageDigest, kind, 'imageDigest');
   if (!OCI_DIGEST.test(imageDigest)) throw invalid(kind, 'attestation claim "imageDigest" is invalid');
@@ -157,6 +177,85 @@ export async function verifyAttestation(
   };
   if (payload.exp !== undefined) attestation.exp = payload.exp;
   return attestation;
+}
+
+/**
+ * Verifies an approver's vote: the same size and header guards as credentials, `typ: approval+jwt` (so neither a
+ * credential nor an attestation can be presented as a vote, nor a vote as either), a trusted approver and
+ * allowed algorithm, signature, `iss`, `aud` (the approver entry's audience), `exp`/`nbf` with the manifest's
+ * clock tolerance, `iat` not in the future, and required `iss` `sub` `aud` `exp` `iat` `jti` `roles` `chainId`
+ * `stepId` `stepDigest` `decision`: `roles` 1 to 32 non-empty strings of at most 64 characters, `decision`
+ * `approve` or `deny`, optional `reason` / `justification` strings of at most 1000 characters.
+ * Security: this proves who signed which vote for which step digest — NOT that the signer may approve it; the
+ * caller must match `chainId`/`stepId`/`stepDigest` to the pending step, check the roles, exclude the requesting
+ * workload and its owner, and count each `sub` once. With no `trustedApprovers`, every vote is rejected.
+ * Throws `GovernorError(ApprovalInvalid)`; key-source problems throw `KeysMissing` / `PolicyUnavailable`.
+ */
+export async function verifyApproval(
+  token: string,
+  manifest: Pick<Manifest, 'trustedApprovers' | 'credential'>,
+  options: VerifyOptions,
+): Promise<VerifiedApproval> {
+  const kind: Kind = 'approval';
+  const now = checkNow(options.now);
+  const { payload, trusted } = await verifyTrusted(token, manifest.credential, now, options.home, {
+    kind,
+    typAllowed: (typ) => typ !== undefined && APPROVAL_TYPS.has(typ),
+    signers: manifest.trustedApprovers ?? [],
+    requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'roles', 'chainId', 'stepId', 'stepDigest', 'decision'],
+  });
+
+  const sub = nonEmptyString(payload.sub, kind, 'sub');
+  const iat = notInFuture(payload.iat as number, now, manifest.credential.clockToleranceSeconds, kind);
+  const { decision } = payload;
+  if (decision !== 'approve' && decision !== 'deny') throw invalid(kind, 'approval claim "decision" is invalid');
+  const approval: VerifiedApproval = {
+    iss: trusted.issuer,
+    sub,
+    roles: roleList(payload.roles, kind),
+    chainId: nonEmptyString(payload.chainId, kind, 'chainId'),
+    stepId: nonEmptyString(payload.stepId, kind, 'stepId'),
+    stepDigest: nonEmptyString(payload.stepDigest, kind, 'stepDigest'),
+    decision,
+    jti: nonEmptyString(payload.jti, kind, 'jti'),
+    iat,
+    exp: payload.exp as number,
+  };
+  if (payload.reason !== undefined) approval.reason = note(payload.reason, kind, 'reason');
+  if (payload.justification !== undefined) approval.justification = note(payload.justification, kind, 'justification');
+  return approval;
+}
+
+/**
+ * The pipeline every kind shares: header guards (size first), the trusted signer named by the unverified `iss`
+ * (used only to pick its key set), that signer's algorithm allow-list, then signature and registered claims
+ * (`iss`, `aud` when the signer has one, `exp`/`nbf` with the manifest's clock tolerance, presence of
+ * `requiredClaims`). Everything after this is the caller's per-kind claim checks.
+ */
+async function verifyTrusted<T extends TrustedSigner>(
+  token: string,
+  limits: Manifest['credential'],
+  now: Date,
+  home: string | undefined,
+  rules: KindRules<T>,
+): Promise<{ payload: JWTPayload; trusted: T }> {
+  const { kind } = rules;
+  const header = inspectToken(token, limits.maxTokenBytes, kind, rules.typAllowed);
+  const iss = peekIssuer(token, kind);
+  const trusted = rules.signers.find((candidate) => candidate.issuer === iss);
+  if (!trusted) throw invalid(kind, `${kind} issuer not trusted`);
+  if (!trusted.algorithms.includes(header.alg)) throw invalid(kind, `${kind} algorithm not allowed`);
+
+  const verifyOptions: JWTVerifyOptions = {
+    issuer: trusted.issuer,
+    algorithms: [...trusted.algorithms],
+    requiredClaims: rules.requiredClaims,
+    clockTolerance: limits.clockToleranceSeconds,
+    currentDate: now,
+  };
+  if (trusted.audience !== undefined) verifyOptions.audience = trusted.audience;
+  const payload = await verifySigned(token, createJwksResolver(trusted.jwks, home), kind, verifyOptions);
+  return { payload, trusted };
 }
 
 /**
@@ -276,6 +375,35 @@ function epochSeconds(date: Date): number {
   return Math.floor(date.getTime() / 1000);
 }
 
+/** `iat` (a number: jose checked it), refused when ahead of `now` by more than the clock tolerance. */
+function notInFuture(iat: number, now: Date, toleranceSeconds: number, kind: Kind): number {
+  if (iat > epochSeconds(now) + toleranceSeconds) throw invalid(kind, `${kind} issued in the future`);
+  return iat;
+}
+
+function roleList(value: unknown, kind: Kind): string[] {
+  if (
+    !Array.isArray(value) ||
+    value.length === 0 ||
+    value.length > MAX_ROLES ||
+    !value.every((role) => typeof role === 'string' && role.length > 0 && role.length <= MAX_ROLE_LENGTH)
+  ) {
+    throw invalid(kind, `${kind} claim "roles" is invalid`);
+  }
+  return [...(value as string[])];
+}
+
+function note(value: unknown, kind: Kind, claim: string): string {
+  if (typeof value !== 'string' || value.length > MAX_NOTE_LENGTH) throw invalid(kind, `${kind} claim "${claim}" is invalid`);
+  return value;
+}
+
+const INVALID_CODES = {
+  credential: ErrorCode.CredentialInvalid,
+  attestation: ErrorCode.AttestationInvalid,
+  approval: ErrorCode.ApprovalInvalid,
+} as const satisfies Record<Kind, ErrorCode>;
+
 function invalid(kind: Kind, reason: string): GovernorError {
-  return new GovernorError(kind === 'credential' ? ErrorCode.CredentialInvalid : ErrorCode.AttestationInvalid, reason);
+  return new GovernorError(INVALID_CODES[kind], reason);
 }

@@ -129,16 +129,6 @@ describe('governed chains on the real server', () => {
     expect((await handle.describe()).typedSearchAttributes.get(GovernorStatusKey)).toBe('Denied');
   });
 
-  it('fails closed on escalation until human approval exists', async () => {
-    const chain = { workload: WORKLOAD, steps: [serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })] };
-    const handle = await gc.start(chain, await creds());
-    const result = (await handle.result()) as ChainResult;
-    expect(result.status).toBe('Denied');
-    expect(result.steps[0]!.decision!.effect).toBe('escalate');
-    expect(result.steps[0]!.decision!.escalation).toMatchObject({ roles: ['sre-lead'], quorum: 2 });
-    expect(ledger.has(`${handle.workflowId}/deploy`)).toBe(false);
-  });
-
   const allowedChain = () => ({ workload: WORKLOAD, steps: [serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] });
 
   it.each([

@@ -26,9 +26,9 @@ describe('foundation: the real Temporal dev server', () => {
       const client = new Client({ connection });
       const listed = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
       const custom = listed.customAttributes ?? {};
-      // 2 = KEYWORD, 7 = KEYWORD_LIST in temporal.api.enums.v1.IndexedValueType
+      // temporal.api.enums.v1.IndexedValueType: 2 = KEYWORD, 5 = BOOL, 7 = KEYWORD_LIST
       const expected: Record<string, number> = {};
-      for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES_FOR_CLI)) expected[name] = type === 'Keyword' ? 2 : 7;
+      for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES_FOR_CLI)) expected[name] = { Keyword: 2, Bool: 5, KeywordList: 7 }[type];
       for (const [name, type] of Object.entries(expected)) expect({ name, type: custom[name] }).toEqual({ name, type });
       expect(client.options.namespace).toBe('default');
       expect(GovernorStatusKey.name).toBe('GovernorStatus');

@@ -95,11 +95,11 @@ describe('keys', () => {
     }
   });
 
-  test('helpers are generic over the key name (a later approver pair)', async () => {
-    const summary = await initKeys(home, { names: ['approver'] });
-    expect(summary.created).toEqual(['approver']);
-    const key = await loadPrivateKey(home, 'approver');
-    expect(key).toMatchObject({ name: 'approver', alg: 'EdDSA', kid: summary.keys[0]!.kid });
+  test('helpers are generic over the key name (a pair beyond DEV_KEY_NAMES)', async () => {
+    const summary = await initKeys(home, { names: ['extra-signer'] });
+    expect(summary.created).toEqual(['extra-signer']);
+    const key = await loadPrivateKey(home, 'extra-signer');
+    expect(key).toMatchObject({ name: 'extra-signer', alg: 'EdDSA', kid: summary.keys[0]!.kid });
     await expect(initKeys(home, { names: ['../escape'] })).rejects.toMatchObject({ code: ErrorCode.InvalidInput });
   });
 

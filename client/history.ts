@@ -1,0 +1,110 @@
+import type { WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter, type PayloadConverter } from '@temporalio/common';
+import { AuthzRequest, Decision } from '../contracts/decision';
+
+/**
+ * Reading recorded decisions back out of a chain's workflow history.
+ *
+ * `authorize` runs as a local activity, so its result is in a `MarkerRecorded` event: marker name
+ * `core_local_activity`, `details.data` a JSON payload `{seq, attempt, activity_id, activity_type,
+ * complete_time, backoff, original_schedule_time}` and `details.result` the activity's result payload
+ * (absent when the attempt failed or is waiting for a retry backoff). A history written by a worker
+ * that ran `authorize` as a normal activity has `ActivityTaskScheduled` (type `authorize`) and the
+ * matching `ActivityTaskCompleted` result instead; both are read.
+ *
+ * Payloads are decoded with the given payload converter (default: Temporal's default, JSON). A history
+ * whose payloads are encrypted must be decoded with the codec first.
+ */
+
+/** A workflow history as `WorkflowHandle.fetchHistory()` returns it. */
+export type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
+
+/** Marker name of local activity results written by Temporal's Core SDK (TypeScript, Python, .NET, Ruby). */
+export const LOCAL_ACTIVITY_MARKER = 'core_local_activity';
+/** Activity type of the governor's decision activity (recorded in history: never renamed). */
+export const AUTHORIZE_ACTIVITY = 'authorize';
+
+/** One decision recorded in a chain's history. */
+export interface RecordedDecision {
+  /** The step the decision was for (`<step>.compensation` for a compensation). */
+  stepId: string;
+  /** `decision` (a step) or `compensation-decision`, from the decision's receipt. */
+  kind: string;
+  /** The exact request that was evaluated; absent when verification failed before policy ran. */
+  request?: AuthzRequest;
+  decision: Decision;
+  /** The shadow block, when a candidate bundle was evaluated beside the active one. */
+  shadow?: Record<string, unknown>;
+  /** Id of the history event that holds the result. */
+  eventId: number;
+  /** Sequence number of the decision's receipt in the chain. */
+  receiptSeq?: number;
+}
+
+interface Payload {
+  metadata?: Record<string, Uint8Array> | null;
+  data?: Uint8Array | null;
+}
+
+/**
+ * Every `authorize` result in `history`, in history order. Results that are not decisions (malformed,
+ * or from another activity) are skipped, never guessed at: the decision must parse as a `Decision`.
+ */
+export function recordedDecisions(history: History, options: { payloadConverter?: PayloadConverter } = {}): RecordedDecision[] {
+  const converter = options.payloadConverter ?? defaultPayloadConverter;
+  const decode = (payload: Payload | undefined | null): unknown => {
+    if (!payload) return undefined;
+    try {
+      return converter.fromPayload(payload as Parameters<PayloadConverter['fromPayload']>[0]);
+    } catch {
+      return undefined;
+    }
+  };
+  const out: RecordedDecision[] = [];
+  const authorizeScheduled = new Set<string>();
+  for (const event of history.events ?? []) {
+    const eventId = Number(event.eventId ?? 0);
+    const marker = event.markerRecordedEventAttributes;
+    if (marker) {
+      if (marker.markerName !== LOCAL_ACTIVITY_MARKER) continue;
+      const data = decode(marker.details?.data?.payloads?.[0]) as { activity_type?: unknown } | undefined;
+      if (data?.activity_type !== AUTHORIZE_ACTIVITY) continue;
+      const result = decode(marker.details?.result?.payloads?.[0]);
+      const recorded = asRecordedDecision(result, eventId);
+      if (recorded) out.push(recorded);
+      continue;
+    }
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    if (scheduled) {
+      if (scheduled.activityType?.name === AUTHORIZE_ACTIVITY) authorizeScheduled.add(String(event.eventId));
+      continue;
+    }
+    const completed = event.activityTaskCompletedEventAttributes;
+    if (completed && authorizeScheduled.has(String(completed.scheduledEventId))) {
+      const recorded = asRecordedDecision(decode(completed.result?.payloads?.[0]), eventId);
+      if (recorded) out.push(recorded);
+    }
+  }
+  return out;
+}
+
+/** Snapshots an `authorize` result into a RecordedDecision, or undefined when it is not one. */
+function asRecordedDecision(result: unknown, eventId: number): RecordedDecision | undefined {
+  if (typeof result !== 'object' || result === null) return undefined;
+  const r = result as { decision?: unknown; request?: unknown; receipt?: { stepId?: unknown; kind?: unknown; seq?: unknown }; shadow?: unknown };
+  const decision = Decision.safeParse(r.decision);
+  if (!decision.success) return undefined;
+  const request = r.request === undefined || r.request === null ? undefined : AuthzRequest.safeParse(r.request);
+  if (request && !request.success) return undefined;
+  const stepId = typeof r.receipt?.stepId === 'string' ? r.receipt.stepId : '';
+  const kind = typeof r.receipt?.kind === 'string' ? r.receipt.kind : 'decision';
+  return {
+    stepId,
+    kind,
+    ...(request ? { request: request.data } : {}),
+    decision: decision.data,
+    ...(typeof r.shadow === 'object' && r.shadow !== null ? { shadow: r.shadow as Record<string, unknown> } : {}),
+    eventId,
+    ...(typeof r.receipt?.seq === 'number' ? { receiptSeq: r.receipt.seq } : {}),
+  };
+}

@@ -1,0 +1,85 @@
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { issueAttestation, issueCredential } from '../../activities/identity';
+import type { ChainResult, ChainState } from '../../contracts/state';
+import { GovernorClient } from '../../client/client';
+import { createServiceActivities } from '../../examples/service/activities';
+import { Ledger } from '../../examples/service/ledger';
+import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from './temporal';
+
+export const WORKLOAD = 'agent:release-bot';
+
+/** A governor worker plus the example service worker (with its ledger) on the shared test server. */
+export interface Governed {
+  home: string;
+  taskQueue: string;
+  serviceQueue: string;
+  client: Client;
+  gc: GovernorClient;
+  ledger: Ledger;
+  governor: Awaited<ReturnType<typeof startGovernorWorker>>;
+  /** A step executed by the example service's `perform` activity on its own task queue. */
+  serviceStep(id: string, action: string, resource: { type: string; id: string }, extra?: Record<string, unknown>): Record<string, unknown>;
+  /** A fresh credential + attestation for `sub`. */
+  creds(sub?: string, options?: { now?: Date; ttlSeconds?: number }): Promise<{ credential: string; attestation: string }>;
+  /** Starts a chain as `sub` and waits for its result. */
+  run(chain: unknown, c?: { credential: string; attestation: string }): Promise<ChainResult>;
+  /** Polls the chain until `predicate` holds for its state (or ~10 s pass). */
+  waitFor(chainId: string, predicate: (s: ChainState) => boolean): Promise<ChainState>;
+  stop(): Promise<void>;
+}
+
+/** Starts a governor worker on `policiesDir` and an example service worker, each on a unique queue. */
+export async function setupGoverned(options: { policiesDir?: string } = {}): Promise<Governed> {
+  const home = await makeHome();
+  const taskQueue = uniqueQueue('governor');
+  const serviceQueue = uniqueQueue('service');
+  const connection = await Connection.connect({ address: testAddress() });
+  const client = new Client({ connection });
+  const gc = new GovernorClient(client, taskQueue);
+  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir });
+  const ledger = new Ledger();
+  const serviceConnection = await NativeConnection.connect({ address: testAddress() });
+  const serviceWorker = await Worker.create({ connection: serviceConnection, taskQueue: serviceQueue, activities: createServiceActivities(ledger) });
+  const serviceRun = serviceWorker.run();
+
+  const creds: Governed['creds'] = async (sub = WORKLOAD, o = {}) => ({
+    credential: await issueCredential({ home, sub, now: o.now, ttlSeconds: o.ttlSeconds }),
+    attestation: await issueAttestation({ home, sub }),
+  });
+  return {
+    home,
+    taskQueue,
+    serviceQueue,
+    client,
+    gc,
+    ledger,
+    governor,
+    serviceStep: (id, action, resource, extra = {}) => ({ id, action, resource, executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' }, ...extra }),
+    creds,
+    async run(chain, c) {
+      const handle = await gc.start(chain, c ?? (await creds()));
+      return (await handle.result()) as ChainResult;
+    },
+    async waitFor(chainId, predicate) {
+      let last: ChainState | undefined;
+      for (let i = 0; i < 100; i++) {
+        try {
+          last = await gc.status(chainId);
+          if (predicate(last)) return last;
+        } catch {
+          // the first workflow task may not have run yet
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`chain ${chainId} never reached the expected state; last: ${JSON.stringify(last?.status)}`);
+    },
+    async stop() {
+      serviceWorker.shutdown();
+      await serviceRun;
+      await serviceConnection.close();
+      await governor.stop();
+      await connection.close();
+    },
+  };
+}

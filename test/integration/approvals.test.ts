@@ -1,0 +1,204 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { issueApproval } from '../../activities/identity';
+import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey } from '../../contracts/search-attributes';
+import type { ChainResult, ChainState } from '../../contracts/state';
+import { defaultBundleWith } from '../harness/bundles';
+import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
+import { makeHome, testAddress } from '../harness/temporal';
+
+const root = path.join(__dirname, '..', '..');
+
+// The default bundle with: a ladder that makes `dba` eligible after 2 s, and a policy that denies
+// any step mallory approved (to prove that policy, not the quorum count, has the last word).
+const bundleDir = defaultBundleWith(
+  (m) => {
+    (m.approvals as Record<string, unknown>).ladder = [{ after: '2s', roles: ['dba'] }];
+  },
+  {
+    'approvals-test.cedar': '@id("never-mallory")\n@reason("mallory\'s approvals are void")\nforbid (principal, action, resource)\nwhen { context has approvals && context.approvals.approvers.contains("mallory") };\n',
+    // A short approval deadline for payments so the deadline path ends in seconds.
+    'payments.cedar': (text) => text.replace(/@deadline\("[^"]+"\)/g, '@deadline("3s")'),
+  },
+);
+
+let g: Governed;
+beforeAll(async () => {
+  g = await setupGoverned({ policiesDir: bundleDir });
+});
+afterAll(async () => {
+  await g?.stop();
+});
+
+const prodDeploy = () => ({ workload: WORKLOAD, owner: 'team-release', steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })] });
+
+async function awaitingApproval(chain: unknown): Promise<{ chainId: string; state: ChainState; digest: string }> {
+  const handle = await g.gc.start(chain, await g.creds());
+  const state = await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
+  const step = state.steps.find((s) => s.approval?.outcome === 'pending')!;
+  return { chainId: handle.workflowId, state, digest: step.approval!.stepDigest };
+}
+
+function vote(chainId: string, digest: string, sub: string, roles: string[], decision: 'approve' | 'deny' = 'approve', extra: { home?: string; stepId?: string; stepDigest?: string; justification?: string; reason?: string } = {}) {
+  return issueApproval({ home: extra.home ?? g.home, sub, roles, chainId, stepId: extra.stepId ?? 'deploy', stepDigest: extra.stepDigest ?? digest, decision, justification: extra.justification, reason: extra.reason });
+}
+
+describe('human escalation on the real server', () => {
+  it('waits in AwaitingApproval, counts a quorum of distinct eligible approvers, rejects the rest with reasons, then executes once', async () => {
+    const { chainId, state, digest } = await awaitingApproval(prodDeploy());
+    expect(state.pendingRoles).toEqual(['sre-lead']);
+    const approval = state.steps[0]!.approval!;
+    expect(approval).toMatchObject({ roles: ['sre-lead'], quorum: 2, deadline: '30m', stillNeeded: 2, outcome: 'pending' });
+    const described = await g.client.workflow.getHandle(chainId).describe();
+    expect(described.typedSearchAttributes.get(GovernorStatusKey)).toBe('AwaitingApproval');
+    expect(described.typedSearchAttributes.get(GovernorPendingRolesKey)).toEqual(['sre-lead']);
+
+    const alice = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'alice', ['sre-lead']));
+    expect(alice.verdict).toMatchObject({ counted: true, approver: 'alice', roles: ['sre-lead'], decision: 'approve' });
+    expect(alice.approval.stillNeeded).toBe(1);
+
+    const again = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'alice', ['sre-lead']));
+    expect(again.verdict).toMatchObject({ counted: true, repeat: true });
+    expect(again.approval.stillNeeded).toBe(1);
+
+    const rejected: [string, Promise<string>, RegExp][] = [
+      ['the workload itself', vote(chainId, digest, WORKLOAD, ['sre-lead']), /requesting workload and its owner may not approve/],
+      ['its declared owner', vote(chainId, digest, 'team-release', ['sre-lead']), /requesting workload and its owner may not approve/],
+      ['an approver without the role', vote(chainId, digest, 'bob', ['viewer']), /holds none of the eligible roles/],
+      ['a forged token', vote(chainId, digest, 'eve', ['sre-lead'], 'approve', { home: await makeHome() }), /approval (signature invalid|signing key not found)/],
+      ['a vote for another version of the step', vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepDigest: 'f'.repeat(64) }), /different version of this step/],
+      ['a vote for another step', vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepId: 'other' }), /another step/],
+    ];
+    for (const [name, token, reason] of rejected) {
+      const r = await g.gc.submitApproval(chainId, await token);
+      expect({ name, counted: r.verdict.counted, reason: r.verdict.reason }).toEqual({ name, counted: false, reason: expect.stringMatching(reason) });
+    }
+    // A malformed vote is refused by the synchronous validator and never reaches history.
+    const before = (await g.client.workflow.getHandle(chainId).fetchHistory()).events!.length;
+    await expect(g.gc.submitApproval(chainId, 'not-a-jwt')).rejects.toMatchObject({ code: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining('compact JWS') });
+    expect(g.ledger.has(`${chainId}/deploy`)).toBe(false);
+
+    // The second approver votes by signal, as from the Temporal UI or `temporal workflow signal`.
+    await g.gc.signalVote(chainId, await vote(chainId, digest, 'carol', ['sre-lead']), 'approve');
+    const result = (await g.client.workflow.getHandle(chainId).result()) as ChainResult;
+    expect(result.status).toBe('Completed');
+    expect(result.steps[0]!.approval).toMatchObject({ outcome: 'approved', approvedBy: [{ approver: 'alice', roles: ['sre-lead'] }, { approver: 'carol', roles: ['sre-lead'] }] });
+    expect(result.steps[0]!.decision!.effect).toBe('allow');
+    expect(g.ledger.all().filter((e) => e.idempotencyKey === `${chainId}/deploy`)).toHaveLength(1);
+    const history = (await g.client.workflow.getHandle(chainId).fetchHistory()).events!;
+    expect(history.length).toBeGreaterThan(before);
+    expect(history.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length).toBe(8); // every well-formed vote by update
+  });
+
+  it('denies at once on a deny vote from an authorized approver', async () => {
+    const { chainId, digest } = await awaitingApproval(prodDeploy());
+    const r = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'alice', ['sre-lead'], 'deny', { reason: 'change freeze' }));
+    expect(r.verdict).toMatchObject({ counted: true, decision: 'deny' });
+    const result = (await g.client.workflow.getHandle(chainId).result()) as ChainResult;
+    expect(result.status).toBe('Denied');
+    expect(result.reason).toContain('denied by approver alice: change freeze');
+    expect(g.ledger.has(`${chainId}/deploy`)).toBe(false);
+  });
+
+  it('denies when no quorum arrives by the deadline (fail closed, never resumes as allowed)', async () => {
+    const chain = { workload: WORKLOAD, steps: [g.serviceStep('pay', 'pay', { type: 'Account', id: 'acme' }, { context: { amount: 50_000, currency: 'EUR' } })] };
+    const handle = await g.gc.start(chain, await g.creds());
+    const waiting = await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
+    expect(waiting.pendingRoles).toEqual(['finance-approver']);
+    const result = (await handle.result()) as ChainResult;
+    expect(result.status).toBe('Denied');
+    expect(result.reason).toMatch(/no quorum of 1 by the approval deadline \(3s\)/);
+    expect(result.steps[0]!.approval!.outcome).toBe('expired');
+    expect(g.ledger.has(`${handle.workflowId}/pay`)).toBe(false);
+    expect((await handle.describe()).typedSearchAttributes.get(GovernorPendingRolesKey) ?? []).toEqual([]);
+  });
+
+  it('lets policy have the last word after quorum', async () => {
+    const { chainId, digest } = await awaitingApproval(prodDeploy());
+    await g.gc.submitApproval(chainId, await vote(chainId, digest, 'alice', ['sre-lead']));
+    await g.gc.submitApproval(chainId, await vote(chainId, digest, 'mallory', ['sre-lead']));
+    const result = (await g.client.workflow.getHandle(chainId).result()) as ChainResult;
+    expect(result.status).toBe('Denied');
+    expect(result.reason).toContain('policy denied after approval');
+    expect(result.steps[0]!.decision!.determiningPolicies).toContain('never-mallory');
+    expect(g.ledger.has(`${chainId}/deploy`)).toBe(false);
+  });
+
+  it('makes a further role eligible on the escalation ladder', async () => {
+    const { chainId, digest } = await awaitingApproval(prodDeploy());
+    const early = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'dan', ['dba']));
+    expect(early.verdict).toMatchObject({ counted: false, reason: expect.stringContaining('holds none of the eligible roles (sre-lead)') });
+    const later = await g.waitFor(chainId, (s) => s.pendingRoles?.includes('dba') ?? false);
+    expect(later.steps[0]!.approval!.eligibleRoles).toEqual(['sre-lead', 'dba']);
+    const counted = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'dan', ['dba']));
+    expect(counted.verdict).toMatchObject({ counted: true, roles: ['dba'] });
+    await g.gc.revoke(chainId, { reason: 'test cleanup' });
+    expect(((await g.client.workflow.getHandle(chainId).result()) as ChainResult).status).toBe('Revoked');
+  });
+
+  it('accepts a break-glass approval only with a justification, marks the chain and lists it for review', async () => {
+    const { chainId, digest } = await awaitingApproval(prodDeploy());
+    const bare = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'sam', ['security-officer']));
+    expect(bare.verdict).toMatchObject({ counted: false, reason: expect.stringContaining('requires a justification') });
+    const glass = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'sam', ['security-officer'], 'approve', { justification: 'prod outage INC-4711, SREs unreachable' }));
+    expect(glass.verdict).toMatchObject({ counted: true, breakGlass: true, approver: 'sam' });
+    const handle = g.client.workflow.getHandle(chainId);
+    const result = (await handle.result()) as ChainResult;
+    expect(result.status).toBe('Completed');
+    expect(result.steps[0]!.breakGlass).toEqual({ approver: 'sam', justification: 'prod outage INC-4711, SREs unreachable' });
+    expect((await handle.describe()).typedSearchAttributes.get(GovernorBreakGlassKey)).toBe(true);
+    let listed: string[] = [];
+    for (let i = 0; i < 40 && !listed.includes(chainId); i++) {
+      listed = (await g.gc.list({ breakGlass: true })).map((c) => c.chainId);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(listed).toContain(chainId);
+  });
+});
+
+describe('governor approve / deny / list --awaiting-approval', () => {
+  function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [path.join(root, 'bin', 'governor.js'), ...args], {
+        env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue },
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  it('counts a vote (exit 0), rejects one with its reason (exit 1), and lists what is still needed', async () => {
+    const { chainId } = await awaitingApproval(prodDeploy());
+    let listed: { chainId: string; pendingRoles: string[] }[] = [];
+    for (let i = 0; i < 40 && !listed.some((c) => c.chainId === chainId); i++) {
+      const l = await cli(['list', '--awaiting-approval', '--json']);
+      expect(l.code).toBe(0);
+      listed = (JSON.parse(l.stdout) as { chains: typeof listed }).chains;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(listed.find((c) => c.chainId === chainId)?.pendingRoles).toEqual(['sre-lead']);
+
+    const ok = await cli(['approve', chainId, '--as', 'alice', '--roles', 'sre-lead', '--reason', 'looks good', '--json']);
+    expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ counted: true, approval: { stillNeeded: 1, approvedBy: [{ approver: 'alice' }] } });
+
+    const no = await cli(['deny', chainId, '--as', 'bob', '--roles', 'viewer', '--json']);
+    expect(no.code).toBe(1);
+    expect(JSON.parse(no.stdout)).toMatchObject({ counted: false, verdict: { reason: expect.stringContaining('holds none of the eligible roles') } });
+
+    const status = await cli(['status', chainId]);
+    expect(status.stdout).toContain('approved by alice (sre-lead); still needed: 1');
+    expect(status.stdout).toContain('rejected bob deny — approver holds none of the eligible roles');
+
+    const wrongStep = await cli(['approve', chainId, '--step', 'nope', '--as', 'carol', '--roles', 'sre-lead']);
+    expect(wrongStep.code).toBe(1);
+    expect(wrongStep.stderr).toContain('--step: step nope is not awaiting approval');
+
+    const done = await cli(['approve', chainId, '--as', 'carol', '--roles', 'sre-lead', '--json']);
+    expect(done.code).toBe(0);
+    expect(((await g.client.workflow.getHandle(chainId).result()) as ChainResult).status).toBe('Completed');
+  });
+});
