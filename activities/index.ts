@@ -7,10 +7,11 @@ import { canonicalJson, sha256Hex } from '../policies/engine';
 import { judgeVote, type VoteContext } from './approvals';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 import type { ExecutionOutcome } from '../contracts/state';
-import { authorizeAction, decisionReceiptPayload, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
+import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { runBuiltInExecutor, type ExecuteInput } from './executors';
 import { loadPrivateKey } from './identity';
 import type { PolicyStore } from './policy-store';
+import type { RevocationCache } from './revocations';
 import { makeReceipt, type ReceiptSigner } from './receipts';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
@@ -34,6 +35,12 @@ export interface VerifyApprovalInput extends VoteContext {
 }
 export type { ExecuteInput } from './executors';
 
+/** Result of `recordReceipt`: the receipt and the exact payload it commits to. */
+export interface RecordedReceipt {
+  receipt: Receipt;
+  payload: unknown;
+}
+
 /** Input of `recordReceipt`. */
 export interface RecordReceiptInput {
   chainId: string;
@@ -48,6 +55,8 @@ export interface ActivityDeps {
   policies: PolicyStore;
   /** GOVERNOR_HOME: keys and JWKS files. */
   home: string;
+  /** The namespace's revocation list (absent: nothing is ever treated as revoked). */
+  revocations?: RevocationCache;
   /** Injectable clock for tests; defaults to the system clock. */
   clock?: () => Date;
 }
@@ -71,7 +80,16 @@ export function createActivities(deps: ActivityDeps) {
     /** Re-verifies credential + attestation and evaluates policy; returns the decision and its receipt. */
     async authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
       const { binding, ...action } = input;
-      const result = await authorizeAction(deps.policies, deps.home, action, clock());
+      const now = clock();
+      // The revocation list is consulted first: a revoked workload is denied whatever its token says.
+      const revoked = deps.revocations ? await deps.revocations.lookup(input.workload) : undefined;
+      const result: Omit<AuthorizeResult, 'receipt'> = revoked
+        ? {
+            decision: denyDecision(`workload ${input.workload} is revoked: ${revoked.reason}`, deps.policies.current()?.bundle.digest ?? '', now.toISOString()),
+            credentialExpired: false,
+            gracePeriod: 0,
+          }
+        : await authorizeAction(deps.policies, deps.home, action, now);
       logShadowDifference(input, result);
       const stepDigest = sha256Hex(
         canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),
@@ -107,8 +125,10 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /** Signs and links the next receipt of a chain. */
-    async recordReceipt(input: RecordReceiptInput): Promise<Receipt> {
-      return makeReceipt(await receiptSigner(), input);
+    async recordReceipt(input: RecordReceiptInput): Promise<RecordedReceipt> {
+      // The payload is echoed back so history (which keeps local activity results, not inputs)
+      // holds everything `governor verify` needs to recompute the receipt's digest.
+      return { receipt: await makeReceipt(await receiptSigner(), input), payload: input.payload ?? null };
     },
   };
 }

@@ -14,6 +14,7 @@ import type { ChainState } from '../contracts/state';
 import { connectClient } from '../workers/connection';
 import { loadChainFile } from './chain-file';
 import { GovernorClient } from './client';
+import { registerPolicyCommands } from './commands/policy';
 
 /** Exit codes (DESIGN §6). */
 export const Exit = { Ok: 0, BadInput: 1, Denied: 2, Unreachable: 3 } as const;
@@ -84,7 +85,26 @@ async function runServer(opts: ServerOpts, out: Out): Promise<DevServer> {
   });
 }
 
-async function runWorker(opts: { taskQueue: string; policies: string }, out: Out, addressOverride?: string): Promise<{ stop(): Promise<void> }> {
+/** Worker options shared by `worker` and `up`. */
+interface WorkerOpts {
+  taskQueue: string;
+  policies: string;
+  requireSignedPolicy?: boolean;
+  policyTrustJwks?: string;
+  shadowPolicies?: string;
+  watchPolicies?: boolean;
+}
+
+function workerOptions(cmd: Command): Command {
+  return cmd
+    .option('--policies <dir>', 'policy bundle folder', process.env.GOVERNOR_POLICIES ?? defaultPoliciesDir())
+    .option('--require-signed-policy', 'refuse unsigned, tampered or untrusted bundles', process.env.GOVERNOR_REQUIRE_SIGNED_POLICY === 'true')
+    .option('--policy-trust-jwks <file>', 'trusted policy-signing keys (default <GOVERNOR_HOME>/keys/policy-signing.jwks.json)')
+    .option('--shadow-policies <dir>', 'candidate bundle evaluated beside the active one, never enforced')
+    .option('--no-watch-policies', 'do not pick up bundle changes without a restart');
+}
+
+async function runWorker(opts: WorkerOpts, out: Out, addressOverride?: string): Promise<{ stop(): Promise<void> }> {
   const logger = createLogger({ name: 'governor-worker' });
   installRuntimeLogger(logger);
   const settings = loadTemporalSettings(addressOverride ? { address: addressOverride } : {});
@@ -94,6 +114,10 @@ async function runWorker(opts: { taskQueue: string; policies: string }, out: Out
     namespace: settings.namespace,
     taskQueue: opts.taskQueue,
     policiesDir: path.resolve(opts.policies),
+    requireSignedPolicy: Boolean(opts.requireSignedPolicy),
+    ...(opts.policyTrustJwks ? { policyTrustJwks: path.resolve(opts.policyTrustJwks) } : {}),
+    ...(opts.shadowPolicies ? { shadowPoliciesDir: path.resolve(opts.shadowPolicies) } : {}),
+    watchPolicies: opts.watchPolicies !== false,
     home: governorHome(),
     logger,
   });
@@ -122,6 +146,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
   const out = (): Out => makeOut(Boolean(program.opts().json));
+  registerPolicyCommands(program, { out, setExit, home: governorHome });
 
   program
     .command('server')
@@ -145,12 +170,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
       setExit(Exit.Ok);
     });
 
-  program
+  const workerCommand = program
     .command('worker')
     .description('run the governor worker (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* apply)')
-    .option('--task-queue <name>', 'task queue', process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE)
-    .option('--policies <dir>', 'policy bundle folder', process.env.GOVERNOR_POLICIES ?? defaultPoliciesDir())
-    .action(async (opts: { taskQueue: string; policies: string }) => {
+    .option('--task-queue <name>', 'task queue', process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE);
+  workerOptions(workerCommand)
+    .action(async (opts: WorkerOpts) => {
       const worker = await runWorker(opts, out());
       const signal = await waitForShutdown();
       process.stderr.write(`${signal}: draining worker…\n`);
@@ -158,14 +183,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
       setExit(Exit.Ok);
     });
 
-  program
+  const upCommand = program
     .command('up')
     .description('server + worker together (the embedded default); creates development keys on first start')
     .option('--port <port>', 'frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
-    .option('--task-queue <name>', 'task queue', DEFAULT_TASK_QUEUE)
-    .option('--policies <dir>', 'policy bundle folder', process.env.GOVERNOR_POLICIES ?? defaultPoliciesDir())
-    .action(async (opts: { port: string; uiPort: string; taskQueue: string; policies: string }) => {
+    .option('--task-queue <name>', 'task queue', DEFAULT_TASK_QUEUE);
+  workerOptions(upCommand)
+    .action(async (opts: WorkerOpts & { port: string; uiPort: string }) => {
       const o = out();
       const keys = await initKeys(governorHome());
       if (keys.created.length > 0) process.stderr.write(`created development keys in ${keys.dir}\n`);
@@ -336,6 +361,27 @@ export function buildProgram(setExit: (code: number) => void): Command {
         setExit(v.counted ? Exit.Ok : Exit.BadInput);
       });
   }
+
+  program
+    .command('revoke')
+    .description('revoke one chain (--chain) or a workload and all its running chains (--workload)')
+    .option('--chain <id>', 'chain id')
+    .option('--workload <sub>', 'workload subject')
+    .option('--reason <text>', 'why (recorded in receipts and status)', 'revoked by operator')
+    .option('--by <who>', 'who revokes (recorded)')
+    .action(async (opts: { chain?: string; workload?: string; reason: string; by?: string }) => {
+      if (Boolean(opts.chain) === Boolean(opts.workload)) throw new GovernorError(ErrorCode.InvalidInput, 'exactly one of --chain or --workload is required', '--chain');
+      const gc = await governorClient(process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE);
+      if (opts.chain) {
+        await gc.status(opts.chain); // NotFound → exit 1 naming the chain
+        await gc.revoke(opts.chain, { reason: opts.reason, by: opts.by });
+        out().print(`revoked chain ${opts.chain}`, { chainId: opts.chain, revoked: true });
+      } else {
+        const r = await gc.revokeWorkload({ workload: opts.workload!, reason: opts.reason, by: opts.by });
+        out().print(`revoked workload ${opts.workload}; running chains signalled: ${r.chains.join(', ') || 'none'}`, { workload: opts.workload, chains: r.chains, revocations: r.revocations });
+      }
+      setExit(Exit.Ok);
+    });
 
   program
     .command('demo')

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Client, WorkflowExecutionInfo, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { Client, WithStartWorkflowOperation, WorkflowExecutionInfo, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import type { SubmitApprovalResult } from '../contracts/approval';
-import { approveSignal, denySignal, refreshCredentialUpdate, revokeSignal, statusQuery, submitApprovalUpdate, type RefreshCredentialInput, type RevokeInput } from '../contracts/messages';
+import { revocationRegistryId, REVOCATION_REGISTRY_TYPE, type RevocationList, type RevokeWorkloadInput } from '../contracts/revocation';
+import { approveSignal, denySignal, refreshCredentialUpdate, revokeSignal, revokeWorkloadUpdate, statusQuery, submitApprovalUpdate, type RefreshCredentialInput, type RevokeInput } from '../contracts/messages';
 import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../contracts/state';
 import { ChainStatus, DEFAULT_TASK_QUEUE, WORKFLOW_TYPE } from '../contracts/status';
@@ -119,6 +120,28 @@ export class GovernorClient {
   /** Revokes one chain: it stops at its next step and its step in flight is cancelled. */
   async revoke(chainId: string, revoke: RevokeInput): Promise<void> {
     await this.handle(chainId).signal(revokeSignal, revoke);
+  }
+
+  /**
+   * Revokes a workload: records it in the revocation registry (update-with-start), so `authorize`
+   * denies it from now on, then revokes every running chain of the workload. Returns the chains signalled.
+   */
+  async revokeWorkload(input: RevokeWorkloadInput): Promise<{ revocations: RevocationList; chains: string[] }> {
+    const startWorkflowOperation = new WithStartWorkflowOperation(REVOCATION_REGISTRY_TYPE, {
+      workflowId: revocationRegistryId(this.taskQueue),
+      taskQueue: this.taskQueue,
+      args: [],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      staticSummary: 'Governor revocation registry',
+    });
+    const revocations = await this.client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, { args: [input], startWorkflowOperation });
+    const chains: string[] = [];
+    const query = `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND GovernorWorkload = ${quote(input.workload)}`;
+    for await (const wf of this.client.workflow.list({ query })) {
+      await this.revoke(wf.workflowId, { reason: input.reason, by: input.by });
+      chains.push(wf.workflowId);
+    }
+    return { revocations, chains };
   }
 
   /** Lists chains through the governor's search attributes. */

@@ -49,6 +49,8 @@ export const ActivityExecutor = z.strictObject({
   taskQueue: z.string().min(1).max(200),
   activityType: z.string().min(1).max(200),
   timeoutMs: z.int().min(100).max(3_600_000).default(60_000),
+  /** Heartbeat timeout: a long activity that heartbeats learns promptly that its step was revoked. */
+  heartbeatTimeoutMs: z.int().min(100).max(3_600_000).optional(),
 });
 
 export const Executor = z.discriminatedUnion('type', [NoopExecutor, HttpExecutor, ActivityExecutor]);

@@ -1,5 +1,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ApprovalSubmission, SubmitApprovalResult } from './approval';
+import type { RevocationList, RevokeWorkloadInput } from './revocation';
 import type { ChainState } from './state';
 
 /**
@@ -39,3 +40,9 @@ export interface RevokeInput {
 
 /** Revokes a running chain (also sent to every chain of a workload by `governor revoke --workload`). */
 export const revokeSignal = defineSignal<[RevokeInput]>('revoke');
+
+/** Adds a workload to the revocation registry; returns the list after the change. */
+export const revokeWorkloadUpdate = defineUpdate<RevocationList, [RevokeWorkloadInput]>('revokeWorkload');
+
+/** The revocation registry's current list (consulted by `authorize`). */
+export const revocationsQuery = defineQuery<RevocationList>('revocations');

@@ -10,6 +10,8 @@ export const GovernorPendingRolesKey = defineSearchAttributeKey('GovernorPending
 export const GovernorPolicyDigestKey = defineSearchAttributeKey('GovernorPolicyDigest', 'KEYWORD');
 /** Set when a break-glass approval let a step through: such chains are reviewed after the fact. */
 export const GovernorBreakGlassKey = defineSearchAttributeKey('GovernorBreakGlass', 'BOOL');
+/** Set when a shadow (candidate) bundle decided differently from the enforced one for some step. */
+export const GovernorShadowDiffersKey = defineSearchAttributeKey('GovernorShadowDiffers', 'BOOL');
 
 /** name → Temporal CLI type, as passed to `temporal server start-dev --search-attribute`. */
 export const SEARCH_ATTRIBUTES_FOR_CLI: Readonly<Record<string, 'Keyword' | 'KeywordList' | 'Bool'>> = {
@@ -18,4 +20,5 @@ export const SEARCH_ATTRIBUTES_FOR_CLI: Readonly<Record<string, 'Keyword' | 'Key
   GovernorPendingRoles: 'KeywordList',
   GovernorPolicyDigest: 'Keyword',
   GovernorBreakGlass: 'Bool',
+  GovernorShadowDiffers: 'Bool',
 };

@@ -45,6 +45,8 @@ export interface ChainState {
   /** Roles whose approval the chain waits for now. */
   pendingRoles?: string[];
   breakGlass?: boolean;
+  /** A shadow bundle decided differently for at least one step (never enforced). */
+  shadowDiffers?: boolean;
   steps: StepState[];
   receiptHead: ReceiptHead;
   policyDigest?: string;

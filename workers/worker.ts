@@ -3,6 +3,8 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import type { Logger as PinoLogger } from 'pino';
 import { createActivities } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
+import { RevocationCache } from '../activities/revocations';
+import { Client } from '@temporalio/client';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
@@ -76,7 +78,12 @@ export async function createGovernorWorker(
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-    activities: createActivities({ policies, home: options.home, clock: options.clock }),
+    activities: createActivities({
+      policies,
+      home: options.home,
+      clock: options.clock,
+      revocations: new RevocationCache(new Client({ connection: options.connection, namespace: options.namespace }), options.taskQueue ?? DEFAULT_TASK_QUEUE),
+    }),
     ...workflowOption,
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
   });

@@ -33,7 +33,7 @@ import {
   type RevokeInput,
 } from '../contracts/messages';
 import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../contracts/receipt';
-import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorPolicyDigestKey, GovernorStatusKey } from '../contracts/search-attributes';
+import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorPolicyDigestKey, GovernorShadowDiffersKey, GovernorStatusKey } from '../contracts/search-attributes';
 import type { ChainResult, ChainState, ExecutionOutcome, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { ApprovalQueue } from './approval-queue';
@@ -190,7 +190,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   /** Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. */
   const record = async (stepId: string | undefined, kind: ReceiptKind, payload: unknown): Promise<boolean> => {
     try {
-      advance(await governor.recordReceipt({ chainId, stepId, kind, payload, prev: head }));
+      advance((await governor.recordReceipt({ chainId, stepId, kind, payload, prev: head })).receipt);
       return true;
     } catch (err) {
       receiptFailure ??= `a ${kind} receipt could not be recorded: ${failureMessage(err)}`;
@@ -232,6 +232,11 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       if (result.decision.bundleDigest && result.decision.bundleDigest !== state.policyDigest) {
         state.policyDigest = result.decision.bundleDigest;
         upsertSearchAttributes([{ key: GovernorPolicyDigestKey, value: result.decision.bundleDigest }]);
+      }
+      if (result.shadow?.differs && !state.shadowDiffers) {
+        // Shadow mode: recorded (receipt, log, search attribute), never enforced.
+        state.shadowDiffers = true;
+        upsertSearchAttributes([{ key: GovernorShadowDiffersKey, value: true }]);
       }
       if (!result.credentialExpired) return result;
 
@@ -388,14 +393,16 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
         if (a.executor.type === 'activity') {
           // The service's own activity, on the service's own task queue: the governor never holds its credentials.
           const retry: RetryPolicy = { maximumAttempts: 3, initialInterval: '1s', backoffCoefficient: 2 };
-          const service = proxyActivities<Record<string, (arg: ServiceActivityInput) => Promise<unknown>>>({
+          const options = {
             taskQueue: a.executor.taskQueue,
             startToCloseTimeout: a.executor.timeoutMs,
+            ...(a.executor.heartbeatTimeoutMs ? { heartbeatTimeout: a.executor.heartbeatTimeoutMs } : {}),
             retry,
-          });
+          };
+          const service = proxyActivities<Record<string, (arg: ServiceActivityInput) => Promise<unknown>>>(options);
           const serviceInput: ServiceActivityInput = { idempotencyKey, chainId, stepId: a.stepId, action: a.action, resource: a.resource, input: a.input };
           const result = await service[a.executor.activityType]!.executeWithOptions(
-            { taskQueue: a.executor.taskQueue, startToCloseTimeout: a.executor.timeoutMs, retry, summary },
+            { ...options, summary },
             [serviceInput],
           );
           return { executor: 'activity' as const, idempotencyKey, result: result ?? null };

@@ -1,2 +1,3 @@
 /** Workflow entry point bundled for the worker. Deterministic code only. */
 export { governedChainWorkflow } from './governed-chain';
+export { revocationRegistryWorkflow } from './revocation-registry';

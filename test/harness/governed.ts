@@ -30,7 +30,7 @@ export interface Governed {
 }
 
 /** Starts a governor worker on `policiesDir` and an example service worker, each on a unique queue. */
-export async function setupGoverned(options: { policiesDir?: string } = {}): Promise<Governed> {
+export async function setupGoverned(options: { policiesDir?: string; extraActivities?: (ledger: Ledger) => Record<string, (...args: never[]) => Promise<unknown>> } = {}): Promise<Governed> {
   const home = await makeHome();
   const taskQueue = uniqueQueue('governor');
   const serviceQueue = uniqueQueue('service');
@@ -40,7 +40,11 @@ export async function setupGoverned(options: { policiesDir?: string } = {}): Pro
   const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir });
   const ledger = new Ledger();
   const serviceConnection = await NativeConnection.connect({ address: testAddress() });
-  const serviceWorker = await Worker.create({ connection: serviceConnection, taskQueue: serviceQueue, activities: createServiceActivities(ledger) });
+  const serviceWorker = await Worker.create({
+    connection: serviceConnection,
+    taskQueue: serviceQueue,
+    activities: { ...createServiceActivities(ledger), ...(options.extraActivities?.(ledger) ?? {}) },
+  });
   const serviceRun = serviceWorker.run();
 
   const creds: Governed['creds'] = async (sub = WORKLOAD, o = {}) => ({

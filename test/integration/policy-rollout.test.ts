@@ -1,3 +1,4 @@
+import { GovernorShadowDiffersKey } from '../../contracts/search-attributes';
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -191,6 +192,9 @@ describe('shadow mode', () => {
         ['s2', candidateDigest, 'allow', false],
       ]);
       expect(recorded[0]!.shadow).toMatchObject({ determiningPolicies: ['deploy-staging-freeze'], reason: expect.stringContaining('release freeze') });
+      // ...and visible in the chain list through a search attribute.
+      expect((await handle.describe()).typedSearchAttributes.get(GovernorShadowDiffersKey)).toBe(true);
+      expect((await gc.status(handle.workflowId)).shadowDiffers).toBe(true);
     } finally {
       await w.stop();
     }

@@ -266,9 +266,8 @@ describe('size and shape, checked before anything is trusted', () => {
   });
 
   test('oversized garbage is rejected on size, not parsed', async () => {
-    const started = process.hrtime.bigint();
+    // Parsing it would report "malformed": the size reason proves the size check ran first.
     await expectCredentialRejected('{'.repeat(10_000_000), 'credential exceeds 8192 bytes');
-    expect(Number(process.hrtime.bigint() - started) / 1e6).toBeLessThan(50);
   });
 
   test('size counts UTF-8 bytes, not characters', async () => {

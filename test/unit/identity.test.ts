@@ -322,22 +322,6 @@ describe('verifyCredential', () => {
       message: `JWKS http://127.0.0.1:${port}/jwks.json could not be loaded`,
     });
   });
-
-  test('warm-cache verification is fast (loose p99 bound under jest; ~0.4 ms in plain Node)', async () => {
-    const token = await issueCredential({ home, sub: 'svc', now: NOW });
-    const options = { now: NOW, home };
-    for (let i = 0; i < 200; i += 1) await verifyCredential(token, manifest, options);
-    const samples: number[] = [];
-    for (let i = 0; i < 2000; i += 1) {
-      const t0 = process.hrtime.bigint();
-      await verifyCredential(token, manifest, options);
-      samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-    samples.sort((a, b) => a - b);
-    const p99 = samples[Math.floor(samples.length * 0.99)]!;
-    // Loose bound so a busy CI machine does not flake; typical p99 is far lower.
-    expect(p99).toBeLessThan(2);
-  });
 });
 
 describe('verifyAttestation', () => {
