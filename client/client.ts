@@ -15,6 +15,8 @@ export interface StartChainOptions {
   attestation: string;
   /** Workflow id of the chain (default `<workload>-<uuid>`). */
   chainId?: string;
+  /** Run options, e.g. `continueAsNewAfterSteps`. */
+  options?: GovernedChainInput['options'];
 }
 
 /** One line of `list`. */
@@ -58,7 +60,7 @@ export class GovernorClient {
     }
     const c = parsedChain.data;
     const chainId = options.chainId ?? `${c.workload.replace(/[^A-Za-z0-9_.-]/g, '-')}-${randomUUID()}`;
-    const input = GovernedChainInput.safeParse({ chainId, chain: c, credential: options.credential, attestation: options.attestation });
+    const input = GovernedChainInput.safeParse({ chainId, chain: c, credential: options.credential, attestation: options.attestation, ...(options.options ? { options: options.options } : {}) });
     if (!input.success) {
       throw new GovernorError(ErrorCode.InvalidInput, `invalid chain input:\n${formatIssues(input.error)}`, String(input.error.issues[0]?.path.join('.') ?? ''));
     }

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import cedar from './cedar';
+import type * as Cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ErrorCode, GovernorError } from '../contracts/errors';
@@ -359,12 +360,12 @@ function positionAt(text: string, byteOffset: number): { line: number; column: n
   return { line: prefix.split('\n').length, column: prefix.length - lastNewline };
 }
 
-function describeCedarError(err: cedar.DetailedError): string {
+function describeCedarError(err: Cedar.DetailedError): string {
   return err.help ? `${err.message} (help: ${err.help})` : err.message;
 }
 
 /** Cedar errors as issues; `baseByte` is where the text the offsets refer to starts in the file. */
-function cedarIssues(file: BundleFile, baseByte: number, errors: readonly cedar.DetailedError[], policyId?: string): BundleIssue[] {
+function cedarIssues(file: BundleFile, baseByte: number, errors: readonly Cedar.DetailedError[], policyId?: string): BundleIssue[] {
   return errors.map((err) => {
     const loc = err.sourceLocations?.[0];
     return {
@@ -463,7 +464,7 @@ function validatePolicies(schema: string, policies: readonly ParsedPolicy[]): Bu
   }
   const out: BundleIssue[] = [];
   const seen = new Set<string>();
-  const add = (severity: 'error' | 'warning', policyId: string, err: cedar.DetailedError): void => {
+  const add = (severity: 'error' | 'warning', policyId: string, err: Cedar.DetailedError): void => {
     const parsed = byId.get(policyId);
     const loc = err.sourceLocations?.[0];
     const issue: BundleIssue = parsed

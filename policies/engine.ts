@@ -1,4 +1,5 @@
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import cedar from './cedar';
+import type * as Cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { formatIssues } from '../contracts/chain';
 import { AuthzRequest, type Decision, type EscalationRequirement } from '../contracts/decision';
 import { ErrorCode, GovernorError } from '../contracts/errors';
@@ -154,7 +155,7 @@ export class PolicyEngine {
       action: { type: 'Action', id: req.action },
       resource: { type: req.resource.type, id: req.resource.id },
       context: {
-        ...(req.context as Record<string, cedar.CedarValueJson>),
+        ...(req.context as Record<string, Cedar.CedarValueJson>),
         now: { __extn: { fn: 'datetime', arg: req.now } },
         nowEpochSeconds: now,
       },
@@ -261,8 +262,8 @@ function parseNow(now: string): number | undefined {
 }
 
 /** One stateful Cedar call, normalised: sorted ids, errors as `policyId: message`, failures as errors. */
-function evaluate(setId: string, call: Omit<cedar.StatefulAuthorizationCall, 'preparsedPolicySetId'>): Evaluation {
-  let answer: cedar.AuthorizationAnswer;
+function evaluate(setId: string, call: Omit<Cedar.StatefulAuthorizationCall, 'preparsedPolicySetId'>): Evaluation {
+  let answer: Cedar.AuthorizationAnswer;
   try {
     answer = cedar.statefulIsAuthorized({ ...call, preparsedPolicySetId: setId });
   } catch (err) {

@@ -38,6 +38,8 @@ export interface GovernorWorkerOptions {
    * (`true`: defaults of 300 ms debounce, 2 s polling). Default off.
    */
   watchPolicies?: boolean | { debounceMs?: number; pollIntervalMs?: number };
+  /** Further activities on the governor task queue (benchmark baselines); governor names win. */
+  extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -78,12 +80,15 @@ export async function createGovernorWorker(
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-    activities: createActivities({
-      policies,
-      home: options.home,
-      clock: options.clock,
-      revocations: new RevocationCache(new Client({ connection: options.connection, namespace: options.namespace }), options.taskQueue ?? DEFAULT_TASK_QUEUE),
-    }),
+    activities: {
+      ...options.extraActivities,
+      ...createActivities({
+        policies,
+        home: options.home,
+        clock: options.clock,
+        revocations: new RevocationCache(new Client({ connection: options.connection, namespace: options.namespace }), options.taskQueue ?? DEFAULT_TASK_QUEUE),
+      }),
+    },
     ...workflowOption,
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
   });

@@ -170,11 +170,17 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     const headline = `**${state.status}**${state.pending ? ` — ${state.pending}` : ''}${state.reason ? ` — ${state.reason}` : ''}`;
     setCurrentDetails([headline, '', ...lines].join('\n'));
   };
+  // Search attributes and details are upserted only on change: each upsert is a history event.
+  let publishedStatus: ChainStatus | undefined;
   const setStatus = (status: ChainStatus, pending?: string): void => {
+    const changed = status !== state.status || pending !== state.pending;
     state.status = status;
     state.pending = pending;
-    upsertSearchAttributes([{ key: GovernorStatusKey, value: status }]);
-    publishDetails();
+    if (status !== publishedStatus) {
+      upsertSearchAttributes([{ key: GovernorStatusKey, value: status }]);
+      publishedStatus = status;
+    }
+    if (changed) publishDetails();
   };
   const setPendingRoles = (roles: string[] | undefined): void => {
     state.pendingRoles = roles;
@@ -383,7 +389,11 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   };
 
   // ---- execution ------------------------------------------------------------------------------
-  const execute = async (a: Action): Promise<ExecutionOutcome> => {
+  /**
+   * Runs the executor. Built-in executors sign their own execution receipt (returned here); a
+   * service activity's outcome is recorded by the caller with `recordReceipt`.
+   */
+  const execute = async (a: Action): Promise<{ outcome: ExecutionOutcome; receipt?: Receipt }> => {
     const idempotencyKey = `${chainId}/${a.stepId}`;
     const summary = `execute ${a.action} on ${resourceLabel(a.resource)}`;
     const scope = new CancellationScope();
@@ -405,12 +415,14 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
             { ...options, summary },
             [serviceInput],
           );
-          return { executor: 'activity' as const, idempotencyKey, result: result ?? null };
+          return { outcome: { executor: 'activity' as const, idempotencyKey, result: result ?? null } };
         }
-        return executors.execute.executeWithOptions(
+        const kind: ReceiptKind = a.kind === 'step' ? 'execution' : 'compensation-execution';
+        const done = await executors.execute.executeWithOptions(
           { startToCloseTimeout: a.executor.type === 'http' ? a.executor.timeoutMs * 2 : '30s', retry: EXECUTOR_RETRY, summary },
-          [{ chainId, stepId: a.stepId, idempotencyKey, executor: a.executor, input: a.input }],
+          [{ chainId, stepId: a.stepId, idempotencyKey, executor: a.executor, input: a.input, receipt: { kind, prev: head } }],
         );
+        return { outcome: done.outcome, receipt: done.receipt };
       });
     } catch (err) {
       if (revoked && isCancellation(err)) throw new Revoked();
@@ -436,17 +448,19 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     }
     if (revoked) throw new Revoked();
     s.status = a.kind === 'step' ? 'executing' : 'compensating';
-    setStatus(ChainStatus.Running, `executing ${a.stepId}`);
-    let outcome: ExecutionOutcome;
+    setStatus(ChainStatus.Running);
+    let executed: { outcome: ExecutionOutcome; receipt?: Receipt };
     try {
-      outcome = await execute(a);
+      executed = await execute(a);
     } catch (err) {
       if (err instanceof Revoked) throw err;
       const message = failureMessage(err);
       await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'failed', error: message });
       return { ran: false, failed: message };
     }
-    if (!(await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'completed', outcome }))) {
+    const { outcome } = executed;
+    if (executed.receipt) advance(executed.receipt);
+    else if (!(await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'completed', outcome }))) {
       return { ran: false, failed: receiptFailure ?? 'receipt could not be recorded' };
     }
     return { ran: true, outcome };
@@ -455,7 +469,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   // ---- the chain ------------------------------------------------------------------------------
   const completed: string[] = [...(resume?.completed ?? [])];
   let outcome: ChainStatus = ChainStatus.Completed;
-  upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Running }]);
+  setStatus(ChainStatus.Running);
   publishDetails();
   const stepsThisRun = input.options?.continueAsNewAfterSteps;
   let ranThisRun = 0;
@@ -477,7 +491,6 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       const s = stepState(step.id);
       state.currentStep = step.id;
       s.status = 'authorizing';
-      publishDetails();
       const result = await govern(stepAction(step), s, (d) => (s.decision = d));
       ranThisRun++;
       if (!result.ran && 'denied' in result) {

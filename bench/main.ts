@@ -1,0 +1,554 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { initKeys } from '../activities/identity';
+import { statusQuery } from '../contracts/messages';
+import { projectRoot } from '../workers/temporal-cli';
+import { ChainRunner, credentials, escalatedChain, noopChain, type Kind } from './chains';
+import { BENCH_SERVER_DYNAMIC_CONFIG, startCluster, type BenchCluster, type WorkerChild } from './cluster';
+import { benchDecision, type DecisionResults } from './decision';
+import { benchHistory, type HistoryFigures } from './history';
+import { machineInfo, type MachineInfo } from './machine';
+import { summarizeProfiles, type ProfileSummary } from './profile';
+import { renderMarkdown } from './report';
+import { closedLoop, nowMs, processCpuSeconds, ratio, round, rounded, sleep, summarize, type Summary } from './stats';
+
+/*
+ * `npm run bench [-- --json] [-- --quick]`: governance overhead, decision latency, throughput and
+ * scaling, each against a baseline measured in the same run on the same dev server and worker.
+ * Prints figures; never fails on timing (exit 1 only when a phase could not run at all).
+ */
+
+const PHASES = ['decision', 'overhead', 'throughput', 'scaling', 'memory', 'stock'] as const;
+type Phase = (typeof PHASES)[number];
+
+interface Args {
+  json: boolean;
+  quick: boolean;
+  profile: boolean;
+  skip1000: boolean;
+  v8Defaults: boolean;
+  only: Set<Phase>;
+  outDir: string;
+}
+
+const USAGE = `usage: npm run bench -- [--json] [--quick] [--skip-1000] [--profile] [--v8-defaults] [--only=${PHASES.join(',')}] [--out=DIR]
+  --json        print the results as JSON on stdout (progress goes to stderr; use: npm run -s bench -- --json)
+  --quick       fewer iterations, no 1,000-step chain, 300 waiting chains instead of 1,000
+  --skip-1000   skip the 1,000-step chain only
+  --profile     also CPU-profile the worker during overhead and throughput (adds overhead; figures differ)
+  --v8-defaults do not turn off V8's JS→Wasm call inlining (Node 20 may abort; see bench/run.ts)
+  --only=...    run only these phases (stock: the 10-step comparison on a stock dev server)
+  --out=DIR     where latest.json and latest.md go (default bench/results)`;
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { json: false, quick: false, profile: false, skip1000: false, v8Defaults: false, only: new Set(PHASES), outDir: path.join(projectRoot(), 'bench', 'results') };
+  for (const arg of argv) {
+    if (arg === '--json') args.json = true;
+    else if (arg === '--quick') args.quick = true;
+    else if (arg === '--profile') args.profile = true;
+    else if (arg === '--skip-1000') args.skip1000 = true;
+    else if (arg === '--v8-defaults') args.v8Defaults = true;
+    else if (arg.startsWith('--only=')) {
+      const names = arg.slice('--only='.length).split(',').filter(Boolean);
+      const bad = names.filter((n) => !(PHASES as readonly string[]).includes(n));
+      if (bad.length) throw new UsageError(`unknown phase ${bad.join(', ')}`);
+      args.only = new Set(names as Phase[]);
+    } else if (arg.startsWith('--out=')) args.outDir = path.resolve(arg.slice('--out='.length));
+    else if (arg === '--help' || arg === '-h') throw new UsageError('');
+    else throw new UsageError(`unknown option ${arg}`);
+  }
+  return args;
+}
+
+/** Thrown when the command line is wrong. */
+class UsageError extends Error {}
+
+/** Latency figures of one kind of chain in ms, with CPU per chain by process. */
+export interface LatencyFigures {
+  latencyMs: Summary;
+  cpuMsPerChain: { worker: number; server: number; client: number };
+}
+
+export interface OverheadResults {
+  steps: number;
+  runsPerKind: number;
+  governed: LatencyFigures;
+  plain: LatencyFigures;
+  /** Diagnostic: the governed chain's Temporal shape (local activity before/after each step) with a trivial local activity. */
+  shaped: LatencyFigures;
+  p50Ratio: number;
+  p95Ratio: number;
+  shapedP50Ratio: number;
+  target: string;
+}
+
+export interface ThroughputSide {
+  chains: number;
+  seconds: number;
+  chainsPerSecond: number;
+  stepsPerSecond: number;
+  latencyUnderLoadMs: Summary;
+  cpuMsPerChain: { worker: number; server: number; client: number };
+}
+
+export interface ThroughputResults {
+  steps: number;
+  concurrency: number;
+  governed: ThroughputSide;
+  plain: ThroughputSide;
+  ratio: number;
+  target: string;
+}
+
+export interface ScalingRow {
+  steps: number;
+  runs: number;
+  governedMsPerStep: number;
+  plainMsPerStep: number;
+  ratio: number;
+  governedTotalMs: number;
+  plainTotalMs: number;
+  /** Across all runs of the chain. */
+  governedHistoryEvents?: number;
+  /** Runs of the governed chain (more than 1 when it continued as new). */
+  governedRuns?: number;
+  plainHistoryEvents?: number;
+}
+
+export interface MemorySide {
+  chains: number;
+  state: string;
+  before: { rssMiB: number; heapUsedMiB: number };
+  after: { rssMiB: number; heapUsedMiB: number };
+  rssDeltaMiB: number;
+  heapDeltaMiB: number;
+  rssKiBPerChain: number;
+  cachedWorkflows: number;
+  secondsToStart: number;
+}
+
+export interface MemoryResults {
+  governed: MemorySide;
+  plain: MemorySide;
+  rssRatio: number;
+  note: string;
+}
+
+/** The same 10-step comparison on a dev server with stock dynamic config (few runs: it is slow). */
+export interface StockServerResults {
+  runsPerKind: number;
+  governedP50Ms: number;
+  plainP50Ms: number;
+  p50Ratio: number;
+  note: string;
+}
+
+export interface BenchResults {
+  schema: 'temporal-governor/bench@1';
+  date: string;
+  mode: 'default' | 'quick';
+  machine: MachineInfo;
+  setup: {
+    server: string;
+    worker: string;
+    chain: string;
+    /** Dynamic config the bench gives the dev server (see bench/cluster.ts for why). */
+    serverDynamicConfig: Record<string, number>;
+    /** V8 flags of the bench process and the worker process. */
+    nodeFlags: string[];
+    workflowBundleMs?: number;
+    workerStartupMs?: number;
+  };
+  overhead?: OverheadResults;
+  decision?: DecisionResults;
+  throughput?: ThroughputResults;
+  scaling?: { rows: ScalingRow[]; continueAsNew: string; memory?: MemoryResults; history?: HistoryFigures };
+  stockDevServer?: StockServerResults;
+  profile?: ProfileSummary;
+  notes: string[];
+  errors: { phase: string; message: string }[];
+  runSeconds: number;
+  loadAverageAtEnd?: number;
+}
+
+const MiB = 1024 * 1024;
+
+function params(quick: boolean) {
+  return quick
+    ? { stockRuns: 3, overheadRuns: 10, warmup: 3, decisionIterations: 1000, tpChains: 40, tpConcurrency: 10, runs100: 1, waiting: 300 }
+    : { stockRuns: 5, overheadRuns: 30, warmup: 5, decisionIterations: 5000, tpChains: 160, tpConcurrency: 20, runs100: 3, waiting: 1000 };
+}
+
+/** CPU-seconds snapshot of worker, server and this process. */
+function cpuSnapshot(cluster: BenchCluster, worker: WorkerChild): { worker: number; server: number; client: number } {
+  const c = cluster.cpu();
+  return { worker: processCpuSeconds(worker.pid), server: c.server, client: c.client };
+}
+
+async function overhead(cluster: BenchCluster, worker: WorkerChild, p: ReturnType<typeof params>, progress: (m: string) => void): Promise<OverheadResults> {
+  const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
+  const chain = noopChain(10);
+  const kinds: Kind[] = ['plain', 'governed', 'shaped'];
+  progress(`overhead: warm-up ${p.warmup} × ${kinds.join(', ')}`);
+  for (let i = 0; i < p.warmup; i++) for (const k of kinds) await runner.run(k, chain);
+  const ms: Record<Kind, number[]> = { plain: [], governed: [], shaped: [] };
+  const cpu: Record<Kind, { worker: number; server: number; client: number }> = {
+    plain: { worker: 0, server: 0, client: 0 },
+    governed: { worker: 0, server: 0, client: 0 },
+    shaped: { worker: 0, server: 0, client: 0 },
+  };
+  progress(`overhead: ${p.overheadRuns} sequential runs of each, interleaved`);
+  for (let i = 0; i < p.overheadRuns; i++) {
+    // Rotate the order so no kind always runs right after the same other kind.
+    const order = kinds.map((_, j) => kinds[(i + j) % kinds.length]!);
+    for (const k of order) {
+      const before = cpuSnapshot(cluster, worker);
+      ms[k].push((await runner.run(k, chain)).ms);
+      const after = cpuSnapshot(cluster, worker);
+      cpu[k].worker += after.worker - before.worker;
+      cpu[k].server += after.server - before.server;
+      cpu[k].client += after.client - before.client;
+    }
+  }
+  const fig = (k: Kind): LatencyFigures => ({
+    latencyMs: rounded(summarize(ms[k])),
+    cpuMsPerChain: { worker: round((cpu[k].worker * 1000) / ms[k].length), server: round((cpu[k].server * 1000) / ms[k].length), client: round((cpu[k].client * 1000) / ms[k].length) },
+  });
+  const g = summarize(ms.governed);
+  const b = summarize(ms.plain);
+  return {
+    steps: 10,
+    runsPerKind: p.overheadRuns,
+    governed: fig('governed'),
+    plain: fig('plain'),
+    shaped: fig('shaped'),
+    p50Ratio: ratio(g.p50, b.p50),
+    p95Ratio: ratio(g.p95, b.p95),
+    shapedP50Ratio: ratio(summarize(ms.shaped).p50, b.p50),
+    target: '≤ 1.5× (aim ≤ 1.2×)',
+  };
+}
+
+async function throughput(cluster: BenchCluster, worker: WorkerChild, p: ReturnType<typeof params>, progress: (m: string) => void): Promise<ThroughputResults> {
+  const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
+  const chain = noopChain(10);
+  const acc: Record<'plain' | 'governed', { chains: number; seconds: number; lat: number[]; cpu: { worker: number; server: number; client: number } }> = {
+    plain: { chains: 0, seconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
+    governed: { chains: 0, seconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
+  };
+  // ABBA halves, so drift (server state growing, JIT) affects both kinds alike.
+  const half = Math.max(1, Math.floor(p.tpChains / 2));
+  for (const kind of ['plain', 'governed', 'governed', 'plain'] as const) {
+    progress(`throughput: ${half} ${kind} chains, ${p.tpConcurrency} in flight`);
+    const before = cpuSnapshot(cluster, worker);
+    const t0 = nowMs();
+    await closedLoop(half, p.tpConcurrency, async () => {
+      acc[kind].lat.push((await runner.run(kind, chain)).ms);
+    });
+    acc[kind].seconds += (nowMs() - t0) / 1000;
+    acc[kind].chains += half;
+    const after = cpuSnapshot(cluster, worker);
+    acc[kind].cpu.worker += after.worker - before.worker;
+    acc[kind].cpu.server += after.server - before.server;
+    acc[kind].cpu.client += after.client - before.client;
+  }
+  const side = (k: 'plain' | 'governed'): ThroughputSide => {
+    const a = acc[k];
+    return {
+      chains: a.chains,
+      seconds: round(a.seconds),
+      chainsPerSecond: round(a.chains / a.seconds),
+      stepsPerSecond: round((a.chains * chain.steps.length) / a.seconds),
+      latencyUnderLoadMs: rounded(summarize(a.lat)),
+      cpuMsPerChain: { worker: round((a.cpu.worker * 1000) / a.chains), server: round((a.cpu.server * 1000) / a.chains), client: round((a.cpu.client * 1000) / a.chains) },
+    };
+  };
+  const governed = side('governed');
+  const plain = side('plain');
+  return { steps: 10, concurrency: p.tpConcurrency, governed, plain, ratio: ratio(governed.chainsPerSecond, plain.chainsPerSecond), target: '≥ 0.7' };
+}
+
+/** History events of a workflow across all its runs (continue-as-new starts new runs), and the number of runs. */
+async function eventCount(cluster: BenchCluster, handle: WorkflowHandle): Promise<{ events: number; runs: number }> {
+  const runIds: string[] = [];
+  for await (const wf of cluster.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) runIds.push(wf.runId);
+  if (runIds.length === 0) return { events: (await handle.fetchHistory()).events?.length ?? 0, runs: 1 };
+  let events = 0;
+  for (const runId of runIds) events += (await cluster.client.workflow.getHandle(handle.workflowId, runId).fetchHistory()).events?.length ?? 0;
+  return { events, runs: runIds.length };
+}
+
+async function scaling(
+  cluster: BenchCluster,
+  worker: WorkerChild,
+  p: ReturnType<typeof params>,
+  sizes: number[],
+  ten: OverheadResults | undefined,
+  progress: (m: string) => void,
+): Promise<{ rows: ScalingRow[]; largest?: { handle: WorkflowHandle; steps: number } }> {
+  const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
+  const rows: ScalingRow[] = [];
+  let largest: { handle: WorkflowHandle; steps: number } | undefined;
+  for (const steps of sizes) {
+    const chain = noopChain(steps);
+    const runs = steps === 10 ? (ten ? 0 : 3) : steps >= 1000 ? 1 : p.runs100;
+    const g: number[] = [];
+    const b: number[] = [];
+    let gh: WorkflowHandle | undefined;
+    let bh: WorkflowHandle | undefined;
+    if (steps === 10 && ten) {
+      // Reuse the overhead phase's 10-step figures rather than re-measuring.
+      g.push(ten.governed.latencyMs.p50);
+      b.push(ten.plain.latencyMs.p50);
+    }
+    for (let i = 0; i < runs; i++) {
+      progress(`scaling: ${steps}-step chains, run ${i + 1}/${runs}`);
+      const rb = await runner.run('plain', chain);
+      b.push(rb.ms);
+      bh = rb.handle;
+      const rg = await runner.run('governed', chain);
+      g.push(rg.ms);
+      gh = rg.handle;
+    }
+    const gm = summarize(g).p50;
+    const bm = summarize(b).p50;
+    const row: ScalingRow = {
+      steps,
+      runs: Math.max(runs, 1),
+      governedMsPerStep: round(gm / steps),
+      plainMsPerStep: round(bm / steps),
+      ratio: ratio(gm, bm),
+      governedTotalMs: round(gm),
+      plainTotalMs: round(bm),
+    };
+    if (gh) {
+      const c = await eventCount(cluster, gh);
+      row.governedHistoryEvents = c.events;
+      row.governedRuns = c.runs;
+    }
+    if (bh) row.plainHistoryEvents = (await eventCount(cluster, bh)).events;
+    rows.push(row);
+    if (gh) largest = { handle: gh, steps };
+  }
+  return { rows, largest };
+}
+
+async function memory(cluster: BenchCluster, p: ReturnType<typeof params>, nodeFlags: string[], progress: (m: string) => void): Promise<MemoryResults> {
+  const side = async (kind: 'governed' | 'plain'): Promise<MemorySide> => {
+    const worker = await cluster.startWorker({ nodeFlags });
+    try {
+      const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
+      // Warm the worker (JIT, wasm, keys, sandbox) with completed chains before the baseline snapshot.
+      for (let i = 0; i < 5; i++) await runner.run(kind, noopChain(2));
+      await sleep(500);
+      const before = await worker.stats(true);
+      const chain = kind === 'governed' ? escalatedChain() : noopChain(1);
+      const creds = await credentials(cluster.home);
+      const handles: WorkflowHandle[] = [];
+      progress(`memory: starting ${p.waiting} waiting ${kind} chains`);
+      const t0 = nowMs();
+      await closedLoop(p.waiting, 32, async () => {
+        handles.push(await runner.start(kind === 'governed' ? 'governed' : 'wait', chain, { credentials: creds }));
+      });
+      // Waiting = every chain is cached on the worker and no task is in flight.
+      const deadline = Date.now() + 180_000;
+      let stats = await worker.stats();
+      while (Date.now() < deadline && (stats.numCachedWorkflows < p.waiting || stats.numInFlightWorkflowActivations > 0 || stats.numInFlightActivities > 0)) {
+        await sleep(250);
+        stats = await worker.stats();
+      }
+      const secondsToStart = (nowMs() - t0) / 1000;
+      if (kind === 'governed') {
+        const status = await handles[0]!.query(statusQuery);
+        if (status.status !== 'AwaitingApproval') throw new Error(`memory: a governed chain is ${status.status}, not AwaitingApproval`);
+      }
+      await sleep(1000);
+      const after = await worker.stats(true);
+      progress(`memory: ${kind}: releasing ${handles.length} chains`);
+      await closedLoop(handles.length, 32, async (i) => {
+        await handles[i]!.terminate('bench done').catch(() => undefined);
+      });
+      const mib = (x: number): number => round(x / MiB);
+      return {
+        chains: p.waiting,
+        state: kind === 'governed' ? 'AwaitingApproval (deploy to Environment::"prod": 2 sre-lead votes within 30m)' : 'waiting on a signal (condition with a 10m timeout)',
+        before: { rssMiB: mib(before.rss), heapUsedMiB: mib(before.heapUsed) },
+        after: { rssMiB: mib(after.rss), heapUsedMiB: mib(after.heapUsed) },
+        rssDeltaMiB: mib(after.rss - before.rss),
+        heapDeltaMiB: mib(after.heapUsed - before.heapUsed),
+        rssKiBPerChain: round((after.rss - before.rss) / 1024 / p.waiting),
+        cachedWorkflows: after.numCachedWorkflows,
+        secondsToStart: round(secondsToStart),
+      };
+    } finally {
+      await worker.stop();
+    }
+  };
+  const plain = await side('plain');
+  const governed = await side('governed');
+  return {
+    governed,
+    plain,
+    rssRatio: ratio(governed.rssDeltaMiB, plain.rssDeltaMiB),
+    note: 'Fresh worker process per side, warmed with 5 completed chains; RSS includes the workflow thread (sandbox isolate) and the Rust core; heapUsed is the main thread only. The plain baseline ran one no-op activity and waits on a signal with a timer; the governed chain authorized once, escalated and waits for votes with its deadline timer.',
+  };
+}
+
+async function stockServer(p: ReturnType<typeof params>, nodeFlags: string[], progress: (m: string) => void): Promise<StockServerResults> {
+  const cluster = await startCluster(progress, { stock: true });
+  try {
+    const worker = await cluster.startWorker({ nodeFlags });
+    try {
+      const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
+      const chain = noopChain(10);
+      const ms: Record<'plain' | 'governed', number[]> = { plain: [], governed: [] };
+      progress(`stock dev server: ${p.stockRuns} runs of each 10-step chain`);
+      await runner.run('plain', chain);
+      await runner.run('governed', chain);
+      for (let i = 0; i < p.stockRuns; i++) {
+        for (const k of i % 2 === 0 ? (['plain', 'governed'] as const) : (['governed', 'plain'] as const)) ms[k].push((await runner.run(k, chain)).ms);
+      }
+      const g = summarize(ms.governed).p50;
+      const b = summarize(ms.plain).p50;
+      return {
+        runsPerKind: p.stockRuns,
+        governedP50Ms: round(g),
+        plainP50Ms: round(b),
+        p50Ratio: ratio(g, b),
+        note: 'Stock dev server (history.transferProcessorMaxPollRPS = 20 on its single shard): every task waits ~50 ms for the rate-limited transfer-queue reader, so both kinds run at ~100 ms/step and the ratio hides the governance cost.',
+      };
+    } finally {
+      await worker.stop();
+    }
+  } finally {
+    await cluster.close();
+  }
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const p = params(args.quick);
+  const progress = (m: string): void => {
+    process.stderr.write(`[bench] ${m}\n`);
+  };
+  const started = nowMs();
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+
+  const results: BenchResults = {
+    schema: 'temporal-governor/bench@1',
+    date: new Date().toISOString(),
+    mode: args.quick ? 'quick' : 'default',
+    machine: machineInfo(),
+    setup: {
+      server: 'Temporal CLI dev server started by the bench (in memory, headless, free port)',
+      worker: 'one governor worker process (createGovernorWorker, default options) serving the governed chain and the baselines on one task queue; load generator in the bench process',
+      serverDynamicConfig: { ...BENCH_SERVER_DYNAMIC_CONFIG },
+      nodeFlags: args.v8Defaults ? [] : ['--no-turbo-inline-js-wasm-calls'],
+      chain: '10 steps of `deploy` on Environment::"staging" (noop executor) by Workload::"agent:release-bot" under policies/default',
+    },
+    notes: [],
+    errors: [],
+    runSeconds: 0,
+  };
+  const attempt = async <T>(phase: string, fn: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await fn();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      progress(`${phase} failed: ${message}`);
+      results.errors.push({ phase, message });
+      return undefined;
+    }
+  };
+
+  const needsServer = ['overhead', 'throughput', 'scaling', 'memory'].some((x) => args.only.has(x as Phase));
+  let cluster: BenchCluster | undefined;
+  try {
+    if (args.only.has('decision')) {
+      const { dir, home } = await tempHome();
+      try {
+        results.decision = await attempt('decision', () => benchDecision(home, p.decisionIterations, progress));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    if (needsServer) {
+      cluster = await startCluster(progress);
+      results.setup.workflowBundleMs = round(cluster.bundleMs);
+      const profileDir = args.profile ? path.join(cluster.dir, 'profile') : undefined;
+      const worker = await cluster.startWorker({ profileDir, nodeFlags: results.setup.nodeFlags });
+      results.setup.workerStartupMs = round(worker.startupMs);
+      try {
+        if (args.only.has('overhead')) results.overhead = await attempt('overhead', () => overhead(cluster!, worker, p, progress));
+        if (args.only.has('throughput')) results.throughput = await attempt('throughput', () => throughput(cluster!, worker, p, progress));
+        if (args.only.has('scaling')) {
+          const sizes = args.quick || args.skip1000 ? [10, 100] : [10, 100, 1000];
+          const s = await attempt('scaling', () => scaling(cluster!, worker, p, sizes, results.overhead, progress));
+          if (s) {
+            results.scaling = {
+              rows: s.rows,
+              continueAsNew: sizes.includes(1000)
+                ? 'as the workflow does it by default (when Temporal suggests it); governedRuns counts the runs of each chain'
+                : 'the 1,000-step chain was skipped (--quick/--skip-1000)',
+            };
+            if (s.largest) {
+              progress(`scaling: verify stand-in over the ${s.largest.steps}-step history`);
+              results.scaling.history = await attempt('history', () => benchHistory(s.largest!.handle, s.largest!.steps, cluster!.home, cluster!.bundlePath));
+            }
+          }
+        }
+      } finally {
+        await worker.stop();
+      }
+      if (profileDir) {
+        results.profile = summarizeProfiles(profileDir);
+        results.notes.push('--profile: the worker ran under --cpu-prof during overhead/throughput/scaling; those figures include profiling overhead.');
+      }
+      if (args.only.has('memory')) {
+        const m = await attempt('memory', () => memory(cluster!, p, results.setup.nodeFlags, progress));
+        if (m) (results.scaling ??= { rows: [], continueAsNew: 'not measured (scaling phase not run)' }).memory = m;
+      }
+    }
+  } finally {
+    await cluster?.close().catch(() => undefined);
+  }
+  if (args.only.has('stock')) results.stockDevServer = await attempt('stock', () => stockServer(p, results.setup.nodeFlags, progress));
+  results.runSeconds = round((nowMs() - started) / 1000);
+  results.loadAverageAtEnd = Math.round(os.loadavg()[0]! * 100) / 100;
+  if (results.machine.loadAverageAtStart > results.machine.cores / 2 || results.loadAverageAtEnd > results.machine.cores / 2) {
+    results.notes.push(`The machine was busy with other work (1-minute load ${results.machine.loadAverageAtStart} at start, ${results.loadAverageAtEnd} at end, on ${results.machine.cores} cores): absolute figures are pessimistic and noisy; ratios are measured interleaved and suffer less.`);
+  }
+  if (args.quick) results.notes.push('--quick: fewer iterations, no 1,000-step chain, 300 waiting chains; compare default runs with default runs.');
+
+  fs.mkdirSync(args.outDir, { recursive: true });
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  const md = renderMarkdown(results);
+  fs.writeFileSync(path.join(args.outDir, 'latest.json'), json);
+  fs.writeFileSync(path.join(args.outDir, 'latest.md'), md);
+  process.stdout.write(args.json ? json : md);
+  progress(`wrote ${path.relative(process.cwd(), path.join(args.outDir, 'latest.json'))} and latest.md in ${results.runSeconds} s`);
+  return results.errors.length > 0 ? 1 : 0;
+}
+
+async function tempHome(): Promise<{ dir: string; home: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-bench-decision-'));
+  const home = path.join(dir, 'home');
+  await initKeys(home);
+  return { dir, home };
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      if (err.message) process.stderr.write(`${err.message}\n`);
+      process.stderr.write(`${USAGE}\n`);
+      process.exit(err.message ? 1 : 0);
+    }
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,84 @@
+import type { BenchResults } from './main';
+
+/** The short markdown table for the README (also written to bench/results/latest.md). */
+export function renderMarkdown(r: BenchResults): string {
+  const rows: string[][] = [];
+  const x = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : `${v}×`);
+  const o = r.overhead;
+  if (o) {
+    rows.push([`End-to-end latency, ${o.steps}-step chain, p50`, `${o.governed.latencyMs.p50} ms`, `${o.plain.latencyMs.p50} ms`, x(o.p50Ratio), o.target]);
+    rows.push([`End-to-end latency, ${o.steps}-step chain, p95`, `${o.governed.latencyMs.p95} ms`, `${o.plain.latencyMs.p95} ms`, x(o.p95Ratio), o.target]);
+  }
+  if (o) {
+    rows.push([
+      'Diagnostic: plain workflow with the governed shape (2 trivial local activities per step), p50',
+      `${o.shaped.latencyMs.p50} ms`,
+      `${o.plain.latencyMs.p50} ms`,
+      x(o.shapedP50Ratio),
+      '—',
+    ]);
+  }
+  const t = r.throughput;
+  if (t) {
+    rows.push([`Throughput, ${t.steps}-step chains/s (${t.concurrency} in flight)`, `${t.governed.chainsPerSecond}`, `${t.plain.chainsPerSecond}`, x(t.ratio), t.target]);
+  }
+  const d = r.decision;
+  if (d) {
+    rows.push(['Decision, full authorize path (credential + attestation + Cedar), p50 / p99', `${d.p50Micros} / ${d.p99Micros} µs`, '—', '—', 'p99 < 1 ms']);
+    rows.push([
+      'Cedar alone, preparsed vs re-parse per call, p50 / p99',
+      `${d.cedar.preparsed.p50Micros} / ${d.cedar.preparsed.p99Micros} µs`,
+      `${d.cedar.reparsePerCall.p50Micros} / ${d.cedar.reparsePerCall.p99Micros} µs`,
+      `re-parse ${d.cedar.reparseRatio}× slower`,
+      'p99 < 100 µs',
+    ]);
+  }
+  const s = r.scaling;
+  if (s) {
+    for (const row of s.rows) {
+      const runs = row.governedRuns && row.governedRuns > 1 ? ` in ${row.governedRuns} runs via continue-as-new` : '';
+      const events = row.governedHistoryEvents ? ` (${row.governedHistoryEvents.toLocaleString('en-US')} events${runs})` : '';
+      rows.push([`Time per step, ${row.steps.toLocaleString('en-US')}-step chain${events}`, `${row.governedMsPerStep} ms`, `${row.plainMsPerStep} ms`, x(row.ratio), 'flat']);
+    }
+    if (s.memory) {
+      const m = s.memory;
+      rows.push([
+        `Worker RSS growth, ${m.governed.chains.toLocaleString('en-US')} chains waiting (governed: for approval; plain: for a signal)`,
+        `${m.governed.rssDeltaMiB} MiB (${m.governed.rssKiBPerChain} KiB/chain)`,
+        `${m.plain.rssDeltaMiB} MiB (${m.plain.rssKiBPerChain} KiB/chain)`,
+        x(m.rssRatio),
+        '—',
+      ]);
+    }
+    if (s.history) {
+      const h = s.history;
+      rows.push([
+        `Verify stand-in per 1,000 history events (fetch + decode + re-decide + receipt chain + replay, over the last run of the ${h.steps.toLocaleString('en-US')}-step chain; no \`governor verify\` yet)`,
+        `${h.perThousandEvents.totalMs} ms`,
+        `replay alone ${h.perThousandEvents.replayMs} ms`,
+        '—',
+        '—',
+      ]);
+    }
+  }
+  const st = r.stockDevServer;
+  if (st) {
+    rows.push([`Same 10-step comparison on a stock dev server (transfer queue limited to 20 reads/s), p50`, `${st.governedP50Ms} ms`, `${st.plainP50Ms} ms`, x(st.p50Ratio), 'not comparable: ~100 ms/step floor']);
+  }
+  const header = ['Figure', 'Governed', 'Baseline (same run)', 'Ratio', 'Target'];
+  const lines = [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((cells) => `| ${cells.join(' | ')} |`),
+  ];
+  const m = r.machine;
+  lines.push(
+    '',
+    `${r.mode === 'quick' ? 'Quick run' : 'Run'} of ${r.date.slice(0, 10)} on ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.temporalCli.split('\n')[0]}, Temporal TS SDK ${m.temporalSdk}, Cedar ${m.cedar}: ` +
+      `dev server (in memory, ${Object.entries(r.setup.serverDynamicConfig).map(([k, v]) => `${k}=${v}`).join(', ')}), the governor worker and the load generator on the same machine; 1-minute load ${m.loadAverageAtStart} at start. ` +
+      'Baselines are plain Temporal workflows running the same no-op `execute` activity on the same worker. ' +
+      'Reproduce with `npm run bench` (`npm run -s bench -- --json`, `-- --quick`).',
+  );
+  if (r.errors.length) lines.push('', `Phases that failed: ${r.errors.map((e) => `${e.phase} (${e.message})`).join('; ')}`);
+  return `${lines.join('\n')}\n`;
+}
