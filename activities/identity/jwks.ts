@@ -19,7 +19,10 @@ import { governorHome } from './keys';
  */
 
 /** Resolves the verification key for an (unverified) JWS header; pass it to `jwtVerify` as the key. */
-export type JwksResolver = (protectedHeader: CompactJWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>;
+export type JwksResolver = ((protectedHeader: CompactJWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>) & {
+  /** Changes whenever the key set is (re)loaded; absent when reloads cannot be observed (remote sets). */
+  generation?: () => number;
+};
 
 // Module-level caches: the authorize path verifies on every step, so a warm call must not read a file, fetch a
 // URL or re-import a key. jose's JWK sets cache imported CryptoKeys themselves.
@@ -78,12 +81,16 @@ function inlineResolver(keys: Record<string, unknown>[]): JwksResolver {
   } catch {
     throw new GovernorError(ErrorCode.InvalidInput, 'inline JWKS of a trusted issuer or attester is malformed', 'jwks.keys');
   }
-  return (header, token) => set(header, token);
+  const resolver: JwksResolver = (header, token) => set(header, token);
+  resolver.generation = () => 0; // inline keys never change
+  return resolver;
 }
 
 function fileResolver(file: string): JwksResolver {
   let loaded: { set: LocalJWKSet; stamp: string } | undefined;
+  let generation = 0;
   const load = (): { set: LocalJWKSet; stamp: string } => {
+    generation += 1;
     let text: string;
     let stamp: string;
     try {
@@ -101,7 +108,7 @@ function fileResolver(file: string): JwksResolver {
       throw new GovernorError(ErrorCode.KeysMissing, `JWKS file ${file} is not a valid JWKS`, 'jwks.file');
     }
   };
-  return async (header, token) => {
+  const resolver: JwksResolver = async (header, token) => {
     const current = (loaded ??= load());
     try {
       return await current.set(header, token);
@@ -120,6 +127,8 @@ function fileResolver(file: string): JwksResolver {
       return loaded.set(header, token);
     }
   };
+  resolver.generation = () => generation;
+  return resolver;
 }
 
 function uriResolver(uri: string): JwksResolver {

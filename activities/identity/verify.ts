@@ -254,8 +254,43 @@ async function verifyTrusted<T extends TrustedSigner>(
     currentDate: now,
   };
   if (trusted.audience !== undefined) verifyOptions.audience = trusted.audience;
-  const payload = await verifySigned(token, createJwksResolver(trusted.jwks, home), kind, verifyOptions);
+  const resolver = createJwksResolver(trusted.jwks, home);
+  const cacheKey = `${kind}\u0000${token}`;
+  const hit = verified.get(cacheKey);
+  const generation = resolver.generation?.();
+  if (hit && generation !== undefined && hit.trusted === trusted && hit.resolver === resolver && hit.generation === generation && performance.now() - hit.at < VERIFIED_TTL_MS) {
+    // Same token, same trusted signer entry, same key set: only the time-dependent checks can differ.
+    const at = epochSeconds(now);
+    const tolerance = limits.clockToleranceSeconds;
+    if (typeof hit.payload.nbf === 'number' && hit.payload.nbf > at + tolerance) throw invalid(kind, `${kind} not yet valid`);
+    if (typeof hit.payload.exp === 'number' && hit.payload.exp <= at - tolerance) throw invalid(kind, `${kind} expired`);
+    return { payload: hit.payload, trusted };
+  }
+  const payload = await verifySigned(token, resolver, kind, verifyOptions);
+  // The generation is read after verifying: a reload during verification makes this entry stale.
+  const after = resolver.generation?.();
+  if (after !== undefined) {
+    if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value!);
+    verified.set(cacheKey, { payload, trusted, resolver, generation: after, at: performance.now() });
+  }
   return { payload, trusted };
+}
+
+/**
+ * Tokens whose signature and time-independent claims already verified, so a chain's credential,
+ * re-presented at every step, costs one signature check per minute instead of one per step
+ * (signature checks dominate the authorize path). An entry is used only for the same trusted
+ * signer entry (a new bundle's manifest misses) and the same key-set generation (a reloaded JWKS
+ * file misses; remote key sets, whose reloads jose hides, are never cached); `exp` and `nbf` are
+ * re-checked against each call's `now`. Only successes are cached.
+ */
+const verified = new Map<string, { payload: JWTPayload; trusted: object; resolver: JwksResolver; generation: number; at: number }>();
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 10_000;
+
+/** Forgets every cached verification (tests; key rotation handled by the caller). */
+export function clearVerifiedTokenCache(): void {
+  verified.clear();
 }
 
 /**
