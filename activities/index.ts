@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { VoteVerdict } from '../contracts/approval';
 import type { Executor, JsonValue } from '../contracts/chain';
 import { durationMs } from '../contracts/duration';
@@ -9,12 +9,15 @@ import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 import type { ExecutionOutcome } from '../contracts/state';
 import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { runBuiltInExecutor, type ExecuteInput } from './executors';
-import { loadPrivateKey } from './identity';
+import { loadPrivateKey, loadPublicJwks } from './identity';
+import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type VerifyTieBreakInput } from './coordination';
+import { coordinatorId, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
 import { makeReceipt, type ReceiptSigner } from './receipts';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
+export type { AdmitInput, AdmitResult, DomainRules, RequestSlotResult, SignCoordinationInput, VerifyTieBreakInput } from './coordination';
 
 /** `authorize` input: the action, plus the parts of the step an approval must be bound to. */
 export interface GovernorAuthorizeInput extends AuthorizeInput {
@@ -130,6 +133,48 @@ export function createActivities(deps: ActivityDeps) {
       const payload = { status: 'completed', outcome };
       const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: r.kind, payload, prev: r.prev });
       return { outcome, receipt, payload };
+    },
+
+    /**
+     * Coordination (DESIGN §4 step 4): resolves the step's domain and authority from the active manifest,
+     * seals the request and delivers it to the domain's coordinator (signal-with-start). The verdict
+     * arrives later as the chain's `slotVerdict` signal. Not coordinated: `{ coordinated: false }`.
+     */
+    async requestSlot(ask: SlotAsk): Promise<RequestSlotResult> {
+      const active = deps.policies.current();
+      if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
+      let request;
+      try {
+        request = await sealSlotRequest(active.bundle.manifest, ask, await receiptSigner());
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        if (e.code === ErrorCode.InvalidInput) throw ApplicationFailure.nonRetryable(e.message ?? 'invalid slot request', ErrorCode.InvalidInput);
+        throw err;
+      }
+      if (!request) return { coordinated: false };
+      const taskQueue = ask.taskQueue ?? Context.current().info.taskQueue;
+      await submitSlotRequest(Context.current().client, taskQueue, request);
+      return { coordinated: true, domain: request.domain, coordinatorId: coordinatorId(taskQueue, request.domain), requestId: slotRequestId(request.chainId, request.stepId), request };
+    },
+
+    /** The coordinator's admission of a batch (seal, digest, domain, current authority) and its domain's current rules. */
+    async admitSlotRequests(input: AdmitInput): Promise<AdmitResult> {
+      const active = deps.policies.current();
+      if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
+      return admitRequests(active.bundle.manifest, active.bundle.digest, input, { now: clock(), receiptJwks: loadPublicJwks(deps.home, 'receipt') });
+    },
+
+    /** Signs the coordinator's next receipts (one call per batch of verdicts). */
+    async signCoordinationReceipts(input: SignCoordinationInput): Promise<{ receipts: Receipt[] }> {
+      return signCoordination(await receiptSigner(), input);
+    },
+
+    /** Verifies a tie-break vote against the pending tie (never throws for a bad vote: the verdict says why). */
+    async verifyTieBreak(input: VerifyTieBreakInput): Promise<TieBreakVerdict> {
+      const active = deps.policies.current();
+      if (!active) return { tieId: input.tieId, counted: false, reason: 'no valid policy bundle is loaded' };
+      const { token, ...tie } = input;
+      return judgeTieBreak(token, active.bundle.manifest, tie, { now: clock(), home: deps.home });
     },
 
     /** Signs and links the next receipt of a chain. */

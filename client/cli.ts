@@ -457,6 +457,10 @@ export function formatState(state: ChainState): string {
       for (const v of a.verdicts) lines.push(`        vote ${v.seq} via ${v.via}: ${v.counted ? 'counted' : 'rejected'}${v.approver ? ` ${v.approver}` : ''}${v.decision ? ` ${v.decision}` : ''}${v.repeat ? ' (repeat)' : ''}${v.breakGlass ? ' BREAK-GLASS' : ''} — ${v.reason}`);
     }
     if (s.breakGlass) lines.push(`      break-glass by ${s.breakGlass.approver}: ${s.breakGlass.justification}`);
+    const c = s.coordination;
+    if (c) {
+      lines.push(`      coordination ${c.domain}: ${c.status}${c.position !== undefined ? `, place ${c.position} in the queue` : ''}${c.order !== undefined ? `, order ${c.order}` : ''}${c.conflictWith ? `, conflict with ${c.conflictWith}` : ''}${c.version !== undefined ? `, resource version ${c.version}` : ''}${c.reason ? ` — ${c.reason}` : ''}`);
+    }
     if (d && d.effect !== 'allow') for (const [id, ann] of Object.entries(d.annotations)) lines.push(`      ${id}: ${Object.entries(ann).map(([k, v]) => `@${k}("${v}")`).join(' ')}`);
   }
   if (state.policyDigest) lines.push(`policy bundle ${state.policyDigest}`);

@@ -73,6 +73,13 @@ export const Step = z.strictObject({
   context: JsonRecord.default({}),
   executor: Executor,
   compensation: Compensation.optional(),
+  /** For steps on a coordinated resource: ordering priority and the resource version the step was planned against. */
+  coordination: z
+    .strictObject({
+      priority: z.int().min(-1000).max(1000).optional(),
+      plannedVersion: z.int().min(0).optional(),
+    })
+    .optional(),
 });
 export type Step = z.infer<typeof Step>;
 

@@ -27,6 +27,17 @@ export interface StepState {
   compensation?: { decision?: Decision; outcome?: ExecutionOutcome; error?: string };
   /** Present once the step escalated: votes, who approved, who is still needed. */
   approval?: ApprovalState;
+  /** Coordination with other chains on a shared resource: place in the queue, verdict. */
+  coordination?: {
+    domain: string;
+    requestId: string;
+    status: 'queued' | 'granted' | 'rejected' | 'released';
+    reason?: string;
+    position?: number;
+    order?: number;
+    conflictWith?: string;
+    version?: number;
+  };
   /** Set when a break-glass approval let the step through. */
   breakGlass?: { approver: string; justification: string };
   error?: string;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Coordination } from '../contracts/coordination';
 
 /**
  * The governance manifest (`manifest.yaml` of a policy bundle). Strict: an unknown key is an error,
@@ -96,6 +97,8 @@ export const Manifest = z.strictObject({
     .prefault({}),
   /** Declared owners of workloads: an owner may never approve its workload's steps. */
   owners: z.record(z.string(), z.string()).default({}),
+  /** Coordination domains and authority ranks (schema in contracts/coordination.ts); default: none. */
+  coordination: Coordination.prefault({}),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

@@ -4,6 +4,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   proxyActivities,
@@ -37,6 +38,7 @@ import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorPolicyDigestKey
 import type { ChainResult, ChainState, ExecutionOutcome, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { ApprovalQueue } from './approval-queue';
+import { releaseSlotSignal, slotVerdictSignal, withdrawSlotSignal, type SlotVerdict } from '../contracts/coordination';
 
 /*
  * Deterministic code only: no Node built-ins, no clocks, no randomness, no I/O. Every decision,
@@ -66,6 +68,8 @@ function resourceLabel(r: ResourceRef): string {
 /** One governed action (a step or a compensation) as the chain authorizes and executes it. */
 interface Action {
   stepId: string;
+  /** Coordination hints of a step (compensations are not coordinated). */
+  coordination?: Step['coordination'];
   kind: GovernorAuthorizeInput['kind'];
   action: string;
   resource: ResourceRef;
@@ -153,6 +157,17 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       },
     },
   );
+  // Coordination verdicts arrive by signal from the domain's coordinator, keyed by request id.
+  const slotVerdicts = new Map<string, SlotVerdict>();
+  setHandler(slotVerdictSignal, (verdict) => {
+    if (typeof verdict?.requestId !== 'string') return;
+    const s = state.steps.find((x) => x.id === verdict.stepId);
+    if (s?.coordination && s.coordination.requestId === verdict.requestId && s.coordination.status === 'queued') {
+      s.coordination = { ...s.coordination, status: verdict.status, reason: verdict.reason, position: verdict.position, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
+    }
+    if (verdict.status !== 'queued') slotVerdicts.set(verdict.requestId, verdict);
+    publishDetails();
+  });
   setHandler(revokeSignal, (revoke) => {
     if (revoked) return;
     revoked = { reason: typeof revoke?.reason === 'string' ? revoke.reason.slice(0, 500) : 'revoked', by: typeof revoke?.by === 'string' ? revoke.by.slice(0, 200) : undefined };
@@ -164,8 +179,9 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     const lines = state.steps.map((s, i) => {
       const mark = s.status === 'completed' ? 'x' : ' ';
       const decision = s.decision ? ` — ${s.decision.effect}` : '';
+      const queued = s.coordination?.status === 'queued' ? ` (queued in ${s.coordination.domain}${s.coordination.position !== undefined ? `, place ${s.coordination.position}` : ''})` : '';
       const waiting = s.approval?.outcome === 'pending' ? ` (approved by ${s.approval.approvedBy.map((a) => a.approver).join(', ') || 'nobody yet'}; ${s.approval.stillNeeded} more of ${s.approval.eligibleRoles.join('/')})` : '';
-      return `- [${mark}] ${i + 1}. **${s.action}** on \`${s.resource}\`: ${s.status}${decision}${waiting}`;
+      return `- [${mark}] ${i + 1}. **${s.action}** on \`${s.resource}\`: ${s.status}${decision}${waiting}${queued}`;
     });
     const headline = `**${state.status}**${state.pending ? ` — ${state.pending}` : ''}${state.reason ? ` — ${state.reason}` : ''}`;
     setCurrentDetails([headline, '', ...lines].join('\n'));
@@ -432,6 +448,38 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     }
   };
 
+  /**
+   * Asks the domain's coordinator for a slot when the step's resource is coordinated, and waits for
+   * the grant or the rejection (recorded as a receipt linked to the coordinator's own receipt).
+   */
+  const coordinate = async (a: Action, s: StepState): Promise<{ granted: true; release?: (completed: boolean) => Promise<void> } | { granted: false; reason: string }> => {
+    const asked = await governor.requestSlot.executeWithOptions(
+      { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `request a slot for ${a.action} on ${resourceLabel(a.resource)}` },
+      [{ chainId, stepId: a.stepId, workload: chain.workload, action: a.action, resource: a.resource, ...(a.coordination?.priority !== undefined ? { priority: a.coordination.priority } : {}), ...(a.coordination?.plannedVersion !== undefined ? { plannedVersion: a.coordination.plannedVersion } : {}), taskQueue: workflowInfo().taskQueue }],
+    );
+    if (!asked.coordinated) return { granted: true };
+    const coordinator = getExternalWorkflowHandle(asked.coordinatorId);
+    s.coordination = { domain: asked.domain, requestId: asked.requestId, status: 'queued' };
+    setStatus(ChainStatus.Running, `queued in coordination domain ${asked.domain}`);
+    await condition(() => slotVerdicts.has(asked.requestId) || revoked !== undefined);
+    if (revoked && !slotVerdicts.get(asked.requestId)?.granted) {
+      await coordinator.signal(withdrawSlotSignal, { chainId, stepId: a.stepId, reason: 'chain revoked' });
+      throw new Revoked();
+    }
+    const verdict = slotVerdicts.get(asked.requestId)!;
+    s.coordination = { ...s.coordination, status: verdict.granted ? 'granted' : 'rejected', reason: verdict.reason, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
+    await record(a.stepId, 'decision', { coordination: verdict });
+    setStatus(ChainStatus.Running);
+    if (!verdict.granted) return { granted: false, reason: `coordination (${asked.domain}): ${verdict.reason}` };
+    return {
+      granted: true,
+      release: async (completed) => {
+        await coordinator.signal(releaseSlotSignal, { chainId, stepId: a.stepId, completed });
+        s.coordination = { ...s.coordination!, status: 'released' };
+      },
+    };
+  };
+
   /** Authorizes (escalating when needed) and runs one action. Returns why it did not run, if it did not. */
   const govern = async (a: Action, s: StepState, onDecision: (d: Decision) => void): Promise<{ ran: true; outcome: ExecutionOutcome } | { ran: false; denied: string } | { ran: false; failed: string }> => {
     const first = await authorize(a, s);
@@ -447,12 +495,17 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       if (!verdict.allowed) return { ran: false, denied: verdict.reason ?? 'not approved' };
     }
     if (revoked) throw new Revoked();
+    const slot = a.kind === 'step' ? await coordinate(a, s) : { granted: true as const };
+    if (!slot.granted) return { ran: false, denied: slot.reason };
     s.status = a.kind === 'step' ? 'executing' : 'compensating';
     setStatus(ChainStatus.Running);
     let executed: { outcome: ExecutionOutcome; receipt?: Receipt };
     try {
       executed = await execute(a);
+      await slot.release?.(true);
     } catch (err) {
+      // A holder that did not complete releases without advancing the resource's version.
+      await slot.release?.(false);
       if (err instanceof Revoked) throw err;
       const message = failureMessage(err);
       await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'failed', error: message });
@@ -586,7 +639,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
 }
 
 function stepAction(step: Step): Action {
-  return { stepId: step.id, kind: 'step', action: step.action, resource: step.resource, context: step.context, input: step.input, executor: step.executor };
+  return { stepId: step.id, kind: 'step', action: step.action, resource: step.resource, context: step.context, input: step.input, executor: step.executor, coordination: step.coordination };
 }
 
 function failClosedDecision(reason: string): Decision {

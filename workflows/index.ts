@@ -1,3 +1,4 @@
 /** Workflow entry point bundled for the worker. Deterministic code only. */
 export { governedChainWorkflow } from './governed-chain';
 export { revocationRegistryWorkflow } from './revocation-registry';
+export { coordinatorWorkflow } from './coordinator';

@@ -37,7 +37,11 @@ export async function setupGoverned(options: { policiesDir?: string; extraActivi
   const connection = await Connection.connect({ address: testAddress() });
   const client = new Client({ connection });
   const gc = new GovernorClient(client, taskQueue);
-  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir });
+  // A workflow cache here: with maxCachedWorkflows 0 the SDK (1.24) evicts a run when a signal (a
+  // vote, a slot verdict) arrives during a local activity, and the task only resumes after its 10 s
+  // timeout. Replay from history is covered by test/integration/chain.test.ts (cache 0) and the
+  // replay regression suite.
+  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir, maxCachedWorkflows: 100 });
   const ledger = new Ledger();
   const serviceConnection = await NativeConnection.connect({ address: testAddress() });
   const serviceWorker = await Worker.create({

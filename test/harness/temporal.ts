@@ -34,7 +34,7 @@ export async function testClient(): Promise<{ client: Client; connection: Connec
 }
 
 /** A governor worker on the shared server with the prebuilt bundle and no workflow cache (every task replays). */
-export async function startGovernorWorker(options: { home: string; taskQueue: string; policiesDir?: string; clock?: () => Date }): Promise<{
+export async function startGovernorWorker(options: { home: string; taskQueue: string; policiesDir?: string; clock?: () => Date; maxCachedWorkflows?: number }): Promise<{
   worker: Worker;
   policies: PolicyStore;
   connection: NativeConnection;
@@ -48,7 +48,7 @@ export async function startGovernorWorker(options: { home: string; taskQueue: st
     home: options.home,
     policiesDir: options.policiesDir,
     workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
-    maxCachedWorkflows: 0,
+    maxCachedWorkflows: options.maxCachedWorkflows ?? 0,
     clock: options.clock,
   });
   const running = worker.run();

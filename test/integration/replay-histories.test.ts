@@ -14,7 +14,12 @@ import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
  * written to test/replay/histories/ — the regression suite test/unit/replay.test.ts replays them.
  */
 const target = process.env.RECORD_HISTORIES === '1' ? path.join(__dirname, '..', 'replay', 'histories') : fs.mkdtempSync(path.join(os.tmpdir(), 'governor-histories-'));
-const bundleDir = defaultBundleWith(() => undefined, { 'payments.cedar': (t) => t.replace(/@deadline\("[^"]+"\)/g, '@deadline("2s")') });
+const bundleDir = defaultBundleWith(
+  (m) => {
+    m.coordination = { domains: [{ name: 'cluster:dev', resources: ['Environment::"dev"'], conflicts: [['deploy', 'deploy']], batchingWindow: '200ms', tieBreakerRole: 'sre-lead' }] };
+  },
+  { 'payments.cedar': (t) => t.replace(/@deadline\("[^"]+"\)/g, '@deadline("2s")') },
+);
 
 let g: Governed;
 beforeAll(async () => {
@@ -37,7 +42,7 @@ const step = (id: string, action: string, resource: { type: string; id: string }
 describe('histories of every outcome replay with the current workflow code', () => {
   const saved: string[] = [];
 
-  it('records completed, denied, approved, deadline, revoked and continued-as-new chains', async () => {
+  it('records completed, denied, approved, deadline, revoked, coordinated and continued-as-new chains', async () => {
     const completed = await g.run({ workload: WORKLOAD, steps: [step('deploy', 'deploy', { type: 'Environment', id: 'staging' }), step('announce', 'notify', { type: 'Channel', id: 'releases' })] });
     expect(completed.status).toBe('Completed');
     saved.push(await save('completed', completed.chainId));
@@ -65,6 +70,11 @@ describe('histories of every outcome replay with the current workflow code', () 
     expect(((await revoking.result()) as ChainResult).status).toBe('Revoked');
     saved.push(await save('revoked', revoking.workflowId));
 
+    const coordinated = await g.run({ workload: WORKLOAD, steps: [step('deploy', 'deploy', { type: 'Environment', id: 'dev' })] });
+    expect(coordinated.status).toBe('Completed');
+    expect(coordinated.steps[0]!.coordination).toMatchObject({ domain: 'cluster:dev', status: 'released' });
+    saved.push(await save('coordinated', coordinated.chainId));
+
     const long = await g.gc.start({ workload: WORKLOAD, steps: [1, 2, 3].map((i) => step(`s${i}`, 'deploy', { type: 'Environment', id: 'staging' })) }, { ...(await g.creds()), options: { continueAsNewAfterSteps: 2 } });
     expect(((await long.result()) as ChainResult).status).toBe('Completed');
     saved.push(await save('continued-as-new-first-run', long.workflowId, long.firstExecutionRunId));
@@ -72,7 +82,7 @@ describe('histories of every outcome replay with the current workflow code', () 
   });
 
   it('replays every recorded history without nondeterminism', async () => {
-    expect(saved).toHaveLength(7);
+    expect(saved).toHaveLength(8);
     for (const file of saved) {
       const history = historyFromSavedJson(JSON.parse(fs.readFileSync(file, 'utf8')));
       await expect(Worker.runReplayHistory({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } }, history)).resolves.toBeUndefined();

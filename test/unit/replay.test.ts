@@ -21,7 +21,7 @@ const load = (file: string) => historyFromSavedJson(raw(file));
 
 describe('replay regression suite', () => {
   it('has a recorded history for every outcome', () => {
-    expect(files).toEqual(expect.arrayContaining(['completed.json', 'denied.json', 'escalated-approved.json', 'approval-deadline.json', 'revoked.json', 'continued-as-new-first-run.json', 'continued-as-new-last-run.json']));
+    expect(files).toEqual(expect.arrayContaining(['completed.json', 'denied.json', 'escalated-approved.json', 'approval-deadline.json', 'revoked.json', 'coordinated.json', 'continued-as-new-first-run.json', 'continued-as-new-last-run.json']));
   });
 
   it.each(files)('replays %s with the current workflow code', async (file) => {

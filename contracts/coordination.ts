@@ -1,0 +1,338 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { z } from 'zod';
+import { DURATION_PATTERN } from './duration';
+import type { ReceiptHead, ReceiptKind } from './receipt';
+
+/**
+ * Coordination (DESIGN §4 step 4, issue 6): one coordinator workflow per domain orders and arbitrates
+ * the actions of different chains on a shared resource. Sandbox-safe: schemas, message definitions,
+ * ids and pure helpers only. Message names are recorded in history: never rename.
+ */
+
+// ---- manifest section ---------------------------------------------------------------------------
+
+const Identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, 'must be 1-128 characters: letters, digits, _ . : @ -');
+const Duration = z.string().regex(DURATION_PATTERN, 'must be a duration such as 30s, 30m, 2h');
+const Authority = z.int().min(-1_000_000).max(1_000_000);
+const Priority = z.int().min(-1000).max(1000);
+
+/** `Type::"id"` (exact), `Type::"prefix-*"` (`*` matches any characters) or `Type::*` (any id of the type). */
+export const ResourcePattern = z
+  .string()
+  .regex(/^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*::(\*|"[^"]{0,256}")$/, 'must be a resource pattern such as Environment::"prod" or Environment::*');
+
+/** One coordination domain of the manifest (`coordination.domains[]`). */
+export const CoordinationDomain = z.strictObject({
+  /** Domain name, e.g. `cluster:prod-eu`; part of the coordinator's workflow id (no `/`). */
+  name: Identifier,
+  /** Resources of the domain; a step whose resource matches one is coordinated here (first domain wins). */
+  resources: z.array(ResourcePattern).min(1),
+  /** Action pairs that conflict within a batch (unordered; `[migrate, migrate]` makes two migrations conflict). */
+  conflicts: z.array(z.tuple([Identifier, Identifier])).default([]),
+  /** What happens to the loser of a conflict: rejected (default), or queued again after the winner. */
+  onConflict: z.enum(['reject', 'requeue']).default('reject'),
+  /** Requests arriving within this window after the first are ordered together. */
+  batchingWindow: Duration.default('2s'),
+  /** Approver role that settles a conflict between equal authorities. */
+  tieBreakerRole: z.string().min(1).max(64),
+  /** No tie-break choice by then: every contender of the tie is denied. */
+  decisionDeadline: Duration.default('15m'),
+  /** A holder that has not released its slot by then loses it (a crashed or terminated chain never blocks the domain). */
+  holdTimeout: Duration.default('1h'),
+});
+export type CoordinationDomain = z.infer<typeof CoordinationDomain>;
+
+/** The manifest's `coordination` section. */
+export const Coordination = z
+  .strictObject({
+    domains: z.array(CoordinationDomain).default([]),
+    /** Authority ranks: a higher rank wins a conflict. Unlisted workloads get `default`. */
+    authority: z
+      .strictObject({
+        workloads: z.record(z.string().min(1).max(128), Authority).default({}),
+        default: Authority.default(0),
+      })
+      .prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.domains.forEach((d, i) => {
+      if (seen.has(d.name)) ctx.addIssue({ code: 'custom', path: ['domains', i, 'name'], message: `duplicate coordination domain "${d.name}"` });
+      seen.add(d.name);
+    });
+  });
+export type Coordination = z.infer<typeof Coordination>;
+
+// ---- ids --------------------------------------------------------------------------------------
+
+/** Workflow type of the coordinator. Recorded: never rename. */
+export const COORDINATOR_WORKFLOW_TYPE = 'coordinatorWorkflow';
+
+/**
+ * Workflow id of the coordinator of `domain` for the governor deployment serving `taskQueue`:
+ * `governor-coordinator:<taskQueue>/<domain>` (domain names cannot contain `/`).
+ */
+export function coordinatorId(taskQueue: string, domain: string): string {
+  return `governor-coordinator:${taskQueue}/${domain}`;
+}
+
+/** Id of one slot request: the step's idempotency key `<chainId>/<stepId>`. */
+export function slotRequestId(chainId: string, stepId: string): string {
+  return `${chainId}/${stepId}`;
+}
+
+/**
+ * Kind of the coordinator's own receipts. `decision` until `ReceiptKind` gains a `coordination`
+ * kind; every coordination receipt's payload carries `type: 'coordination'`.
+ */
+export const COORDINATION_RECEIPT_KIND: ReceiptKind = 'decision';
+
+// ---- resources --------------------------------------------------------------------------------
+
+/** `Type::"id"`, the label a resource has in policy, receipts and version tracking. */
+export function resourceLabel(r: { type: string; id: string }): string {
+  return `${r.type}::"${r.id}"`;
+}
+
+const LABEL = /^([A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*)::"(.*)"$/s;
+const PATTERN = /^([A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*)::(\*|"(.*)")$/s;
+
+/** True when the resource label `Type::"id"` matches the pattern. Pure. */
+export function matchesResourcePattern(pattern: string, label: string): boolean {
+  const p = PATTERN.exec(pattern);
+  const l = LABEL.exec(label);
+  if (!p || !l || p[1] !== l[1]) return false;
+  if (p[2] === '*') return true;
+  const glob = p[3]!;
+  if (!glob.includes('*')) return glob === l[2];
+  const re = new RegExp(`^${glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+  return re.test(l[2]!);
+}
+
+/** The first domain (manifest order) whose resources match the label. */
+export function findDomain<D extends Pick<CoordinationDomain, 'name' | 'resources'>>(domains: readonly D[], label: string): D | undefined {
+  return domains.find((d) => d.resources.some((p) => matchesResourcePattern(p, label)));
+}
+
+// ---- messages -----------------------------------------------------------------------------------
+
+/** What a chain asks for (input of the `requestSlot` activity): the governor resolves domain and authority. */
+export const SlotAsk = z.strictObject({
+  chainId: Identifier,
+  stepId: Identifier,
+  workload: Identifier,
+  action: Identifier,
+  resource: z.strictObject({ type: z.string().min(1).max(256), id: z.string().min(1).max(256) }),
+  /** Declared priority: orders requests of equal authority (higher first). */
+  priority: Priority.optional(),
+  /** Resource version the step was planned against; lower than the current version: rejected as stale. */
+  plannedVersion: z.int().min(0).optional(),
+  /** Governor task queue (default: the activity's own). */
+  taskQueue: z.string().min(1).max(200).optional(),
+});
+export type SlotAsk = z.infer<typeof SlotAsk>;
+
+/**
+ * Payload of `requestSlot`, built and sealed by the governor (never trusted as sent: the coordinator
+ * re-checks the seal, the digest, the domain and the authority in an activity).
+ */
+export const SlotRequest = z.strictObject({
+  chainId: Identifier,
+  stepId: Identifier,
+  domain: Identifier,
+  workload: Identifier,
+  action: Identifier,
+  /** `Type::"id"`. */
+  resource: z.string().min(1).max(600),
+  priority: Priority.default(0),
+  plannedVersion: z.int().min(0).optional(),
+  /** Authority rank resolved from the manifest when the request was made. */
+  authority: Authority,
+  /** SHA-256 (hex) of the canonical request content (`requestDigestInput`); the stable tie-break. */
+  requestDigest: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest'),
+  /** Compact JWS (governor receipt key) over `{domain, requestDigest}`: binds the request to its domain. */
+  seal: z.string().min(16).max(4096),
+});
+export type SlotRequest = z.infer<typeof SlotRequest>;
+
+/** The fields a request digest covers (canonical JSON, SHA-256). The domain is bound by the seal instead. */
+export function requestDigestInput(r: Pick<SlotRequest, 'chainId' | 'stepId' | 'workload' | 'action' | 'resource' | 'priority' | 'plannedVersion' | 'authority'>): Record<string, unknown> {
+  return { chainId: r.chainId, stepId: r.stepId, workload: r.workload, action: r.action, resource: r.resource, priority: r.priority, plannedVersion: r.plannedVersion ?? null, authority: r.authority };
+}
+
+/** Payload of `releaseSlot`: the holder is done; `completed` advances the resource's version. */
+export const SlotRelease = z.strictObject({ chainId: Identifier, stepId: Identifier, completed: z.boolean() });
+export type SlotRelease = z.infer<typeof SlotRelease>;
+
+/** Payload of `withdrawSlot`: a chain revoked or denied while queued leaves the queue (a holder releases without completing). */
+export const SlotWithdraw = z.strictObject({ chainId: Identifier, stepId: Identifier, reason: z.string().max(500).optional() });
+export type SlotWithdraw = z.infer<typeof SlotWithdraw>;
+
+/** Where the coordinator's receipt for a verdict is: link it into the chain's receipt chain. */
+export const CoordinationReceiptRef = z.strictObject({
+  coordinatorId: z.string(),
+  seq: z.int().min(1),
+  hash: z.string(),
+  /** SHA-256 of the receipt's payload. */
+  digest: z.string(),
+});
+export type CoordinationReceiptRef = z.infer<typeof CoordinationReceiptRef>;
+
+/**
+ * Payload of `slotVerdict`, sent to the chain (workflow id = chainId). `queued` is informational (the
+ * place in the order, a requeue, a pending tie-break); `granted` and `rejected` are final. A `rejected`
+ * after a `granted` means the slot was reclaimed (hold timeout).
+ */
+export const SlotVerdict = z.strictObject({
+  requestId: z.string(),
+  chainId: z.string(),
+  stepId: z.string(),
+  domain: z.string(),
+  status: z.enum(['queued', 'granted', 'rejected']),
+  granted: z.boolean(),
+  reason: z.string(),
+  /** Place in the domain's total order (assigned when the batch was ordered). */
+  order: z.int().optional(),
+  /** 1-based place in the queue when the verdict was sent (queued). */
+  position: z.int().optional(),
+  batch: z.int().optional(),
+  /** The request this one lost (or tied) against. */
+  conflictWith: z.string().optional(),
+  tieId: z.string().optional(),
+  /** Current version of the request's resource. */
+  version: z.int(),
+  receipt: CoordinationReceiptRef.optional(),
+});
+export type SlotVerdict = z.infer<typeof SlotVerdict>;
+
+/**
+ * Payload of `chooseWinner`: an approval JWT of the domain's tie-breaker role whose `chainId`/`stepId`
+ * name the winning request and whose `stepDigest` is the tie's digest (`coordinatorState().ties[].digest`).
+ * `decision: deny` chooses neither: every contender is denied.
+ */
+export const TieBreakSubmission = z.strictObject({
+  tieId: z.string().min(1).max(64),
+  token: z
+    .string()
+    .min(16)
+    .max(16_384)
+    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'token: must be a compact JWS (header.payload.signature)'),
+});
+export type TieBreakSubmission = z.infer<typeof TieBreakSubmission>;
+
+/** The verdict on one tie-break vote. */
+export interface TieBreakVerdict {
+  tieId: string;
+  counted: boolean;
+  reason: string;
+  approver?: string;
+  decision?: 'approve' | 'deny';
+  /** Request id of the chosen winner (approve). */
+  winner?: string;
+}
+
+// ---- coordinator state ----------------------------------------------------------------------
+
+/** A request the coordinator has ordered: waiting for its turn, or a contender of a pending tie. */
+export interface QueueEntry {
+  requestId: string;
+  request: SlotRequest;
+  /** Authority as admitted (the manifest's rank at batch time). */
+  authority: number;
+  order: number;
+  batch: number;
+  state: 'queued' | 'tie';
+  tieId?: string;
+  conflictWith?: string;
+  note?: string;
+}
+
+/** The request holding the domain's slot. */
+export interface SlotHolder extends QueueEntry {
+  grant: number;
+}
+
+/** A conflict between equal authorities, waiting for the tie-breaker role. */
+export interface PendingTie {
+  tieId: string;
+  batch: number;
+  role: string;
+  deadline: string;
+  /** Governor time the tie was opened plus `deadline` (ISO-8601), when known. */
+  deadlineAt?: string;
+  /** Request ids in order. */
+  contenders: string[];
+  /** SHA-256 of the tie receipt's payload: the `stepDigest` a tie-break vote must carry. */
+  digest?: string;
+}
+
+/** Raw message waiting to be processed (carried across continue-as-new). */
+export type CoordinatorInboxItem =
+  | { kind: 'request'; request: SlotRequest }
+  | { kind: 'release'; release: SlotRelease }
+  | { kind: 'withdraw'; withdraw: SlotWithdraw };
+
+/** What a coordinator carries into its next run. */
+export interface CoordinatorCarry {
+  head: ReceiptHead;
+  inbox: CoordinatorInboxItem[];
+  queue: QueueEntry[];
+  holder?: SlotHolder;
+  versions: Record<string, number>;
+  recent: SlotVerdict[];
+  /** Request ids with a final outcome, newest last (bounded): repeats are ignored. */
+  decided: string[];
+  counters: { batch: number; order: number; tie: number; grant: number };
+  runs: number;
+}
+
+/** Input of `coordinatorWorkflow`. */
+export interface CoordinatorInput {
+  domain: string;
+  options?: {
+    /** Continue-as-new once history has this many events (tests; default: when Temporal suggests it). */
+    continueAsNewAfterEvents?: number;
+  };
+  /** Set by the coordinator itself when it continues as new. */
+  carry?: CoordinatorCarry;
+}
+
+/** What `coordinatorState` returns. */
+export interface CoordinatorState {
+  coordinatorId: string;
+  domain: string;
+  runs: number;
+  /** Requests collected in the open batching window (not yet ordered). */
+  collecting: string[];
+  /** Ordered requests, 1-based positions; the holder is not in the queue. */
+  queue: (QueueEntry & { position: number })[];
+  holder?: SlotHolder;
+  versions: Record<string, number>;
+  ties: PendingTie[];
+  recent: SlotVerdict[];
+  receiptHead: ReceiptHead;
+  batches: number;
+  /**
+   * False while the coordinator is processing messages (a query can be answered while one of its
+   * local activities runs): the holder may already be set before its grant receipt is signed.
+   */
+  settled: boolean;
+  bundleDigest?: string;
+  /** The last coordination receipt could not be signed (verdicts went out without a receipt). */
+  receiptFailure?: string;
+}
+
+/** A chain (via the `requestSlot` activity or `CoordinationClient`) asks for a slot. */
+export const requestSlotSignal = defineSignal<[SlotRequest]>('requestSlot');
+/** The holder is done with its slot. */
+export const releaseSlotSignal = defineSignal<[SlotRelease]>('releaseSlot');
+/** A queued request leaves the queue (chain revoked or denied). */
+export const withdrawSlotSignal = defineSignal<[SlotWithdraw]>('withdrawSlot');
+/** Sent by the coordinator to the chain (workflow id = chainId). */
+export const slotVerdictSignal = defineSignal<[SlotVerdict]>('slotVerdict');
+/** A tie-break vote by signal (Temporal UI / CLI). */
+export const chooseWinnerSignal = defineSignal<[TieBreakSubmission]>('chooseWinner');
+/** A tie-break vote by update: returns the verdict on the vote. */
+export const chooseWinnerUpdate = defineUpdate<TieBreakVerdict, [TieBreakSubmission]>('chooseWinnerUpdate');
+/** The coordinator's queue (with positions), holder, versions, pending ties and recent verdicts. */
+export const coordinatorStateQuery = defineQuery<CoordinatorState>('coordinatorState');
