@@ -532,7 +532,13 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       const step = chain.steps[i]!;
       if (revoked) throw new Revoked();
       if (ranThisRun > 0 && (workflowInfo().continueAsNewSuggested || (stepsThisRun !== undefined && ranThisRun >= stepsThisRun))) {
-        // Long chains continue as new before Temporal's history limits, carrying the receipt head.
+        // Long chains continue as new before Temporal's history limits, carrying the receipt head;
+        // a signed checkpoint closes each run's part of the receipt chain.
+        if (!(await record(undefined, 'checkpoint', { continuedAsNew: true, nextStep: i, run: resume?.runs ?? 1 }))) {
+          state.reason = receiptFailure;
+          outcome = ChainStatus.Failed;
+          break;
+        }
         await condition(allHandlersFinished);
         return await continueAsNew<typeof governedChainWorkflow>({
           ...input,

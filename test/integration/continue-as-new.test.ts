@@ -16,8 +16,9 @@ describe('long chains continue as new', () => {
     const can = (await started.result()) as ChainResult;
     expect(can.status).toBe('Completed');
     expect(can.steps.map((s) => s.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'completed']);
-    // 5 decisions + 5 executions + the checkpoint, one unbroken chain across three runs
-    expect(can.receiptHead.seq).toBe(11);
+    // 5 decisions + 5 executions + a checkpoint per continue-as-new (2) + the final checkpoint,
+    // one unbroken chain across three runs
+    expect(can.receiptHead.seq).toBe(13);
     for (let i = 1; i <= 5; i++) expect(g.ledger.all().filter((e) => e.idempotencyKey === `${started.workflowId}/s${i}`)).toHaveLength(1);
 
     // Three runs: the first two continued as new.
