@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DURATION_PATTERN } from '../contracts/duration';
 import { Coordination } from '../contracts/coordination';
 
 /**
@@ -21,7 +22,7 @@ export type JwksSource = z.infer<typeof JwksSource>;
 const Algorithm = z.enum(['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
 
 /** Duration such as `90s`, `30m`, `2h`, `1d`. */
-export const Duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 30s, 30m, 2h');
+export const Duration = z.string().regex(DURATION_PATTERN, 'must be a duration such as 30s, 30m, 2h');
 
 export const TrustedIssuer = z.strictObject({
   issuer: z.string().min(1),
@@ -102,11 +103,5 @@ export const Manifest = z.strictObject({
 });
 export type Manifest = z.infer<typeof Manifest>;
 
-/** Parses a duration (`30m`) to milliseconds. */
-export function durationMs(value: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(value);
-  if (!m) throw new Error(`invalid duration "${value}"`);
-  const n = Number(m[1]);
-  const unit = m[2] as 'ms' | 's' | 'm' | 'h' | 'd';
-  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit];
-}
+/** Parses a duration (`30m`) to milliseconds (shared with the sandbox-safe contracts). */
+export { durationMs } from '../contracts/duration';

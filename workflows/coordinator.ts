@@ -39,6 +39,7 @@ import {
 } from '../contracts/coordination';
 import { GENESIS_HASH, type Receipt, type ReceiptHead } from '../contracts/receipt';
 import { resolveBatch, settleTie, staleness, type ConflictRules, type Contender } from './coordination-order';
+import { failureMessage } from './failure';
 
 /*
  * One coordinator per domain (DESIGN §4 step 4). Deterministic code only: admission (seals, authority,
@@ -589,13 +590,3 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
   await continueAsNew<typeof coordinatorWorkflow>({ domain, ...(input.options ? { options: input.options } : {}), carry });
 }
 
-/** The innermost failure message (ActivityFailure wraps the ApplicationFailure that says why). */
-function failureMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  let msg = e?.message ?? String(err);
-  while (e && e.cause) {
-    e = e.cause as { message?: string; cause?: unknown };
-    if (e.message) msg = e.message;
-  }
-  return msg;
-}

@@ -39,6 +39,7 @@ import type { ChainResult, ChainState, ExecutionOutcome, StepState } from '../co
 import { ChainStatus } from '../contracts/status';
 import { ApprovalQueue } from './approval-queue';
 import { releaseSlotSignal, slotVerdictSignal, withdrawSlotSignal, type SlotVerdict } from '../contracts/coordination';
+import { failureMessage } from './failure';
 
 /*
  * Deterministic code only: no Node built-ins, no clocks, no randomness, no I/O. Every decision,
@@ -652,16 +653,6 @@ function failClosedDecision(reason: string): Decision {
   return { effect: 'deny', determiningPolicies: [], annotations: {}, errors: [reason], reason, bundleDigest: '', inputDigest: '', evaluatedAt: '' };
 }
 
-/** The innermost failure message (ActivityFailure wraps the ApplicationFailure that says why). */
-function failureMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  let msg = e?.message ?? String(err);
-  while (e && e.cause) {
-    e = e.cause as { message?: string; cause?: unknown };
-    if (e.message) msg = e.message;
-  }
-  return msg;
-}
 
 /** Synchronous validator of a credential refresh: shape only; the activity verifies the token. */
 function validateRefresh(refresh: RefreshCredentialInput): void {
