@@ -28,6 +28,13 @@ const manifest = Manifest.parse({
 });
 const ask = (extra: Partial<SlotAsk> = {}): SlotAsk => ({ chainId: 'c1', stepId: 'deploy', workload: 'agent:release-bot', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, ...extra });
 
+// Flip a character in the middle of the signature: the last base64url character of an Ed25519
+// signature carries padding bits, so changing it can leave the decoded bytes (and the signature) intact.
+function tamper(jws: string): string {
+  const i = jws.length - 10;
+  return jws.slice(0, i) + (jws[i] === 'A' ? 'B' : 'A') + jws.slice(i + 1);
+}
+
 describe('sealing a slot request', () => {
   it('resolves domain and authority from the manifest, digests the content and seals it to the domain', async () => {
     const signer = await loadPrivateKey(home, 'receipt');
@@ -45,7 +52,7 @@ describe('sealing a slot request', () => {
     const jwks = loadPublicJwks(home, 'receipt');
     const otherDomain = { ...good, domain: 'cluster:us' };
     const junk = { chainId: 'x', stepId: 'y' } as never;
-    const result = await admitRequests(manifest, 'digest', { domain: 'cluster:prod-eu', requests: [good, otherDomain, junk, { ...good, seal: good.seal.replace(/.$/, good.seal.endsWith('A') ? 'B' : 'A') }] }, { now: NOW, receiptJwks: jwks });
+    const result = await admitRequests(manifest, 'digest', { domain: 'cluster:prod-eu', requests: [good, otherDomain, junk, { ...good, seal: tamper(good.seal) }] }, { now: NOW, receiptJwks: jwks });
     expect(result.rules).toMatchObject({ name: 'cluster:prod-eu', batchingWindowMs: 2000, decisionDeadlineMs: 900_000, holdTimeoutMs: 3_600_000, onConflict: 'reject' });
     expect(result.admissions.map((a) => [a.ok, a.reason ?? a.authority])).toEqual([
       [true, 10],
