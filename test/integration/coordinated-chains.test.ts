@@ -1,4 +1,10 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { ServiceActivityInput } from '../../contracts/executor';
 import type { ChainResult } from '../../contracts/state';
+import { CoordinationClient } from '../../client/coordination';
+import { testAddress } from '../harness/temporal';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 
@@ -10,9 +16,21 @@ const bundleDir = defaultBundleWith((m) => {
   };
 });
 
+// A service activity that holds its slot until the test releases it.
+const gate: { open?: () => void; started: string[] } = { started: [] };
 let g: Governed;
 beforeAll(async () => {
-  g = await setupGoverned({ policiesDir: bundleDir });
+  g = await setupGoverned({
+    policiesDir: bundleDir,
+    extraActivities: () => ({
+      async hold(input: ServiceActivityInput) {
+        gate.started.push(input.idempotencyKey);
+        const released = new Promise<void>((r) => (gate.open = r));
+        while (!(await Promise.race([released.then(() => true), Context.current().sleep(200).then(() => false)]))) Context.current().heartbeat();
+        return { held: input.idempotencyKey };
+      },
+    }),
+  });
 });
 afterAll(async () => {
   await g?.stop();
@@ -46,5 +64,39 @@ describe('chains coordinated on a shared resource (real server)', () => {
     expect(stale.reason).toMatch(/stale: planned against version \d+, current \d+/);
     const fresh = await g.run(deploy(WORKLOAD, { coordination: { plannedVersion: version + 1 } }));
     expect(fresh.status).toBe('Completed');
+  });
+
+  it('shows a queued chain its place in the queue, and a chain revoked while queued leaves the queue', async () => {
+    const holding = { workload: WORKLOAD, steps: [{ id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'staging' }, executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'hold', heartbeatTimeoutMs: 2000 } }] };
+    const holder = await g.gc.start(holding, await g.creds());
+    for (let i = 0; i < 100 && !gate.started.includes(`${holder.workflowId}/deploy`); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(gate.started).toContain(`${holder.workflowId}/deploy`);
+
+    const queued = await g.gc.start({ workload: 'agent:intern', steps: [g.serviceStep('notify', 'deploy', { type: 'Environment', id: 'staging' })] }, await g.creds('agent:intern'));
+    await g.waitFor(queued.workflowId, (s) => s.steps[0]!.coordination?.position === 1);
+    const coordination = new CoordinationClient(g.client, g.taskQueue);
+    expect((await coordination.state('cluster:staging')).queue.map((q) => q.requestId)).toEqual([`${queued.workflowId}/notify`]);
+
+    // `governor status` shows the place in the queue.
+    const status = await new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'governor.js'), 'status', queued.workflowId], { env: { ...process.env, TEMPORAL_ADDRESS: testAddress() } });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('close', () => resolve(out));
+    });
+    expect(status).toContain('coordination cluster:staging: queued, place 1 in the queue');
+
+    await g.gc.revoke(queued.workflowId, { reason: 'no longer needed' });
+    expect(((await queued.result()) as ChainResult).status).toBe('Revoked');
+    let queue: string[] = ['?'];
+    for (let i = 0; i < 50 && queue.length > 0; i++) {
+      queue = (await coordination.state('cluster:staging')).queue.map((q) => q.requestId);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(queue).toEqual([]);
+    expect(g.ledger.has(`${queued.workflowId}/notify`)).toBe(false);
+
+    gate.open!();
+    expect(((await holder.result()) as ChainResult).status).toBe('Completed');
   });
 });
