@@ -77,9 +77,14 @@ export interface VerifyTieBreakInput {
   token: string;
 }
 
-/** The rank of `workload` (the manifest's `coordination.authority`). */
-export function authorityOf(coordination: Coordination, workload: string): number {
-  return coordination.authority.workloads[workload] ?? coordination.authority.default;
+/**
+ * The rank of a request (the manifest's `coordination.authority`): the workload's rank, raised to
+ * the highest rank among the roles of the approvers who let the step through.
+ */
+export function authorityOf(coordination: Coordination, workload: string, approverRoles: readonly string[] = []): number {
+  const ranks = coordination.authority;
+  const base = ranks.workloads[workload] ?? ranks.default;
+  return approverRoles.reduce((max, role) => Math.max(max, ranks.roles[role] ?? max), base);
 }
 
 /** The domain rules in the shape the coordinator uses. */
@@ -112,7 +117,18 @@ export async function sealSlotRequest(manifest: Pick<Manifest, 'coordination'>, 
     if (options.domain !== undefined) throw new GovernorError(ErrorCode.InvalidInput, `coordination domain ${options.domain} does not exist or does not cover ${label}`, 'domain');
     return undefined;
   }
-  const body = { chainId: a.chainId, stepId: a.stepId, workload: a.workload, action: a.action, resource: label, priority: a.priority ?? 0, plannedVersion: a.plannedVersion, authority: authorityOf(manifest.coordination, a.workload) };
+  const approverRoles = a.approverRoles && a.approverRoles.length > 0 ? [...new Set(a.approverRoles)].sort() : undefined;
+  const body = {
+    chainId: a.chainId,
+    stepId: a.stepId,
+    workload: a.workload,
+    action: a.action,
+    resource: label,
+    priority: a.priority ?? 0,
+    plannedVersion: a.plannedVersion,
+    authority: authorityOf(manifest.coordination, a.workload, approverRoles),
+    ...(approverRoles ? { approverRoles } : {}),
+  };
   const requestDigest = sha256Hex(canonicalJson(requestDigestInput(body)));
   const seal = await new CompactSign(new TextEncoder().encode(canonicalJson({ domain: domain.name, requestDigest })))
     .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: SLOT_SEAL_TYP })
@@ -188,7 +204,7 @@ export async function admitRequests(manifest: Pick<Manifest, 'coordination'>, bu
       refuse('request seal is for another request or domain');
       continue;
     }
-    admissions.push({ requestId, ok: true, authority: authorityOf(manifest.coordination, r.workload) });
+    admissions.push({ requestId, ok: true, authority: authorityOf(manifest.coordination, r.workload, r.approverRoles) });
   }
   return { ...(domain ? { rules: domainRules(domain) } : {}), bundleDigest, now: options.now.toISOString(), admissions };
 }

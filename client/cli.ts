@@ -15,6 +15,7 @@ import { connectClient } from '../workers/connection';
 import { loadChainFile } from './chain-file';
 import { GovernorClient } from './client';
 import { registerPolicyCommands } from './commands/policy';
+import { registerVerifyCommands } from './commands/verify';
 
 /** Exit codes (DESIGN §6). */
 export const Exit = { Ok: 0, BadInput: 1, Denied: 2, Unreachable: 3 } as const;
@@ -147,6 +148,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   const out = (): Out => makeOut(Boolean(program.opts().json));
   registerPolicyCommands(program, { out, setExit, home: governorHome });
+  registerVerifyCommands(program, { out, setExit, home: governorHome });
 
   program
     .command('server')

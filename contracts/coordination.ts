@@ -50,6 +50,8 @@ export const Coordination = z
     authority: z
       .strictObject({
         workloads: z.record(z.string().min(1).max(128), Authority).default({}),
+        /** Ranks of approver roles: a step approved by holders of a role ranks at least that high. */
+        roles: z.record(z.string().min(1).max(64), Authority).default({}),
         default: Authority.default(0),
       })
       .prefault({}),
@@ -127,6 +129,8 @@ export const SlotAsk = z.strictObject({
   priority: Priority.optional(),
   /** Resource version the step was planned against; lower than the current version: rejected as stale. */
   plannedVersion: z.int().min(0).optional(),
+  /** Roles of the approvers whose votes let the step through (they can raise its authority). */
+  approverRoles: z.array(z.string().min(1).max(64)).max(32).optional(),
   /** Governor task queue (default: the activity's own). */
   taskQueue: z.string().min(1).max(200).optional(),
 });
@@ -148,6 +152,8 @@ export const SlotRequest = z.strictObject({
   plannedVersion: z.int().min(0).optional(),
   /** Authority rank resolved from the manifest when the request was made. */
   authority: Authority,
+  /** Roles of the step's approvers (sealed with the request; re-ranked on admission). */
+  approverRoles: z.array(z.string().min(1).max(64)).max(32).optional(),
   /** SHA-256 (hex) of the canonical request content (`requestDigestInput`); the stable tie-break. */
   requestDigest: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest'),
   /** Compact JWS (governor receipt key) over `{domain, requestDigest}`: binds the request to its domain. */
@@ -156,8 +162,19 @@ export const SlotRequest = z.strictObject({
 export type SlotRequest = z.infer<typeof SlotRequest>;
 
 /** The fields a request digest covers (canonical JSON, SHA-256). The domain is bound by the seal instead. */
-export function requestDigestInput(r: Pick<SlotRequest, 'chainId' | 'stepId' | 'workload' | 'action' | 'resource' | 'priority' | 'plannedVersion' | 'authority'>): Record<string, unknown> {
-  return { chainId: r.chainId, stepId: r.stepId, workload: r.workload, action: r.action, resource: r.resource, priority: r.priority, plannedVersion: r.plannedVersion ?? null, authority: r.authority };
+export function requestDigestInput(r: Pick<SlotRequest, 'chainId' | 'stepId' | 'workload' | 'action' | 'resource' | 'priority' | 'plannedVersion' | 'authority' | 'approverRoles'>): Record<string, unknown> {
+  return {
+    chainId: r.chainId,
+    stepId: r.stepId,
+    workload: r.workload,
+    action: r.action,
+    resource: r.resource,
+    priority: r.priority,
+    plannedVersion: r.plannedVersion ?? null,
+    authority: r.authority,
+    // Only when present, so digests of requests without approvers stay as they always were.
+    ...(r.approverRoles && r.approverRoles.length > 0 ? { approverRoles: [...r.approverRoles].sort() } : {}),
+  };
 }
 
 /** Payload of `releaseSlot`: the holder is done; `completed` advances the resource's version. */

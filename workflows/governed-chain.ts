@@ -454,9 +454,12 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
    * the grant or the rejection (recorded as a receipt linked to the coordinator's own receipt).
    */
   const coordinate = async (a: Action, s: StepState): Promise<{ granted: true; release?: (completed: boolean) => Promise<void> } | { granted: false; reason: string }> => {
+    // Approvers' roles can raise the step's authority in a conflict (manifest coordination.authority.roles).
+    const counted = s.approval?.verdicts.filter((v) => v.counted && v.decision === 'approve') ?? [];
+    const approverRoles = [...new Set(counted.flatMap((v) => v.roles ?? []))].sort();
     const asked = await governor.requestSlot.executeWithOptions(
       { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `request a slot for ${a.action} on ${resourceLabel(a.resource)}` },
-      [{ chainId, stepId: a.stepId, workload: chain.workload, action: a.action, resource: a.resource, ...(a.coordination?.priority !== undefined ? { priority: a.coordination.priority } : {}), ...(a.coordination?.plannedVersion !== undefined ? { plannedVersion: a.coordination.plannedVersion } : {}), taskQueue: workflowInfo().taskQueue }],
+      [{ chainId, stepId: a.stepId, workload: chain.workload, action: a.action, resource: a.resource, ...(a.coordination?.priority !== undefined ? { priority: a.coordination.priority } : {}), ...(a.coordination?.plannedVersion !== undefined ? { plannedVersion: a.coordination.plannedVersion } : {}), ...(approverRoles.length ? { approverRoles } : {}), taskQueue: workflowInfo().taskQueue }],
     );
     if (!asked.coordinated) return { granted: true };
     const coordinator = getExternalWorkflowHandle(asked.coordinatorId);

@@ -41,6 +41,17 @@ describe('sealing a slot request', () => {
     const r = (await sealSlotRequest(manifest, ask({ plannedVersion: 3 }), signer))!;
     expect(r).toMatchObject({ domain: 'cluster:prod-eu', resource: 'Environment::"prod"', authority: 10, priority: 0, plannedVersion: 3, requestDigest: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect((await sealSlotRequest(manifest, ask({ workload: 'agent:other' }), signer))!.authority).toBe(0);
+    // Approver roles raise a request's authority to the highest rank among them (never lower it).
+    const ranked = { coordination: { ...manifest.coordination, authority: { ...manifest.coordination.authority, roles: { 'sre-lead': 50, intern: -5 } } } };
+    const approved = (await sealSlotRequest(ranked, ask({ workload: 'agent:other', approverRoles: ['sre-lead', 'intern'] }), signer))!;
+    expect(approved).toMatchObject({ authority: 50, approverRoles: ['intern', 'sre-lead'] });
+    expect((await sealSlotRequest(ranked, ask({ approverRoles: ['intern'] }), signer))!.authority).toBe(10);
+    const jwks = loadPublicJwks(home, 'receipt');
+    const admitted = await admitRequests(ranked, 'digest', { domain: 'cluster:prod-eu', requests: [approved] }, { now: NOW, receiptJwks: jwks });
+    expect(admitted.admissions[0]).toMatchObject({ ok: true, authority: 50 });
+    // Claiming roles the seal does not cover is refused.
+    const inflated = await admitRequests(ranked, 'digest', { domain: 'cluster:prod-eu', requests: [{ ...(await sealSlotRequest(ranked, ask(), signer))!, approverRoles: ['sre-lead'] }] }, { now: NOW, receiptJwks: jwks });
+    expect(inflated.admissions[0]).toMatchObject({ ok: false });
     expect(await sealSlotRequest(manifest, ask({ resource: { type: 'Environment', id: 'staging' } }), signer)).toBeUndefined();
     await expect(sealSlotRequest(manifest, ask({ chainId: 'bad id!' }), signer)).rejects.toMatchObject({ code: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining('chainId') });
     await expect(sealSlotRequest(manifest, ask(), signer, { domain: 'nope' })).rejects.toMatchObject({ code: 'GOVERNOR_INVALID_INPUT', field: 'domain' });

@@ -133,11 +133,11 @@ describe('resource patterns and the manifest section', () => {
       authority: { workloads: { 'agent:release-bot': 10 } },
     });
     expect(parsed.domains[0]).toEqual({ name: 'cluster:prod-eu', resources: ['Environment::"prod"'], conflicts: [['deploy', 'rollback']], onConflict: 'reject', batchingWindow: '2s', tieBreakerRole: 'sre-lead', decisionDeadline: '15m', holdTimeout: '1h' });
-    expect(parsed.authority).toEqual({ workloads: { 'agent:release-bot': 10 }, default: 0 });
+    expect(parsed.authority).toEqual({ workloads: { 'agent:release-bot': 10 }, roles: {}, default: 0 });
     expect(findDomain(parsed.domains, 'Environment::"prod"')?.name).toBe('cluster:prod-eu');
     expect(findDomain(parsed.domains, 'Environment::"dev"')?.name).toBe('everything');
     expect(findDomain(parsed.domains, 'Database::"prod"')).toBeUndefined();
-    expect(Coordination.parse({})).toEqual({ domains: [], authority: { workloads: {}, default: 0 } });
+    expect(Coordination.parse({})).toEqual({ domains: [], authority: { workloads: {}, roles: {}, default: 0 } });
 
     const bad = Coordination.safeParse({ domains: [{ name: 'a', resources: ['prod'], tieBreakerRole: 'x', typo: 1 }, { name: 'a', resources: ['Environment::*'], tieBreakerRole: 'x', batchingWindow: 'soon' }] });
     expect(bad.success).toBe(false);

@@ -1,0 +1,122 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client } from '@temporalio/client';
+import { DefaultLogger, Runtime, type WorkflowBundleOption } from '@temporalio/worker';
+import type { Command } from 'commander';
+import type { JSONWebKeySet } from 'jose';
+import { loadPrivateKey, loadPublicJwks } from '../../activities/identity';
+import { ErrorCode, GovernorError } from '../../contracts/errors';
+import { loadArchivedBundle } from '../../policies/bundle-archive';
+import { connectClient, loadTemporalSettings } from '../../workers/connection';
+import { buildProof, readProofFile, verifyProof, writeProofFile } from '../proof';
+import { createReplayer, fetchChainHistories, formatReport, verifyChain, type BundleLookup, type VerifyReport } from '../verify';
+
+/**
+ * `governor verify`. Exit codes (DESIGN §6): 0 verified · 2 verification failed · 1 bad input (no
+ * chain id or proof, unreadable proof or key file, unknown chain) · 3 Temporal unreachable (live
+ * verification only: `--proof` never connects).
+ */
+
+/** What the CLI passes to `registerVerifyCommands`. */
+export interface VerifyCommandContext {
+  out: () => { json: boolean; print(human: string, data?: unknown): void };
+  setExit: (code: number) => void;
+  /** GOVERNOR_HOME (receipt keys, bundle archive). */
+  home: () => string;
+  /** Workflow code to replay with (tests pass a prebuilt bundle); default: bundled from `workflows/`. */
+  workflowBundle?: WorkflowBundleOption;
+}
+
+const Exit = { Ok: 0, Failed: 2 } as const;
+
+interface VerifyOpts {
+  export?: string;
+  proof?: string;
+  receiptJwks?: string;
+}
+
+/** Adds `governor verify` to the program. */
+export function registerVerifyCommands(program: Command, ctx: VerifyCommandContext): void {
+  program
+    .command('verify [chainId]')
+    .description(
+      "prove a chain's lineage: replay its history with the current workflow code, check every receipt (hash links, " +
+        'signatures, checkpoint) and re-evaluate every recorded decision; exit 0 verified, 2 not',
+    )
+    .option('--export <file>', 'also write a self-contained proof sealed with the receipt key (histories, bundles, receipt keys)')
+    .option('--proof <file>', 'verify an exported proof offline, without a Temporal server')
+    .option('--receipt-jwks <file>', 'trusted receipt public keys (default <GOVERNOR_HOME>/keys/receipt.jwks.json)')
+    .action(async (chainId: string | undefined, opts: VerifyOpts) => {
+      const o = ctx.out();
+      if (!chainId && !opts.proof) throw new GovernorError(ErrorCode.InvalidInput, 'chainId: give a chain id, or --proof <file>', 'chainId');
+      if (opts.proof && opts.export) throw new GovernorError(ErrorCode.InvalidInput, '--export: cannot export from a proof; export from the chain', '--export');
+      const home = ctx.home();
+      const trusted = readTrustedReceiptKeys(home, opts.receiptJwks);
+      quietReplayLogs();
+      const replayer = createReplayer(ctx.workflowBundle ? { workflowBundle: ctx.workflowBundle } : {});
+      try {
+        let report: VerifyReport;
+        let exported: string | undefined;
+        if (opts.proof) {
+          const raw = readProofFile(path.resolve(opts.proof));
+          report = await verifyProof(raw, { trustedReceiptJwks: trusted, replayer, ...(chainId ? { chainId } : {}) });
+        } else {
+          const id = chainId!;
+          // The seal needs the receipt private key: refuse before any work when it is missing.
+          const signer = opts.export ? await loadPrivateKey(home, 'receipt') : undefined;
+          const settings = loadTemporalSettings();
+          const connection = await connectClient(settings);
+          let histories;
+          try {
+            histories = await fetchChainHistories(new Client({ connection, namespace: settings.namespace }), id);
+          } finally {
+            await connection.close();
+          }
+          const bundles = archiveLookup(home);
+          report = await verifyChain({ histories, chainId: id, trustedReceiptJwks: trusted, bundles, replayer });
+          if (opts.export && signer) {
+            const proof = await buildProof({ chainId: id, histories, bundleDigests: report.bundleDigests, bundles, receiptKeys: loadPublicJwks(home, 'receipt'), signer });
+            exported = path.resolve(opts.export);
+            writeProofFile(exported, proof);
+          }
+        }
+        const lines = [formatReport(report)];
+        if (exported) lines.push(`proof written to ${exported}${report.verdict === 'verified' ? '' : ' (it records a chain that did not verify)'}`);
+        o.print(lines.join('\n'), { ok: report.verdict === 'verified', ...report, ...(exported ? { proof: exported } : {}) });
+        ctx.setExit(report.verdict === 'verified' ? Exit.Ok : Exit.Failed);
+      } finally {
+        await replayer.close();
+      }
+    });
+}
+
+/** The bundle archive of `home` as a lookup (a missing or corrupted entry throws, naming why). */
+function archiveLookup(home: string): BundleLookup {
+  return (digest) => loadArchivedBundle(home, digest);
+}
+
+/** The trusted receipt keys: `--receipt-jwks`, else the home's receipt JWKS. Never from a proof. */
+function readTrustedReceiptKeys(home: string, file: string | undefined): JSONWebKeySet {
+  if (!file) return loadPublicJwks(home, 'receipt');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(path.resolve(file), 'utf8'));
+  } catch {
+    throw new GovernorError(ErrorCode.InvalidInput, `--receipt-jwks: cannot read a JSON file at ${file}`, '--receipt-jwks');
+  }
+  const keys = (parsed as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0 || keys.some((k) => typeof k !== 'object' || k === null)) {
+    throw new GovernorError(ErrorCode.InvalidInput, '--receipt-jwks: not a JWKS ({"keys": [...]}) with at least one key', '--receipt-jwks');
+  }
+  return parsed as JSONWebKeySet;
+}
+
+/** The replay worker logs its lifecycle at INFO and failed replays at WARN; `verify` prints one report. */
+function quietReplayLogs(): void {
+  try {
+    // Core reports a nondeterministic replay as a failing workflow task at WARN; the report says it once.
+    Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
+  } catch {
+    // A runtime is already installed (tests, or another command's logger): keep it.
+  }
+}
