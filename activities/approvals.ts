@@ -36,7 +36,7 @@ export async function judgeVote(token: string, manifest: Manifest, ctx: VoteCont
   }
   const who = { approver: vote.sub, decision: vote.decision };
   if (vote.chainId !== ctx.chainId) return reject('approval is for another chain', who);
-  if (vote.stepId !== ctx.stepId) return reject('approval is for another step', who);
+  if (vote.stepId !== ctx.stepId) return reject('approval is for another step', { ...who, forStep: vote.stepId });
   if (vote.stepDigest !== ctx.stepDigest) return reject('approval is for a different version of this step', who);
   if (ctx.via === 'approve-signal' && vote.decision !== 'approve') return reject('the approve signal carried a deny vote', who);
   if (ctx.via === 'deny-signal' && vote.decision !== 'deny') return reject('the deny signal carried an approve vote', who);

@@ -31,6 +31,8 @@ export interface VoteVerdict {
   justification?: string;
   /** The vote repeated an earlier vote of the same approver: counted once. */
   repeat?: boolean;
+  /** The verified step the vote names, when it was not the step awaiting approval (kept for that step). */
+  forStep?: string;
 }
 
 /** Approval progress of the step awaiting approval, as `status` and `submitApproval` report it. */

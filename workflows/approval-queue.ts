@@ -18,6 +18,8 @@ export class ApprovalQueue {
   readonly verdicts = new Map<number, VoteVerdict>();
   /** The step awaiting approval now, if any. */
   current?: ApprovalState;
+  /** Verified votes for a later step of the chain, kept until that step awaits approval. */
+  private readonly deferred = new Map<string, Submission[]>();
 
   /** Queues a vote; returns its sequence number. */
   enqueue(token: string, via: Submission['via']): number {
@@ -38,9 +40,27 @@ export class ApprovalQueue {
     this.verdicts.set(verdict.seq, verdict);
   }
 
-  /** Ends the current approval: votes still queued are rejected so no update waits forever. */
+  /** Keeps a vote for a later step (it arrived before that step escalated: never lost). */
+  defer(stepId: string, submission: Submission): void {
+    this.deferred.set(stepId, [...(this.deferred.get(stepId) ?? []), submission]);
+  }
+
+  /** Queues the votes kept for `stepId` ahead of anything that arrives later. */
+  resume(stepId: string): void {
+    const kept = this.deferred.get(stepId);
+    if (!kept) return;
+    this.deferred.delete(stepId);
+    this.pending.unshift(...kept);
+  }
+
+  /**
+   * Ends the current approval. Queued updates are answered (rejected) so no caller waits forever;
+   * queued signals stay queued for the next step that awaits approval (a vote is never lost).
+   */
   close(reason: string): void {
-    for (const s of this.pending.splice(0)) this.verdicts.set(s.seq, { seq: s.seq, via: s.via, counted: false, reason });
+    const keep = this.pending.filter((s) => s.via !== 'update');
+    for (const s of this.pending) if (s.via === 'update') this.verdicts.set(s.seq, { seq: s.seq, via: s.via, counted: false, reason });
+    this.pending.splice(0, this.pending.length, ...keep);
     this.current = undefined;
   }
 }

@@ -133,11 +133,12 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   );
   const onVoteSignal = (via: 'approve-signal' | 'deny-signal') => (submission: ApprovalSubmission) => {
     const parsed = ApprovalSubmission.safeParse(submission);
-    if (!parsed.success || !approvals.current) {
-      // Recorded in history as a signal; nothing to bind it to, so it is not counted.
-      log.warn('vote signal ignored', { chainId, via, reason: parsed.success ? 'no step is awaiting approval' : 'malformed vote' });
+    if (!parsed.success) {
+      // Recorded in history as a signal; malformed, so it is never counted.
+      log.warn('vote signal ignored', { chainId, via, reason: 'malformed vote' });
       return;
     }
+    // Queued even when no step awaits approval yet: a vote that arrives early is not lost.
     approvals.enqueue(parsed.data.token, via);
   };
   setHandler(approveSignal, onVoteSignal('approve-signal'));
@@ -300,6 +301,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     };
     s.approval = approval;
     approvals.current = approval;
+    approvals.resume(a.stepId);
     s.status = 'awaiting-approval';
     setPendingRoles(approval.eligibleRoles);
     setStatus(ChainStatus.AwaitingApproval, `${approval.quorum} approval(s) from ${approval.eligibleRoles.join(' or ')} by ${approval.deadlineAt ?? requirement.deadline}`);
@@ -368,6 +370,13 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
           verdict = r.verdict;
         } catch (err) {
           verdict = { seq: submission.seq, via: submission.via, counted: false, reason: `vote could not be verified: ${failureMessage(err)}` };
+        }
+        const later = verdict.forStep ? chain.steps.findIndex((x) => x.id === verdict.forStep) : -1;
+        if (later > chain.steps.findIndex((x) => x.id === a.stepId)) {
+          // A valid vote for a later step of this chain: kept for when that step awaits approval.
+          approvals.defer(verdict.forStep!, submission);
+          approvals.verdicts.set(submission.seq, verdict);
+          continue;
         }
         approvals.settle(verdict);
         publishDetails();

@@ -5,7 +5,10 @@ import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey } fro
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
-import { makeHome, testAddress } from '../harness/temporal';
+import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
+import { Chain } from '../../contracts/chain';
+import { canonicalJson, sha256Hex } from '../../policies/canonical';
+import { GovernorClient } from '../../client/client';
 
 const root = path.join(__dirname, '..', '..');
 
@@ -68,6 +71,8 @@ describe('human escalation on the real server', () => {
       ['a forged token', vote(chainId, digest, 'eve', ['sre-lead'], 'approve', { home: await makeHome() }), /approval (signature invalid|signing key not found)/],
       ['a vote for another version of the step', vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepDigest: 'f'.repeat(64) }), /different version of this step/],
       ['a vote for another step', vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepId: 'other' }), /another step/],
+      ['a vote for another chain', issueApproval({ home: g.home, sub: 'dave', roles: ['sre-lead'], chainId: 'some-other-chain', stepId: 'deploy', stepDigest: digest, decision: 'approve' }), /another chain/],
+      ['an expired vote', issueApproval({ home: g.home, sub: 'dave', roles: ['sre-lead'], chainId, stepId: 'deploy', stepDigest: digest, decision: 'approve', now: new Date(Date.now() - 3_600_000), ttlSeconds: 60 }), /approval expired/],
     ];
     for (const [name, token, reason] of rejected) {
       const r = await g.gc.submitApproval(chainId, await token);
@@ -87,7 +92,7 @@ describe('human escalation on the real server', () => {
     expect(g.ledger.all().filter((e) => e.idempotencyKey === `${chainId}/deploy`)).toHaveLength(1);
     const history = (await g.client.workflow.getHandle(chainId).fetchHistory()).events!;
     expect(history.length).toBeGreaterThan(before);
-    expect(history.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length).toBe(8); // every well-formed vote by update
+    expect(history.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length).toBe(10); // every well-formed vote by update
   });
 
   it('denies at once on a deny vote from an authorized approver', async () => {
@@ -153,6 +158,56 @@ describe('human escalation on the real server', () => {
       await new Promise((r) => setTimeout(r, 250));
     }
     expect(listed).toContain(chainId);
+  });
+});
+
+describe('votes that arrive early or while no worker runs', () => {
+  it('keeps votes for a step that does not await approval yet, and counts them when it does', async () => {
+    const steps = [g.serviceStep('first', 'deploy', { type: 'Environment', id: 'prod' }), g.serviceStep('second', 'deploy', { type: 'Environment', id: 'prod' })];
+    const handle = await g.gc.start({ workload: WORKLOAD, steps }, await g.creds());
+    const waiting = await g.waitFor(handle.workflowId, (s) => s.steps[0]!.approval?.outcome === 'pending');
+    // The second step's digest, as the authorize activity computes it (the chain input with its defaults).
+    const parsed = Chain.parse({ workload: WORKLOAD, steps });
+    const second = parsed.steps[1]!;
+    const secondDigest = sha256Hex(canonicalJson({ chainId: handle.workflowId, stepId: 'second', action: second.action, resource: second.resource, context: second.context, binding: { input: second.input, executor: second.executor } }));
+    for (const sub of ['erin', 'frank']) {
+      await g.gc.signalVote(handle.workflowId, await issueApproval({ home: g.home, sub, roles: ['sre-lead'], chainId: handle.workflowId, stepId: 'second', stepDigest: secondDigest, decision: 'approve' }), 'approve');
+    }
+    const firstDigest = waiting.steps[0]!.approval!.stepDigest;
+    for (const sub of ['alice', 'carol']) {
+      await g.gc.signalVote(handle.workflowId, await issueApproval({ home: g.home, sub, roles: ['sre-lead'], chainId: handle.workflowId, stepId: 'first', stepDigest: firstDigest, decision: 'approve' }), 'approve');
+    }
+    const result = (await handle.result()) as ChainResult;
+    expect(result.status).toBe('Completed');
+    expect(result.steps[0]!.approval!.approvedBy.map((a) => a.approver)).toEqual(['alice', 'carol']);
+    expect(result.steps[1]!.approval!.approvedBy.map((a) => a.approver)).toEqual(['erin', 'frank']);
+    expect(g.ledger.has(`${handle.workflowId}/second`)).toBe(true);
+  });
+
+  it('loses no vote when the governor worker restarts while the chain waits', async () => {
+    const taskQueue = uniqueQueue('governor-restart');
+    let worker = await startGovernorWorker({ home: g.home, taskQueue, policiesDir: bundleDir });
+    const gc = new GovernorClient(g.client, taskQueue);
+    const handle = await gc.start(prodDeploy(), await g.creds());
+    let digest = '';
+    for (let i = 0; i < 100 && !digest; i++) {
+      digest = (await gc.status(handle.workflowId).catch(() => undefined))?.steps[0]?.approval?.stepDigest ?? '';
+      if (!digest) await new Promise((r) => setTimeout(r, 100));
+    }
+    await worker.stop();
+    // No worker runs now: the vote waits in history.
+    await gc.signalVote(handle.workflowId, await vote(handle.workflowId, digest, 'alice', ['sre-lead']), 'approve');
+    worker = await startGovernorWorker({ home: g.home, taskQueue, policiesDir: bundleDir });
+    try {
+      const r = await gc.submitApproval(handle.workflowId, await vote(handle.workflowId, digest, 'carol', ['sre-lead']));
+      expect(r.verdict.counted).toBe(true);
+      const result = (await handle.result()) as ChainResult;
+      expect(result.status).toBe('Completed');
+      expect(result.steps[0]!.approval!.approvedBy.map((a) => a.approver)).toEqual(['alice', 'carol']);
+      expect(g.ledger.all().filter((e) => e.idempotencyKey === `${handle.workflowId}/deploy`)).toHaveLength(1);
+    } finally {
+      await worker.stop();
+    }
   });
 });
 
