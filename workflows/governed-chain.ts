@@ -512,6 +512,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     if (!slot.granted) return { ran: false, denied: slot.reason };
     s.status = a.kind === 'step' ? 'executing' : 'compensating';
     setStatus(ChainStatus.Running);
+    publishDetails(); // step progress changed even when the chain's status did not
     let executed: { outcome: ExecutionOutcome; receipt?: Receipt };
     try {
       executed = await execute(a);

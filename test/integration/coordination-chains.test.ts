@@ -86,6 +86,13 @@ describe('chains coordinated on a shared resource (real server)', () => {
     });
     expect(status).toContain('coordination cluster:staging: queued, place 1 in the queue');
 
+    // What a person sees in the UI: the current details of the chain and of the coordinator.
+    const details = async (workflowId: string): Promise<string> =>
+      ((await g.client.workflow.getHandle(workflowId).query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails ?? '');
+    expect(await details(queued.workflowId)).toContain('queued in cluster:staging, place 1');
+    expect(await details(holder.workflowId)).toContain('**deploy** on `Environment::"staging"`: executing');
+    expect(await details(coordination.coordinatorId('cluster:staging'))).toContain(`${queued.workflowId}/notify`);
+
     await g.gc.revoke(queued.workflowId, { reason: 'no longer needed' });
     expect(((await queued.result()) as ChainResult).status).toBe('Revoked');
     let queue: string[] = ['?'];
