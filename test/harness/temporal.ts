@@ -3,10 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { initKeys } from '../../activities/identity';
-import { createGovernorWorker } from '../../workers/worker';
-import type { PolicyStore } from '../../activities/policy-store';
+import { createGovernorWorker, type GovernorWorkerOptions } from '../../workers/worker';
 
 /** Address of the shared test server (set by global-setup). */
 export function testAddress(): string {
@@ -33,32 +32,36 @@ export async function testClient(): Promise<{ client: Client; connection: Connec
   return { client: new Client({ connection }), connection };
 }
 
-/** A governor worker on the shared server with the prebuilt bundle and no workflow cache (every task replays). */
-export async function startGovernorWorker(options: { home: string; taskQueue: string; policiesDir?: string; clock?: () => Date; maxCachedWorkflows?: number }): Promise<{
-  worker: Worker;
-  policies: PolicyStore;
-  connection: NativeConnection;
-  stop(): Promise<void>;
-}> {
+/**
+ * A governor worker on the shared server with the prebuilt bundle and, unless `maxCachedWorkflows`
+ * says otherwise, no workflow cache (every task replays). Further worker options pass through.
+ */
+export async function startGovernorWorker(options: Partial<GovernorWorkerOptions> & { home: string; taskQueue: string }): Promise<
+  Awaited<ReturnType<typeof createGovernorWorker>> & { connection: NativeConnection; stop(): Promise<void> }
+> {
   const connection = await NativeConnection.connect({ address: testAddress() });
-  const { worker, policies } = await createGovernorWorker({
-    connection,
-    namespace: 'default',
-    taskQueue: options.taskQueue,
-    home: options.home,
-    policiesDir: options.policiesDir,
-    workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
-    maxCachedWorkflows: options.maxCachedWorkflows ?? 0,
-    clock: options.clock,
-  });
+  let created: Awaited<ReturnType<typeof createGovernorWorker>>;
+  try {
+    created = await createGovernorWorker({
+      connection,
+      namespace: 'default',
+      workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
+      maxCachedWorkflows: 0,
+      ...options,
+    });
+  } catch (err) {
+    await connection.close();
+    throw err;
+  }
+  const { worker } = created;
   const running = worker.run();
   return {
-    worker,
-    policies,
+    ...created,
     connection,
     async stop() {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
+      created.watchers.forEach((w) => w.close());
       await connection.close();
     },
   };

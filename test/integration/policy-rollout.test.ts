@@ -11,9 +11,9 @@ import type { ChainResult } from '../../contracts/state';
 import { loadBundle } from '../../policies/bundle';
 import { loadArchivedBundle } from '../../policies/bundle-archive';
 import { canonicalJson, PolicyEngine } from '../../policies/engine';
-import { createGovernorWorker, type GovernorWorkerOptions } from '../../workers/worker';
+import type { GovernorWorkerOptions } from '../../workers/worker';
 import { addStagingFreeze, copyBundle, policyCli } from '../harness/policy';
-import { makeHome, testAddress, uniqueQueue } from '../harness/temporal';
+import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
 
 /**
  * Live rollout, shadow mode and `policy diff` against the real dev server: bundles change under a
@@ -41,31 +41,9 @@ function gate(stepKey: string) {
   return g;
 }
 
-async function startWorker(options: Partial<GovernorWorkerOptions> & { taskQueue: string }) {
-  const nc = await NativeConnection.connect({ address: testAddress() });
-  try {
-    const created = await createGovernorWorker({
-      connection: nc,
-      namespace: 'default',
-      home,
-      workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
-      maxCachedWorkflows: 0,
-      ...options,
-    });
-    const running = created.worker.run();
-    return {
-      ...created,
-      async stop() {
-        created.worker.shutdown();
-        await running;
-        created.watchers.forEach((w) => w.close());
-        await nc.close();
-      },
-    };
-  } catch (err) {
-    await nc.close();
-    throw err;
-  }
+/** A governor worker for these tests (shared harness, this file's home). */
+function startWorker(options: Partial<GovernorWorkerOptions> & { taskQueue: string }) {
+  return startGovernorWorker({ home, ...options });
 }
 
 async function creds(sub = WORKLOAD) {

@@ -1,5 +1,4 @@
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import { issueAttestation, issueCredential, keyPaths, loadPrivateKey } from '../../activities/identity';
 import { GovernorClient } from '../../client/client';
 import { recordedDecisions } from '../../client/history';
@@ -7,9 +6,9 @@ import { ErrorCode } from '../../contracts/errors';
 import type { ChainResult } from '../../contracts/state';
 import { loadBundle } from '../../policies/bundle';
 import { signBundleDir } from '../../policies/signing';
-import { createGovernorWorker, type GovernorWorkerOptions } from '../../workers/worker';
+import type { GovernorWorkerOptions } from '../../workers/worker';
 import { addStagingFreeze, copyBundle, editBundleFile } from '../harness/policy';
-import { makeHome, testAddress, uniqueQueue } from '../harness/temporal';
+import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
 
 /** `requireSignedPolicy` on the real server: refusing to start, and refusing to roll out. */
 
@@ -32,32 +31,9 @@ afterAll(async () => {
 
 const sign = async (dir: string, from = home) => signBundleDir(dir, await loadPrivateKey(from, 'policy-signing'));
 
-async function startWorker(options: Partial<GovernorWorkerOptions> & { taskQueue: string }) {
-  const nc = await NativeConnection.connect({ address: testAddress() });
-  try {
-    const created = await createGovernorWorker({
-      connection: nc,
-      namespace: 'default',
-      home,
-      requireSignedPolicy: true,
-      workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
-      maxCachedWorkflows: 0,
-      ...options,
-    });
-    const running = created.worker.run();
-    return {
-      ...created,
-      async stop() {
-        created.worker.shutdown();
-        await running;
-        created.watchers.forEach((w) => w.close());
-        await nc.close();
-      },
-    };
-  } catch (err) {
-    await nc.close();
-    throw err;
-  }
+/** A governor worker for these tests (shared harness, this file's home, signed bundles required). */
+function startWorker(options: Partial<GovernorWorkerOptions> & { taskQueue: string }) {
+  return startGovernorWorker({ home, requireSignedPolicy: true, ...options });
 }
 
 async function runChain(taskQueue: string, env = 'staging'): Promise<{ result: ChainResult; chainId: string }> {
