@@ -121,21 +121,30 @@ export interface IssueApprovalOptions {
   jti?: string;
 }
 
+/** The registered claims credentials and approvals share: `iss`, `sub`, `aud`, `iat`, `exp`, `jti`. */
+function registeredClaims(
+  options: { sub: string; issuer?: string; audience?: string; ttlSeconds?: number; now?: Date; jti?: string },
+  defaultIssuer: string,
+  defaultAudience: string,
+): CredentialClaims {
+  const iat = epochSeconds(options.now);
+  return {
+    iss: text(options.issuer ?? defaultIssuer, 'issuer'),
+    sub: text(options.sub, 'sub'),
+    aud: text(options.audience ?? defaultAudience, 'audience'),
+    iat,
+    exp: iat + ttl(options.ttlSeconds),
+    jti: text(options.jti ?? randomUUID(), 'jti'),
+  };
+}
+
 const MAX_TTL_SECONDS = 86_400;
 const DEFAULT_TTL_SECONDS = 900;
 const OCI_DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 
 /** Signs a dev credential (compact JWT) with the `issuer` key: `iss`, `sub`, `aud`, `iat`, `exp`, `jti`; header `typ: JWT`, `alg: EdDSA`, `kid`. */
 export async function issueCredential(options: IssueCredentialOptions): Promise<string> {
-  const iat = epochSeconds(options.now);
-  const claims: CredentialClaims = {
-    iss: text(options.issuer ?? DEV_ISSUER, 'issuer'),
-    sub: text(options.sub, 'sub'),
-    aud: text(options.audience ?? GOVERNOR_AUDIENCE, 'audience'),
-    iat,
-    exp: iat + ttl(options.ttlSeconds),
-    jti: text(options.jti ?? randomUUID(), 'jti'),
-  };
+  const claims: CredentialClaims = registeredClaims(options, DEV_ISSUER, GOVERNOR_AUDIENCE);
   return sign(options.home, 'issuer', CREDENTIAL_TYP, claims);
 }
 
@@ -172,14 +181,8 @@ export async function issueApproval(options: IssueApprovalOptions): Promise<stri
   if (options.decision !== 'approve' && options.decision !== 'deny') {
     throw new GovernorError(ErrorCode.InvalidInput, 'decision must be approve or deny', 'decision');
   }
-  const iat = epochSeconds(options.now);
   const claims: ApprovalClaims = {
-    iss: text(options.issuer ?? DEV_APPROVER, 'issuer'),
-    sub: text(options.sub, 'sub'),
-    aud: text(options.audience ?? APPROVAL_AUDIENCE, 'audience'),
-    iat,
-    exp: iat + ttl(options.ttlSeconds),
-    jti: text(options.jti ?? randomUUID(), 'jti'),
+    ...registeredClaims(options, DEV_APPROVER, APPROVAL_AUDIENCE),
     roles: [...roles],
     chainId: text(options.chainId, 'chainId'),
     stepId: text(options.stepId, 'stepId'),
