@@ -11,7 +11,7 @@ import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDiffere
 import { runBuiltInExecutor, type ExecuteInput } from './executors';
 import { loadPrivateKey, loadPublicJwks } from './identity';
 import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type VerifyTieBreakInput } from './coordination';
-import { coordinatorId, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
+import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
 import { makeReceipt, type ReceiptSigner } from './receipts';
@@ -29,6 +29,30 @@ export interface GovernorAuthorizeResult extends AuthorizeResult {
   stepDigest: string;
   /** Present when the decision escalates: the manifest's escalation ladder and break-glass role. */
   approvalRules?: { ladder: { afterMs: number; roles: string[] }[] };
+  /**
+   * Whether the active manifest puts the step's resource in a coordination domain (steps only). `false`
+   * lets the workflow skip `requestSlot` (one local activity fewer per step); `governor verify` checks it
+   * against the recorded bundle. Absent in histories written before it existed: the workflow asks anyway.
+   */
+  coordinated?: boolean;
+}
+
+/** Input of `governStep`: one action to authorize and, when allowed outright, run with its built-in executor. */
+export interface GovernStepInput extends GovernorAuthorizeInput {
+  binding: { input: Record<string, JsonValue>; executor: Executor };
+  idempotencyKey: string;
+}
+
+/**
+ * Result of `governStep`: always the decision (exactly what `authorize` returns); the execution only
+ * when the decision allowed the action outright (no escalation, no coordination, credential valid)
+ * and the built-in executor succeeded. `executionError` says why an allowed action did not run here;
+ * the workflow then runs it through `execute` with its own retries (same idempotency key).
+ */
+export interface GovernStepResult {
+  authorized: GovernorAuthorizeResult;
+  executed?: { outcome: ExecutionOutcome } & RecordedReceipt;
+  executionError?: string;
 }
 
 /** Input of `verifyApproval`. */
@@ -79,34 +103,81 @@ export function createActivities(deps: ActivityDeps) {
     return pending;
   };
 
+  /** Re-verifies credential + attestation and evaluates policy; returns the decision and its receipt. */
+  async function authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
+    const { binding, ...action } = input;
+    const now = clock();
+    // The revocation list is consulted first: a revoked workload is denied whatever its token says.
+    const revoked = deps.revocations ? await deps.revocations.lookup(input.workload) : undefined;
+    const result: Omit<AuthorizeResult, 'receipt'> = revoked
+      ? {
+          decision: denyDecision(`workload ${input.workload} is revoked: ${revoked.reason}`, deps.policies.current()?.bundle.digest ?? '', now.toISOString()),
+          credentialExpired: false,
+          gracePeriod: 0,
+        }
+      : await authorizeAction(deps.policies, deps.home, action, now);
+    logShadowDifference(input, result);
+    const stepDigest = sha256Hex(
+      canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),
+    );
+    const ladder = deps.policies.current()?.bundle.manifest.approvals.ladder ?? [];
+    const approvalRules = result.decision.effect === 'escalate' ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) } : undefined;
+    const domains = deps.policies.current()?.bundle.manifest.coordination.domains;
+    // Unknown (no bundle) counts as coordinated: the workflow then asks requestSlot, which fails closed.
+    const coordinated = input.kind === 'step' ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined : undefined;
+    const receipt = await makeReceipt(await receiptSigner(), {
+      chainId: input.chainId,
+      stepId: input.stepId,
+      kind: input.kind === 'step' ? 'decision' : 'compensation-decision',
+      payload: { ...decisionReceiptPayload(result), stepDigest },
+      prev: input.prev,
+    });
+    return { ...result, receipt, stepDigest, ...(approvalRules ? { approvalRules } : {}), ...(coordinated !== undefined ? { coordinated } : {}) };
+  }
+
+  /**
+   * Runs a built-in executor (`noop`, `http`) and, on success, signs its execution receipt in the
+   * same activity (one round trip per step fewer than a separate `recordReceipt`).
+   */
+  async function execute(input: ExecuteInput & { receipt: { kind: ReceiptKind; prev: ReceiptHead } }): Promise<{ outcome: ExecutionOutcome } & RecordedReceipt> {
+    const active = deps.policies.current();
+    if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
+    const { receipt: r, ...executeInput } = input;
+    const outcome = await runBuiltInExecutor(executeInput, active.bundle.manifest.http.allowedHosts);
+    const payload = { status: 'completed', outcome };
+    const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: r.kind, payload, prev: r.prev });
+    return { outcome, receipt, payload };
+  }
+
   return {
-    /** Re-verifies credential + attestation and evaluates policy; returns the decision and its receipt. */
-    async authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
-      const { binding, ...action } = input;
-      const now = clock();
-      // The revocation list is consulted first: a revoked workload is denied whatever its token says.
-      const revoked = deps.revocations ? await deps.revocations.lookup(input.workload) : undefined;
-      const result: Omit<AuthorizeResult, 'receipt'> = revoked
-        ? {
-            decision: denyDecision(`workload ${input.workload} is revoked: ${revoked.reason}`, deps.policies.current()?.bundle.digest ?? '', now.toISOString()),
-            credentialExpired: false,
-            gracePeriod: 0,
-          }
-        : await authorizeAction(deps.policies, deps.home, action, now);
-      logShadowDifference(input, result);
-      const stepDigest = sha256Hex(
-        canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),
-      );
-      const ladder = deps.policies.current()?.bundle.manifest.approvals.ladder ?? [];
-      const approvalRules = result.decision.effect === 'escalate' ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) } : undefined;
-      const receipt = await makeReceipt(await receiptSigner(), {
-        chainId: input.chainId,
-        stepId: input.stepId,
-        kind: input.kind === 'step' ? 'decision' : 'compensation-decision',
-        payload: { ...decisionReceiptPayload(result), stepDigest },
-        prev: input.prev,
-      });
-      return { ...result, receipt, stepDigest, ...(approvalRules ? { approvalRules } : {}) };
+    authorize,
+    execute,
+
+    /**
+     * `authorize` and, when the decision allows the action outright, its built-in executor, in one
+     * activity: a step that needs neither approval nor coordination costs one workflow task and one
+     * activity, like the same step without governance. Anything else (deny, escalate, coordinated
+     * resource, expired credential, executor error) returns the decision alone and the workflow goes on
+     * as after `authorize`. A retried attempt re-authorizes: a step never runs on a stale decision.
+     */
+    async governStep(input: GovernStepInput): Promise<GovernStepResult> {
+      const { idempotencyKey, ...authorizeInput } = input;
+      const authorized = await authorize(authorizeInput);
+      const outright = authorized.decision.effect === 'allow' && !authorized.credentialExpired && (input.kind === 'compensation' || authorized.coordinated === false);
+      if (!outright || input.binding.executor.type === 'activity') return { authorized };
+      try {
+        const executed = await execute({
+          chainId: input.chainId,
+          stepId: input.stepId,
+          idempotencyKey,
+          executor: input.binding.executor,
+          input: input.binding.input,
+          receipt: { kind: input.kind === 'step' ? 'execution' : 'compensation-execution', prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash } },
+        });
+        return { authorized, executed };
+      } catch (err) {
+        return { authorized, executionError: (err as Error)?.message ?? String(err) };
+      }
     },
 
     /** Verifies one approval vote and records the verdict (counted, or rejected with its reason). */
@@ -118,21 +189,6 @@ export function createActivities(deps: ActivityDeps) {
         : { seq: ctx.seq, via: ctx.via, counted: false, reason: 'no valid policy bundle is loaded' };
       const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: 'approval', payload: { verdict, stepDigest: input.stepDigest }, prev });
       return { verdict, receipt };
-    },
-
-    /** Runs a built-in executor (`noop`, `http`). */
-    /**
-     * Runs a built-in executor (`noop`, `http`) and, on success, signs its execution receipt in the
-     * same activity (one round trip per step fewer than a separate `recordReceipt`).
-     */
-    async execute(input: ExecuteInput & { receipt: { kind: ReceiptKind; prev: ReceiptHead } }): Promise<{ outcome: ExecutionOutcome } & RecordedReceipt> {
-      const active = deps.policies.current();
-      if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
-      const { receipt: r, ...executeInput } = input;
-      const outcome = await runBuiltInExecutor(executeInput, active.bundle.manifest.http.allowedHosts);
-      const payload = { status: 'completed', outcome };
-      const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: r.kind, payload, prev: r.prev });
-      return { outcome, receipt, payload };
     },
 
     /**

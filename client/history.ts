@@ -10,7 +10,9 @@ import { AuthzRequest, Decision } from '../contracts/decision';
  * complete_time, backoff, original_schedule_time}` and `details.result` the activity's result payload
  * (absent when the attempt failed or is waiting for a retry backoff). A history written by a worker
  * that ran `authorize` as a normal activity has `ActivityTaskScheduled` (type `authorize`) and the
- * matching `ActivityTaskCompleted` result instead; both are read.
+ * matching `ActivityTaskCompleted` result instead; both are read. A step decided by `governStep` (decision
+ * and built-in execution in one activity) has its `authorize` result under `authorized` in the
+ * activity's result.
  *
  * Payloads are decoded with the given payload converter (default: Temporal's default, JSON). A history
  * whose payloads are encrypted must be decoded with the codec first.
@@ -23,6 +25,8 @@ export type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
 export const LOCAL_ACTIVITY_MARKER = 'core_local_activity';
 /** Activity type of the governor's decision activity (recorded in history: never renamed). */
 export const AUTHORIZE_ACTIVITY = 'authorize';
+/** Activity type that decides and (when allowed outright) runs a built-in executor: its result's `authorized` is an `authorize` result. */
+export const GOVERN_STEP_ACTIVITY = 'governStep';
 
 /** One decision recorded in a chain's history. */
 export interface RecordedDecision {
@@ -62,6 +66,7 @@ export function recordedDecisions(history: History, options: { payloadConverter?
   };
   const out: RecordedDecision[] = [];
   const authorizeScheduled = new Set<string>();
+  const governStepScheduled = new Set<string>();
   for (const event of history.events ?? []) {
     const eventId = Number(event.eventId ?? 0);
     const marker = event.markerRecordedEventAttributes;
@@ -77,9 +82,16 @@ export function recordedDecisions(history: History, options: { payloadConverter?
     const scheduled = event.activityTaskScheduledEventAttributes;
     if (scheduled) {
       if (scheduled.activityType?.name === AUTHORIZE_ACTIVITY) authorizeScheduled.add(String(event.eventId));
+      if (scheduled.activityType?.name === GOVERN_STEP_ACTIVITY) governStepScheduled.add(String(event.eventId));
       continue;
     }
     const completed = event.activityTaskCompletedEventAttributes;
+    if (completed && governStepScheduled.has(String(completed.scheduledEventId))) {
+      const result = decode(completed.result?.payloads?.[0]) as { authorized?: unknown } | undefined;
+      const recorded = asRecordedDecision(result?.authorized, eventId);
+      if (recorded) out.push(recorded);
+      continue;
+    }
     if (completed && authorizeScheduled.has(String(completed.scheduledEventId))) {
       const recorded = asRecordedDecision(decode(completed.result?.payloads?.[0]), eventId);
       if (recorded) out.push(recorded);

@@ -8,7 +8,7 @@ import { SLOT_SEAL_TYP } from '../activities/coordination';
 import { loadPublicJwks } from '../activities/identity';
 import { receiptBody } from '../activities/receipts';
 import { GovernedChainInput } from '../contracts/chain';
-import { requestDigestInput, slotRequestId } from '../contracts/coordination';
+import { findDomain, requestDigestInput, resourceLabel, slotRequestId } from '../contracts/coordination';
 import { AuthzRequest, Decision } from '../contracts/decision';
 import { durationMs } from '../contracts/duration';
 import { ErrorCode, GovernorError } from '../contracts/errors';
@@ -279,6 +279,8 @@ const AUTHORIZE = 'authorize';
 const VERIFY_APPROVAL = 'verifyApproval';
 const RECORD_RECEIPT = 'recordReceipt';
 const EXECUTE = 'execute';
+/** Decision and built-in execution in one activity: its result holds an `authorize` result and maybe an `execute` one. */
+const GOVERN_STEP = 'governStep';
 const REQUEST_SLOT = 'requestSlot';
 const GOVERNOR_LOCAL_ACTIVITIES = [AUTHORIZE, VERIFY_APPROVAL, RECORD_RECEIPT];
 /** Signal a domain's coordinator sends a chain with its slot verdict (recorded in history: never renamed). */
@@ -539,6 +541,20 @@ function decodeRun(raw: unknown, index: number): DecodedRun {
       }
       activity.completed = true;
       activity.result = result.value;
+      if (activity.type === GOVERN_STEP) {
+        if (!isRecord(result.value) || !isRecord(result.value.authorized) || (result.value.executed !== undefined && !isRecord(result.value.executed))) {
+          problem(`${where}: governStep result is not a decision with an optional execution`);
+          return;
+        }
+        // Cancelled first (a revocation): the workflow never read it, so its receipts are not the chain's.
+        if (activity.cancelledFirst) {
+          run.orphans++;
+          return;
+        }
+        run.entries.push({ run: index, eventId, source: AUTHORIZE, result: result.value.authorized });
+        if (isRecord(result.value.executed)) run.entries.push({ run: index, eventId, source: EXECUTE, result: result.value.executed });
+        return;
+      }
       if (activity.type !== EXECUTE) return;
       if (!isRecord(result.value)) {
         problem(`${where}: execute result is not an object`);
@@ -1033,14 +1049,15 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
     if (awaitingSlot.has(stepId) || slotRefused.has(stepId)) return false;
     return effect === 'allow' || (effect === 'escalate' && breakGlass.has(stepId));
   };
-  const completedActivities = runs.flatMap((r) => r.activities.filter((a) => a.type !== EXECUTE && a.completed && !a.cancelledFirst));
+  const completedActivities = runs.flatMap((r) => r.activities.filter((a) => a.type !== EXECUTE && a.type !== GOVERN_STEP && a.completed && !a.cancelledFirst));
   let executions = 0;
 
   // Receipts and scheduled activities in history order: an activity must be scheduled only after an
   // allowing decision for its step, with exactly the step's input.
-  const receiptsByEvent = new Map(chain.map((c) => [`${c.entry.run}/${c.entry.eventId}`, c]));
+  // By entry, not by event: a `governStep` result holds two receipts (decision, execution) in one event.
+  const receiptsByEntry = new Map(chain.map((c) => [c.entry, c]));
   const timeline = runs.flatMap((run) => [
-    ...run.entries.map((e) => ({ run: run.index, eventId: e.eventId, receipt: receiptsByEvent.get(`${run.index}/${e.eventId}`), activity: undefined, slot: undefined })),
+    ...run.entries.map((e) => ({ run: run.index, eventId: e.eventId, receipt: receiptsByEntry.get(e), activity: undefined, slot: undefined })),
     ...run.activities.map((a) => ({ run: run.index, eventId: a.eventId, receipt: undefined, activity: a, slot: undefined })),
     ...run.slots.map((sl) => ({ run: run.index, eventId: sl.eventId, receipt: undefined, activity: undefined, slot: sl.result })),
   ]);
@@ -1164,9 +1181,27 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
       problems.add(`${where}: runs no step of the chain`);
       return;
     }
-    if (!allowed(stepId)) problems.add(`${where}: step ${stepId} scheduled without an allowing decision`);
     const executor = isRecord(action.executor) ? action.executor : {};
     const same = (x: unknown, y: unknown): boolean => canonicalJson(x ?? null) === canonicalJson(y ?? null);
+    if (a.type === GOVERN_STEP) {
+      // Decides before it executes: its own result must hold the allowing decision (checked with the
+      // receipts); here, it must carry exactly the step, bound as `authorize` binds it.
+      const binding = isRecord(input.binding) ? input.binding : {};
+      const resource = isRecord(action.resource) ? { type: action.resource.type, id: action.resource.id } : undefined;
+      const ok =
+        input.chainId === chainId &&
+        input.idempotencyKey === `${chainId}/${stepId}` &&
+        input.kind === (stepId.endsWith('.compensation') ? 'compensation' : 'step') &&
+        input.action === action.action &&
+        same(input.resource, resource) &&
+        same(input.context, action.context) &&
+        same(binding.input, action.input) &&
+        same(binding.executor, action.executor) &&
+        executor.type !== 'activity';
+      if (!ok) problems.add(`${where}: its input is not step ${stepId}'s`);
+      return;
+    }
+    if (!allowed(stepId)) problems.add(`${where}: step ${stepId} scheduled without an allowing decision`);
     let ok = input.chainId === chainId && input.idempotencyKey === `${chainId}/${stepId}` && same(input.input, action.input);
     if (a.type === EXECUTE) {
       const receipt = isRecord(input.receipt) ? input.receipt : {};
@@ -1405,6 +1440,11 @@ function checkDecisions(runs: DecodedRun[], lookup: BundleLookup): { check: Veri
       const rules = decision.effect === 'escalate' ? { ladder } : undefined;
       if (entry.result.credentialExpired !== false || entry.result.gracePeriod !== durationMs(b.manifest.credential.gracePeriod) || canonicalJson(entry.result.approvalRules ?? null) !== canonicalJson(rules ?? null)) {
         problems.add(`${where}: its grace period, approval rules or credential flag are not the bundle's`);
+      }
+      // A step `authorize` called uncoordinated skipped `requestSlot`: the bundle must agree.
+      if (entry.result.coordinated === false) {
+        const domain = findDomain(b.manifest.coordination.domains, resourceLabel(request.data.resource));
+        if (domain) problems.add(`${where}: says its resource is not coordinated, but the bundle puts it in domain ${domain.name}`);
       }
       const again = decide(b, request.data);
       if (canonicalJson(again) !== canonicalJson(entry.result.decision)) {

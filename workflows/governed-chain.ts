@@ -7,6 +7,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
@@ -16,7 +17,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
-import type { GovernorActivities, GovernorAuthorizeInput, GovernorAuthorizeResult } from '../activities';
+import type { GovernorActivities, GovernorAuthorizeInput, GovernorAuthorizeResult, GovernStepResult } from '../activities';
 import { ApprovalSubmission, type ApprovalState, type VoteVerdict } from '../contracts/approval';
 import type { Compensation, Executor, GovernedChainInput, JsonValue, ResourceRef, Step } from '../contracts/chain';
 import type { Decision } from '../contracts/decision';
@@ -61,6 +62,9 @@ const EXECUTOR_RETRY: RetryPolicy = {
   nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT', 'GOVERNOR_HOST_NOT_ALLOWED', 'GOVERNOR_EXECUTOR_FAILED'],
 };
 const executors = proxyActivities<GovernorActivities>({ startToCloseTimeout: '2m', retry: EXECUTOR_RETRY });
+
+/** Patch id of the one-activity step (`governStep`); recorded in history as a marker: never renamed. */
+export const GOVERN_STEP_PATCH = 'govern-step-in-one-activity';
 
 function resourceLabel(r: ResourceRef): string {
   return `${r.type}::"${r.id}"`;
@@ -223,12 +227,18 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   };
 
   // ---- authorization --------------------------------------------------------------------------
+  /** What the latest `authorize` of each step said about coordination (undefined: it did not say). */
+  const coordinatedHint = new Map<string, boolean | undefined>();
   /** Authorizes one action; waits for a refreshed credential when only the credential's expiry failed. */
-  const authorize = async (a: Action, s: StepState, votes?: { approver: string; roles: string[] }[]): Promise<GovernorAuthorizeResult | Decision> => {
+  const authorize = async (a: Action, s: StepState, votes?: { approver: string; roles: string[] }[], recorded?: GovernorAuthorizeResult): Promise<GovernorAuthorizeResult | Decision> => {
     for (;;) {
-      if (revoked) throw new Revoked();
       let result: GovernorAuthorizeResult;
-      try {
+      if (recorded) {
+        // Already decided by `governStep`: absorbed like an `authorize` result.
+        result = recorded;
+        recorded = undefined;
+      } else try {
+        if (revoked) throw new Revoked();
         result = await governor.authorize.executeWithOptions(
           { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `authorize ${a.action} on ${resourceLabel(a.resource)}` },
           [
@@ -249,10 +259,12 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
           ],
         );
       } catch (err) {
+        if (err instanceof Revoked) throw err;
         // Fail closed: authorization that cannot complete is a deny, never an allow.
         return failClosedDecision(`authorization could not complete: ${failureMessage(err)}`);
       }
       advance(result.receipt);
+      coordinatedHint.set(a.stepId, result.coordinated);
       if (result.decision.bundleDigest && result.decision.bundleDigest !== state.policyDigest) {
         state.policyDigest = result.decision.bundleDigest;
         upsertSearchAttributes([{ key: GovernorPolicyDigestKey, value: result.decision.bundleDigest }]);
@@ -493,9 +505,63 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     };
   };
 
+  /**
+   * `governStep`: authorize and, when allowed outright, run a built-in executor in one activity.
+   * Undefined when the activity could not complete (the workflow then authorizes as usual, which
+   * fails closed); cancelled by a revocation like `execute`.
+   */
+  const governInOne = async (a: Action): Promise<GovernStepResult | undefined> => {
+    const scope = new CancellationScope();
+    inFlight = scope;
+    try {
+      return await scope.run(() =>
+        executors.governStep.executeWithOptions(
+          {
+            startToCloseTimeout: a.executor.type === 'http' ? a.executor.timeoutMs * 2 + 10_000 : '30s',
+            retry: EXECUTOR_RETRY,
+            summary: `authorize and execute ${a.action} on ${resourceLabel(a.resource)}`,
+          },
+          [
+            {
+              chainId,
+              stepId: a.stepId,
+              kind: a.kind,
+              workload: chain.workload,
+              action: a.action,
+              resource: a.resource,
+              context: a.context,
+              credential,
+              attestation,
+              prev: head,
+              binding: { input: a.input, executor: a.executor },
+              idempotencyKey: `${chainId}/${a.stepId}`,
+            },
+          ],
+        ),
+      );
+    } catch (err) {
+      if (revoked && isCancellation(err)) throw new Revoked();
+      if (isCancellation(err)) throw err;
+      log.warn('governStep could not complete; authorizing step by step', { chainId, stepId: a.stepId, reason: failureMessage(err) });
+      return undefined;
+    } finally {
+      inFlight = undefined;
+    }
+  };
+
   /** Authorizes (escalating when needed) and runs one action. Returns why it did not run, if it did not. */
   const govern = async (a: Action, s: StepState, onDecision: (d: Decision) => void): Promise<{ ran: true; outcome: ExecutionOutcome } | { ran: false; denied: string } | { ran: false; failed: string }> => {
-    const first = await authorize(a, s);
+    if (revoked) throw new Revoked();
+    // Built-in executors: decision and execution in one activity (histories written before this
+    // existed have no patch marker and replay through `authorize` + `execute`, as they ran).
+    const inOne = a.executor.type !== 'activity' && patched(GOVERN_STEP_PATCH) ? await governInOne(a) : undefined;
+    const first = await authorize(a, s, undefined, inOne?.authorized);
+    if (inOne?.executed && 'decision' in first && first.decision.effect === 'allow') {
+      // It ran: recorded even if a revocation arrived meanwhile (the revocation stops the next step).
+      onDecision(first.decision);
+      advance(inOne.executed.receipt);
+      return { ran: true, outcome: inOne.executed.outcome };
+    }
     if (!('decision' in first)) {
       onDecision(first);
       return { ran: false, denied: first.reason ?? 'denied' };
@@ -508,7 +574,9 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       if (!verdict.allowed) return { ran: false, denied: verdict.reason ?? 'not approved' };
     }
     if (revoked) throw new Revoked();
-    const slot = a.kind === 'step' ? await coordinate(a, s) : { granted: true as const };
+    // Only steps whose resource the manifest may coordinate ask for a slot; `authorize` said which (a
+    // result recorded without the flag, from an older worker, asks as before: replay stays identical).
+    const slot = a.kind === 'step' && coordinatedHint.get(a.stepId) !== false ? await coordinate(a, s) : { granted: true as const };
     if (!slot.granted) return { ran: false, denied: slot.reason };
     s.status = a.kind === 'step' ? 'executing' : 'compensating';
     setStatus(ChainStatus.Running);

@@ -1,0 +1,160 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../client/verify';
+import { defaultBundleWith } from '../harness/bundles';
+import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
+
+/**
+ * `governStep`: a step with a built-in executor is decided and, when policy allows it outright, run
+ * in one activity (one workflow task and one activity per step, like the same step without
+ * governance). Whatever is not allowed outright (deny, escalation, a coordinated resource, an
+ * executor error) continues exactly as after `authorize`; `governor verify` accepts these histories
+ * and refuses one that claims a coordinated resource is not.
+ */
+
+// Channel::"ops" is coordinated (its own domain, short batching window); Channel::"releases" is not.
+const bundleDir = defaultBundleWith((m) => {
+  const coordination = m.coordination as { domains: Record<string, unknown>[] };
+  coordination.domains.push({ name: 'chat-ops', resources: ['Channel::"ops"'], conflicts: [['notify', 'notify']], batchingWindow: '100ms', tieBreakerRole: 'sre-lead' });
+});
+
+let g: Governed;
+let replayer: Replayer;
+let server: http.Server;
+let hostPort = '';
+/** Requests the local HTTP endpoint received: path and Idempotency-Key. */
+const requests: { path: string; key: string | undefined }[] = [];
+/** Paths that answer 500 to their first request. */
+const failFirst = new Set<string>(['/flaky']);
+
+beforeAll(async () => {
+  g = await setupGoverned({ policiesDir: bundleDir });
+  replayer = createReplayer({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } });
+  server = http.createServer((req, res) => {
+    const path = req.url ?? '';
+    const key = req.headers['idempotency-key'];
+    requests.push({ path, key: typeof key === 'string' ? key : undefined });
+    req.resume();
+    if (failFirst.delete(path)) {
+      res.writeHead(500).end('try again');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  hostPort = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await replayer?.close();
+  await g?.stop();
+  await new Promise((resolve) => server?.close(resolve));
+});
+
+const notify = (id: string, channel: string, executor: Record<string, unknown> = { type: 'noop' }) => ({ id, action: 'notify', resource: { type: 'Channel', id: channel }, executor });
+
+interface Shape {
+  governSteps: number;
+  authorizeMarkers: number;
+  requestSlotMarkers: number;
+  executes: number;
+  patchMarkers: number;
+}
+
+/** Counts what the chain's history recorded per kind of command. */
+function shapeOf(history: HistoryJson): Shape {
+  const shape: Shape = { governSteps: 0, authorizeMarkers: 0, requestSlotMarkers: 0, executes: 0, patchMarkers: 0 };
+  for (const event of history.events as Record<string, Record<string, unknown>>[]) {
+    const scheduled = event.activityTaskScheduledEventAttributes as { activityType?: { name?: string } } | undefined;
+    if (scheduled?.activityType?.name === 'governStep') shape.governSteps++;
+    if (scheduled?.activityType?.name === 'execute') shape.executes++;
+    const marker = event.markerRecordedEventAttributes as { markerName?: string; details?: { data?: { payloads?: { data?: string }[] } } } | undefined;
+    if (marker?.markerName === 'core_patch') shape.patchMarkers++;
+    if (marker?.markerName === 'core_local_activity') {
+      const data = JSON.parse(Buffer.from(marker.details?.data?.payloads?.[0]?.data ?? '', 'base64').toString('utf8')) as { activity_type?: string };
+      if (data.activity_type === 'authorize') shape.authorizeMarkers++;
+      if (data.activity_type === 'requestSlot') shape.requestSlotMarkers++;
+    }
+  }
+  return shape;
+}
+
+async function verified(chainId: string, histories?: HistoryJson[]): Promise<VerifyReport> {
+  return verifyChain({ histories: histories ?? (await fetchChainHistories(g.client, chainId)), chainId, home: g.home, replayer });
+}
+
+function expectVerified(report: VerifyReport): void {
+  expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+  expect(report.verdict).toBe('verified');
+}
+
+describe('governStep: decision and built-in execution in one activity', () => {
+  it('runs allowed built-in steps with one activity each and no separate authorize or slot request', async () => {
+    const r = await g.run({ workload: WORKLOAD, steps: [notify('a', 'releases'), notify('b', 'releases'), notify('c', 'releases')] });
+    expect(r.status).toBe('Completed');
+    expect(r.steps.map((s) => [s.id, s.status, s.decision?.effect])).toEqual([
+      ['a', 'completed', 'allow'],
+      ['b', 'completed', 'allow'],
+      ['c', 'completed', 'allow'],
+    ]);
+    const [history] = await fetchChainHistories(g.client, r.chainId);
+    expect(shapeOf(history!)).toEqual({ governSteps: 3, authorizeMarkers: 0, requestSlotMarkers: 0, executes: 0, patchMarkers: 1 });
+    const report = await verified(r.chainId);
+    expectVerified(report);
+    // decision + execution per step, then the checkpoint
+    expect(report).toMatchObject({ receipts: 7, decisions: 3 });
+  });
+
+  it('records a deny decided by governStep and runs nothing', async () => {
+    const r = await g.run({ workload: WORKLOAD, steps: [{ id: 'drop', action: 'drop_table', resource: { type: 'Database', id: 'prod-main' }, executor: { type: 'noop' } }] });
+    expect(r.status).toBe('Denied');
+    expect(r.steps[0]).toMatchObject({ status: 'denied', decision: { effect: 'deny' } });
+    const [history] = await fetchChainHistories(g.client, r.chainId);
+    expect(shapeOf(history!)).toMatchObject({ governSteps: 1, authorizeMarkers: 0, executes: 0 });
+    expectVerified(await verified(r.chainId));
+  });
+
+  it('asks the coordinator first when the resource is coordinated, then executes separately', async () => {
+    const r = await g.run({ workload: WORKLOAD, steps: [notify('page', 'ops')] });
+    expect(r.status).toBe('Completed');
+    expect(r.steps[0]?.coordination).toMatchObject({ domain: 'chat-ops', status: 'released' });
+    const histories = await fetchChainHistories(g.client, r.chainId);
+    expect(shapeOf(histories[0]!)).toMatchObject({ governSteps: 1, authorizeMarkers: 0, requestSlotMarkers: 1, executes: 1 });
+    expectVerified(await verified(r.chainId, histories));
+
+    // A history altered to say the resource is not coordinated (so the slot could be skipped) is refused.
+    const altered = JSON.parse(JSON.stringify(histories)) as HistoryJson[];
+    let flipped = 0;
+    for (const event of altered[0]!.events as Record<string, Record<string, unknown>>[]) {
+      const completed = event.activityTaskCompletedEventAttributes as { result?: { payloads?: { data?: string }[] } } | undefined;
+      const payload = completed?.result?.payloads?.[0];
+      if (!payload?.data) continue;
+      const value = JSON.parse(Buffer.from(payload.data, 'base64').toString('utf8')) as { authorized?: { coordinated?: boolean } };
+      if (value.authorized?.coordinated !== true) continue;
+      value.authorized.coordinated = false;
+      payload.data = Buffer.from(JSON.stringify(value)).toString('base64');
+      flipped++;
+    }
+    expect(flipped).toBe(1);
+    const report = await verified(r.chainId, altered);
+    expect(report.verdict).not.toBe('verified');
+    const decisions = report.checks.find((c) => c.name === 'decisions');
+    expect(decisions?.ok).toBe(false);
+    expect((decisions?.problems ?? []).join('\n')).toContain('says its resource is not coordinated, but the bundle puts it in domain chat-ops');
+  });
+
+  it('runs the step through execute (same idempotency key) when the executor fails inside governStep', async () => {
+    const r = await g.run({ workload: WORKLOAD, steps: [notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/flaky`, timeoutMs: 5000 })] });
+    expect(r.status).toBe('Completed');
+    const calls = requests.filter((q) => q.path === '/flaky');
+    // First call (inside governStep) got a 500; the second (the execute activity) succeeded.
+    expect(calls).toEqual([
+      { path: '/flaky', key: `${r.chainId}/hook` },
+      { path: '/flaky', key: `${r.chainId}/hook` },
+    ]);
+    const [history] = await fetchChainHistories(g.client, r.chainId);
+    expect(shapeOf(history!)).toMatchObject({ governSteps: 1, authorizeMarkers: 0, executes: 1 });
+    const report = await verified(r.chainId);
+    expectVerified(report);
+    expect(report).toMatchObject({ receipts: 3, decisions: 1 });
+  });
+});
