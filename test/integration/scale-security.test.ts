@@ -144,24 +144,34 @@ afterAll(async () => {
 }, 300_000);
 
 const STATUSES = Object.values(ChainStatus);
-type Counts = Record<ChainStatus | 'open' | 'total', number>;
+const ROLES = ['sre-lead', 'data-steward', 'finance-approver'] as const;
+type Role = (typeof ROLES)[number];
+type Counts = Record<ChainStatus | 'open' | 'total' | `pending ${Role}`, number>;
 
-/** Visibility counts of this test's chains: per GovernorStatus, open executions, and all. */
+/**
+ * Visibility counts of this test's chains: per GovernorStatus, per role still needed
+ * (GovernorPendingRoles, what `governor list --awaiting-approval` shows), open executions, and all.
+ */
 async function visibilityCounts(): Promise<Counts> {
   const base = `WorkflowType = '${WORKFLOW_TYPE}' AND TaskQueue = '${taskQueue}'`;
   const count = async (extra?: string) => (await client.workflow.count(extra ? `${base} AND ${extra}` : base)).count;
   const out = { open: await count(`ExecutionStatus = 'Running'`), total: await count() } as Counts;
   for (const s of STATUSES) out[s] = await count(`GovernorStatus = '${s}'`);
+  for (const r of ROLES) out[`pending ${r}`] = await count(`GovernorPendingRoles = '${r}'`);
   return out;
 }
 
 function expectedCounts(planned: Planned[], phase: 'waiting' | 'final'): Counts {
   const out = { open: 0, total: planned.length } as Counts;
   for (const s of STATUSES) out[s] = 0;
+  for (const r of ROLES) out[`pending ${r}`] = 0;
   for (const p of planned) {
-    const status = phase === 'waiting' && WAITS.includes(p.group) ? ChainStatus.AwaitingApproval : FINAL[p.group];
-    out[status]++;
-    if (status === ChainStatus.AwaitingApproval) out.open++;
+    const waits = phase === 'waiting' && WAITS.includes(p.group);
+    out[waits ? ChainStatus.AwaitingApproval : FINAL[p.group]]++;
+    if (waits) {
+      out.open++;
+      for (const r of ESCALATION[p.group]!.roles) out[`pending ${r}`]++;
+    }
   }
   return out;
 }
@@ -216,7 +226,7 @@ function chainFor(p: Planned): Record<string, unknown> {
 }
 
 /** The step that escalates in each waiting group, its roles and quorum (the default bundle's). */
-const ESCALATION: Partial<Record<Group, { stepId: string; roles: string[]; quorum: number }>> = {
+const ESCALATION: Partial<Record<Group, { stepId: string; roles: Role[]; quorum: number }>> = {
   stewardApproved: { stepId: 'export', roles: ['data-steward'], quorum: 1 },
   sreApproved: { stepId: 'deploy', roles: ['sre-lead'], quorum: 2 },
   approverDenied: { stepId: 'deploy', roles: ['sre-lead'], quorum: 2 },
