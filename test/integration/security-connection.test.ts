@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +28,8 @@ let mtlsFront: GrpcFront;
 let keyFront: GrpcFront;
 let home: string;
 let chainFile: string;
+/** `governor worker` children still running (killed in afterAll if a test failed before stopping one). */
+const workerChildren = new Set<ChildProcess>();
 
 /** The test process's environment without any TEMPORAL_* connection setting (nor the user's config file). */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -69,9 +71,13 @@ function governor(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
 /** Starts `governor worker` as a child; resolves once it printed that it is connected (or it exited). */
 function startWorkerChild(args: string[], env: NodeJS.ProcessEnv): Promise<{ connected: boolean; stop(): Promise<Run>; exited: Promise<Run> }> {
   const child = spawn(process.execPath, [cli, 'worker', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  workerChildren.add(child);
   let stdout = '';
   let stderr = '';
-  const exited = new Promise<Run>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  const exited = new Promise<Run>((resolve) => child.on('close', (code) => {
+    workerChildren.delete(child);
+    resolve({ code, stdout, stderr });
+  }));
   return new Promise((resolve) => {
     const stop = async (): Promise<Run> => {
       if (child.exitCode === null) child.kill('SIGTERM');
@@ -142,6 +148,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const child of workerChildren) child.kill('SIGKILL');
   await tlsFront?.close();
   await mtlsFront?.close();
   await keyFront?.close();
