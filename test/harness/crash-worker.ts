@@ -22,8 +22,9 @@ import type { CrashMarker, CrashPoint } from './worker-process';
  * CRASH_AT / CRASH_STEP / CRASH_MARKER choose the point (see CRASH_POINTS); the child claims the
  * marker file (exclusive create) before it kills itself, so the restarted child never crashes again.
  *
- * A service step whose input names `holdUntilFile` waits (before acting) until that file exists:
- * the server-restart test uses it to keep a step mid-execution while the server goes down.
+ * A service step whose input names `holdUntilFile` appends its attempt to `<holdUntilFile>.entered`
+ * and waits (before acting) until that file exists: the server-restart test uses it to keep a step
+ * mid-execution while the server goes down.
  */
 
 const env = (name: string): string => {
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
       async perform(input: ServiceActivityInput) {
         const hold = input.input.holdUntilFile;
         if (typeof hold === 'string') {
+          fs.writeFileSync(`${hold}.entered`, `${Context.current().info.attempt}\n`, { flag: 'a' }); // one line per attempt
           while (!fs.existsSync(hold)) await Context.current().sleep(100);
         }
         return base.perform(input);

@@ -56,6 +56,8 @@ export interface WorkerProcess {
   ready: Promise<void>;
   /** Resolves when the child has exited. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** True until the child has exited. */
+  running(): boolean;
   /** The last output of the child (diagnostics). */
   output(): string;
   /** SIGKILLs the child (if still running) and waits for its exit. */
@@ -129,6 +131,7 @@ export function startWorkerProcess(config: WorkerProcessConfig, logFile: string)
     pid: child.pid ?? -1,
     ready,
     exited,
+    running: () => child.exitCode === null && child.signalCode === null,
     output: () => tail,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
