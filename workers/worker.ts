@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Logger as PinoLogger } from 'pino';
 import { createActivities } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
@@ -40,6 +40,8 @@ export interface GovernorWorkerOptions {
   watchPolicies?: boolean | { debounceMs?: number; pollIntervalMs?: number };
   /** Further activities on the governor task queue (benchmark baselines); governor names win. */
   extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
+  /** Interceptors of this worker's activities, local ones included (the crash tests kill the worker inside one). */
+  activityInterceptors?: ActivityInterceptorsFactory[];
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -91,6 +93,7 @@ export async function createGovernorWorker(
     },
     ...workflowOption,
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
+    ...(options.activityInterceptors?.length ? { interceptors: { activity: options.activityInterceptors } } : {}),
   });
   const watchers: PolicyWatcher[] = [];
   if (watch) {
