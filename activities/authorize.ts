@@ -7,7 +7,7 @@ import { approvalsContext, requestContext, type ApprovalVote } from '../policies
 import { decisionsDiffer } from '../policies/decision-diff';
 import { canonicalJson, sha256Hex } from '../policies/engine';
 import type { PolicyStore } from './policy-store';
-import { verifyAttestation, verifyCredential } from './identity';
+import { verifyAttestation, verifyCredential, type VerifiedCredential } from './identity';
 
 /** Input of the `authorize` activity: one action of a chain, with the credentials to re-check. */
 export interface AuthorizeInput {
@@ -66,7 +66,19 @@ export function denyDecision(reason: string, bundleDigest: string, evaluatedAt: 
  * Verifies the credential and attestation, then evaluates policy. Never throws for a bad token or a
  * policy error: those are recorded denies. Throws only when the decision cannot be recorded.
  */
-export async function authorizeAction(store: PolicyStore, home: string, input: AuthorizeInput, now: Date): Promise<Omit<AuthorizeResult, 'receipt'>> {
+export async function authorizeAction(
+  store: PolicyStore,
+  home: string,
+  input: AuthorizeInput,
+  now: Date,
+  hooks: {
+    /**
+     * Replay check of a verified credential (manifest `credential.jtiReplay: bind-to-chain`): a reason
+     * to deny, or undefined. Throws when it cannot decide (retried, then denied: fail closed).
+     */
+    bindCredential?: (credential: VerifiedCredential & { jti: string }, chainId: string) => Promise<string | undefined>;
+  } = {},
+): Promise<Omit<AuthorizeResult, 'receipt'>> {
   const evaluatedAt = now.toISOString();
   const active = store.current();
   if (!active) {
@@ -81,9 +93,10 @@ export async function authorizeAction(store: PolicyStore, home: string, input: A
   });
 
   let subject: string;
+  let credential: VerifiedCredential;
   try {
-    const claims = await verifyCredential(input.credential, manifest, { now, home });
-    subject = claims.sub;
+    credential = await verifyCredential(input.credential, manifest, { now, home });
+    subject = credential.sub;
   } catch (err) {
     if (isGovernorError(err) && err.code === ErrorCode.CredentialInvalid) {
       return deny(err.message, err.message === 'credential expired');
@@ -93,6 +106,11 @@ export async function authorizeAction(store: PolicyStore, home: string, input: A
     throw err;
   }
   if (subject !== input.workload) return deny('credential subject does not match the chain workload');
+  if (manifest.credential.jtiReplay === 'bind-to-chain' && hooks.bindCredential) {
+    if (credential.jti === undefined) return deny('credential has no jti: replay protection (credential.jtiReplay: bind-to-chain) needs one');
+    const replayed = await hooks.bindCredential({ ...credential, jti: credential.jti }, input.chainId);
+    if (replayed) return deny(replayed);
+  }
 
   let attestation: Awaited<ReturnType<typeof verifyAttestation>>;
   try {

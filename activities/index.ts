@@ -14,6 +14,7 @@ import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submit
 import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
+import type { CredentialClaims } from './credential-claims';
 import { makeReceipt, type ReceiptSigner } from './receipts';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
@@ -84,6 +85,8 @@ export interface ActivityDeps {
   home: string;
   /** The namespace's revocation list (absent: nothing is ever treated as revoked). */
   revocations?: RevocationCache;
+  /** Binds credentials to the chain that first presents them (absent: no replay check, e.g. in-process benchmarks). */
+  credentialClaims?: CredentialClaims;
   /** Injectable clock for tests; defaults to the system clock. */
   clock?: () => Date;
 }
@@ -103,6 +106,15 @@ export function createActivities(deps: ActivityDeps) {
     return pending;
   };
 
+  const bindCredential = () => {
+    const claims = deps.credentialClaims;
+    if (!claims) return undefined;
+    return async (credential: { iss: string; jti: string; exp: number }, chainId: string): Promise<string | undefined> => {
+      const outcome = await claims.claim(credential, chainId);
+      return outcome.bound ? undefined : outcome.reason;
+    };
+  };
+
   /** Re-verifies credential + attestation and evaluates policy; returns the decision and its receipt. */
   async function authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
     const { binding, ...action } = input;
@@ -115,7 +127,7 @@ export function createActivities(deps: ActivityDeps) {
           credentialExpired: false,
           gracePeriod: 0,
         }
-      : await authorizeAction(deps.policies, deps.home, action, now);
+      : await authorizeAction(deps.policies, deps.home, action, now, { bindCredential: bindCredential() });
     logShadowDifference(input, result);
     const stepDigest = sha256Hex(
       canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),

@@ -6,7 +6,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { initKeys } from '../activities/identity';
 import { statusQuery } from '../contracts/messages';
 import { projectRoot } from '../workers/temporal-cli';
-import { ChainRunner, credentials, escalatedChain, noopChain, type Kind } from './chains';
+import { ChainRunner, escalatedChain, noopChain, type Kind } from './chains';
 import { BENCH_SERVER_DYNAMIC_CONFIG, startCluster, type BenchCluster, type WorkerChild } from './cluster';
 import { benchDecision, type DecisionResults } from './decision';
 import { benchHistory, type HistoryFigures } from './history';
@@ -346,12 +346,11 @@ async function memory(cluster: BenchCluster, p: ReturnType<typeof params>, nodeF
       await sleep(500);
       const before = await worker.stats(true);
       const chain = kind === 'governed' ? escalatedChain() : noopChain(1);
-      const creds = await credentials(cluster.home);
       const handles: WorkflowHandle[] = [];
       progress(`memory: starting ${p.waiting} waiting ${kind} chains`);
       const t0 = nowMs();
       await closedLoop(p.waiting, 32, async () => {
-        handles.push(await runner.start(kind === 'governed' ? 'governed' : 'wait', chain, { credentials: creds }));
+        handles.push(await runner.start(kind === 'governed' ? 'governed' : 'wait', chain, { credentials: await runner.fresh() }));
       });
       // Waiting = every chain is cached on the worker and no task is in flight.
       const deadline = Date.now() + 180_000;

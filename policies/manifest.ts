@@ -78,6 +78,12 @@ export const Manifest = z.strictObject({
       maxTokenBytes: z.int().min(512).max(65_536).default(8192),
       /** Clock tolerance for exp/nbf/iat, at most 5 s. */
       clockToleranceSeconds: z.int().min(0).max(5).default(5),
+      /**
+       * Replay protection. `bind-to-chain` (default): a credential must carry a `jti`, and the first
+       * chain that presents it owns it; any other chain presenting it is denied as a replay.
+       * `allow`: a credential may be presented by any number of chains until it expires.
+       */
+      jtiReplay: z.enum(['bind-to-chain', 'allow']).default('bind-to-chain'),
     })
     .prefault({}),
   approverRoles: z.record(z.string(), ApproverRole).default({}),

@@ -4,6 +4,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { createActivities } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
 import { RevocationCache } from '../activities/revocations';
+import { CredentialClaims } from '../activities/credential-claims';
 import { Client } from '@temporalio/client';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
@@ -78,17 +79,20 @@ export async function createGovernorWorker(
   const workflowOption = options.workflowBundle
     ? { workflowBundle: options.workflowBundle }
     : { workflowsPath: require.resolve('../workflows') };
+  const taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
+  const client = new Client({ connection: options.connection, namespace: options.namespace });
   const worker = await Worker.create({
     connection: options.connection,
     namespace: options.namespace,
-    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+    taskQueue,
     activities: {
       ...options.extraActivities,
       ...createActivities({
         policies,
         home: options.home,
         clock: options.clock,
-        revocations: new RevocationCache(new Client({ connection: options.connection, namespace: options.namespace }), options.taskQueue ?? DEFAULT_TASK_QUEUE),
+        revocations: new RevocationCache(client, taskQueue),
+        credentialClaims: new CredentialClaims(client, taskQueue, () => (options.clock ? options.clock() : new Date()).getTime()),
       }),
     },
     ...workflowOption,

@@ -2,3 +2,4 @@
 export { governedChainWorkflow } from './governed-chain';
 export { revocationRegistryWorkflow } from './revocation-registry';
 export { coordinatorWorkflow } from './coordinator';
+export { credentialClaimWorkflow } from './credential-claim';

@@ -30,8 +30,11 @@ export interface Governed {
 }
 
 /** Starts a governor worker on `policiesDir` and an example service worker, each on a unique queue. */
-export async function setupGoverned(options: { policiesDir?: string; extraActivities?: (ledger: Ledger) => Record<string, (...args: never[]) => Promise<unknown>> } = {}): Promise<Governed> {
-  const home = await makeHome();
+export async function setupGoverned(
+  options: { policiesDir?: string; extraActivities?: (ledger: Ledger) => Record<string, (...args: never[]) => Promise<unknown>>; home?: string } = {},
+): Promise<Governed> {
+  // A shared home (same keys) lets several deployments accept the same tokens.
+  const home = options.home ?? (await makeHome());
   const taskQueue = uniqueQueue('governor');
   const serviceQueue = uniqueQueue('service');
   const connection = await Connection.connect({ address: testAddress() });

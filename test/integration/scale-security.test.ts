@@ -201,10 +201,6 @@ async function waitForCounts(label: string, expected: Counts, timeoutMs: number)
   return last;
 }
 
-function credentials(): Promise<{ credential: string; attestation: string }> {
-  return Promise.all([issueCredential({ home, sub: WORKLOAD, ttlSeconds: 3600 }), issueAttestation({ home, sub: WORKLOAD, ttlSeconds: 3600 })]).then(([credential, attestation]) => ({ credential, attestation }));
-}
-
 function chainFor(p: Planned): Record<string, unknown> {
   const step = (id: string, action: string, resource: { type: string; id: string }, context: Record<string, unknown> = {}) => ({
     id,
@@ -238,7 +234,8 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
     async () => {
       const planned = plan(TOTAL);
       const byGroup = (g: Group) => planned.filter((p) => p.group === g);
-      const creds = await credentials();
+      // One credential per chain: the default bundle binds a credential's jti to the first chain presenting it.
+      const attestation = await issueAttestation({ home, sub: WORKLOAD, ttlSeconds: 3600 });
       sampleRss();
       const rssBefore = process.memoryUsage().rss;
 
@@ -246,7 +243,8 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
       const t0 = Date.now();
       const handles = new Map<string, WorkflowHandle>();
       await pool(planned, CLIENT_CONCURRENCY, async (p) => {
-        handles.set(p.chainId, await gc.start(chainFor(p), { ...creds, chainId: p.chainId }));
+        const credential = await issueCredential({ home, sub: WORKLOAD, ttlSeconds: 3600 });
+        handles.set(p.chainId, await gc.start(chainFor(p), { credential, attestation, chainId: p.chainId }));
       });
       const startedMs = Date.now() - t0;
       expect(handles.size).toBe(TOTAL);

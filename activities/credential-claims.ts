@@ -1,0 +1,89 @@
+import { createHash } from 'node:crypto';
+import { Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { CREDENTIAL_CLAIM_ID_PREFIX, CREDENTIAL_CLAIM_WORKFLOW_TYPE, type CredentialClaimInput } from '../contracts/credential-claim';
+
+/** Workflow id of a credential's claim: namespace-wide, from its issuer and `jti` (hashed: any length, any characters). */
+export function credentialClaimId(iss: string, jti: string): string {
+  return CREDENTIAL_CLAIM_ID_PREFIX + createHash('sha256').update(`${iss}\n${jti}`).digest('hex');
+}
+
+/** A credential's identity for replay detection: its issuer, `jti` and expiry (seconds since the epoch). */
+export interface CredentialIdentity {
+  iss: string;
+  jti: string;
+  exp: number;
+}
+
+/** Outcome of a claim: bound to this chain, or already bound to another one (a replay). */
+export type ClaimOutcome = { bound: true } | { bound: false; reason: string };
+
+/**
+ * Binds each credential (`iss` + `jti`) to the first chain that presents it, namespace-wide, using
+ * Temporal's workflow-id uniqueness as the store: the first claim starts a small workflow whose id is
+ * derived from the credential and whose memo names the chain, with `REJECT_DUPLICATE` so the id stays
+ * taken while the workflow exists and for the namespace's retention after it closes. The workflow is
+ * started with a delay that ends after the credential expires, runs once and completes: it costs one
+ * server call per credential and no worker time while the credential is valid.
+ *
+ * A later claim by the same chain (next step, retry, continue-as-new, another worker) finds the memo
+ * naming that chain and passes; any other chain is refused. Verified bindings are cached per worker
+ * until the credential expires. Server errors throw: `authorize` retries and then denies (fail closed).
+ */
+export class CredentialClaims {
+  private readonly bound = new Map<string, { chainId: string; exp: number }>();
+
+  constructor(
+    private readonly client: Client,
+    private readonly taskQueue: string,
+    private readonly now: () => number = Date.now,
+    private readonly maxCached = 50_000,
+  ) {}
+
+  async claim(credential: CredentialIdentity, chainId: string): Promise<ClaimOutcome> {
+    const key = `${credential.iss}\n${credential.jti}`;
+    const cached = this.bound.get(key);
+    if (cached && cached.exp * 1000 > this.now()) return this.judge(cached.chainId, chainId);
+
+    const workflowId = credentialClaimId(credential.iss, credential.jti);
+    // After expiry (plus the 5 s clock tolerance and a margin) the credential is refused anyway.
+    const delayMs = Math.max(1000, credential.exp * 1000 - this.now() + 15_000);
+    const input: CredentialClaimInput = { chainId, iss: credential.iss, exp: credential.exp };
+    let holder: string;
+    try {
+      await this.client.workflow.start(CREDENTIAL_CLAIM_WORKFLOW_TYPE, {
+        workflowId,
+        taskQueue: this.taskQueue,
+        args: [input],
+        memo: { chainId },
+        startDelay: delayMs,
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        staticSummary: `credential bound to chain ${chainId}`,
+      });
+      holder = chainId;
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      const described = await this.client.workflow.getHandle(workflowId).describe();
+      const memoChain = described.memo?.chainId;
+      // A claim without a readable holder is not proof of ownership: refuse (fail closed).
+      holder = typeof memoChain === 'string' ? memoChain : '';
+    }
+    if (holder) this.remember(key, holder, credential.exp);
+    return this.judge(holder, chainId);
+  }
+
+  private judge(holder: string, chainId: string): ClaimOutcome {
+    if (holder === chainId) return { bound: true };
+    // The other chain's id is not disclosed: the presenter may not be entitled to know it.
+    return { bound: false, reason: 'credential replayed: its jti is already bound to another chain' };
+  }
+
+  private remember(key: string, chainId: string, exp: number): void {
+    if (this.bound.size >= this.maxCached) {
+      const now = this.now();
+      for (const [k, v] of this.bound) if (v.exp * 1000 <= now) this.bound.delete(k);
+      // Still full: forget the oldest half (they are claimed again from the server when needed).
+      if (this.bound.size >= this.maxCached) [...this.bound.keys()].slice(0, this.maxCached / 2).forEach((k) => this.bound.delete(k));
+    }
+    this.bound.set(key, { chainId, exp });
+  }
+}
