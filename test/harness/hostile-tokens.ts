@@ -83,8 +83,16 @@ export const KIND_SIGNER = {
   approval: { key: 'approver', typ: APPROVAL_TYP },
 } as const satisfies Record<TokenKind, { key: 'issuer' | 'attester' | 'approver'; typ: string }>;
 
+/** What an approval vote is for, and the roles its signer claims (default `sre-lead`). */
+export interface VoteTarget {
+  chainId: string;
+  stepId: string;
+  stepDigest: string;
+  roles?: string[];
+}
+
 /** Valid claims of each kind at `nowS` (epoch seconds), with overrides (`undefined` deletes a claim). */
-export function claimsFor(kind: TokenKind, nowS: number, sub: string, overrides: Record<string, unknown> = {}, vote?: { chainId: string; stepId: string; stepDigest: string }): Record<string, unknown> {
+export function claimsFor(kind: TokenKind, nowS: number, sub: string, overrides: Record<string, unknown> = {}, vote?: VoteTarget): Record<string, unknown> {
   const base: Record<string, unknown> =
     kind === 'credential'
       ? { iss: DEV_ISSUER, sub, aud: GOVERNOR_AUDIENCE, iat: nowS, exp: nowS + 300, jti: crypto.randomUUID() }
@@ -97,7 +105,7 @@ export function claimsFor(kind: TokenKind, nowS: number, sub: string, overrides:
             iat: nowS,
             exp: nowS + 300,
             jti: crypto.randomUUID(),
-            roles: ['sre-lead'],
+            roles: vote?.roles ?? ['sre-lead'],
             chainId: vote?.chainId ?? 'chain-1',
             stepId: vote?.stepId ?? 'step-1',
             stepDigest: vote?.stepDigest ?? 'a'.repeat(64),
@@ -118,8 +126,8 @@ export interface ForgeContext {
   /** Base URL of the canary server (`jku`/`x5u` point there). */
   canaryUrl: string;
   attacker: { privateKey: crypto.KeyObject; publicJwk: crypto.JsonWebKey };
-  /** For approvals: the chain, step and step digest the vote names. */
-  vote?: { chainId: string; stepId: string; stepDigest: string };
+  /** For approvals: the chain, step and step digest the vote names, and the signer's roles. */
+  vote?: VoteTarget;
   /** Bytes above which a token is refused (the manifest's `credential.maxTokenBytes`, default 8192). */
   maxTokenBytes?: number;
 }
@@ -141,7 +149,7 @@ export const HOSTILE_VARIANTS = [
   { name: 'wrong iss', reason: /issuer not trusted/ },
   { name: 'wrong aud', reason: /audience mismatch/, kinds: ['credential', 'approval'] },
   { name: 'wrong typ', reason: /type not accepted/ },
-  { name: 'unknown crit', reason: /unsupported critical header parameters/ },
+  { name: 'unknown crit', reason: /has unsupported critical header parameters/ },
   { name: 'embedded jwk', reason: /header "jwk" is not accepted/ },
   { name: 'jku to the canary', reason: /header "jku" is not accepted/ },
   { name: 'x5u to the canary', reason: /header "x5u" is not accepted/ },
