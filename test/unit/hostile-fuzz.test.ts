@@ -43,8 +43,11 @@ const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED)
 const params = (scale = 1): { numRuns: number; seed?: number } => ({ numRuns: Math.max(1, Math.round(RUNS * scale)), ...(SEED !== undefined ? { seed: SEED } : {}) });
 /** Jest's per-test limit (a hang guard, not an assertion about speed): generous per run. */
 const LIMIT = Math.max(60_000, RUNS * 50);
-/** What counterexamples of every property may carry; it must never appear in an error message. */
-const SECRET = 'SECRET-c4n4ry-9f3e1d2c7b6a';
+/**
+ * What counterexamples of every property may carry; it must never appear in an error message. Not an
+ * identifier (`+`, `/`): a chain's ids are names, and naming a duplicated step id is by design.
+ */
+const SECRET = 'SECRET+c4n4ry/9f3e1d2c7b6a';
 
 function runsFromEnv(): number {
   const raw = process.env.FUZZ_RUNS;
@@ -467,7 +470,7 @@ function applyTreeEdits(root: unknown, edits: readonly TreeEdit[]): unknown {
       if (last === undefined) doc = value;
       else Object.defineProperty(parent, last, { value, enumerable: true, configurable: true, writable: true });
     };
-    if (e.op === 'set') put(e.value);
+    if (e.op === 'set') put(structuredClone(e.value));
     else if (e.op === 'wrap') put([current]);
     else if (e.op === 'delete') {
       if (last === undefined) doc = undefined;
@@ -477,7 +480,7 @@ function applyTreeEdits(root: unknown, edits: readonly TreeEdit[]): unknown {
       if (Array.isArray(parent)) parent.splice(Number(last), 0, structuredClone(current));
       else if (Array.isArray(current)) current.push(structuredClone(current[0]));
     } else if (typeof current === 'object' && current !== null && !Array.isArray(current)) {
-      Object.defineProperty(current, e.key, { value: e.value, enumerable: true, configurable: true, writable: true });
+      Object.defineProperty(current, e.key, { value: structuredClone(e.value), enumerable: true, configurable: true, writable: true });
     }
   }
   return doc;
@@ -525,6 +528,16 @@ function withoutKeyNames(text: string): string {
 }
 
 describe('fuzzed chain specs', () => {
+  it('regression found by fuzzing: a duplicate step id is named by path, its value never echoed (even when invalid)', () => {
+    const step = VALID_CHAIN_INPUT.chain.steps[1]!;
+    const input = { ...VALID_CHAIN_INPUT, chain: { ...VALID_CHAIN_INPUT.chain, steps: [{ ...step, id: SECRET }, { ...step, id: SECRET }] } };
+    const parsed = GovernedChainInput.safeParse(input);
+    expect(parsed.success).toBe(false);
+    const text = formatIssues(parsed.error!);
+    expect(text).toContain('chain.steps.1.id: duplicate step id (same as steps.0.id)');
+    expect(text).not.toContain(SECRET);
+  });
+
   it('control: the valid chain input is accepted', () => {
     expect(GovernedChainInput.safeParse(VALID_CHAIN_INPUT).success).toBe(true);
   });
