@@ -93,12 +93,15 @@ export const Chain = z
     steps: z.array(Step).min(1).max(MAX_STEPS),
   })
   .superRefine((chain, ctx) => {
-    const seen = new Set<string>();
+    // zod runs this even when an id failed its own pattern: name the first use, never echo the value.
+    const seen = new Map<string, number>();
     chain.steps.forEach((step, i) => {
-      if (seen.has(step.id)) {
-        ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id "${step.id}"` });
+      const first = seen.get(step.id);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id (same as steps.${first}.id)` });
+      } else {
+        seen.set(step.id, i);
       }
-      seen.add(step.id);
     });
   });
 export type Chain = z.infer<typeof Chain>;

@@ -308,12 +308,31 @@ function parseYaml(file: BundleFile, issues: BundleIssue[]): { ok: true; value: 
       issues.push({
         severity: 'error', file: file.path,
         ...(pos ? { line: pos.line, column: pos.col } : {}),
-        message: `YAML syntax error: ${err.message.split(' at line ')[0]!.split('\n')[0]} (${err.code})`,
+        message: `YAML syntax error: ${yamlErrorSummary(err.message)} (${err.code})`,
       });
     }
     return { ok: false };
   }
-  return { ok: true, value: doc.toJS({ maxAliasCount: 1000 }) as unknown };
+  // Aliases are resolved only here: an unresolved alias or an alias bomb throws (a ReferenceError), not a
+  // document error. An issue, never an exception; the message is ours (yaml's names the alias).
+  try {
+    return { ok: true, value: doc.toJS({ maxAliasCount: 1000 }) as unknown };
+  } catch (err) {
+    const why = err instanceof ReferenceError && /alias count/i.test(err.message)
+      ? 'too many aliases (resource exhaustion guard)'
+      : err instanceof ReferenceError ? 'an alias names no earlier anchor' : 'it cannot be converted to data';
+    issues.push({ severity: 'error', file: file.path, message: `YAML is not usable: ${why}` });
+    return { ok: false };
+  }
+}
+
+/**
+ * The part of a yaml error message that describes the problem, without the source text yaml quotes after a
+ * colon (`Unexpected scalar token in YAML stream: "<text>"`) or in quotes: a manifest may hold key material.
+ */
+function yamlErrorSummary(message: string): string {
+  const first = message.split(' at line ')[0]!.split('\n')[0]!;
+  return first.replace(/:\s.*$/, '').replace(/"[^"]*"?|'[^']*'?/g, '…').trim() || 'invalid YAML';
 }
 
 function readManifest(file: BundleFile, issues: BundleIssue[]): Manifest | undefined {

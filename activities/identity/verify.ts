@@ -307,6 +307,9 @@ function inspectToken(
   // Size first, before any decoding: bounds the work an attacker can make us do.
   if (token.length > maxBytes || Buffer.byteLength(token, 'utf8') > maxBytes) throw invalid(kind, `${kind} exceeds ${maxBytes} bytes`);
   if (!COMPACT_JWS.test(token)) throw invalid(kind, `${kind} is malformed`);
+  // Canonical base64url only: decoders ignore a last character's unused bits, so without this check one signed
+  // token has several accepted spellings (found by fuzzing; test/unit/hostile-fuzz.test.ts).
+  if (!token.split('.').every(isCanonicalBase64url)) throw invalid(kind, `${kind} is malformed`);
   let header: ProtectedHeaderParameters;
   try {
     header = decodeProtectedHeader(token);
@@ -326,6 +329,11 @@ function inspectToken(
   if (kid !== undefined && typeof kid !== 'string') throw invalid(kind, `${kind} is malformed`);
   if (token.endsWith('.')) throw invalid(kind, `${kind} is malformed`); // empty signature
   return { alg };
+}
+
+/** True when `segment` is the one base64url spelling of the bytes it decodes to (no padding, unused bits zero). */
+function isCanonicalBase64url(segment: string): boolean {
+  return Buffer.from(segment, 'base64url').toString('base64url') === segment;
 }
 
 /** The unverified `iss`, used only to choose which trusted key set to verify against. */

@@ -1,7 +1,5 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ErrorCode } from '../../contracts/errors';
@@ -19,8 +17,10 @@ import {
   verifyAttestation,
   verifyCredential,
 } from '../../activities/identity';
+import { attackerKey, b64u, privateKeyOf, signEd25519, startCanary, type Canary } from '../harness/hostile-tokens';
 
-// Hostile tokens are crafted by hand with node:crypto, so the test controls every header and claim byte.
+// Hostile tokens are crafted by hand with node:crypto (test/harness/hostile-tokens.ts), so the test controls
+// every header and claim byte.
 
 const NOW = new Date('2030-01-01T00:00:00.000Z');
 const NOW_S = NOW.getTime() / 1000;
@@ -29,24 +29,12 @@ let home: string;
 let manifest: Manifest;
 let issuerJwk: crypto.JsonWebKey & { kid: string };
 let attesterJwk: crypto.JsonWebKey & { kid: string };
-const attacker = crypto.generateKeyPairSync('ed25519');
-const attackerPublicJwk = attacker.publicKey.export({ format: 'jwk' });
+const attacker = attackerKey();
+const attackerPublicJwk = attacker.publicJwk;
 
 // A server standing in for attacker-hosted keys: the verifier must never call it.
-let requests = 0;
-let server: http.Server;
+let canary: Canary;
 let serverUrl: string;
-
-const b64u = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
-
-function signEd25519(header: Record<string, unknown>, claims: Record<string, unknown>, key: crypto.KeyObject): string {
-  const input = `${b64u(header)}.${b64u(claims)}`;
-  return `${input}.${crypto.sign(null, Buffer.from(input), key).toString('base64url')}`;
-}
-
-function privateKeyOf(jwk: crypto.JsonWebKey): crypto.KeyObject {
-  return crypto.createPrivateKey({ key: jwk, format: 'jwk' });
-}
 
 function credentialClaims(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { iss: DEV_ISSUER, sub: 'svc', aud: GOVERNOR_AUDIENCE, iat: NOW_S, exp: NOW_S + 300, jti: 'j-1', ...overrides };
@@ -102,17 +90,12 @@ beforeAll(async () => {
   issuerJwk = JSON.parse(fs.readFileSync(keyPaths(home, 'issuer').privateKeyPath, 'utf8'));
   attesterJwk = JSON.parse(fs.readFileSync(keyPaths(home, 'attester').privateKeyPath, 'utf8'));
 
-  server = http.createServer((_req, res) => {
-    requests += 1;
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ keys: [{ ...attackerPublicJwk, kid: 'attacker', alg: 'EdDSA', use: 'sig' }] }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  canary = await startCanary({ keys: [{ ...attackerPublicJwk, kid: 'attacker', alg: 'EdDSA', use: 'sig' }] });
+  serverUrl = canary.url;
 });
 
 afterAll(async () => {
-  await new Promise((resolve) => server.close(resolve));
+  await canary.close();
   fs.rmSync(home, { recursive: true, force: true });
 });
 
@@ -219,7 +202,7 @@ describe('forged credentials', () => {
 
 describe('key-bearing headers are refused and never fetched', () => {
   beforeEach(() => {
-    requests = 0;
+    canary.reset();
   });
 
   test.each([
@@ -235,13 +218,13 @@ describe('key-bearing headers are refused and never fetched', () => {
     await expectAttestationRejected(att, `attestation header "${name}" is not accepted`);
     // Even with a valid signature from the real key, the header alone is enough to refuse.
     await expectCredentialRejected(issuerSigned(extra()), `credential header "${name}" is not accepted`);
-    expect(requests).toBe(0);
+    expect(canary.requests()).toBe(0);
   });
 
   test('the control server does answer when asked (so 0 requests above means never asked)', async () => {
     const res = await fetch(`${serverUrl}/jwks.json`);
     expect(res.status).toBe(200);
-    expect(requests).toBe(1);
+    expect(canary.requests()).toBe(1);
   });
 });
 
