@@ -5,6 +5,7 @@ import { createActivities } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
 import { RevocationCache } from '../activities/revocations';
 import { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
@@ -38,6 +39,12 @@ export interface GovernorWorkerOptions {
    * (`true`: defaults of 300 ms debounce, 2 s polling). Default off.
    */
   watchPolicies?: boolean | { debounceMs?: number; pollIntervalMs?: number };
+  /**
+   * Data converter of the worker and of its own client (revocation registry memo), e.g. payload
+   * encryption from `workers/codec.ts`. A prebuilt `workflowBundle` must have been bundled with the
+   * same `failureConverterPath`. Default: Temporal's (no encryption).
+   */
+  dataConverter?: DataConverter;
   /** Further activities on the governor task queue (benchmark baselines); governor names win. */
   extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
 }
@@ -86,10 +93,14 @@ export async function createGovernorWorker(
         policies,
         home: options.home,
         clock: options.clock,
-        revocations: new RevocationCache(new Client({ connection: options.connection, namespace: options.namespace }), options.taskQueue ?? DEFAULT_TASK_QUEUE),
+        revocations: new RevocationCache(
+          new Client({ connection: options.connection, namespace: options.namespace, ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}) }),
+          options.taskQueue ?? DEFAULT_TASK_QUEUE,
+        ),
       }),
     },
     ...workflowOption,
+    ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}),
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
   });
   const watchers: PolicyWatcher[] = [];
