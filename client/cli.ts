@@ -160,7 +160,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     return file ? loadCodec(file).dataConverter : undefined;
   };
   const client = (taskQueue: string): Promise<GovernorClient> => governorClient(taskQueue, dataConverter());
-  registerPolicyCommands(program, { out, setExit, home: governorHome });
+  registerPolicyCommands(program, { out, setExit, home: governorHome, codecKeys });
   registerVerifyCommands(program, { out, setExit, home: governorHome, codecKeys });
   registerCodecCommands(program, { out, setExit, home: governorHome, codecKeys, waitForShutdown });
 

@@ -11,6 +11,9 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { Command } from 'commander';
 import { exitCodeFor } from '../../client/cli';
 import { registerVerifyCommands } from '../../client/commands/verify';
+import { diffRecordedDecisions } from '../../client/policy-diff';
+import { loadBundle } from '../../policies/bundle';
+import { defaultPoliciesDir } from '../../workers/worker';
 import { revocationRegistryId } from '../../contracts/revocation';
 import type { ServiceActivityInput } from '../../contracts/executor';
 import type { ChainResult } from '../../contracts/state';
@@ -251,6 +254,13 @@ describe('payload encryption on the real server', () => {
 
   it('a client without the codec cannot read encrypted results (fails, never shows ciphertext as data)', async () => {
     await expect(rawClient.workflow.getHandle(completedId).result()).rejects.toThrow(/binary\/encrypted|encoding/i);
+  });
+
+  it('policy diff reads the decisions of encrypted chains with the codec, and refuses without it', async () => {
+    const candidate = loadBundle(defaultPoliciesDir());
+    const report = await diffRecordedDecisions(g.client, candidate, { chains: [completedId] });
+    expect(report).toMatchObject({ chains: 1, decisions: 2, reEvaluated: 2, skipped: 0, flipped: [] });
+    await expect(diffRecordedDecisions(rawClient, candidate, { chains: [completedId] })).rejects.toThrow(/payloads are encrypted \(binary\/encrypted\)/);
   });
 
   describe('governor verify with the codec key file', () => {
