@@ -8,6 +8,7 @@ import { createLogger, installRuntimeLogger } from '../workers/logger';
 import { projectRoot, resolveTemporalCli } from '../workers/temporal-cli';
 import { createGovernorWorker, defaultPoliciesDir } from '../workers/worker';
 import { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { initKeys, issueApproval, issueAttestation, issueCredential } from '../activities/identity';
 import { TERMINAL_STATUSES, type ChainStatus } from '../contracts/status';
 import type { ChainState } from '../contracts/state';
@@ -16,6 +17,8 @@ import { loadChainFile } from './chain-file';
 import { GovernorClient } from './client';
 import { registerPolicyCommands } from './commands/policy';
 import { registerVerifyCommands } from './commands/verify';
+import { registerCodecCommands } from './commands/codec';
+import { CODEC_KEYS_ENV, loadCodec } from '../workers/codec';
 
 /** Exit codes (DESIGN §6). */
 export const Exit = { Ok: 0, BadInput: 1, Denied: 2, Unreachable: 3 } as const;
@@ -105,7 +108,7 @@ function workerOptions(cmd: Command): Command {
     .option('--no-watch-policies', 'do not pick up bundle changes without a restart');
 }
 
-async function runWorker(opts: WorkerOpts, out: Out, addressOverride?: string): Promise<{ stop(): Promise<void> }> {
+async function runWorker(opts: WorkerOpts, out: Out, addressOverride?: string, dataConverter?: DataConverter): Promise<{ stop(): Promise<void> }> {
   const logger = createLogger({ name: 'governor-worker' });
   installRuntimeLogger(logger);
   const settings = loadTemporalSettings(addressOverride ? { address: addressOverride } : {});
@@ -121,12 +124,14 @@ async function runWorker(opts: WorkerOpts, out: Out, addressOverride?: string): 
     watchPolicies: opts.watchPolicies !== false,
     home: governorHome(),
     logger,
+    ...(dataConverter ? { dataConverter } : {}),
   });
   const running = worker.run();
-  out.print(`governor worker connected to ${settings.address} (namespace ${settings.namespace}, task queue ${opts.taskQueue})`, {
+  out.print(`governor worker connected to ${settings.address} (namespace ${settings.namespace}, task queue ${opts.taskQueue}${dataConverter ? ', payload encryption on' : ''})`, {
     address: settings.address,
     namespace: settings.namespace,
     taskQueue: opts.taskQueue,
+    payloadEncryption: Boolean(dataConverter),
   });
   return {
     async stop() {
@@ -143,12 +148,21 @@ export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command('governor')
     .description('Temporal Governor: governed execution of agent and service action chains on Temporal')
     .option('--json', 'machine-readable output')
+    .option('--codec-keys <file>', `payload encryption key file (default $${CODEC_KEYS_ENV}; encryption is off when neither is set)`)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
   const out = (): Out => makeOut(Boolean(program.opts().json));
-  registerPolicyCommands(program, { out, setExit, home: governorHome });
-  registerVerifyCommands(program, { out, setExit, home: governorHome });
+  // Payload encryption: the same key file for the worker, every client command and verify.
+  const codecKeys = (): string | undefined => (program.opts().codecKeys as string | undefined) || process.env[CODEC_KEYS_ENV] || undefined;
+  const dataConverter = (): DataConverter | undefined => {
+    const file = codecKeys();
+    return file ? loadCodec(file).dataConverter : undefined;
+  };
+  const client = (taskQueue: string): Promise<GovernorClient> => governorClient(taskQueue, dataConverter());
+  registerPolicyCommands(program, { out, setExit, home: governorHome, codecKeys });
+  registerVerifyCommands(program, { out, setExit, home: governorHome, codecKeys });
+  registerCodecCommands(program, { out, setExit, home: governorHome, codecKeys, waitForShutdown });
 
   program
     .command('server')
@@ -178,7 +192,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--task-queue <name>', 'task queue', process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE);
   workerOptions(workerCommand)
     .action(async (opts: WorkerOpts) => {
-      const worker = await runWorker(opts, out());
+      const worker = await runWorker(opts, out(), undefined, dataConverter());
       const signal = await waitForShutdown();
       process.stderr.write(`${signal}: draining worker…\n`);
       await worker.stop();
@@ -196,10 +210,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const o = out();
       const keys = await initKeys(governorHome());
       if (keys.created.length > 0) process.stderr.write(`created development keys in ${keys.dir}\n`);
+      const converter = dataConverter(); // a bad key file fails before the server starts
       const server = await runServer({ ip: '127.0.0.1', port: opts.port, uiPort: opts.uiPort, db: '' }, o);
       let worker;
       try {
-        worker = await runWorker(opts, o, server.address);
+        worker = await runWorker(opts, o, server.address, converter);
       } catch (err) {
         await server.stop();
         throw err;
@@ -278,7 +293,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const o = out();
       const chain = loadChainFile(file);
       const creds = await credentialsFor(opts, chain.workload);
-      const gc = await governorClient(opts.taskQueue);
+      const gc = await client(opts.taskQueue);
       const handle = await gc.start(chain, { ...creds, chainId: opts.chainId });
       if (!opts.wait) {
         o.print(`started chain ${handle.workflowId}`, { chainId: handle.workflowId, runId: handle.firstExecutionRunId, status: 'Running' });
@@ -292,7 +307,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .command('status <chainId>')
     .description('show a chain: every step with its decision, and what is pending')
     .action(async (chainId: string) => {
-      const gc = await governorClient(DEFAULT_TASK_QUEUE);
+      const gc = await client(DEFAULT_TASK_QUEUE);
       const state = await gc.status(chainId);
       out().print(formatState(state), state);
       setExit(exitForStatus(state.status));
@@ -310,7 +325,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const statuses = ['Running', 'AwaitingApproval', 'AwaitingCredential', 'Completed', 'Denied', 'Failed', 'Revoked'];
       if (opts.status && !statuses.includes(opts.status)) throw new GovernorError(ErrorCode.InvalidInput, `--status: must be one of ${statuses.join(', ')}`, '--status');
       if (opts.awaitingApproval && opts.status && opts.status !== 'AwaitingApproval') throw new GovernorError(ErrorCode.InvalidInput, '--awaiting-approval conflicts with --status', '--status');
-      const gc = await governorClient(DEFAULT_TASK_QUEUE);
+      const gc = await client(DEFAULT_TASK_QUEUE);
       const chains = await gc.list({ status: opts.awaitingApproval ? 'AwaitingApproval' : opts.status, workload: opts.workload, breakGlass: opts.breakGlass, limit: Number(opts.limit) || 50 });
       const lines = chains.map(
         (c) => `${c.chainId.padEnd(56)} ${c.status.padEnd(18)} ${(c.workload ?? '').padEnd(24)} ${c.startTime}${c.pendingRoles.length ? `  needs: ${c.pendingRoles.join(', ')}` : ''}${c.breakGlass ? '  BREAK-GLASS' : ''}`,
@@ -331,7 +346,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       .option('--justification <text>', 'break-glass justification (required for a break-glass approval)')
       .action(async (chainId: string, opts: { step?: string; token?: string; as?: string; roles?: string; reason?: string; justification?: string }) => {
         const o = out();
-        const gc = await governorClient(DEFAULT_TASK_QUEUE);
+        const gc = await client(DEFAULT_TASK_QUEUE);
         let token = opts.token;
         if (token && opts.as) throw new GovernorError(ErrorCode.InvalidInput, '--token and --as are exclusive', '--as');
         if (!token) {
@@ -373,7 +388,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--by <who>', 'who revokes (recorded)')
     .action(async (opts: { chain?: string; workload?: string; reason: string; by?: string }) => {
       if (Boolean(opts.chain) === Boolean(opts.workload)) throw new GovernorError(ErrorCode.InvalidInput, 'exactly one of --chain or --workload is required', '--chain');
-      const gc = await governorClient(process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE);
+      const gc = await client(process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE);
       if (opts.chain) {
         await gc.status(opts.chain); // NotFound → exit 1 naming the chain
         await gc.revoke(opts.chain, { reason: opts.reason, by: opts.by });
@@ -391,7 +406,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--task-queue <name>', 'governor task queue', process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE)
     .action(async (opts: { taskQueue: string }) => {
       const o = out();
-      const gc = await governorClient(opts.taskQueue);
+      const gc = await client(opts.taskQueue);
       const examples = path.join(projectRoot(), 'examples', 'chains');
       const results: { file: string; chainId: string; status: string; reason?: string; pendingRoles?: string[] }[] = [];
       for (const name of ['deploy-staging.yaml', 'drop-prod-table.yaml', 'deploy-prod.yaml']) {
@@ -435,10 +450,10 @@ async function credentialsFor(opts: { token?: string; attestation?: string; as?:
   };
 }
 
-async function governorClient(taskQueue: string): Promise<GovernorClient> {
+async function governorClient(taskQueue: string, dataConverter?: DataConverter): Promise<GovernorClient> {
   const settings = loadTemporalSettings();
   const connection = await connectClient(settings);
-  return new GovernorClient(new Client({ connection, namespace: settings.namespace }), taskQueue);
+  return new GovernorClient(new Client({ connection, namespace: settings.namespace, ...(dataConverter ? { dataConverter } : {}) }), taskQueue);
 }
 
 function exitForStatus(status: ChainStatus): number {

@@ -1,6 +1,9 @@
 import type { WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter, type PayloadConverter } from '@temporalio/common';
+import { defaultPayloadConverter, type PayloadCodec, type PayloadConverter } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import { AuthzRequest, Decision } from '../contracts/decision';
+import { ErrorCode, GovernorError } from '../contracts/errors';
+import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../workers/codec';
 
 /**
  * Reading recorded decisions back out of a chain's workflow history.
@@ -43,6 +46,24 @@ export interface RecordedDecision {
   eventId: number;
   /** Sequence number of the decision's receipt in the chain. */
   receiptSeq?: number;
+}
+
+const ENCRYPTED_BASE64 = Buffer.from(ENCRYPTED_ENCODING).toString('base64');
+
+/**
+ * `history` with its payloads decoded by `codecs` (a client's data converter codecs, last first). Without
+ * codecs, an encrypted history is an error (reading it would silently find no decisions).
+ */
+export async function decodeHistory(history: History, codecs: readonly PayloadCodec[], chainId: string): Promise<History> {
+  let json: unknown = temporal.api.history.v1.History.fromObject(history as Record<string, unknown>).toJSON();
+  if (codecs.length === 0) {
+    if (JSON.stringify(json).includes(ENCRYPTED_BASE64)) {
+      throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId}: payloads are encrypted (${ENCRYPTED_ENCODING}): give the codec key file (--codec-keys or GOVERNOR_CODEC_KEYS)`, 'codec-keys');
+    }
+    return history;
+  }
+  for (const codec of [...codecs].reverse()) json = await decodeJsonPayloads(json, codec);
+  return temporal.api.history.v1.History.fromObject(json as Record<string, unknown>);
 }
 
 interface Payload {

@@ -4,7 +4,7 @@ import { WORKFLOW_TYPE } from '../contracts/status';
 import type { LoadedBundle } from '../policies/bundle';
 import { decisionsDiffer } from '../policies/decision-diff';
 import { PolicyEngine } from '../policies/engine';
-import { recordedDecisions, type History, type RecordedDecision } from './history';
+import { decodeHistory, recordedDecisions, type History, type RecordedDecision } from './history';
 
 /**
  * `governor policy diff`: re-evaluates the decisions recorded in past chains' histories against a
@@ -108,7 +108,8 @@ export async function diffRecordedDecisions(client: Client, candidate: LoadedBun
   }
   const report: PolicyDiffReport = { candidateDigest: candidate.digest, chains: 0, decisions: 0, reEvaluated: 0, skipped: 0, flipped: [] };
   for (const run of runs) {
-    const history: History = await client.workflow.getHandle(run.chainId, run.runId).fetchHistory();
+    // Decoded with the client's codecs (payload encryption); an encrypted history without them is an error.
+    const history: History = await decodeHistory(await client.workflow.getHandle(run.chainId, run.runId).fetchHistory(), client.options.loadedDataConverter.payloadCodecs, run.chainId);
     const recorded = recordedDecisions(history);
     const diff = diffRecorded(engine, run.chainId, run.runId, recorded);
     report.chains += 1;

@@ -8,6 +8,7 @@ import { analyseBundle, formatIssue, type BundleFile, type LoadedBundle } from '
 import { canonicalJson, sha256Hex } from '../policies/canonical';
 import { CheckName, verifyChain, verifySealJws, type BundleLookup, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
 import type { WorkflowBundleOption } from '@temporalio/worker';
+import type { PayloadCodec } from '@temporalio/common';
 
 /*
  * Offline proofs: `governor verify <chainId> --export <proof.json>` writes one, and
@@ -164,6 +165,8 @@ export interface VerifyProofOptions {
   chainId?: string;
   replayer?: Replayer;
   workflowBundle?: WorkflowBundleOption;
+  /** Payload codec of encrypted histories (a proof keeps histories as Temporal stored them). */
+  codec?: PayloadCodec;
 }
 
 /**
@@ -205,6 +208,7 @@ export async function verifyProof(raw: unknown, options: VerifyProofOptions): Pr
     bundles: (digest) => verified.get(digest),
     ...(options.replayer ? { replayer: options.replayer } : {}),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
+    ...(options.codec ? { codec: options.codec } : {}),
   });
   const referenced = new Set(report.bundleDigests);
   for (const digest of Object.keys(proof.bundles)) {

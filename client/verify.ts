@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { defaultPayloadConverter, type PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
@@ -20,6 +20,7 @@ import { bundleDigest, type LoadedBundle } from '../policies/bundle';
 import { canonicalJson, sha256Hex } from '../policies/canonical';
 import { decisionsDiffer } from '../policies/decision-diff';
 import { PolicyEngine } from '../policies/engine';
+import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../workers/codec';
 
 /*
  * `governor verify`: the replay-integrity proof of one chain (DESIGN §1, issue 7).
@@ -118,6 +119,8 @@ export interface VerifyChainInput {
   replayer?: Replayer;
   /** Workflow code to replay with (default: this package's `workflows/`, bundled on the fly). */
   workflowBundle?: WorkflowBundleOption;
+  /** Payload codec of an encrypted history (`workers/codec.ts`): payloads are decoded before any check. */
+  codec?: PayloadCodec;
 }
 
 // ---- history: stable JSON form, fetching ------------------------------------------------------
@@ -680,13 +683,16 @@ class Problems {
  * a bad trusted key set (bad input of the caller).
  */
 export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport> {
-  const histories = input.histories ?? (input.history !== undefined ? [input.history] : []);
+  const raw = input.histories ?? (input.history !== undefined ? [input.history] : []);
+  const codecProblems: string[] = [];
+  const histories = await decodeHistories(raw, input.codec, codecProblems);
   const trusted = input.trustedReceiptJwks ?? loadPublicJwks(input.home, 'receipt');
   const keySet = trustedKeys(trusted);
   const bundles: BundleLookup = input.bundles ?? ((digest) => (input.home ? loadArchivedBundle(input.home, digest) : undefined));
 
   const runs = histories.map((h, i) => decodeRun(h, i));
   const history = new Problems();
+  codecProblems.forEach((p) => history.add(p));
   runs.forEach((r) => r.problems.forEach((p) => history.add(p)));
   if (runs.length === 0) history.add('no history');
   const first = runs[0];
@@ -725,6 +731,30 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
     bundleDigests: decisions.digests,
     checks,
   };
+}
+
+const ENCRYPTED_BASE64 = Buffer.from(ENCRYPTED_ENCODING).toString('base64');
+
+/**
+ * Decodes every encrypted payload of each history with `codec` (a run that does not decode stays as
+ * it is and its problem is recorded); without a codec, an encrypted history is named as such.
+ */
+async function decodeHistories(histories: readonly unknown[], codec: PayloadCodec | undefined, problems: string[]): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const [i, h] of histories.entries()) {
+    if (!codec) {
+      if (JSON.stringify(h ?? null).includes(ENCRYPTED_BASE64)) problems.push(`run ${i + 1}: payloads are encrypted (${ENCRYPTED_ENCODING}): verify with the codec key file (--codec-keys or GOVERNOR_CODEC_KEYS)`);
+      out.push(h);
+      continue;
+    }
+    try {
+      out.push(await decodeJsonPayloads(h, codec));
+    } catch (err) {
+      problems.push(`run ${i + 1}: ${oneLine((err as Error).message)}`);
+      out.push(h);
+    }
+  }
+  return out;
 }
 
 function checkRunLinks(runs: DecodedRun[], chainId: string | null, history: Problems): void {

@@ -6,6 +6,7 @@ import { PolicyStore } from '../activities/policy-store';
 import { RevocationCache } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
 import { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
@@ -39,6 +40,12 @@ export interface GovernorWorkerOptions {
    * (`true`: defaults of 300 ms debounce, 2 s polling). Default off.
    */
   watchPolicies?: boolean | { debounceMs?: number; pollIntervalMs?: number };
+  /**
+   * Data converter of the worker and of its own client (revocation registry memo), e.g. payload
+   * encryption from `workers/codec.ts`. A prebuilt `workflowBundle` must have been bundled with the
+   * same `failureConverterPath`. Default: Temporal's (no encryption).
+   */
+  dataConverter?: DataConverter;
   /** Further activities on the governor task queue (benchmark baselines); governor names win. */
   extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
   /** Interceptors of this worker's activities, local ones included (the crash tests kill the worker inside one). */
@@ -80,7 +87,8 @@ export async function createGovernorWorker(
     ? { workflowBundle: options.workflowBundle }
     : { workflowsPath: require.resolve('../workflows') };
   const taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
-  const client = new Client({ connection: options.connection, namespace: options.namespace });
+  // The worker's own client (revocation list, credential claims) decodes memos with the worker's converter.
+  const client = new Client({ connection: options.connection, namespace: options.namespace, ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}) });
   const worker = await Worker.create({
     connection: options.connection,
     namespace: options.namespace,
@@ -96,6 +104,7 @@ export async function createGovernorWorker(
       }),
     },
     ...workflowOption,
+    ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}),
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
     ...(options.activityInterceptors?.length ? { interceptors: { activity: options.activityInterceptors } } : {}),
   });

@@ -7,6 +7,7 @@ import { analyseBundle, checkBundle, formatIssue, readBundleFiles, type BundleIs
 import { explainDecision } from '../../policies/explain';
 import { runPolicyTests } from '../../policies/policy-tests';
 import { readBundleSignature, readTrustedKeys, signBundleDir, SignatureStatus, verifyDigestSignature, type SignatureCheck } from '../../policies/signing';
+import { loadCodec } from '../../workers/codec';
 import { connectClient, loadTemporalSettings } from '../../workers/connection';
 import { diffRecordedDecisions } from '../policy-diff';
 
@@ -27,6 +28,8 @@ export interface PolicyCommandContext {
   setExit: (code: number) => void;
   /** GOVERNOR_HOME (keys). */
   home: () => string;
+  /** The codec key file (`--codec-keys` / GOVERNOR_CODEC_KEYS) of encrypted histories, if any. */
+  codecKeys?: () => string | undefined;
 }
 
 const Exit = { Ok: 0, BadInput: 1, Failed: 2 } as const;
@@ -127,7 +130,8 @@ export function registerPolicyCommands(program: Command, ctx: PolicyCommandConte
       const settings = loadTemporalSettings();
       const connection = await connectClient(settings);
       try {
-        const client = new Client({ connection, namespace: settings.namespace });
+        const keyFile = ctx.codecKeys?.();
+        const client = new Client({ connection, namespace: settings.namespace, ...(keyFile ? { dataConverter: loadCodec(keyFile).dataConverter } : {}) });
         const report = await diffRecordedDecisions(client, bundle, {
           ...(opts.chain.length > 0 ? { chains: opts.chain } : {}),
           ...(opts.workload ? { workload: opts.workload } : {}),

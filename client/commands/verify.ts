@@ -7,6 +7,7 @@ import type { JSONWebKeySet } from 'jose';
 import { loadPrivateKey, loadPublicJwks } from '../../activities/identity';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { loadArchivedBundle } from '../../policies/bundle-archive';
+import { loadCodec } from '../../workers/codec';
 import { connectClient, loadTemporalSettings } from '../../workers/connection';
 import { buildProof, readProofFile, verifyProof, writeProofFile } from '../proof';
 import { createReplayer, fetchChainHistories, formatReport, verifyChain, type BundleLookup, type VerifyReport } from '../verify';
@@ -25,6 +26,8 @@ export interface VerifyCommandContext {
   home: () => string;
   /** Workflow code to replay with (tests pass a prebuilt bundle); default: bundled from `workflows/`. */
   workflowBundle?: WorkflowBundleOption;
+  /** The codec key file (`--codec-keys` / GOVERNOR_CODEC_KEYS) of encrypted histories, if any. */
+  codecKeys?: () => string | undefined;
 }
 
 const Exit = { Ok: 0, Failed: 2 } as const;
@@ -52,6 +55,9 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
       if (opts.proof && opts.export) throw new GovernorError(ErrorCode.InvalidInput, '--export: cannot export from a proof; export from the chain', '--export');
       const home = ctx.home();
       const trusted = readTrustedReceiptKeys(home, opts.receiptJwks);
+      const keyFile = ctx.codecKeys?.();
+      // Histories are fetched and exported as Temporal stores them (encrypted); the codec decodes them for the checks.
+      const codec = keyFile ? loadCodec(keyFile).codec : undefined;
       quietReplayLogs();
       const replayer = createReplayer(ctx.workflowBundle ? { workflowBundle: ctx.workflowBundle } : {});
       try {
@@ -59,7 +65,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
         let exported: string | undefined;
         if (opts.proof) {
           const raw = readProofFile(path.resolve(opts.proof));
-          report = await verifyProof(raw, { trustedReceiptJwks: trusted, replayer, ...(chainId ? { chainId } : {}) });
+          report = await verifyProof(raw, { trustedReceiptJwks: trusted, replayer, ...(chainId ? { chainId } : {}), ...(codec ? { codec } : {}) });
         } else {
           const id = chainId!;
           // The seal needs the receipt private key: refuse before any work when it is missing.
@@ -73,7 +79,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
             await connection.close();
           }
           const bundles = archiveLookup(home);
-          report = await verifyChain({ histories, chainId: id, trustedReceiptJwks: trusted, bundles, replayer });
+          report = await verifyChain({ histories, chainId: id, trustedReceiptJwks: trusted, bundles, replayer, ...(codec ? { codec } : {}) });
           if (opts.export && signer) {
             const proof = await buildProof({ chainId: id, histories, bundleDigests: report.bundleDigests, bundles, receiptKeys: loadPublicJwks(home, 'receipt'), signer });
             exported = path.resolve(opts.export);

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import type { DataConverter } from '@temporalio/common';
+import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { issueAttestation, issueCredential } from '../../activities/identity';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { GovernorClient } from '../../client/client';
@@ -31,25 +32,35 @@ export interface Governed {
 
 /** Starts a governor worker on `policiesDir` and an example service worker, each on a unique queue. */
 export async function setupGoverned(
-  options: { policiesDir?: string; extraActivities?: (ledger: Ledger) => Record<string, (...args: never[]) => Promise<unknown>>; home?: string } = {},
+  options: {
+    policiesDir?: string;
+    extraActivities?: (ledger: Ledger) => Record<string, (...args: never[]) => Promise<unknown>>;
+    /** Used by the client, the governor worker and the service worker alike (payload encryption). */
+    dataConverter?: DataConverter;
+    /** Workflow code of the governor worker (default: the bundle global-setup built). */
+    workflowBundle?: WorkflowBundleOption;
+    /** A shared GOVERNOR_HOME (same keys) lets several deployments accept the same tokens. */
+    home?: string;
+  } = {},
 ): Promise<Governed> {
-  // A shared home (same keys) lets several deployments accept the same tokens.
   const home = options.home ?? (await makeHome());
   const taskQueue = uniqueQueue('governor');
   const serviceQueue = uniqueQueue('service');
   const connection = await Connection.connect({ address: testAddress() });
-  const client = new Client({ connection });
+  const dc = options.dataConverter ? { dataConverter: options.dataConverter } : {};
+  const client = new Client({ connection, ...dc });
   const gc = new GovernorClient(client, taskQueue);
   // A workflow cache here: with maxCachedWorkflows 0 the SDK (1.24) evicts a run when a signal (a
   // vote, a slot verdict) arrives during a local activity, and the task only resumes after its 10 s
   // timeout. Replay from history is covered by test/integration/chain.test.ts (cache 0) and the
   // replay regression suite.
-  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir, maxCachedWorkflows: 100 });
+  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir, maxCachedWorkflows: 100, ...dc, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}) });
   const ledger = new Ledger();
   const serviceConnection = await NativeConnection.connect({ address: testAddress() });
   const serviceWorker = await Worker.create({
     connection: serviceConnection,
     taskQueue: serviceQueue,
+    ...dc,
     activities: { ...createServiceActivities(ledger), ...(options.extraActivities?.(ledger) ?? {}) },
   });
   const serviceRun = serviceWorker.run();

@@ -1,0 +1,85 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { ErrorCode, GovernorError } from '../../contracts/errors';
+import { loadCodec, writeKeyFile } from '../../workers/codec';
+import { checkToken, CODEC_TOKEN_ENV, readTokenFile, startCodecServer, writeTokenFile } from '../../workers/codec-server';
+import { createLogger } from '../../workers/logger';
+
+/** What the CLI passes to `registerCodecCommands`. */
+export interface CodecCommandContext {
+  out: () => { json: boolean; print(human: string, data?: unknown): void };
+  setExit: (code: number) => void;
+  home: () => string;
+  /** The key file from `--codec-keys` / GOVERNOR_CODEC_KEYS, if any. */
+  codecKeys: () => string | undefined;
+  /** Resolves when the process is asked to stop (SIGINT/SIGTERM). */
+  waitForShutdown: () => Promise<string>;
+}
+
+/** Default key file and token file under GOVERNOR_HOME. */
+export function defaultCodecFiles(home: string): { keys: string; token: string } {
+  return { keys: path.join(home, 'keys', 'codec-keys.json'), token: path.join(home, 'keys', 'codec-token') };
+}
+
+/** Adds `governor codec keygen` and `governor codec-server`. */
+export function registerCodecCommands(program: Command, ctx: CodecCommandContext): void {
+  const codec = program.command('codec').description('payload encryption (AES-256-GCM) keys');
+  codec
+    .command('keygen')
+    .description('create a codec key file (or, with --rotate, add a new primary key and keep the old ones) and a codec server token')
+    .option('--file <path>', 'key file (default <GOVERNOR_HOME>/keys/codec-keys.json)')
+    .option('--token-file <path>', 'codec server token, created when missing (default <GOVERNOR_HOME>/keys/codec-token)')
+    .option('--rotate', 'add a new key to an existing file and make it the primary')
+    .action((opts: { file?: string; tokenFile?: string; rotate?: boolean }) => {
+      const defaults = defaultCodecFiles(ctx.home());
+      const keys = writeKeyFile(opts.file ?? defaults.keys, { rotate: Boolean(opts.rotate) });
+      const token = writeTokenFile(opts.tokenFile ?? defaults.token);
+      ctx.out().print(
+        [
+          `codec keys ${keys.created ? 'created' : 'rotated'}: ${keys.file} (primary ${keys.primary}; keys ${keys.keyIds.join(', ')})`,
+          `codec server token: ${token.file}${token.created ? ' (created)' : ' (kept)'}`,
+          `turn encryption on with GOVERNOR_CODEC_KEYS=${keys.file} (worker and clients alike)`,
+        ].join('\n'),
+        { keyFile: keys.file, primary: keys.primary, keyIds: keys.keyIds, created: keys.created, tokenFile: token.file, tokenCreated: token.created },
+      );
+      ctx.setExit(0);
+    });
+
+  program
+    .command('codec-server')
+    .description('serve the payload codec to the Temporal UI and CLI (POST /encode, /decode; bearer token required)')
+    .option('--port <port>', 'port', '8081')
+    .option('--host <ip>', 'address to bind', '127.0.0.1')
+    .option('--keys <file>', 'codec key file (default --codec-keys / GOVERNOR_CODEC_KEYS)')
+    .option('--token-file <file>', `bearer token file (default ${CODEC_TOKEN_ENV}, else <GOVERNOR_HOME>/keys/codec-token)`)
+    .option('--ui-origin <origin...>', 'Temporal UI origin(s) allowed by CORS', ['http://localhost:8233'])
+    .action(async (opts: { port: string; host: string; keys?: string; tokenFile?: string; uiOrigin: string[] }) => {
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new GovernorError(ErrorCode.InvalidInput, '--port: must be a port number 1-65535', '--port');
+      const keyFile = opts.keys ?? ctx.codecKeys();
+      if (!keyFile) throw new GovernorError(ErrorCode.InvalidInput, '--keys: a codec key file is required (or GOVERNOR_CODEC_KEYS)', '--keys');
+      for (const origin of opts.uiOrigin) {
+        let parsed: URL | undefined;
+        try {
+          parsed = new URL(origin);
+        } catch {
+          parsed = undefined;
+        }
+        if (!parsed || parsed.origin !== origin) throw new GovernorError(ErrorCode.InvalidInput, `--ui-origin: ${JSON.stringify(origin)} is not an origin (scheme://host[:port])`, '--ui-origin');
+      }
+      const envToken = process.env[CODEC_TOKEN_ENV];
+      const token = opts.tokenFile
+        ? readTokenFile(opts.tokenFile)
+        : envToken !== undefined && envToken !== ''
+          ? checkToken(envToken, CODEC_TOKEN_ENV)
+          : readTokenFile(defaultCodecFiles(ctx.home()).token);
+      const { codec } = loadCodec(keyFile);
+      const logger = createLogger({ name: 'governor-codec-server' });
+      const server = await startCodecServer({ codec, token, port, host: opts.host, corsOrigins: opts.uiOrigin, logger });
+      ctx.out().print(`codec server on ${server.url} (POST /encode, /decode; CORS for ${opts.uiOrigin.join(', ')})`, { url: server.url, corsOrigins: opts.uiOrigin });
+      const signal = await ctx.waitForShutdown();
+      process.stderr.write(`${signal}: stopping codec server…\n`);
+      await server.close();
+      ctx.setExit(0);
+    });
+}
