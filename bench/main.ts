@@ -494,8 +494,8 @@ async function main(): Promise<number> {
                 : 'the 1,000-step chain was skipped (--quick/--skip-1000)',
             };
             if (s.largest) {
-              progress(`scaling: verify stand-in over the ${s.largest.steps}-step history`);
-              results.scaling.history = await attempt('history', () => benchHistory(s.largest!.handle, s.largest!.steps, cluster!.home, cluster!.bundlePath));
+              progress(`scaling: governor verify over the ${s.largest.steps}-step chain`);
+              results.scaling.history = await attempt('history', () => benchHistory(cluster!.client, s.largest!.handle.workflowId, s.largest!.steps, cluster!.home, cluster!.bundlePath));
             }
           }
         }

@@ -11,7 +11,7 @@ export function renderMarkdown(r: BenchResults): string {
   }
   if (o) {
     rows.push([
-      'Diagnostic: plain workflow with the governed shape (2 trivial local activities per step), p50',
+      'Diagnostic: plain workflow plus 2 trivial local activities per step (the governed shape before `governStep`), p50',
       `${o.shaped.latencyMs.p50} ms`,
       `${o.plain.latencyMs.p50} ms`,
       x(o.shapedP50Ratio),
@@ -53,9 +53,9 @@ export function renderMarkdown(r: BenchResults): string {
     if (s.history) {
       const h = s.history;
       rows.push([
-        `Verify stand-in per 1,000 history events (fetch + decode + re-decide + receipt chain + replay, over the last run of the ${h.steps.toLocaleString('en-US')}-step chain; no \`governor verify\` yet)`,
+        `\`governor verify\` per 1,000 history events (${h.steps.toLocaleString('en-US')}-step chain, ${h.runs} run(s), ${h.events.toLocaleString('en-US')} events; fetch ${h.perThousandEvents.fetchMs} ms + verify ${h.perThousandEvents.verifyMs} ms)`,
         `${h.perThousandEvents.totalMs} ms`,
-        `replay alone ${h.perThousandEvents.replayMs} ms`,
+        `replay alone ${h.perThousandEvents.replayAloneMs} ms`,
         '—',
         '—',
       ]);

@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { PayloadCodec } from '@temporalio/common';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Logger as PinoLogger } from 'pino';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { payloadFromJson, payloadToJson } from './codec';
@@ -18,8 +19,9 @@ import { payloadFromJson, payloadToJson } from './codec';
  *                                  e.g. /default/decode); the `X-Namespace` header is logged, not required
  *   OPTIONS                        CORS preflight for the configured UI origins (no credentials needed)
  *
- * Every POST requires `Authorization: Bearer <token>` (compared in constant time); a missing or wrong
- * token is a 401 whose body and log line never contain what was presented. 400 for a malformed body
+ * Every POST requires `Authorization: Bearer <token>`: the server's own token (compared in constant
+ * time), or, when configured, a Temporal UI user's OIDC access token that verifies and carries the
+ * required role (the UI's "Pass the user access token"). A missing or wrong token is a 401 whose body and log line never contain what was presented. 400 for a malformed body
  * or a payload that does not decode (the message names the field); 413 above the body limit.
  */
 
@@ -28,10 +30,30 @@ export const CODEC_TOKEN_ENV = 'GOVERNOR_CODEC_TOKEN';
 /** Shortest accepted token. */
 export const MIN_TOKEN_LENGTH = 16;
 
+/**
+ * Users of the Temporal UI: with "Pass the user access token" the UI sends each signed-in user's
+ * OIDC access token as the bearer. Accepted when it verifies against the identity provider's JWKS
+ * (a local file: keys are never fetched at request time), names the issuer and audience, has not
+ * expired, and carries the required role in the named claim.
+ */
+export interface CodecOidcOptions {
+  issuer: string;
+  audience: string;
+  jwks: JSONWebKeySet;
+  /** e.g. `{ claim: 'groups', value: 'governor-auditors' }`: the claim (string or array of strings) must contain the value. */
+  role: { claim: string; value: string };
+  /** Accepted signature algorithms (default EdDSA, ES256, RS256, PS256; never `none` or HMAC). */
+  algorithms?: string[];
+}
+
+const OIDC_ALGORITHMS = ['EdDSA', 'ES256', 'RS256', 'PS256'];
+
 export interface CodecServerOptions {
   codec: PayloadCodec;
-  /** The bearer token clients must present. */
+  /** The bearer token clients must present (the Temporal CLI, automation). */
   token: string;
+  /** Also accept the UI users' own access tokens (see CodecOidcOptions). */
+  oidc?: CodecOidcOptions;
   port?: number;
   /** Address to bind (default 127.0.0.1). */
   host?: string;
@@ -87,6 +109,34 @@ function authorized(header: string | undefined, expected: Buffer): boolean {
   return timingSafeEqual(presented, expected) && match !== null;
 }
 
+/** A verifier of UI users' access tokens; resolves true only for a valid token carrying the role. */
+function oidcVerifier(oidc: CodecOidcOptions): (header: string | undefined) => Promise<boolean> {
+  const keys = createLocalJWKSet(oidc.jwks);
+  const algorithms = oidc.algorithms ?? OIDC_ALGORITHMS;
+  for (const alg of algorithms) {
+    if (alg === 'none' || alg.startsWith('HS')) throw new GovernorError(ErrorCode.InvalidInput, `oidc.algorithms: ${alg} is not accepted (asymmetric signatures only)`, 'oidc.algorithms');
+  }
+  return async (header) => {
+    const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header ?? '');
+    if (!match || match[1]!.length > 16_384) return false;
+    try {
+      const { payload, protectedHeader } = await jwtVerify(match[1]!, keys, {
+        issuer: oidc.issuer,
+        audience: oidc.audience,
+        algorithms,
+        requiredClaims: ['exp', 'sub'],
+        clockTolerance: 5,
+      });
+      // Key-bearing headers are never honoured (the local key set ignores them; refuse outright).
+      if (protectedHeader.jku !== undefined || protectedHeader.x5u !== undefined || protectedHeader.jwk !== undefined || protectedHeader.crit !== undefined) return false;
+      const claim = payload[oidc.role.claim];
+      return claim === oidc.role.value || (Array.isArray(claim) && claim.includes(oidc.role.value));
+    } catch {
+      return false;
+    }
+  };
+}
+
 class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -110,6 +160,7 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<strin
 /** Starts the codec server; resolves once it listens. */
 export async function startCodecServer(options: CodecServerOptions): Promise<CodecServer> {
   const expected = digest(checkToken(options.token, 'token'));
+  const userToken = options.oidc ? oidcVerifier(options.oidc) : undefined;
   const origins = new Set(options.corsOrigins ?? []);
   const limit = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const log = options.logger;
@@ -137,12 +188,12 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
     const operation = started.path.split('/').filter(Boolean).pop();
     if (operation !== 'encode' && operation !== 'decode') return send(404, { error: 'not found: POST …/encode or …/decode' });
     if (req.method !== 'POST') return send(405, { error: 'method not allowed: use POST' }, { Allow: 'POST, OPTIONS' });
-    if (!authorized(req.headers.authorization, expected)) {
-      req.resume();
-      return send(401, { error: 'unauthorized: a valid bearer token is required' }, { 'WWW-Authenticate': 'Bearer' });
-    }
-
     void (async () => {
+      const header = req.headers.authorization;
+      if (!authorized(header, expected) && !(userToken && (await userToken(header)))) {
+        req.resume();
+        return send(401, { error: 'unauthorized: a valid bearer token is required' }, { 'WWW-Authenticate': 'Bearer' });
+      }
       try {
         const text = await readBody(req, limit);
         let body: unknown;

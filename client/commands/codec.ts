@@ -1,8 +1,9 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { loadCodec, writeKeyFile } from '../../workers/codec';
-import { checkToken, CODEC_TOKEN_ENV, readTokenFile, startCodecServer, writeTokenFile } from '../../workers/codec-server';
+import { checkToken, CODEC_TOKEN_ENV, readTokenFile, startCodecServer, writeTokenFile, type CodecOidcOptions } from '../../workers/codec-server';
 import { createLogger } from '../../workers/logger';
 
 /** What the CLI passes to `registerCodecCommands`. */
@@ -53,7 +54,11 @@ export function registerCodecCommands(program: Command, ctx: CodecCommandContext
     .option('--keys <file>', 'codec key file (default --codec-keys / GOVERNOR_CODEC_KEYS)')
     .option('--token-file <file>', `bearer token file (default ${CODEC_TOKEN_ENV}, else <GOVERNOR_HOME>/keys/codec-token)`)
     .option('--ui-origin <origin...>', 'Temporal UI origin(s) allowed by CORS', ['http://localhost:8233'])
-    .action(async (opts: { port: string; host: string; keys?: string; tokenFile?: string; uiOrigin: string[] }) => {
+    .option('--oidc-issuer <iss>', "also accept Temporal UI users' access tokens from this OIDC issuer (with --oidc-audience, --oidc-jwks, --oidc-role)")
+    .option('--oidc-audience <aud>', 'audience the access tokens must name')
+    .option('--oidc-jwks <file>', "the identity provider's JWKS (a local file; never fetched per request)")
+    .option('--oidc-role <claim=value>', 'the claim (string or list) that must contain the value, e.g. groups=governor-auditors')
+    .action(async (opts: { port: string; host: string; keys?: string; tokenFile?: string; uiOrigin: string[]; oidcIssuer?: string; oidcAudience?: string; oidcJwks?: string; oidcRole?: string }) => {
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new GovernorError(ErrorCode.InvalidInput, '--port: must be a port number 1-65535', '--port');
       const keyFile = opts.keys ?? ctx.codecKeys();
@@ -75,11 +80,34 @@ export function registerCodecCommands(program: Command, ctx: CodecCommandContext
           : readTokenFile(defaultCodecFiles(ctx.home()).token);
       const { codec } = loadCodec(keyFile);
       const logger = createLogger({ name: 'governor-codec-server' });
-      const server = await startCodecServer({ codec, token, port, host: opts.host, corsOrigins: opts.uiOrigin, logger });
+      const oidc = oidcOptions(opts);
+      const server = await startCodecServer({ codec, token, port, host: opts.host, corsOrigins: opts.uiOrigin, logger, ...(oidc ? { oidc } : {}) });
       ctx.out().print(`codec server on ${server.url} (POST /encode, /decode; CORS for ${opts.uiOrigin.join(', ')})`, { url: server.url, corsOrigins: opts.uiOrigin });
       const signal = await ctx.waitForShutdown();
       process.stderr.write(`${signal}: stopping codec server…\n`);
       await server.close();
       ctx.setExit(0);
     });
+}
+
+/** The `--oidc-*` options as CodecOidcOptions: all four or none; errors name the option. */
+export function oidcOptions(opts: { oidcIssuer?: string; oidcAudience?: string; oidcJwks?: string; oidcRole?: string }): CodecOidcOptions | undefined {
+  const given = { '--oidc-issuer': opts.oidcIssuer, '--oidc-audience': opts.oidcAudience, '--oidc-jwks': opts.oidcJwks, '--oidc-role': opts.oidcRole };
+  const present = Object.entries(given).filter(([, v]) => v !== undefined && v !== '');
+  if (present.length === 0) return undefined;
+  const missing = Object.entries(given).find(([, v]) => v === undefined || v === '');
+  if (missing) throw new GovernorError(ErrorCode.InvalidInput, `${missing[0]}: required with ${present.map(([k]) => k).join(', ')}`, missing[0]);
+  const role = /^([A-Za-z0-9_:./-]{1,128})=(.{1,256})$/.exec(opts.oidcRole!);
+  if (!role) throw new GovernorError(ErrorCode.InvalidInput, '--oidc-role: expected <claim>=<value>, e.g. groups=governor-auditors', '--oidc-role');
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(fs.readFileSync(path.resolve(opts.oidcJwks!), 'utf8'));
+  } catch (err) {
+    throw new GovernorError(ErrorCode.InvalidInput, `--oidc-jwks: cannot read a JSON file at ${opts.oidcJwks} (${(err as NodeJS.ErrnoException).code ?? 'not JSON'})`, '--oidc-jwks');
+  }
+  const keys = (jwks as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0 || keys.some((k) => typeof k !== 'object' || k === null || typeof (k as { kty?: unknown }).kty !== 'string' || 'd' in k)) {
+    throw new GovernorError(ErrorCode.InvalidInput, '--oidc-jwks: must be a JWKS ({"keys": [...]}) of public keys', '--oidc-jwks');
+  }
+  return { issuer: opts.oidcIssuer!, audience: opts.oidcAudience!, jwks: jwks as CodecOidcOptions['jwks'], role: { claim: role[1]!, value: role[2]! } };
 }
