@@ -53,7 +53,10 @@ export interface GovernStepInput extends GovernorAuthorizeInput {
 export interface GovernStepResult {
   authorized: GovernorAuthorizeResult;
   executed?: { outcome: ExecutionOutcome } & RecordedReceipt;
+  /** A transient executor error: the workflow runs the step through `execute` (its retries, same key). */
   executionError?: string;
+  /** A final executor error (non-retryable, e.g. a 4xx answer or a host off the allow-list): the step failed, nothing is retried. */
+  executionFailed?: string;
 }
 
 /** Input of `verifyApproval`. */
@@ -188,7 +191,8 @@ export function createActivities(deps: ActivityDeps) {
         });
         return { authorized, executed };
       } catch (err) {
-        return { authorized, executionError: (err as Error)?.message ?? String(err) };
+        const message = (err as Error)?.message ?? String(err);
+        return err instanceof ApplicationFailure && err.nonRetryable ? { authorized, executionFailed: message } : { authorized, executionError: message };
       }
     },
 

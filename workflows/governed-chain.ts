@@ -562,6 +562,12 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       advance(inOne.executed.receipt);
       return { ran: true, outcome: inOne.executed.outcome };
     }
+    if (inOne?.executionFailed !== undefined && 'decision' in first && first.decision.effect === 'allow') {
+      // The executor refused for good (e.g. a 4xx): recorded as the step's failure, never sent twice.
+      onDecision(first.decision);
+      await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'failed', error: inOne.executionFailed });
+      return { ran: false, failed: inOne.executionFailed };
+    }
     if (!('decision' in first)) {
       onDecision(first);
       return { ran: false, denied: first.reason ?? 'denied' };

@@ -39,6 +39,10 @@ beforeAll(async () => {
       res.writeHead(500).end('try again');
       return;
     }
+    if (path === '/reject') {
+      res.writeHead(400).end('bad request');
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -156,5 +160,18 @@ describe('governStep: decision and built-in execution in one activity', () => {
     const report = await verified(r.chainId);
     expectVerified(report);
     expect(report).toMatchObject({ receipts: 3, decisions: 1 });
+  });
+
+  it('fails the step on a final executor error (a 4xx answer) without sending it twice', async () => {
+    const r = await g.run({ workload: WORKLOAD, steps: [notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/reject`, timeoutMs: 5000 })] });
+    expect(r.status).toBe('Failed');
+    expect(r.steps[0]).toMatchObject({ status: 'failed', error: expect.stringContaining('answered 400') });
+    expect(requests.filter((q) => q.path === '/reject')).toEqual([{ path: '/reject', key: `${r.chainId}/hook` }]);
+    const [history] = await fetchChainHistories(g.client, r.chainId);
+    expect(shapeOf(history!)).toMatchObject({ governSteps: 1, authorizeMarkers: 0, executes: 0 });
+    const report = await verified(r.chainId);
+    expectVerified(report);
+    // decision, failed execution, checkpoint
+    expect(report).toMatchObject({ receipts: 3, decisions: 1, status: 'Failed' });
   });
 });
