@@ -6,7 +6,7 @@ import type { Receipt, ReceiptHead } from '../contracts/receipt';
 import { approvalsContext, requestContext, type ApprovalVote } from '../policies/context';
 import { decisionsDiffer } from '../policies/decision-diff';
 import { canonicalJson, sha256Hex } from '../policies/engine';
-import type { PolicyStore } from './policy-store';
+import type { ActiveBundle, PolicyStore } from './policy-store';
 import { verifyAttestation, verifyCredential, type VerifiedCredential } from './identity';
 
 /** Input of the `authorize` activity: one action of a chain, with the credentials to re-check. */
@@ -21,6 +21,8 @@ export interface AuthorizeInput {
   context: Record<string, JsonValue>;
   credential: string;
   attestation: string;
+  /** The chain's first run id (from the workflow's own info, never from the submitter): with the chain id, what a credential is bound to. */
+  firstRunId?: string;
   prev: ReceiptHead;
   /** Counted approve votes for this step (re-authorization after quorum): policy has the last word. */
   approvals?: ApprovalVote[];
@@ -76,11 +78,13 @@ export async function authorizeAction(
      * Replay check of a verified credential (manifest `credential.jtiReplay: bind-to-chain`): a reason
      * to deny, or undefined. Throws when it cannot decide (retried, then denied: fail closed).
      */
-    bindCredential?: (credential: VerifiedCredential & { jti: string }, chainId: string) => Promise<string | undefined>;
+    bindCredential?: (credential: VerifiedCredential & { jti: string }, chain: { chainId: string; firstRunId?: string }) => Promise<string | undefined>;
+    /** The bundle to decide with (default: the store's current one), so a caller uses one snapshot for everything it derives. */
+    active?: ActiveBundle | undefined;
   } = {},
 ): Promise<Omit<AuthorizeResult, 'receipt'>> {
   const evaluatedAt = now.toISOString();
-  const active = store.current();
+  const active = 'active' in hooks ? hooks.active : store.current();
   if (!active) {
     return { decision: denyDecision('no valid policy bundle is loaded', '', evaluatedAt), credentialExpired: false, gracePeriod: 0 };
   }
@@ -108,7 +112,7 @@ export async function authorizeAction(
   if (subject !== input.workload) return deny('credential subject does not match the chain workload');
   if (manifest.credential.jtiReplay === 'bind-to-chain' && hooks.bindCredential) {
     if (credential.jti === undefined) return deny('credential has no jti: replay protection (credential.jtiReplay: bind-to-chain) needs one');
-    const replayed = await hooks.bindCredential({ ...credential, jti: credential.jti }, input.chainId);
+    const replayed = await hooks.bindCredential({ ...credential, jti: credential.jti }, { chainId: input.chainId, ...(input.firstRunId !== undefined ? { firstRunId: input.firstRunId } : {}) });
     if (replayed) return deny(replayed);
   }
 

@@ -26,11 +26,11 @@ export type ClaimOutcome = { bound: true } | { bound: false; reason: string };
  * server call per credential and no worker time while the credential is valid.
  *
  * A later claim by the same chain (next step, retry, continue-as-new, another worker) finds the memo
- * naming that chain and passes; any other chain is refused. Verified bindings are cached per worker
+ * naming that chain (workflow id and first run id) and passes; any other chain is refused. Verified bindings are cached per worker
  * until the credential expires. Server errors throw: `authorize` retries and then denies (fail closed).
  */
 export class CredentialClaims {
-  private readonly bound = new Map<string, { chainId: string; exp: number }>();
+  private readonly bound = new Map<string, { holder: string; exp: number }>();
 
   constructor(
     private readonly client: Client,
@@ -39,51 +39,57 @@ export class CredentialClaims {
     private readonly maxCached = 50_000,
   ) {}
 
-  async claim(credential: CredentialIdentity, chainId: string): Promise<ClaimOutcome> {
+  /**
+   * Claims `credential` for the chain (its workflow id and first run id: a chain id reused after its
+   * chain ended has another first run, so it does not inherit the credential).
+   */
+  async claim(credential: CredentialIdentity, chain: { chainId: string; firstRunId: string }): Promise<ClaimOutcome> {
     const key = `${credential.iss}\n${credential.jti}`;
+    const me = `${chain.chainId}\n${chain.firstRunId}`;
     const cached = this.bound.get(key);
-    if (cached && cached.exp * 1000 > this.now()) return this.judge(cached.chainId, chainId);
+    if (cached && cached.exp * 1000 > this.now()) return this.judge(cached.holder, me);
 
     const workflowId = credentialClaimId(credential.iss, credential.jti);
     // After expiry (plus the 5 s clock tolerance and a margin) the credential is refused anyway.
     const delayMs = Math.max(1000, credential.exp * 1000 - this.now() + 15_000);
-    const input: CredentialClaimInput = { chainId, iss: credential.iss, exp: credential.exp };
+    const { chainId, firstRunId } = chain;
+    const input: CredentialClaimInput = { chainId, firstRunId, iss: credential.iss, exp: credential.exp };
     let holder: string;
     try {
       await this.client.workflow.start(CREDENTIAL_CLAIM_WORKFLOW_TYPE, {
         workflowId,
         taskQueue: this.taskQueue,
         args: [input],
-        memo: { chainId },
+        memo: { chainId, firstRunId },
         startDelay: delayMs,
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         staticSummary: `credential bound to chain ${chainId}`,
       });
-      holder = chainId;
+      holder = me;
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       const described = await this.client.workflow.getHandle(workflowId).describe();
-      const memoChain = described.memo?.chainId;
+      const memo = described.memo ?? {};
       // A claim without a readable holder is not proof of ownership: refuse (fail closed).
-      holder = typeof memoChain === 'string' ? memoChain : '';
+      holder = typeof memo.chainId === 'string' && typeof memo.firstRunId === 'string' ? `${memo.chainId}\n${memo.firstRunId}` : '';
     }
     if (holder) this.remember(key, holder, credential.exp);
-    return this.judge(holder, chainId);
+    return this.judge(holder, me);
   }
 
-  private judge(holder: string, chainId: string): ClaimOutcome {
-    if (holder === chainId) return { bound: true };
+  private judge(holder: string, me: string): ClaimOutcome {
+    if (holder === me) return { bound: true };
     // The other chain's id is not disclosed: the presenter may not be entitled to know it.
     return { bound: false, reason: 'credential replayed: its jti is already bound to another chain' };
   }
 
-  private remember(key: string, chainId: string, exp: number): void {
+  private remember(key: string, holder: string, exp: number): void {
     if (this.bound.size >= this.maxCached) {
       const now = this.now();
       for (const [k, v] of this.bound) if (v.exp * 1000 <= now) this.bound.delete(k);
       // Still full: forget the oldest half (they are claimed again from the server when needed).
       if (this.bound.size >= this.maxCached) [...this.bound.keys()].slice(0, this.maxCached / 2).forEach((k) => this.bound.delete(k));
     }
-    this.bound.set(key, { chainId, exp });
+    this.bound.set(key, { holder, exp });
   }
 }

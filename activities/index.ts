@@ -112,8 +112,16 @@ export function createActivities(deps: ActivityDeps) {
   const bindCredential = () => {
     const claims = deps.credentialClaims;
     if (!claims) return undefined;
-    return async (credential: { iss: string; jti: string; exp: number }, chainId: string): Promise<string | undefined> => {
-      const outcome = await claims.claim(credential, chainId);
+    return async (credential: { iss: string; jti: string; exp: number }, chain: { chainId: string; firstRunId?: string }): Promise<string | undefined> => {
+      // Bound to the chain's workflow (id from the server, never the submitter's input) and its first run.
+      let workflowId: string | undefined;
+      try {
+        workflowId = Context.current().info.workflowExecution?.workflowId;
+      } catch {
+        workflowId = undefined;
+      }
+      if (workflowId !== chain.chainId || !chain.firstRunId) return 'credential cannot be bound: the chain is not the workflow presenting it';
+      const outcome = await claims.claim(credential, { chainId: chain.chainId, firstRunId: chain.firstRunId });
       return outcome.bound ? undefined : outcome.reason;
     };
   };
@@ -122,22 +130,25 @@ export function createActivities(deps: ActivityDeps) {
   async function authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
     const { binding, ...action } = input;
     const now = clock();
+    // One bundle snapshot for the decision and everything derived from it (ladder, coordination), even
+    // if a rollout activates another bundle while this call awaits the server.
+    const active = deps.policies.current();
     // The revocation list is consulted first: a revoked workload is denied whatever its token says.
     const revoked = deps.revocations ? await deps.revocations.lookup(input.workload) : undefined;
     const result: Omit<AuthorizeResult, 'receipt'> = revoked
       ? {
-          decision: denyDecision(`workload ${input.workload} is revoked: ${revoked.reason}`, deps.policies.current()?.bundle.digest ?? '', now.toISOString()),
+          decision: denyDecision(`workload ${input.workload} is revoked: ${revoked.reason}`, active?.bundle.digest ?? '', now.toISOString()),
           credentialExpired: false,
           gracePeriod: 0,
         }
-      : await authorizeAction(deps.policies, deps.home, action, now, { bindCredential: bindCredential() });
+      : await authorizeAction(deps.policies, deps.home, action, now, { bindCredential: bindCredential(), active });
     logShadowDifference(input, result);
     const stepDigest = sha256Hex(
       canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),
     );
-    const ladder = deps.policies.current()?.bundle.manifest.approvals.ladder ?? [];
+    const ladder = active?.bundle.manifest.approvals.ladder ?? [];
     const approvalRules = result.decision.effect === 'escalate' ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) } : undefined;
-    const domains = deps.policies.current()?.bundle.manifest.coordination.domains;
+    const domains = active?.bundle.manifest.coordination.domains;
     // Unknown (no bundle) counts as coordinated: the workflow then asks requestSlot, which fails closed.
     const coordinated = input.kind === 'step' ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined : undefined;
     const receipt = await makeReceipt(await receiptSigner(), {

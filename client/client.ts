@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Client, WithStartWorkflowOperation, WorkflowExecutionInfo, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { Client, WithStartWorkflowOperation, WorkflowExecutionInfo, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import type { SubmitApprovalResult } from '../contracts/approval';
@@ -65,17 +65,24 @@ export class GovernorClient {
       throw new GovernorError(ErrorCode.InvalidInput, `invalid chain input:\n${formatIssues(input.error)}`, String(input.error.issues[0]?.path.join('.') ?? ''));
     }
     const steps = c.steps.map((s, i) => `${i + 1}. ${s.action} on ${s.resource.type}::"${s.resource.id}" (${s.executor.type})`);
-    return this.client.workflow.start(WORKFLOW_TYPE, {
-      taskQueue: this.taskQueue,
-      workflowId: chainId,
-      args: [input.data],
-      typedSearchAttributes: [
-        { key: GovernorStatusKey, value: ChainStatus.Running },
-        { key: GovernorWorkloadKey, value: c.workload },
-      ],
-      staticSummary: c.summary ?? `${c.workload}: ${c.steps.map((s) => s.action).join(' → ')}`.slice(0, 200),
-      staticDetails: [`Governed chain of **${c.workload}**${c.owner ? ` (owner ${c.owner})` : ''}`, '', ...steps].join('\n'),
-    });
+    try {
+      return await this.client.workflow.start(WORKFLOW_TYPE, {
+        taskQueue: this.taskQueue,
+        workflowId: chainId,
+        // A chain id names one lineage: it is never reused, even after the chain ended.
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        args: [input.data],
+        typedSearchAttributes: [
+          { key: GovernorStatusKey, value: ChainStatus.Running },
+          { key: GovernorWorkloadKey, value: c.workload },
+        ],
+        staticSummary: c.summary ?? `${c.workload}: ${c.steps.map((s) => s.action).join(' → ')}`.slice(0, 200),
+        staticDetails: [`Governed chain of **${c.workload}**${c.owner ? ` (owner ${c.owner})` : ''}`, '', ...steps].join('\n'),
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new GovernorError(ErrorCode.InvalidInput, `chainId: chain ${chainId} already exists (chain ids are never reused)`, 'chainId');
+      throw err;
+    }
   }
 
   /** The handle of an existing chain. */

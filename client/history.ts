@@ -88,6 +88,8 @@ export function recordedDecisions(history: History, options: { payloadConverter?
   const out: RecordedDecision[] = [];
   const authorizeScheduled = new Set<string>();
   const governStepScheduled = new Set<string>();
+  /** `governStep` activities whose cancellation was requested first: the workflow never read their decision. */
+  const cancelledFirst = new Set<string>();
   for (const event of history.events ?? []) {
     const eventId = Number(event.eventId ?? 0);
     const marker = event.markerRecordedEventAttributes;
@@ -106,8 +108,14 @@ export function recordedDecisions(history: History, options: { payloadConverter?
       if (scheduled.activityType?.name === GOVERN_STEP_ACTIVITY) governStepScheduled.add(String(event.eventId));
       continue;
     }
+    const cancelRequested = event.activityTaskCancelRequestedEventAttributes;
+    if (cancelRequested) {
+      cancelledFirst.add(String(cancelRequested.scheduledEventId));
+      continue;
+    }
     const completed = event.activityTaskCompletedEventAttributes;
     if (completed && governStepScheduled.has(String(completed.scheduledEventId))) {
+      if (cancelledFirst.has(String(completed.scheduledEventId))) continue;
       const result = decode(completed.result?.payloads?.[0]) as { authorized?: unknown } | undefined;
       const recorded = asRecordedDecision(result?.authorized, eventId);
       if (recorded) out.push(recorded);

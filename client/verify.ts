@@ -297,6 +297,8 @@ interface ReceiptEntry {
   eventId: number;
   source: ReceiptSource;
   result: Record<string, unknown>;
+  /** A decision whose `governStep` also executed the step (so it asked no coordinator). */
+  executedInOne?: boolean;
 }
 
 /** A service (or built-in) activity the workflow scheduled. */
@@ -554,7 +556,7 @@ function decodeRun(raw: unknown, index: number): DecodedRun {
           run.orphans++;
           return;
         }
-        run.entries.push({ run: index, eventId, source: AUTHORIZE, result: result.value.authorized });
+        run.entries.push({ run: index, eventId, source: AUTHORIZE, result: result.value.authorized, executedInOne: isRecord(result.value.executed) });
         if (isRecord(result.value.executed)) run.entries.push({ run: index, eventId, source: EXECUTE, result: result.value.executed });
         return;
       }
@@ -1472,9 +1474,16 @@ function checkDecisions(runs: DecodedRun[], lookup: BundleLookup): { check: Veri
         problems.add(`${where}: its grace period, approval rules or credential flag are not the bundle's`);
       }
       // A step `authorize` called uncoordinated skipped `requestSlot`: the bundle must agree.
-      if (entry.result.coordinated === false) {
+      // The flag is not signed: a step executed inside governStep is checked against the bundle whatever it says.
+      if (entry.result.coordinated === false || (entry.executedInOne && entry.result.receipt && isRecord(entry.result.receipt) && entry.result.receipt.kind === 'decision')) {
         const domain = findDomain(b.manifest.coordination.domains, resourceLabel(request.data.resource));
-        if (domain) problems.add(`${where}: says its resource is not coordinated, but the bundle puts it in domain ${domain.name}`);
+        if (domain) {
+          problems.add(
+            entry.result.coordinated === false
+              ? `${where}: says its resource is not coordinated, but the bundle puts it in domain ${domain.name}`
+              : `${where}: its step ran without a coordination slot, but the bundle puts its resource in domain ${domain.name}`,
+          );
+        }
       }
       const again = decide(b, request.data);
       if (canonicalJson(again) !== canonicalJson(entry.result.decision)) {

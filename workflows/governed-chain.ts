@@ -89,6 +89,9 @@ class Revoked extends Error {}
 /** Runs a chain: every step re-authorized, escalated when policy says so, executed once, recorded (DESIGN §4). */
 export async function governedChainWorkflow(input: GovernedChainInput): Promise<ChainResult> {
   const { chainId, chain } = input;
+  // The chain id names the lineage (receipts, credential bindings, verify): it must be this workflow's id.
+  const { workflowId, firstExecutionRunId } = workflowInfo();
+  if (chainId !== workflowId) throw ApplicationFailure.nonRetryable(`chainId: ${JSON.stringify(String(chainId).slice(0, 200))} is not this workflow's id (start the chain with workflow id = chainId)`, 'GOVERNOR_INVALID_INPUT');
   const resume = input.resume;
   let credential = input.credential;
   let attestation = input.attestation;
@@ -252,6 +255,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
               context: a.context,
               credential,
               attestation,
+              firstRunId: firstExecutionRunId,
               prev: head,
               binding: { input: a.input, executor: a.executor },
               ...(votes ? { approvals: votes } : {}),
@@ -508,13 +512,14 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   /**
    * `governStep`: authorize and, when allowed outright, run a built-in executor in one activity.
    * Undefined when the activity could not complete (the workflow then authorizes as usual, which
-   * fails closed); cancelled by a revocation like `execute`.
+   * fails closed).
    */
   const governInOne = async (a: Action): Promise<GovernStepResult | undefined> => {
-    const scope = new CancellationScope();
-    inFlight = scope;
     try {
-      return await scope.run(() =>
+      // Not cancellable: a built-in executor cannot be interrupted mid-request anyway, so a revocation
+      // that arrives meanwhile lets the step finish and be recorded (and compensated like any completed
+      // step) instead of leaving an effect without a receipt; the chain stops at its next step.
+      return await CancellationScope.nonCancellable(() =>
         executors.governStep.executeWithOptions(
           {
             startToCloseTimeout: a.executor.type === 'http' ? a.executor.timeoutMs * 2 + 10_000 : '30s',
@@ -532,6 +537,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
               context: a.context,
               credential,
               attestation,
+              firstRunId: firstExecutionRunId,
               prev: head,
               binding: { input: a.input, executor: a.executor },
               idempotencyKey: `${chainId}/${a.stepId}`,
@@ -540,12 +546,9 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
         ),
       );
     } catch (err) {
-      if (revoked && isCancellation(err)) throw new Revoked();
       if (isCancellation(err)) throw err;
       log.warn('governStep could not complete; authorizing step by step', { chainId, stepId: a.stepId, reason: failureMessage(err) });
       return undefined;
-    } finally {
-      inFlight = undefined;
     }
   };
 

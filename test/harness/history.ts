@@ -8,3 +8,16 @@ import { temporal } from '@temporalio/proto';
 export function historyFromSavedJson(json: unknown): temporal.api.history.v1.History {
   return temporal.api.history.v1.History.fromObject(json as Record<string, unknown>);
 }
+
+/**
+ * The workflow id a saved chain history ran under: its input's `chainId` (the governed chain refuses to
+ * run under any other id, so replays must use it).
+ */
+export function chainIdOfSavedJson(json: unknown): string {
+  const events = (json as { events?: { workflowExecutionStartedEventAttributes?: { input?: { payloads?: { data?: string }[] } } }[] }).events ?? [];
+  const data = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+  if (!data) throw new Error('saved history has no workflow input');
+  const input = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { chainId?: unknown };
+  if (typeof input.chainId !== 'string') throw new Error('saved history input has no chainId');
+  return input.chainId;
+}

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../client/verify';
+import type { ChainResult } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 
@@ -24,6 +25,13 @@ let server: http.Server;
 let hostPort = '';
 /** Requests the local HTTP endpoint received: path and Idempotency-Key. */
 const requests: { path: string; key: string | undefined }[] = [];
+let slowRelease: { promise: Promise<void>; release: () => void };
+function resetSlow(): void {
+  let release!: () => void;
+  const promise = new Promise<void>((resolve) => (release = resolve));
+  slowRelease = { promise, release };
+}
+resetSlow();
 /** Paths that answer 500 to their first request. */
 const failFirst = new Set<string>(['/flaky']);
 
@@ -41,6 +49,11 @@ beforeAll(async () => {
     }
     if (path === '/reject') {
       res.writeHead(400).end('bad request');
+      return;
+    }
+    if (path === '/slow') {
+      // Answers once the test releases it (a step still in flight when the chain is revoked).
+      void slowRelease.promise.then(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
       return;
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
@@ -173,5 +186,42 @@ describe('governStep: decision and built-in execution in one activity', () => {
     expectVerified(report);
     // decision, failed execution, checkpoint
     expect(report).toMatchObject({ receipts: 3, decisions: 1, status: 'Failed' });
+  });
+
+  it('lets a built-in step in flight finish and be recorded when the chain is revoked, then compensates it and stops', async () => {
+    resetSlow();
+    const steps = [
+      { ...notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/slow`, timeoutMs: 20_000 }), compensation: { action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'noop' } } },
+      notify('after', 'releases'),
+    ];
+    const handle = await g.gc.start({ workload: WORKLOAD, steps }, await g.creds());
+    const chainId = handle.workflowId;
+    // The request is in flight inside governStep…
+    for (let i = 0; i < 200 && !requests.some((q) => q.path === '/slow' && q.key === `${chainId}/hook`); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(requests.filter((q) => q.path === '/slow')).toHaveLength(1);
+    // …the chain is revoked, and the workflow has processed the revocation before the request answers.
+    await g.gc.revoke(chainId, { reason: 'incident 42', by: 'oncall' });
+    const signalled = async (): Promise<boolean> => {
+      const events = (await handle.fetchHistory()).events ?? [];
+      const at = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'revoke');
+      return at >= 0 && events.slice(at).some((e) => e.workflowTaskCompletedEventAttributes);
+    };
+    for (let i = 0; i < 200 && !(await signalled()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await signalled()).toBe(true);
+    slowRelease.release();
+
+    const r = (await handle.result()) as ChainResult;
+    expect(r.status).toBe('Revoked');
+    // The effect that happened is recorded and undone; the next step never ran.
+    expect(r.steps.map((s) => [s.id, s.status])).toEqual([
+      ['hook', 'compensated'],
+      ['after', 'skipped'],
+    ]);
+    expect(requests.filter((q) => q.path === '/slow')).toHaveLength(1);
+    const report = await verified(chainId);
+    expectVerified(report);
+    // decision + execution of the step, the revocation, compensation decision + execution, checkpoint; no orphaned receipts
+    expect(report).toMatchObject({ status: 'Revoked', receipts: 6 });
+    expect(report.checks.find((c) => c.name === 'receipts')?.detail).not.toContain('not part of the chain');
   });
 });

@@ -4,6 +4,8 @@ import { DEV_ISSUER, GOVERNOR_AUDIENCE, keyPaths } from '../../activities/identi
 import { credentialClaimId } from '../../activities/credential-claims';
 import { fetchChainHistories, verifyChain } from '../../client/verify';
 import { CREDENTIAL_CLAIM_WORKFLOW_TYPE } from '../../contracts/credential-claim';
+import type { ChainResult } from '../../contracts/state';
+import { WORKFLOW_TYPE } from '../../contracts/status';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 
@@ -106,5 +108,29 @@ describe('replayed credential jti (real server)', () => {
     const b = await reuse.run(chainOf(reuse, 1), creds);
     expect([a.status, b.status]).toEqual(['Completed', 'Completed']);
     expect(executedFor(reuse, b.chainId)).toHaveLength(1);
+  });
+
+  it('does not let a reused chain id inherit the credential (same workflow id, new first run)', async () => {
+    const creds = await g.creds();
+    const first = await g.run(chainOf(g, 1), creds);
+    expect(first.status).toBe('Completed');
+    // The client refuses to reuse a chain id at all…
+    await expect(g.gc.start(chainOf(g, 1), { ...creds, chainId: first.chainId })).rejects.toThrow(`chainId: chain ${first.chainId} already exists`);
+    // …and a submitter that bypasses it (Temporal's default reuse policy allows a closed id) is still denied.
+    const handle = await g.client.workflow.start(WORKFLOW_TYPE, { taskQueue: g.taskQueue, workflowId: first.chainId, args: [{ chainId: first.chainId, chain: chainOf(g, 1), ...creds }] });
+    const again = (await handle.result()) as ChainResult;
+    expect(again.status).toBe('Denied');
+    expect(again.reason).toContain('credential replayed');
+    expect(g.ledger.all().filter((e) => e.idempotencyKey === `${first.chainId}/s1`)).toHaveLength(1);
+  });
+
+  it('refuses a chain whose input names another chain id than its workflow id (no spoofed binding)', async () => {
+    const creds = await g.creds();
+    const owner = await g.run(chainOf(g, 1), creds);
+    expect(owner.status).toBe('Completed');
+    const spoofId = `spoof-${owner.chainId}`;
+    const handle = await g.client.workflow.start(WORKFLOW_TYPE, { taskQueue: g.taskQueue, workflowId: spoofId, args: [{ chainId: owner.chainId, chain: chainOf(g, 1), ...creds }] });
+    await expect(handle.result()).rejects.toMatchObject({ cause: { type: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining("is not this workflow's id") } });
+    expect(g.ledger.all().filter((e) => e.idempotencyKey.startsWith(`${owner.chainId}/`))).toHaveLength(1);
   });
 });

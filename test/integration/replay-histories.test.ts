@@ -5,7 +5,7 @@ import { Worker } from '@temporalio/worker';
 import { issueApproval } from '../../activities/identity';
 import type { ChainResult } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
-import { historyFromSavedJson } from '../harness/history';
+import { chainIdOfSavedJson, historyFromSavedJson } from '../harness/history';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 
 /**
@@ -84,8 +84,8 @@ describe('histories of every outcome replay with the current workflow code', () 
   it('replays every recorded history without nondeterminism', async () => {
     expect(saved).toHaveLength(8);
     for (const file of saved) {
-      const history = historyFromSavedJson(JSON.parse(fs.readFileSync(file, 'utf8')));
-      await expect(Worker.runReplayHistory({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } }, history)).resolves.toBeUndefined();
+      const json: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+      await expect(Worker.runReplayHistory({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } }, historyFromSavedJson(json), chainIdOfSavedJson(json))).resolves.toBeUndefined();
     }
   });
 });

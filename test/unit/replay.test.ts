@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker, bundleWorkflowCode } from '@temporalio/worker';
-import { historyFromSavedJson } from '../harness/history';
+import { chainIdOfSavedJson, historyFromSavedJson } from '../harness/history';
 
 /**
  * The replay regression suite: histories recorded from real runs of every outcome (see
@@ -25,7 +25,7 @@ describe('replay regression suite', () => {
   });
 
   it.each(files)('replays %s with the current workflow code', async (file) => {
-    await expect(Worker.runReplayHistory({ workflowBundle: { code } }, load(file))).resolves.toBeUndefined();
+    await expect(Worker.runReplayHistory({ workflowBundle: { code } }, load(file), chainIdOfSavedJson(raw(file)))).resolves.toBeUndefined();
   });
 
   it('fails on a deliberately altered history (an activity scheduled under another type)', async () => {
@@ -34,7 +34,7 @@ describe('replay regression suite', () => {
     expect(scheduled).toBeDefined();
     scheduled.activityTaskScheduledEventAttributes.activityType.name = 'somethingElse';
     // The replayer reports nondeterminism as a DeterminismViolationError naming the mismatch.
-    await expect(Worker.runReplayHistory({ workflowBundle: { code } }, historyFromSavedJson(altered))).rejects.toMatchObject({
+    await expect(Worker.runReplayHistory({ workflowBundle: { code } }, historyFromSavedJson(altered), chainIdOfSavedJson(altered))).rejects.toMatchObject({
       name: 'DeterminismViolationError',
       message: expect.stringContaining("Activity type of scheduled event 'somethingElse' does not match"),
     });
