@@ -232,6 +232,21 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   // ---- authorization --------------------------------------------------------------------------
   /** What the latest `authorize` of each step said about coordination (undefined: it did not say). */
   const coordinatedHint = new Map<string, boolean | undefined>();
+  /** What `authorize` (and `governStep`) evaluate for an action: the current credentials, the receipt head, the step binding. */
+  const authorizeInput = (a: Action) => ({
+    chainId,
+    stepId: a.stepId,
+    kind: a.kind,
+    workload: chain.workload,
+    action: a.action,
+    resource: a.resource,
+    context: a.context,
+    credential,
+    attestation,
+    firstRunId: firstExecutionRunId,
+    prev: head,
+    binding: { input: a.input, executor: a.executor },
+  });
   /** Authorizes one action; waits for a refreshed credential when only the credential's expiry failed. */
   const authorize = async (a: Action, s: StepState, votes?: { approver: string; roles: string[] }[], recorded?: GovernorAuthorizeResult): Promise<GovernorAuthorizeResult | Decision> => {
     for (;;) {
@@ -244,23 +259,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
         if (revoked) throw new Revoked();
         result = await governor.authorize.executeWithOptions(
           { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `authorize ${a.action} on ${resourceLabel(a.resource)}` },
-          [
-            {
-              chainId,
-              stepId: a.stepId,
-              kind: a.kind,
-              workload: chain.workload,
-              action: a.action,
-              resource: a.resource,
-              context: a.context,
-              credential,
-              attestation,
-              firstRunId: firstExecutionRunId,
-              prev: head,
-              binding: { input: a.input, executor: a.executor },
-              ...(votes ? { approvals: votes } : {}),
-            },
-          ],
+          [{ ...authorizeInput(a), ...(votes ? { approvals: votes } : {}) }],
         );
       } catch (err) {
         if (err instanceof Revoked) throw err;
@@ -526,23 +525,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
             retry: EXECUTOR_RETRY,
             summary: `authorize and execute ${a.action} on ${resourceLabel(a.resource)}`,
           },
-          [
-            {
-              chainId,
-              stepId: a.stepId,
-              kind: a.kind,
-              workload: chain.workload,
-              action: a.action,
-              resource: a.resource,
-              context: a.context,
-              credential,
-              attestation,
-              firstRunId: firstExecutionRunId,
-              prev: head,
-              binding: { input: a.input, executor: a.executor },
-              idempotencyKey: `${chainId}/${a.stepId}`,
-            },
-          ],
+          [{ ...authorizeInput(a), idempotencyKey: `${chainId}/${a.stepId}` }],
         ),
       );
     } catch (err) {
