@@ -8,9 +8,6 @@ import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { Command } from 'commander';
-import { exitCodeFor } from '../../client/cli';
-import { registerVerifyCommands } from '../../client/commands/verify';
 import { diffRecordedDecisions } from '../../client/policy-diff';
 import { loadBundle } from '../../policies/bundle';
 import { defaultPoliciesDir } from '../../workers/worker';
@@ -21,6 +18,7 @@ import { ENCRYPTED_ENCODING, loadCodec, payloadFromJson, writeKeyFile, type Payl
 import { startCodecServer, type CodecServer } from '../../workers/codec-server';
 import { resolveTemporalCli } from '../../workers/temporal-cli';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
+import { runVerifyCli } from '../harness/verify-cli';
 import { testAddress } from '../harness/temporal';
 
 /**
@@ -264,29 +262,7 @@ describe('payload encryption on the real server', () => {
   });
 
   describe('governor verify with the codec key file', () => {
-    async function cli(args: string[], codecKeys?: string): Promise<{ code: number; json: Record<string, unknown>; error?: unknown }> {
-      let code = -1;
-      const printed: unknown[] = [];
-      const program = new Command('governor').option('--json').exitOverride();
-      registerVerifyCommands(program, {
-        out: () => ({ json: true, print: (_human, data) => printed.push(data) }),
-        setExit: (c) => (code = c),
-        home: () => g.home,
-        workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
-        codecKeys: () => codecKeys,
-      });
-      const saved = process.env.TEMPORAL_ADDRESS;
-      process.env.TEMPORAL_ADDRESS = testAddress();
-      try {
-        await program.parseAsync(['node', 'governor', '--json', 'verify', ...args]);
-        return { code, json: printed[0] as Record<string, unknown> };
-      } catch (err) {
-        return { code: exitCodeFor(err), json: {}, error: err };
-      } finally {
-        if (saved === undefined) delete process.env.TEMPORAL_ADDRESS;
-        else process.env.TEMPORAL_ADDRESS = saved;
-      }
-    }
+    const cli = (args: string[], codecKeys?: string) => runVerifyCli(args, { home: g.home, env: { TEMPORAL_ADDRESS: testAddress() }, ...(codecKeys ? { codecKeys } : {}) });
 
     it('verifies the encrypted chain live and from an exported proof that stays encrypted', async () => {
       const proofFile = path.join(dir, 'proof.json');

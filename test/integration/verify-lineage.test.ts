@@ -2,16 +2,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { Command } from 'commander';
 import { initKeys, issueApproval, keyPaths } from '../../activities/identity';
-import { exitCodeFor } from '../../client/cli';
-import { registerVerifyCommands } from '../../client/commands/verify';
 import { PROOF_FORMAT } from '../../client/proof';
 import { createReplayer, fetchChainHistories, verifyChain, type Replayer, type VerifyReport } from '../../client/verify';
 import type { ChainResult } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 import { testAddress } from '../harness/temporal';
+import { runVerifyCli } from '../harness/verify-cli';
 
 /**
  * `governor verify` on real chains of every outcome: live (history fetched from the server) and
@@ -181,30 +179,7 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
   let chainId: string;
 
   /** Runs `governor verify …` in process; returns the exit code and the JSON it printed. */
-  async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; json: Record<string, unknown>; error?: unknown }> {
-    let code = -1;
-    const printed: unknown[] = [];
-    const program = new Command('governor').option('--json').exitOverride();
-    registerVerifyCommands(program, {
-      out: () => ({ json: true, print: (_human, data) => printed.push(data) }),
-      setExit: (c) => (code = c),
-      home: () => g.home,
-      workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
-    });
-    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-    Object.assign(process.env, env);
-    try {
-      await program.parseAsync(['node', 'governor', '--json', 'verify', ...args]);
-      return { code, json: printed[0] as Record<string, unknown> };
-    } catch (err) {
-      return { code: exitCodeFor(err), json: {}, error: err };
-    } finally {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
-  }
+  const cli = (args: string[], env: Record<string, string>) => runVerifyCli(args, { home: g.home, env });
 
   beforeAll(async () => {
     const handle = await g.gc.start({ workload: WORKLOAD, owner: 'team-release', steps: [step('build', 'deploy', staging), step('deploy', 'deploy', prod)] }, await g.creds());
