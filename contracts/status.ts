@@ -7,11 +7,13 @@ export const ChainStatus = {
   Denied: 'Denied',
   Failed: 'Failed',
   Revoked: 'Revoked',
+  /** The workflow refused its own input (`GOVERNOR_INVALID_INPUT`): nothing was authorized or executed. */
+  Rejected: 'Rejected',
 } as const;
 export type ChainStatus = (typeof ChainStatus)[keyof typeof ChainStatus];
 
 /** Statuses after which a chain never changes again. */
-export const TERMINAL_STATUSES: readonly ChainStatus[] = ['Completed', 'Denied', 'Failed', 'Revoked'];
+export const TERMINAL_STATUSES: readonly ChainStatus[] = ['Completed', 'Denied', 'Failed', 'Revoked', 'Rejected'];
 
 /** Workflow type and default task queue of the governor (documented for other SDKs: never rename). */
 export const WORKFLOW_TYPE = 'governedChainWorkflow';
