@@ -16,6 +16,7 @@ import type { PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
 import type { CredentialClaims } from './credential-claims';
 import { makeReceipt, type ReceiptSigner } from './receipts';
+import { checkResume, type VerifyResumeInput } from './resume';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
 export type { AdmitInput, AdmitResult, DomainRules, RequestSlotResult, SignCoordinationInput, VerifyTieBreakInput } from './coordination';
@@ -23,6 +24,11 @@ export type { AdmitInput, AdmitResult, DomainRules, RequestSlotResult, SignCoord
 /** `authorize` input: the action, plus the parts of the step an approval must be bound to. */
 export interface GovernorAuthorizeInput extends AuthorizeInput {
   binding?: { input: Record<string, JsonValue>; executor: Executor };
+  /**
+   * Set by chains that order compensations through the coordinator like steps: `coordinated` is then
+   * reported for compensations too, and `governStep` never runs a coordinated compensation outright.
+   */
+  coordinateCompensations?: boolean;
 }
 
 /** `authorize` result: the decision, the step digest approvals bind to, and the approval rules that apply. */
@@ -65,6 +71,7 @@ export interface VerifyApprovalInput extends VoteContext {
   prev: ReceiptHead;
 }
 export type { ExecuteInput } from './executors';
+export type { VerifyResumeInput } from './resume';
 
 /** Result of `recordReceipt`: the receipt and the exact payload it commits to. */
 export interface RecordedReceipt {
@@ -128,7 +135,7 @@ export function createActivities(deps: ActivityDeps) {
 
   /** Re-verifies credential + attestation and evaluates policy; returns the decision and its receipt. */
   async function authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
-    const { binding, ...action } = input;
+    const { binding, coordinateCompensations, ...action } = input;
     const now = clock();
     // One bundle snapshot for the decision and everything derived from it (ladder, coordination), even
     // if a rollout activates another bundle while this call awaits the server.
@@ -150,7 +157,8 @@ export function createActivities(deps: ActivityDeps) {
     const approvalRules = result.decision.effect === 'escalate' ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) } : undefined;
     const domains = active?.bundle.manifest.coordination.domains;
     // Unknown (no bundle) counts as coordinated: the workflow then asks requestSlot, which fails closed.
-    const coordinated = input.kind === 'step' ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined : undefined;
+    const coordinated =
+      input.kind === 'step' || coordinateCompensations ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined : undefined;
     const receipt = await makeReceipt(await receiptSigner(), {
       chainId: input.chainId,
       stepId: input.stepId,
@@ -189,7 +197,7 @@ export function createActivities(deps: ActivityDeps) {
     async governStep(input: GovernStepInput): Promise<GovernStepResult> {
       const { idempotencyKey, ...authorizeInput } = input;
       const authorized = await authorize(authorizeInput);
-      const outright = authorized.decision.effect === 'allow' && !authorized.credentialExpired && (input.kind === 'compensation' || authorized.coordinated === false);
+      const outright = authorized.decision.effect === 'allow' && !authorized.credentialExpired && ((input.kind === 'compensation' && !input.coordinateCompensations) || authorized.coordinated === false);
       if (!outright || input.binding.executor.type === 'activity') return { authorized };
       try {
         const executed = await execute({
@@ -258,6 +266,16 @@ export function createActivities(deps: ActivityDeps) {
       if (!active) return { tieId: input.tieId, counted: false, reason: 'no valid policy bundle is loaded' };
       const { token, ...tie } = input;
       return judgeTieBreak(token, active.bundle.manifest, tie, { now: clock(), home: deps.home });
+    },
+
+    /**
+     * Checks a continued run's `resume` against the checkpoint the previous run signed: `{ ok: true }`
+     * or `{ ok: false, reason }` (the workflow then refuses its input). Keys unreadable: throws, and
+     * the workflow refuses the input after the retries (fail closed).
+     */
+    async verifyResume(input: VerifyResumeInput): Promise<{ ok: true } | { ok: false; reason: string }> {
+      const reason = await checkResume(input, loadPublicJwks(deps.home, 'receipt'));
+      return reason === undefined ? { ok: true } : { ok: false, reason };
     },
 
     /** Signs and links the next receipt of a chain. */

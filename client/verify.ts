@@ -8,6 +8,7 @@ import { SLOT_SEAL_TYP } from '../activities/coordination';
 import { loadPublicJwks } from '../activities/identity';
 import { receiptBody } from '../activities/receipts';
 import { GovernedChainInput } from '../contracts/chain';
+import { VALIDATED_INPUT_PATCH } from '../contracts/patches';
 import { findDomain, requestDigestInput, resourceLabel, slotRequestId } from '../contracts/coordination';
 import { AuthzRequest, Decision } from '../contracts/decision';
 import { durationMs } from '../contracts/duration';
@@ -285,6 +286,8 @@ const EXECUTE = 'execute';
 /** Decision and built-in execution in one activity: its result holds an `authorize` result and maybe an `execute` one. */
 const GOVERN_STEP = 'governStep';
 const REQUEST_SLOT = 'requestSlot';
+/** Marker the SDK records for `patched()` (Core SDK format, recorded in history). */
+const PATCH_MARKER = 'core_patch';
 const GOVERNOR_LOCAL_ACTIVITIES = [AUTHORIZE, VERIFY_APPROVAL, RECORD_RECEIPT];
 /** Signal a domain's coordinator sends a chain with its slot verdict (recorded in history: never renamed). */
 const SLOT_VERDICT_SIGNAL = 'slotVerdict';
@@ -353,6 +356,8 @@ interface DecodedRun {
   signals: { eventId: number; name: string; arg: unknown }[];
   /** Signals the chain sent to other workflows (its coordinators): target workflow id, name, first argument. */
   sent: { eventId: number; workflowId: string; name: string; arg: unknown }[];
+  /** Patch ids the run recorded (`patched()` markers), in history order. */
+  patches: string[];
 }
 
 const CLOSURES: Record<string, Closure['type']> = {
@@ -365,7 +370,7 @@ const CLOSURES: Record<string, Closure['type']> = {
 };
 
 function decodeRun(raw: unknown, index: number): DecodedRun {
-  const run: DecodedRun = { index, events: 0, problems: [], replayable: false, entries: [], orphans: 0, activities: [], startAttributes: {}, upserts: [], updates: new Map(), slots: [], signals: [], sent: [] };
+  const run: DecodedRun = { index, events: 0, problems: [], replayable: false, entries: [], orphans: 0, activities: [], startAttributes: {}, upserts: [], updates: new Map(), slots: [], signals: [], sent: [], patches: [] };
   const problem = (message: string): void => {
     run.problems.push(`run ${index + 1}: ${message}`);
   };
@@ -459,6 +464,11 @@ function decodeRun(raw: unknown, index: number): DecodedRun {
       return;
     }
     if (key === 'markerRecordedEventAttributes') {
+      if (attrs.markerName === PATCH_MARKER) {
+        const data = firstPayload(isRecord(attrs.details) ? attrs.details['patch-data'] : undefined);
+        if (data.ok && isRecord(data.value) && typeof data.value.id === 'string') run.patches.push(data.value.id);
+        return;
+      }
       if (attrs.markerName !== LOCAL_ACTIVITY_MARKER) return;
       const details = isRecord(attrs.details) ? attrs.details : {};
       const meta = firstPayload(details.data);
@@ -1008,7 +1018,7 @@ function checkCheckpoint(runs: DecodedRun[], chain: ChainReceipt[]): { check: Ve
 /** The governed actions of a chain by step id (steps and their compensations), as the workflow builds them. */
 function actionsOf(rawInput: unknown): Map<string, { action: unknown; resource: unknown; context: unknown; input: unknown; executor: unknown }> {
   const out = new Map<string, { action: unknown; resource: unknown; context: unknown; input: unknown; executor: unknown }>();
-  // Raw input, not the zod-parsed copy: the workflow (and so `authorize`) saw exactly this.
+  // Exactly what the workflow (and so `authorize`) saw: the parsed copy for validating runs, else the raw input.
   const chain = isRecord(rawInput) && isRecord(rawInput.chain) ? rawInput.chain : undefined;
   const steps = chain && Array.isArray(chain.steps) ? chain.steps : [];
   for (const step of steps) {
@@ -1063,7 +1073,8 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
     return problems.check(CheckName.Bindings, '');
   }
   const workload = firstRun.input.chain.workload;
-  const actions = actionsOf(firstRun.rawInput);
+  // A run with the validated-input patch governed the schema-parsed input (defaults applied); older runs the raw one.
+  const actions = actionsOf(firstRun.patches.includes(VALIDATED_INPUT_PATCH) ? firstRun.input : firstRun.rawInput);
   /** Per step, as of the point in history being checked: the latest decision, approvers counted, break-glass. */
   const lastDecision = new Map<string, Record<string, unknown>>();
   const lastAuthorize = new Map<string, Record<string, unknown>>();

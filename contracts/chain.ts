@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Receipt } from './receipt';
 
 /**
  * The chain contract: the single source of truth for what a service submits. The JSON Schema in
@@ -131,7 +132,13 @@ export const GovernedChainInput = z.strictObject({
       completed: z.array(z.string()),
       policyDigest: z.string().optional(),
       breakGlass: z.boolean().optional(),
-      runs: z.int().min(1),
+      runs: z.int().min(2),
+      /**
+       * The signed checkpoint receipt the previous run recorded before continuing as new; its hash is
+       * `head`. The workflow refuses a `resume` without one, or whose signature, chain, first run or
+       * position does not verify with the governor's receipt key.
+       */
+      checkpoint: Receipt.optional(),
     })
     .optional(),
 });

@@ -1,4 +1,4 @@
-import type { ApprovalState } from './approval';
+import type { ApprovalState, VoteVerdict } from './approval';
 import type { Decision } from './decision';
 import type { ReceiptHead } from './receipt';
 import type { ChainStatus } from './status';
@@ -61,6 +61,8 @@ export interface ChainState {
   steps: StepState[];
   receiptHead: ReceiptHead;
   policyDigest?: string;
+  /** Verdicts on malformed votes that arrived while no step awaited approval (the latest few). */
+  strayVotes?: VoteVerdict[];
 }
 
 /** What the workflow returns. */

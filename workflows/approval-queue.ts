@@ -21,6 +21,20 @@ export class ApprovalQueue {
   /** Verified votes for a later step of the chain, kept until that step awaits approval. */
   private readonly deferred = new Map<string, Submission[]>();
 
+  /**
+   * True while the chain re-authorizes after a quorum: `submitApproval` callers wait so they are
+   * answered with the approval's real outcome.
+   */
+  deciding = false;
+
+  /** Records the verdict on a vote rejected before verification (malformed): never counted, still shown. */
+  reject(via: Submission['via'], reason: string): VoteVerdict {
+    const verdict: VoteVerdict = { seq: this.nextSeq++, via, counted: false, reason };
+    this.current?.verdicts.push(verdict);
+    this.verdicts.set(verdict.seq, verdict);
+    return verdict;
+  }
+
   /** Queues a vote; returns its sequence number. */
   enqueue(token: string, via: Submission['via']): number {
     const seq = this.nextSeq++;

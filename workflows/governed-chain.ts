@@ -19,7 +19,7 @@ import {
 import type { RetryPolicy } from '@temporalio/common';
 import type { GovernorActivities, GovernorAuthorizeInput, GovernorAuthorizeResult, GovernStepResult } from '../activities';
 import { ApprovalSubmission, type ApprovalState, type VoteVerdict } from '../contracts/approval';
-import type { Compensation, Executor, GovernedChainInput, JsonValue, ResourceRef, Step } from '../contracts/chain';
+import { GovernedChainInput, type Compensation, type Executor, type JsonValue, type ResourceRef, type Step } from '../contracts/chain';
 import type { Decision } from '../contracts/decision';
 import { durationMs } from '../contracts/duration';
 import type { ServiceActivityInput } from '../contracts/executor';
@@ -35,11 +35,21 @@ import {
   type RevokeInput,
 } from '../contracts/messages';
 import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../contracts/receipt';
-import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorPolicyDigestKey, GovernorShadowDiffersKey, GovernorStatusKey } from '../contracts/search-attributes';
+import { ErrorCode } from '../contracts/errors';
+import { GOVERN_STEP_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
+import { MAX_JSON_DEPTH, formatIssuePath, invalidInputMessage, tooDeepPath } from '../contracts/issues';
+import {
+  GovernorBreakGlassKey,
+  GovernorPendingRolesKey,
+  GovernorPolicyDigestKey,
+  GovernorShadowDiffersKey,
+  GovernorStatusKey,
+  GovernorWorkloadKey,
+} from '../contracts/search-attributes';
 import type { ChainResult, ChainState, ExecutionOutcome, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { ApprovalQueue } from './approval-queue';
-import { releaseSlotSignal, slotVerdictSignal, withdrawSlotSignal, type SlotVerdict } from '../contracts/coordination';
+import { SlotVerdict, releaseSlotSignal, slotVerdictSignal, withdrawSlotSignal } from '../contracts/coordination';
 import { failureMessage } from './failure';
 
 /*
@@ -63,8 +73,10 @@ const EXECUTOR_RETRY: RetryPolicy = {
 };
 const executors = proxyActivities<GovernorActivities>({ startToCloseTimeout: '2m', retry: EXECUTOR_RETRY });
 
-/** Patch id of the one-activity step (`governStep`); recorded in history as a marker: never renamed. */
-export const GOVERN_STEP_PATCH = 'govern-step-in-one-activity';
+export { GOVERN_STEP_PATCH, VALIDATED_INPUT_PATCH };
+
+/** Most malformed-vote verdicts kept for `status` while no step awaits approval. */
+const MAX_STRAY_VERDICTS = 20;
 
 function resourceLabel(r: ResourceRef): string {
   return `${r.type}::"${r.id}"`;
@@ -87,7 +99,10 @@ interface Action {
 class Revoked extends Error {}
 
 /** Runs a chain: every step re-authorized, escalated when policy says so, executed once, recorded (DESIGN §4). */
-export async function governedChainWorkflow(input: GovernedChainInput): Promise<ChainResult> {
+export async function governedChainWorkflow(raw: GovernedChainInput): Promise<ChainResult> {
+  // The workflow is the trust boundary: other SDKs start it without our client, so it checks its own input.
+  const strict = patched(VALIDATED_INPUT_PATCH);
+  const input = strict ? await acceptInput(raw) : raw;
   const { chainId, chain } = input;
   // The chain id names the lineage (receipts, credential bindings, verify): it must be this workflow's id.
   const { workflowId, firstExecutionRunId } = workflowInfo();
@@ -99,6 +114,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   let revoked: RevokeInput | undefined;
   let head: ReceiptHead = resume?.head ?? { seq: 0, hash: GENESIS_HASH };
   let lastSignature: string | undefined;
+  let lastReceipt: Receipt | undefined;
   let receiptFailure: string | undefined;
   const approvals = new ApprovalQueue();
   // The step in flight runs in its own scope so a revocation can cancel it.
@@ -143,6 +159,12 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     if (!parsed.success) {
       // Recorded in history as a signal; malformed, so it is never counted.
       log.warn('vote signal ignored', { chainId, via, reason: 'malformed vote' });
+      if (strict) {
+        // The sender (UI, CLI) cannot see a signal's fate: the rejected verdict is shown by `status`.
+        const verdict = approvals.reject(via, `malformed vote: ${invalidInputMessage(parsed.error)}`);
+        if (!approvals.current) state.strayVotes = [...(state.strayVotes ?? []), verdict].slice(-MAX_STRAY_VERDICTS);
+        publishDetails();
+      }
       return;
     }
     // Queued even when no step awaits approval yet: a vote that arrives early is not lost.
@@ -155,22 +177,34 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     async (submission) => {
       const seq = approvals.enqueue(submission.token, 'update');
       const approval = approvals.current!;
-      await condition(() => approvals.verdicts.has(seq));
+      // Answered once the vote's consequences are decided (quorum → re-authorized → approved or
+      // denied), so the caller sees the approval's real outcome, not 'pending'.
+      await condition(() => approvals.verdicts.has(seq) && !(strict && approvals.deciding));
       return { verdict: approvals.verdicts.get(seq)!, approval };
     },
     {
       validator: (submission) => {
         const parsed = ApprovalSubmission.safeParse(submission);
-        if (!parsed.success) throw ApplicationFailure.nonRetryable(parsed.error.issues.map((i) => i.message).join('; '), 'GOVERNOR_INVALID_INPUT');
+        if (!parsed.success) throw ApplicationFailure.nonRetryable(strict ? invalidInputMessage(parsed.error) : parsed.error.issues.map((i) => i.message).join('; '), ErrorCode.InvalidInput);
         if (!approvals.current) throw ApplicationFailure.nonRetryable('no step of this chain is awaiting approval', 'GOVERNOR_INVALID_INPUT');
       },
     },
   );
   // Coordination verdicts arrive by signal from the domain's coordinator, keyed by request id.
   const slotVerdicts = new Map<string, SlotVerdict>();
-  setHandler(slotVerdictSignal, (verdict) => {
-    if (typeof verdict?.requestId !== 'string') return;
-    const s = state.steps.find((x) => x.id === verdict.stepId);
+  setHandler(slotVerdictSignal, (raw) => {
+    if (typeof raw?.requestId !== 'string') return;
+    let verdict = raw;
+    if (strict) {
+      const parsed = SlotVerdict.safeParse(raw);
+      if (!parsed.success || parsed.data.chainId !== chainId) {
+        log.warn('slotVerdict signal ignored', { chainId, reason: parsed.success ? 'another chain' : invalidInputMessage(parsed.error) });
+        return;
+      }
+      verdict = parsed.data;
+    }
+    // A compensation's request is shown on its step.
+    const s = state.steps.find((x) => x.id === (strict ? verdict.stepId.replace(/\.compensation$/, '') : verdict.stepId));
     if (s?.coordination && s.coordination.requestId === verdict.requestId && s.coordination.status === 'queued') {
       s.coordination = { ...s.coordination, status: verdict.status, reason: verdict.reason, position: verdict.position, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
     }
@@ -216,6 +250,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   const advance = (receipt: Receipt): void => {
     head = { seq: receipt.seq, hash: receipt.hash };
     lastSignature = receipt.signature;
+    lastReceipt = receipt;
     state.receiptHead = head;
   };
   /** Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. */
@@ -246,6 +281,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     firstRunId: firstExecutionRunId,
     prev: head,
     binding: { input: a.input, executor: a.executor },
+    ...(strict ? { coordinateCompensations: true } : {}),
   });
   /** Authorizes one action; waits for a refreshed credential when only the credential's expiry failed. */
   const authorize = async (a: Action, s: StepState, votes?: { approver: string; roles: string[] }[], recorded?: GovernorAuthorizeResult): Promise<GovernorAuthorizeResult | Decision> => {
@@ -403,7 +439,13 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
 
       if (breakGlass || approval.approvedBy.length >= approval.quorum) {
         const votes = [...approval.approvedBy, ...(breakGlass ? [{ approver: breakGlass.approver!, roles: breakGlass.roles ?? [] }] : [])];
-        const again = await authorize(a, s, votes);
+        approvals.deciding = true;
+        let again: Awaited<ReturnType<typeof authorize>>;
+        try {
+          again = await authorize(a, s, votes);
+        } finally {
+          approvals.deciding = false;
+        }
         if (!('decision' in again)) return finish('denied', { allowed: false, decision: again, reason: again.reason });
         decision = again.decision;
         if (decision.effect === 'allow') return finish('approved', { allowed: true, decision });
@@ -481,10 +523,21 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     // Approvers' roles can raise the step's authority in a conflict (manifest coordination.authority.roles).
     const counted = s.approval?.verdicts.filter((v) => v.counted && v.decision === 'approve') ?? [];
     const approverRoles = [...new Set(counted.flatMap((v) => v.roles ?? []))].sort();
-    const asked = await governor.requestSlot.executeWithOptions(
-      { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `request a slot for ${a.action} on ${resourceLabel(a.resource)}` },
-      [{ chainId, stepId: a.stepId, workload: chain.workload, action: a.action, resource: a.resource, ...(a.coordination?.priority !== undefined ? { priority: a.coordination.priority } : {}), ...(a.coordination?.plannedVersion !== undefined ? { plannedVersion: a.coordination.plannedVersion } : {}), ...(approverRoles.length ? { approverRoles } : {}), taskQueue: workflowInfo().taskQueue }],
-    );
+    const ask = () =>
+      governor.requestSlot.executeWithOptions(
+        { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `request a slot for ${a.action} on ${resourceLabel(a.resource)}` },
+        [{ chainId, stepId: a.stepId, workload: chain.workload, action: a.action, resource: a.resource, ...(a.coordination?.priority !== undefined ? { priority: a.coordination.priority } : {}), ...(a.coordination?.plannedVersion !== undefined ? { plannedVersion: a.coordination.plannedVersion } : {}), ...(approverRoles.length ? { approverRoles } : {}), taskQueue: workflowInfo().taskQueue }],
+      );
+    let asked: Awaited<ReturnType<typeof ask>>;
+    if (!strict) asked = await ask();
+    else {
+      try {
+        asked = await ask();
+      } catch (err) {
+        // Fail closed: a step whose coordination cannot be asked for does not run.
+        return { granted: false, reason: `coordination could not be requested: ${failureMessage(err)}` };
+      }
+    }
     if (!asked.coordinated) return { granted: true };
     const coordinator = getExternalWorkflowHandle(asked.coordinatorId);
     s.coordination = { domain: asked.domain, requestId: asked.requestId, status: 'queued' };
@@ -496,9 +549,15 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     }
     const verdict = slotVerdicts.get(asked.requestId)!;
     s.coordination = { ...s.coordination, status: verdict.granted ? 'granted' : 'rejected', reason: verdict.reason, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
-    await record(a.stepId, 'decision', { coordination: verdict });
+    const recorded = await record(a.stepId, 'decision', { coordination: verdict });
     setStatus(ChainStatus.Running);
     if (!verdict.granted) return { granted: false, reason: `coordination (${asked.domain}): ${verdict.reason}` };
+    if (strict && !recorded) {
+      // A grant that cannot be recorded is not used: the slot goes back, the step does not run.
+      await coordinator.signal(releaseSlotSignal, { chainId, stepId: a.stepId, completed: false });
+      s.coordination = { ...s.coordination, status: 'released' };
+      return { granted: false, reason: receiptFailure ?? 'the coordination grant could not be recorded' };
+    }
     return {
       granted: true,
       release: async (completed) => {
@@ -568,7 +627,7 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
     if (revoked) throw new Revoked();
     // Only steps whose resource the manifest may coordinate ask for a slot; `authorize` said which (a
     // result recorded without the flag, from an older worker, asks as before: replay stays identical).
-    const slot = a.kind === 'step' && coordinatedHint.get(a.stepId) !== false ? await coordinate(a, s) : { granted: true as const };
+    const slot = (a.kind === 'step' || strict) && coordinatedHint.get(a.stepId) !== false ? await coordinate(a, s) : { granted: true as const };
     if (!slot.granted) return { ran: false, denied: slot.reason };
     s.status = a.kind === 'step' ? 'executing' : 'compensating';
     setStatus(ChainStatus.Running);
@@ -596,6 +655,8 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   // ---- the chain ------------------------------------------------------------------------------
   const completed: string[] = [...(resume?.completed ?? [])];
   let outcome: ChainStatus = ChainStatus.Completed;
+  // Set by the workflow itself, so `revoke --workload` finds chains started from any SDK.
+  if (strict) upsertSearchAttributes([{ key: GovernorWorkloadKey, value: chain.workload }]);
   setStatus(ChainStatus.Running);
   publishDetails();
   const stepsThisRun = input.options?.continueAsNewAfterSteps;
@@ -608,7 +669,9 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
       if (ranThisRun > 0 && (workflowInfo().continueAsNewSuggested || (stepsThisRun !== undefined && ranThisRun >= stepsThisRun))) {
         // Long chains continue as new before Temporal's history limits, carrying the receipt head;
         // a signed checkpoint closes each run's part of the receipt chain.
-        if (!(await record(undefined, 'checkpoint', { continuedAsNew: true, nextStep: i, run: resume?.runs ?? 1 }))) {
+        const run = resume?.runs ?? 1;
+        const payload = strict ? { continuedAsNew: true, nextStep: i, run, firstRunId: firstExecutionRunId } : { continuedAsNew: true, nextStep: i, run };
+        if (!(await record(undefined, 'checkpoint', payload))) {
           state.reason = receiptFailure;
           outcome = ChainStatus.Failed;
           break;
@@ -618,7 +681,16 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
           ...input,
           credential,
           attestation,
-          resume: { nextStep: i, head, steps: state.steps as unknown as Record<string, unknown>[], completed, policyDigest: state.policyDigest, breakGlass: state.breakGlass, runs: (resume?.runs ?? 1) + 1 },
+          resume: {
+            nextStep: i,
+            head,
+            steps: state.steps as unknown as Record<string, unknown>[],
+            completed,
+            policyDigest: state.policyDigest,
+            breakGlass: state.breakGlass,
+            runs: run + 1,
+            ...(strict && lastReceipt ? { checkpoint: lastReceipt } : {}),
+          },
         });
       }
       const s = stepState(step.id);
@@ -716,6 +788,53 @@ export async function governedChainWorkflow(input: GovernedChainInput): Promise<
   await condition(allHandlersFinished);
   log.info('chain ended', { chainId, status: outcome });
   return { chainId, status: outcome, reason: state.reason, steps: state.steps, receiptHead: head, checkpoint };
+}
+
+/**
+ * Parses the workflow's own input (defaults applied) and checks `resume`; anything invalid ends the run
+ * at once as `Rejected` with a non-retryable `GOVERNOR_INVALID_INPUT` naming the field, before anything
+ * is authorized or executed (never a workflow-task retry loop).
+ */
+async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
+  const info = workflowInfo();
+  const reject = (message: string): never => {
+    const state: ChainState = { chainId: info.workflowId, workload: '', status: ChainStatus.Rejected, reason: message, steps: [], receiptHead: { seq: 0, hash: GENESIS_HASH } };
+    setHandler(statusQuery, () => state);
+    upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
+    throw ApplicationFailure.nonRetryable(`invalid workflow input: ${message}`, ErrorCode.InvalidInput);
+  };
+  const deep = tooDeepPath(raw);
+  if (deep) return reject(`${formatIssuePath(deep)}: nested deeper than ${MAX_JSON_DEPTH} levels`);
+  const parsed = GovernedChainInput.safeParse(raw);
+  if (!parsed.success) return reject(invalidInputMessage(parsed.error));
+  const input = parsed.data;
+  if (input.chainId !== info.workflowId) return reject(`chainId: is not this workflow's id (start the chain with workflow id = chainId)`);
+  const { resume } = input;
+  if (resume) {
+    // Only the governor's own continue-as-new carries `resume`: a first run with one, or a head that
+    // is not the checkpoint the previous run signed, would skip steps without authorization.
+    if (!info.continuedFromExecutionRunId) return reject('resume: set only by the governor when a chain continues as new; a new chain must not carry it');
+    let reason: string | undefined;
+    try {
+      const checked = await governor.verifyResume.executeWithOptions({ startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: 'verify the signed checkpoint this run resumes from' }, [
+        {
+          chainId: input.chainId,
+          firstRunId: info.firstExecutionRunId,
+          continuedFromRunId: info.continuedFromExecutionRunId,
+          nextStep: resume.nextStep,
+          runs: resume.runs,
+          head: resume.head,
+          ...(resume.checkpoint ? { checkpoint: resume.checkpoint } : {}),
+        },
+      ]);
+      if (!checked.ok) reason = checked.reason;
+    } catch (err) {
+      reason = `resume: the checkpoint could not be verified: ${failureMessage(err)}`;
+    }
+    if (reason !== undefined) return reject(reason);
+    if (resume.nextStep > input.chain.steps.length) return reject('resume.nextStep: beyond the last step of the chain');
+  }
+  return input;
 }
 
 function stepAction(step: Step): Action {

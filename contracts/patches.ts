@@ -1,0 +1,17 @@
+/**
+ * Patch ids of the governor's workflows. Each is recorded in history as a marker when a run takes
+ * the patched path, and `governor verify` reads them to know which behaviour a run followed: never
+ * rename one. Sandbox-safe.
+ */
+
+/** `governedChainWorkflow`: built-in steps decided and run in one activity (`governStep`). */
+export const GOVERN_STEP_PATCH = 'govern-step-in-one-activity';
+
+/**
+ * `governedChainWorkflow`'s trust-boundary behaviour: the workflow parses its own input with the chain
+ * schema (defaults applied, `resume` only from its own signed continue-as-new), upserts
+ * `GovernorWorkload`, records a verdict for every malformed vote, answers `submitApproval` after the
+ * vote's consequences are decided, fails closed when a coordination request or its receipt fails, and
+ * orders compensations on coordinated resources through the coordinator.
+ */
+export const VALIDATED_INPUT_PATCH = 'validated-input';
