@@ -1,3 +1,4 @@
+import { GOVERN_STEP_PATCH } from '../../contracts/patches';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../client/verify';
@@ -84,8 +85,9 @@ function shapeOf(history: HistoryJson): Shape {
     const scheduled = event.activityTaskScheduledEventAttributes as { activityType?: { name?: string } } | undefined;
     if (scheduled?.activityType?.name === 'governStep') shape.governSteps++;
     if (scheduled?.activityType?.name === 'execute') shape.executes++;
-    const marker = event.markerRecordedEventAttributes as { markerName?: string; details?: { data?: { payloads?: { data?: string }[] } } } | undefined;
-    if (marker?.markerName === 'core_patch') shape.patchMarkers++;
+    const marker = event.markerRecordedEventAttributes as { markerName?: string; details?: { data?: { payloads?: { data?: string }[] }; 'patch-data'?: { payloads?: { data?: string }[] } } } | undefined;
+    // The governStep patch (the chain's other patch, validated-input, is recorded once per run too).
+    if (marker?.markerName === 'core_patch' && Buffer.from(marker.details?.['patch-data']?.payloads?.[0]?.data ?? '', 'base64').toString('utf8').includes(GOVERN_STEP_PATCH)) shape.patchMarkers++;
     if (marker?.markerName === 'core_local_activity') {
       const data = JSON.parse(Buffer.from(marker.details?.data?.payloads?.[0]?.data ?? '', 'base64').toString('utf8')) as { activity_type?: string };
       if (data.activity_type === 'authorize') shape.authorizeMarkers++;
