@@ -53,7 +53,7 @@ function parseProtected(spelled: string): ProtectedAddress {
     url = undefined;
   }
   const host = url ? canonicalHost(url.hostname) : undefined;
-  if (!url || !host) throw new GovernorError(ErrorCode.InvalidInput, 'http protectedAddresses: an entry is not host:port', 'protectedAddresses');
+  if (!url || !host) throw new GovernorError(ErrorCode.InvalidInput, 'http protectedAddresses (TEMPORAL_ADDRESS, the UI address, GOVERNOR_HTTP_PROTECTED): an entry is not host:port', 'protectedAddresses');
   // A bare `host` is a Temporal frontend on its default port.
   const port = url.port !== '' ? Number(url.port) : spelled.includes('://') ? (url.protocol === 'https:' ? 443 : 80) : 7233;
   return { spelled: hostPort(host.host, port), host: host.host, kind: host.kind, port };

@@ -111,6 +111,8 @@ beforeAll(async () => {
             'X-Source': { value: 'governor' },
           },
         },
+        // A name pinned to an exact loopback address and port: no DNS, connects to that address only.
+        { origin: `http://pinned.test:${B}`, addresses: ['127.0.0.1'] },
         // Names that resolve (or re-bind) to canary A: allow-listed by name, refused by address.
         { origin: `http://localhost:${A}` },
         { origin: `http://rebind.test:${A}` },
@@ -283,6 +285,15 @@ describe('an exactly allow-listed target: only what the entry allows is sent', (
     const r = await run(notify({ url: `http://127.0.0.1:${B}/slow`, timeoutMs: 300 }));
     expect(r.status).toBe('Failed');
     expect(r.steps[0]!.error).toContain(`http POST http://127.0.0.1:${B}: no complete answer within 300 ms`);
+    expect(canary.hits).toEqual([]);
+  });
+
+  it('a name pinned to an exact address (entry addresses) is reached there without DNS, with its own Host', async () => {
+    const before = target.hits.length;
+    const r = await run(notify({ url: `http://PINNED.test.:${B}/pinned` }));
+    expect(r.status).toBe('Completed');
+    const hits = target.hits.slice(before);
+    expect(hits.map((h) => [h.url, h.headers.host, h.headers.authorization])).toEqual([['/pinned', `pinned.test:${B}`, undefined]]);
     expect(canary.hits).toEqual([]);
   });
 
