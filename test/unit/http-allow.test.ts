@@ -1,6 +1,7 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { HttpGuard, type HttpResolver } from '../../activities/http-guard';
 import { checkBundle, formatIssue } from '../../policies/bundle';
 import { HttpSection, matchHttpCall } from '../../policies/http-allow';
 import { canonicalHost, classifyAddress } from '../../policies/ip-ranges';
@@ -253,5 +254,57 @@ describe('matchHttpCall: exact origin, path prefix, method and headers, before a
 
   it('an empty allow-list refuses everything', () => {
     expect(reason(matchHttpCall(section([]), { url: 'https://hooks.example.com/', method: 'POST' }))).toBe('https://hooks.example.com:443 is not in the manifest\'s http.allow');
+  });
+});
+
+describe('HttpGuard: addresses, Temporal endpoints and secrets (injected resolver, no network)', () => {
+  const dns: Record<string, string[]> = {
+    'mixed.example': ['93.184.215.14', '10.0.0.7'],
+    'mapped.example': ['::ffff:10.0.0.1'],
+    'public.example': ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c'],
+    'temporal.internal': ['10.0.0.9'],
+    localhost: ['127.0.0.1', '::1'],
+  };
+  const resolve: HttpResolver = (host) => (dns[host] ? Promise.resolve(dns[host]) : Promise.reject(new Error(`ENOTFOUND ${host}`)));
+  const s = section([
+    { origin: 'https://mixed.example' },
+    { origin: 'https://mapped.example' },
+    { origin: 'https://public.example', headers: { Authorization: { secretRef: { env: 'TOKEN' } } } },
+    { origin: 'http://10.0.0.9:7233' },
+    { origin: 'https://gone.example' },
+    { origin: 'https://public.example:8443', headers: { 'X-Key': { secretRef: { file: 'no/such/file' } } } },
+  ]);
+  const check = (guard: HttpGuard, url: string) => guard.check(s, { type: 'http', method: 'POST', url, timeoutMs: 1000 });
+  const reason = async (p: ReturnType<typeof check>): Promise<string> => {
+    const r = await p;
+    return r.ok ? 'ok' : r.reason;
+  };
+
+  it('checks every address a name resolves to, IPv4-mapped ones by their embedded address', async () => {
+    const guard = new HttpGuard('/nonexistent', { resolve, env: { TOKEN: 't' } });
+    expect(await reason(check(guard, 'https://mixed.example/x'))).toBe('mixed.example resolves to 10.0.0.7 (private): only an http.allow entry that names that exact address and its port may reach it');
+    expect(await reason(check(guard, 'https://mapped.example/x'))).toBe('mapped.example resolves to ::ffff:a00:1 (private): only an http.allow entry that names that exact address and its port may reach it');
+    expect(await reason(check(guard, 'https://gone.example/x'))).toBe('gone.example could not be resolved');
+    const ok = await check(guard, 'https://public.example/x');
+    expect(ok.ok && ok.checked.addresses).toEqual([{ address: '93.184.215.14', family: 4 }, { address: '2606:2800:21f:cb07:6820:80da:af6b:8b2c', family: 6 }]);
+  });
+
+  it('never calls a Temporal endpoint it knows, by name or by address, and fails closed when it cannot tell', async () => {
+    const guard = new HttpGuard('/nonexistent', { resolve, protectedAddresses: ['temporal.internal:7233'] });
+    expect(await reason(check(guard, 'http://10.0.0.9:7233/api'))).toBe('10.0.0.9:7233 is a Temporal endpoint of this worker (temporal.internal:7233): never callable');
+    const blind = new HttpGuard('/nonexistent', { resolve, protectedAddresses: ['unknown.internal:7233'] });
+    expect(await reason(check(blind, 'http://10.0.0.9:7233/api'))).toBe('10.0.0.9:7233 is a Temporal endpoint of this worker (unknown.internal:7233, which could not be resolved to rule it out): never callable');
+    expect(() => new HttpGuard('/nonexistent', { protectedAddresses: ['not a host'] })).toThrow('an entry is not host:port');
+  });
+
+  it('reads secrets by reference and names the reference, never the value, when one is unusable', async () => {
+    const missing = new HttpGuard('/nonexistent', { resolve, env: {} });
+    expect(await reason(check(missing, 'https://public.example/x'))).toBe('the secret for http.allow.2.headers.Authorization.secretRef is not available (environment variable TOKEN is unset or empty)');
+    const injected = new HttpGuard('/nonexistent', { resolve, env: { TOKEN: 'Bearer abc\r\nX-Evil: 1' } });
+    const why = await reason(check(injected, 'https://public.example/x'));
+    expect(why).toBe('the secret for http.allow.2.headers.Authorization.secretRef is empty, too long or contains CR, LF or NUL');
+    expect(await reason(check(missing, 'https://public.example:8443/x'))).toBe('the secret for http.allow.5.headers.X-Key.secretRef is not available (file no/such/file cannot be read)');
+    const good = await check(new HttpGuard('/nonexistent', { resolve, env: { TOKEN: 'Bearer abc' } }), 'https://public.example/x');
+    expect(good.ok && [...good.checked.entryHeaders]).toEqual([['authorization', 'Bearer abc']]);
   });
 });
