@@ -8,7 +8,8 @@ import { judgeVote, type VoteContext } from './approvals';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 import type { ExecutionOutcome } from '../contracts/state';
 import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
-import { runBuiltInExecutor, type ExecuteInput } from './executors';
+import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
+import { HttpGuard, type HttpExecutorOptions } from './http-guard';
 import { loadPrivateKey, loadPublicJwks } from './identity';
 import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type VerifyTieBreakInput } from './coordination';
 import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
@@ -61,7 +62,7 @@ export interface GovernStepResult {
   executed?: { outcome: ExecutionOutcome } & RecordedReceipt;
   /** A transient executor error: the workflow runs the step through `execute` (its retries, same key). */
   executionError?: string;
-  /** A final executor error (non-retryable, e.g. a 4xx answer or a host off the allow-list): the step failed, nothing is retried. */
+  /** A final executor error (non-retryable, e.g. a 4xx answer or a redirect): the step failed, nothing is retried. A refused http target is a deny instead (`authorized`). */
   executionFailed?: string;
 }
 
@@ -72,6 +73,7 @@ export interface VerifyApprovalInput extends VoteContext {
 }
 export type { ExecuteInput } from './executors';
 export type { VerifyResumeInput } from './resume';
+export type { HttpExecutorOptions, HttpResolver } from './http-guard';
 
 /** Result of `recordReceipt`: the receipt and the exact payload it commits to. */
 export interface RecordedReceipt {
@@ -99,11 +101,23 @@ export interface ActivityDeps {
   credentialClaims?: CredentialClaims;
   /** Injectable clock for tests; defaults to the system clock. */
   clock?: () => Date;
+  /** The http executor's Temporal endpoints (never callable) and, for tests, its resolver. */
+  http?: HttpExecutorOptions;
+}
+
+/**
+ * The deny of an action whose http target the manifest does not allow: made without a Cedar request
+ * (like a verification failure), so `governor verify` counts it among the denies made before policy.
+ */
+function targetDenied(input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action' | 'resource'>, reason: string, bundleDigest: string, gracePeriod: number, now: Date): Omit<AuthorizeResult, 'receipt'> {
+  const inputDigest = sha256Hex(canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource }));
+  return { decision: denyDecision(reason, bundleDigest, now.toISOString(), inputDigest), credentialExpired: false, gracePeriod };
 }
 
 /** Builds the governor's activities. Names are recorded in history: never rename them. */
 export function createActivities(deps: ActivityDeps) {
   const clock = deps.clock ?? (() => new Date());
+  const httpGuard = new HttpGuard(deps.home, deps.http);
   let signer: Promise<ReceiptSigner> | undefined;
   const receiptSigner = (): Promise<ReceiptSigner> => {
     const pending =
@@ -142,13 +156,19 @@ export function createActivities(deps: ActivityDeps) {
     const active = deps.policies.current();
     // The revocation list is consulted first: a revoked workload is denied whatever its token says.
     const revoked = deps.revocations ? await deps.revocations.lookup(input.workload) : undefined;
-    const result: Omit<AuthorizeResult, 'receipt'> = revoked
+    let result: Omit<AuthorizeResult, 'receipt'> = revoked
       ? {
           decision: denyDecision(`workload ${input.workload} is revoked: ${revoked.reason}`, active?.bundle.digest ?? '', now.toISOString()),
           credentialExpired: false,
           gracePeriod: 0,
         }
       : await authorizeAction(deps.policies, deps.home, action, now, { bindCredential: bindCredential(), active });
+    // Pre-flight of an http step that policy would let run (now or after approval): a target the
+    // manifest does not allow is a deny now, before any approval is awaited or anything is sent.
+    if (active && binding?.executor.type === 'http' && !result.credentialExpired && result.decision.effect !== 'deny') {
+      const checked = await httpGuard.check(active.bundle.manifest.http, binding.executor);
+      if (!checked.ok) result = targetDenied(input, `${HTTP_REFUSED}: ${checked.reason}`, active.bundle.digest, result.gracePeriod, now);
+    }
     logShadowDifference(input, result);
     const stepDigest = sha256Hex(
       canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),
@@ -159,14 +179,23 @@ export function createActivities(deps: ActivityDeps) {
     // Unknown (no bundle) counts as coordinated: the workflow then asks requestSlot, which fails closed.
     const coordinated =
       input.kind === 'step' || coordinateCompensations ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined : undefined;
+    return signDecision(input, result, { stepDigest, ...(approvalRules ? { approvalRules } : {}), ...(coordinated !== undefined ? { coordinated } : {}) });
+  }
+
+  /** Signs a decision receipt and assembles the `authorize` result. */
+  async function signDecision(
+    input: GovernorAuthorizeInput,
+    result: Omit<AuthorizeResult, 'receipt'>,
+    extras: Pick<GovernorAuthorizeResult, 'stepDigest' | 'approvalRules' | 'coordinated'>,
+  ): Promise<GovernorAuthorizeResult> {
     const receipt = await makeReceipt(await receiptSigner(), {
       chainId: input.chainId,
       stepId: input.stepId,
       kind: input.kind === 'step' ? 'decision' : 'compensation-decision',
-      payload: { ...decisionReceiptPayload(result), stepDigest },
+      payload: { ...decisionReceiptPayload(result), stepDigest: extras.stepDigest },
       prev: input.prev,
     });
-    return { ...result, receipt, stepDigest, ...(approvalRules ? { approvalRules } : {}), ...(coordinated !== undefined ? { coordinated } : {}) };
+    return { ...result, receipt, ...extras };
   }
 
   /**
@@ -177,7 +206,7 @@ export function createActivities(deps: ActivityDeps) {
     const active = deps.policies.current();
     if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
     const { receipt: r, ...executeInput } = input;
-    const outcome = await runBuiltInExecutor(executeInput, active.bundle.manifest.http.allowedHosts);
+    const outcome = await runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard });
     const payload = { status: 'completed', outcome };
     const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: r.kind, payload, prev: r.prev });
     return { outcome, receipt, payload };
@@ -211,6 +240,14 @@ export function createActivities(deps: ActivityDeps) {
         return { authorized, executed };
       } catch (err) {
         const message = (err as Error)?.message ?? String(err);
+        if (err instanceof ApplicationFailure && err.type === ErrorCode.HostNotAllowed) {
+          // Refused at connect time (the target resolved elsewhere than at the decision, or the bundle
+          // changed): nothing was sent. The step is denied, with this deny as its one decision receipt
+          // (the allow above is discarded unreturned, so it is in no history).
+          const denied = targetDenied(authorizeInput, message, authorized.decision.bundleDigest, authorized.gracePeriod, clock());
+          const { coordinated, stepDigest } = authorized;
+          return { authorized: await signDecision(authorizeInput, denied, { stepDigest, ...(coordinated !== undefined ? { coordinated } : {}) }) };
+        }
         return err instanceof ApplicationFailure && err.nonRetryable ? { authorized, executionFailed: message } : { authorized, executionError: message };
       }
     },

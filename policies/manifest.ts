@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DURATION_PATTERN } from '../contracts/duration';
 import { Coordination } from '../contracts/coordination';
+import { HttpSection } from './http-allow';
 
 /**
  * The governance manifest (`manifest.yaml` of a policy bundle). Strict: an unknown key is an error,
@@ -96,12 +97,8 @@ export const Manifest = z.strictObject({
       ladder: z.array(ApprovalLadderStep).optional(),
     })
     .prefault({}),
-  http: z
-    .strictObject({
-      /** Hosts (exact, or `*.example.com`) the built-in http executor may call. Empty: none. */
-      allowedHosts: z.array(z.string().min(1)).default([]),
-    })
-    .prefault({}),
+  /** What the built-in http executor may call: exact origins or URL prefixes (schema in policies/http-allow.ts). Default: nothing. */
+  http: HttpSection.prefault({}),
   /** Declared owners of workloads: an owner may never approve its workload's steps. */
   owners: z.record(z.string(), z.string()).default({}),
   /** Coordination domains and authority ranks (schema in contracts/coordination.ts); default: none. */

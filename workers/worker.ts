@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Logger as PinoLogger } from 'pino';
-import { createActivities } from '../activities';
+import { createActivities, type HttpExecutorOptions } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
 import { RevocationCache } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
@@ -50,6 +50,11 @@ export interface GovernorWorkerOptions {
   extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
   /** Interceptors of this worker's activities, local ones included (the crash tests kill the worker inside one). */
   activityInterceptors?: ActivityInterceptorsFactory[];
+  /**
+   * The http executor: `protectedAddresses` are the Temporal endpoints this worker knows (frontend,
+   * its HTTP API, Web UI), never callable even when allow-listed; pass at least the frontend address.
+   */
+  http?: HttpExecutorOptions;
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -99,6 +104,7 @@ export async function createGovernorWorker(
         policies,
         home: options.home,
         clock: options.clock,
+        ...(options.http ? { http: options.http } : {}),
         revocations: new RevocationCache(client, taskQueue),
         credentialClaims: new CredentialClaims(client, taskQueue, () => (options.clock ? options.clock() : new Date()).getTime()),
       }),

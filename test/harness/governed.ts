@@ -1,6 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import type { HttpExecutorOptions } from '../../activities';
 import { issueAttestation, issueCredential } from '../../activities/identity';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { GovernorClient } from '../../client/client';
@@ -41,6 +42,8 @@ export async function setupGoverned(
     workflowBundle?: WorkflowBundleOption;
     /** A shared GOVERNOR_HOME (same keys) lets several deployments accept the same tokens. */
     home?: string;
+    /** http executor options of the governor worker (protected endpoints besides the test server's frontend, a resolver). */
+    http?: HttpExecutorOptions;
   } = {},
 ): Promise<Governed> {
   const home = options.home ?? (await makeHome());
@@ -54,7 +57,7 @@ export async function setupGoverned(
   // vote, a slot verdict) arrives during a local activity, and the task only resumes after its 10 s
   // timeout. Replay from history is covered by test/integration/chain.test.ts (cache 0) and the
   // replay regression suite.
-  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir, maxCachedWorkflows: 100, ...dc, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}) });
+  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir, maxCachedWorkflows: 100, ...dc, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}), ...(options.http ? { http: options.http } : {}) });
   const ledger = new Ledger();
   const serviceConnection = await NativeConnection.connect({ address: testAddress() });
   const serviceWorker = await Worker.create({

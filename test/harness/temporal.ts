@@ -48,6 +48,8 @@ export async function startGovernorWorker(options: Partial<GovernorWorkerOptions
       workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
       maxCachedWorkflows: 0,
       ...options,
+      // The worker knows the test server's frontend: never an http executor target.
+      http: { ...options.http, protectedAddresses: [testAddress(), ...(options.http?.protectedAddresses ?? [])] },
     });
   } catch (err) {
     await connection.close();

@@ -29,11 +29,17 @@ let ledger: Ledger;
 let gc: GovernorClient;
 const taskQueue = uniqueQueue('governor');
 const serviceQueue = uniqueQueue('service');
-// A short credential grace period so the "no refresh" path ends in seconds.
-const bundleDir = defaultBundleWith((m) => {
-  m.credential = { gracePeriod: '3s' };
-  (m.http as { allowedHosts: string[] }).allowedHosts = ['127.0.0.1'];
-});
+// A short credential grace period so the "no refresh" path ends in seconds; the http test's local
+// endpoint allow-listed by its exact origin (address and port, bound in beforeAll).
+let bundleDir: string;
+let hookServer: http.Server;
+let hookPort = 0;
+const hookSeen: { key: string | undefined; method: string | undefined }[] = [];
+const bundleWith = (origin: string): string =>
+  defaultBundleWith((m) => {
+    m.credential = { gracePeriod: '3s' };
+    m.http = { allow: [{ origin }] };
+  });
 
 function serviceStep(id: string, action: string, resource: { type: string; id: string }, extra: Record<string, unknown> = {}) {
   return { id, action, resource, executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' }, ...extra };
@@ -53,6 +59,13 @@ async function runChain(chain: unknown, c?: { credential: string; attestation: s
 }
 
 beforeAll(async () => {
+  hookServer = http.createServer((req, res) => {
+    hookSeen.push({ key: req.headers['idempotency-key'] as string | undefined, method: req.method });
+    res.writeHead(req.url === '/fail' ? 500 : 202).end('ok');
+  });
+  await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', () => r()));
+  hookPort = (hookServer.address() as { port: number }).port;
+  bundleDir = bundleWith(`http://127.0.0.1:${hookPort}`);
   home = await makeHome();
   connection = await Connection.connect({ address: testAddress() });
   client = new Client({ connection });
@@ -69,6 +82,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (hookServer?.listening) hookServer.close();
   serviceWorker?.shutdown();
   await serviceRun;
   await serviceConnection?.close();
@@ -212,14 +226,9 @@ describe('governed chains on the real server', () => {
     ]);
   });
 
-  it('runs the built-in http executor only against allow-listed hosts, sending the idempotency key', async () => {
-    const seen: { key: string | undefined; method: string | undefined }[] = [];
-    const server = http.createServer((req, res) => {
-      seen.push({ key: req.headers['idempotency-key'] as string | undefined, method: req.method });
-      res.writeHead(req.url === '/fail' ? 500 : 202).end('ok');
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const { port } = server.address() as { port: number };
+  it('runs the built-in http executor only against allow-listed origins, sending the idempotency key', async () => {
+    const seen = hookSeen;
+    const port = hookPort;
     try {
       const ok = { workload: WORKLOAD, steps: [{ id: 'notify', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'http', url: `http://127.0.0.1:${port}/hook` } }] };
       const handle = await gc.start(ok, await creds());
@@ -230,11 +239,11 @@ describe('governed chains on the real server', () => {
 
       const blocked = { workload: WORKLOAD, steps: [{ id: 'notify', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'http', url: `http://localhost:${port}/hook` } }] };
       const r2 = await runChain(blocked);
-      expect(r2.status).toBe('Failed');
-      expect(r2.reason).toContain('host localhost is not in the manifest');
+      expect(r2.status).toBe('Denied');
+      expect(r2.reason).toBe(`step notify: http target refused: http://localhost:${port} is not in the manifest's http.allow`);
       expect(seen).toHaveLength(1);
     } finally {
-      server.close();
+      if (hookServer.listening) hookServer.close();
     }
   });
 

@@ -15,10 +15,13 @@ import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
  */
 
 // Channel::"ops" is coordinated (its own domain, short batching window); Channel::"releases" is not.
-const bundleDir = defaultBundleWith((m) => {
-  const coordination = m.coordination as { domains: Record<string, unknown>[] };
-  coordination.domains.push({ name: 'chat-ops', resources: ['Channel::"ops"'], conflicts: [['notify', 'notify']], batchingWindow: '100ms', tieBreakerRole: 'sre-lead' });
-});
+// The local HTTP endpoint is allow-listed by its exact origin (address and port) once it listens.
+const bundleWith = (origin: string): string =>
+  defaultBundleWith((m) => {
+    const coordination = m.coordination as { domains: Record<string, unknown>[] };
+    coordination.domains.push({ name: 'chat-ops', resources: ['Channel::"ops"'], conflicts: [['notify', 'notify']], batchingWindow: '100ms', tieBreakerRole: 'sre-lead' });
+    m.http = { allow: [{ origin, timeout: '30s' }] };
+  });
 
 let g: Governed;
 let replayer: Replayer;
@@ -37,8 +40,6 @@ resetSlow();
 const failFirst = new Set<string>(['/flaky']);
 
 beforeAll(async () => {
-  g = await setupGoverned({ policiesDir: bundleDir });
-  replayer = createReplayer({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } });
   server = http.createServer((req, res) => {
     const path = req.url ?? '';
     const key = req.headers['idempotency-key'];
@@ -61,6 +62,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   hostPort = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  g = await setupGoverned({ policiesDir: bundleWith(`http://${hostPort}`) });
+  replayer = createReplayer({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } });
 });
 afterAll(async () => {
   await replayer?.close();

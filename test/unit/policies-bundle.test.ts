@@ -96,7 +96,7 @@ describe('loading the default bundle', () => {
     expect(m.trustedAttesters[0]).toMatchObject({ issuer: 'https://governor.local/dev-attester', jwks: { file: 'keys/attester.jwks.json' }, maxAge: '15m' });
     expect(Object.keys(m.approverRoles).sort()).toEqual(['data-steward', 'dba', 'finance-approver', 'security-officer', 'sre-lead']);
     expect(m.approvals).toEqual({ defaultQuorum: 1, defaultDeadline: '30m', breakGlassRole: 'security-officer' });
-    expect(m.http.allowedHosts).toEqual(['127.0.0.1', 'localhost']);
+    expect(m.http.allow).toEqual([]);
   });
 
   it('covers manifest, schema and policies with the digest, and loads the test files separately', () => {
