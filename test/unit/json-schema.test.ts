@@ -1,8 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
 import { SignJWT } from 'jose';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
@@ -32,6 +30,7 @@ import { ApprovalClaims, AttestationClaims, CredentialClaims } from '../../contr
 import { PUBLISHED_SCHEMAS, publishedJsonSchema, publishedJsonSchemaText } from '../../contracts/json-schema';
 import { ChainResult, ChainState } from '../../contracts/state';
 import { Manifest } from '../../policies/manifest';
+import { schemaAjv, schemaErrors, schemaOk } from '../harness/published-schemas';
 
 /*
  * The published JSON Schemas (contracts/*.schema.json): committed = generated, valid draft 2020-12 (ajv,
@@ -42,10 +41,6 @@ import { Manifest } from '../../policies/manifest';
 const root = path.join(__dirname, '..', '..');
 type Json = Record<string, unknown>;
 
-const ajv = new Ajv2020({ strict: true, allErrors: true });
-addFormats(ajv);
-const validators = new Map(PUBLISHED_SCHEMAS.map((p) => [p.file, ajv.compile(publishedJsonSchema(p))]));
-const schemaOk = (file: string, doc: unknown): boolean => validators.get(file)!(doc);
 const clone = <T>(v: T): T => structuredClone(v);
 
 describe('the committed JSON Schemas', () => {
@@ -57,7 +52,7 @@ describe('the committed JSON Schemas', () => {
   it('are valid draft 2020-12 schemas with an $id and a description each', () => {
     for (const p of PUBLISHED_SCHEMAS) {
       const s = publishedJsonSchema(p);
-      expect(ajv.validateSchema(s)).toBe(true);
+      expect(schemaAjv().validateSchema(s)).toBe(true);
       expect(s).toMatchObject({ $schema: 'https://json-schema.org/draft/2020-12/schema', $id: `https://temporal-governor.dev/schemas/${p.file}` });
       expect(String(s.description).length).toBeGreaterThan(80);
     }
@@ -99,7 +94,7 @@ describe('chain-input.schema.json says what the workflow enforces', () => {
       input({ workload: 'svc', steps: [{ id: 'run', action: 'deploy', resource: { type: 'Db::Table', id: 'users' }, executor: { type: 'activity', taskQueue: 'my-service', activityType: 'deploy', heartbeatTimeoutMs: 5000 }, coordination: { priority: 3, plannedVersion: 0 } }] }, { options: { continueAsNewAfterSteps: 10 } }),
     ];
     for (const doc of docs) {
-      expect({ doc: doc.chain, errors: validators.get(FILE)!(doc) ? null : validators.get(FILE)!.errors }).toEqual({ doc: doc.chain, errors: null });
+      expect({ doc: doc.chain, errors: schemaErrors(FILE, doc) }).toEqual({ doc: doc.chain, errors: [] });
       expect(GovernedChainInput.safeParse(doc).success).toBe(true);
     }
   });

@@ -201,6 +201,7 @@ func status(t *testing.T, ctx context.Context, chainID string) (json.RawMessage,
 // The parts of contracts/chain-state.schema.json this test reads.
 type chainState struct {
 	Status       string   `json:"status"`
+	Reason       string   `json:"reason"`
 	PendingRoles []string `json:"pendingRoles"`
 	Steps        []struct {
 		ID       string         `json:"id"`
@@ -220,10 +221,12 @@ type approvalState struct {
 	Outcome     string `json:"outcome"`
 }
 
+var terminal = map[string]bool{"Completed": true, "Denied": true, "Failed": true, "Revoked": true, "Rejected": true}
+
 // waitStatus polls the status query until ok holds (the first workflow task may not have run yet).
 func waitStatus(t *testing.T, ctx context.Context, chainID string, what string, ok func(chainState) bool) (json.RawMessage, chainState) {
 	t.Helper()
-	var last string
+	var last chainState
 	for ctx.Err() == nil {
 		if v, err := tc.QueryWorkflow(ctx, chainID, "", "status"); err == nil {
 			var raw json.RawMessage
@@ -232,12 +235,15 @@ func waitStatus(t *testing.T, ctx context.Context, chainID string, what string, 
 				if ok(s) {
 					return raw, s
 				}
-				last = s.Status
+				last = s
+				if terminal[s.Status] {
+					break
+				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("chain %s never reached %s (last status %q)", chainID, what, last)
+	t.Fatalf("chain %s never reached %s (last status %q %s)", chainID, what, last.Status, last.Reason)
 	return nil, chainState{}
 }
 
