@@ -25,8 +25,8 @@ export interface InteropTokens {
   /** Prefix of every chain id of the run (malformed chains: `<prefix>-bad-<case>`). */
   prefix: string;
   workload: string;
-  /** examples/chains/deploy-staging.yaml, started exactly as docs/other-sdks.md shows. */
-  staging: ChainTokens & { chainId: string };
+  /** examples/chains/deploy-staging.yaml, started exactly as docs/other-sdks.md shows (`chain`: the file, to compare with the doc's). */
+  staging: ChainTokens & { chainId: string; chain: unknown };
   /** examples/chains/deploy-prod.yaml: escalates to two sre-lead approvals under the default bundle. */
   prod: ChainTokens & {
     chainId: string;
@@ -48,7 +48,8 @@ export async function mintInteropTokens(home: string, prefix: string, malformedC
     credential: await issueCredential({ home, sub: INTEROP_WORKLOAD }),
     attestation: await issueAttestation({ home, sub: INTEROP_WORKLOAD }),
   });
-  const prodChain = parseYaml(fs.readFileSync(path.join(__dirname, '..', '..', 'examples', 'chains', 'deploy-prod.yaml'), 'utf8')) as unknown;
+  const example = (name: string): unknown => parseYaml(fs.readFileSync(path.join(__dirname, '..', '..', 'examples', 'chains', name), 'utf8'));
+  const prodChain = example('deploy-prod.yaml');
   const prodId = `${prefix}-prod`;
   const prodTokens = await fresh();
   const stepId = 'deploy';
@@ -57,7 +58,7 @@ export async function mintInteropTokens(home: string, prefix: string, malformedC
   return {
     prefix,
     workload: INTEROP_WORKLOAD,
-    staging: { chainId: `${prefix}-staging`, ...(await fresh()) },
+    staging: { chainId: `${prefix}-staging`, chain: example('deploy-staging.yaml'), ...(await fresh()) },
     prod: { chainId: prodId, chain: prodChain, stepId, stepDigest, ...prodTokens, signalVote: await vote('alice'), updateVote: await vote('carol') },
     malformed: await Promise.all(Array.from({ length: malformedCount }, fresh)),
   };

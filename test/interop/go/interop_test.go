@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -38,7 +39,8 @@ type tokens struct {
 	Workload string `json:"workload"`
 	Staging  struct {
 		chainTokens
-		ChainID string `json:"chainId"`
+		ChainID string          `json:"chainId"`
+		Chain   json.RawMessage `json:"chain"`
 	} `json:"staging"`
 	Prod struct {
 		chainTokens
@@ -249,6 +251,12 @@ func waitStatus(t *testing.T, ctx context.Context, chainID string, what string, 
 
 func TestStagingChainAsDocumented(t *testing.T) {
 	needGovernor(t)
+	// The documented chain is examples/chains/deploy-staging.yaml (as JSON, from the tokens file).
+	var doc, example any
+	docJSON, _ := json.Marshal(StagingChain())
+	if json.Unmarshal(docJSON, &doc) != nil || json.Unmarshal(tok.Staging.Chain, &example) != nil || !reflect.DeepEqual(doc, example) {
+		t.Fatalf("StagingChain() is not examples/chains/deploy-staging.yaml:\n doc:     %s\n example: %s", docJSON, tok.Staging.Chain)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	id := tok.Staging.ChainID
