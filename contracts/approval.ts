@@ -15,46 +15,55 @@ export const ApprovalSubmission = z.strictObject({
 });
 export type ApprovalSubmission = z.infer<typeof ApprovalSubmission>;
 
-/** The verdict on one submitted vote, recorded in history (counted, or rejected with its reason). */
-export interface VoteVerdict {
+/** The verdict on one submitted vote, recorded in history (counted, or rejected with its reason). Extend, never rename. */
+export const VoteVerdict = z.strictObject({
   /** Order of arrival within the chain. */
-  seq: number;
-  via: 'approve-signal' | 'deny-signal' | 'update';
-  counted: boolean;
+  seq: z.int().min(1),
+  via: z.enum(['approve-signal', 'deny-signal', 'update']),
+  counted: z.boolean(),
   /** Why it was rejected, or the approver's reason when counted. */
-  reason: string;
-  approver?: string;
+  reason: z.string(),
+  approver: z.string().optional(),
   /** The approver's roles that were eligible for this step. */
-  roles?: string[];
-  decision?: 'approve' | 'deny';
-  breakGlass?: boolean;
-  justification?: string;
+  roles: z.array(z.string()).optional(),
+  decision: z.enum(['approve', 'deny']).optional(),
+  breakGlass: z.boolean().optional(),
+  justification: z.string().optional(),
   /** The vote repeated an earlier vote of the same approver: counted once. */
-  repeat?: boolean;
+  repeat: z.boolean().optional(),
   /** The verified step the vote names, when it was not the step awaiting approval (kept for that step). */
-  forStep?: string;
-}
+  forStep: z.string().optional(),
+});
+export type VoteVerdict = z.infer<typeof VoteVerdict>;
+
+/** Outcome of an approval: `pending` until a quorum approves, an approver denies, break-glass, or the deadline passes. */
+export const ApprovalOutcome = z.enum(['pending', 'approved', 'denied', 'expired', 'break-glass']);
+export type ApprovalOutcome = z.infer<typeof ApprovalOutcome>;
 
 /** Approval progress of the step awaiting approval, as `status` and `submitApproval` report it. */
-export interface ApprovalState {
-  stepId: string;
+export const ApprovalState = z.strictObject({
+  stepId: z.string(),
   /** SHA-256 of the exact step the votes must name. */
-  stepDigest: string;
+  stepDigest: z.string(),
   /** Roles required by policy; `eligibleRoles` adds those the escalation ladder unlocked. */
-  roles: string[];
-  eligibleRoles: string[];
-  quorum: number;
-  deadline: string;
-  deadlineAt?: string;
-  approvedBy: { approver: string; roles: string[] }[];
+  roles: z.array(z.string()),
+  eligibleRoles: z.array(z.string()),
+  quorum: z.int().min(1),
+  /** The approval deadline as written in policy (`30m`). */
+  deadline: z.string(),
+  /** When the deadline passes (ISO-8601 UTC). */
+  deadlineAt: z.string().optional(),
+  approvedBy: z.array(z.strictObject({ approver: z.string(), roles: z.array(z.string()) })),
   /** Approvals still needed to reach quorum. */
-  stillNeeded: number;
-  verdicts: VoteVerdict[];
-  outcome: 'pending' | 'approved' | 'denied' | 'expired' | 'break-glass';
-}
+  stillNeeded: z.int().min(0),
+  verdicts: z.array(VoteVerdict),
+  outcome: ApprovalOutcome,
+});
+export type ApprovalState = z.infer<typeof ApprovalState>;
 
 /** What `submitApproval` returns: the verdict on this vote and the approval state after it. */
-export interface SubmitApprovalResult {
-  verdict: VoteVerdict;
-  approval: ApprovalState;
-}
+export const SubmitApprovalResult = z.strictObject({
+  verdict: VoteVerdict,
+  approval: ApprovalState,
+});
+export type SubmitApprovalResult = z.infer<typeof SubmitApprovalResult>;
