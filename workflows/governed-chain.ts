@@ -803,6 +803,10 @@ async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
     upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
     throw ApplicationFailure.nonRetryable(`invalid workflow input: ${message}`, ErrorCode.InvalidInput);
   };
+  // Only the governor's own continue-as-new carries `resume`: refused first in a run nobody continued,
+  // whatever else is wrong with it (a first run with `resume` would skip steps without authorization).
+  const claimsResume = typeof raw === 'object' && raw !== null && (raw as { resume?: unknown }).resume !== undefined;
+  if (claimsResume && !info.continuedFromExecutionRunId) return reject('resume: set only by the governor when a chain continues as new; a new chain must not carry it');
   const deep = tooDeepPath(raw);
   if (deep) return reject(`${formatIssuePath(deep)}: nested deeper than ${MAX_JSON_DEPTH} levels`);
   const parsed = GovernedChainInput.safeParse(raw);
@@ -811,9 +815,7 @@ async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
   if (input.chainId !== info.workflowId) return reject(`chainId: is not this workflow's id (start the chain with workflow id = chainId)`);
   const { resume } = input;
   if (resume) {
-    // Only the governor's own continue-as-new carries `resume`: a first run with one, or a head that
-    // is not the checkpoint the previous run signed, would skip steps without authorization.
-    if (!info.continuedFromExecutionRunId) return reject('resume: set only by the governor when a chain continues as new; a new chain must not carry it');
+    // A continued run: its head must be the checkpoint the previous run of this chain signed.
     let reason: string | undefined;
     try {
       const checked = await governor.verifyResume.executeWithOptions({ startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: 'verify the signed checkpoint this run resumes from' }, [
