@@ -56,6 +56,7 @@ function parseYaml(text: string, file: string): unknown {
   // Depth first, on the token tree (the composer that builds values recurses per level).
   const deep = yamlTooDeep(text, MAX_JSON_DEPTH);
   if (deep) {
+    lines.addNewLine(0);
     for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 0x0a) lines.addNewLine(i + 1);
     throw new GovernorError(ErrorCode.InvalidInput, `${file}: ${formatPath(deep.path)} (${at(deep.offset)}): ${deep.message}`, formatPath(deep.path));
   }

@@ -268,7 +268,10 @@ function checkVoteToken(token: unknown): void {
   const tooLong = tokenTooLong(token);
   if (tooLong) throw new GovernorError(ErrorCode.InvalidInput, `token: ${tooLong} (nothing was sent)`, 'token');
   const parsed = ApprovalSubmission.safeParse({ token });
-  if (!parsed.success) throw new GovernorError(ErrorCode.InvalidInput, `${formatIssues(parsed.error).split('\n')[0]} (nothing was sent)`, 'token');
+  if (!parsed.success) {
+    const message = parsed.error.issues[0]?.message ?? 'invalid';
+    throw new GovernorError(ErrorCode.InvalidInput, `${message.startsWith('token:') ? message : `token: ${message}`} (nothing was sent)`, 'token');
+  }
 }
 
 /** Refuses a workflow input over MAX_WORKFLOW_INPUT_BYTES, naming the field that makes it large (as in the chain file). */
