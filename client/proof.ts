@@ -25,6 +25,9 @@ import type { PayloadCodec } from '@temporalio/common';
  *   (compact JWS, EdDSA, `typ: governor-proof+jws`). The verifier checks it against the *trusted*
  *   receipt key, which comes from outside the proof (its GOVERNOR_HOME or `--receipt-jwks`); the
  *   proof's own `receiptKeys` must equal trusted keys, so a proof re-signed with another key fails.
+ * - The run list (`runs`, proof@2): every run of the chain's workflow id with the histories of those
+ *   outside the chain's lineage (a reset's base, another execution), so the offline check sees a
+ *   reset or a terminated run exactly as the live one does. A proof@1 has none: its `runs` check fails.
  * - Embedded bundles are re-hashed from their files (a swapped bundle no longer matches its digest)
  *   and must be in canonical form (only digest-covered files, normalised, sorted), and every
  *   embedded bundle must be one a decision names.
