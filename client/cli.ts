@@ -539,7 +539,7 @@ async function follow(gc: GovernorClient, chainId: string, o: Out): Promise<{ st
       return { state };
     }
     // Terminated, timed out or reset outside the governor: the workflow will never say so itself.
-    const execution = await gc.execution(chainId);
+    const execution = await gc.execution(chainId, undefined, { resetFrom: false });
     if (execution.notClean) {
       const shown = execution.resetTo ? 'Reset' : execution.status;
       o.print(formatStatus(state, execution), { chainId, status: shown, reason: state.reason ?? null, state, execution });

@@ -155,9 +155,10 @@ export class GovernorClient {
 
   /**
    * How the chain's run (default: its latest) stands on the server: Temporal's execution status,
-   * and whether an operator reset it (from which run and event, or into which newer run).
+   * and whether an operator reset it (from which run and event, or into which newer run). Finding
+   * `resetFrom` reads the run's history; `{ resetFrom: false }` skips that (polling).
    */
-  async execution(chainId: string, runId?: string): Promise<ChainExecution> {
+  async execution(chainId: string, runId?: string, options: { resetFrom?: boolean } = {}): Promise<ChainExecution> {
     const handle = this.client.workflow.getHandle(chainId, runId);
     let described;
     try {
@@ -172,7 +173,7 @@ export class GovernorClient {
     const resetTo = resetRunId && resetRunId !== described.runId ? resetRunId : undefined;
     // The reset that made this run is in its history: the workflow task failed with cause RESET_WORKFLOW naming this run.
     let resetFrom: ChainExecution['resetFrom'];
-    if (extended?.lastResetTime || described.raw.workflowExecutionInfo?.firstRunId !== described.runId) {
+    if (options.resetFrom !== false && (extended?.lastResetTime || described.raw.workflowExecutionInfo?.firstRunId !== described.runId)) {
       const history = await this.client.workflow.getHandle(chainId, described.runId).fetchHistory();
       for (const event of history.events ?? []) {
         const failed = event.workflowTaskFailedEventAttributes;
