@@ -151,6 +151,17 @@ describe('verify sees every run of the workflow id', () => {
     expect(check(report, 'checkpoint').detail).toBe('the workflow ended terminated without a checkpoint');
     expect(report.runList).toEqual([{ runId: handle.firstExecutionRunId, status: 'Terminated', relation: 'first', detail: 'first run; run 1 of the chain', lineage: true }]);
 
+    // `run --wait` follows a chain until it ends: a terminate ends the wait (exit 2) instead of waiting forever.
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'governor-wait-')), 'chain.json');
+    fs.writeFileSync(file, JSON.stringify({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })] }));
+    const waitedId = `wait-${randomUUID()}`;
+    const waiting = cli(['run', file, '--as', WORKLOAD, '--chain-id', waitedId, '--wait']);
+    await g.waitFor(waitedId, (s) => s.status === 'AwaitingApproval');
+    await g.client.workflow.getHandle(waitedId).terminate('issue 14: an operator terminate');
+    const waited = await waiting;
+    expect(waited.code).toBe(2);
+    expect(waited.stdout).toContain(`chain ${waitedId}  workload ${WORKLOAD}  status Terminated`);
+
     // list shows the execution status (visibility is eventually consistent: poll until the close is indexed).
     let row: { status: string; executionStatus: string } | undefined;
     for (let i = 0; i < 40 && row?.executionStatus !== 'Terminated'; i++) {
