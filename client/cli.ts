@@ -14,7 +14,7 @@ import { TERMINAL_STATUSES, type ChainStatus } from '../contracts/status';
 import type { ChainState } from '../contracts/state';
 import { connectClient } from '../workers/connection';
 import { loadChainFile } from './chain-file';
-import { GovernorClient } from './client';
+import { GovernorClient, type ChainExecution } from './client';
 import { registerPolicyCommands } from './commands/policy';
 import { registerVerifyCommands } from './commands/verify';
 import { registerCodecCommands } from './commands/codec';
@@ -301,18 +301,22 @@ export function buildProgram(setExit: (code: number) => void): Command {
         o.print(`started chain ${handle.workflowId}`, { chainId: handle.workflowId, runId: handle.firstExecutionRunId, status: 'Running' });
         return setExit(Exit.Ok);
       }
-      const state = await follow(gc, handle.workflowId, o);
-      setExit(exitForStatus(state.status));
+      const { state, execution } = await follow(gc, handle.workflowId, o);
+      setExit(execution?.notClean ? Exit.Denied : exitForStatus(state.status));
     });
 
   program
     .command('status <chainId>')
-    .description('show a chain: every step with its decision, and what is pending')
-    .action(async (chainId: string) => {
+    .description('show a chain: every step with its decision, and what is pending; exit 2 when it was denied, failed, revoked, or did not end cleanly (terminated, timed out, cancelled, superseded by a reset)')
+    .option('--run <runId>', 'a given run of the chain (default: its latest)')
+    .action(async (chainId: string, opts: { run?: string }) => {
       const gc = await client(DEFAULT_TASK_QUEUE);
-      const state = await gc.status(chainId);
-      out().print(formatState(state), state);
-      setExit(exitForStatus(state.status));
+      // How the run stands on the server first: a terminated or reset run still answers the query with what it said last.
+      const execution = await gc.execution(chainId, opts.run);
+      const state = await gc.status(chainId, execution.runId);
+      const shown = execution.notClean ? (execution.resetTo ? 'Reset' : execution.status) : state.status;
+      out().print(formatStatus(state, execution), { ...state, status: shown, workflowStatus: state.status, execution });
+      setExit(execution.notClean ? Exit.Denied : exitForStatus(state.status));
     });
 
   program
@@ -330,7 +334,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const gc = await client(DEFAULT_TASK_QUEUE);
       const chains = await gc.list({ status: opts.awaitingApproval ? 'AwaitingApproval' : opts.status, workload: opts.workload, breakGlass: opts.breakGlass, limit: Number(opts.limit) || 50 });
       const lines = chains.map(
-        (c) => `${c.chainId.padEnd(56)} ${c.status.padEnd(18)} ${(c.workload ?? '').padEnd(24)} ${c.startTime}${c.pendingRoles.length ? `  needs: ${c.pendingRoles.join(', ')}` : ''}${c.breakGlass ? '  BREAK-GLASS' : ''}`,
+        (c) =>
+          `${c.chainId.padEnd(56)} ${c.status.padEnd(18)} ${c.executionStatus.padEnd(14)} ${(c.workload ?? '').padEnd(24)} ${c.startTime}${c.pendingRoles.length ? `  needs: ${c.pendingRoles.join(', ')}` : ''}${c.breakGlass ? '  BREAK-GLASS' : ''}`,
       );
       out().print(lines.length ? lines.join('\n') : '(no chains)', { chains });
       setExit(Exit.Ok);
@@ -462,9 +467,9 @@ function exitForStatus(status: ChainStatus): number {
   return status === 'Denied' || status === 'Failed' || status === 'Revoked' ? Exit.Denied : Exit.Ok;
 }
 
-/** Human rendering of a chain state. */
-export function formatState(state: ChainState): string {
-  const lines = [`chain ${state.chainId}  workload ${state.workload}  status ${state.status}${state.pending ? `  pending: ${state.pending}` : ''}`];
+/** Human rendering of a chain state (`shownStatus`: the status to print when the execution did not end cleanly). */
+export function formatState(state: ChainState, shownStatus: string = state.status): string {
+  const lines = [`chain ${state.chainId}  workload ${state.workload}  status ${shownStatus}${state.pending && shownStatus === state.status ? `  pending: ${state.pending}` : ''}`];
   if (state.reason) lines.push(`reason: ${state.reason}`);
   for (const s of state.steps) {
     const d = s.decision;
@@ -486,6 +491,21 @@ export function formatState(state: ChainState): string {
   return lines.join('\n');
 }
 
+/** `status`: the chain state, and how its run stands on the server when that is not what the workflow says. */
+export function formatStatus(state: ChainState, execution: ChainExecution): string {
+  const shown = execution.notClean ? (execution.resetTo ? 'Reset' : execution.status) : state.status;
+  const lines = [formatState(state, shown)];
+  if (execution.resetTo) {
+    lines.push(`reset: run ${execution.runId} was reset by an operator into run ${execution.resetTo}; it is not the chain's latest run (the workflow last reported ${state.status})`);
+  } else if (execution.notClean) {
+    lines.push(`execution ${execution.status}: the chain did not end cleanly; its workflow was stopped outside the governor (it last reported ${state.status}${state.pending ? `, pending: ${state.pending}` : ''})`);
+  }
+  if (execution.resetFrom) {
+    lines.push(`reset: this run was made by an operator's reset of run ${execution.resetFrom.runId} at event ${execution.resetFrom.eventId}; \`governor verify ${state.chainId}\` checks that no step ran in both`);
+  }
+  return lines.join('\n');
+}
+
 /** Polls a chain until it ends or waits for a person (approval or credential). */
 async function settle(gc: GovernorClient, chainId: string): Promise<ChainState> {
   for (let failures = 0; ; ) {
@@ -499,7 +519,7 @@ async function settle(gc: GovernorClient, chainId: string): Promise<ChainState> 
   }
 }
 
-async function follow(gc: GovernorClient, chainId: string, o: Out): Promise<ChainState> {
+async function follow(gc: GovernorClient, chainId: string, o: Out): Promise<{ state: ChainState; execution?: ChainExecution }> {
   let last = '';
   let failures = 0;
   for (;;) {
@@ -518,7 +538,14 @@ async function follow(gc: GovernorClient, chainId: string, o: Out): Promise<Chai
     last = line;
     if (TERMINAL_STATUSES.includes(state.status)) {
       o.print(formatState(state), { chainId, status: state.status, reason: state.reason ?? null, state });
-      return state;
+      return { state };
+    }
+    // Terminated, timed out or reset outside the governor: the workflow will never say so itself.
+    const execution = await gc.execution(chainId, undefined, { resetFrom: false });
+    if (execution.notClean) {
+      const shown = execution.resetTo ? 'Reset' : execution.status;
+      o.print(formatStatus(state, execution), { chainId, status: shown, reason: state.reason ?? null, state, execution });
+      return { state, execution };
     }
     await new Promise((r) => setTimeout(r, 300));
   }

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Client, WithStartWorkflowOperation, WorkflowExecutionInfo, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
-import type { SubmitApprovalResult } from '../contracts/approval';
+import { ApprovalSubmission, type SubmitApprovalResult } from '../contracts/approval';
+import { findTooDeep, findTooLarge, formatPath, MAX_JSON_DEPTH, MAX_WORKFLOW_INPUT_BYTES, tokenTooLong } from '../contracts/limits';
 import { revocationRegistryId, REVOCATION_REGISTRY_TYPE, type RevocationList, type RevokeWorkloadInput } from '../contracts/revocation';
 import { approveSignal, denySignal, refreshCredentialUpdate, revokeSignal, revokeWorkloadUpdate, statusQuery, submitApprovalUpdate, type RefreshCredentialInput, type RevokeInput } from '../contracts/messages';
 import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
@@ -30,6 +31,41 @@ export interface ChainSummary {
   /** Roles whose approval the chain waits for (AwaitingApproval). */
   pendingRoles: string[];
   breakGlass: boolean;
+  /** Temporal's execution status of the run (`Terminated`, `TimedOut`… when the chain did not end itself). */
+  executionStatus: string;
+}
+
+/** How a chain's run stands on the Temporal server, which the workflow's own status cannot say. */
+export interface ChainExecution {
+  runId: string;
+  /** Temporal's execution status: Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew, TimedOut. */
+  status: string;
+  /** This run was reset by an operator into a newer run: it is not the chain's latest run. */
+  resetTo?: string;
+  /** This run was made by an operator's reset of an earlier run, at that run's event `eventId`. */
+  resetFrom?: { runId: string; eventId: number };
+  /** The chain did not end cleanly in this run: terminated, timed out, cancelled or failed outside the governor, or superseded by a reset. */
+  notClean: boolean;
+}
+
+/** Temporal's execution status names, as `governor` prints them. */
+const EXECUTION_STATUS: Record<string, string> = {
+  RUNNING: 'Running',
+  COMPLETED: 'Completed',
+  FAILED: 'Failed',
+  CANCELLED: 'Canceled',
+  TERMINATED: 'Terminated',
+  CONTINUED_AS_NEW: 'ContinuedAsNew',
+  TIMED_OUT: 'TimedOut',
+  PAUSED: 'Paused',
+};
+
+/** Execution statuses in which the governor's workflow is still in charge of (or ended) the chain itself. */
+const CLEAN_EXECUTION_STATUSES = ['Running', 'Completed', 'ContinuedAsNew'];
+
+/** Temporal's execution status name (`TERMINATED`) as governor prints it (`Terminated`). */
+export function executionStatusName(name: string): string {
+  return EXECUTION_STATUS[name] ?? name;
 }
 
 /** Filters of `list`, combined with AND. */
@@ -52,8 +88,20 @@ export class GovernorClient {
     readonly taskQueue: string = DEFAULT_TASK_QUEUE,
   ) {}
 
-  /** Validates the chain (nothing starts when it is malformed) and starts its workflow. */
+  /**
+   * Validates the chain (nothing starts when it is malformed) and starts its workflow. Limits are
+   * checked before anything is sent (`contracts/limits.ts`): nesting (64 levels), token length (16 KiB)
+   * and the whole workflow input (1 MiB of JSON), each error naming the field and the limit.
+   */
   async start(chain: unknown, options: StartChainOptions): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    const deep = findTooDeep(chain, MAX_JSON_DEPTH);
+    if (deep) throw new GovernorError(ErrorCode.InvalidInput, `${formatPath(deep.path)}: ${deep.message} (nothing was sent)`, formatPath(deep.path));
+    for (const [field, token] of [['credential', options.credential], ['attestation', options.attestation]] as const) {
+      const problem = tokenTooLong(token);
+      if (problem) throw new GovernorError(ErrorCode.InvalidInput, `${field}: ${problem} (nothing was sent)`, field);
+    }
+    // Before validating (a 20 MB chain is refused at once), and again on exactly what would be sent.
+    checkInputSize({ chainId: options.chainId ?? '', chain, credential: options.credential, attestation: options.attestation, options: options.options });
     const parsedChain = Chain.safeParse(chain);
     if (!parsedChain.success) {
       throw new GovernorError(ErrorCode.InvalidInput, `invalid chain:\n${formatIssues(parsedChain.error)}`, String(parsedChain.error.issues[0]?.path.join('.') ?? ''));
@@ -64,6 +112,7 @@ export class GovernorClient {
     if (!input.success) {
       throw new GovernorError(ErrorCode.InvalidInput, `invalid chain input:\n${formatIssues(input.error)}`, String(input.error.issues[0]?.path.join('.') ?? ''));
     }
+    checkInputSize(input.data);
     const steps = c.steps.map((s, i) => `${i + 1}. ${s.action} on ${s.resource.type}::"${s.resource.id}" (${s.executor.type})`);
     try {
       return await this.client.workflow.start(WORKFLOW_TYPE, {
@@ -90,14 +139,54 @@ export class GovernorClient {
     return this.client.workflow.getHandle(chainId);
   }
 
-  /** Live state from the workflow (works while running and after it closed). */
-  async status(chainId: string): Promise<ChainState> {
+  /**
+   * Live state from the workflow (works while running and after it closed). This is what the
+   * workflow says of itself: a run terminated, timed out or reset outside the governor keeps saying
+   * what it said last. `execution` says how the run really stands.
+   */
+  async status(chainId: string, runId?: string): Promise<ChainState> {
     try {
-      return await this.handle(chainId).query(statusQuery);
+      return await this.client.workflow.getHandle(chainId, runId).query(statusQuery);
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}`, 'chainId');
+      if (err instanceof WorkflowNotFoundError) throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}${runId ? ` run ${runId}` : ''}`, 'chainId');
       throw err;
     }
+  }
+
+  /**
+   * How the chain's run (default: its latest) stands on the server: Temporal's execution status,
+   * and whether an operator reset it (from which run and event, or into which newer run). Finding
+   * `resetFrom` reads the run's history; `{ resetFrom: false }` skips that (polling).
+   */
+  async execution(chainId: string, runId?: string, options: { resetFrom?: boolean } = {}): Promise<ChainExecution> {
+    const handle = this.client.workflow.getHandle(chainId, runId);
+    let described;
+    try {
+      described = await handle.describe();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}${runId ? ` run ${runId}` : ''}`, 'chainId');
+      throw err;
+    }
+    const status = executionStatusName(described.status.name);
+    const extended = described.raw.workflowExtendedInfo;
+    const resetRunId = extended?.resetRunId || undefined;
+    const resetTo = resetRunId && resetRunId !== described.runId ? resetRunId : undefined;
+    // The reset that made this run is in its history: the workflow task failed with cause RESET_WORKFLOW naming this run.
+    let resetFrom: ChainExecution['resetFrom'];
+    if (options.resetFrom !== false && (extended?.lastResetTime || described.raw.workflowExecutionInfo?.firstRunId !== described.runId)) {
+      const history = await this.client.workflow.getHandle(chainId, described.runId).fetchHistory();
+      for (const event of history.events ?? []) {
+        const failed = event.workflowTaskFailedEventAttributes;
+        if (failed?.newRunId === described.runId && failed.baseRunId) resetFrom = { runId: failed.baseRunId, eventId: Number(event.eventId ?? 0) };
+      }
+    }
+    return {
+      runId: described.runId,
+      status,
+      ...(resetTo ? { resetTo } : {}),
+      ...(resetFrom ? { resetFrom } : {}),
+      notClean: !CLEAN_EXECUTION_STATUSES.includes(status) || resetTo !== undefined,
+    };
   }
 
   /** Waits for the chain to end and returns its result. */
@@ -107,11 +196,16 @@ export class GovernorClient {
 
   /** Sends a refreshed credential and returns the chain state after the workflow accepted it. */
   async refreshCredential(chainId: string, refresh: RefreshCredentialInput): Promise<ChainState> {
+    for (const [field, token] of [['credential', refresh.credential], ['attestation', refresh.attestation]] as const) {
+      const problem = token === undefined && field === 'attestation' ? undefined : tokenTooLong(token);
+      if (problem) throw new GovernorError(ErrorCode.InvalidInput, `${field}: ${problem} (nothing was sent)`, field);
+    }
     return this.handle(chainId).executeUpdate(refreshCredentialUpdate, { args: [refresh] });
   }
 
   /** Submits a signed vote by update; returns the verdict (counted or rejected, with its reason) and the approval state. */
   async submitApproval(chainId: string, token: string): Promise<SubmitApprovalResult> {
+    checkVoteToken(token);
     try {
       return await this.handle(chainId).executeUpdate(submitApprovalUpdate, { args: [{ token }] });
     } catch (err) {
@@ -123,6 +217,7 @@ export class GovernorClient {
 
   /** Sends a vote by signal (fire and forget, as the Temporal UI and CLI do). */
   async signalVote(chainId: string, token: string, vote: 'approve' | 'deny'): Promise<void> {
+    checkVoteToken(token);
     await this.handle(chainId).signal(vote === 'approve' ? approveSignal : denySignal, { token });
   }
 
@@ -169,12 +264,35 @@ export class GovernorClient {
   }
 }
 
+/** Refuses an oversized or malformed vote before it is sent (the workflow would reject it too, later). */
+function checkVoteToken(token: unknown): void {
+  const tooLong = tokenTooLong(token);
+  if (tooLong) throw new GovernorError(ErrorCode.InvalidInput, `token: ${tooLong} (nothing was sent)`, 'token');
+  const parsed = ApprovalSubmission.safeParse({ token });
+  if (!parsed.success) {
+    const message = parsed.error.issues[0]?.message ?? 'invalid';
+    throw new GovernorError(ErrorCode.InvalidInput, `${message.startsWith('token:') ? message : `token: ${message}`} (nothing was sent)`, 'token');
+  }
+}
+
+/** Refuses a workflow input over MAX_WORKFLOW_INPUT_BYTES, naming the field that makes it large (as in the chain file). */
+function checkInputSize(input: unknown): void {
+  const large = findTooLarge(input, MAX_WORKFLOW_INPUT_BYTES, 'the workflow input');
+  if (!large) return;
+  const path = large.path[0] === 'chain' ? large.path.slice(1) : large.path;
+  const message = large.message.replace(/most of it is chain\./, 'most of it is ');
+  throw new GovernorError(ErrorCode.InvalidInput, `${message} (nothing was sent)`, path.length > 0 ? formatPath(path) : 'chain');
+}
+
 function summarize(wf: WorkflowExecutionInfo): ChainSummary {
-  const status = wf.typedSearchAttributes.get(GovernorStatusKey) ?? wf.status.name;
+  const executionStatus = executionStatusName(wf.status.name);
+  // A run that did not end itself shows how it ended, not the last status the workflow set.
+  const status = CLEAN_EXECUTION_STATUSES.includes(executionStatus) ? (wf.typedSearchAttributes.get(GovernorStatusKey) ?? executionStatus) : executionStatus;
   return {
     chainId: wf.workflowId,
     runId: wf.runId,
     status,
+    executionStatus,
     workload: wf.typedSearchAttributes.get(GovernorWorkloadKey),
     startTime: wf.startTime.toISOString(),
     closeTime: wf.closeTime?.toISOString(),

@@ -6,7 +6,8 @@ import type { SigningKey } from '../activities/identity';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { analyseBundle, formatIssue, type BundleFile, type LoadedBundle } from '../policies/bundle';
 import { canonicalJson, sha256Hex } from '../policies/canonical';
-import { CheckName, verifyChain, verifySealJws, type BundleLookup, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
+import type { ChainRun } from './runs';
+import { CheckName, verifyChain, verifySealJws, type BundleLookup, type ChainHistories, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
 import type { WorkflowBundleOption } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 
@@ -24,6 +25,9 @@ import type { PayloadCodec } from '@temporalio/common';
  *   (compact JWS, EdDSA, `typ: governor-proof+jws`). The verifier checks it against the *trusted*
  *   receipt key, which comes from outside the proof (its GOVERNOR_HOME or `--receipt-jwks`); the
  *   proof's own `receiptKeys` must equal trusted keys, so a proof re-signed with another key fails.
+ * - The run list (`runs`, proof@2): every run of the chain's workflow id with the histories of those
+ *   outside the chain's lineage (a reset's base, another execution), so the offline check sees a
+ *   reset or a terminated run exactly as the live one does. A proof@1 has none: its `runs` check fails.
  * - Embedded bundles are re-hashed from their files (a swapped bundle no longer matches its digest)
  *   and must be in canonical form (only digest-covered files, normalised, sorted), and every
  *   embedded bundle must be one a decision names.
@@ -35,28 +39,41 @@ import type { PayloadCodec } from '@temporalio/common';
  * tokens: share proofs like audit logs.
  */
 
-/** Format tag of a proof file (versioned: a change to what a proof holds is a new version). */
-export const PROOF_FORMAT = 'temporal-governor/proof@1';
+/** Format tag of a proof file (versioned: a change to what a proof holds is a new version). @2 adds the run list. */
+export const PROOF_FORMAT = 'temporal-governor/proof@2';
+/** Proofs exported before run lists: still read, but they cannot exclude a reset, so their `runs` check fails. */
+export const PROOF_FORMAT_V1 = 'temporal-governor/proof@1';
 /** `typ` of the seal's JWS header (never a receipt's `governor-receipt+jws`). */
 export const PROOF_SEAL_TYP = 'governor-proof+jws';
 const DIGEST = /^[0-9a-f]{64}$/;
 const MAX_PROOF_BYTES = 512 * 1024 * 1024;
 
 /** A self-contained, sealed proof of one chain's lineage. */
-export const Proof = z.strictObject({
-  format: z.literal(PROOF_FORMAT),
-  chainId: z.string().min(1),
-  /** When the proof was exported (ISO-8601 UTC). */
-  exportedAt: z.iso.datetime(),
-  /** Every run of the chain, first to last, in the stable proto3 JSON form (`historyToJson`). */
-  histories: z.array(z.record(z.string(), z.unknown())).min(1),
-  /** The bundle of every digest the recorded decisions name (that was available), by digest: its digest-covered files. */
-  bundles: z.record(z.string().regex(DIGEST), z.array(z.strictObject({ path: z.string(), content: z.string() })).min(1)),
-  /** The receipt public keys of the exporting governor (must equal keys the verifier trusts). */
-  receiptKeys: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }),
-  /** Compact JWS over the SHA-256 (hex) of the canonical JSON of every other field. */
-  seal: z.string(),
-});
+export const Proof = z
+  .strictObject({
+    format: z.enum([PROOF_FORMAT, PROOF_FORMAT_V1]),
+    chainId: z.string().min(1),
+    /** When the proof was exported (ISO-8601 UTC). */
+    exportedAt: z.iso.datetime(),
+    /** Every run of the chain, first to last, in the stable proto3 JSON form (`historyToJson`). */
+    histories: z.array(z.record(z.string(), z.unknown())).min(1),
+    /**
+     * Every run of the chain's workflow id (@2): a run of the chain names its place in `histories`
+     * (`lineage`), any other run (a reset's base, a terminated run, another execution) carries its history.
+     */
+    runs: z
+      .array(z.strictObject({ runId: z.string().min(1), lineage: z.int().min(0).optional(), history: z.record(z.string(), z.unknown()).optional() }))
+      .optional(),
+    /** The bundle of every digest the recorded decisions name (that was available), by digest: its digest-covered files. */
+    bundles: z.record(z.string().regex(DIGEST), z.array(z.strictObject({ path: z.string(), content: z.string() })).min(1)),
+    /** The receipt public keys of the exporting governor (must equal keys the verifier trusts). */
+    receiptKeys: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }),
+    /** Compact JWS over the SHA-256 (hex) of the canonical JSON of every other field. */
+    seal: z.string(),
+  })
+  .superRefine((proof, ctx) => {
+    if (proof.format === PROOF_FORMAT && proof.runs === undefined) ctx.addIssue({ code: 'custom', path: ['runs'], message: `required in ${PROOF_FORMAT}` });
+  });
 export type Proof = z.infer<typeof Proof>;
 
 /** SHA-256 (hex) of the canonical JSON of a proof without its seal: what the seal signs. */
@@ -78,13 +95,18 @@ export async function sealProof(content: Omit<Proof, 'seal'>, signer: Pick<Signi
  */
 export async function buildProof(args: {
   chainId: string;
+  /** The lineage (as `fetchChainHistories` returns it: its run list comes along unless `runs` is given). */
   histories: readonly HistoryJson[];
+  /** Every run of the workflow id (default: the list attached to `histories`). */
+  runs?: readonly ChainRun[];
   bundleDigests: readonly string[];
   bundles: BundleLookup;
   receiptKeys: JSONWebKeySet;
   signer: Pick<SigningKey, 'key' | 'kid'>;
   now?: Date;
 }): Promise<Proof> {
+  const runs = args.runs ?? (args.histories as ChainHistories).runs;
+  if (!runs) throw new GovernorError(ErrorCode.InvalidInput, `chain ${args.chainId}: no run list to export (fetch the chain with fetchChainHistories)`, 'runs');
   const bundles: Record<string, BundleFile[]> = {};
   for (const digest of [...args.bundleDigests].sort()) {
     let bundle: LoadedBundle | undefined;
@@ -101,6 +123,7 @@ export async function buildProof(args: {
       chainId: args.chainId,
       exportedAt: (args.now ?? new Date()).toISOString(),
       histories: args.histories.map((h) => JSON.parse(JSON.stringify(h)) as Record<string, unknown>),
+      runs: runs.map((r) => JSON.parse(JSON.stringify(r)) as ChainRun),
       bundles,
       receiptKeys: { keys: args.receiptKeys.keys.map((k) => ({ ...k }) as Record<string, unknown>) },
     },
@@ -180,7 +203,7 @@ export async function verifyProof(raw: unknown, options: VerifyProofOptions): Pr
   if (!parsed.success) {
     const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.') || '(root)'))].slice(0, 3).join(', ');
     const checks = [{ name: CheckName.Proof, ok: false, detail: `not a ${PROOF_FORMAT} proof (${fields})` }, seal];
-    return { chainId: null, verdict: 'failed', status: null, runs: 0, receipts: 0, decisions: 0, bundleDigests: [], checks };
+    return { chainId: null, verdict: 'failed', status: null, runs: 0, receipts: 0, decisions: 0, bundleDigests: [], checks, runList: [] };
   }
   const proof = parsed.data;
   const proofCheck: VerifyCheck =
@@ -203,6 +226,7 @@ export async function verifyProof(raw: unknown, options: VerifyProofOptions): Pr
 
   const report = await verifyChain({
     histories: proof.histories,
+    ...(proof.runs ? { runs: proof.runs } : {}),
     chainId: proof.chainId,
     trustedReceiptJwks: options.trustedReceiptJwks,
     bundles: (digest) => verified.get(digest),

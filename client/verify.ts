@@ -22,6 +22,7 @@ import { canonicalJson, sha256Hex } from '../policies/canonical';
 import { decisionsDiffer } from '../policies/decision-diff';
 import { PolicyEngine } from '../policies/engine';
 import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../workers/codec';
+import { checkRuns, listRunIds, type ChainRun, type RunReport } from './runs';
 
 /*
  * `governor verify`: the replay-integrity proof of one chain (DESIGN §1, issue 7).
@@ -34,6 +35,9 @@ import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../workers/codec';
  *   history     well-formed: proto3 JSON that round-trips byte for byte, contiguous event ids,
  *               each event type matching its attributes, the governor's workflow type, a valid
  *               chain input, runs linked by continue-as-new, one chain id throughout
+ *   runs        every run of the workflow id and how it relates to the chain (client/runs.ts):
+ *               no executor ran in a branch a reset abandoned, the chain did not end terminated,
+ *               timed out or cancelled, no other execution used the id
  *   replay      every run replays with the current workflow code (no nondeterminism, no failure)
  *   receipts    every receipt the workflow consumed: seq contiguous from 1, prevHash links (also
  *               across runs), hash recomputed from the body, digest recomputed from what history
@@ -83,6 +87,8 @@ export interface VerifyReport {
   /** Bundle digests the recorded decisions name (enforced and shadow), sorted. */
   bundleDigests: string[];
   checks: VerifyCheck[];
+  /** Every run of the chain's workflow id, with its status and how it relates to the chain (empty without a run list). */
+  runList: RunReport[];
 }
 
 /** Names of the checks, in report order. */
@@ -92,6 +98,7 @@ export const CheckName = {
   ReceiptKey: 'receipt-key',
   Bundles: 'bundles',
   History: 'history',
+  Runs: 'runs',
   Replay: 'replay',
   Receipts: 'receipts',
   Checkpoint: 'checkpoint',
@@ -108,6 +115,11 @@ export interface VerifyChainInput {
   histories?: readonly unknown[];
   /** A single-run chain's history (shorthand for `histories: [history]`). */
   history?: unknown;
+  /**
+   * Every run of the chain's workflow id (default: the list `fetchChainHistories` attached to
+   * `histories`). Without it the `runs` check fails: resets and terminations cannot be excluded.
+   */
+  runs?: readonly ChainRun[];
   /** The chain id the history must belong to (default: the id in the history's input). */
   chainId?: string;
   /** GOVERNOR_HOME: default source of the trusted receipt key and of archived bundles. */
@@ -132,13 +144,20 @@ export function historyToJson(history: unknown): HistoryJson {
   return JSON.parse(JSON.stringify(message.toJSON())) as HistoryJson;
 }
 
+/** A chain's lineage histories, first to last, with every run of its workflow id attached (`runs`, not enumerable). */
+export type ChainHistories = HistoryJson[] & { readonly runs?: readonly ChainRun[] };
+
 /**
- * Fetches every run of a chain, first to last: the latest run, then each run it continued from
- * (`continuedExecutionRunId`). Throws NotFound for an unknown chain, TemporalUnreachable when the
+ * Fetches the chain's lineage, first to last: the latest run, then each run it continued from
+ * (`continuedExecutionRunId`); and attaches as `runs` every run of the workflow id (resets,
+ * terminated runs, other executions), listed with `WorkflowId = '<chainId>'`, with the histories of
+ * those outside the lineage. Throws NotFound for an unknown chain, TemporalUnreachable when the
  * server stops answering.
  */
-export async function fetchChainHistories(client: Client, chainId: string, maxRuns = 10_000): Promise<HistoryJson[]> {
+export async function fetchChainHistories(client: Client, chainId: string, maxRuns = 10_000): Promise<ChainHistories> {
   const runs: HistoryJson[] = [];
+  const lineageIds: string[] = [];
+  const others: ChainRun[] = [];
   try {
     const described = await client.workflow.getHandle(chainId).describe();
     if (described.type !== WORKFLOW_TYPE) {
@@ -149,13 +168,22 @@ export async function fetchChainHistories(client: Client, chainId: string, maxRu
       if (runs.length >= maxRuns) throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
       const json = historyToJson(await client.workflow.getHandle(chainId, runId).fetchHistory());
       runs.unshift(json);
+      lineageIds.unshift(runId);
       const started = startedAttributes(json);
       const previous = started?.continuedExecutionRunId;
       runId = typeof previous === 'string' && previous.length > 0 ? previous : undefined;
     }
+    // Oldest first (the server lists newest first); runs of the lineage are read above.
+    const listed = (await listRunIds(client, chainId, maxRuns)).reverse();
+    for (const id of listed.filter((r) => !lineageIds.includes(r))) {
+      if (runs.length + others.length >= maxRuns) throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
+      others.push({ runId: id, history: historyToJson(await client.workflow.getHandle(chainId, id).fetchHistory()) });
+    }
   } catch (err) {
     throw temporalError(err, chainId);
   }
+  const all: ChainRun[] = [...others, ...lineageIds.map((runId, lineage) => ({ runId, lineage }))];
+  Object.defineProperty(runs, 'runs', { value: all, enumerable: false });
   return runs;
 }
 
@@ -335,6 +363,8 @@ interface DecodedRun {
   runId?: string;
   continuedFrom?: string;
   firstRunId?: string;
+  /** The run id a reset gave this run (its last `RESET_WORKFLOW` workflow task failure's `newRunId`). */
+  resetAs?: string;
   rawInput?: unknown;
   input?: GovernedChainInput;
   closure?: Closure;
@@ -461,6 +491,10 @@ function decodeRun(raw: unknown, index: number): DecodedRun {
       } else {
         run.closure = { type: closure };
       }
+      return;
+    }
+    if (key === 'workflowTaskFailedEventAttributes' && attrs.cause === 'WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW') {
+      run.resetAs = optionalString(attrs.newRunId);
       return;
     }
     if (key === 'markerRecordedEventAttributes') {
@@ -710,6 +744,10 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
   const first = runs[0];
   const chainId = input.chainId ?? first?.input?.chainId ?? null;
   checkRunLinks(runs, chainId, history);
+  const runCodecProblems: string[] = [];
+  const runList = await decodeRunList(input.runs ?? (raw as ChainHistories).runs, input.codec, runCodecProblems);
+  runCodecProblems.forEach((p) => history.add(p));
+  const runsChecked = checkRuns(chainId, histories, runList);
 
   const replayer = input.replayer ?? createReplayer(input.workflowBundle ? { workflowBundle: input.workflowBundle } : {});
   let replay: VerifyCheck;
@@ -727,6 +765,7 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
 
   const checks: VerifyCheck[] = [
     history.check(CheckName.History, `${runs.length} run(s), ${runs.reduce((n, r) => n + r.events, 0)} events of chain ${chainId}`),
+    runsChecked.check,
     replay,
     receipts.check,
     checkpoint.check,
@@ -742,7 +781,25 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
     decisions: decisions.count,
     bundleDigests: decisions.digests,
     checks,
+    runList: runsChecked.runs,
   };
+}
+
+/** The run list with the histories of runs outside the lineage decoded like the lineage's. */
+async function decodeRunList(runs: readonly ChainRun[] | undefined, codec: PayloadCodec | undefined, problems: string[]): Promise<ChainRun[] | undefined> {
+  if (!Array.isArray(runs)) return undefined;
+  const out: ChainRun[] = [];
+  for (const run of runs as readonly ChainRun[]) {
+    if (run?.history === undefined) {
+      out.push(run);
+      continue;
+    }
+    const own: string[] = [];
+    const [history] = await decodeHistories([run.history], codec, own);
+    own.forEach((p) => problems.push(p.replace(/^run 1:/, `run ${String(run.runId)}:`)));
+    out.push({ ...run, history: history as HistoryJson });
+  }
+  return out;
 }
 
 const ENCRYPTED_BASE64 = Buffer.from(ENCRYPTED_ENCODING).toString('base64');
@@ -781,7 +838,8 @@ function checkRunLinks(runs: DecodedRun[], chainId: string | null, history: Prob
     const prev = runs[i - 1]!;
     if (prev.closure?.type !== 'continued-as-new') history.add(`run ${i}: does not continue as new, yet run ${i + 1} follows it`);
     else if (!run.runId || prev.closure.newRunId !== run.runId) history.add(`run ${i + 1}: is not the run that run ${i} continued as`);
-    if (!run.continuedFrom || run.continuedFrom !== prev.runId) history.add(`run ${i + 1}: does not continue run ${i}`);
+    // A run that was itself made by a reset continues as new under the id the reset gave it.
+    if (!run.continuedFrom || (run.continuedFrom !== prev.runId && run.continuedFrom !== prev.resetAs)) history.add(`run ${i + 1}: does not continue run ${i}`);
     if (run.firstRunId !== first(runs).firstRunId) history.add(`run ${i + 1}: belongs to another first run`);
     if (!run.input?.resume) history.add(`run ${i + 1}: carries no resume state`);
     if (run.input && prev.input && canonicalJson(run.input.chain) !== canonicalJson(prev.input.chain)) history.add(`run ${i + 1}: carries another chain than run ${i}`);
@@ -1544,6 +1602,10 @@ export function formatReport(report: VerifyReport): string {
     `${report.verdict === 'verified' ? 'verified' : 'NOT VERIFIED'}: chain ${report.chainId ?? '(unknown)'}` +
       ` (${report.status ?? 'status unknown'}; ${report.runs} run(s), ${report.receipts} receipt(s), ${report.decisions} decision(s))`,
   );
+  // Every run of the workflow id, when there is more than the chain's one.
+  if ((report.runList ?? []).length > 1 || report.runList?.some((r) => !r.lineage)) {
+    for (const r of report.runList) lines.push(`  run ${r.runId}  ${r.status.padEnd(14)}  ${r.detail}`);
+  }
   return lines.join('\n');
 }
 

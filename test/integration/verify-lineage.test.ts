@@ -59,7 +59,7 @@ async function verifyLive(chainId: string, result?: ChainResult): Promise<Verify
 
 function expectVerified(report: VerifyReport): void {
   expect(report.checks.filter((c) => !c.ok)).toEqual([]);
-  expect(report.checks.map((c) => c.name)).toEqual(['history', 'replay', 'receipts', 'checkpoint', 'bindings', 'decisions']);
+  expect(report.checks.map((c) => c.name)).toEqual(['history', 'runs', 'replay', 'receipts', 'checkpoint', 'bindings', 'decisions']);
   expect(report.verdict).toBe('verified');
 }
 
@@ -171,6 +171,11 @@ describe('governor verify on real chains', () => {
     // 3 decisions + 3 executions + the final checkpoint (+ a checkpoint per continue-as-new when recorded), one unbroken chain
     expect(report).toMatchObject({ runs: 2, status: 'Completed' });
     expect(report.receipts).toBeGreaterThanOrEqual(7);
+    const [first, second] = report.runList;
+    expect(report.runList).toEqual([
+      { runId: long.firstExecutionRunId, status: 'ContinuedAsNew', relation: 'first', detail: 'first run; run 1 of the chain', lineage: true },
+      { runId: second!.runId, status: 'Completed', relation: 'continued-as-new', detail: `continued as new from run ${first!.runId}; run 2 of the chain`, lineage: true },
+    ]);
   });
 });
 
@@ -198,8 +203,10 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     expect(r.code).toBe(0);
     expect(r.json).toMatchObject({ ok: true, verdict: 'verified', chainId, status: 'Completed', proof: proofFile });
     const proof = JSON.parse(fs.readFileSync(proofFile, 'utf8')) as Record<string, unknown>;
-    expect(Object.keys(proof).sort()).toEqual(['bundles', 'chainId', 'exportedAt', 'format', 'histories', 'receiptKeys', 'seal']);
+    expect(Object.keys(proof).sort()).toEqual(['bundles', 'chainId', 'exportedAt', 'format', 'histories', 'receiptKeys', 'runs', 'seal']);
     expect(proof).toMatchObject({ format: PROOF_FORMAT, chainId });
+    // The run list: the chain's one run, in the lineage (its history is `histories[0]`).
+    expect(proof.runs).toEqual([{ runId: expect.any(String), lineage: 0 }]);
     expect(Object.keys(proof.bundles as object)).toEqual(r.json.bundleDigests);
   });
 
@@ -210,7 +217,7 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     expect(r.error).toBeUndefined();
     expect(r.code).toBe(0);
     expect((r.json.checks as { name: string; ok: boolean }[]).map((c) => [c.name, c.ok])).toEqual(
-      ['proof', 'seal', 'receipt-key', 'bundles', 'history', 'replay', 'receipts', 'checkpoint', 'bindings', 'decisions'].map((n) => [n, true]),
+      ['proof', 'seal', 'receipt-key', 'bundles', 'history', 'runs', 'replay', 'receipts', 'checkpoint', 'bindings', 'decisions'].map((n) => [n, true]),
     );
 
     const stranger = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-stranger-'));
@@ -223,7 +230,7 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     for (const c of failed.filter((x) => !['seal', 'receipt-key'].includes(x.name))) {
       expect({ check: c.name, problems: c.problems!.filter((p) => !/(signature|seal) is not valid with the trusted receipt key$/.test(p)) }).toEqual({ check: c.name, problems: [] });
     }
-    for (const untouched of ['proof', 'bundles', 'history', 'replay', 'checkpoint', 'decisions']) expect(failed.map((c) => c.name)).not.toContain(untouched);
+    for (const untouched of ['proof', 'bundles', 'history', 'runs', 'replay', 'checkpoint', 'decisions']) expect(failed.map((c) => c.name)).not.toContain(untouched);
 
     const wrongChain = await cli(['someone-else', '--proof', proofFile], offline);
     expect(wrongChain.code).toBe(2);
