@@ -54,9 +54,10 @@ it('records a coordinator that carries a holder across runs, expires a tie and r
   const workflowId = h.cc.coordinatorId('hist');
   const runs = await h.runs(workflowId);
   expect(runs.length).toBeGreaterThanOrEqual(3);
-  for (const [i, r] of runs.entries()) {
+  // The last run is still open (it may not have had a workflow task yet): the closed runs are saved.
+  for (const [i, r] of runs.filter((x) => x.status === 'CONTINUED_AS_NEW').entries()) {
     fs.writeFileSync(path.join(target, `${prefix}-run-${i + 1}.json`), `${JSON.stringify({ workflowId, history: r.history })}\n`);
     await expect(Worker.runReplayHistory({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } }, r.history, workflowId)).resolves.toBeUndefined();
   }
   await h.client.workflow.getHandle(workflowId).terminate('test done');
-});
+}, 180_000);
