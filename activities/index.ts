@@ -10,7 +10,7 @@ import type { ExecutionOutcome } from '../contracts/state';
 import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { runBuiltInExecutor, type ExecuteInput } from './executors';
 import { loadPrivateKey, loadPublicJwks } from './identity';
-import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type VerifyTieBreakInput } from './coordination';
+import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput } from './coordination';
 import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
@@ -248,7 +248,7 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /** Signs the coordinator's next receipts (one call per batch of verdicts). */
-    async signCoordinationReceipts(input: SignCoordinationInput): Promise<{ receipts: Receipt[] }> {
+    async signCoordinationReceipts(input: SignCoordinationInput): Promise<SignCoordinationResult> {
       return signCoordination(await receiptSigner(), input);
     },
 

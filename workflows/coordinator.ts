@@ -41,6 +41,7 @@ import {
 } from '../contracts/coordination';
 import { ErrorCode } from '../contracts/errors';
 import { invalidInputMessage } from '../contracts/issues';
+import { durationMs } from '../contracts/duration';
 import { GENESIS_HASH, type Receipt, type ReceiptHead } from '../contracts/receipt';
 import { resolveBatch, settleTie, staleness, type ConflictRules, type Contender } from './coordination-order';
 import { failureMessage } from './failure';
@@ -70,20 +71,14 @@ const DEFAULT_HOLD_MS = 3_600_000;
  * time and the hold timeout runs from it across continue-as-new; pending ties are carried with
  * their deadline instead of holding continue-as-new back. Runs without the marker keep the old
  * behaviour, so their histories replay.
+ *
+ * Times are governor time from local activity results (`signCoordinationReceipts().signedAt` for a
+ * grant, `admitSlotRequests().now` at a run's start and for a tie's deadline), recorded in history.
+ * Not `Date.now()` in the sandbox: it is the workflow task's time, but after a local activity it
+ * jumps to the activity's completion time when the run executes and to the next task's start
+ * when it replays (observed: 113 ms apart), so a time taken there does not survive replay.
  */
 export const COORDINATOR_VALIDATION_PATCH = 'coordinator-validated-input-carried-deadlines';
-
-/**
- * Workflow time in milliseconds: in the sandbox `Date.now()` is not a clock but the start time of the
- * current workflow task, taken from history (deterministic on replay) and set by the server, whose
- * clock also runs the timers this time is compared with. Unlike a time from an activity result it
- * needs no activity at grant time, does not depend on a receipt being signed, and has no
- * worker-server clock skew. Used for grant times and tie deadlines only.
- */
-// eslint-disable-next-line no-restricted-properties -- workflow task time from history, see above
-const workflowTimeMs = (): number => Date.now();
-/** {@link workflowTimeMs} as ISO-8601. */
-const workflowNow = (): string => new Date(workflowTimeMs()).toISOString();
 
 /**
  * The input as the coordinator may use it: parsed with the contract's schema, a carry only from a
@@ -106,7 +101,7 @@ interface Outgoing {
   stepId: string;
   payload: Record<string, unknown>;
   verdict?: SlotVerdict;
-  onSigned?: (receipt: Receipt) => void;
+  onSigned?: (receipt: Receipt, signedAt: string | undefined) => void;
 }
 
 /** Orders and arbitrates the actions of chains on one coordination domain. Runs forever, continuing as new. */
@@ -132,7 +127,8 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
   let bundleDigest: string | undefined;
   let receiptFailure: string | undefined;
   let batch: { seq: number; requests: SlotRequest[]; due: boolean } | undefined;
-  const ties: OpenTie[] = [];
+  // Ties carried by a patched run stay open: their timers start once this run knows the time.
+  const ties: OpenTie[] = (carried?.ties ?? []).map((t) => ({ ...t, expired: false }));
   const votes: { seq: number; submission: TieBreakSubmission }[] = [];
   const voteResults = new Map<number, TieBreakVerdict>();
   let voteSeq = 0;
@@ -226,7 +222,7 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
   const known = (requestId: string): boolean =>
     decidedSet.has(requestId) || holder?.requestId === requestId || queue.some((e) => e.requestId === requestId) || (batch?.requests.some((r) => idOf(r) === requestId) ?? false);
 
-  const record = (stepId: string, event: string, payload: Record<string, unknown>, verdict?: SlotVerdict, onSigned?: (r: Receipt) => void): void => {
+  const record = (stepId: string, event: string, payload: Record<string, unknown>, verdict?: SlotVerdict, onSigned?: Outgoing['onSigned']): void => {
     outgoing.push({ stepId, payload: { type: 'coordination', event, domain, ...payload }, ...(verdict ? { verdict } : {}), ...(onSigned ? { onSigned } : {}) });
   };
   const verdictFor = (r: SlotRequest, status: SlotVerdict['status'], reason: string, extra: Partial<SlotVerdict> = {}): SlotVerdict => {
@@ -234,8 +230,8 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
     for (const [k, value] of Object.entries(extra)) if (value !== undefined) (v as Record<string, unknown>)[k] = value;
     return v;
   };
-  const sendVerdict = (event: string, r: SlotRequest, verdict: SlotVerdict): void => {
-    record(verdict.requestId, event, { requestDigest: r.requestDigest, verdict: { ...verdict } }, verdict);
+  const sendVerdict = (event: string, r: SlotRequest, verdict: SlotVerdict, onSigned?: Outgoing['onSigned']): void => {
+    record(verdict.requestId, event, { requestDigest: r.requestDigest, verdict: { ...verdict } }, verdict, onSigned);
   };
   const reject = (r: SlotRequest, reason: string, extra: Partial<SlotVerdict> = {}, event = 'rejected'): void => {
     sendVerdict(event, r, verdictFor(r, 'rejected', reason, extra));
@@ -429,14 +425,13 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
     }
     resolution.ties.forEach((contenders, i) => {
       const tieId = tieIds[i]!;
-      // Patched: the deadline in workflow time (the timer's clock), so a later run can sleep what remains.
-      const deadlineAt = validated ? new Date(workflowTimeMs() + domainRules!.decisionDeadlineMs).toISOString() : admitted ? new Date(Date.parse(admitted.now) + domainRules!.decisionDeadlineMs).toISOString() : undefined;
       const tie: OpenTie = {
         tieId,
         batch: b.seq,
         role: domainRules!.tieBreakerRole,
         deadline: domainRules!.decisionDeadline,
-        ...(deadlineAt !== undefined ? { deadlineAt } : {}),
+        // Governor time of the admission + the deadline: what a later run counts the remainder from.
+        ...(admitted ? { deadlineAt: new Date(Date.parse(admitted.now) + domainRules!.decisionDeadlineMs).toISOString() } : {}),
         contenders,
         expired: false,
         rules: { conflicts: domainRules!.conflicts, onConflict: domainRules!.onConflict },
@@ -541,8 +536,14 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
         reject(e.request, stale, { order: e.order, batch: e.batch });
         continue;
       }
-      holder = { ...e, grant: ++counters.grant, ...(validated ? { grantedAt: workflowNow() } : {}) };
-      sendVerdict('granted', e.request, verdictFor(e.request, 'granted', `granted: order ${e.order}, batch ${e.batch}`, { order: e.order, batch: e.batch, conflictWith: e.conflictWith, tieId: e.tieId }));
+      const g = ++counters.grant;
+      holder = { ...e, grant: g };
+      // Patched: the grant takes effect when its receipt is signed; the hold timeout counts from then
+      // in later runs. Not signed: no grant time, and the next run counts from its own start.
+      const onSigned: Outgoing['onSigned'] = (_receipt, signedAt) => {
+        if (holder?.grant === g && signedAt !== undefined) holder.grantedAt = signedAt;
+      };
+      sendVerdict('granted', e.request, verdictFor(e.request, 'granted', `granted: order ${e.order}, batch ${e.batch}`, { order: e.order, batch: e.batch, conflictWith: e.conflictWith, tieId: e.tieId }), validated ? onSigned : undefined);
       markDecided(e.requestId);
       startHoldTimer(holder.grant, holdTimeoutMs());
     }
@@ -553,13 +554,12 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
     if (outgoing.length === 0) return;
     const out = outgoing.splice(0);
     let receipts: Receipt[] | undefined;
+    let signedAt: string | undefined;
     try {
-      receipts = (
-        await governor.signCoordinationReceipts.executeWithOptions(
-          { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `sign ${out.length} coordination receipt(s) of ${domain}` },
-          [{ coordinatorId: self, prev: head, entries: out.map((o) => ({ stepId: o.stepId, payload: o.payload })) }],
-        )
-      ).receipts;
+      ({ receipts, signedAt } = await governor.signCoordinationReceipts.executeWithOptions(
+        { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `sign ${out.length} coordination receipt(s) of ${domain}` },
+        [{ coordinatorId: self, prev: head, entries: out.map((o) => ({ stepId: o.stepId, payload: o.payload })) }],
+      ));
       receiptFailure = undefined;
     } catch (err) {
       // Verdicts still go out (a waiting chain must not hang), without a receipt: the chain decides.
@@ -571,7 +571,7 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
       if (r) {
         head = { seq: r.seq, hash: r.hash };
         if (o.verdict) o.verdict.receipt = { coordinatorId: self, seq: r.seq, hash: r.hash, digest: r.digest };
-        o.onSigned?.(r);
+        o.onSigned?.(r, signedAt);
       }
     });
     const verdicts = out.flatMap((o) => (o.verdict ? [o.verdict] : []));
@@ -615,23 +615,26 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
 
   // ---- the loop ---------------------------------------------------------------------------------
   const limit = input.options?.continueAsNewAfterEvents;
-  // Patched runs carry open ties (with their deadlines); older runs wait until none is open.
+  // Patched runs carry open ties with their deadlines (every tie has one: ties come from an
+  // admission, which reports its time); older runs wait until none is open.
+  const tiesCarried = (): boolean => (validated ? ties.every((t) => t.deadlineAt !== undefined) : ties.length === 0);
   const continueAsNewDue = (): boolean =>
-    handled > 0 && !batch && (validated || ties.length === 0) && votes.length === 0 && outgoing.length === 0 && (workflowInfo().continueAsNewSuggested || (limit !== undefined && workflowInfo().historyLength >= limit));
+    handled > 0 && !batch && tiesCarried() && votes.length === 0 && outgoing.length === 0 && (workflowInfo().continueAsNewSuggested || (limit !== undefined && workflowInfo().historyLength >= limit));
 
-  await admit([]); // the domain's current rules (batching window, hold timeout) before the first message
+  // the domain's current rules (batching window, hold timeout) before the first message, and the time
+  const started = await admit([]);
+  const startedAt = started ? Date.parse(started.now) : undefined;
   if (holder && validated) {
-    // The hold timeout runs from the grant, not from this run's start: sleep only what remains (an
-    // older carry has no grant time: it counts from this run's start, as it did before).
-    const grantedAt = holder.grantedAt ?? workflowNow();
-    holder = { ...holder, grantedAt };
-    startHoldTimer(holder.grant, Date.parse(grantedAt) + holdTimeoutMs() - workflowTimeMs());
+    // The hold timeout runs from the grant, not from this run's start: sleep only what remains. A
+    // carry without a grant time (older run, or the grant receipt was not signed) counts from this
+    // run's start, as before, and records it so the next run does not start over again.
+    const grantedAt = holder.grantedAt ?? started?.now;
+    if (grantedAt !== undefined) holder = { ...holder, grantedAt };
+    startHoldTimer(holder.grant, grantedAt !== undefined && startedAt !== undefined ? Date.parse(grantedAt) + holdTimeoutMs() - startedAt : holdTimeoutMs());
   } else if (holder) startHoldTimer(holder.grant, holdTimeoutMs());
-  for (const t of carried?.ties ?? []) {
-    const tie: OpenTie = { ...t, expired: false };
-    ties.push(tie);
-    startTieTimer(tie, Date.parse(t.deadlineAt) - workflowTimeMs());
-  }
+  // Carried ties (already open, see above) expire at their deadline, not a full deadline from now
+  // (no time known: the full deadline, late rather than early).
+  for (const tie of ties) startTieTimer(tie, startedAt !== undefined && tie.deadlineAt !== undefined ? Date.parse(tie.deadlineAt) - startedAt : durationMs(tie.deadline));
   publish();
   for (;;) {
     await condition(
@@ -666,11 +669,9 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
   // window is open (continueAsNewDue waits for it). Patched: open ties go too, and the next run
   // sleeps what remains of their deadlines and of the holder's timeout; older runs had no open tie.
   await condition(allHandlersFinished);
-  const carriedTies: CarriedTie[] = ties.map(({ expired: _e, rules: r, ...t }) => ({
-    ...t,
-    deadlineAt: t.deadlineAt ?? workflowNow(), // always set in patched runs
-    rules: { conflicts: r.conflicts.map(([x, y]) => [x, y] as [string, string]), onConflict: r.onConflict },
-  }));
+  const carriedTies: CarriedTie[] = ties.flatMap(({ expired: _e, rules: r, deadlineAt, ...t }) =>
+    deadlineAt === undefined ? [] : [{ ...t, deadlineAt, rules: { conflicts: r.conflicts.map(([x, y]) => [x, y] as [string, string]), onConflict: r.onConflict } }],
+  );
   const carry: CoordinatorCarry = { head, inbox, queue, ...(holder ? { holder } : {}), versions, recent, decided, counters, runs: runs + 1, ...(validated && carriedTies.length > 0 ? { ties: carriedTies } : {}) };
   await continueAsNew<typeof coordinatorWorkflow>({ domain, ...(input.options ? { options: input.options } : {}), carry });
 }

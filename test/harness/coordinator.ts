@@ -80,20 +80,24 @@ export async function startCoordinatorHarness(domains: Record<string, unknown>[]
       throw new Error(`${domain}: never ${what}; last state: ${JSON.stringify({ runs: last?.runs, holder: last?.holder?.requestId, queue: last?.queue.map((q) => q.requestId), ties: last?.ties, recent: last?.recent.map((v) => [v.requestId, v.status, v.reason]) })}`);
     },
     async runs(workflowId) {
-      const found: { runId: string; status: string }[] = [];
-      for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) found.push({ runId: wf.runId, status: wf.status.name });
-      const all = await Promise.all(found.map(async ({ runId, status }) => ({ runId, status, history: await client.workflow.getHandle(workflowId, runId).fetchHistory() })));
-      // Oldest first, following the continue-as-new links (start times can tie to the millisecond).
+      // Oldest first, following the continue-as-new links (start times can tie to the millisecond);
+      // visibility can lag a moment behind the last continue-as-new: read again until the links close.
       const from = (h: temporal.api.history.v1.IHistory): string | undefined => h.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
-      const ordered: typeof all = [];
-      let next = all.find((r) => !all.some((o) => o.runId === from(r.history)));
-      while (next) {
-        ordered.push(next);
-        const prev: string = next.runId;
-        next = all.find((r) => from(r.history) === prev);
+      for (let attempt = 0; ; attempt++) {
+        const found: { runId: string; status: string }[] = [];
+        for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) found.push({ runId: wf.runId, status: wf.status.name });
+        const all = await Promise.all(found.map(async ({ runId, status }) => ({ runId, status, history: await client.workflow.getHandle(workflowId, runId).fetchHistory() })));
+        const ordered: typeof all = [];
+        let next = all.find((r) => from(r.history) === undefined);
+        while (next) {
+          ordered.push(next);
+          const prev: string = next.runId;
+          next = all.find((r) => from(r.history) === prev);
+        }
+        if (ordered.length === all.length && ordered.length > 0) return ordered;
+        if (attempt >= 50) throw new Error(`runs of ${workflowId} do not form one continue-as-new chain`);
+        await new Promise((r) => setTimeout(r, 100));
       }
-      if (ordered.length !== all.length) throw new Error(`runs of ${workflowId} do not form one continue-as-new chain`);
-      return ordered;
     },
     async stop() {
       if (worker.getState() === 'RUNNING') worker.shutdown();
