@@ -74,9 +74,10 @@ const DEFAULT_HOLD_MS = 3_600_000;
  *
  * Times are governor time from local activity results (`signCoordinationReceipts().signedAt` for a
  * grant, `admitSlotRequests().now` at a run's start and for a tie's deadline), recorded in history.
- * Not `Date.now()` in the sandbox: it is the workflow task's time, but after a local activity it
- * jumps to the activity's completion time when the run executes and to the next task's start
- * when it replays (observed: 113 ms apart), so a time taken there does not survive replay.
+ * Not `Date.now()` in the sandbox: it is workflow time, but after a local activity core moves it to
+ * the activity's completion time, and a replay that has already applied the next task's start keeps
+ * that later time instead (only ever moved forward). Observed on the dev server: a grant time taken
+ * with `Date.now()` came out 113 ms later in the replayed run than in the run that was queried.
  */
 export const COORDINATOR_VALIDATION_PATCH = 'coordinator-validated-input-carried-deadlines';
 
