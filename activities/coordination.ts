@@ -67,6 +67,16 @@ export interface SignCoordinationInput {
   entries: { stepId: string; payload: unknown }[];
 }
 
+/**
+ * Result of `signCoordinationReceipts`. `signedAt` (governor time, ISO-8601; absent in results
+ * recorded by older versions) is when a grant took effect: the coordinator runs a holder's hold
+ * timeout from it, across continue-as-new.
+ */
+export interface SignCoordinationResult {
+  receipts: Receipt[];
+  signedAt?: string;
+}
+
 /** Input of `verifyTieBreak`. */
 export interface VerifyTieBreakInput {
   tieId: string;
@@ -234,7 +244,7 @@ export async function judgeTieBreak(token: string, manifest: Manifest, input: Om
 }
 
 /** Signs the coordinator's next receipts, linked after `prev`, in order. */
-export async function signCoordination(signer: ReceiptSigner, input: SignCoordinationInput): Promise<{ receipts: Receipt[] }> {
+export async function signCoordination(signer: ReceiptSigner, input: SignCoordinationInput, options: { now?: Date } = {}): Promise<SignCoordinationResult> {
   const receipts: Receipt[] = [];
   let prev = input.prev;
   for (const e of input.entries) {
@@ -242,5 +252,5 @@ export async function signCoordination(signer: ReceiptSigner, input: SignCoordin
     receipts.push(receipt);
     prev = { seq: receipt.seq, hash: receipt.hash };
   }
-  return { receipts };
+  return { receipts, signedAt: (options.now ?? new Date()).toISOString() };
 }

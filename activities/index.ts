@@ -11,7 +11,7 @@ import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDiffere
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
 import { loadPrivateKey, loadPublicJwks } from './identity';
-import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type VerifyTieBreakInput } from './coordination';
+import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput } from './coordination';
 import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
@@ -293,7 +293,7 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /** Signs the coordinator's next receipts (one call per batch of verdicts). */
-    async signCoordinationReceipts(input: SignCoordinationInput): Promise<{ receipts: Receipt[] }> {
+    async signCoordinationReceipts(input: SignCoordinationInput): Promise<SignCoordinationResult> {
       return signCoordination(await receiptSigner(), input);
     },
 

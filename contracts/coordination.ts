@@ -1,7 +1,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
 import { DURATION_PATTERN } from './duration';
-import type { ReceiptHead, ReceiptKind } from './receipt';
+import { ReceiptHead, type ReceiptKind } from './receipt';
 
 /**
  * Coordination (DESIGN §4 step 4, issue 6): one coordinator workflow per domain orders and arbitrates
@@ -233,7 +233,7 @@ export const TieBreakSubmission = z.strictObject({
     .string()
     .min(16)
     .max(16_384)
-    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'token: must be a compact JWS (header.payload.signature)'),
+    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'must be a compact JWS (header.payload.signature)'),
 });
 export type TieBreakSubmission = z.infer<typeof TieBreakSubmission>;
 
@@ -249,70 +249,110 @@ export interface TieBreakVerdict {
 }
 
 // ---- coordinator state ----------------------------------------------------------------------
+// Schemas, not only types: the coordinator parses its input (carried state included) in the sandbox.
+
+const Count = z.int().min(0);
+const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest');
+/** Workflow time as ISO-8601 (`Date.prototype.toISOString` in the sandbox). */
+const Instant = z.iso.datetime({ message: 'must be an ISO-8601 UTC timestamp' });
+const RequestId = z.string().min(1).max(300);
+
+const QueueEntryShape = z.strictObject({
+  /** `slotRequestId(request.chainId, request.stepId)`. */
+  requestId: RequestId,
+  request: SlotRequest,
+  /** Authority as admitted (the manifest's rank at batch time). */
+  authority: Authority,
+  order: Count,
+  batch: Count,
+  state: z.enum(['queued', 'tie']),
+  tieId: z.string().min(1).max(64).optional(),
+  conflictWith: RequestId.optional(),
+  note: z.string().optional(),
+});
+const idMatchesRequest = (e: { requestId: string; request: { chainId: string; stepId: string } }, ctx: z.RefinementCtx): void => {
+  if (e.requestId !== slotRequestId(e.request.chainId, e.request.stepId)) ctx.addIssue({ code: 'custom', path: ['requestId'], message: 'must be <request.chainId>/<request.stepId>' });
+};
 
 /** A request the coordinator has ordered: waiting for its turn, or a contender of a pending tie. */
-export interface QueueEntry {
-  requestId: string;
-  request: SlotRequest;
-  /** Authority as admitted (the manifest's rank at batch time). */
-  authority: number;
-  order: number;
-  batch: number;
-  state: 'queued' | 'tie';
-  tieId?: string;
-  conflictWith?: string;
-  note?: string;
-}
+export const QueueEntry = QueueEntryShape.superRefine(idMatchesRequest);
+export type QueueEntry = z.infer<typeof QueueEntryShape>;
 
 /** The request holding the domain's slot. */
-export interface SlotHolder extends QueueEntry {
-  grant: number;
-}
+export const SlotHolder = QueueEntryShape.extend({
+  grant: Count,
+  /**
+   * Workflow time of the grant. The hold timeout runs from here, across continue-as-new: a new run
+   * sleeps only what remains. Absent in state carried by older runs (then: the new run's start).
+   */
+  grantedAt: Instant.optional(),
+}).superRefine(idMatchesRequest);
+export type SlotHolder = z.infer<typeof SlotHolder>;
 
 /** A conflict between equal authorities, waiting for the tie-breaker role. */
-export interface PendingTie {
-  tieId: string;
-  batch: number;
-  role: string;
-  deadline: string;
-  /** Governor time the tie was opened plus `deadline` (ISO-8601), when known. */
-  deadlineAt?: string;
+export const PendingTie = z.strictObject({
+  tieId: z.string().min(1).max(64),
+  batch: Count,
+  role: z.string().min(1).max(64),
+  deadline: Duration,
+  /** When the decision deadline passes (ISO-8601): workflow time, or governor time in older runs. */
+  deadlineAt: Instant.optional(),
   /** Request ids in order. */
-  contenders: string[];
+  contenders: z.array(RequestId),
   /** SHA-256 of the tie receipt's payload: the `stepDigest` a tie-break vote must carry. */
-  digest?: string;
-}
+  digest: Sha256Hex.optional(),
+});
+export type PendingTie = z.infer<typeof PendingTie>;
+
+/** The domain's conflict rules as a tie was opened under them (settles the tie). */
+export const TieRules = z.strictObject({
+  conflicts: z.array(z.tuple([Identifier, Identifier])),
+  onConflict: z.enum(['reject', 'requeue']),
+});
+export type TieRules = z.infer<typeof TieRules>;
+
+/** A pending tie carried into the next run: its deadline (workflow time) is kept, not restarted. */
+export const CarriedTie = PendingTie.extend({ deadlineAt: Instant, rules: TieRules });
+export type CarriedTie = z.infer<typeof CarriedTie>;
 
 /** Raw message waiting to be processed (carried across continue-as-new). */
-export type CoordinatorInboxItem =
-  | { kind: 'request'; request: SlotRequest }
-  | { kind: 'release'; release: SlotRelease }
-  | { kind: 'withdraw'; withdraw: SlotWithdraw };
+export const CoordinatorInboxItem = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('request'), request: SlotRequest }),
+  z.strictObject({ kind: z.literal('release'), release: SlotRelease }),
+  z.strictObject({ kind: z.literal('withdraw'), withdraw: SlotWithdraw }),
+]);
+export type CoordinatorInboxItem = z.infer<typeof CoordinatorInboxItem>;
 
 /** What a coordinator carries into its next run. */
-export interface CoordinatorCarry {
-  head: ReceiptHead;
-  inbox: CoordinatorInboxItem[];
-  queue: QueueEntry[];
-  holder?: SlotHolder;
-  versions: Record<string, number>;
-  recent: SlotVerdict[];
+export const CoordinatorCarry = z.strictObject({
+  head: ReceiptHead,
+  inbox: z.array(CoordinatorInboxItem),
+  queue: z.array(QueueEntry),
+  holder: SlotHolder.optional(),
+  versions: z.record(z.string().min(1).max(600), Count),
+  recent: z.array(SlotVerdict),
   /** Request ids with a final outcome, newest last (bounded): repeats are ignored. */
-  decided: string[];
-  counters: { batch: number; order: number; tie: number; grant: number };
-  runs: number;
-}
+  decided: z.array(RequestId),
+  counters: z.strictObject({ batch: Count, order: Count, tie: Count, grant: Count }),
+  runs: z.int().min(1),
+  /** Pending ties (absent in state carried by older runs, which never continued with a tie open). */
+  ties: z.array(CarriedTie).optional(),
+});
+export type CoordinatorCarry = z.infer<typeof CoordinatorCarry>;
 
 /** Input of `coordinatorWorkflow`. */
-export interface CoordinatorInput {
-  domain: string;
-  options?: {
-    /** Continue-as-new once history has this many events (tests; default: when Temporal suggests it). */
-    continueAsNewAfterEvents?: number;
-  };
-  /** Set by the coordinator itself when it continues as new. */
-  carry?: CoordinatorCarry;
-}
+export const CoordinatorInput = z.strictObject({
+  domain: Identifier,
+  options: z
+    .strictObject({
+      /** Continue-as-new once history has this many events (tests; default: when Temporal suggests it). */
+      continueAsNewAfterEvents: z.int().min(1).max(1_000_000).optional(),
+    })
+    .optional(),
+  /** Set by the coordinator itself when it continues as new (refused on a first run). */
+  carry: CoordinatorCarry.optional(),
+});
+export type CoordinatorInput = z.infer<typeof CoordinatorInput>;
 
 /** What `coordinatorState` returns. */
 export interface CoordinatorState {

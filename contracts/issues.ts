@@ -1,43 +1,42 @@
-import type { z } from 'zod';
-
 /**
- * Formatting of validation issues for errors that cross the Temporal boundary. Sandbox-safe.
- * Paths read like code (`chain.steps[0].resource`); values are never echoed, only field paths and
- * zod's messages (which name expected types and unknown keys, never the rejected value).
+ * One way to name what is wrong with an input, for every workflow, handler and client. Sandbox-safe
+ * (no imports): the workflows use it to word `GOVERNOR_INVALID_INPUT` failures.
+ *
+ * A path is written as code would reach the field: dots before keys, `[i]` for array indexes
+ * (`carry.queue[0].requestId`, `chain.steps[2].resource`). Messages are zod's (or our schemas'),
+ * which describe the expected shape and never echo the value given, so a secret sent in the wrong
+ * field does not reach an error message or a log.
  */
 
-/** Most nesting any governed JSON value may have (inputs, contexts, http bodies). */
-export const MAX_JSON_DEPTH = 64;
+/** What a zod issue (v3 or v4) has that we use. */
+export interface InputIssue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
 
-/** `chain.steps[0].resource` for the path `['chain', 'steps', 0, 'resource']` (`(root)` when empty). */
-export function formatIssuePath(path: readonly PropertyKey[], prefix = ''): string {
-  let out = prefix;
-  for (const key of path) {
+/** At most this many issues are listed; the rest are counted. */
+export const MAX_LISTED_ISSUES = 10;
+
+/**
+ * The field path of `issue`: `prefix` (when given) then its keys and indexes, e.g.
+ * `state.queue[0].requestId`. An issue about the whole value is named by `prefix`, or `(root)`.
+ */
+export function formatIssuePath(issue: Pick<InputIssue, 'path'>, prefix?: string): string {
+  let out = prefix ?? '';
+  for (const key of issue.path) {
     if (typeof key === 'number') out += `[${key}]`;
     else out += out === '' ? String(key) : `.${String(key)}`;
   }
   return out === '' ? '(root)' : out;
 }
 
-/** One line per issue, `<path>: <message>`, joined by `; ` (at most `limit` issues, then a count). */
-export function invalidInputMessage(error: { issues: readonly z.core.$ZodIssue[] }, prefix = '', limit = 10): string {
-  const lines = error.issues.slice(0, limit).map((issue) => `${formatIssuePath(issue.path, prefix)}: ${issue.message}`);
-  if (error.issues.length > limit) lines.push(`… and ${error.issues.length - limit} more`);
-  return lines.join('; ');
-}
-
 /**
- * The path of the first value nested deeper than `max` levels, found without recursion (so a
- * hostile 20,000-level document cannot overflow the stack), or undefined.
+ * `path: message` for each issue, joined by "; " (at most {@link MAX_LISTED_ISSUES}, then how many
+ * more), e.g. `carry.queue[0].requestId: Invalid input: expected string, received number`.
  */
-export function tooDeepPath(value: unknown, max = MAX_JSON_DEPTH): PropertyKey[] | undefined {
-  const stack: { v: unknown; path: PropertyKey[] }[] = [{ v: value, path: [] }];
-  while (stack.length > 0) {
-    const { v, path } = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (path.length >= max) return path;
-    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, path: [...path, i] }));
-    else for (const k of Object.keys(v)) stack.push({ v: (v as Record<string, unknown>)[k], path: [...path, k] });
-  }
-  return undefined;
+export function invalidInputMessage(error: { readonly issues: readonly InputIssue[] }, prefix?: string): string {
+  const listed = error.issues.slice(0, MAX_LISTED_ISSUES).map((issue) => `${formatIssuePath(issue, prefix)}: ${issue.message}`);
+  const more = error.issues.length - listed.length;
+  if (more > 0) listed.push(`and ${more} more issue(s)`);
+  return listed.length > 0 ? listed.join('; ') : `${prefix ?? '(root)'}: invalid`;
 }

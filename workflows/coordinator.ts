@@ -6,6 +6,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
@@ -15,6 +16,7 @@ import {
 import type { RetryPolicy } from '@temporalio/common';
 import type { AdmitResult, DomainRules, GovernorActivities } from '../activities';
 import {
+  CoordinatorInput,
   SlotRelease,
   SlotRequest,
   SlotWithdraw,
@@ -27,9 +29,9 @@ import {
   slotRequestId,
   slotVerdictSignal,
   withdrawSlotSignal,
+  type CarriedTie,
   type CoordinatorCarry,
   type CoordinatorInboxItem,
-  type CoordinatorInput,
   type CoordinatorState,
   type PendingTie,
   type QueueEntry,
@@ -37,6 +39,9 @@ import {
   type SlotVerdict,
   type TieBreakVerdict,
 } from '../contracts/coordination';
+import { ErrorCode } from '../contracts/errors';
+import { invalidInputMessage } from '../contracts/issues';
+import { durationMs } from '../contracts/duration';
 import { GENESIS_HASH, type Receipt, type ReceiptHead } from '../contracts/receipt';
 import { resolveBatch, settleTie, staleness, type ConflictRules, type Contender } from './coordination-order';
 import { failureMessage } from './failure';
@@ -52,23 +57,59 @@ import { failureMessage } from './failure';
  * until the tie-breaker role chooses or the decision deadline passes.
  */
 
-const LOCAL_RETRY: RetryPolicy = { maximumAttempts: 5, initialInterval: '200ms', backoffCoefficient: 2, nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT', 'GOVERNOR_POLICY_UNAVAILABLE'] };
+const LOCAL_RETRY: RetryPolicy = { maximumAttempts: 5, initialInterval: '200ms', backoffCoefficient: 2, nonRetryableErrorTypes: [ErrorCode.InvalidInput, ErrorCode.PolicyUnavailable] };
 const governor = proxyLocalActivities<GovernorActivities>({ startToCloseTimeout: '10s', retry: LOCAL_RETRY });
 
 const RECENT_VERDICTS = 50;
 const DECIDED_IDS = 1000;
 const DEFAULT_HOLD_MS = 3_600_000;
 
+/**
+ * Patch (recorded in history: never rename): the input, carried state included, is parsed in the
+ * sandbox (invalid: the run fails at once with a non-retryable GOVERNOR_INVALID_INPUT naming the
+ * field; a carry is accepted only by a run that continued as new); the holder records its grant
+ * time and the hold timeout runs from it across continue-as-new; pending ties are carried with
+ * their deadline instead of holding continue-as-new back. Runs without the marker keep the old
+ * behaviour, so their histories replay.
+ *
+ * Times are governor time from local activity results (`signCoordinationReceipts().signedAt` for a
+ * grant, `admitSlotRequests().now` at a run's start and for a tie's deadline), recorded in history.
+ * Not `Date.now()` in the sandbox: it is workflow time, but after a local activity core moves it to
+ * the activity's completion time, and a replay that has already applied the next task's start keeps
+ * that later time instead (only ever moved forward). Observed on the dev server: a grant time taken
+ * with `Date.now()` came out 113 ms later in the replayed run than in the run that was queried.
+ */
+export const COORDINATOR_VALIDATION_PATCH = 'coordinator-validated-input-carried-deadlines';
+
+/**
+ * The input as the coordinator may use it: parsed with the contract's schema, a carry only from a
+ * run that continued as new (a first run with a forged carry could queue unsealed requests).
+ */
+function parseInput(raw: unknown): CoordinatorInput {
+  const parsed = CoordinatorInput.safeParse(raw);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(invalidInputMessage(parsed.error), ErrorCode.InvalidInput);
+  if (parsed.data.carry !== undefined && workflowInfo().continuedFromExecutionRunId === undefined) {
+    throw ApplicationFailure.nonRetryable('carry: only a coordinator continuing as new may carry state into its next run', ErrorCode.InvalidInput);
+  }
+  return parsed.data;
+}
+
+/** An open tie as the coordinator keeps it. */
+type OpenTie = PendingTie & { expired: boolean; rules: ConflictRules };
+
 /** An event to sign into the coordinator's receipt chain, and the verdict it backs (sent once signed). */
 interface Outgoing {
   stepId: string;
   payload: Record<string, unknown>;
   verdict?: SlotVerdict;
-  onSigned?: (receipt: Receipt) => void;
+  onSigned?: (receipt: Receipt, signedAt: string | undefined) => void;
 }
 
 /** Orders and arbitrates the actions of chains on one coordination domain. Runs forever, continuing as new. */
-export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void> {
+export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> {
+  // Decided once, before anything else: a run keeps one behaviour from its first task to its last.
+  const validated = patched(COORDINATOR_VALIDATION_PATCH);
+  const input = validated ? parseInput(raw) : raw;
   const { domain } = input;
   const self = workflowInfo().workflowId;
   const carried = input.carry;
@@ -87,7 +128,8 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
   let bundleDigest: string | undefined;
   let receiptFailure: string | undefined;
   let batch: { seq: number; requests: SlotRequest[]; due: boolean } | undefined;
-  const ties: (PendingTie & { expired: boolean; rules: ConflictRules })[] = [];
+  // Ties carried by a patched run stay open: their timers start once this run knows the time.
+  const ties: OpenTie[] = (carried?.ties ?? []).map((t) => ({ ...t, expired: false }));
   const votes: { seq: number; submission: TieBreakSubmission }[] = [];
   const voteResults = new Map<number, TieBreakVerdict>();
   let voteSeq = 0;
@@ -102,17 +144,17 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
   setHandler(requestSlotSignal, (request) => {
     const parsed = SlotRequest.safeParse(request);
     if (parsed.success) inbox.push({ kind: 'request', request: parsed.data });
-    else log.warn('malformed requestSlot ignored', { domain });
+    else log.warn('malformed requestSlot ignored', { domain, error: invalidInputMessage(parsed.error) });
   });
   setHandler(releaseSlotSignal, (release) => {
     const parsed = SlotRelease.safeParse(release);
     if (parsed.success) inbox.push({ kind: 'release', release: parsed.data });
-    else log.warn('malformed releaseSlot ignored', { domain });
+    else log.warn('malformed releaseSlot ignored', { domain, error: invalidInputMessage(parsed.error) });
   });
   setHandler(withdrawSlotSignal, (withdraw) => {
     const parsed = SlotWithdraw.safeParse(withdraw);
     if (parsed.success) inbox.push({ kind: 'withdraw', withdraw: parsed.data });
-    else log.warn('malformed withdrawSlot ignored', { domain });
+    else log.warn('malformed withdrawSlot ignored', { domain, error: invalidInputMessage(parsed.error) });
   });
   const enqueueVote = (submission: TieBreakSubmission): number => {
     const seq = ++voteSeq;
@@ -122,20 +164,24 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
   setHandler(chooseWinnerSignal, (submission) => {
     const parsed = TieBreakSubmission.safeParse(submission);
     if (parsed.success) enqueueVote(parsed.data);
-    else log.warn('malformed chooseWinner ignored', { domain });
+    else log.warn('malformed chooseWinner ignored', { domain, error: invalidInputMessage(parsed.error) });
   });
   setHandler(
     chooseWinnerUpdate,
     async (submission) => {
-      const seq = enqueueVote(submission);
+      // The validator ran when the update was accepted; parsed again so the handler uses only what
+      // the schema allows (validators are not run on replay).
+      const parsed = TieBreakSubmission.safeParse(submission);
+      if (!parsed.success) throw ApplicationFailure.nonRetryable(invalidInputMessage(parsed.error), ErrorCode.InvalidInput);
+      const seq = enqueueVote(parsed.data);
       await condition(() => voteResults.has(seq));
       return voteResults.get(seq)!;
     },
     {
       validator: (submission) => {
         const parsed = TieBreakSubmission.safeParse(submission);
-        if (!parsed.success) throw ApplicationFailure.nonRetryable(parsed.error.issues.map((i) => i.message).join('; '), 'GOVERNOR_INVALID_INPUT');
-        if (!ties.some((t) => t.tieId === parsed.data.tieId)) throw ApplicationFailure.nonRetryable(`no pending tie ${parsed.data.tieId} in ${domain}`, 'GOVERNOR_INVALID_INPUT');
+        if (!parsed.success) throw ApplicationFailure.nonRetryable(invalidInputMessage(parsed.error), ErrorCode.InvalidInput);
+        if (!ties.some((t) => t.tieId === parsed.data.tieId)) throw ApplicationFailure.nonRetryable(`tieId: no pending tie ${parsed.data.tieId} in ${domain}`, ErrorCode.InvalidInput);
       },
     },
   );
@@ -177,7 +223,7 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
   const known = (requestId: string): boolean =>
     decidedSet.has(requestId) || holder?.requestId === requestId || queue.some((e) => e.requestId === requestId) || (batch?.requests.some((r) => idOf(r) === requestId) ?? false);
 
-  const record = (stepId: string, event: string, payload: Record<string, unknown>, verdict?: SlotVerdict, onSigned?: (r: Receipt) => void): void => {
+  const record = (stepId: string, event: string, payload: Record<string, unknown>, verdict?: SlotVerdict, onSigned?: Outgoing['onSigned']): void => {
     outgoing.push({ stepId, payload: { type: 'coordination', event, domain, ...payload }, ...(verdict ? { verdict } : {}), ...(onSigned ? { onSigned } : {}) });
   };
   const verdictFor = (r: SlotRequest, status: SlotVerdict['status'], reason: string, extra: Partial<SlotVerdict> = {}): SlotVerdict => {
@@ -185,8 +231,8 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
     for (const [k, value] of Object.entries(extra)) if (value !== undefined) (v as Record<string, unknown>)[k] = value;
     return v;
   };
-  const sendVerdict = (event: string, r: SlotRequest, verdict: SlotVerdict): void => {
-    record(verdict.requestId, event, { requestDigest: r.requestDigest, verdict: { ...verdict } }, verdict);
+  const sendVerdict = (event: string, r: SlotRequest, verdict: SlotVerdict, onSigned?: Outgoing['onSigned']): void => {
+    record(verdict.requestId, event, { requestDigest: r.requestDigest, verdict: { ...verdict } }, verdict, onSigned);
   };
   const reject = (r: SlotRequest, reason: string, extra: Partial<SlotVerdict> = {}, event = 'rejected'): void => {
     sendVerdict(event, r, verdictFor(r, 'rejected', reason, extra));
@@ -222,16 +268,34 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
     holdTimer?.cancel();
     holdTimer = undefined;
   };
-  const startHoldTimer = (grant: number): void => {
+  const holdTimeoutMs = (): number => rules?.holdTimeoutMs ?? DEFAULT_HOLD_MS;
+  /** Times out the holder of `grant` after `ms` (patched: none left, at once; unpatched runs always start a timer). */
+  const startHoldTimer = (grant: number, ms: number): void => {
     holdTimer?.cancel();
+    holdTimer = undefined;
+    if (validated && ms <= 0) {
+      if (holder?.grant === grant) holdExpired = true;
+      return;
+    }
     const scope = new CancellationScope();
     holdTimer = scope;
-    void scope.run(() => sleep(rules?.holdTimeoutMs ?? DEFAULT_HOLD_MS)).then(
+    void scope.run(() => sleep(ms)).then(
       () => {
         if (holder?.grant === grant) holdExpired = true;
       },
       () => undefined, // cancelled: the holder released in time
     );
+  };
+
+  /** Expires `tie` after `ms` (patched: none left, at once; unpatched runs always start a timer). */
+  const startTieTimer = (tie: OpenTie, ms: number): void => {
+    if (validated && ms <= 0) {
+      tie.expired = true;
+      return;
+    }
+    void sleep(ms).then(() => {
+      tie.expired = true;
+    });
   };
 
   // ---- events -----------------------------------------------------------------------------------
@@ -362,11 +426,12 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
     }
     resolution.ties.forEach((contenders, i) => {
       const tieId = tieIds[i]!;
-      const tie: PendingTie & { expired: boolean; rules: ConflictRules } = {
+      const tie: OpenTie = {
         tieId,
         batch: b.seq,
         role: domainRules!.tieBreakerRole,
         deadline: domainRules!.decisionDeadline,
+        // Governor time of the admission + the deadline: what a later run counts the remainder from.
         ...(admitted ? { deadlineAt: new Date(Date.parse(admitted.now) + domainRules!.decisionDeadlineMs).toISOString() } : {}),
         contenders,
         expired: false,
@@ -381,14 +446,12 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
       record(tieId, 'tie', { coordinatorId: self, tieId, batch: b.seq, role: tie.role, deadline: tie.deadline, contenders: parties }, undefined, (receipt) => {
         tie.digest = receipt.digest;
       });
-      void sleep(domainRules!.decisionDeadlineMs).then(() => {
-        tie.expired = true;
-      });
+      startTieTimer(tie, domainRules!.decisionDeadlineMs);
     });
     for (const e of queue) if (e.batch === b.seq) notifyQueued(e, e.note ?? `queued in batch ${b.seq}`);
   };
 
-  const settle = (tie: (typeof ties)[number], verdict: TieBreakVerdict): void => {
+  const settle = (tie: OpenTie, verdict: TieBreakVerdict): void => {
     ties.splice(ties.indexOf(tie), 1);
     const entries = tie.contenders.map((id) => queue.find((q) => q.requestId === id)).filter((e): e is QueueEntry => e !== undefined);
     if (verdict.decision !== 'approve' || !verdict.winner) {
@@ -474,10 +537,16 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
         reject(e.request, stale, { order: e.order, batch: e.batch });
         continue;
       }
-      holder = { ...e, grant: ++counters.grant };
-      sendVerdict('granted', e.request, verdictFor(e.request, 'granted', `granted: order ${e.order}, batch ${e.batch}`, { order: e.order, batch: e.batch, conflictWith: e.conflictWith, tieId: e.tieId }));
+      const g = ++counters.grant;
+      holder = { ...e, grant: g };
+      // Patched: the grant takes effect when its receipt is signed; the hold timeout counts from then
+      // in later runs. Not signed: no grant time, and the next run counts from its own start.
+      const onSigned: Outgoing['onSigned'] = (_receipt, signedAt) => {
+        if (holder?.grant === g && signedAt !== undefined) holder.grantedAt = signedAt;
+      };
+      sendVerdict('granted', e.request, verdictFor(e.request, 'granted', `granted: order ${e.order}, batch ${e.batch}`, { order: e.order, batch: e.batch, conflictWith: e.conflictWith, tieId: e.tieId }), validated ? onSigned : undefined);
       markDecided(e.requestId);
-      startHoldTimer(holder.grant);
+      startHoldTimer(holder.grant, holdTimeoutMs());
     }
   };
 
@@ -486,13 +555,12 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
     if (outgoing.length === 0) return;
     const out = outgoing.splice(0);
     let receipts: Receipt[] | undefined;
+    let signedAt: string | undefined;
     try {
-      receipts = (
-        await governor.signCoordinationReceipts.executeWithOptions(
-          { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `sign ${out.length} coordination receipt(s) of ${domain}` },
-          [{ coordinatorId: self, prev: head, entries: out.map((o) => ({ stepId: o.stepId, payload: o.payload })) }],
-        )
-      ).receipts;
+      ({ receipts, signedAt } = await governor.signCoordinationReceipts.executeWithOptions(
+        { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `sign ${out.length} coordination receipt(s) of ${domain}` },
+        [{ coordinatorId: self, prev: head, entries: out.map((o) => ({ stepId: o.stepId, payload: o.payload })) }],
+      ));
       receiptFailure = undefined;
     } catch (err) {
       // Verdicts still go out (a waiting chain must not hang), without a receipt: the chain decides.
@@ -504,7 +572,7 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
       if (r) {
         head = { seq: r.seq, hash: r.hash };
         if (o.verdict) o.verdict.receipt = { coordinatorId: self, seq: r.seq, hash: r.hash, digest: r.digest };
-        o.onSigned?.(r);
+        o.onSigned?.(r, signedAt);
       }
     });
     const verdicts = out.flatMap((o) => (o.verdict ? [o.verdict] : []));
@@ -548,11 +616,26 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
 
   // ---- the loop ---------------------------------------------------------------------------------
   const limit = input.options?.continueAsNewAfterEvents;
+  // Patched runs carry open ties with their deadlines (every tie has one: ties come from an
+  // admission, which reports its time); older runs wait until none is open.
+  const tiesCarried = (): boolean => (validated ? ties.every((t) => t.deadlineAt !== undefined) : ties.length === 0);
   const continueAsNewDue = (): boolean =>
-    handled > 0 && !batch && ties.length === 0 && votes.length === 0 && outgoing.length === 0 && (workflowInfo().continueAsNewSuggested || (limit !== undefined && workflowInfo().historyLength >= limit));
+    handled > 0 && !batch && tiesCarried() && votes.length === 0 && outgoing.length === 0 && (workflowInfo().continueAsNewSuggested || (limit !== undefined && workflowInfo().historyLength >= limit));
 
-  await admit([]); // the domain's current rules (batching window, hold timeout) before the first message
-  if (holder) startHoldTimer(holder.grant);
+  // the domain's current rules (batching window, hold timeout) before the first message, and the time
+  const started = await admit([]);
+  const startedAt = started ? Date.parse(started.now) : undefined;
+  if (holder && validated) {
+    // The hold timeout runs from the grant, not from this run's start: sleep only what remains. A
+    // carry without a grant time (older run, or the grant receipt was not signed) counts from this
+    // run's start, as before, and records it so the next run does not start over again.
+    const grantedAt = holder.grantedAt ?? started?.now;
+    if (grantedAt !== undefined) holder = { ...holder, grantedAt };
+    startHoldTimer(holder.grant, grantedAt !== undefined && startedAt !== undefined ? Date.parse(grantedAt) + holdTimeoutMs() - startedAt : holdTimeoutMs());
+  } else if (holder) startHoldTimer(holder.grant, holdTimeoutMs());
+  // Carried ties (already open, see above) expire at their deadline, not a full deadline from now
+  // (no time known: the full deadline, late rather than early).
+  for (const tie of ties) startTieTimer(tie, startedAt !== undefined && tie.deadlineAt !== undefined ? Date.parse(tie.deadlineAt) - startedAt : durationMs(tie.deadline));
   publish();
   for (;;) {
     await condition(
@@ -583,10 +666,14 @@ export async function coordinatorWorkflow(input: CoordinatorInput): Promise<void
     publish();
   }
 
-  // Queue, holder, versions, receipt head and unprocessed messages go to the next run; no tie or
-  // batching window is open (continueAsNewDue waits for them), so no timer is lost.
+  // Queue, holder, versions, receipt head and unprocessed messages go to the next run; no batching
+  // window is open (continueAsNewDue waits for it). Patched: open ties go too, and the next run
+  // sleeps what remains of their deadlines and of the holder's timeout; older runs had no open tie.
   await condition(allHandlersFinished);
-  const carry: CoordinatorCarry = { head, inbox, queue, ...(holder ? { holder } : {}), versions, recent, decided, counters, runs: runs + 1 };
+  const carriedTies: CarriedTie[] = ties.flatMap(({ expired: _e, rules: r, deadlineAt, ...t }) =>
+    deadlineAt === undefined ? [] : [{ ...t, deadlineAt, rules: { conflicts: r.conflicts.map(([x, y]) => [x, y] as [string, string]), onConflict: r.onConflict } }],
+  );
+  const carry: CoordinatorCarry = { head, inbox, queue, ...(holder ? { holder } : {}), versions, recent, decided, counters, runs: runs + 1, ...(validated && carriedTies.length > 0 ? { ties: carriedTies } : {}) };
   await continueAsNew<typeof coordinatorWorkflow>({ domain, ...(input.options ? { options: input.options } : {}), carry });
 }
 

@@ -37,7 +37,8 @@ import {
 import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../contracts/receipt';
 import { ErrorCode } from '../contracts/errors';
 import { GOVERN_STEP_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
-import { MAX_JSON_DEPTH, formatIssuePath, invalidInputMessage, tooDeepPath } from '../contracts/issues';
+import { formatIssuePath, invalidInputMessage } from '../contracts/issues';
+import { findTooDeep } from '../contracts/limits';
 import {
   GovernorBreakGlassKey,
   GovernorPendingRolesKey,
@@ -807,8 +808,9 @@ async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
   // whatever else is wrong with it (a first run with `resume` would skip steps without authorization).
   const claimsResume = typeof raw === 'object' && raw !== null && (raw as { resume?: unknown }).resume !== undefined;
   if (claimsResume && !info.continuedFromExecutionRunId) return reject('resume: set only by the governor when a chain continues as new; a new chain must not carry it');
-  const deep = tooDeepPath(raw);
-  if (deep) return reject(`${formatIssuePath(deep)}: nested deeper than ${MAX_JSON_DEPTH} levels`);
+  // Before zod, which recurses: a hostile 20,000-level document would overflow the stack.
+  const deep = findTooDeep(raw);
+  if (deep) return reject(`${formatIssuePath(deep)}: ${deep.message}`);
   const parsed = GovernedChainInput.safeParse(raw);
   if (!parsed.success) return reject(invalidInputMessage(parsed.error));
   const input = parsed.data;

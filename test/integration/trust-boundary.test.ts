@@ -136,7 +136,7 @@ describe('the workflow validates its own input (started as another SDK would)', 
     const r = await rejection(client.workflow.getHandle(id) as Awaited<ReturnType<typeof startRaw>>);
     expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected', activities: 0, taskFailures: 0 });
     expect(r.message).toContain('chain.steps[0].input.deep.d.d');
-    expect(r.message).toContain('nested deeper than 64 levels');
+    expect(r.message).toContain('nests deeper than 64 levels');
   });
 
   it('applies the schema defaults a Go service leaves out (context, input, timeoutMs, method) and sets GovernorWorkload itself', async () => {
