@@ -15,7 +15,7 @@ export interface HttpExecutorOptions {
   /**
    * `host:port` (or URLs) of the Temporal frontend, its HTTP API and Web UI that this worker knows:
    * never callable, even when an entry allow-lists them. The dev server's defaults
-   * (`localhost:7233`, `localhost:8233`) are always included.
+   * (`localhost:7233`, its HTTP API `localhost:7243`, `localhost:8233`) are always included.
    */
   protectedAddresses?: readonly string[];
   /** Name resolution; default: the system resolver (`dns.lookup`, every address). Tests inject one. */
@@ -25,7 +25,7 @@ export interface HttpExecutorOptions {
 }
 
 /** Always protected: the local dev server's frontend and UI ports. */
-const DEV_SERVER_ADDRESSES = ['localhost:7233', 'localhost:8233'];
+const DEV_SERVER_ADDRESSES = ['localhost:7233', 'localhost:7243', 'localhost:8233'];
 const RESOLVE_TIMEOUT_MS = 5000;
 const MAX_SECRET_BYTES = 8192;
 

@@ -82,7 +82,7 @@ export async function startCluster(progress: (m: string) => void, options: { sto
   let server: DevServer;
   try {
     if (!options.stock) process.env.TEMPORAL_CLI_PATH = cliWithDynamicConfig(dir, progress);
-    server = await startDevServer({ port, headless: true, logFile: path.join(dir, 'temporal-server.log'), onProgress: progress });
+    server = await startDevServer({ port, httpPort: await freePort(), headless: true, logFile: path.join(dir, 'temporal-server.log'), onProgress: progress });
   } finally {
     if (saved === undefined) delete process.env.TEMPORAL_CLI_PATH;
     else process.env.TEMPORAL_CLI_PATH = saved;

@@ -108,7 +108,7 @@ function workerOptions(cmd: Command): Command {
     .option('--no-watch-policies', 'do not pick up bundle changes without a restart');
 }
 
-async function runWorker(opts: WorkerOpts, out: Out, addressOverride?: string, dataConverter?: DataConverter, uiAddress?: string): Promise<{ stop(): Promise<void> }> {
+async function runWorker(opts: WorkerOpts, out: Out, addressOverride?: string, dataConverter?: DataConverter, serverEndpoints: string[] = []): Promise<{ stop(): Promise<void> }> {
   const logger = createLogger({ name: 'governor-worker' });
   installRuntimeLogger(logger);
   const settings = loadTemporalSettings(addressOverride ? { address: addressOverride } : {});
@@ -126,7 +126,7 @@ async function runWorker(opts: WorkerOpts, out: Out, addressOverride?: string, d
     logger,
     ...(dataConverter ? { dataConverter } : {}),
     // Temporal's own endpoints are never http executor targets (SECURITY.md, "Confused deputy").
-    http: { protectedAddresses: [settings.address, ...(uiAddress ? [uiAddress] : []), ...(process.env.GOVERNOR_HTTP_PROTECTED ?? '').split(',').map((a) => a.trim()).filter(Boolean)] },
+    http: { protectedAddresses: [settings.address, ...serverEndpoints, ...(process.env.GOVERNOR_HTTP_PROTECTED ?? '').split(',').map((a) => a.trim()).filter(Boolean)] },
   });
   const running = worker.run();
   out.print(`governor worker connected to ${settings.address} (namespace ${settings.namespace}, task queue ${opts.taskQueue}${dataConverter ? ', payload encryption on' : ''})`, {
@@ -216,7 +216,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const server = await runServer({ ip: '127.0.0.1', port: opts.port, uiPort: opts.uiPort, db: '' }, o);
       let worker;
       try {
-        worker = await runWorker(opts, o, server.address, converter, `localhost:${opts.uiPort}`);
+        worker = await runWorker(opts, o, server.address, converter, [`localhost:${opts.uiPort}`, server.httpAddress]);
       } catch (err) {
         await server.stop();
         throw err;

@@ -12,6 +12,11 @@ export interface DevServerOptions {
   ip?: string;
   port?: number;
   uiPort?: number;
+  /**
+   * Port of the frontend's HTTP API (default: `port` + 10, i.e. 7243). Fixed, not the CLI's random
+   * choice, so the http executor knows it as a Temporal endpoint it must never call.
+   */
+  httpPort?: number;
   /** SQLite file; omit for an in-memory server (tests). */
   dbFile?: string;
   headless?: boolean;
@@ -26,6 +31,8 @@ export interface DevServerOptions {
 /** A running dev server. */
 export interface DevServer {
   address: string;
+  /** `ip:port` of the frontend's HTTP API. */
+  httpAddress: string;
   uiUrl?: string;
   namespace: string;
   pid: number;
@@ -94,7 +101,9 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   if (!options.headless) await assertPortFree(ip, uiPort, 'Temporal UI');
 
   const binary = resolveTemporalCli({ onProgress: options.onProgress });
-  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--namespace', namespace, '--log-level', options.logLevel ?? 'warn'];
+  const httpPort = options.httpPort ?? port + 10;
+  await assertPortFree(ip, httpPort, 'Temporal HTTP API');
+  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--http-port', String(httpPort), '--namespace', namespace, '--log-level', options.logLevel ?? 'warn'];
   if (options.headless) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
   if (options.dbFile) {
@@ -132,6 +141,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     address,
+    httpAddress: `${ip}:${httpPort}`,
     uiUrl: options.headless ? undefined : `http://localhost:${uiPort}`,
     namespace,
     pid: child.pid ?? -1,

@@ -643,6 +643,8 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
       if (err instanceof Revoked) throw err;
       const message = failureMessage(err);
       await record(a.stepId, a.kind === 'step' ? 'execution' : 'compensation-execution', { status: 'failed', error: message });
+      // The executor refused the target before sending anything (connect-time re-check): a deny.
+      if (strict && (err as { cause?: { type?: string } })?.cause?.type === ErrorCode.HostNotAllowed) return { ran: false, denied: message };
       return { ran: false, failed: message };
     }
     const { outcome } = executed;

@@ -13,6 +13,7 @@ export default async function globalSetup(): Promise<void> {
   const port = await freePort();
   const server = await startDevServer({
     port,
+    httpPort: await freePort(),
     headless: true,
     logFile: path.join(dir, 'temporal-server.log'),
     onProgress: (m) => process.stderr.write(`${m}\n`),

@@ -34,6 +34,7 @@ let home: string;
 let dir: string;
 let dbFile: string;
 let port: number;
+let httpPort: number;
 let server: DevServer | undefined;
 let worker: WorkerProcess | undefined;
 let replayer: Replayer;
@@ -44,6 +45,7 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-restart-server-'));
   dbFile = path.join(dir, 'temporal.db');
   port = await freePort();
+  httpPort = await freePort();
   replayer = createReplayer({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } });
 });
 
@@ -57,7 +59,7 @@ afterAll(async () => {
 
 async function startServer(): Promise<DevServer> {
   // The same port and SQLite file every time.
-  return startDevServer({ port, headless: true, dbFile, logFile: path.join(dir, 'temporal-server.log'), readyTimeoutMs: 120_000 });
+  return startDevServer({ port, httpPort, headless: true, dbFile, logFile: path.join(dir, 'temporal-server.log'), readyTimeoutMs: 120_000 });
 }
 
 async function connect(address: string): Promise<{ client: Client; gc: GovernorClient }> {

@@ -213,9 +213,11 @@ describe('hostile http targets: denied before anything is sent, canary untouched
     const r = await run(notify({ url: `http://rebind-coordinated.test:${A}/hook` }, 'ops'));
     expect(rebindLookups.get('rebind-coordinated.test')).toBe(2);
     // The decision (allow) was recorded before the slot was granted; the execute activity refuses the
-    // call before sending it and the step fails with the reason (the workflow records execute errors as failures).
-    expect(r.status).toBe('Failed');
-    expect(r.steps[0]).toMatchObject({ status: 'failed', error: expect.stringContaining('http target refused: rebind-coordinated.test resolves to 127.0.0.1 (loopback)') });
+    // call before sending it: the step is denied with the reason (its execution receipt records the refusal).
+    expect(r.status).toBe('Denied');
+    expect(r.steps[0]).toMatchObject({ status: 'denied', error: expect.stringContaining('http target refused: rebind-coordinated.test resolves to 127.0.0.1 (loopback)') });
+    const report = await verifyChain({ histories: await fetchChainHistories(g.client, r.chainId), chainId: r.chainId, home: g.home, replayer });
+    expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(canary.hits).toEqual([]);
   });
 
