@@ -13,6 +13,7 @@ import {
   SlotRequest,
   slotRequestId,
   type Coordination,
+  type SlotVerdict,
   type TieBreakVerdict,
 } from '../contracts/coordination';
 import { durationMs } from '../contracts/duration';
@@ -254,3 +255,35 @@ export async function signCoordination(signer: ReceiptSigner, input: SignCoordin
   }
   return { receipts, signedAt: (options.now ?? new Date()).toISOString() };
 }
+
+/** Input of `verifySlotVerdict`: a final verdict the chain received, and what it asked for. */
+export interface VerifySlotVerdictInput {
+  verdict: SlotVerdict;
+  /** The coordinator `requestSlot` delivered the request to. */
+  coordinatorId: string;
+  /** The digest of the sealed request `requestSlot` delivered. */
+  requestDigest: string;
+}
+
+/**
+ * Checks that a slot verdict is the coordinator's: a receipt of that coordinator, signed with the
+ * governor's receipt key, whose payload is exactly this verdict for this request. Returns the reason
+ * it is not, or undefined. A signal is not authenticated by Temporal: this is what makes a grant one.
+ */
+export async function checkSlotVerdict(input: VerifySlotVerdictInput, receiptJwks: JSONWebKeySet): Promise<string | undefined> {
+  const { receipt, ...verdict } = input.verdict;
+  if (!receipt?.signature || receipt.prevHash === undefined || receipt.event === undefined) return 'the verdict carries no signed coordination receipt';
+  if (receipt.coordinatorId !== input.coordinatorId) return "the verdict's receipt is not the domain coordinator's";
+  const payload = { type: 'coordination', event: receipt.event, domain: verdict.domain, requestDigest: input.requestDigest, verdict };
+  if (sha256Hex(canonicalJson(payload)) !== receipt.digest) return "the verdict's receipt does not commit to this verdict for this request";
+  const body = { seq: receipt.seq, chainId: receipt.coordinatorId, stepId: verdict.requestId, kind: COORDINATION_RECEIPT_KIND, digest: receipt.digest, prevHash: receipt.prevHash };
+  if (sha256Hex(canonicalJson(body)) !== receipt.hash) return "the verdict's receipt hash does not match its body";
+  try {
+    const { payload: signed, protectedHeader } = await compactVerify(receipt.signature, createLocalJWKSet(receiptJwks), { algorithms: ['EdDSA'] });
+    if (protectedHeader.typ !== 'governor-receipt+jws' || new TextDecoder().decode(signed) !== receipt.hash) return "the verdict's signature does not cover its receipt";
+  } catch {
+    return "the verdict's signature does not verify with the governor receipt key";
+  }
+  return undefined;
+}
+

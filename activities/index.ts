@@ -11,7 +11,7 @@ import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDiffere
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
 import { loadPrivateKey, loadPublicJwks } from './identity';
-import { admitRequests, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput } from './coordination';
+import { admitRequests, checkSlotVerdict, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput, type VerifySlotVerdictInput } from './coordination';
 import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
@@ -312,6 +312,12 @@ export function createActivities(deps: ActivityDeps) {
      */
     async verifyResume(input: VerifyResumeInput): Promise<{ ok: true } | { ok: false; reason: string }> {
       const reason = await checkResume(input, loadPublicJwks(deps.home, 'receipt'));
+      return reason === undefined ? { ok: true } : { ok: false, reason };
+    },
+
+    /** Checks that a final slot verdict the chain received was signed by its domain's coordinator. */
+    async verifySlotVerdict(input: VerifySlotVerdictInput): Promise<{ ok: true } | { ok: false; reason: string }> {
+      const reason = await checkSlotVerdict(input, loadPublicJwks(deps.home, 'receipt'));
       return reason === undefined ? { ok: true } : { ok: false, reason };
     },
 

@@ -192,6 +192,13 @@ export const CoordinationReceiptRef = z.strictObject({
   hash: z.string(),
   /** SHA-256 of the receipt's payload. */
   digest: z.string(),
+  /**
+   * Present on verdicts of validating coordinators: what the chain needs to check, before it acts on
+   * the verdict, that the coordinator signed it (the receipt's link, signature and event name).
+   */
+  prevHash: z.string().optional(),
+  signature: z.string().optional(),
+  event: z.string().optional(),
 });
 export type CoordinationReceiptRef = z.infer<typeof CoordinationReceiptRef>;
 

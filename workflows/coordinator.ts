@@ -571,7 +571,11 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
       const r = receipts?.[i];
       if (r) {
         head = { seq: r.seq, hash: r.hash };
-        if (o.verdict) o.verdict.receipt = { coordinatorId: self, seq: r.seq, hash: r.hash, digest: r.digest };
+        if (o.verdict) {
+          o.verdict.receipt = { coordinatorId: self, seq: r.seq, hash: r.hash, digest: r.digest };
+          // The chain verifies a signed verdict before acting on it: a signal anyone could send is no grant.
+          if (validated) Object.assign(o.verdict.receipt, { prevHash: r.prevHash, signature: r.signature, event: o.payload.event });
+        }
         o.onSigned?.(r, signedAt);
       }
     });

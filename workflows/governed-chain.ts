@@ -193,6 +193,8 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
   );
   // Coordination verdicts arrive by signal from the domain's coordinator, keyed by request id.
   const slotVerdicts = new Map<string, SlotVerdict>();
+  /** Validating runs: every final verdict received per request, in arrival order (each verified before use). */
+  const receivedVerdicts = new Map<string, SlotVerdict[]>();
   setHandler(slotVerdictSignal, (raw) => {
     if (typeof raw?.requestId !== 'string') return;
     let verdict = raw;
@@ -209,7 +211,10 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     if (s?.coordination && s.coordination.requestId === verdict.requestId && s.coordination.status === 'queued') {
       s.coordination = { ...s.coordination, status: verdict.status, reason: verdict.reason, position: verdict.position, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
     }
-    if (verdict.status !== 'queued') slotVerdicts.set(verdict.requestId, verdict);
+    if (verdict.status !== 'queued') {
+      slotVerdicts.set(verdict.requestId, verdict);
+      if (strict) receivedVerdicts.set(verdict.requestId, [...(receivedVerdicts.get(verdict.requestId) ?? []), verdict]);
+    }
     publishDetails();
   });
   setHandler(revokeSignal, (revoke) => {
@@ -543,12 +548,41 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     const coordinator = getExternalWorkflowHandle(asked.coordinatorId);
     s.coordination = { domain: asked.domain, requestId: asked.requestId, status: 'queued' };
     setStatus(ChainStatus.Running, `queued in coordination domain ${asked.domain}`);
-    await condition(() => slotVerdicts.has(asked.requestId) || revoked !== undefined);
-    if (revoked && !slotVerdicts.get(asked.requestId)?.granted) {
-      await coordinator.signal(withdrawSlotSignal, { chainId, stepId: a.stepId, reason: 'chain revoked' });
-      throw new Revoked();
+    let verdict: SlotVerdict;
+    for (;;) {
+      const next = (): SlotVerdict | undefined => (strict ? receivedVerdicts.get(asked.requestId)?.[0] : slotVerdicts.get(asked.requestId));
+      await condition(() => next() !== undefined || revoked !== undefined);
+      if (revoked && !next()?.granted) {
+        await coordinator.signal(withdrawSlotSignal, { chainId, stepId: a.stepId, reason: 'chain revoked' });
+        throw new Revoked();
+      }
+      verdict = next()!;
+      if (!strict) break;
+      receivedVerdicts.get(asked.requestId)!.shift();
+      // Anyone who may signal this workflow can send a verdict: act only on one the coordinator signed.
+      let unverified: string | undefined;
+      try {
+        const checked = await governor.verifySlotVerdict.executeWithOptions(
+          { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `verify the ${verdict.status} verdict of ${asked.domain}` },
+          [{ verdict, coordinatorId: asked.coordinatorId, requestDigest: asked.request.requestDigest }],
+        );
+        if (!checked.ok) unverified = checked.reason;
+      } catch (err) {
+        unverified = `it could not be verified: ${failureMessage(err)}`;
+      }
+      if (unverified === undefined) break;
+      if (verdict.receipt?.signature !== undefined) {
+        // A signature that does not verify is not the coordinator's: ignored, the chain keeps waiting.
+        log.warn('slot verdict ignored', { chainId, stepId: a.stepId, reason: unverified });
+        s.coordination = { ...s.coordination, status: 'queued' };
+        continue;
+      }
+      // No signed receipt (the coordinator could not sign, or a sender without one): fail closed.
+      await coordinator.signal(withdrawSlotSignal, { chainId, stepId: a.stepId, reason: 'unverifiable slot verdict' });
+      s.coordination = { ...s.coordination, status: 'rejected', reason: unverified };
+      setStatus(ChainStatus.Running);
+      return { granted: false, reason: `coordination (${asked.domain}): the slot verdict is not signed by the coordinator (${unverified})` };
     }
-    const verdict = slotVerdicts.get(asked.requestId)!;
     s.coordination = { ...s.coordination, status: verdict.granted ? 'granted' : 'rejected', reason: verdict.reason, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
     const recorded = await record(a.stepId, 'decision', { coordination: verdict });
     setStatus(ChainStatus.Running);

@@ -4,6 +4,7 @@ import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common'
 import { bundleWorkflowCode, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type ActivityInterceptorsFactory, type Next } from '@temporalio/worker';
 import { issueApproval } from '../../activities/identity';
 import type { GovernedChainInput } from '../../contracts/chain';
+import type { ServiceActivityInput } from '../../contracts/executor';
 import { GovernorStatusKey, GovernorWorkloadKey } from '../../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
@@ -38,6 +39,12 @@ const bundleDir = defaultBundleWith((m) => {
   };
 });
 
+const gate: { open: () => void; opened: Promise<void> } = (() => {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { open, opened };
+})();
+
 let g: Governed;
 let client: Client;
 // A second worker whose bundle also holds a hostile workflow that continues as new into the chain.
@@ -45,7 +52,16 @@ let forgeQueue: string;
 let forgeWorker: Awaited<ReturnType<typeof startGovernorWorker>>;
 
 beforeAll(async () => {
-  g = await setupGoverned({ policiesDir: bundleDir });
+  g = await setupGoverned({
+    policiesDir: bundleDir,
+    extraActivities: () => ({
+      // Holds its coordination slot until the test opens the gate.
+      async hold(input: ServiceActivityInput) {
+        await gate.opened;
+        return { held: input.idempotencyKey };
+      },
+    }),
+  });
   client = g.client;
   // The fault injector sits on a worker of its own, so other tests' workers are untouched.
   forgeQueue = uniqueQueue('forge');
@@ -288,4 +304,49 @@ describe('fail closed where a governor activity fails (real server, injected fau
     expect(result.steps[0]!.coordination).toMatchObject({ requestId: `${handle.workflowId}/a.compensation`, status: 'released' });
     await expectVerified(handle.workflowId);
   });
+});
+
+describe('slot verdicts are acted on only when the coordinator signed them', () => {
+  it('a forged grant (bad signature) is ignored and the step waits for the real one; an unsigned verdict denies', async () => {
+    // Chain A holds the staging slot until the gate opens; B and C queue behind it.
+    const a = await startRaw(await validInput({ workload: WORKLOAD, steps: [{ ...g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' }), executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'hold' } }] }));
+    await g.waitFor(a.workflowId, (s) => s.steps[0]!.coordination?.status === 'granted');
+    const b = await startRaw(await validInput({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] }));
+    const c = await startRaw(await validInput({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] }));
+    const queued = await g.waitFor(b.workflowId, (s) => s.steps[0]!.coordination?.status === 'queued');
+    await g.waitFor(c.workflowId, (s) => s.steps[0]!.coordination?.status === 'queued');
+    const requestId = queued.steps[0]!.coordination!.requestId;
+    const forged = (chainId: string, rid: string, receipt?: Record<string, unknown>) => ({
+      requestId: rid, chainId, stepId: 'deploy', domain: 'cluster:staging', status: 'granted', granted: true, reason: 'forged', version: 0,
+      ...(receipt ? { receipt } : {}),
+    });
+    const bogusReceipt = { coordinatorId: 'coordinator', seq: 1, hash: 'a'.repeat(64), digest: 'b'.repeat(64), prevHash: '0'.repeat(64), signature: 'eyJhbGciOiJFZERTQSJ9.YQ.c2ln', event: 'granted' };
+    await b.signal('slotVerdict', forged(b.workflowId, requestId, bogusReceipt));
+    // The forged grant was judged (a verifySlotVerdict marker in B's history) and B is still queued, nothing ran.
+    const judged = async (handle: typeof b) =>
+      ((await handle.fetchHistory()).events ?? []).some((e) => {
+        const p = e.markerRecordedEventAttributes?.details?.data?.payloads?.[0];
+        return p !== undefined && (JSON.parse(Buffer.from(p.data!).toString('utf8')) as { activity_type?: string }).activity_type === 'verifySlotVerdict';
+      });
+    for (let i = 0; i < 100 && !(await judged(b)); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await judged(b)).toBe(true);
+    expect((await b.query<ChainState>('status')).steps[0]!.coordination?.status).toBe('queued');
+    expect(g.ledger.has(`${b.workflowId}/deploy`)).toBe(false);
+
+    // A verdict without any signed receipt: the chain fails closed (Denied), its request withdrawn.
+    const cQueued = await c.query<ChainState>('status');
+    await c.signal('slotVerdict', forged(c.workflowId, cQueued.steps[0]!.coordination!.requestId));
+    const cResult = (await c.result()) as ChainResult;
+    expect(cResult.status).toBe('Denied');
+    expect(cResult.reason).toContain('the slot verdict is not signed by the coordinator');
+    expect(g.ledger.has(`${c.workflowId}/deploy`)).toBe(false);
+
+    // The real grant, after A releases: B runs exactly once and verifies.
+    gate.open();
+    expect(((await a.result()) as ChainResult).status).toBe('Completed');
+    const bResult = (await b.result()) as ChainResult;
+    expect(bResult.status).toBe('Completed');
+    expect(g.ledger.has(`${b.workflowId}/deploy`)).toBe(true);
+    await expectVerified(b.workflowId);
+  }, 120_000);
 });
