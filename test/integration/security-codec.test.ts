@@ -1,3 +1,4 @@
+import * as patches from '../../contracts/patches';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -155,12 +156,18 @@ describe('payload encryption on the real server', () => {
     const history = await rawHistory(handle.workflowId);
     expectAbsent(history, CANARY);
     // Every payload of the history is encrypted except the search attributes (workload, status…: not
-    // secret, and visibility must index them) and Core's local-activity marker bookkeeping.
+    // secret, and visibility must index them) and Core's marker bookkeeping: local-activity metadata and
+    // `patched()` ids (`{ id, deprecated }`, the governor's own patch names).
     const payloads = payloadsIn(history.toJSON(), [], ['searchAttributes', 'upsertWorkflowSearchAttributesEventAttributes']);
     const plain = payloads.filter((p) => !isEncrypted(p)).map((p) => JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as unknown);
     expect(payloads.filter(isEncrypted).length).toBeGreaterThan(10);
     expect(plain.length).toBeGreaterThan(0);
-    for (const value of plain) expect(Object.keys(value as object).sort()).toEqual(expect.arrayContaining(['activity_id', 'activity_type', 'seq']));
+    const patchIds = new Set<string>(Object.values(patches));
+    for (const value of plain) {
+      const keys = Object.keys(value as object).sort();
+      if (keys.join() === 'deprecated,id') expect(patchIds.has((value as { id: string }).id)).toBe(true);
+      else expect(keys).toEqual(expect.arrayContaining(['activity_id', 'activity_type', 'seq']));
+    }
     // The workflow input, activity inputs and the summary are ciphertext.
     const started = history.events[0]!.workflowExecutionStartedEventAttributes!;
     expect(Buffer.from(started.input!.payloads![0]!.metadata!.encoding!).toString()).toBe(ENCRYPTED_ENCODING);
