@@ -41,6 +41,8 @@ export async function setupGoverned(
     workflowBundle?: WorkflowBundleOption;
     /** A shared GOVERNOR_HOME (same keys) lets several deployments accept the same tokens. */
     home?: string;
+    /** The worker's revocation cache TTL (0: every decision reads the registry, so a test need not wait). */
+    revocationCacheTtlMs?: number;
   } = {},
 ): Promise<Governed> {
   const home = options.home ?? (await makeHome());
@@ -54,7 +56,15 @@ export async function setupGoverned(
   // vote, a slot verdict) arrives during a local activity, and the task only resumes after its 10 s
   // timeout. Replay from history is covered by test/integration/chain.test.ts (cache 0) and the
   // replay regression suite.
-  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir, maxCachedWorkflows: 100, ...dc, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}) });
+  const governor = await startGovernorWorker({
+    home,
+    taskQueue,
+    policiesDir: options.policiesDir,
+    maxCachedWorkflows: 100,
+    ...dc,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
+    ...(options.revocationCacheTtlMs !== undefined ? { revocationCacheTtlMs: options.revocationCacheTtlMs } : {}),
+  });
   const ledger = new Ledger();
   const serviceConnection = await NativeConnection.connect({ address: testAddress() });
   const serviceWorker = await Worker.create({
