@@ -213,9 +213,13 @@ export class RevocationLogFile {
     const fresh = entries.filter((e) => !this.written.has(e.hash));
     if (fresh.length === 0) return;
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const fd = fs.openSync(this.file, 'a', 0o600);
+    const fd = fs.openSync(this.file, 'a+', 0o600);
     try {
-      fs.writeSync(fd, fresh.map((e) => `${JSON.stringify(e)}\n`).join(''));
+      // After a torn last line (a crash mid-write), start on a new line so no entry is glued to it.
+      const size = fs.fstatSync(fd).size;
+      const last = Buffer.alloc(1);
+      const torn = size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+      fs.writeSync(fd, (torn ? '\n' : '') + fresh.map((e) => `${JSON.stringify(e)}\n`).join(''));
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

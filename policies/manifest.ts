@@ -87,7 +87,7 @@ export const Manifest = z.strictObject({
        * and never ahead of the clock by more than the skew, no credential is valid for longer than this
        * from now, and nothing the governor schedules for a credential (its replay claim) lies further out.
        */
-      maxLifetime: Duration.refine((d) => durationMs(d) >= 60_000 && durationMs(d) <= 30 * 86_400_000, 'must be between 1m and 30d').default('24h'),
+      maxLifetime: Duration.refine((d) => !DURATION_PATTERN.test(d) || (durationMs(d) >= 60_000 && durationMs(d) <= 30 * 86_400_000), 'must be between 1m and 30d').default('24h'),
       /**
        * Replay protection. `bind-to-chain` (default): a credential must carry a `jti`, and the first
        * chain that presents it owns it; any other chain presenting it is denied as a replay.
