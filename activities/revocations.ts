@@ -200,12 +200,14 @@ export class RevocationCache {
       }
       return { ok: false, reason: `the revocation registry is not reachable: ${oneLine((err as Error)?.message ?? String(err))}`, transient: true };
     }
-    if (description.type !== REVOCATION_REGISTRY_TYPE) return { ok: false, reason: `the revocation registry's id is held by a workflow of another type (${description.type})`, transient: false };
-    if (description.taskQueue !== this.taskQueue) return { ok: false, reason: "the revocation registry runs on another task queue than this worker's", transient: false };
+    // A closed run (whoever started it) is replaced by a registry run, which recovers the list.
     if (description.status.name !== 'RUNNING') {
       await this.start();
       return { ok: false, reason: `the revocation registry is not running (${description.status.name}; a new registry run was started; it recovers the list)`, transient: true };
     }
+    // A running squatter is never trusted nor removed here: decisions deny until an operator acts.
+    if (description.type !== REVOCATION_REGISTRY_TYPE) return { ok: false, reason: `the revocation registry's id is held by a workflow of another type (${description.type})`, transient: false };
+    if (description.taskQueue !== this.taskQueue) return { ok: false, reason: "the revocation registry runs on another task queue than this worker's", transient: false };
     const memo = description.memo ?? {};
     const state = RevocationListState.safeParse(memo[REVOCATION_STATE_MEMO]);
     if (!state.success) {

@@ -110,8 +110,14 @@ export const LegacyRegistryInput = z.strictObject({
 export type LegacyRegistryInput = z.infer<typeof LegacyRegistryInput>;
 
 /** What the registry accepts as its first argument: nothing, a signed log, or (once, when migrating) a legacy list. */
-export const RegistryInput = z.union([SignedRegistryInput, LegacyRegistryInput]).optional();
-export type RegistryInput = z.infer<typeof RegistryInput>;
+export type RegistryInput = SignedRegistryInput | LegacyRegistryInput | undefined;
+
+/** Parses the registry's argument; an object with `revoked` is a legacy list, anything else must be a signed log (errors name the field). */
+export function parseRegistryInput(raw: unknown): ReturnType<typeof SignedRegistryInput.safeParse> | ReturnType<typeof LegacyRegistryInput.safeParse> | { success: true; data: undefined } {
+  if (raw === undefined || raw === null) return { success: true, data: undefined };
+  if (typeof raw === 'object' && 'revoked' in raw) return LegacyRegistryInput.safeParse(raw);
+  return SignedRegistryInput.safeParse(raw);
+}
 
 /** Input of the `recoverRevocations` activity (run at the start of every signed registry run). */
 export interface RecoverRevocationsInput {

@@ -18,7 +18,7 @@ import { GENESIS_HASH } from '../contracts/receipt';
 import {
   MIGRATE_REVOCATIONS_SIGNAL,
   REVOCATION_STATE_MEMO,
-  RegistryInput,
+  parseRegistryInput,
   RevokeWorkloadInput,
   SIGNED_REVOCATIONS_PATCH,
   type RevocationList,
@@ -115,7 +115,7 @@ async function signedRegistry(raw: unknown): Promise<void> {
 
   // Whatever was there before (a starter's memo included) is replaced at once: not ready.
   publish();
-  const input = RegistryInput.safeParse(raw);
+  const input = parseRegistryInput(raw);
   if (!input.success) throw ApplicationFailure.nonRetryable(`invalid registry input: ${formatIssues(input.error, 'input').replace(/\n/g, '; ')}`, ErrorCode.InvalidInput);
   // A legacy list is trusted only from this registry's own continue-as-new (the server says so; a starter cannot).
   const continued = info.continuedFromExecutionRunId !== undefined;
