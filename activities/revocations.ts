@@ -5,6 +5,7 @@ import {
   REVOCATION_REGISTRY_TYPE,
   REVOCATION_STATE_MEMO,
   RevocationListState,
+  revocationLogName,
   revocationRegistryId,
   type RecoverRevocationsInput,
   type RecoverRevocationsResult,
@@ -51,13 +52,13 @@ export class RevocationStore {
    * stays `recovering` and `authorize` denies meanwhile).
    */
   async recover(input: RecoverRevocationsInput, sign: (next: SignRevocationInput) => Promise<SignedRevocation>): Promise<RecoverRevocationsResult> {
-    const { registry } = input;
+    const { registry, workflowId } = input;
     const sources: string[] = [];
     const candidates: { source: string; raw: unknown }[] = [];
     for (const raw of input.carried ?? []) candidates.push({ source: 'carried', raw });
     if (input.carried?.length) sources.push('carried');
-    for (const runId of await this.previousRuns(registry, input.runId)) {
-      const memo = (await this.client.workflow.getHandle(registry, runId).describe()).memo ?? {};
+    for (const runId of await this.previousRuns(workflowId, input.runId)) {
+      const memo = (await this.client.workflow.getHandle(workflowId, runId).describe()).memo ?? {};
       const revoked = memo.revoked;
       if (typeof revoked !== 'object' || revoked === null) continue;
       const entries = Object.values(revoked as Record<string, unknown>);
@@ -94,9 +95,9 @@ export class RevocationStore {
   }
 
   /** Run ids of the registry's workflow id other than `current`, newest first (at most 50). */
-  private async previousRuns(registry: string, current: string): Promise<string[]> {
+  private async previousRuns(workflowId: string, current: string): Promise<string[]> {
     const runs: { runId: string; start: number }[] = [];
-    const query = `WorkflowId = '${registry.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+    const query = `WorkflowId = '${workflowId.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
     for await (const wf of this.client.workflow.list({ query })) {
       if (wf.runId !== current) runs.push({ runId: wf.runId, start: wf.startTime.getTime() });
       if (runs.length >= 500) break;
@@ -136,6 +137,9 @@ type Read = { ok: true; snapshot: Extract<RevocationSnapshot, { ok: true }> } | 
  * back), the registry is told again and decisions deny until it has it.
  */
 export class RevocationCache {
+  /** The registry's workflow id. */
+  readonly workflowId: string;
+  /** The registry's log name (`<namespace>/<workflow id>`), which its entries carry. */
   readonly registry: string;
   private cached?: { at: number; snapshot: Extract<RevocationSnapshot, { ok: true }> };
   private inflight?: Promise<RevocationSnapshot>;
@@ -152,7 +156,8 @@ export class RevocationCache {
     private readonly taskQueue: string,
     options: RevocationCacheOptions = {},
   ) {
-    this.registry = revocationRegistryId(taskQueue);
+    this.workflowId = revocationRegistryId(taskQueue);
+    this.registry = revocationLogName(store.client.options.namespace, this.workflowId);
     this.ttlMs = options.ttlMs ?? 1000;
     this.readyWaitMs = options.readyWaitMs ?? 3000;
     this.now = options.now ?? Date.now;
@@ -189,7 +194,7 @@ export class RevocationCache {
   }
 
   private async readOnce(): Promise<Read> {
-    const handle = this.store.client.workflow.getHandle(this.registry);
+    const handle = this.store.client.workflow.getHandle(this.workflowId);
     let description;
     try {
       description = await handle.describe();
@@ -269,7 +274,7 @@ export class RevocationCache {
     if (Date.now() - this.lastStart < 1000) return;
     this.lastStart = Date.now();
     await this.store.client.workflow
-      .start(REVOCATION_REGISTRY_TYPE, { workflowId: this.registry, taskQueue: this.taskQueue, args: [], workflowIdConflictPolicy: 'USE_EXISTING', staticSummary: 'Governor revocation registry' })
+      .start(REVOCATION_REGISTRY_TYPE, { workflowId: this.workflowId, taskQueue: this.taskQueue, args: [], workflowIdConflictPolicy: 'USE_EXISTING', staticSummary: 'Governor revocation registry' })
       .catch(() => undefined);
   }
 
@@ -282,7 +287,7 @@ export class RevocationCache {
         for (const e of entries) {
           const input: RevokeWorkloadInput = { workload: e.workload, reason: e.reason, ...(e.by !== undefined ? { by: e.by } : {}) };
           const startWorkflowOperation = new WithStartWorkflowOperation(REVOCATION_REGISTRY_TYPE, {
-            workflowId: this.registry,
+            workflowId: this.workflowId,
             taskQueue: this.taskQueue,
             args: [],
             workflowIdConflictPolicy: 'USE_EXISTING',

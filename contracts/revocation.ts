@@ -13,6 +13,14 @@ export function revocationRegistryId(taskQueue: string): string {
   return `governor-revocations:${taskQueue}`;
 }
 
+/**
+ * Name of a registry's log: `<namespace>/<registry workflow id>`. Entries carry it, so an entry of
+ * another registry (another queue, or the same queue in another namespace) never verifies here.
+ */
+export function revocationLogName(namespace: string, registryWorkflowId: string): string {
+  return `${namespace}/${registryWorkflowId}`;
+}
+
 /** Patch id of the signed, recoverable registry (signed append-only log, recovery at every run start). Recorded: never rename. */
 export const SIGNED_REVOCATIONS_PATCH = 'revocation-registry-signed-log';
 
@@ -41,8 +49,8 @@ export interface Revocation extends RevokeWorkloadInput {
 /** The signed part of a revocation entry: what `hash` covers. */
 export const RevocationBody = z.strictObject({
   v: z.literal(1),
-  /** Workflow id of the registry the entry belongs to (an entry of another registry never verifies here). */
-  registry: z.string().min(1).max(300),
+  /** The log the entry belongs to (`revocationLogName`): an entry of another registry never verifies here. */
+  registry: z.string().min(1).max(600),
   seq: z.int().min(1),
   workload: z.string().min(1).max(128),
   reason: z.string().min(1).max(500),
@@ -62,8 +70,8 @@ export const SignedRevocation = RevocationBody.extend({
 export type SignedRevocation = z.infer<typeof SignedRevocation>;
 
 /**
- * Which revocation list a decision saw: the registry, the number of entries and the hash of the
- * last one (`GENESIS_HASH` when empty). Recorded in the decision and its receipt.
+ * Which revocation list a decision saw: the log's name (`revocationLogName`), the number of entries
+ * and the hash of the last one (`GENESIS_HASH` when empty). Recorded in the decision and its receipt.
  */
 export const RevocationListRef = z.strictObject({ registry: z.string(), seq: z.int().min(0), head: Hash });
 export type RevocationListRef = z.infer<typeof RevocationListRef>;
@@ -121,7 +129,10 @@ export function parseRegistryInput(raw: unknown): ReturnType<typeof SignedRegist
 
 /** Input of the `recoverRevocations` activity (run at the start of every signed registry run). */
 export interface RecoverRevocationsInput {
+  /** The log's name (`revocationLogName`). */
   registry: string;
+  /** The registry's workflow id (its earlier runs are read). */
+  workflowId: string;
   /** The registry's run doing the recovery (excluded from the previous runs it reads). */
   runId: string;
   /** The log carried by the previous run (continue-as-new); every entry is verified like any other. */

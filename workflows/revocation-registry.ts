@@ -19,6 +19,7 @@ import {
   MIGRATE_REVOCATIONS_SIGNAL,
   REVOCATION_STATE_MEMO,
   parseRegistryInput,
+  revocationLogName,
   RevokeWorkloadInput,
   SIGNED_REVOCATIONS_PATCH,
   type RevocationList,
@@ -68,7 +69,7 @@ function parseRevocation(input: unknown): RevokeWorkloadInput {
 
 async function signedRegistry(raw: unknown): Promise<void> {
   const info = workflowInfo();
-  const registry = info.workflowId;
+  const registry = revocationLogName(info.namespace, info.workflowId);
   const log: SignedRevocation[] = [];
   const byWorkload = new Map<string, SignedRevocation>();
   let ready = false;
@@ -123,6 +124,7 @@ async function signedRegistry(raw: unknown): Promise<void> {
   const carried = input.data && 'entries' in input.data ? input.data.entries : [];
   const recovered = await recovery.recoverRevocations({
     registry,
+    workflowId: info.workflowId,
     runId: info.runId,
     ...(carried.length > 0 ? { carried } : {}),
     ...(legacy.length > 0 ? { legacy: legacy.map((r) => ({ workload: r.workload, reason: r.reason, ...(r.by ? { by: r.by } : {}) })) } : {}),

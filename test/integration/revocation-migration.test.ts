@@ -3,7 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { issueAttestation, issueCredential } from '../../activities/identity';
 import { GovernorClient } from '../../client/client';
-import { MIGRATE_REVOCATIONS_SIGNAL, REVOCATION_REGISTRY_TYPE, REVOCATION_STATE_MEMO, revocationRegistryId, type RevocationListState, type SignedRevocation } from '../../contracts/revocation';
+import { MIGRATE_REVOCATIONS_SIGNAL, REVOCATION_REGISTRY_TYPE, REVOCATION_STATE_MEMO, revocationLogName, revocationRegistryId, type RevocationListState, type SignedRevocation } from '../../contracts/revocation';
 import { GENESIS_HASH } from '../../contracts/receipt';
 import type { ChainResult } from '../../contracts/state';
 import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
@@ -79,7 +79,7 @@ describe('a registry started before signed lists', () => {
       }, 'the signed registry');
       expect(migrated.runId).not.toBe(legacyRunId);
       const entry = (migrated.memo!.revoked as Record<string, SignedRevocation>)[a]!;
-      expect(entry).toMatchObject({ v: 1, registry, seq: 1, workload: a, reason: 'old leak', by: 'security', prevHash: GENESIS_HASH, signature: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) });
+      expect(entry).toMatchObject({ v: 1, registry: revocationLogName('default', registry), seq: 1, workload: a, reason: 'old leak', by: 'security', prevHash: GENESIS_HASH, signature: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) });
       const second = await run(gc, home, a);
       expect(second.reason).toContain(`workload ${a} is revoked: old leak`);
 

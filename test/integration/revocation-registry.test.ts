@@ -1,13 +1,17 @@
 import { randomUUID, generateKeyPairSync } from 'node:crypto';
 import { Client, Connection, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
+import { createActivities } from '../../activities';
 import { issueAttestation, issueCredential } from '../../activities/identity';
+import { PolicyStore } from '../../activities/policy-store';
+import { RevocationCache, RevocationStore } from '../../activities/revocations';
+import { defaultPoliciesDir } from '../../workers/worker';
 import { RevocationLogFile, signRevocationEntry } from '../../activities/revocation-log';
 import { GovernorClient } from '../../client/client';
 import { createReplayer, fetchChainHistories, formatReport, verifyChain, type Replayer } from '../../client/verify';
 import { revokeWorkloadUpdate } from '../../contracts/messages';
 import { GENESIS_HASH } from '../../contracts/receipt';
-import { REVOCATION_REGISTRY_TYPE, REVOCATION_STATE_MEMO, revocationRegistryId, type RevocationListState, type SignedRevocation } from '../../contracts/revocation';
+import { REVOCATION_REGISTRY_TYPE, REVOCATION_STATE_MEMO, revocationLogName, revocationRegistryId, type RevocationListState, type SignedRevocation } from '../../contracts/revocation';
 import type { ChainResult } from '../../contracts/state';
 import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
 
@@ -30,7 +34,10 @@ let replayer: Replayer;
 interface Deployment {
   home: string;
   taskQueue: string;
+  /** The registry's workflow id. */
   registry: string;
+  /** Its log's name (what entries and decisions carry): `default/<registry>`. */
+  log: string;
   gc: GovernorClient;
   stop(): Promise<void>;
 }
@@ -46,6 +53,7 @@ async function deploy(o: { home?: string; taskQueue?: string } = {}): Promise<De
     home,
     taskQueue,
     registry: revocationRegistryId(taskQueue),
+    log: revocationLogName('default', revocationRegistryId(taskQueue)),
     gc: new GovernorClient(client, taskQueue),
     async stop() {
       if (stopped) return;
@@ -228,7 +236,7 @@ describe('the revocation registry survives its own death', () => {
     }, 'visibility to forget the registry');
 
     // A new worker process (nothing in memory) with the same GOVERNOR_HOME and task queue.
-    const file = new RevocationLogFile(first.home, first.registry);
+    const file = new RevocationLogFile(first.home, first.log);
     expect(file.read()).toEqual([revoked.revocations.revoked[a]]);
     const second = await deploy({ home: first.home, taskQueue: first.taskQueue });
     expectDenied(await run(second, a), `workload ${a} is revoked: leak`);
@@ -251,9 +259,9 @@ describe('fail closed', () => {
     const pair = generateKeyPairSync('ed25519');
     const kid = (genuine.revocations.revoked[a] as SignedRevocation).signature.split('.')[0]!;
     const attacker = { key: pair.privateKey, kid: JSON.parse(Buffer.from(kid, 'base64url').toString()).kid as string };
-    const forged = await signRevocationEntry(attacker, { registry: d.registry, seq: 1, workload: x, reason: 'forged', prevHash: GENESIS_HASH }, new Date());
-    const unsigned = { ...(await signRevocationEntry(attacker, { registry: d.registry, seq: 2, workload: y, reason: 'unsigned', prevHash: forged.hash }, new Date())), signature: 'e30.e30.' };
-    const squatterMemo = { revoked: { [x]: forged, [y]: unsigned }, [REVOCATION_STATE_MEMO]: { v: 1, registry: d.registry, state: 'ready', seq: 2, head: unsigned.hash } };
+    const forged = await signRevocationEntry(attacker, { registry: d.log, seq: 1, workload: x, reason: 'forged', prevHash: GENESIS_HASH }, new Date());
+    const unsigned = { ...(await signRevocationEntry(attacker, { registry: d.log, seq: 2, workload: y, reason: 'unsigned', prevHash: forged.hash }, new Date())), signature: 'e30.e30.' };
+    const squatterMemo = { revoked: { [x]: forged, [y]: unsigned }, [REVOCATION_STATE_MEMO]: { v: 1, registry: d.log, state: 'ready', seq: 2, head: unsigned.hash } };
 
     // A squatter of the registry's own type, on a queue no governor polls, claiming a ready list.
     const squatter = await client.workflow.start(REVOCATION_REGISTRY_TYPE, { workflowId: d.registry, taskQueue: `nowhere-${randomUUID()}`, args: [], memo: squatterMemo });
@@ -268,8 +276,8 @@ describe('fail closed', () => {
     await other.terminate('end of the squatter');
 
     // A forged line in this worker's log file too.
-    const file = new RevocationLogFile(d.home, d.registry);
-    file.append([await signRevocationEntry(attacker, { registry: d.registry, seq: 2, workload: z, reason: 'forged', prevHash: genuine.revocations.head! }, new Date())]);
+    const file = new RevocationLogFile(d.home, d.log);
+    file.append([await signRevocationEntry(attacker, { registry: d.log, seq: 2, workload: z, reason: 'forged', prevHash: genuine.revocations.head! }, new Date())]);
 
     // With the squatters gone the worker starts a registry again; it recovers from every earlier
     // run (the squatter's memo included) and the file, and keeps only what the receipt key signed.
@@ -280,6 +288,32 @@ describe('fail closed', () => {
     const now = await registryNow(d);
     expect(Object.keys(now.revoked)).toEqual([a]);
     expect(now.state).toMatchObject({ state: 'ready', seq: 1, head: genuine.revocations.head });
+  });
+
+  it('an unreachable registry: the decision is a deny that says so, recorded with its receipt', async () => {
+    const home = await makeHome();
+    const policies = new PolicyStore({ home, requireSigned: false });
+    await policies.activateFrom(defaultPoliciesDir());
+    // The worker's own client, cut off from the server.
+    const cut = await Connection.connect({ address: testAddress() });
+    await cut.close();
+    const activities = createActivities({ policies, home, revocations: new RevocationCache(new RevocationStore(new Client({ connection: cut }), home), uniqueQueue('cut'), { readyWaitMs: 300 }) });
+    const sub = workload('cut');
+    const result = await activities.authorize({
+      chainId: `chain-${randomUUID()}`,
+      stepId: 'announce',
+      kind: 'step',
+      workload: sub,
+      action: 'notify',
+      resource: { type: 'Channel', id: 'ops' },
+      context: {},
+      credential: await issueCredential({ home, sub }),
+      attestation: await issueAttestation({ home, sub }),
+      prev: { seq: 0, hash: GENESIS_HASH },
+    });
+    expect(result.decision).toMatchObject({ effect: 'deny', reason: expect.stringMatching(/^revocation list unavailable: the revocation registry is not reachable: /) });
+    expect(result.revocations).toBeUndefined();
+    expect(result.receipt).toMatchObject({ seq: 1, kind: 'decision' });
   });
 
   it('validates its own input: bad updates and a bad start argument end in GOVERNOR_INVALID_INPUT naming the field, and the list stays', async () => {
@@ -323,7 +357,7 @@ describe('decisions name the revocation list they saw', () => {
     const a = workload('a');
     await d.gc.revokeWorkload({ workload: a, reason: 'leak' });
     const list = await d.gc.revokeWorkload({ workload: workload('b'), reason: 'leak' });
-    const named = `${d.registry} seq 2 head ${list.revocations.head}`;
+    const named = `${d.log} seq 2 head ${list.revocations.head}`;
 
     const allowed = await run(d, workload('bystander'));
     expectCompleted(allowed);
