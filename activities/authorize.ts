@@ -3,6 +3,7 @@ import type { JsonValue, ResourceRef } from '../contracts/chain';
 import type { AuthzRequest, Decision } from '../contracts/decision';
 import { ErrorCode, isGovernorError } from '../contracts/errors';
 import type { Receipt, ReceiptHead } from '../contracts/receipt';
+import type { RevocationListRef } from '../contracts/revocation';
 import { approvalsContext, requestContext, type ApprovalVote } from '../policies/context';
 import { decisionsDiffer } from '../policies/decision-diff';
 import { canonicalJson, sha256Hex } from '../policies/engine';
@@ -40,6 +41,8 @@ export interface AuthorizeResult {
   gracePeriod: number;
   /** Shadow mode: the candidate bundle's verdict on the same request (never enforced). Absent without a candidate or a request. */
   shadow?: ShadowDecision;
+  /** The verified revocation list the decision saw (absent when it was not known: then the decision is a deny saying so). */
+  revocations?: RevocationListRef;
 }
 
 /**
@@ -157,9 +160,17 @@ export function shadowDecision(store: PolicyStore, request: AuthzRequest, enforc
   };
 }
 
-/** The receipt payload of a decision: the exact request, the decision, and the shadow block when one was evaluated. */
-export function decisionReceiptPayload(result: Pick<AuthorizeResult, 'request' | 'decision' | 'shadow'>): Record<string, unknown> {
-  return { request: result.request ?? null, decision: result.decision, ...(result.shadow ? { shadow: result.shadow } : {}) };
+/**
+ * The receipt payload of a decision: the exact request, the decision, the shadow block when one was
+ * evaluated, and the revocation list it saw (when the worker consulted one).
+ */
+export function decisionReceiptPayload(result: Pick<AuthorizeResult, 'request' | 'decision' | 'shadow' | 'revocations'>): Record<string, unknown> {
+  return {
+    request: result.request ?? null,
+    decision: result.decision,
+    ...(result.shadow ? { shadow: result.shadow } : {}),
+    ...(result.revocations ? { revocations: result.revocations } : {}),
+  };
 }
 
 /** Logs a shadow difference through the activity logger (no-op outside an activity or without a difference). */

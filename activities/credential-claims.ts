@@ -14,6 +14,18 @@ export interface CredentialIdentity {
   exp: number;
 }
 
+/** How far ahead a credential may expire (the manifest's `credential.maxLifetime` and clock tolerance), in ms. */
+export interface LifetimeBound {
+  maxLifetimeMs: number;
+  clockToleranceMs: number;
+}
+
+const DEFAULT_BOUND: LifetimeBound = { maxLifetimeMs: 24 * 3_600_000, clockToleranceMs: 5000 };
+/** Margin after a credential's expiry before its claim workflow runs. */
+const CLAIM_MARGIN_MS = 10_000;
+/** How long after its delay a claim workflow may still be open (no worker picked it up). */
+const CLAIM_RUN_TIMEOUT_MS = 3_600_000;
+
 /** Outcome of a claim: bound to this chain, or already bound to another one (a replay). */
 export type ClaimOutcome = { bound: true } | { bound: false; reason: string };
 
@@ -23,7 +35,9 @@ export type ClaimOutcome = { bound: true } | { bound: false; reason: string };
  * derived from the credential and whose memo names the chain, with `REJECT_DUPLICATE` so the id stays
  * taken while the workflow exists and for the namespace's retention after it closes. The workflow is
  * started with a delay that ends after the credential expires, runs once and completes: it costs one
- * server call per credential and no worker time while the credential is valid.
+ * server call per credential and no worker time while the credential is valid. The delay (and the
+ * run's execution timeout) are bounded by the manifest's `credential.maxLifetime`, never by the
+ * credential's own `exp` alone.
  *
  * A later claim by the same chain (next step, retry, continue-as-new, another worker) finds the memo
  * naming that chain (workflow id and first run id) and passes; any other chain is refused. Verified bindings are cached per worker
@@ -43,15 +57,20 @@ export class CredentialClaims {
    * Claims `credential` for the chain (its workflow id and first run id: a chain id reused after its
    * chain ended has another first run, so it does not inherit the credential).
    */
-  async claim(credential: CredentialIdentity, chain: { chainId: string; firstRunId: string }): Promise<ClaimOutcome> {
+  async claim(credential: CredentialIdentity, chain: { chainId: string; firstRunId: string }, bound: LifetimeBound = DEFAULT_BOUND): Promise<ClaimOutcome> {
     const key = `${credential.iss}\n${credential.jti}`;
     const me = `${chain.chainId}\n${chain.firstRunId}`;
+    const now = this.now();
+    // Verification already refused longer-lived credentials; this keeps the bound even if it did not.
+    const latest = now + bound.clockToleranceMs + bound.maxLifetimeMs;
+    if (!Number.isFinite(credential.exp) || credential.exp * 1000 > latest) return { bound: false, reason: 'credential lifetime exceeds credential.maxLifetime: not claimed' };
     const cached = this.bound.get(key);
-    if (cached && cached.exp * 1000 > this.now()) return this.judge(cached.holder, me);
+    if (cached && cached.exp * 1000 > now) return this.judge(cached.holder, me);
 
     const workflowId = credentialClaimId(credential.iss, credential.jti);
-    // After expiry (plus the 5 s clock tolerance and a margin) the credential is refused anyway.
-    const delayMs = Math.max(1000, credential.exp * 1000 - this.now() + 15_000);
+    // After expiry (plus the clock tolerance and a margin) the credential is refused anyway; never
+    // later than the longest a credential may live from now (so never years ahead).
+    const delayMs = Math.min(Math.max(1000, credential.exp * 1000 - now + bound.clockToleranceMs + CLAIM_MARGIN_MS), bound.maxLifetimeMs + 2 * bound.clockToleranceMs + CLAIM_MARGIN_MS);
     const { chainId, firstRunId } = chain;
     const input: CredentialClaimInput = { chainId, firstRunId, iss: credential.iss, exp: credential.exp };
     let holder: string;
@@ -62,6 +81,8 @@ export class CredentialClaims {
         args: [input],
         memo: { chainId, firstRunId },
         startDelay: delayMs,
+        // Bounded like its delay: the claim never outlives the credential's bound by more than an hour.
+        workflowExecutionTimeout: delayMs + CLAIM_RUN_TIMEOUT_MS,
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         staticSummary: `credential bound to chain ${chainId}`,
       });

@@ -13,8 +13,11 @@ import { HttpGuard, type HttpExecutorOptions } from './http-guard';
 import { loadPrivateKey, loadPublicJwks } from './identity';
 import { admitRequests, checkSlotVerdict, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput, type VerifySlotVerdictInput } from './coordination';
 import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
-import type { PolicyStore } from './policy-store';
+import type { ActiveBundle, PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
+import { signRevocationEntry } from './revocation-log';
+import { formatIssues } from '../contracts/chain';
+import { SignRevocationInput, type RecoverRevocationsInput, type RecoverRevocationsResult, type SignedRevocation } from '../contracts/revocation';
 import type { CredentialClaims } from './credential-claims';
 import { makeReceipt, type ReceiptSigner } from './receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
@@ -95,7 +98,7 @@ export interface ActivityDeps {
   policies: PolicyStore;
   /** GOVERNOR_HOME: keys and JWKS files. */
   home: string;
-  /** The namespace's revocation list (absent: nothing is ever treated as revoked). */
+  /** The deployment's revocation list and log store (absent: nothing is ever treated as revoked, e.g. in-process benchmarks). */
   revocations?: RevocationCache;
   /** Binds credentials to the chain that first presents them (absent: no replay check, e.g. in-process benchmarks). */
   credentialClaims?: CredentialClaims;
@@ -130,9 +133,12 @@ export function createActivities(deps: ActivityDeps) {
     return pending;
   };
 
-  const bindCredential = () => {
+  const bindCredential = (active: ActiveBundle | undefined) => {
     const claims = deps.credentialClaims;
     if (!claims) return undefined;
+    // The claim is never scheduled past the longest a credential may live under this manifest.
+    const limits = active?.bundle.manifest.credential;
+    const bound = { maxLifetimeMs: durationMs(limits?.maxLifetime ?? '24h'), clockToleranceMs: (limits?.clockToleranceSeconds ?? 5) * 1000 };
     return async (credential: { iss: string; jti: string; exp: number }, chain: { chainId: string; firstRunId?: string }): Promise<string | undefined> => {
       // Bound to the chain's workflow (id from the server, never the submitter's input) and its first run.
       let workflowId: string | undefined;
@@ -142,7 +148,7 @@ export function createActivities(deps: ActivityDeps) {
         workflowId = undefined;
       }
       if (workflowId !== chain.chainId || !chain.firstRunId) return 'credential cannot be bound: the chain is not the workflow presenting it';
-      const outcome = await claims.claim(credential, { chainId: chain.chainId, firstRunId: chain.firstRunId });
+      const outcome = await claims.claim(credential, { chainId: chain.chainId, firstRunId: chain.firstRunId }, bound);
       return outcome.bound ? undefined : outcome.reason;
     };
   };
@@ -154,20 +160,23 @@ export function createActivities(deps: ActivityDeps) {
     // One bundle snapshot for the decision and everything derived from it (ladder, coordination), even
     // if a rollout activates another bundle while this call awaits the server.
     const active = deps.policies.current();
-    // The revocation list is consulted first: a revoked workload is denied whatever its token says.
-    const revoked = deps.revocations ? await deps.revocations.lookup(input.workload) : undefined;
-    let result: Omit<AuthorizeResult, 'receipt'> = revoked
-      ? {
-          decision: denyDecision(`workload ${input.workload} is revoked: ${revoked.reason}`, active?.bundle.digest ?? '', now.toISOString()),
-          credentialExpired: false,
-          gracePeriod: 0,
-        }
-      : await authorizeAction(deps.policies, deps.home, action, now, { bindCredential: bindCredential(), active });
+    // The revocation list is consulted first: a revoked workload is denied whatever its token says,
+    // and so is every workload while the list is not known (fail closed). The decision names the list.
+    const seen = deps.revocations ? await deps.revocations.snapshot() : undefined;
+    const revoked = seen?.ok ? seen.revoked[input.workload] : undefined;
+    const refused = (reason: string): Omit<AuthorizeResult, 'receipt'> => ({ decision: denyDecision(reason, active?.bundle.digest ?? '', now.toISOString()), credentialExpired: false, gracePeriod: 0 });
+    const decided: Omit<AuthorizeResult, 'receipt'> =
+      seen && !seen.ok
+        ? refused(`revocation list unavailable: ${seen.reason}`)
+        : revoked
+          ? refused(`workload ${input.workload} is revoked: ${revoked.reason}`)
+          : await authorizeAction(deps.policies, deps.home, action, now, { bindCredential: bindCredential(active), active });
+    let result: Omit<AuthorizeResult, 'receipt'> = seen?.ok ? { ...decided, revocations: seen.ref } : decided;
     // Pre-flight of an http step that policy would let run (now or after approval): a target the
     // manifest does not allow is a deny now, before any approval is awaited or anything is sent.
     if (active && binding?.executor.type === 'http' && !result.credentialExpired && result.decision.effect !== 'deny') {
       const checked = await httpGuard.check(active.bundle.manifest.http, binding.executor);
-      if (!checked.ok) result = targetDenied(input, `${HTTP_REFUSED}: ${checked.reason}`, active.bundle.digest, result.gracePeriod, now);
+      if (!checked.ok) result = { ...targetDenied(input, `${HTTP_REFUSED}: ${checked.reason}`, active.bundle.digest, result.gracePeriod, now), ...(seen?.ok ? { revocations: seen.ref } : {}) };
     }
     logShadowDifference(input, result);
     const stepDigest = sha256Hex(
@@ -319,6 +328,23 @@ export function createActivities(deps: ActivityDeps) {
     async verifySlotVerdict(input: VerifySlotVerdictInput): Promise<{ ok: true } | { ok: false; reason: string }> {
       const reason = await checkSlotVerdict(input, loadPublicJwks(deps.home, 'receipt'));
       return reason === undefined ? { ok: true } : { ok: false, reason };
+    },
+
+    /** The revocation registry's next log entry, signed with the receipt key and kept in this worker's log file. */
+    async signRevocation(input: SignRevocationInput): Promise<SignedRevocation> {
+      const parsed = SignRevocationInput.safeParse(input);
+      if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid revocation entry: ${formatIssues(parsed.error).replace(/\n/g, '; ')}`, ErrorCode.InvalidInput);
+      const entry = await signRevocationEntry(await receiptSigner(), parsed.data, clock());
+      deps.revocations?.store.file(entry.registry).append([entry]);
+      return entry;
+    },
+
+    /** A new revocation registry run's list, rebuilt from every earlier copy (see `RevocationStore.recover`). */
+    async recoverRevocations(input: RecoverRevocationsInput): Promise<RecoverRevocationsResult> {
+      const store = deps.revocations?.store;
+      if (!store) throw ApplicationFailure.nonRetryable('this worker keeps no revocation store', ErrorCode.RevocationsUnavailable);
+      const signer = await receiptSigner();
+      return store.recover(input, (next) => signRevocationEntry(signer, next, clock()));
     },
 
     /** Signs and links the next receipt of a chain. */

@@ -4,7 +4,7 @@ import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { ApprovalSubmission, type SubmitApprovalResult } from '../contracts/approval';
 import { findTooDeep, findTooLarge, formatPath, MAX_JSON_DEPTH, MAX_WORKFLOW_INPUT_BYTES, tokenTooLong } from '../contracts/limits';
-import { revocationRegistryId, REVOCATION_REGISTRY_TYPE, type RevocationList, type RevokeWorkloadInput } from '../contracts/revocation';
+import { revocationRegistryId, REVOCATION_REGISTRY_TYPE, RevokeWorkloadInput, type RevocationList } from '../contracts/revocation';
 import { approveSignal, denySignal, refreshCredentialUpdate, revokeSignal, revokeWorkloadUpdate, statusQuery, submitApprovalUpdate, type RefreshCredentialInput, type RevokeInput } from '../contracts/messages';
 import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../contracts/state';
@@ -231,6 +231,9 @@ export class GovernorClient {
    * denies it from now on, then revokes every running chain of the workload. Returns the chains signalled.
    */
   async revokeWorkload(input: RevokeWorkloadInput): Promise<{ revocations: RevocationList; chains: string[] }> {
+    // The registry validates again (it is the trust boundary) and, started anew, recovers its list first.
+    const parsed = RevokeWorkloadInput.safeParse(input);
+    if (!parsed.success) throw new GovernorError(ErrorCode.InvalidInput, `invalid revocation:\n${formatIssues(parsed.error)}`, String(parsed.error.issues[0]?.path.join('.') ?? ''));
     const startWorkflowOperation = new WithStartWorkflowOperation(REVOCATION_REGISTRY_TYPE, {
       workflowId: revocationRegistryId(this.taskQueue),
       taskQueue: this.taskQueue,
@@ -238,7 +241,7 @@ export class GovernorClient {
       workflowIdConflictPolicy: 'USE_EXISTING',
       staticSummary: 'Governor revocation registry',
     });
-    const revocations = await this.client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, { args: [input], startWorkflowOperation });
+    const revocations = await this.client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, { args: [parsed.data], startWorkflowOperation });
     const chains: string[] = [];
     const query = `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND GovernorWorkload = ${quote(input.workload)}`;
     for await (const wf of this.client.workflow.list({ query })) {

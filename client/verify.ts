@@ -14,6 +14,7 @@ import { AuthzRequest, Decision } from '../contracts/decision';
 import { durationMs } from '../contracts/duration';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { GENESIS_HASH, Receipt, type ReceiptHead } from '../contracts/receipt';
+import { RevocationListRef } from '../contracts/revocation';
 import { GovernorPolicyDigestKey, GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
 import { ChainStatus, TERMINAL_STATUSES, WORKFLOW_TYPE } from '../contracts/status';
 import { loadArchivedBundle } from '../policies/bundle-archive';
@@ -86,6 +87,8 @@ export interface VerifyReport {
   decisions: number;
   /** Bundle digests the recorded decisions name (enforced and shadow), sorted. */
   bundleDigests: string[];
+  /** Revocation lists the recorded decisions saw (`<registry> seq <n> head <hash>`), sorted; absent when none names one. */
+  revocationLists?: string[];
   checks: VerifyCheck[];
   /** Every run of the chain's workflow id, with its status and how it relates to the chain (empty without a run list). */
   runList: RunReport[];
@@ -780,6 +783,7 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
     receipts: receipts.chain.length,
     decisions: decisions.count,
     bundleDigests: decisions.digests,
+    ...(decisions.revocationLists.length > 0 ? { revocationLists: decisions.revocationLists } : {}),
     checks,
     runList: runsChecked.runs,
   };
@@ -1484,9 +1488,11 @@ function engineFor(bundle: LoadedBundle): PolicyEngine {
   return engine;
 }
 
-function checkDecisions(runs: DecodedRun[], lookup: BundleLookup): { check: VerifyCheck; count: number; digests: string[] } {
+function checkDecisions(runs: DecodedRun[], lookup: BundleLookup): { check: VerifyCheck; count: number; digests: string[]; revocationLists: string[] } {
   const problems = new Problems();
   const digests = new Set<string>();
+  // The revocation list each decision saw (its receipt's digest covers it; see decisionReceiptPayload).
+  const revocationLists = new Set<string>();
   const used = new Set<string>();
   const available = new Map<string, LoadedBundle | string>();
   const bundle = (digest: string): LoadedBundle | string => {
@@ -1518,6 +1524,9 @@ function checkDecisions(runs: DecodedRun[], lookup: BundleLookup): { check: Veri
       }
       const decision = recorded.data;
       if (decision.bundleDigest) digests.add(decision.bundleDigest);
+      const seen = RevocationListRef.safeParse(entry.result.revocations);
+      if (seen.success) revocationLists.add(`${seen.data.registry} seq ${seen.data.seq} head ${seen.data.head}`);
+      else if (entry.result.revocations !== undefined) problems.add(`${where}: the revocation list it names is malformed`);
       const rawRequest = entry.result.request;
       if (rawRequest === undefined || rawRequest === null) {
         // Verification failed before policy ran (credential, attestation, revoked workload, no bundle).
@@ -1589,7 +1598,7 @@ function checkDecisions(runs: DecodedRun[], lookup: BundleLookup): { check: Veri
     CheckName.Decisions,
     `${count - failureDenies} decision(s) re-evaluated with ${used.size} bundle(s): identical; ${failureDenies} made before policy ran, all deny${shadowNote}`,
   );
-  return { check, count, digests: [...digests].sort() };
+  return { check, count, digests: [...digests].sort(), revocationLists: [...revocationLists].sort() };
 }
 
 // ---- output ---------------------------------------------------------------------------------
@@ -1598,6 +1607,7 @@ function checkDecisions(runs: DecodedRun[], lookup: BundleLookup): { check: Veri
 export function formatReport(report: VerifyReport): string {
   const width = Math.max(...report.checks.map((c) => c.name.length));
   const lines = report.checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(width)}  ${c.detail}`);
+  if (report.revocationLists?.length) lines.push(`revocation list(s) the decisions saw: ${report.revocationLists.join('; ')}`);
   lines.push(
     `${report.verdict === 'verified' ? 'verified' : 'NOT VERIFIED'}: chain ${report.chainId ?? '(unknown)'}` +
       ` (${report.status ?? 'status unknown'}; ${report.runs} run(s), ${report.receipts} receipt(s), ${report.decisions} decision(s))`,

@@ -18,6 +18,8 @@ export const ErrorCode = {
   ServerStartFailed: 'GOVERNOR_SERVER_START_FAILED',
   KeysMissing: 'GOVERNOR_KEYS_MISSING',
   NotFound: 'GOVERNOR_NOT_FOUND',
+  /** The revocation list is not known (registry not running, recovering, unreachable or unverified). */
+  RevocationsUnavailable: 'GOVERNOR_REVOCATIONS_UNAVAILABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

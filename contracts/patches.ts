@@ -15,3 +15,12 @@ export const GOVERN_STEP_PATCH = 'govern-step-in-one-activity';
  * orders compensations on coordinated resources through the coordinator.
  */
 export const VALIDATED_INPUT_PATCH = 'validated-input';
+
+/**
+ * `coordinatorWorkflow`: input and messages validated in the sandbox; grant times and open ties carried
+ * across continue-as-new (holders and ties time out on schedule); verdicts carry their signed receipt.
+ */
+export const COORDINATOR_VALIDATION_PATCH = 'coordinator-validated-input-carried-deadlines';
+
+/** `revocationRegistryWorkflow`: a signed, append-only revocation log recovered by every run. */
+export const SIGNED_REVOCATIONS_PATCH = 'revocation-registry-signed-log';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DURATION_PATTERN } from '../contracts/duration';
+import { DURATION_PATTERN, durationMs } from '../contracts/duration';
 import { Coordination } from '../contracts/coordination';
 import { HttpSection } from './http-allow';
 
@@ -77,8 +77,18 @@ export const Manifest = z.strictObject({
       gracePeriod: Duration.default('5m'),
       /** Largest token accepted, checked before parsing. */
       maxTokenBytes: z.int().min(512).max(65_536).default(8192),
-      /** Clock tolerance for exp/nbf/iat, at most 5 s. */
+      /**
+       * The maximum clock skew allowed between the governor and token signers, at most 5 s: how far
+       * `exp` may lie behind and `nbf`/`iat` ahead of the governor's clock, for credentials,
+       * attestations and approval votes alike.
+       */
       clockToleranceSeconds: z.int().min(0).max(5).default(5),
+      /**
+       * Longest credential accepted: `exp - iat` at most this (1m to 30d, default 24h). With `iat` required
+       * and never ahead of the clock by more than the skew, no credential is valid for longer than this
+       * from now, and nothing the governor schedules for a credential (its replay claim) lies further out.
+       */
+      maxLifetime: Duration.refine((d) => !DURATION_PATTERN.test(d) || (durationMs(d) >= 60_000 && durationMs(d) <= 30 * 86_400_000), 'must be between 1m and 30d').default('24h'),
       /**
        * Replay protection. `bind-to-chain` (default): a credential must carry a `jti`, and the first
        * chain that presents it owns it; any other chain presenting it is denied as a replay.

@@ -3,7 +3,7 @@ import { NativeConnection, Worker, type ActivityInterceptorsFactory, type Workfl
 import type { Logger as PinoLogger } from 'pino';
 import { createActivities, type HttpExecutorOptions } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
-import { RevocationCache } from '../activities/revocations';
+import { RevocationCache, RevocationStore } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
 import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
@@ -48,6 +48,11 @@ export interface GovernorWorkerOptions {
   dataConverter?: DataConverter;
   /** Further activities on the governor task queue (benchmark baselines); governor names win. */
   extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
+  /**
+   * How long `authorize` reuses a verified revocation list (default 1000 ms: a workload revocation
+   * reaches chains started within that time late; 0 reads the registry on every decision).
+   */
+  revocationCacheTtlMs?: number;
   /** Interceptors of this worker's activities, local ones included (the crash tests kill the worker inside one). */
   activityInterceptors?: ActivityInterceptorsFactory[];
   /**
@@ -105,7 +110,9 @@ export async function createGovernorWorker(
         home: options.home,
         clock: options.clock,
         ...(options.http ? { http: options.http } : {}),
-        revocations: new RevocationCache(client, taskQueue),
+        revocations: new RevocationCache(new RevocationStore(client, options.home), taskQueue, {
+          ...(options.revocationCacheTtlMs !== undefined ? { ttlMs: options.revocationCacheTtlMs } : {}),
+        }),
         credentialClaims: new CredentialClaims(client, taskQueue, () => (options.clock ? options.clock() : new Date()).getTime()),
       }),
     },

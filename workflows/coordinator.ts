@@ -42,6 +42,7 @@ import {
 import { ErrorCode } from '../contracts/errors';
 import { invalidInputMessage } from '../contracts/issues';
 import { durationMs } from '../contracts/duration';
+import { COORDINATOR_VALIDATION_PATCH } from '../contracts/patches';
 import { GENESIS_HASH, type Receipt, type ReceiptHead } from '../contracts/receipt';
 import { resolveBatch, settleTie, staleness, type ConflictRules, type Contender } from './coordination-order';
 import { failureMessage } from './failure';
@@ -64,13 +65,13 @@ const RECENT_VERDICTS = 50;
 const DECIDED_IDS = 1000;
 const DEFAULT_HOLD_MS = 3_600_000;
 
-/**
- * Patch (recorded in history: never rename): the input, carried state included, is parsed in the
- * sandbox (invalid: the run fails at once with a non-retryable GOVERNOR_INVALID_INPUT naming the
- * field; a carry is accepted only by a run that continued as new); the holder records its grant
- * time and the hold timeout runs from it across continue-as-new; pending ties are carried with
- * their deadline instead of holding continue-as-new back. Runs without the marker keep the old
- * behaviour, so their histories replay.
+/*
+ * Patch COORDINATOR_VALIDATION_PATCH (contracts/patches.ts): the input, carried state included, is
+ * parsed in the sandbox (invalid: the run fails at once with a non-retryable GOVERNOR_INVALID_INPUT
+ * naming the field; a carry is accepted only by a run that continued as new); the holder records its
+ * grant time and the hold timeout runs from it across continue-as-new; pending ties are carried with
+ * their deadline instead of holding continue-as-new back; verdicts carry their signed receipt. Runs
+ * without the marker keep the old behaviour, so their histories replay.
  *
  * Times are governor time from local activity results (`signCoordinationReceipts().signedAt` for a
  * grant, `admitSlotRequests().now` at a run's start and for a tie's deadline), recorded in history.
@@ -79,7 +80,7 @@ const DEFAULT_HOLD_MS = 3_600_000;
  * that later time instead (only ever moved forward). Observed on the dev server: a grant time taken
  * with `Date.now()` came out 113 ms later in the replayed run than in the run that was queried.
  */
-export const COORDINATOR_VALIDATION_PATCH = 'coordinator-validated-input-carried-deadlines';
+export { COORDINATOR_VALIDATION_PATCH };
 
 /**
  * The input as the coordinator may use it: parsed with the contract's schema, a carry only from a

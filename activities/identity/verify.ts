@@ -102,7 +102,8 @@ const MAX_NOTE_LENGTH = 1000;
 /**
  * Verifies a workload credential: size (before any parsing), header guards, trusted issuer (picked by the
  * unverified `iss` only to choose its key set), allowed algorithm, signature, `iss`, `aud`, `exp`/`nbf` with
- * the manifest's clock tolerance, required `iss` `sub` `aud` `exp` `iat`, and `iat` not in the future.
+ * the manifest's clock tolerance, required `iss` `sub` `aud` `exp` `iat`, `iat` not in the future, and a
+ * lifetime `exp - iat` of at most the manifest's `credential.maxLifetime`.
  * `typ` must be absent, `JWT` or `JOSE`. Throws `GovernorError(CredentialInvalid)`; key-source problems throw
  * `KeysMissing` / `PolicyUnavailable` instead (retryable, still never an allow).
  */
@@ -123,12 +124,19 @@ export async function verifyCredential(
   // Snapshot the verified claims into plain, typed data; jose checked presence and numeric dates only.
   const sub = nonEmptyString(payload.sub, kind, 'sub');
   const iat = notInFuture(payload.iat as number, now, manifest.credential.clockToleranceSeconds, kind);
+  // Bounded lifetime: with `iat` never ahead of the clock by more than the skew, `exp` cannot lie
+  // further out than skew + maxLifetime, whatever the issuer wrote (ten years, 1e15).
+  const exp = payload.exp as number;
+  if (exp <= iat) throw invalid(kind, 'credential claim "exp" is not after "iat"');
+  if ((exp - iat) * 1000 > durationMs(manifest.credential.maxLifetime)) {
+    throw invalid(kind, `credential lifetime (exp - iat) exceeds credential.maxLifetime (${manifest.credential.maxLifetime})`);
+  }
   if (payload.jti !== undefined && typeof payload.jti !== 'string') throw invalid(kind, 'credential claim "jti" is invalid');
   const credential: VerifiedCredential = {
     iss: trusted.issuer,
     sub,
     aud: typeof payload.aud === 'string' ? [payload.aud] : [...(payload.aud as string[])],
-    exp: payload.exp as number,
+    exp,
     iat,
   };
   if (payload.jti !== undefined) credential.jti = payload.jti;

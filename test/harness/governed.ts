@@ -44,6 +44,8 @@ export async function setupGoverned(
     home?: string;
     /** http executor options of the governor worker (protected endpoints besides the test server's frontend, a resolver). */
     http?: HttpExecutorOptions;
+    /** The worker's revocation cache TTL (0: every decision reads the registry, so a test need not wait). */
+    revocationCacheTtlMs?: number;
   } = {},
 ): Promise<Governed> {
   const home = options.home ?? (await makeHome());
@@ -57,7 +59,16 @@ export async function setupGoverned(
   // vote, a slot verdict) arrives during a local activity, and the task only resumes after its 10 s
   // timeout. Replay from history is covered by test/integration/chain.test.ts (cache 0) and the
   // replay regression suite.
-  const governor = await startGovernorWorker({ home, taskQueue, policiesDir: options.policiesDir, maxCachedWorkflows: 100, ...dc, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}), ...(options.http ? { http: options.http } : {}) });
+  const governor = await startGovernorWorker({
+    home,
+    taskQueue,
+    policiesDir: options.policiesDir,
+    maxCachedWorkflows: 100,
+    ...dc,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
+    ...(options.http ? { http: options.http } : {}),
+    ...(options.revocationCacheTtlMs !== undefined ? { revocationCacheTtlMs: options.revocationCacheTtlMs } : {}),
+  });
   const ledger = new Ledger();
   const serviceConnection = await NativeConnection.connect({ address: testAddress() });
   const serviceWorker = await Worker.create({
