@@ -1,3 +1,4 @@
+import { PAYLOAD_CONVERTER_PATH } from '../workers/worker';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -89,7 +90,7 @@ export async function startCluster(progress: (m: string) => void, options: { sto
   }
 
   const t0 = nowMs();
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: quietLogger });
   const bundleMs = nowMs() - t0;
   const bundlePath = path.join(dir, 'workflow-bundle.js');
   fs.writeFileSync(bundlePath, code);

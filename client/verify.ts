@@ -238,7 +238,9 @@ const MAX_REPLAYS_CACHED = 10_000;
  * starts a fresh worker.
  */
 export function createReplayer(options: { workflowBundle?: WorkflowBundleOption } = {}): Replayer {
-  const workerOptions = options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
+  // The governor worker's payload converter: a history holding an undecodable payload replays as it ran.
+  const dataConverter = { payloadConverterPath: require.resolve('../workers/payload-converter') };
+  const workerOptions = options.workflowBundle ? { workflowBundle: options.workflowBundle, dataConverter } : { workflowsPath: require.resolve('../workflows'), dataConverter };
   const cache = new Map<string, Promise<ReplayOutcome>>();
   const queue: QueuedReplay[] = [];
   let inFlight: QueuedReplay | undefined;

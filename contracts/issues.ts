@@ -40,3 +40,6 @@ export function invalidInputMessage(error: { readonly issues: readonly InputIssu
   if (more > 0) listed.push(`and ${more} more issue(s)`);
   return listed.length > 0 ? listed.join('; ') : `${prefix ?? '(root)'}: invalid`;
 }
+
+/** Key of the value an undecodable payload decodes to in the governor's workers (`workers/payload-converter.ts`). */
+export const UNDECODABLE_PAYLOAD = '__undecodablePayload';

@@ -67,6 +67,12 @@ export function defaultPoliciesDir(): string {
   return path.join(projectRoot(), 'policies', 'default');
 }
 
+/**
+ * `payloadConverterPath` of the governor's workers, workflow bundles and replayers: undecodable payloads
+ * reach the workflow's validation instead of failing its task forever (`workers/payload-converter.ts`).
+ */
+export const PAYLOAD_CONVERTER_PATH = require.resolve('./payload-converter');
+
 /** Creates the governor worker: workflows + activities on the governor task queue. */
 export async function createGovernorWorker(
   options: GovernorWorkerOptions,
@@ -117,7 +123,7 @@ export async function createGovernorWorker(
       }),
     },
     ...workflowOption,
-    ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}),
+    dataConverter: { ...options.dataConverter, payloadConverterPath: PAYLOAD_CONVERTER_PATH },
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
     ...(options.activityInterceptors?.length ? { interceptors: { activity: options.activityInterceptors } } : {}),
   });

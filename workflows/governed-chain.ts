@@ -37,7 +37,7 @@ import {
 import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../contracts/receipt';
 import { ErrorCode } from '../contracts/errors';
 import { GOVERN_STEP_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
-import { formatIssuePath, invalidInputMessage } from '../contracts/issues';
+import { UNDECODABLE_PAYLOAD, formatIssuePath, invalidInputMessage } from '../contracts/issues';
 import { findTooDeep } from '../contracts/limits';
 import {
   GovernorBreakGlassKey,
@@ -840,6 +840,9 @@ async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
     upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
     throw ApplicationFailure.nonRetryable(`invalid workflow input: ${message}`, ErrorCode.InvalidInput);
   };
+  if (typeof raw === 'object' && raw !== null && typeof (raw as Record<string, unknown>)[UNDECODABLE_PAYLOAD] === 'string') {
+    return reject(`(root): the payload could not be decoded (${(raw as Record<string, string>)[UNDECODABLE_PAYLOAD]}): send one JSON object (encoding json/plain)`);
+  }
   // Only the governor's own continue-as-new carries `resume`: refused first in a run nobody continued,
   // whatever else is wrong with it (a first run with `resume` would skip steps without authorization).
   const claimsResume = typeof raw === 'object' && raw !== null && (raw as { resume?: unknown }).resume !== undefined;

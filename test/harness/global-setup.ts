@@ -1,3 +1,4 @@
+import { PAYLOAD_CONVERTER_PATH } from '../../workers/worker';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,7 @@ export default async function globalSetup(): Promise<void> {
   (globalThis as { __governorServer?: DevServer }).__governorServer = server;
 
   const { code } = await bundleWorkflowCode({
+    payloadConverterPath: PAYLOAD_CONVERTER_PATH,
     workflowsPath: require.resolve('../../workflows'),
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error(m: string) { process.stderr.write(`${m}\n`); }, log() {} },
   });

@@ -1,3 +1,4 @@
+import { PAYLOAD_CONVERTER_PATH } from '../../workers/worker';
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, bundleWorkflowCode } from '@temporalio/worker';
@@ -22,7 +23,7 @@ let legacyCode: string;
 beforeAll(async () => {
   connection = await Connection.connect({ address: testAddress() });
   client = new Client({ connection });
-  ({ code: legacyCode } = await bundleWorkflowCode({ workflowsPath: require.resolve('../fixtures/legacy-registry/workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } }));
+  ({ code: legacyCode } = await bundleWorkflowCode({ workflowsPath: require.resolve('../fixtures/legacy-registry/workflows'), payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } }));
 }, 120_000);
 afterAll(async () => {
   await connection?.close();

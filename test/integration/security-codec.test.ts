@@ -1,3 +1,4 @@
+import { PAYLOAD_CONVERTER_PATH } from '../../workers/worker';
 import * as patches from '../../contracts/patches';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -45,6 +46,7 @@ beforeAll(async () => {
   const { codec, dataConverter } = loadCodec(keyFile);
   // The workflow sandbox encodes its failures with the converter it was bundled with.
   const { code } = await bundleWorkflowCode({
+    payloadConverterPath: PAYLOAD_CONVERTER_PATH,
     workflowsPath: require.resolve('../../workflows'),
     failureConverterPath: dataConverter.failureConverterPath,
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },

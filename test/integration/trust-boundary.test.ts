@@ -1,3 +1,4 @@
+import { PAYLOAD_CONVERTER_PATH } from '../../workers/worker';
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
@@ -65,7 +66,7 @@ beforeAll(async () => {
   client = g.client;
   // The fault injector sits on a worker of its own, so other tests' workers are untouched.
   forgeQueue = uniqueQueue('forge');
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../harness/forge-workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
+  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../harness/forge-workflows'), payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
   forgeWorker = await startGovernorWorker({ home: g.home, taskQueue: forgeQueue, policiesDir: bundleDir, workflowBundle: { code }, maxCachedWorkflows: 100, activityInterceptors: [faulty] });
 }, 120_000);
 afterAll(async () => {
@@ -155,6 +156,26 @@ describe('the workflow validates its own input (started as another SDK would)', 
     expect(r.message).toContain('nests deeper than 64 levels');
   });
 
+  it.each([
+    ['JSON that does not parse (NaN)', 'json/plain', '{"chainId": NaN}', 'not valid JSON'],
+    ['an unknown encoding', 'foo/bar', 'x', 'Unknown encoding: foo/bar'],
+    ['a protobuf payload (another SDK)', 'json/protobuf', '{}', 'Unknown encoding: json/protobuf'],
+  ])('a payload the worker cannot decode (%s) is Rejected, not retried forever', async (_name, encoding, data, why) => {
+    const id = `undecodable-${randomUUID()}`;
+    await client.workflowService.startWorkflowExecution({
+      namespace: 'default',
+      workflowId: id,
+      workflowType: { name: 'governedChainWorkflow' },
+      taskQueue: { name: g.taskQueue },
+      input: { payloads: [{ metadata: { encoding: Buffer.from(encoding) }, data: Buffer.from(data) }] },
+      requestId: randomUUID(),
+    });
+    const r = await rejection(client.workflow.getHandle(id) as Awaited<ReturnType<typeof startRaw>>);
+    expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected', activities: 0, taskFailures: 0 });
+    expect(r.message).toContain(`(root): the payload could not be decoded (${why})`);
+    expect(r.message).not.toContain('NaN');
+  });
+
   it('applies the schema defaults a Go service leaves out (context, input, timeoutMs, method) and sets GovernorWorkload itself', async () => {
     const chainId = `go-shaped-${randomUUID()}`;
     // No `input`, `context` or executor `timeoutMs`: exactly the shape of docs/other-sdks.md's Go example.
@@ -226,6 +247,20 @@ describe('votes: truthful results and a verdict for every malformed vote', () =>
     const after = await g.waitFor(chainId, (s) => s.steps[0]!.approval!.verdicts.some((v) => v.via === 'deny-signal'));
     expect(after.steps[0]!.approval!.verdicts.find((v) => v.via === 'deny-signal')).toMatchObject({ counted: false });
     expect(after.steps[0]!.approval!.verdicts.find((v) => v.via === 'deny-signal')!.reason).toContain('Unrecognized key');
+
+    // A signal whose payload cannot be decoded (what a junk `temporal workflow signal --input-meta` sends)
+    // is a rejected verdict too, never a failed workflow task.
+    await client.workflowService.signalWorkflowExecution({
+      namespace: 'default',
+      workflowExecution: { workflowId: chainId },
+      signalName: 'approve',
+      input: { payloads: [{ metadata: { encoding: Buffer.from('foo/bar') }, data: Buffer.from('x') }] },
+      identity: 'trust-boundary-test',
+      requestId: randomUUID(),
+    });
+    const junk = await g.waitFor(chainId, (s) => s.steps[0]!.approval!.verdicts.filter((v) => v.via === 'approve-signal').length >= 1 && s.steps[0]!.approval!.verdicts.length >= 2);
+    expect(junk.steps[0]!.approval!.verdicts.some((v) => !v.counted && v.reason.startsWith('malformed vote'))).toBe(true);
+    expect(((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length).toBe(0);
 
     // A malformed update is refused by the validator (never in history).
     await expect(g.gc.submitApproval(chainId, 'x')).rejects.toThrow();
