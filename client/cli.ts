@@ -30,15 +30,24 @@ export interface Out {
   error(message: string, data?: Record<string, unknown>): void;
 }
 
+/**
+ * Human output shows chain data (resource ids, reasons) that a submitter chose: control characters
+ * (terminal escapes, carriage returns) are shown as `\uXXXX` so they cannot rewrite what an approver sees.
+ */
+export function terminalSafe(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function makeOut(json: boolean): Out {
   return {
     json,
     print(human, data) {
-      process.stdout.write(json ? `${JSON.stringify(data ?? { message: human })}\n` : `${human}\n`);
+      process.stdout.write(json ? `${JSON.stringify(data ?? { message: human })}\n` : `${terminalSafe(human)}\n`);
     },
     error(message, data) {
       if (json) process.stdout.write(`${JSON.stringify({ error: message, ...(data ?? {}) })}\n`);
-      process.stderr.write(`governor: ${message}\n`);
+      process.stderr.write(`governor: ${terminalSafe(message)}\n`);
     },
   };
 }
@@ -534,7 +543,7 @@ async function follow(gc: GovernorClient, chainId: string, o: Out): Promise<{ st
       continue;
     }
     const line = `${state.status} ${state.steps.map((s) => `${s.id}:${s.status}`).join(' ')}`;
-    if (line !== last && !o.json) process.stdout.write(`${chainId}: ${line}\n`);
+    if (line !== last && !o.json) process.stdout.write(`${chainId}: ${terminalSafe(line)}\n`);
     last = line;
     if (TERMINAL_STATUSES.includes(state.status)) {
       o.print(formatState(state), { chainId, status: state.status, reason: state.reason ?? null, state });
