@@ -170,6 +170,16 @@ export class RevocationCache {
     return this.inflight;
   }
 
+  /**
+   * Starts the registry when none runs, so it has recovered its list before the first decision asks:
+   * called when a worker is created, before it polls. Without it, a burst of chains on a fresh
+   * deployment queues the registry's first workflow task behind theirs, and their decisions deny
+   * (list unavailable) until it has run.
+   */
+  async warm(): Promise<void> {
+    await this.start();
+  }
+
   /** Forgets the cached list (tests, and `governor revoke` in the same process). */
   invalidate(): void {
     this.cached = undefined;

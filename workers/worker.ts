@@ -105,6 +105,9 @@ export async function createGovernorWorker(
   const taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
   // The worker's own client (revocation list, credential claims) decodes memos with the worker's converter.
   const client = new Client({ connection: options.connection, namespace: options.namespace, ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}) });
+  const revocations = new RevocationCache(new RevocationStore(client, options.home), taskQueue, {
+    ...(options.revocationCacheTtlMs !== undefined ? { ttlMs: options.revocationCacheTtlMs } : {}),
+  });
   const worker = await Worker.create({
     connection: options.connection,
     namespace: options.namespace,
@@ -116,9 +119,7 @@ export async function createGovernorWorker(
         home: options.home,
         clock: options.clock,
         ...(options.http ? { http: options.http } : {}),
-        revocations: new RevocationCache(new RevocationStore(client, options.home), taskQueue, {
-          ...(options.revocationCacheTtlMs !== undefined ? { ttlMs: options.revocationCacheTtlMs } : {}),
-        }),
+        revocations,
         credentialClaims: new CredentialClaims(client, taskQueue, () => (options.clock ? options.clock() : new Date()).getTime()),
       }),
     },
@@ -127,6 +128,8 @@ export async function createGovernorWorker(
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
     ...(options.activityInterceptors?.length ? { interceptors: { activity: options.activityInterceptors } } : {}),
   });
+  // The registry's first task is queued before this worker polls, ahead of any burst of chains.
+  await revocations.warm();
   const watchers: PolicyWatcher[] = [];
   if (watch) {
     // The watchers close themselves once the worker has stopped (checked on every poll).
