@@ -561,6 +561,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
       receivedVerdicts.get(asked.requestId)!.shift();
       // Anyone who may signal this workflow can send a verdict: act only on one the coordinator signed.
       let unverified: string | undefined;
+      let judged = true;
       try {
         const checked = await governor.verifySlotVerdict.executeWithOptions(
           { startToCloseTimeout: '10s', retry: LOCAL_RETRY, summary: `verify the ${verdict.status} verdict of ${asked.domain}` },
@@ -568,20 +569,24 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
         );
         if (!checked.ok) unverified = checked.reason;
       } catch (err) {
+        // The check itself failed (keys unreadable…): the verdict may be genuine, so it is not skipped
+        // and waited past (the coordinator sends it once); the step is denied instead.
+        judged = false;
         unverified = `it could not be verified: ${failureMessage(err)}`;
       }
       if (unverified === undefined) break;
-      if (verdict.receipt?.signature !== undefined) {
+      if (judged && verdict.receipt?.signature !== undefined) {
         // A signature that does not verify is not the coordinator's: ignored, the chain keeps waiting.
         log.warn('slot verdict ignored', { chainId, stepId: a.stepId, reason: unverified });
         s.coordination = { ...s.coordination, status: 'queued' };
         continue;
       }
-      // No signed receipt (the coordinator could not sign, or a sender without one): fail closed.
+      // No signed receipt (the coordinator could not sign, or a sender without one), or no way to check
+      // it: fail closed.
       await coordinator.signal(withdrawSlotSignal, { chainId, stepId: a.stepId, reason: 'unverifiable slot verdict' });
       s.coordination = { ...s.coordination, status: 'rejected', reason: unverified };
       setStatus(ChainStatus.Running);
-      return { granted: false, reason: `coordination (${asked.domain}): the slot verdict is not signed by the coordinator (${unverified})` };
+      return { granted: false, reason: `coordination (${asked.domain}): the slot verdict is not verified as the coordinator's (${unverified})` };
     }
     s.coordination = { ...s.coordination, status: verdict.granted ? 'granted' : 'rejected', reason: verdict.reason, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
     const recorded = await record(a.stepId, 'decision', { coordination: verdict });

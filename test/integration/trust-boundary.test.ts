@@ -373,7 +373,7 @@ describe('slot verdicts are acted on only when the coordinator signed them', () 
     await c.signal('slotVerdict', forged(c.workflowId, cQueued.steps[0]!.coordination!.requestId));
     const cResult = (await c.result()) as ChainResult;
     expect(cResult.status).toBe('Denied');
-    expect(cResult.reason).toContain('the slot verdict is not signed by the coordinator');
+    expect(cResult.reason).toContain("the slot verdict is not verified as the coordinator's (the verdict carries no signed coordination receipt)");
     expect(g.ledger.has(`${c.workflowId}/deploy`)).toBe(false);
 
     // The real grant, after A releases: B runs exactly once and verifies.
@@ -384,4 +384,13 @@ describe('slot verdicts are acted on only when the coordinator signed them', () 
     expect(g.ledger.has(`${b.workflowId}/deploy`)).toBe(true);
     await expectVerified(b.workflowId);
   }, 120_000);
+
+  it('a verdict that cannot be checked (the check itself fails) denies the step instead of waiting past it', async () => {
+    faults.push({ type: 'verifySlotVerdict', when: () => true });
+    const handle = await startRaw(await validInput({ workload: WORKLOAD, steps: [staging('only')] }), { taskQueue: forgeQueue });
+    const result = (await handle.result()) as ChainResult;
+    expect(result.status).toBe('Denied');
+    expect(result.reason).toContain('it could not be verified');
+    expect(result.steps[0]).toMatchObject({ status: 'denied' });
+  });
 });
