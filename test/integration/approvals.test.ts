@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import path from 'node:path';
+import { runGovernorCli } from '../harness/cli';
 import { issueApproval } from '../../activities/identity';
 import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey } from '../../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../../contracts/state';
@@ -10,7 +9,6 @@ import { Chain } from '../../contracts/chain';
 import { canonicalJson, sha256Hex } from '../../policies/canonical';
 import { GovernorClient } from '../../client/client';
 
-const root = path.join(__dirname, '..', '..');
 
 // The default bundle with: a ladder that makes `dba` eligible after 2 s, and a policy that denies
 // any step mallory approved (to prove that policy, not the quorum count, has the last word).
@@ -212,18 +210,7 @@ describe('votes that arrive early or while no worker runs', () => {
 });
 
 describe('governor approve / deny / list --awaiting-approval', () => {
-  function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [path.join(root, 'bin', 'governor.js'), ...args], {
-        env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const cli = (args: string[]) => runGovernorCli(args, { TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue });
 
   it('counts a vote (exit 0), rejects one with its reason (exit 1), and lists what is still needed', async () => {
     const { chainId } = await awaitingApproval(prodDeploy());

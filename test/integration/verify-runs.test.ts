@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runGovernorCli } from '../harness/cli';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,7 +20,6 @@ import { runVerifyCli } from '../harness/verify-cli';
  * for approval, and a second execution under a chain's id after it ended.
  */
 
-const root = path.join(__dirname, '..', '..');
 let g: Governed;
 let replayer: Replayer;
 beforeAll(async () => {
@@ -42,18 +41,7 @@ async function verifyLive(chainId: string): Promise<VerifyReport> {
 const check = (report: { checks: VerifyCheck[] }, name: string): VerifyCheck => report.checks.find((c) => c.name === name)!;
 
 /** The real CLI (`npm run build` first), against the test server with the worker's home. */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'governor.js'), ...args], {
-      env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runGovernorCli(args, { TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue });
 
 /** Resets a run to its first completed workflow task (as `temporal workflow reset --type FirstWorkflowTask` does); returns the new run id and the reset point. */
 async function resetToFirstTask(chainId: string, runId: string): Promise<{ newRunId: string; eventId: number }> {
