@@ -35,7 +35,7 @@ export default tseslint.config(
           ],
           patterns: [
             { group: ['../activities', '../activities/*', '**/activities/**'], allowTypeImports: true, message: 'workflows/ may import only types from activities/' },
-            { group: ['../workers/*', '../client/*', '../policies/*'], message: 'workflows/ may import only contracts/ and other workflows/' },
+            { group: ['../workers/*', '../sdk/*', '../cli/*', '../audit/*', '../runtime/*', '../identity/*', '../policies/*'], message: 'workflows/ may import only contracts/, core/ and other workflows/' },
           ],
         },
       ],

@@ -1,7 +1,7 @@
 import type { VoteVerdict } from '../contracts/approval';
 import { ErrorCode, isGovernorError } from '../contracts/errors';
 import type { Manifest } from '../policies/manifest';
-import { verifyApproval } from './identity';
+import { verifyApproval } from '../identity';
 
 /** What the workflow knows about the step a vote must be for. */
 export interface VoteContext {

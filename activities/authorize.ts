@@ -8,7 +8,7 @@ import { approvalsContext, requestContext, type ApprovalVote } from '../policies
 import { decisionsDiffer } from '../policies/decision-diff';
 import { canonicalJson, sha256Hex } from '../policies/engine';
 import type { ActiveBundle, PolicyStore } from './policy-store';
-import { verifyAttestation, verifyCredential, type VerifiedCredential } from './identity';
+import { verifyAttestation, verifyCredential, type VerifiedCredential } from '../identity';
 
 /** Input of the `authorize` activity: one action of a chain, with the credentials to re-check. */
 export interface AuthorizeInput {

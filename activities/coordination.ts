@@ -22,8 +22,8 @@ import type { Receipt, ReceiptHead } from '../contracts/receipt';
 import { formatIssues } from '../contracts/chain';
 import { canonicalJson, sha256Hex } from '../policies/engine';
 import type { Manifest } from '../policies/manifest';
-import { verifyApproval } from './identity';
-import { makeReceipt, type ReceiptSigner } from './receipts';
+import { verifyApproval } from '../identity';
+import { makeReceipt, type ReceiptSigner } from '../core/receipts';
 
 /** JWS `typ` of a slot request seal. */
 export const SLOT_SEAL_TYP = 'governor-slot-request+jws';

@@ -10,7 +10,7 @@ import type { ExecutionOutcome } from '../contracts/state';
 import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
-import { loadPrivateKey, loadPublicJwks } from './identity';
+import { loadPrivateKey, loadPublicJwks } from '../identity';
 import { admitRequests, checkSlotVerdict, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput, type VerifySlotVerdictInput } from './coordination';
 import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { ActiveBundle, PolicyStore } from './policy-store';
@@ -19,7 +19,7 @@ import { signRevocationEntry } from './revocation-log';
 import { formatIssues } from '../contracts/chain';
 import { SignRevocationInput, type RecoverRevocationsInput, type RecoverRevocationsResult, type SignedRevocation } from '../contracts/revocation';
 import type { CredentialClaims } from './credential-claims';
-import { makeReceipt, type ReceiptSigner } from './receipts';
+import { makeReceipt, type ReceiptSigner } from '../core/receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';

@@ -6,7 +6,7 @@ import { loadBundle, type LoadedBundle } from '../policies/bundle';
 import { archiveBundle } from '../policies/bundle-archive';
 import { PolicyEngine } from '../policies/engine';
 import { loadSignedBundle, readTrustedKeys, SignatureStatus, type SignatureCheck } from '../policies/signing';
-import { keyPaths } from './identity';
+import { keyPaths } from '../identity';
 
 /** The active policy bundle with its preparsed engine. */
 export interface ActiveBundle {

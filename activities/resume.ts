@@ -1,7 +1,7 @@
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import type { Receipt, ReceiptHead } from '../contracts/receipt';
 import { canonicalJson, sha256Hex } from '../policies/engine';
-import { receiptBody } from './receipts';
+import { receiptBody } from '../core/receipts';
 
 /** Input of `verifyResume`: what a continued run claims about the run it continues. */
 export interface VerifyResumeInput {

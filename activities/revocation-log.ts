@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { GENESIS_HASH } from '../contracts/receipt';
 import { REVOCATION_TYP, RevocationBody, SignedRevocation, type RevokeWorkloadInput, type SignRevocationInput } from '../contracts/revocation';
-import { canonicalJson, sha256Hex } from '../policies/canonical';
-import type { ReceiptSigner } from './receipts';
+import { canonicalJson, sha256Hex } from '../core/canonical';
+import type { ReceiptSigner } from '../core/receipts';
 
 /*
  * The signed, append-only revocation log (issue 14 item 2). Every entry is a hash-chained record

@@ -14,7 +14,7 @@ import {
   type SignedRevocation,
   type SignRevocationInput,
 } from '../contracts/revocation';
-import { loadPublicJwks } from './identity';
+import { loadPublicJwks } from '../identity';
 import { RevocationLogFile, RevocationVerifier, logHead, mergeRevocations, verifyRevocationLog } from './revocation-log';
 
 /**

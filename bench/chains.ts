@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { issueAttestation, issueCredential } from '../activities/identity';
-import { GovernorClient } from '../client/client';
+import { issueAttestation, issueCredential } from '../identity';
+import { GovernorClient } from '../sdk/client';
 import type { Chain, GovernedChainInput } from '../contracts/chain';
 import type { ChainResult } from '../contracts/state';
 import { nowMs } from './stats';

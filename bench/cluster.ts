@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { initKeys } from '../activities/identity';
+import { initKeys } from '../identity';
 import { freePort, startDevServer, type DevServer } from '../workers/dev-server';
 import { resolveTemporalCli } from '../workers/temporal-cli';
 import { nowMs, processCpuSeconds, selfCpuSeconds } from './stats';

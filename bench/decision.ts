@@ -3,7 +3,7 @@ import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { importJWK, jwtVerify, type CryptoKey, type JWK } from 'jose';
 import { createActivities } from '../activities';
 import { authorizeAction, type AuthorizeInput } from '../activities/authorize';
-import { loadPublicJwks, verifyAttestation, verifyCredential } from '../activities/identity';
+import { loadPublicJwks, verifyAttestation, verifyCredential } from '../identity';
 import { PolicyStore } from '../activities/policy-store';
 import { GENESIS_HASH } from '../contracts/receipt';
 import { requestContext } from '../policies/context';

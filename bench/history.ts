@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson } from '../client/verify';
+import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson } from '../audit/verify';
 import { nowMs, round } from './stats';
 
 /** `governor verify` over one chain (every run), timed, beside plain deterministic replay of the same histories. */

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { initKeys } from '../activities/identity';
+import { initKeys } from '../identity';
 import { statusQuery } from '../contracts/messages';
 import { projectRoot } from '../workers/temporal-cli';
 import { ChainRunner, escalatedChain, noopChain, type Kind } from './chains';

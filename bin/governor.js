@@ -3,7 +3,7 @@
 // The CLI is compiled to dist/ by `npm install` (the package's prepare script).
 const path = require('node:path');
 const fs = require('node:fs');
-const entry = path.join(__dirname, '..', 'dist', 'client', 'cli.js');
+const entry = path.join(__dirname, '..', 'dist', 'cli', 'cli.js');
 if (!fs.existsSync(entry)) {
   process.stderr.write('governor: not built yet; run `npm install` (or `npm run build`) in ' + path.join(__dirname, '..') + '\n');
   process.exit(1);

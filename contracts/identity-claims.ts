@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 /**
  * The claims a real identity provider, attester and approval service must issue: the payloads of the
- * three signed tokens the governor accepts. They state what `activities/identity/verify.ts` enforces
+ * three signed tokens the governor accepts. They state what `identity/verify.ts` enforces
  * (test/unit/json-schema.test.ts signs tokens on both sides of every bound and checks both agree);
  * published as JSON Schemas by `npm run schema`. Sandbox-safe.
  *

@@ -41,5 +41,5 @@ export function invalidInputMessage(error: { readonly issues: readonly InputIssu
   return listed.length > 0 ? listed.join('; ') : `${prefix ?? '(root)'}: invalid`;
 }
 
-/** Key of the value an undecodable payload decodes to in the governor's workers (`workers/payload-converter.ts`). */
+/** Key of the value an undecodable payload decodes to in the governor's workers (`runtime/payload-converter.ts`). */
 export const UNDECODABLE_PAYLOAD = '__undecodablePayload';

@@ -99,7 +99,7 @@ export const PUBLISHED_SCHEMAS: readonly PublishedSchema[] = [
     io: 'input',
     schema: CredentialClaims,
     description:
-      'The payload of the `credential` a workload identity provider (SPIFFE/SPIRE, cloud IAM) must issue, as activities/identity/verify.ts and the authorize activity check it ' +
+      'The payload of the `credential` a workload identity provider (SPIFFE/SPIRE, cloud IAM) must issue, as identity/verify.ts and the authorize activity check it ' +
       '(contracts/identity-claims.ts). Beyond this schema: signed by a key of a trusted issuer (manifest `trustedIssuers`) whose `issuer` equals `iss`; `aud` contains that ' +
       "issuer's `audience`; not expired and `iat` not in the future (manifest `credential.clockToleranceSeconds`, at most 5 s); `sub` equals the chain's `workload`; `jti` not yet " +
       'bound to another chain. Header `typ` absent, `JWT` or `JOSE`. ' +

@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { Annotation, POLICY_ID_PATTERN, readEscalation, type EscalationAnnotation } from './annotations';
-import { canonicalJson, sha256Hex } from './canonical';
+import { canonicalJson, sha256Hex } from '../core/canonical';
 import { Manifest } from './manifest';
 import { PolicyTestFile, type PolicyTestCase } from './test-case';
 

@@ -5,10 +5,10 @@ import { AuthzRequest, type Decision, type EscalationRequirement } from '../cont
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { Annotation, readEscalation, type EscalationAnnotation } from './annotations';
 import type { BundlePolicy, LoadedBundle } from './bundle';
-import { canonicalJson, sha256Hex } from './canonical';
+import { canonicalJson, sha256Hex } from '../core/canonical';
 import { durationMs } from './manifest';
 
-export { canonicalJson, sha256Hex } from './canonical';
+export { canonicalJson, sha256Hex } from '../core/canonical';
 
 /**
  * The Cedar decision function (DESIGN §3).

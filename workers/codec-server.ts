@@ -7,7 +7,7 @@ import type { PayloadCodec } from '@temporalio/common';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Logger as PinoLogger } from 'pino';
 import { ErrorCode, GovernorError } from '../contracts/errors';
-import { payloadFromJson, payloadToJson } from './codec';
+import { payloadFromJson, payloadToJson } from '../runtime/codec';
 
 /*
  * Codec server: Temporal's remote codec protocol over node:http, so the Temporal CLI

@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { PolicyStore } from '../activities/policy-store';
 import { bundleDigest, readBundleFiles } from '../policies/bundle';
-import { sha256Hex } from '../policies/canonical';
+import { sha256Hex } from '../core/canonical';
 import { readBundleSignature } from '../policies/signing';
 
 /**

@@ -42,7 +42,7 @@ export interface GovernorWorkerOptions {
   watchPolicies?: boolean | { debounceMs?: number; pollIntervalMs?: number };
   /**
    * Data converter of the worker and of its own client (revocation registry memo), e.g. payload
-   * encryption from `workers/codec.ts`. A prebuilt `workflowBundle` must have been bundled with the
+   * encryption from `runtime/codec.ts`. A prebuilt `workflowBundle` must have been bundled with the
    * same `failureConverterPath`. Default: Temporal's (no encryption).
    */
   dataConverter?: DataConverter;
@@ -69,9 +69,9 @@ export function defaultPoliciesDir(): string {
 
 /**
  * `payloadConverterPath` of the governor's workers, workflow bundles and replayers: undecodable payloads
- * reach the workflow's validation instead of failing its task forever (`workers/payload-converter.ts`).
+ * reach the workflow's validation instead of failing its task forever (`runtime/payload-converter.ts`).
  */
-export const PAYLOAD_CONVERTER_PATH = require.resolve('./payload-converter');
+export const PAYLOAD_CONVERTER_PATH = require.resolve('../runtime/payload-converter');
 
 /** Creates the governor worker: workflows + activities on the governor task queue. */
 export async function createGovernorWorker(

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { loadTemporalSettings } from '../../workers/connection';
+import { loadTemporalSettings } from '../../runtime/connection';
 import { createServiceActivities } from './activities';
 import { Ledger } from './ledger';
 

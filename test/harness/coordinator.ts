@@ -1,9 +1,9 @@
 import type { Client } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { loadPrivateKey } from '../../activities/identity';
+import { loadPrivateKey } from '../../identity';
 import { sealSlotRequest } from '../../activities/coordination';
-import { CoordinationClient } from '../../client/coordination';
+import { CoordinationClient } from '../../sdk/coordination';
 import { slotRequestId, type CoordinatorState, type SlotAsk, type SlotRequest, type SlotVerdict } from '../../contracts/coordination';
 import type { Manifest } from '../../policies/manifest';
 import { createGovernorWorker } from '../../workers/worker';

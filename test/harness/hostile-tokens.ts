@@ -13,7 +13,7 @@ import {
   GOVERNOR_AUDIENCE,
   devImageDigest,
   keyPaths,
-} from '../../activities/identity';
+} from '../../identity';
 
 /**
  * Token-forging helpers shared by the unit (identity-hostile, hostile-fuzz) and integration

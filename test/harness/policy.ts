@@ -2,7 +2,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { registerPolicyCommands } from '../../client/commands/policy';
+import { registerPolicyCommands } from '../../cli/commands/policy';
 import { ErrorCode, isGovernorError } from '../../contracts/errors';
 
 /** The shipped default bundle. */
@@ -45,7 +45,7 @@ export interface PolicyCliRun {
 }
 
 /**
- * Runs the `policy` commands in-process through commander exactly as client/cli.ts wires them: a
+ * Runs the `policy` commands in-process through commander exactly as cli/cli.ts wires them: a
  * top-level `--json`, and errors mapped to exit codes as its `main` does (3 for an unreachable
  * Temporal, 1 otherwise).
  */

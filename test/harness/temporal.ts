@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { initKeys } from '../../activities/identity';
+import { initKeys } from '../../identity';
 import { createGovernorWorker, type GovernorWorkerOptions } from '../../workers/worker';
 
 /** Address of the shared test server (set by global-setup). */

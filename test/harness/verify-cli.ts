@@ -1,6 +1,6 @@
 import { Command } from 'commander';
-import { exitCodeFor } from '../../client/cli';
-import { registerVerifyCommands } from '../../client/commands/verify';
+import { exitCodeFor } from '../../cli/cli';
+import { registerVerifyCommands } from '../../cli/commands/verify';
 
 /** Outcome of an in-process `governor --json verify …`: the exit code, the JSON it printed, the error it threw. */
 export interface VerifyCliResult {

@@ -1,13 +1,13 @@
 import { runGovernorCli } from '../harness/cli';
-import { issueApproval } from '../../activities/identity';
+import { issueApproval } from '../../identity';
 import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey } from '../../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
 import { Chain } from '../../contracts/chain';
-import { canonicalJson, sha256Hex } from '../../policies/canonical';
-import { GovernorClient } from '../../client/client';
+import { canonicalJson, sha256Hex } from '../../core/canonical';
+import { GovernorClient } from '../../sdk/client';
 
 
 // The default bundle with: a ladder that makes `dba` eligible after 2 s, and a policy that denies

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { ServiceActivityInput } from '../../contracts/executor';
 import type { ChainResult } from '../../contracts/state';
-import { CoordinationClient } from '../../client/coordination';
+import { CoordinationClient } from '../../sdk/coordination';
 import { testAddress } from '../harness/temporal';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, Connection } from '@temporalio/client';
 import { compactVerify, createLocalJWKSet } from 'jose';
-import { issueApproval, loadPublicJwks } from '../../activities/identity';
-import { CoordinationClient } from '../../client/coordination';
+import { issueApproval, loadPublicJwks } from '../../identity';
+import { CoordinationClient } from '../../sdk/coordination';
 import { COORDINATOR_WORKFLOW_TYPE, slotRequestId, type CoordinatorState, type SlotAsk, type SlotRequest, type SlotVerdict } from '../../contracts/coordination';
 import type { Receipt } from '../../contracts/receipt';
 import type { Manifest } from '../../policies/manifest';
@@ -75,7 +75,7 @@ afterAll(async () => {
 });
 
 const ask = (chainId: string, workload: string, action: string, extra: Partial<SlotAsk> = {}): SlotAsk => ({ chainId, stepId: 's', workload, action, resource: { type: 'Cluster', id: 'eu-1' }, ...extra });
-const seal = async (d: string, a: SlotAsk): Promise<SlotRequest> => (await import('../../activities/coordination')).sealSlotRequest(manifest, a, await (await import('../../activities/identity')).loadPrivateKey(home, 'receipt'), { domain: d }) as Promise<SlotRequest>;
+const seal = async (d: string, a: SlotAsk): Promise<SlotRequest> => (await import('../../activities/coordination')).sealSlotRequest(manifest, a, await (await import('../../identity')).loadPrivateKey(home, 'receipt'), { domain: d }) as Promise<SlotRequest>;
 const idOf = (r: { chainId: string; stepId: string }) => slotRequestId(r.chainId, r.stepId);
 
 async function waitState(d: string, predicate: (s: CoordinatorState) => boolean, what: string): Promise<CoordinatorState> {
@@ -190,7 +190,7 @@ describe('conflicts, receipts and delivery to the chain', () => {
     const good = await seal('forged', ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'));
     const inflated = { ...good, chainId: `forged-${randomUUID()}`, authority: 1000 };
     const reforged = { ...good, stepId: 'other' };
-    const sealedElsewhere = await (await import('../../activities/coordination')).sealSlotRequest(manifest, ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'), await (await import('../../activities/identity')).loadPrivateKey(await makeHome(), 'receipt'), { domain: 'forged' });
+    const sealedElsewhere = await (await import('../../activities/coordination')).sealSlotRequest(manifest, ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'), await (await import('../../identity')).loadPrivateKey(await makeHome(), 'receipt'), { domain: 'forged' });
     for (const r of [inflated, reforged, sealedElsewhere!]) await cc.send(r);
     const s = await waitState('forged', (x) => x.recent.filter((v) => v.status === 'rejected').length === 3, 'refused the forgeries');
     expect(Object.fromEntries(s.recent.filter((v) => v.status === 'rejected').map((v) => [v.requestId, v.reason]))).toEqual({

@@ -3,7 +3,7 @@ import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/clie
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
-import { issueApproval } from '../../activities/identity';
+import { issueApproval } from '../../identity';
 import { COORDINATOR_WORKFLOW_TYPE, chooseWinnerSignal, chooseWinnerUpdate, type CoordinatorState } from '../../contracts/coordination';
 import { ErrorCode } from '../../contracts/errors';
 import { ask, final, idOf, startCoordinatorHarness, type CoordinatorHarness } from '../harness/coordinator';

@@ -1,7 +1,7 @@
 import { GOVERN_STEP_PATCH } from '../../contracts/patches';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../client/verify';
+import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../audit/verify';
 import type { ChainResult } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';

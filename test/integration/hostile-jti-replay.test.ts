@@ -1,8 +1,8 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import { DEV_ISSUER, GOVERNOR_AUDIENCE, keyPaths } from '../../activities/identity';
+import { DEV_ISSUER, GOVERNOR_AUDIENCE, keyPaths } from '../../identity';
 import { credentialClaimId } from '../../activities/credential-claims';
-import { fetchChainHistories, verifyChain } from '../../client/verify';
+import { fetchChainHistories, verifyChain } from '../../audit/verify';
 import { CREDENTIAL_CLAIM_WORKFLOW_TYPE } from '../../contracts/credential-claim';
 import type { ChainResult } from '../../contracts/state';
 import { WORKFLOW_TYPE } from '../../contracts/status';

@@ -1,4 +1,4 @@
-import { issueApproval } from '../../activities/identity';
+import { issueApproval } from '../../identity';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';

@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
-import { issueAttestation, issueCredential, keyPaths, loadPrivateKey } from '../../activities/identity';
-import { GovernorClient } from '../../client/client';
-import { recordedDecisions } from '../../client/history';
+import { issueAttestation, issueCredential, keyPaths, loadPrivateKey } from '../../identity';
+import { GovernorClient } from '../../sdk/client';
+import { recordedDecisions } from '../../audit/history';
 import { ErrorCode } from '../../contracts/errors';
 import type { ChainResult } from '../../contracts/state';
 import { loadBundle } from '../../policies/bundle';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { issueApproval } from '../../activities/identity';
+import { issueApproval } from '../../identity';
 import type { ChainResult } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { chainIdOfSavedJson, historyFromSavedJson } from '../harness/history';

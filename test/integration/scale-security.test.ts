@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { issueApproval, issueAttestation, issueCredential } from '../../activities/identity';
-import { GovernorClient } from '../../client/client';
+import { issueApproval, issueAttestation, issueCredential } from '../../identity';
+import { GovernorClient } from '../../sdk/client';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { ChainStatus, WORKFLOW_TYPE } from '../../contracts/status';
 import { createServiceActivities } from '../../examples/service/activities';

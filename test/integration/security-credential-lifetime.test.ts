@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { credentialClaimId } from '../../activities/credential-claims';
-import { DEV_ISSUER, issueAttestation } from '../../activities/identity';
+import { DEV_ISSUER, issueAttestation } from '../../identity';
 import type { ChainResult } from '../../contracts/state';
 import { setupGoverned, type Governed } from '../harness/governed';
 import { claimsFor, devPrivateJwk, privateKeyOf, signEd25519 } from '../harness/hostile-tokens';

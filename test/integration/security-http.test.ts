@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { HttpResolver } from '../../activities';
-import { createReplayer, fetchChainHistories, verifyChain, type Replayer } from '../../client/verify';
+import { createReplayer, fetchChainHistories, verifyChain, type Replayer } from '../../audit/verify';
 import type { ChainResult } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { bundleWorkflowCode, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type ActivityInterceptorsFactory, type Next } from '@temporalio/worker';
-import { issueApproval } from '../../activities/identity';
+import { issueApproval } from '../../identity';
 import type { GovernedChainInput } from '../../contracts/chain';
 import type { ServiceActivityInput } from '../../contracts/executor';
 import { GovernorStatusKey, GovernorWorkloadKey } from '../../contracts/search-attributes';

@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { initKeys, issueApproval, loadPrivateKey, loadPublicJwks } from '../../activities/identity';
-import { buildProof, sealProof, verifyProof, type Proof } from '../../client/proof';
-import { createReplayer, fetchChainHistories, verifyChain, type Replayer } from '../../client/verify';
+import { initKeys, issueApproval, loadPrivateKey, loadPublicJwks } from '../../identity';
+import { buildProof, sealProof, verifyProof, type Proof } from '../../audit/proof';
+import { createReplayer, fetchChainHistories, verifyChain, type Replayer } from '../../audit/verify';
 import type { ChainResult } from '../../contracts/state';
 import { loadArchivedBundle } from '../../policies/bundle-archive';
 import { loadBundle } from '../../policies/bundle';
-import { canonicalJson } from '../../policies/canonical';
+import { canonicalJson } from '../../core/canonical';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { issueApproval, issueAttestation, issueCredential } from '../../activities/identity';
+import { issueApproval, issueAttestation, issueCredential } from '../../identity';
 import { GovernedChainInput } from '../../contracts/chain';
-import { canonicalJson, sha256Hex } from '../../policies/canonical';
+import { canonicalJson, sha256Hex } from '../../core/canonical';
 
 /**
  * Tokens for the Go interop test (test/interop/go), minted with the dev keys of a governor home the

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
 import { admitRequests, sealSlotRequest, signCoordination } from '../../activities/coordination';
-import { initKeys, loadPrivateKey, loadPublicJwks } from '../../activities/identity';
+import { initKeys, loadPrivateKey, loadPublicJwks } from '../../identity';
 import { PolicyStore } from '../../activities/policy-store';
 import type { SlotAsk } from '../../contracts/coordination';
 import { Manifest } from '../../policies/manifest';

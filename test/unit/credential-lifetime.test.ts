@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEV_ATTESTER, DEV_ISSUER, GOVERNOR_AUDIENCE, initKeys, verifyApproval, verifyAttestation, verifyCredential } from '../../activities/identity';
+import { DEV_ATTESTER, DEV_ISSUER, GOVERNOR_AUDIENCE, initKeys, verifyApproval, verifyAttestation, verifyCredential } from '../../identity';
 import { ErrorCode } from '../../contracts/errors';
 import { Manifest } from '../../policies/manifest';
 import { claimsFor, devPrivateJwk, privateKeyOf, signEd25519, KIND_SIGNER, type TokenKind } from '../harness/hostile-tokens';

@@ -17,7 +17,7 @@ import {
   verifyApproval,
   verifyAttestation,
   verifyCredential,
-} from '../../activities/identity';
+} from '../../identity';
 import { formatIssues, GovernedChainInput } from '../../contracts/chain';
 import type { AuthzRequest } from '../../contracts/decision';
 import { ErrorCode, isGovernorError } from '../../contracts/errors';

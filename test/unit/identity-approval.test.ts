@@ -26,7 +26,7 @@ import {
   verifyAttestation,
   verifyCredential,
   type IssueApprovalOptions,
-} from '../../activities/identity';
+} from '../../identity';
 
 // Frozen clock: every token is issued at NOW and verified at an explicit offset from it. Hostile tokens are
 // crafted by hand with node:crypto so the test controls every header and claim byte.

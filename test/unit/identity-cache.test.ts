@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ErrorCode } from '../../contracts/errors';
 import { Manifest } from '../../policies/manifest';
-import { initKeys, issueAttestation, issueCredential, verifyAttestation, verifyCredential } from '../../activities/identity';
+import { initKeys, issueAttestation, issueCredential, verifyAttestation, verifyCredential } from '../../identity';
 
 // The verified-token cache must never change a verdict: time checks run on every call, and a
 // different trusted signer entry or a reloaded key set misses the cache.

@@ -16,7 +16,7 @@ import {
   loadPublicJwks,
   verifyAttestation,
   verifyCredential,
-} from '../../activities/identity';
+} from '../../identity';
 import { attackerKey, b64u, privateKeyOf, signEd25519, startCanary, type Canary } from '../harness/hostile-tokens';
 
 // Hostile tokens are crafted by hand with node:crypto (test/harness/hostile-tokens.ts), so the test controls

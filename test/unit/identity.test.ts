@@ -20,7 +20,7 @@ import {
   loadPublicJwks,
   verifyAttestation,
   verifyCredential,
-} from '../../activities/identity';
+} from '../../identity';
 
 // Frozen clock: every token is issued at NOW and verified at an explicit offset from it.
 const NOW = new Date('2030-01-01T00:00:00.000Z');

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { z } from 'zod';
-import { loadChainFile } from '../../client/chain-file';
-import { GovernorClient } from '../../client/client';
+import { loadChainFile } from '../../sdk/chain-file';
+import { GovernorClient } from '../../sdk/client';
 import { Chain } from '../../contracts/chain';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { findTooDeep, findTooLarge, formatBytes, formatPath, jsonTextTooDeep, MAX_JSON_DEPTH, MAX_WORKFLOW_INPUT_BYTES, utf8Length } from '../../contracts/limits';
@@ -108,7 +108,7 @@ describe('limits (contracts/limits.ts)', () => {
   });
 });
 
-describe('chain files (client/chain-file.ts)', () => {
+describe('chain files (sdk/chain-file.ts)', () => {
   it('refuses a 20 MB file before reading it, naming the limit', async () => {
     const file = write('big.json', JSON.stringify(chainWith({ blob: 'x'.repeat(20 * 1024 * 1024) })));
     const err = await caught(() => loadChainFile(file));

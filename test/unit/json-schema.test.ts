@@ -22,8 +22,8 @@ import {
   verifyApproval,
   verifyAttestation,
   verifyCredential,
-} from '../../activities/identity';
-import { clearVerifiedTokenCache } from '../../activities/identity/verify';
+} from '../../identity';
+import { clearVerifiedTokenCache } from '../../identity/verify';
 import { ApprovalSubmission, SubmitApprovalResult } from '../../contracts/approval';
 import { GovernedChainInput } from '../../contracts/chain';
 import { ApprovalClaims, AttestationClaims, CredentialClaims } from '../../contracts/identity-claims';
@@ -35,7 +35,7 @@ import { schemaAjv, schemaErrors, schemaOk } from '../harness/published-schemas'
 /*
  * The published JSON Schemas (contracts/*.schema.json): committed = generated, valid draft 2020-12 (ajv,
  * strict), and they agree with what the governor enforces: the zod schemas the workflow parses with, and
- * activities/identity/verify.ts for token claims (real tokens signed with dev keys on both sides of each bound).
+ * identity/verify.ts for token claims (real tokens signed with dev keys on both sides of each bound).
  */
 
 const root = path.join(__dirname, '..', '..');
@@ -217,7 +217,7 @@ describe('status, result and submitApproval schemas', () => {
   });
 });
 
-describe('token claim schemas agree with activities/identity/verify.ts', () => {
+describe('token claim schemas agree with identity/verify.ts', () => {
   const NOW = new Date('2030-01-01T00:00:00.000Z');
   const NOW_S = NOW.getTime() / 1000;
   let home: string;

@@ -1,13 +1,13 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initKeys, loadPrivateKey } from '../../activities/identity';
+import { initKeys, loadPrivateKey } from '../../identity';
 import { loadBundle } from '../../policies/bundle';
 import { signBundleDir, SIGNATURE_FILE } from '../../policies/signing';
 import { copyBundle, editBundleFile, policyCli, type PolicyCliRun } from '../harness/policy';
 
 /**
- * The `governor policy` commands, run in-process through commander exactly as client/cli.ts wires
+ * The `governor policy` commands, run in-process through commander exactly as cli/cli.ts wires
  * them (a top-level `--json`, errors mapped to exit codes as `main` does).
  */
 

@@ -1,6 +1,6 @@
 import { defaultPayloadConverter } from '@temporalio/common';
-import { recordedDecisions, type History } from '../../client/history';
-import { diffRecorded } from '../../client/policy-diff';
+import { recordedDecisions, type History } from '../../audit/history';
+import { diffRecorded } from '../../audit/policy-diff';
 import type { AuthzRequest, Decision } from '../../contracts/decision';
 import { loadBundle } from '../../policies/bundle';
 import { decisionsDiffer } from '../../policies/decision-diff';

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CompactSign } from 'jose';
-import { initKeys, loadPrivateKey, loadPublicJwks } from '../../activities/identity';
+import { initKeys, loadPrivateKey, loadPublicJwks } from '../../identity';
 import { ErrorCode } from '../../contracts/errors';
 import { loadBundle } from '../../policies/bundle';
 import { archiveBundle, archivedDigests, bundleArchiveDir, loadArchivedBundle } from '../../policies/bundle-archive';

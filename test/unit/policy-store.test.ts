@@ -5,7 +5,7 @@ import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
 import { authorizeAction, type AuthorizeInput } from '../../activities/authorize';
-import { initKeys, issueAttestation, issueCredential, loadPrivateKey } from '../../activities/identity';
+import { initKeys, issueAttestation, issueCredential, loadPrivateKey } from '../../identity';
 import { PolicyStore } from '../../activities/policy-store';
 import { ErrorCode } from '../../contracts/errors';
 import { GENESIS_HASH } from '../../contracts/receipt';

@@ -3,11 +3,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CompactSign } from 'jose';
-import { initKeys, loadPrivateKey, loadPublicJwks } from '../../activities/identity';
+import { initKeys, loadPrivateKey, loadPublicJwks } from '../../identity';
 import { RevocationLogFile, RevocationVerifier, logHead, mergeRevocations, revocationHash, signRevocationEntry, verifyRevocationLog } from '../../activities/revocation-log';
 import { GENESIS_HASH } from '../../contracts/receipt';
 import { REVOCATION_TYP, type SignedRevocation } from '../../contracts/revocation';
-import type { ReceiptSigner } from '../../activities/receipts';
+import type { ReceiptSigner } from '../../core/receipts';
 
 /**
  * The signed, append-only revocation log: only entries signed with the governor's receipt key, for

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
-import { oidcOptions } from '../../client/commands/codec';
-import { AesGcmPayloadCodec, parseKeyRing, payloadFromJson, payloadToJson } from '../../workers/codec';
+import { oidcOptions } from '../../cli/commands/codec';
+import { AesGcmPayloadCodec, parseKeyRing, payloadFromJson, payloadToJson } from '../../runtime/codec';
 import { startCodecServer, type CodecServer } from '../../workers/codec-server';
 
 /**

@@ -17,7 +17,7 @@ import {
   payloadToJson,
   writeKeyFile,
   type KeyRing,
-} from '../../workers/codec';
+} from '../../runtime/codec';
 import { startCodecServer, writeTokenFile, type CodecServer } from '../../workers/codec-server';
 
 const k1 = randomBytes(32).toString('base64');

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadTemporalSettings } from '../../workers/connection';
+import { loadTemporalSettings } from '../../runtime/connection';
 
 // loadTemporalSettings reads the standard TEMPORAL_* settings through @temporalio/envconfig. These
 // cases pin what reaches the connections and which settings are refused (naming the setting).

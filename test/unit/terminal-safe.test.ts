@@ -1,4 +1,4 @@
-import { terminalSafe } from '../../client/cli';
+import { terminalSafe } from '../../cli/cli';
 
 describe('terminalSafe (human CLI output of submitter-chosen text)', () => {
   it('shows terminal escapes and carriage returns as \\u escapes, keeps newlines and tabs', () => {

@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DefaultLogger, Runtime, bundleWorkflowCode } from '@temporalio/worker';
-import { initKeys, loadPublicJwks } from '../../activities/identity';
-import { canonicalJson } from '../../policies/canonical';
-import { createReplayer, formatReport, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../client/verify';
+import { initKeys, loadPublicJwks } from '../../identity';
+import { canonicalJson } from '../../core/canonical';
+import { createReplayer, formatReport, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../audit/verify';
 
 /**
  * `verifyChain` on the committed histories of test/replay/histories (recorded from real runs). Their

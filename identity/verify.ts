@@ -1,6 +1,6 @@
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
-import { ErrorCode, GovernorError, isGovernorError } from '../../contracts/errors';
-import { durationMs, type JwksSource, type Manifest } from '../../policies/manifest';
+import { ErrorCode, GovernorError, isGovernorError } from '../contracts/errors';
+import { durationMs, type JwksSource, type Manifest } from '../policies/manifest';
 import { createJwksResolver, type JwksResolver } from './jwks';
 
 export { clearJwksCache, createJwksResolver, type JwksResolver } from './jwks';

@@ -4,13 +4,13 @@ import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Command } from 'commander';
 import type { JSONWebKeySet } from 'jose';
-import { loadPrivateKey, loadPublicJwks } from '../../activities/identity';
+import { loadPrivateKey, loadPublicJwks } from '../../identity';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { loadArchivedBundle } from '../../policies/bundle-archive';
-import { loadCodec } from '../../workers/codec';
-import { connectClient, loadTemporalSettings } from '../../workers/connection';
-import { buildProof, readProofFile, verifyProof, writeProofFile } from '../proof';
-import { createReplayer, fetchChainHistories, formatReport, verifyChain, type BundleLookup, type VerifyReport } from '../verify';
+import { loadCodec } from '../../runtime/codec';
+import { connectClient, loadTemporalSettings } from '../../runtime/connection';
+import { buildProof, readProofFile, verifyProof, writeProofFile } from '../../audit/proof';
+import { createReplayer, fetchChainHistories, formatReport, verifyChain, type BundleLookup, type VerifyReport } from '../../audit/verify';
 
 /**
  * `governor verify`. Exit codes (DESIGN §6): 0 verified · 2 verification failed · 1 bad input (no

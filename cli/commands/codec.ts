@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
-import { loadCodec, writeKeyFile } from '../../workers/codec';
+import { loadCodec, writeKeyFile } from '../../runtime/codec';
 import { checkToken, CODEC_TOKEN_ENV, readTokenFile, startCodecServer, writeTokenFile, type CodecOidcOptions } from '../../workers/codec-server';
-import { createLogger } from '../../workers/logger';
+import { createLogger } from '../../runtime/logger';
 
 /** What the CLI passes to `registerCodecCommands`. */
 export interface CodecCommandContext {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JSONWebKeySet, type JWK } from 'jose';
-import { ErrorCode, GovernorError } from '../../contracts/errors';
+import { ErrorCode, GovernorError } from '../contracts/errors';
 
 /**
  * Dev key material under `<home>/keys/`: one Ed25519 key pair per name, the private half as a JWK file

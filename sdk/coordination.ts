@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { sealSlotRequest, submitSlotRequest } from '../activities/coordination';
-import { loadPrivateKey } from '../activities/identity';
+import { loadPrivateKey } from '../identity';
 import {
   COORDINATOR_WORKFLOW_TYPE,
   chooseWinnerUpdate,

@@ -9,8 +9,8 @@ import {
   type JSONWebKeySet,
   type LocalJWKSet,
 } from 'jose';
-import { ErrorCode, GovernorError } from '../../contracts/errors';
-import type { JwksSource } from '../../policies/manifest';
+import { ErrorCode, GovernorError } from '../contracts/errors';
+import type { JwksSource } from '../policies/manifest';
 import { governorHome } from './keys';
 
 /**

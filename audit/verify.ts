@@ -5,8 +5,8 @@ import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { decisionReceiptPayload } from '../activities/authorize';
 import { SLOT_SEAL_TYP } from '../activities/coordination';
-import { loadPublicJwks } from '../activities/identity';
-import { receiptBody } from '../activities/receipts';
+import { loadPublicJwks } from '../identity';
+import { receiptBody } from '../core/receipts';
 import { GovernedChainInput } from '../contracts/chain';
 import { VALIDATED_INPUT_PATCH } from '../contracts/patches';
 import { findDomain, requestDigestInput, resourceLabel, slotRequestId } from '../contracts/coordination';
@@ -19,10 +19,10 @@ import { GovernorPolicyDigestKey, GovernorStatusKey, GovernorWorkloadKey } from 
 import { ChainStatus, TERMINAL_STATUSES, WORKFLOW_TYPE } from '../contracts/status';
 import { loadArchivedBundle } from '../policies/bundle-archive';
 import { bundleDigest, type LoadedBundle } from '../policies/bundle';
-import { canonicalJson, sha256Hex } from '../policies/canonical';
+import { canonicalJson, sha256Hex } from '../core/canonical';
 import { decisionsDiffer } from '../policies/decision-diff';
 import { PolicyEngine } from '../policies/engine';
-import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../workers/codec';
+import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../runtime/codec';
 import { checkRuns, listRunIds, type ChainRun, type RunReport } from './runs';
 
 /*
@@ -36,7 +36,7 @@ import { checkRuns, listRunIds, type ChainRun, type RunReport } from './runs';
  *   history     well-formed: proto3 JSON that round-trips byte for byte, contiguous event ids,
  *               each event type matching its attributes, the governor's workflow type, a valid
  *               chain input, runs linked by continue-as-new, one chain id throughout
- *   runs        every run of the workflow id and how it relates to the chain (client/runs.ts):
+ *   runs        every run of the workflow id and how it relates to the chain (audit/runs.ts):
  *               no executor ran in a branch a reset abandoned, the chain did not end terminated,
  *               timed out or cancelled, no other execution used the id
  *   replay      every run replays with the current workflow code (no nondeterminism, no failure)
@@ -135,7 +135,7 @@ export interface VerifyChainInput {
   replayer?: Replayer;
   /** Workflow code to replay with (default: this package's `workflows/`, bundled on the fly). */
   workflowBundle?: WorkflowBundleOption;
-  /** Payload codec of an encrypted history (`workers/codec.ts`): payloads are decoded before any check. */
+  /** Payload codec of an encrypted history (`runtime/codec.ts`): payloads are decoded before any check. */
   codec?: PayloadCodec;
 }
 
@@ -239,7 +239,7 @@ const MAX_REPLAYS_CACHED = 10_000;
  */
 export function createReplayer(options: { workflowBundle?: WorkflowBundleOption } = {}): Replayer {
   // The governor worker's payload converter: a history holding an undecodable payload replays as it ran.
-  const dataConverter = { payloadConverterPath: require.resolve('../workers/payload-converter') };
+  const dataConverter = { payloadConverterPath: require.resolve('../runtime/payload-converter') };
   const workerOptions = options.workflowBundle ? { workflowBundle: options.workflowBundle, dataConverter } : { workflowsPath: require.resolve('../workflows'), dataConverter };
   const cache = new Map<string, Promise<ReplayOutcome>>();
   const queue: QueuedReplay[] = [];

@@ -2,14 +2,14 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import type { Command } from 'commander';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
-import { loadPrivateKey, keyPaths } from '../../activities/identity';
+import { loadPrivateKey, keyPaths } from '../../identity';
 import { analyseBundle, checkBundle, formatIssue, readBundleFiles, type BundleIssue, type LoadedBundle } from '../../policies/bundle';
 import { explainDecision } from '../../policies/explain';
 import { runPolicyTests } from '../../policies/policy-tests';
 import { readBundleSignature, readTrustedKeys, signBundleDir, SignatureStatus, verifyDigestSignature, type SignatureCheck } from '../../policies/signing';
-import { loadCodec } from '../../workers/codec';
-import { connectClient, loadTemporalSettings } from '../../workers/connection';
-import { diffRecordedDecisions } from '../policy-diff';
+import { loadCodec } from '../../runtime/codec';
+import { connectClient, loadTemporalSettings } from '../../runtime/connection';
+import { diffRecordedDecisions } from '../../audit/policy-diff';
 
 /**
  * `governor policy check|test|sign|diff`. Exit codes (DESIGN §6):

@@ -3,7 +3,7 @@ import { defaultPayloadConverter, type PayloadCodec, type PayloadConverter } fro
 import { temporal } from '@temporalio/proto';
 import { AuthzRequest, Decision } from '../contracts/decision';
 import { ErrorCode, GovernorError } from '../contracts/errors';
-import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../workers/codec';
+import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../runtime/codec';
 
 /**
  * Reading recorded decisions back out of a chain's workflow history.

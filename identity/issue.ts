@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { ErrorCode, GovernorError } from '../../contracts/errors';
+import { ErrorCode, GovernorError } from '../contracts/errors';
 import { loadPrivateKey } from './keys';
 
 /**
