@@ -1,3 +1,5 @@
+import { failClosedDecision } from '../core/step';
+import { refusedInputDigest } from '../core/digests';
 import { asyncLocalStorage, log } from '@temporalio/activity';
 import type { JsonValue, ResourceRef } from '../contracts/chain';
 import type { AuthzRequest, Decision } from '../contracts/decision';
@@ -6,7 +8,6 @@ import type { Receipt, ReceiptHead } from '../contracts/receipt';
 import type { RevocationListRef } from '../contracts/revocation';
 import { approvalsContext, requestContext, type ApprovalVote } from '../policies/context';
 import { decisionsDiffer } from '../policies/decision-diff';
-import { canonicalJson, sha256Hex } from '../policies/engine';
 import type { ActiveBundle, PolicyStore } from './policy-store';
 import { verifyAttestation, verifyCredential, type VerifiedCredential } from '../identity';
 
@@ -62,11 +63,6 @@ export interface ShadowDecision {
   escalation?: Decision['escalation'];
 }
 
-/** A deny that names why, for failures before policy evaluation (verification, no bundle). */
-export function denyDecision(reason: string, bundleDigest: string, evaluatedAt: string, inputDigest = ''): Decision {
-  return { effect: 'deny', determiningPolicies: [], annotations: {}, errors: [reason], reason, bundleDigest, inputDigest, evaluatedAt };
-}
-
 /**
  * Verifies the credential and attestation, then evaluates policy. Never throws for a bad token or a
  * policy error: those are recorded denies. Throws only when the decision cannot be recorded.
@@ -89,12 +85,12 @@ export async function authorizeAction(
   const evaluatedAt = now.toISOString();
   const active = 'active' in hooks ? hooks.active : store.current();
   if (!active) {
-    return { decision: denyDecision('no valid policy bundle is loaded', '', evaluatedAt), credentialExpired: false, gracePeriod: 0 };
+    return { decision: failClosedDecision('no valid policy bundle is loaded', { evaluatedAt }), credentialExpired: false, gracePeriod: 0 };
   }
   const { manifest } = active.bundle;
   const gracePeriod = active.gracePeriodMs;
   const deny = (reason: string, credentialExpired = false): Omit<AuthorizeResult, 'receipt'> => ({
-    decision: denyDecision(reason, active.bundle.digest, evaluatedAt, sha256Hex(canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource }))),
+    decision: failClosedDecision(reason, { bundleDigest: active.bundle.digest, evaluatedAt, inputDigest: refusedInputDigest(input.chainId, input) }),
     credentialExpired,
     gracePeriod,
   });

@@ -8,7 +8,6 @@ import {
   matchesResourcePattern,
   requestDigestInput,
   requestSlotSignal,
-  resourceLabel,
   SlotAsk,
   SlotRequest,
   slotRequestId,
@@ -17,6 +16,7 @@ import {
   type TieBreakVerdict,
 } from '../contracts/coordination';
 import { durationMs } from '../contracts/duration';
+import { resourceLabel } from '../core/step';
 import { ErrorCode, GovernorError, isGovernorError } from '../contracts/errors';
 import type { Receipt, ReceiptHead } from '../contracts/receipt';
 import { formatIssues } from '../contracts/chain';

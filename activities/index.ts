@@ -1,18 +1,20 @@
+import { failClosedDecision } from '../core/step';
+import { refusedInputDigest, stepDigest } from '../core/digests';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { VoteVerdict } from '../contracts/approval';
 import type { Executor, JsonValue } from '../contracts/chain';
 import { durationMs } from '../contracts/duration';
 import { ErrorCode } from '../contracts/errors';
-import { canonicalJson, sha256Hex } from '../policies/engine';
 import { judgeVote, type VoteContext } from './approvals';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 import type { ExecutionOutcome } from '../contracts/state';
-import { authorizeAction, decisionReceiptPayload, denyDecision, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
+import { authorizeAction, decisionReceiptPayload, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
 import { loadPrivateKey, loadPublicJwks } from '../identity';
 import { admitRequests, checkSlotVerdict, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput, type VerifySlotVerdictInput } from './coordination';
-import { coordinatorId, findDomain, resourceLabel, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
+import { resourceLabel } from '../core/step';
+import { coordinatorId, findDomain, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
 import type { ActiveBundle, PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
 import { signRevocationEntry } from './revocation-log';
@@ -113,8 +115,7 @@ export interface ActivityDeps {
  * (like a verification failure), so `governor verify` counts it among the denies made before policy.
  */
 function targetDenied(input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action' | 'resource'>, reason: string, bundleDigest: string, gracePeriod: number, now: Date): Omit<AuthorizeResult, 'receipt'> {
-  const inputDigest = sha256Hex(canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource }));
-  return { decision: denyDecision(reason, bundleDigest, now.toISOString(), inputDigest), credentialExpired: false, gracePeriod };
+  return { decision: failClosedDecision(reason, { bundleDigest, evaluatedAt: now.toISOString(), inputDigest: refusedInputDigest(input.chainId, input) }), credentialExpired: false, gracePeriod };
 }
 
 /** Builds the governor's activities. Names are recorded in history: never rename them. */
@@ -164,7 +165,7 @@ export function createActivities(deps: ActivityDeps) {
     // and so is every workload while the list is not known (fail closed). The decision names the list.
     const seen = deps.revocations ? await deps.revocations.snapshot() : undefined;
     const revoked = seen?.ok ? seen.revoked[input.workload] : undefined;
-    const refused = (reason: string): Omit<AuthorizeResult, 'receipt'> => ({ decision: denyDecision(reason, active?.bundle.digest ?? '', now.toISOString()), credentialExpired: false, gracePeriod: 0 });
+    const refused = (reason: string): Omit<AuthorizeResult, 'receipt'> => ({ decision: failClosedDecision(reason, { bundleDigest: active?.bundle.digest ?? '', evaluatedAt: now.toISOString() }), credentialExpired: false, gracePeriod: 0 });
     const decided: Omit<AuthorizeResult, 'receipt'> =
       seen && !seen.ok
         ? refused(`revocation list unavailable: ${seen.reason}`)
@@ -179,16 +180,14 @@ export function createActivities(deps: ActivityDeps) {
       if (!checked.ok) result = { ...targetDenied(input, `${HTTP_REFUSED}: ${checked.reason}`, active.bundle.digest, result.gracePeriod, now), ...(seen?.ok ? { revocations: seen.ref } : {}) };
     }
     logShadowDifference(input, result);
-    const stepDigest = sha256Hex(
-      canonicalJson({ chainId: input.chainId, stepId: input.stepId, action: input.action, resource: input.resource, context: input.context, binding: binding ?? null }),
-    );
+    const digest = stepDigest(input.chainId, input, binding ?? null);
     const ladder = active?.bundle.manifest.approvals.ladder ?? [];
     const approvalRules = result.decision.effect === 'escalate' ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) } : undefined;
     const domains = active?.bundle.manifest.coordination.domains;
     // Unknown (no bundle) counts as coordinated: the workflow then asks requestSlot, which fails closed.
     const coordinated =
       input.kind === 'step' || coordinateCompensations ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined : undefined;
-    return signDecision(input, result, { stepDigest, ...(approvalRules ? { approvalRules } : {}), ...(coordinated !== undefined ? { coordinated } : {}) });
+    return signDecision(input, result, { stepDigest: digest, ...(approvalRules ? { approvalRules } : {}), ...(coordinated !== undefined ? { coordinated } : {}) });
   }
 
   /** Signs a decision receipt and assembles the `authorize` result. */

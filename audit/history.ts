@@ -1,4 +1,5 @@
 import type { WorkflowHandle } from '@temporalio/client';
+import { Activity, LOCAL_ACTIVITY_MARKER } from '../core/history';
 import { defaultPayloadConverter, type PayloadCodec, type PayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { AuthzRequest, Decision } from '../contracts/decision';
@@ -23,13 +24,6 @@ import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../runtime/codec';
 
 /** A workflow history as `WorkflowHandle.fetchHistory()` returns it. */
 export type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
-
-/** Marker name of local activity results written by Temporal's Core SDK (TypeScript, Python, .NET, Ruby). */
-export const LOCAL_ACTIVITY_MARKER = 'core_local_activity';
-/** Activity type of the governor's decision activity (recorded in history: never renamed). */
-export const AUTHORIZE_ACTIVITY = 'authorize';
-/** Activity type that decides and (when allowed outright) runs a built-in executor: its result's `authorized` is an `authorize` result. */
-export const GOVERN_STEP_ACTIVITY = 'governStep';
 
 /** One decision recorded in a chain's history. */
 export interface RecordedDecision {
@@ -96,7 +90,7 @@ export function recordedDecisions(history: History, options: { payloadConverter?
     if (marker) {
       if (marker.markerName !== LOCAL_ACTIVITY_MARKER) continue;
       const data = decode(marker.details?.data?.payloads?.[0]) as { activity_type?: unknown } | undefined;
-      if (data?.activity_type !== AUTHORIZE_ACTIVITY) continue;
+      if (data?.activity_type !== Activity.authorize) continue;
       const result = decode(marker.details?.result?.payloads?.[0]);
       const recorded = asRecordedDecision(result, eventId);
       if (recorded) out.push(recorded);
@@ -104,8 +98,8 @@ export function recordedDecisions(history: History, options: { payloadConverter?
     }
     const scheduled = event.activityTaskScheduledEventAttributes;
     if (scheduled) {
-      if (scheduled.activityType?.name === AUTHORIZE_ACTIVITY) authorizeScheduled.add(String(event.eventId));
-      if (scheduled.activityType?.name === GOVERN_STEP_ACTIVITY) governStepScheduled.add(String(event.eventId));
+      if (scheduled.activityType?.name === Activity.authorize) authorizeScheduled.add(String(event.eventId));
+      if (scheduled.activityType?.name === Activity.governStep) governStepScheduled.add(String(event.eventId));
       continue;
     }
     const cancelRequested = event.activityTaskCancelRequestedEventAttributes;

@@ -9,7 +9,10 @@ import { loadPublicJwks } from '../identity';
 import { receiptBody } from '../core/receipts';
 import { GovernedChainInput } from '../contracts/chain';
 import { VALIDATED_INPUT_PATCH } from '../contracts/patches';
-import { findDomain, requestDigestInput, resourceLabel, slotRequestId } from '../contracts/coordination';
+import { findDomain, requestDigestInput, slotRequestId } from '../contracts/coordination';
+import { compensationStepId, idempotencyKey, isCompensationStepId, ownContext, resourceLabel } from '../core/step';
+import { stepDigest } from '../core/digests';
+import { Activity, GOVERNOR_LOCAL_ACTIVITIES, LOCAL_ACTIVITY_MARKER, PATCH_MARKER, SLOT_VERDICT_SIGNAL } from '../core/history';
 import { AuthzRequest, Decision } from '../contracts/decision';
 import { durationMs } from '../contracts/duration';
 import { ErrorCode, GovernorError } from '../contracts/errors';
@@ -310,20 +313,7 @@ export function createReplayer(options: { workflowBundle?: WorkflowBundleOption 
 
 // ---- decoding one run -----------------------------------------------------------------------
 
-/** Activity types of the governor recorded in history (never renamed). */
-const LOCAL_ACTIVITY_MARKER = 'core_local_activity';
-const AUTHORIZE = 'authorize';
-const VERIFY_APPROVAL = 'verifyApproval';
-const RECORD_RECEIPT = 'recordReceipt';
-const EXECUTE = 'execute';
-/** Decision and built-in execution in one activity: its result holds an `authorize` result and maybe an `execute` one. */
-const GOVERN_STEP = 'governStep';
-const REQUEST_SLOT = 'requestSlot';
-/** Marker the SDK records for `patched()` (Core SDK format, recorded in history). */
-const PATCH_MARKER = 'core_patch';
-const GOVERNOR_LOCAL_ACTIVITIES = [AUTHORIZE, VERIFY_APPROVAL, RECORD_RECEIPT];
-/** Signal a domain's coordinator sends a chain with its slot verdict (recorded in history: never renamed). */
-const SLOT_VERDICT_SIGNAL = 'slotVerdict';
+const { authorize: AUTHORIZE, verifyApproval: VERIFY_APPROVAL, recordReceipt: RECORD_RECEIPT, execute: EXECUTE, governStep: GOVERN_STEP, requestSlot: REQUEST_SLOT } = Activity;
 
 type ReceiptSource = typeof AUTHORIZE | typeof VERIFY_APPROVAL | typeof RECORD_RECEIPT | typeof EXECUTE;
 
@@ -1090,13 +1080,12 @@ function actionsOf(rawInput: unknown): Map<string, { action: unknown; resource: 
     out.set(step.id, { action: step.action, resource: step.resource, context: step.context, input: step.input, executor: step.executor });
     const comp = step.compensation;
     if (isRecord(comp)) {
-      out.set(`${step.id}.compensation`, { action: comp.action, resource: comp.resource ?? step.resource, context: comp.context, input: comp.input, executor: comp.executor });
+      out.set(compensationStepId(step.id), { action: comp.action, resource: comp.resource ?? step.resource, context: comp.context, input: comp.input, executor: comp.executor });
     }
   }
   return out;
 }
 
-const RESERVED_CONTEXT = ['attestation', 'approvals', 'now', 'nowEpochSeconds'];
 
 /**
  * Coordination slot requests are sealed by the governor's receipt key over `{domain, requestDigest}`;
@@ -1182,7 +1171,7 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
       const stepId = typeof request.stepId === 'string' ? request.stepId : '';
       const where = `slot request at event ${item.eventId} of run ${item.run + 1}`;
       const action = actions.get(stepId);
-      const resource = action && isRecord(action.resource) ? `${String(action.resource.type)}::"${String(action.resource.id)}"` : undefined;
+      const resource = action && isRecord(action.resource) ? resourceLabel({ type: String(action.resource.type), id: String(action.resource.id) }) : undefined;
       if (request.chainId !== chainId || !action || request.workload !== workload || request.action !== action.action || request.resource !== resource) {
         problems.add(`${where}: not for a step of this chain`);
         continue;
@@ -1225,11 +1214,9 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
       continue;
     }
     if (entry.source === AUTHORIZE) {
-      const expected = r.kind === 'compensation-decision' ? stepId.endsWith('.compensation') : !stepId.endsWith('.compensation');
+      const expected = r.kind === 'compensation-decision' ? isCompensationStepId(stepId) : !isCompensationStepId(stepId);
       if (!expected) problems.add(`${label}: the kind does not match the step`);
-      const digest = sha256Hex(
-        canonicalJson({ chainId, stepId, action: action.action, resource: action.resource, context: action.context, binding: { input: action.input, executor: action.executor } }),
-      );
+      const digest = stepDigest(chainId, { stepId, action: action.action, resource: action.resource, context: action.context }, { input: action.input, executor: action.executor });
       if (res.stepDigest !== digest) problems.add(`${label}: its step digest is not the digest of the chain's step`);
       stepDigests.set(stepId, digest);
       lastDecision.set(stepId, isRecord(res.decision) ? res.decision : {});
@@ -1242,7 +1229,7 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
         if (req.action !== action.action || canonicalJson(req.resource ?? null) !== canonicalJson(resource ?? null)) problems.add(`${label}: evaluated another action or resource than the step's`);
         const context = isRecord(req.context) ? req.context : {};
         const own = isRecord(action.context) ? action.context : {};
-        const strip = (c: Record<string, unknown>): string => canonicalJson(Object.fromEntries(Object.entries(c).filter(([k]) => !RESERVED_CONTEXT.includes(k))));
+        const strip = (c: Record<string, unknown>): string => canonicalJson(ownContext(c));
         if (strip(context) !== strip(own)) problems.add(`${label}: evaluated another context than the step's`);
         const approvals = isRecord(context.approvals) ? context.approvals : undefined;
         if (approvals) {
@@ -1267,7 +1254,7 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
       if (!allowed(stepId)) problems.add(`${label}: executed without an allowing decision (last: ${String(lastDecision.get(stepId)?.effect)})`);
       const outcome = isRecord(payload.outcome) ? payload.outcome : {};
       outcomes.set(stepId, payload.outcome);
-      if (outcome.idempotencyKey !== `${chainId}/${stepId}`) problems.add(`${label}: idempotency key is not ${chainId}/${stepId}`);
+      if (outcome.idempotencyKey !== idempotencyKey(chainId, stepId)) problems.add(`${label}: idempotency key is not ${idempotencyKey(chainId, stepId)}`);
       if (entry.source === EXECUTE) {
         if (canonicalJson(res.outcome ?? null) !== canonicalJson(payload.outcome ?? null)) problems.add(`${label}: the receipt's outcome differs from the executor's`);
       } else if (outcome.executor === 'activity') {
@@ -1297,8 +1284,8 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
       const resource = isRecord(action.resource) ? { type: action.resource.type, id: action.resource.id } : undefined;
       const ok =
         input.chainId === chainId &&
-        input.idempotencyKey === `${chainId}/${stepId}` &&
-        input.kind === (stepId.endsWith('.compensation') ? 'compensation' : 'step') &&
+        input.idempotencyKey === idempotencyKey(chainId ?? '', stepId) &&
+        input.kind === (isCompensationStepId(stepId) ? 'compensation' : 'step') &&
         input.action === action.action &&
         same(input.resource, resource) &&
         same(input.context, action.context) &&
@@ -1309,10 +1296,10 @@ function checkBindings(runs: DecodedRun[], chainId: string | null, chain: ChainR
       return;
     }
     if (!allowed(stepId)) problems.add(`${where}: step ${stepId} scheduled without an allowing decision`);
-    let ok = input.chainId === chainId && input.idempotencyKey === `${chainId}/${stepId}` && same(input.input, action.input);
+    let ok = input.chainId === chainId && input.idempotencyKey === idempotencyKey(chainId ?? '', stepId) && same(input.input, action.input);
     if (a.type === EXECUTE) {
       const receipt = isRecord(input.receipt) ? input.receipt : {};
-      ok &&= same(input.executor, action.executor) && receipt.kind === (stepId.endsWith('.compensation') ? 'compensation-execution' : 'execution');
+      ok &&= same(input.executor, action.executor) && receipt.kind === (isCompensationStepId(stepId) ? 'compensation-execution' : 'execution');
     } else {
       const resource = isRecord(action.resource) ? { type: action.resource.type, id: action.resource.id } : undefined;
       ok &&= executor.type === 'activity' && executor.activityType === a.type && input.action === action.action && same(input.resource, resource);
@@ -1407,14 +1394,14 @@ function checkResultSteps(
     const s = isRecord(raw) ? raw : {};
     const step = steps[i];
     const where = `the result's step ${i + 1}`;
-    if (!step || s.id !== step.id || s.action !== step.action || s.resource !== `${step.resource.type}::"${step.resource.id}"`) {
+    if (!step || s.id !== step.id || s.action !== step.action || s.resource !== resourceLabel(step.resource)) {
       problems.add(`${where}: not the chain's step`);
       return;
     }
     if (!decisionMatches(s.decision, step.id)) problems.add(`${where} (${step.id}): its decision is not the recorded one`);
     if (!same(s.outcome, outcomes.get(step.id))) problems.add(`${where} (${step.id}): its outcome is not the recorded one`);
     const comp = isRecord(s.compensation) ? s.compensation : undefined;
-    const compId = `${step.id}.compensation`;
+    const compId = compensationStepId(step.id);
     if (comp && actions.has(compId)) {
       if (!decisionMatches(comp.decision, compId)) problems.add(`${where} (${step.id}): its compensation decision is not the recorded one`);
       if (!same(comp.outcome, outcomes.get(compId))) problems.add(`${where} (${step.id}): its compensation outcome is not the recorded one`);

@@ -1,5 +1,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
+import { idempotencyKey } from '../core/step';
 import { DURATION_PATTERN } from './duration';
 import { ReceiptHead, type ReceiptKind } from './receipt';
 
@@ -80,7 +81,7 @@ export function coordinatorId(taskQueue: string, domain: string): string {
 
 /** Id of one slot request: the step's idempotency key `<chainId>/<stepId>`. */
 export function slotRequestId(chainId: string, stepId: string): string {
-  return `${chainId}/${stepId}`;
+  return idempotencyKey(chainId, stepId);
 }
 
 /**
@@ -91,10 +92,6 @@ export const COORDINATION_RECEIPT_KIND: ReceiptKind = 'decision';
 
 // ---- resources --------------------------------------------------------------------------------
 
-/** `Type::"id"`, the label a resource has in policy, receipts and version tracking. */
-export function resourceLabel(r: { type: string; id: string }): string {
-  return `${r.type}::"${r.id}"`;
-}
 
 const LABEL = /^([A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*)::"(.*)"$/s;
 const PATTERN = /^([A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*)::(\*|"(.*)")$/s;

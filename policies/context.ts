@@ -1,12 +1,11 @@
 import type { JsonValue } from '../contracts/chain';
+import { RESERVED_CONTEXT_KEYS } from '../core/step';
 
 /**
  * The context shape the governor's policies expect (see policies/default/schema.cedarschema), and
  * pure helpers to build it. The engine itself adds `now` and `nowEpochSeconds`.
  */
 
-/** Keys the governor owns: a step's own context can never set them (no spoofed claims or time). */
-export const RESERVED_CONTEXT_KEYS = ['attestation', 'approvals', 'now', 'nowEpochSeconds'] as const;
 
 /** Verified attestation claims, as `context.attestation`. */
 export interface AttestationContext {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { resourceLabel } from '../core/step';
 import { Client, WithStartWorkflowOperation, WorkflowExecutionInfo, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
@@ -113,7 +114,7 @@ export class GovernorClient {
       throw new GovernorError(ErrorCode.InvalidInput, `invalid chain input:\n${formatIssues(input.error)}`, String(input.error.issues[0]?.path.join('.') ?? ''));
     }
     checkInputSize(input.data);
-    const steps = c.steps.map((s, i) => `${i + 1}. ${s.action} on ${s.resource.type}::"${s.resource.id}" (${s.executor.type})`);
+    const steps = c.steps.map((s, i) => `${i + 1}. ${s.action} on ${resourceLabel(s.resource)} (${s.executor.type})`);
     try {
       return await this.client.workflow.start(WORKFLOW_TYPE, {
         taskQueue: this.taskQueue,

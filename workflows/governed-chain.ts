@@ -17,9 +17,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
-import type { GovernorActivities, GovernorAuthorizeInput, GovernorAuthorizeResult, GovernStepResult } from '../activities';
+import type { GovernorActivities, GovernorAuthorizeResult, GovernStepResult } from '../activities';
 import { ApprovalSubmission, type ApprovalState, type VoteVerdict } from '../contracts/approval';
-import { GovernedChainInput, type Compensation, type Executor, type JsonValue, type ResourceRef, type Step } from '../contracts/chain';
+import { GovernedChainInput, type Compensation, type Step } from '../contracts/chain';
 import type { Decision } from '../contracts/decision';
 import { durationMs } from '../contracts/duration';
 import type { ServiceActivityInput } from '../contracts/executor';
@@ -52,6 +52,7 @@ import { ChainStatus } from '../contracts/status';
 import { ApprovalQueue } from './approval-queue';
 import { SlotVerdict, releaseSlotSignal, slotVerdictSignal, withdrawSlotSignal } from '../contracts/coordination';
 import { failureMessage } from './failure';
+import { chainStepIdOf, compensationAction, failClosedDecision, idempotencyKey, resourceLabel, stepAction, type GovernedAction } from '../core/step';
 
 /*
  * Deterministic code only: no Node built-ins, no clocks, no randomness, no I/O. Every decision,
@@ -79,22 +80,8 @@ export { GOVERN_STEP_PATCH, VALIDATED_INPUT_PATCH };
 /** Most malformed-vote verdicts kept for `status` while no step awaits approval. */
 const MAX_STRAY_VERDICTS = 20;
 
-function resourceLabel(r: ResourceRef): string {
-  return `${r.type}::"${r.id}"`;
-}
-
 /** One governed action (a step or a compensation) as the chain authorizes and executes it. */
-interface Action {
-  stepId: string;
-  /** Coordination hints of a step (compensations are not coordinated). */
-  coordination?: Step['coordination'];
-  kind: GovernorAuthorizeInput['kind'];
-  action: string;
-  resource: ResourceRef;
-  context: Record<string, JsonValue>;
-  input: Record<string, JsonValue>;
-  executor: Executor;
-}
+type Action = GovernedAction;
 
 /** Thrown inside the chain when it was revoked; never leaves the workflow. */
 class Revoked extends Error {}
@@ -207,7 +194,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
       verdict = parsed.data;
     }
     // A compensation's request is shown on its step.
-    const s = state.steps.find((x) => x.id === (strict ? verdict.stepId.replace(/\.compensation$/, '') : verdict.stepId));
+    const s = state.steps.find((x) => x.id === (strict ? chainStepIdOf(verdict.stepId) : verdict.stepId));
     if (s?.coordination && s.coordination.requestId === verdict.requestId && s.coordination.status === 'queued') {
       s.coordination = { ...s.coordination, status: verdict.status, reason: verdict.reason, position: verdict.position, order: verdict.order, conflictWith: verdict.conflictWith, version: verdict.version };
     }
@@ -483,7 +470,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
    * service activity's outcome is recorded by the caller with `recordReceipt`.
    */
   const execute = async (a: Action): Promise<{ outcome: ExecutionOutcome; receipt?: Receipt }> => {
-    const idempotencyKey = `${chainId}/${a.stepId}`;
+    const key = idempotencyKey(chainId, a.stepId);
     const summary = `execute ${a.action} on ${resourceLabel(a.resource)}`;
     const scope = new CancellationScope();
     inFlight = scope;
@@ -499,17 +486,17 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
             retry,
           };
           const service = proxyActivities<Record<string, (arg: ServiceActivityInput) => Promise<unknown>>>(options);
-          const serviceInput: ServiceActivityInput = { idempotencyKey, chainId, stepId: a.stepId, action: a.action, resource: a.resource, input: a.input };
+          const serviceInput: ServiceActivityInput = { idempotencyKey: key, chainId, stepId: a.stepId, action: a.action, resource: a.resource, input: a.input };
           const result = await service[a.executor.activityType]!.executeWithOptions(
             { ...options, summary },
             [serviceInput],
           );
-          return { outcome: { executor: 'activity' as const, idempotencyKey, result: result ?? null } };
+          return { outcome: { executor: 'activity' as const, idempotencyKey: key, result: result ?? null } };
         }
         const kind: ReceiptKind = a.kind === 'step' ? 'execution' : 'compensation-execution';
         const done = await executors.execute.executeWithOptions(
           { startToCloseTimeout: a.executor.type === 'http' ? a.executor.timeoutMs * 2 : '30s', retry: EXECUTOR_RETRY, summary },
-          [{ chainId, stepId: a.stepId, idempotencyKey, executor: a.executor, input: a.input, receipt: { kind, prev: head } }],
+          [{ chainId, stepId: a.stepId, idempotencyKey: key, executor: a.executor, input: a.input, receipt: { kind, prev: head } }],
         );
         return { outcome: done.outcome, receipt: done.receipt };
       });
@@ -624,7 +611,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
             retry: EXECUTOR_RETRY,
             summary: `authorize and execute ${a.action} on ${resourceLabel(a.resource)}`,
           },
-          [{ ...authorizeInput(a), idempotencyKey: `${chainId}/${a.stepId}` }],
+          [{ ...authorizeInput(a), idempotencyKey: idempotencyKey(chainId, a.stepId) }],
         ),
       );
     } catch (err) {
@@ -787,7 +774,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     s.status = 'compensating';
     s.compensation = {};
     publishDetails();
-    const a: Action = { stepId: `${step.id}.compensation`, kind: 'compensation', action: comp.action, resource: comp.resource ?? step.resource, context: comp.context, input: comp.input, executor: comp.executor };
+    const a: Action = compensationAction(step, comp);
     const saved = revoked;
     revoked = undefined; // a revocation stops the chain, not the undoing of what it already did
     try {
@@ -885,13 +872,6 @@ async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
   return input;
 }
 
-function stepAction(step: Step): Action {
-  return { stepId: step.id, kind: 'step', action: step.action, resource: step.resource, context: step.context, input: step.input, executor: step.executor, coordination: step.coordination };
-}
-
-function failClosedDecision(reason: string): Decision {
-  return { effect: 'deny', determiningPolicies: [], annotations: {}, errors: [reason], reason, bundleDigest: '', inputDigest: '', evaluatedAt: '' };
-}
 
 
 /** Synchronous validator of a credential refresh: shape only; the activity verifies the token. */

@@ -1,3 +1,4 @@
+import { resourceLabel } from '../../core/step';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { ServiceActivityInput } from '../../contracts/executor';
 import type { Ledger } from './ledger';
@@ -15,7 +16,7 @@ export function createServiceActivities(ledger: Ledger) {
     const { entry, duplicate } = ledger.executeOnce({
       idempotencyKey: input.idempotencyKey,
       action: input.action,
-      resource: `${input.resource.type}::"${input.resource.id}"`,
+      resource: resourceLabel(input.resource),
       at: new Date().toISOString(),
     });
     return { executed: entry.idempotencyKey, duplicate };

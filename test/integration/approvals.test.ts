@@ -1,4 +1,5 @@
 import { runGovernorCli } from '../harness/cli';
+import { stepDigest } from '../../core/digests';
 import { issueApproval } from '../../identity';
 import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey } from '../../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../../contracts/state';
@@ -6,7 +7,6 @@ import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
 import { Chain } from '../../contracts/chain';
-import { canonicalJson, sha256Hex } from '../../core/canonical';
 import { GovernorClient } from '../../sdk/client';
 
 
@@ -167,7 +167,7 @@ describe('votes that arrive early or while no worker runs', () => {
     // The second step's digest, as the authorize activity computes it (the chain input with its defaults).
     const parsed = Chain.parse({ workload: WORKLOAD, steps });
     const second = parsed.steps[1]!;
-    const secondDigest = sha256Hex(canonicalJson({ chainId: handle.workflowId, stepId: 'second', action: second.action, resource: second.resource, context: second.context, binding: { input: second.input, executor: second.executor } }));
+    const secondDigest = stepDigest(handle.workflowId, { ...second, stepId: 'second' }, { input: second.input, executor: second.executor });
     for (const sub of ['erin', 'frank']) {
       await g.gc.signalVote(handle.workflowId, await issueApproval({ home: g.home, sub, roles: ['sre-lead'], chainId: handle.workflowId, stepId: 'second', stepDigest: secondDigest, decision: 'approve' }), 'approve');
     }
