@@ -8,6 +8,8 @@ const transformIgnorePatterns = ['/node_modules/(?!jose/)'];
 
 module.exports = {
   testTimeout: 60_000,
+  // jest's summary, then one plain closing line (`tests: N passed, N failed`) for CI logs.
+  reporters: ['default', '<rootDir>/test/harness/summary-reporter.js'],
   projects: [
     {
       displayName: 'unit',
