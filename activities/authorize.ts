@@ -9,7 +9,7 @@ import type { RevocationListRef } from '../contracts/revocation';
 import { approvalsContext, requestContext, type ApprovalVote } from '../policies/context';
 import { decisionsDiffer } from '../policies/decision-diff';
 import type { ActiveBundle, PolicyStore } from './policy-store';
-import { verifyAttestation, verifyCredential, type VerifiedCredential } from '../identity';
+import { isTokenExpired, verifyAttestation, verifyCredential, type VerifiedCredential } from '../identity';
 
 /** Input of the `authorize` activity: one action of a chain, with the credentials to re-check. */
 export interface AuthorizeInput {
@@ -102,7 +102,7 @@ export async function authorizeAction(
     subject = credential.sub;
   } catch (err) {
     if (isGovernorError(err) && err.code === ErrorCode.CredentialInvalid) {
-      return deny(err.message, err.message === 'credential expired');
+      return deny(err.message, isTokenExpired(err));
     }
     // Keys or JWKS unavailable: not a verdict on the token. Throw so Temporal retries (bounded);
     // the workflow denies when the retries are exhausted.

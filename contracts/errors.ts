@@ -23,16 +23,6 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-/** Error codes that must never be retried by Temporal: retrying cannot change the outcome. */
-export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
-  ErrorCode.InvalidInput,
-  ErrorCode.CredentialInvalid,
-  ErrorCode.AttestationInvalid,
-  ErrorCode.ApprovalInvalid,
-  ErrorCode.PolicyError,
-  ErrorCode.HostNotAllowed,
-];
-
 /** Thrown when the governor refuses or cannot do something; `code` says which. */
 export class GovernorError extends Error {
   readonly code: ErrorCode;

@@ -65,6 +65,12 @@ export const ApprovalClaims = z.looseObject({
 });
 export type ApprovalClaims = z.infer<typeof ApprovalClaims>;
 
+/**
+ * The vote itself, as an approver signs it: the part of `ApprovalClaims` beyond the registered claims.
+ * The issued claims, `issueApproval`'s options and a verified vote (identity/) all derive from it.
+ */
+export type ApprovalVote = Pick<ApprovalClaims, 'sub' | 'roles' | 'chainId' | 'stepId' | 'stepDigest' | 'decision' | 'reason' | 'justification'>;
+
 /** JOSE header rules shared by the three tokens (stated in the schemas' descriptions). */
 export const TOKEN_HEADER_RULES =
   'Header: compact JWS signed with an asymmetric algorithm the trusted signer allows (manifest `algorithms`, default EdDSA or ES256) by a key in its JWKS, ' +

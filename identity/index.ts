@@ -35,8 +35,9 @@ export {
   type IssueAttestationOptions,
   type IssueCredentialOptions,
 } from './issue';
-export { clearJwksCache, createJwksResolver, type JwksResolver } from './jwks';
+export { createJwksResolver, type JwksResolver } from './jwks';
 export {
+  isTokenExpired,
   verifyApproval,
   verifyAttestation,
   verifyCredential,

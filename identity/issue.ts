@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import type { ApprovalClaims as ApprovalTokenClaims, ApprovalVote } from '../contracts/identity-claims';
 import { SignJWT } from 'jose';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { loadPrivateKey } from './keys';
@@ -47,22 +48,8 @@ export interface AttestationClaims {
   environment: string;
 }
 
-/** Claims of an issued approval vote. */
-export interface ApprovalClaims {
-  iss: string;
-  sub: string;
-  aud: string;
-  iat: number;
-  exp: number;
-  jti: string;
-  roles: string[];
-  chainId: string;
-  stepId: string;
-  stepDigest: string;
-  decision: 'approve' | 'deny';
-  reason?: string;
-  justification?: string;
-}
+/** Claims of an issued approval vote: the vote and the registered claims (contracts/identity-claims.ts). */
+export type ApprovalClaims = ApprovalVote & Pick<ApprovalTokenClaims, 'iss' | 'aud' | 'iat' | 'exp' | 'jti'>;
 
 /** Inputs of `issueCredential`. */
 export interface IssueCredentialOptions {
@@ -95,23 +82,14 @@ export interface IssueAttestationOptions {
   now?: Date;
 }
 
-/** Inputs of `issueApproval`. */
-export interface IssueApprovalOptions {
+/**
+ * Inputs of `issueApproval`: the vote (`roles` 1 to 32 non-empty names of at most 64 characters; `stepDigest`
+ * the digest of the exact step voted on, so a vote cannot be replayed onto a changed step; `reason` and
+ * `justification` at most 1000 characters) and how to sign it.
+ */
+export type IssueApprovalOptions = ApprovalVote & {
   /** Governor home holding `keys/approver.private.jwk.json`; default `GOVERNOR_HOME` or `.governor`. */
   home?: string;
-  /** The approver (a person), never the requesting workload. */
-  sub: string;
-  /** Approver roles, 1 to 32 non-empty names of at most 64 characters. */
-  roles: string[];
-  chainId: string;
-  stepId: string;
-  /** Digest of the exact step being voted on, so a vote cannot be replayed onto a changed step. */
-  stepDigest: string;
-  decision: 'approve' | 'deny';
-  /** At most 1000 characters. */
-  reason?: string;
-  /** At most 1000 characters (e.g. the break-glass justification). */
-  justification?: string;
   /** Default 900 s, at most one day. */
   ttlSeconds?: number;
   now?: Date;
@@ -119,7 +97,7 @@ export interface IssueApprovalOptions {
   audience?: string;
   /** Default: a random UUID. */
   jti?: string;
-}
+};
 
 /** The registered claims credentials and approvals share: `iss`, `sub`, `aud`, `iat`, `exp`, `jti`. */
 function registeredClaims(

@@ -67,13 +67,6 @@ export function createJwksResolver(source: JwksSource, home?: string): JwksResol
   throw new GovernorError(ErrorCode.InvalidInput, 'JWKS source needs exactly one of file, uri or keys', 'jwks');
 }
 
-/** Drops every cached resolver (tests; or after replacing keys in place). */
-export function clearJwksCache(): void {
-  fileResolvers.clear();
-  uriResolvers.clear();
-  // WeakMap entries go with their manifest objects.
-}
-
 function inlineResolver(keys: Record<string, unknown>[]): JwksResolver {
   let set: LocalJWKSet;
   try {

@@ -1,9 +1,11 @@
-import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
+import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { ApprovalClaims, ApprovalVote } from '../contracts/identity-claims';
 import { ErrorCode, GovernorError, isGovernorError } from '../contracts/errors';
 import { durationMs, type JwksSource, type Manifest } from '../policies/manifest';
 import { createJwksResolver, type JwksResolver } from './jwks';
 
-export { clearJwksCache, createJwksResolver, type JwksResolver } from './jwks';
+export { createJwksResolver, type JwksResolver } from './jwks';
 
 /**
  * Fail-closed verification of workload credentials and attestations (used by the `authorize` activity) and of
@@ -15,8 +17,9 @@ export { clearJwksCache, createJwksResolver, type JwksResolver } from './jwks';
  * success: the token was signed by a key of that trusted signer with an allowed asymmetric algorithm, carries
  * the `typ` of its kind (so no kind can pass for another), and its claims passed the checks listed on each
  * function. Never done: fetching keys named by the token (`jku`, `x5u`), trusting keys embedded in it (`jwk`,
- * `x5c`), `alg: none`, HMAC. Out of scope here: replay of `jti` (see the marked spot in `verifyCredential`;
- * approvals are de-duplicated per approver by the caller), revocation, and the security of the signers' keys.
+ * `x5c`), `alg: none`, HMAC. Out of scope here: replay of `jti` (the `authorize` activity binds a credential's
+ * `jti` to the first chain presenting it; approvals are de-duplicated per approver by the caller), revocation
+ * (activities/revocations.ts), and the security of the signers' keys.
  *
  * Failures throw `GovernorError` with `CredentialInvalid` / `AttestationInvalid` / `ApprovalInvalid` and a short
  * generic reason; messages never contain the token or claim values.
@@ -51,20 +54,7 @@ export interface VerifiedAttestation {
 }
 
 /** A verified approval vote. Whether `sub` and `roles` may vote on this step is the caller's decision. */
-export interface VerifiedApproval {
-  iss: string;
-  sub: string;
-  roles: string[];
-  chainId: string;
-  stepId: string;
-  stepDigest: string;
-  decision: 'approve' | 'deny';
-  reason?: string;
-  justification?: string;
-  jti: string;
-  iat: number;
-  exp: number;
-}
+export type VerifiedApproval = ApprovalVote & Pick<ApprovalClaims, 'iss' | 'jti' | 'iat' | 'exp'>;
 
 type Kind = 'credential' | 'attestation' | 'approval';
 
@@ -140,8 +130,8 @@ export async function verifyCredential(
     iat,
   };
   if (payload.jti !== undefined) credential.jti = payload.jti;
-  // Replay protection goes here: once signature and claims are known good, check (and record) `jti` against a
-  // store. Not done yet: a credential is legitimately re-presented at every step of its chain.
+  // Replay of `jti` across chains is checked by the caller once the chain is known: `authorize` binds the
+  // credential to the first chain that presents it (activities/credential-claims.ts, manifest `credential.jtiReplay`).
   return credential;
 }
 
@@ -266,21 +256,18 @@ async function verifyTrusted<T extends TrustedSigner>(
   const cacheKey = `${kind}\u0000${token}`;
   const hit = verified.get(cacheKey);
   const generation = resolver.generation?.();
-  if (hit && generation !== undefined && hit.trusted === trusted && hit.resolver === resolver && hit.generation === generation && performance.now() - hit.at < VERIFIED_TTL_MS) {
+  if (hit && generation !== undefined && hit.trusted === trusted && hit.resolver === resolver && hit.generation === generation) {
     // Same token, same trusted signer entry, same key set: only the time-dependent checks can differ.
     const at = epochSeconds(now);
     const tolerance = limits.clockToleranceSeconds;
     if (typeof hit.payload.nbf === 'number' && hit.payload.nbf > at + tolerance) throw invalid(kind, `${kind} not yet valid`);
-    if (typeof hit.payload.exp === 'number' && hit.payload.exp <= at - tolerance) throw invalid(kind, `${kind} expired`);
+    if (typeof hit.payload.exp === 'number' && hit.payload.exp <= at - tolerance) throw expired(kind);
     return { payload: hit.payload, trusted };
   }
   const payload = await verifySigned(token, resolver, kind, verifyOptions);
   // The generation is read after verifying: a reload during verification makes this entry stale.
   const after = resolver.generation?.();
-  if (after !== undefined) {
-    if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value!);
-    verified.set(cacheKey, { payload, trusted, resolver, generation: after, at: performance.now() });
-  }
+  if (after !== undefined) verified.set(cacheKey, { payload, trusted, resolver, generation: after });
   return { payload, trusted };
 }
 
@@ -292,9 +279,7 @@ async function verifyTrusted<T extends TrustedSigner>(
  * file misses; remote key sets, whose reloads jose hides, are never cached); `exp` and `nbf` are
  * re-checked against each call's `now`. Only successes are cached.
  */
-const verified = new Map<string, { payload: JWTPayload; trusted: object; resolver: JwksResolver; generation: number; at: number }>();
-const VERIFIED_TTL_MS = 60_000;
-const VERIFIED_MAX = 10_000;
+const verified = new LRUCache<string, { payload: JWTPayload; trusted: object; resolver: JwksResolver; generation: number }>({ max: 10_000, ttl: 60_000 });
 
 /** Forgets every cached verification (tests; key rotation handled by the caller). */
 export function clearVerifiedTokenCache(): void {
@@ -363,6 +348,7 @@ async function verifySigned(token: string, keys: JwksResolver, kind: Kind, optio
     return payload;
   } catch (err) {
     if (isGovernorError(err)) throw err;
+    if (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === JWT_EXPIRED) throw expired(kind);
     throw invalid(kind, reasonFor(err, kind));
   }
 }
@@ -374,8 +360,6 @@ function reasonFor(err: unknown, kind: Kind): string {
     reason?: unknown;
   };
   switch (code) {
-    case 'ERR_JWT_EXPIRED':
-      return `${kind} expired`;
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
       if (reason === 'missing' && typeof claim === 'string') return `${kind} missing required claim "${claim}"`;
       switch (claim) {
@@ -457,4 +441,19 @@ const INVALID_CODES = {
 
 function invalid(kind: Kind, reason: string): GovernorError {
   return new GovernorError(INVALID_CODES[kind], reason);
+}
+
+/** jose's code for an expired token (`JWTExpired.code`), kept on the governor's error so callers test a code, not a message. */
+const JWT_EXPIRED = errors.JWTExpired.code;
+const expiredErrors = new WeakSet<GovernorError>();
+
+function expired(kind: Kind): GovernorError {
+  const err = invalid(kind, `${kind} expired`);
+  expiredErrors.add(err);
+  return err;
+}
+
+/** True when a verification failed only because the token expired (jose's `ERR_JWT_EXPIRED`, or the cached check's `exp`). */
+export function isTokenExpired(err: unknown): boolean {
+  return err instanceof GovernorError && expiredErrors.has(err);
 }

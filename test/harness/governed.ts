@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { eventually } from './eventually';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import type { HttpExecutorOptions } from '../../activities';
@@ -98,17 +99,16 @@ export async function setupGoverned(
       return (await handle.result()) as ChainResult;
     },
     async waitFor(chainId, predicate) {
+      // The first workflow task may not have run yet: a failing status query counts as "not yet".
       let last: ChainState | undefined;
-      for (let i = 0; i < 100; i++) {
-        try {
+      try {
+        return await eventually(`chain ${chainId} to reach the expected state`, async () => {
           last = await gc.status(chainId);
-          if (predicate(last)) return last;
-        } catch {
-          // the first workflow task may not have run yet
-        }
-        await new Promise((r) => setTimeout(r, 100));
+          return predicate(last) ? last : undefined;
+        }, { timeoutMs: 30_000 });
+      } catch (err) {
+        throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last?.status)}`);
       }
-      throw new Error(`chain ${chainId} never reached the expected state; last: ${JSON.stringify(last?.status)}`);
     },
     async stop() {
       serviceWorker.shutdown();

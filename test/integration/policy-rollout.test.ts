@@ -1,3 +1,4 @@
+import { eventually } from '../harness/eventually';
 import { GovernorShadowDiffersKey } from '../../contracts/search-attributes';
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
@@ -57,14 +58,6 @@ const step = (id: string, env: string, action = 'deploy', type = 'Environment') 
   executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' },
 });
 
-async function until(predicate: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 beforeAll(async () => {
   home = await makeHome();
   connection = await Connection.connect({ address: testAddress() });
@@ -112,7 +105,7 @@ describe('live rollout on a running worker', () => {
       await g.enteredPromise;
       addStagingFreeze(bundleDir);
       const after = loadBundle(bundleDir).digest;
-      await until(() => w.policies.current()!.bundle.digest === after);
+      await eventually('the new bundle to be active', () => w.policies.current()!.bundle.digest === after, { timeoutMs: 10_000, intervalMs: 25 });
       g.release!();
 
       const result = (await handle.result()) as ChainResult;

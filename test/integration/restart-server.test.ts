@@ -1,3 +1,4 @@
+import { eventually } from '../harness/eventually';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,22 +70,6 @@ async function connect(address: string): Promise<{ client: Client; gc: GovernorC
   return { client, gc: new GovernorClient(client, taskQueue) };
 }
 
-/** Polls until `check` returns a value (errors count as "not yet"), or fails after `ms`. */
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 const taskQueue = uniqueQueue('governor-restart');
 const serviceQueue = uniqueQueue('service-restart');
 const step = (id: string, action: string, resource: { type: string; id: string }, executor: Record<string, unknown> = {}, input: Record<string, unknown> = {}) => ({
@@ -144,10 +129,10 @@ describe('the Temporal server killed and restarted mid-chain', () => {
     // The server stays down until the worker gives up reporting that completion (Core retries it
     // for a few seconds, then drops it): the attempt is lost, the restarted server must retry it.
     const workerLog = path.join(dir, 'worker.log');
-    await eventually('the worker to give up reporting the completion', async () => (fs.readFileSync(workerLog, 'utf8').includes('Network error while completing activity') ? true : undefined), 120_000);
+    await eventually('the worker to give up reporting the completion', async () => (fs.readFileSync(workerLog, 'utf8').includes('Network error while completing activity') ? true : undefined), { timeoutMs: 120_000 });
 
     // ---- start it again on the same port and file ----
-    server = await eventually('the server to start again on the same port and file', () => startServer(), 120_000);
+    server = await eventually('the server to start again on the same port and file', () => startServer(), { timeoutMs: 120_000 });
     const restartedAt = Date.now();
     const after = await connect(server.address);
     // The worker process rode through the outage.

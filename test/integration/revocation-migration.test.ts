@@ -1,3 +1,4 @@
+import { eventually } from '../harness/eventually';
 import { PAYLOAD_CONVERTER_PATH } from '../../workers/worker';
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
@@ -37,15 +38,6 @@ async function run(gc: GovernorClient, home: string, workload: string): Promise<
   return (await handle.result()) as ChainResult;
 }
 
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
-  for (let i = 0; i < 150; i++) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 describe('a registry started before signed lists', () => {
   it('replays with the current code, migrates to a signed list, and its revocations stay in force', async () => {
     const home = await makeHome();
@@ -74,10 +66,10 @@ describe('a registry started before signed lists', () => {
     try {
       const first = await run(gc, home, a);
       expect({ status: first.status, step: first.steps[0]!.status }).toEqual({ status: 'Denied', step: 'denied' });
-      const migrated = await eventually(async () => {
+      const migrated = await eventually('the signed registry', async () => {
         const d = await client.workflow.getHandle(registry).describe();
         return (d.memo?.[REVOCATION_STATE_MEMO] as RevocationListState | undefined)?.state === 'ready' ? d : undefined;
-      }, 'the signed registry');
+      }, { timeoutMs: 15_000 });
       expect(migrated.runId).not.toBe(legacyRunId);
       const entry = (migrated.memo!.revoked as Record<string, SignedRevocation>)[a]!;
       expect(entry).toMatchObject({ v: 1, registry: revocationLogName('default', registry), seq: 1, workload: a, reason: 'old leak', by: 'security', prevHash: GENESIS_HASH, signature: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) });

@@ -1,3 +1,4 @@
+import { eventually } from '../harness/eventually';
 import { randomUUID, generateKeyPairSync } from 'node:crypto';
 import { Client, Connection, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
@@ -104,20 +105,6 @@ async function registryNow(d: Deployment): Promise<{ runId: string; status: stri
   };
 }
 
-/** Polls `probe` (100 ms apart, ~15 s) until it returns a value. */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
-  for (let i = 0; i < 150; i++) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch {
-      // not there yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 const workload = (name: string): string => `agent:${name}-${randomUUID().slice(0, 8)}`;
 
 describe('the revocation registry survives its own death', () => {
@@ -179,10 +166,10 @@ describe('the revocation registry survives its own death', () => {
     // The reset run really lost them: what it copied from the base run (up to the reset point) signs
     // no revocation, so it starts from the recovered, empty list. (The worker may repair it before a
     // query can observe the empty list, so the history, not a racing query, is the evidence.)
-    const rolledBack = await eventually(async () => {
+    const rolledBack = await eventually('the reset run', async () => {
       const now = await registryNow(d);
       return now.runId !== before.runId && now.state?.state === 'ready' ? now : undefined;
-    }, 'the reset run');
+    }, { timeoutMs: 15_000 });
     const resetEvents = (await client.workflow.getHandle(d.registry, rolledBack.runId).fetchHistory()).events!;
     const copied = resetEvents.filter((e) => Number(e.eventId) <= Number(resetPoint.eventId));
     expect(copied.length).toBeGreaterThan(0);
@@ -192,10 +179,10 @@ describe('the revocation registry survives its own death', () => {
     // This worker signed both entries (its log file and memory hold them): it denies while the
     // registry lacks them and tells the registry again, so the workload stays denied.
     expectDenied(await run(d, a), a);
-    const restored = await eventually(async () => {
+    const restored = await eventually('the restored revocations', async () => {
       const now = await registryNow(d);
       return now.revoked[a] && now.revoked[b] ? now : undefined;
-    }, 'the restored revocations');
+    }, { timeoutMs: 15_000 });
     expect(restored.revoked[a]).toMatchObject({ reason: 'leak a' });
     expect(restored.revoked[b]).toMatchObject({ reason: 'leak b' });
     expectDenied(await run(d, b), `workload ${b} is revoked: leak b`);
@@ -209,7 +196,7 @@ describe('the revocation registry survives its own death', () => {
     await client.workflow.getHandle(d.registry).terminate('make room for a run that times out');
     // A registry run with a 3 s run timeout (as an operator or an attacker could start one).
     const short = await client.workflow.start(REVOCATION_REGISTRY_TYPE, { workflowId: d.registry, taskQueue: d.taskQueue, args: [], workflowRunTimeout: '3s' });
-    await eventually(async () => ((await short.describe()).status.name === 'TIMED_OUT' ? true : undefined), 'the registry run to time out');
+    await eventually('the registry run to time out', async () => ((await short.describe()).status.name === 'TIMED_OUT' ? true : undefined), { timeoutMs: 15_000 });
     expectDenied(await run(d, a), `workload ${a} is revoked: leak`);
     const now = await registryNow(d);
     expect(now.runId).not.toBe(short.firstExecutionRunId);
@@ -228,18 +215,18 @@ describe('the revocation registry survives its own death', () => {
     for await (const wf of client.workflow.list({ query: `WorkflowId = '${first.registry}'` })) runs.push(wf.runId);
     expect(runs.length).toBeGreaterThan(0);
     for (const runId of runs) await client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: first.registry, runId } });
-    await eventually(async () => {
+    await eventually('the registry to be deleted', async () => {
       try {
         await client.workflow.getHandle(first.registry).describe();
         return undefined;
       } catch (err) {
         return err instanceof WorkflowNotFoundError ? true : undefined;
       }
-    }, 'the registry to be deleted');
-    await eventually(async () => {
+    }, { timeoutMs: 15_000 });
+    await eventually('visibility to forget the registry', async () => {
       for await (const wf of client.workflow.list({ query: `WorkflowId = '${first.registry}'` })) return wf ? undefined : true;
       return true;
-    }, 'visibility to forget the registry');
+    }, { timeoutMs: 15_000 });
 
     // A new worker process (nothing in memory) with the same GOVERNOR_HOME and task queue.
     const file = new RevocationLogFile(first.home, first.log);

@@ -1,3 +1,4 @@
+import { eventually } from '../harness/eventually';
 import { randomBytes } from 'node:crypto';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import type { ServiceActivityInput } from '../../contracts/executor';
@@ -34,19 +35,11 @@ afterAll(async () => {
 
 const hangingStep = (id: string) => ({ id, action: 'deploy', resource: { type: 'Environment', id: 'staging' }, executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'hang', heartbeatTimeoutMs: 2000 } });
 
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 describe('revocation on the real server', () => {
   it('revokes one chain: the step in flight is cancelled, later steps never run, status Revoked, receipt recorded', async () => {
     const chain = { workload: 'agent:release-bot', steps: [g.serviceStep('first', 'deploy', { type: 'Environment', id: 'dev' }), hangingStep('second'), g.serviceStep('third', 'notify', { type: 'Channel', id: 'ops' })] };
     const handle = await g.gc.start(chain, await g.creds());
-    await until(() => observed.started.includes(`${handle.workflowId}/second`), 'the second step to start');
+    await eventually('the second step to start', () => observed.started.includes(`${handle.workflowId}/second`), { timeoutMs: 10_000 });
     await g.gc.revoke(handle.workflowId, { reason: 'incident INC-9', by: 'oncall' });
     const result = (await handle.result()) as ChainResult;
     expect(result.status).toBe('Revoked');
@@ -54,7 +47,7 @@ describe('revocation on the real server', () => {
     expect(result.steps.map((s) => s.status)).toEqual(['completed', 'denied', 'skipped']);
     expect(g.ledger.has(`${handle.workflowId}/first`)).toBe(true);
     expect(g.ledger.has(`${handle.workflowId}/third`)).toBe(false);
-    await until(() => observed.cancelled.includes(`${handle.workflowId}/second`), 'the in-flight activity to see its cancellation');
+    await eventually('the in-flight activity to see its cancellation', () => observed.cancelled.includes(`${handle.workflowId}/second`), { timeoutMs: 10_000 });
     expect((await handle.describe()).typedSearchAttributes.get(GovernorStatusKey)).toBe('Revoked');
     // decision+execution (first), decision (second), revocation, checkpoint
     expect(result.receiptHead.seq).toBe(5);
@@ -65,12 +58,12 @@ describe('revocation on the real server', () => {
     const waiting = await g.gc.start({ workload, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })] }, await g.creds(workload));
     const hanging = await g.gc.start({ workload, steps: [hangingStep('work'), g.serviceStep('after', 'notify', { type: 'Channel', id: 'ops' })] }, await g.creds(workload));
     await g.waitFor(waiting.workflowId, (s) => s.status === 'AwaitingApproval');
-    await until(() => observed.started.includes(`${hanging.workflowId}/work`), 'the hanging step');
+    await eventually('the hanging step', () => observed.started.includes(`${hanging.workflowId}/work`), { timeoutMs: 10_000 });
     const bystander = await g.gc.start({ workload: 'agent:release-bot', steps: [hangingStep('work')] }, await g.creds());
-    await until(() => observed.started.includes(`${bystander.workflowId}/work`), 'the bystander step');
+    await eventually('the bystander step', () => observed.started.includes(`${bystander.workflowId}/work`), { timeoutMs: 10_000 });
 
     // Visibility is eventually consistent: wait until both chains are listed as running for the workload.
-    await until(async () => (await g.gc.list({ workload, status: 'Running' })).length + (await g.gc.list({ workload, status: 'AwaitingApproval' })).length === 2, 'visibility');
+    await eventually('visibility', async () => (await g.gc.list({ workload, status: 'Running' })).length + (await g.gc.list({ workload, status: 'AwaitingApproval' })).length === 2, { timeoutMs: 10_000 });
     const r = await g.gc.revokeWorkload({ workload, reason: 'credential leak', by: 'security' });
     expect(r.revocations.revoked[workload]).toMatchObject({ workload, reason: 'credential leak', by: 'security' });
     expect(r.chains.sort()).toEqual([waiting.workflowId, hanging.workflowId].sort());

@@ -1,3 +1,4 @@
+import { eventually } from '../harness/eventually';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,14 +30,6 @@ function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | n
   return r.exited.then((code) => ({ code, stdout: r.stdout(), stderr: r.stderr() }));
 }
 
-async function until(what: string, check: () => boolean, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('governor up (the embedded default)', () => {
   it('starts server + UI + worker, runs a chain, stops cleanly on Ctrl-C, and reuses the persisted state on the next start', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-up-'));
@@ -45,7 +38,7 @@ describe('governor up (the embedded default)', () => {
     const env = { GOVERNOR_HOME: home, TEMPORAL_ADDRESS: `127.0.0.1:${port}`, LOG_LEVEL: 'info' };
 
     const first = start(['up', '--port', String(port), '--ui-port', String(uiPort)], env);
-    await until('the UI URL and the worker', () => first.stdout().includes('Temporal UI:') || first.child.exitCode !== null);
+    await eventually('the UI URL and the worker', () => first.stdout().includes('Temporal UI:') || first.child.exitCode !== null, { timeoutMs: 90_000 });
     expect(first.stdout()).toContain(`Temporal UI:  http://localhost:${uiPort}`);
     expect(first.stdout()).toContain('npx governor demo');
     expect(fs.existsSync(path.join(home, 'keys', 'receipt.private.jwk.json'))).toBe(true);
@@ -69,7 +62,7 @@ describe('governor up (the embedded default)', () => {
 
     const second = start(['up', '--port', String(port), '--ui-port', String(uiPort)], env);
     try {
-      await until('the second start', () => second.stdout().includes('Temporal UI:') || second.child.exitCode !== null);
+      await eventually('the second start', () => second.stdout().includes('Temporal UI:') || second.child.exitCode !== null, { timeoutMs: 90_000 });
       expect(second.stderr()).not.toContain('building Temporal CLI');
       expect(second.stderr()).not.toContain('created development keys');
       const status = await run(['status', chainId, '--json'], env);
@@ -85,7 +78,7 @@ describe('governor up (the embedded default)', () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-up-'));
     const port = await freePort();
     const blocker = start(['server', '--port', String(await freePort()), '--headless'], { GOVERNOR_HOME: home });
-    await until('a first server', () => blocker.stdout().includes('Temporal dev server on') || blocker.child.exitCode !== null);
+    await eventually('a first server', () => blocker.stdout().includes('Temporal dev server on') || blocker.child.exitCode !== null, { timeoutMs: 90_000 });
     const busyPort = Number(/127\.0\.0\.1:(\d+)/.exec(blocker.stdout())![1]);
     try {
       const r = await run(['server', '--port', String(port), '--ui-port', String(busyPort)], { GOVERNOR_HOME: home });

@@ -1,3 +1,4 @@
+import { eventually } from '../harness/eventually';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -188,14 +189,6 @@ describe('live rollout: the policy watcher', () => {
     return { lines, info: at('info'), warn: at('warn'), error: at('error') };
   }
 
-  async function until(predicate: () => boolean, ms = 5000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!predicate()) {
-      if (Date.now() > end) throw new Error('timed out waiting for the watcher');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
   it('activates a changed bundle, rejects an invalid one (the old stays active, logged once) and recovers', async () => {
     const dir = copyBundle();
     const store = new PolicyStore({ home });
@@ -206,14 +199,14 @@ describe('live rollout: the policy watcher', () => {
     await expect(watcher.check()).resolves.toEqual({ kind: 'unchanged' });
 
     addStagingFreeze(dir);
-    await until(() => store.current()!.bundle.digest !== first.bundle.digest);
+    await eventually('the changed bundle to be active', () => store.current()!.bundle.digest !== first.bundle.digest, { timeoutMs: 5000, intervalMs: 20 });
     const second = store.current()!.bundle.digest;
     expect(second).toBe(loadBundle(dir).digest);
     expect(logger.lines).toContainEqual(expect.objectContaining({ level: 'info', msg: 'policy bundle activated (live rollout)', obj: expect.objectContaining({ digest: second, previous: first.bundle.digest }) }));
 
     editBundleFile(dir, 'freeze.cedar', 'forbid (', 'forbid ((');
-    await until(() => logger.lines.some((l) => l.level === 'error'));
-    await new Promise((r) => setTimeout(r, 300)); // several polls
+    await eventually('the rejection to be logged', () => logger.lines.some((l) => l.level === 'error'), { timeoutMs: 5000, intervalMs: 20 });
+    for (let i = 0; i < 3; i++) await watcher.check(); // polled again: the same broken bundle is not logged again
     expect(store.current()!.bundle.digest).toBe(second);
     const errors = logger.lines.filter((l) => l.level === 'error');
     expect(errors).toHaveLength(1);
@@ -270,7 +263,7 @@ describe('live rollout: the policy watcher', () => {
     watchers.push(watcher);
     expect(watcher.closed).toBe(false);
     stop = true;
-    await until(() => watcher.closed, 1000);
+    await eventually('the watcher to close', () => watcher.closed, { timeoutMs: 1000, intervalMs: 20 });
     expect(watcher.closed).toBe(true);
   });
 
