@@ -3,13 +3,11 @@ import { defaultPayloadConverter, type PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
-import { decisionReceiptPayload } from '../activities/authorize';
-import { SLOT_SEAL_TYP } from '../activities/coordination';
 import { loadPublicJwks } from '../identity';
-import { receiptBody } from '../core/receipts';
+import { decisionReceiptPayload, receiptBody, RECEIPT_KINDS_BY_SOURCE, type ReceiptSource } from '../core/receipts';
 import { GovernedChainInput } from '../contracts/chain';
 import { VALIDATED_INPUT_PATCH } from '../contracts/patches';
-import { findDomain, requestDigestInput, slotRequestId } from '../contracts/coordination';
+import { findDomain, requestDigestInput, SLOT_SEAL_TYP, slotRequestId } from '../contracts/coordination';
 import { compensationStepId, idempotencyKey, isCompensationStepId, ownContext, resourceLabel } from '../core/step';
 import { stepDigest } from '../core/digests';
 import { Activity, GOVERNOR_LOCAL_ACTIVITIES, LOCAL_ACTIVITY_MARKER, PATCH_MARKER, SLOT_VERDICT_SIGNAL } from '../core/history';
@@ -314,8 +312,6 @@ export function createReplayer(options: { workflowBundle?: WorkflowBundleOption 
 // ---- decoding one run -----------------------------------------------------------------------
 
 const { authorize: AUTHORIZE, verifyApproval: VERIFY_APPROVAL, recordReceipt: RECORD_RECEIPT, execute: EXECUTE, governStep: GOVERN_STEP, requestSlot: REQUEST_SLOT } = Activity;
-
-type ReceiptSource = typeof AUTHORIZE | typeof VERIFY_APPROVAL | typeof RECORD_RECEIPT | typeof EXECUTE;
 
 /** A receipt as history recorded it, with the result that carried it. */
 interface ReceiptEntry {
@@ -867,7 +863,7 @@ function receiptPayload(entry: ReceiptEntry, approvalStepDigest: string | undefi
   const r = entry.result;
   switch (entry.source) {
     case AUTHORIZE:
-      return { ok: true, payload: { ...decisionReceiptPayload(r as Parameters<typeof decisionReceiptPayload>[0]), stepDigest: r.stepDigest } };
+      return { ok: true, payload: { ...decisionReceiptPayload({ request: r.request, decision: r.decision, shadow: r.shadow, revocations: r.revocations }), stepDigest: r.stepDigest } };
     case VERIFY_APPROVAL:
       // The vote was verified against the step digest of the decision that escalated the step.
       if (approvalStepDigest === undefined) return { ok: false, problem: 'an approval for a step that has no decision' };
@@ -876,13 +872,6 @@ function receiptPayload(entry: ReceiptEntry, approvalStepDigest: string | undefi
       return { ok: true, payload: r.payload ?? null };
   }
 }
-
-const EXPECTED_KINDS: Record<ReceiptSource, readonly string[]> = {
-  [AUTHORIZE]: ['decision', 'compensation-decision'],
-  [VERIFY_APPROVAL]: ['approval'],
-  [RECORD_RECEIPT]: ['decision', 'coordination', 'execution', 'compensation-execution', 'checkpoint'],
-  [EXECUTE]: ['execution', 'compensation-execution'],
-};
 
 async function checkReceipts(runs: DecodedRun[], chainId: string | null, keySet: TrustedKeys): Promise<{ check: VerifyCheck; chain: ChainReceipt[] }> {
   const problems = new Problems();
@@ -907,7 +896,7 @@ async function checkReceipts(runs: DecodedRun[], chainId: string | null, keySet:
       if (chainId !== null && r.chainId !== chainId) problems.add(`${label}: belongs to chain ${r.chainId}`);
       if (r.seq !== head.seq + 1) problems.add(`${label}: out of sequence (expected ${head.seq + 1})`);
       if (r.prevHash !== head.hash) problems.add(`${label}: does not link to the previous receipt`);
-      if (!EXPECTED_KINDS[entry.source].includes(r.kind)) problems.add(`${label}: a ${entry.source} result cannot hold a ${r.kind} receipt`);
+      if (!RECEIPT_KINDS_BY_SOURCE[entry.source].includes(r.kind)) problems.add(`${label}: a ${entry.source} result cannot hold a ${r.kind} receipt`);
       if (sha256Hex(canonicalJson(receiptBody(r))) !== r.hash) problems.add(`${label}: hash does not match its body`);
       const payload = receiptPayload(entry, r.stepId !== undefined ? stepDigests.get(r.stepId) : undefined);
       if (!payload.ok) problems.add(`${label}: ${payload.problem}`);
