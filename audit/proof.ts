@@ -6,8 +6,8 @@ import type { SigningKey } from '../identity';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { analyseBundle, formatIssue, type BundleFile, type LoadedBundle } from '../policies/bundle';
 import { canonicalJson, sha256Hex } from '../core/canonical';
-import type { ChainRun } from './runs';
-import { CheckName, verifyChain, verifySealJws, type BundleLookup, type ChainHistories, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
+import { CheckName, verifyChain, type BundleLookup, type ChainHistories, type ChainRun, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
+import { verifySealJws } from './verify/jws';
 import type { WorkflowBundleOption } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 
