@@ -1,5 +1,6 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import { LRUCache } from 'lru-cache';
 import { canonicalJson, sha256Hex } from '../../core/canonical';
 import {
   Activity,
@@ -381,11 +382,12 @@ const EVENT_HANDLERS: Readonly<Record<string, EventHandler>> = {
 // ---- the stable form and its payloads -----------------------------------------------------------
 
 /** Round-trip outcomes by content (a pure function of the canonical JSON). Bounded. */
-const roundTrips = new Map<string, { message: string; fatal: boolean } | undefined>();
+const roundTrips = new LRUCache<string, { outcome?: { message: string; fatal: boolean } }>({ max: 10_000 });
 
 function roundTripProblem(canonical: string, raw: HistoryJson): { message: string; fatal: boolean } | undefined {
   const key = sha256Hex(canonical);
-  if (roundTrips.has(key)) return roundTrips.get(key);
+  const known = roundTrips.get(key);
+  if (known) return known.outcome;
   let outcome: { message: string; fatal: boolean } | undefined;
   try {
     const message = temporal.api.history.v1.History.fromObject(raw);
@@ -393,8 +395,7 @@ function roundTripProblem(canonical: string, raw: HistoryJson): { message: strin
   } catch (err) {
     outcome = { message: `not a valid history message: ${oneLine((err as Error).message)}`, fatal: true };
   }
-  if (roundTrips.size >= 10_000) roundTrips.delete(roundTrips.keys().next().value!);
-  roundTrips.set(key, outcome);
+  roundTrips.set(key, outcome ? { outcome } : {});
   return outcome;
 }
 

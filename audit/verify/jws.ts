@@ -1,4 +1,5 @@
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { canonicalJson, sha256Hex } from '../../core/canonical';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { isRecord } from './util';
@@ -21,8 +22,7 @@ export interface TrustedKeys {
  * Verifications already made, by key set, `typ` and JWS: verifying is a pure function of those, and
  * a proof checked again (or a mutated copy of it) carries mostly the same signatures. Bounded.
  */
-const verified = new Map<string, JwsCheck>();
-const MAX_VERIFIED = 20_000;
+const verified = new LRUCache<string, JwsCheck>({ max: 20_000 });
 
 /** Checks a compact JWS: canonical base64url segments, EdDSA, the expected `typ`, a trusted key. */
 export async function verifyCompactJws(jws: string, keys: TrustedKeys, typ: string): Promise<JwsCheck> {
@@ -30,7 +30,6 @@ export async function verifyCompactJws(jws: string, keys: TrustedKeys, typ: stri
   const known = verified.get(memo);
   if (known) return known;
   const result = await verifyJwsUncached(jws, keys, typ);
-  if (verified.size >= MAX_VERIFIED) verified.delete(verified.keys().next().value!);
   verified.set(memo, result);
   return result;
 }
@@ -51,7 +50,7 @@ async function verifyJwsUncached(jws: string, { keySet }: TrustedKeys, typ: stri
 }
 
 /** Key sets already made, by the digest of their canonical JWKS. Bounded. */
-const keySets = new Map<string, TrustedKeys>();
+const keySets = new LRUCache<string, TrustedKeys>({ max: 16 });
 
 /** The trusted JWKS as a jose key set; throws InvalidInput when it is not a usable JWKS. */
 export function trustedKeys(jwks: JSONWebKeySet): TrustedKeys {
@@ -68,7 +67,6 @@ export function trustedKeys(jwks: JSONWebKeySet): TrustedKeys {
     } catch {
       throw new GovernorError(ErrorCode.InvalidInput, 'trusted receipt keys: not a valid JWKS', 'receiptJwks');
     }
-    if (keySets.size >= 16) keySets.delete(keySets.keys().next().value!);
     keySets.set(id, keys);
   }
   return keys;

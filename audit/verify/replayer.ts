@@ -1,5 +1,6 @@
 import { temporal } from '@temporalio/proto';
 import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { LRUCache } from 'lru-cache';
 import { canonicalJson, sha256Hex } from '../../core/canonical';
 import type { HistoryJson } from './history-fetch';
 import { oneLine } from './util';
@@ -28,8 +29,6 @@ interface QueuedReplay {
   resolve: (outcome: ReplayOutcome) => void;
 }
 
-const MAX_REPLAYS_CACHED = 10_000;
-
 /**
  * A replayer on `Worker.runReplayHistories`: one replay worker fed from a queue, so verifying many
  * chains (or one proof many times) does not pay for a worker per history. When the replay worker
@@ -40,7 +39,7 @@ export function createReplayer(options: { workflowBundle?: WorkflowBundleOption 
   // The governor worker's payload converter: a history holding an undecodable payload replays as it ran.
   const dataConverter = { payloadConverterPath: require.resolve('../../runtime/payload-converter') };
   const workerOptions = options.workflowBundle ? { workflowBundle: options.workflowBundle, dataConverter } : { workflowsPath: require.resolve('../../workflows'), dataConverter };
-  const cache = new Map<string, Promise<ReplayOutcome>>();
+  const cache = new LRUCache<string, Promise<ReplayOutcome>>({ max: 10_000 });
   const queue: QueuedReplay[] = [];
   let inFlight: QueuedReplay | undefined;
   let wake: (() => void) | undefined;
@@ -92,7 +91,6 @@ export function createReplayer(options: { workflowBundle?: WorkflowBundleOption 
       }
       if (closed) return Promise.resolve({ ok: false, error: 'the replayer is closed' });
       const outcome = new Promise<ReplayOutcome>((resolve) => queue.push({ workflowId, history: message, resolve }));
-      if (cache.size >= MAX_REPLAYS_CACHED) cache.delete(cache.keys().next().value!);
       cache.set(key, outcome);
       if (!running) start();
       wake?.();

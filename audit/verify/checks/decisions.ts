@@ -1,4 +1,5 @@
 import { canonicalJson } from '../../../core/canonical';
+import { LRUCache } from 'lru-cache';
 import { Activity } from '../../../core/history';
 import { resourceLabel } from '../../../core/step';
 import { findDomain } from '../../../contracts/coordination';
@@ -16,19 +17,16 @@ import { isRecord, oneLine, short } from '../util';
 export type BundleLookup = (digest: string) => LoadedBundle | undefined;
 
 /** Engines by bundle digest (the digest is recomputed from the content before an engine is made). */
-const engines = new Map<string, PolicyEngine>();
-const MAX_ENGINES = 64;
+const engines = new LRUCache<string, PolicyEngine>({ max: 64 });
 
 /** Decisions already re-evaluated, by bundle digest and canonical request (the decision function is pure). Bounded. */
-const decided = new Map<string, Decision>();
-const MAX_DECIDED = 20_000;
+const decided = new LRUCache<string, Decision>({ max: 20_000 });
 
 function decide(bundle: LoadedBundle, request: AuthzRequest): Decision {
   const memo = `${bundle.digest}\n${canonicalJson(request)}`;
   let decision = decided.get(memo);
   if (!decision) {
     decision = engineFor(bundle).decide(request);
-    if (decided.size >= MAX_DECIDED) decided.delete(decided.keys().next().value!);
     decided.set(memo, decision);
   }
   return decision;
@@ -38,7 +36,6 @@ function engineFor(bundle: LoadedBundle): PolicyEngine {
   let engine = engines.get(bundle.digest);
   if (!engine) {
     engine = PolicyEngine.fromBundle(bundle);
-    if (engines.size >= MAX_ENGINES) engines.delete(engines.keys().next().value!);
     engines.set(bundle.digest, engine);
   }
   return engine;
