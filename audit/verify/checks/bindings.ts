@@ -1,13 +1,22 @@
 import { canonicalJson, sha256Hex } from '../../../core/canonical';
-import { stepDigest } from '../../../core/digests';
 import { Activity, SLOT_VERDICT_SIGNAL } from '../../../core/history';
-import { compensationStepId, idempotencyKey, isCompensationStepId, ownContext, resourceLabel } from '../../../core/step';
+import { compensationStepId, ownContext, resourceLabel } from '../../../core/step';
 import { requestDigestInput, SLOT_SEAL_TYP, slotRequestId } from '../../../contracts/coordination';
-import { VALIDATED_INPUT_PATCH } from '../../../contracts/patches';
 import type { Receipt } from '../../../contracts/receipt';
 import { GovernorPolicyDigestKey, GovernorStatusKey, GovernorWorkloadKey } from '../../../contracts/search-attributes';
 import { ChainStatus } from '../../../contracts/status';
 import type { DecodedRun, ReceiptEntry, RecordedUpdate, ScheduledActivity } from '../decode';
+import {
+  expectedIdempotencyKey,
+  expectedKind,
+  expectedOwnContext,
+  expectedResourceLabel,
+  expectedStepDigest,
+  governedActions,
+  requestResource,
+  type ActionFacts,
+  type Actions,
+} from '../derive';
 import { verifyCompactJws, type TrustedKeys } from '../jws';
 import { CheckName, Problems, type VerifyCheck } from '../report';
 import { isRecord } from '../util';
@@ -24,35 +33,8 @@ import type { ChainReceipt } from './receipts';
  *
  * `checkBindings` walks the chain's history in order (receipts, scheduled activities, slot requests)
  * and hands each item to the function for its kind; what a step may do depends on what came before.
+ * What each action's facts must be is re-derived from the chain input (../derive.ts).
  */
-
-/** What a governed action (a step or a compensation) is, as the workflow built it from the chain input. */
-interface ActionFacts {
-  action: unknown;
-  resource: unknown;
-  context: unknown;
-  input: unknown;
-  executor: unknown;
-}
-
-type Actions = Map<string, ActionFacts>;
-
-/** The governed actions of a chain by step id (steps and their compensations), as the workflow builds them. */
-function actionsOf(rawInput: unknown): Actions {
-  const out: Actions = new Map();
-  // Exactly what the workflow (and so `authorize`) saw: the parsed copy for validating runs, else the raw input.
-  const chain = isRecord(rawInput) && isRecord(rawInput.chain) ? rawInput.chain : undefined;
-  const steps = chain && Array.isArray(chain.steps) ? chain.steps : [];
-  for (const step of steps) {
-    if (!isRecord(step) || typeof step.id !== 'string') continue;
-    out.set(step.id, { action: step.action, resource: step.resource, context: step.context, input: step.input, executor: step.executor });
-    const comp = step.compensation;
-    if (isRecord(comp)) {
-      out.set(compensationStepId(step.id), { action: comp.action, resource: comp.resource ?? step.resource, context: comp.context, input: comp.input, executor: comp.executor });
-    }
-  }
-  return out;
-}
 
 /**
  * Coordination slot requests are sealed by the governor's receipt key over `{domain, requestDigest}`;
@@ -163,8 +145,7 @@ export function checkBindings(
   const w: Walk = {
     chainId,
     workload: firstRun.input.chain.workload,
-    // A run with the validated-input patch governed the schema-parsed input (defaults applied); older runs the raw one.
-    actions: actionsOf(firstRun.patches.includes(VALIDATED_INPUT_PATCH) ? firstRun.input : firstRun.rawInput),
+    actions: governedActions(firstRun),
     runs,
     problems,
     slotSeals,
@@ -235,7 +216,7 @@ function slotRequest(w: Walk, run: number, eventId: number, slot: Record<string,
   const stepId = typeof request.stepId === 'string' ? request.stepId : '';
   const where = `slot request at event ${eventId} of run ${run + 1}`;
   const action = w.actions.get(stepId);
-  const resource = action && isRecord(action.resource) ? resourceLabel({ type: String(action.resource.type), id: String(action.resource.id) }) : undefined;
+  const resource = action ? expectedResourceLabel(action) : undefined;
   if (request.chainId !== w.chainId || !action || request.workload !== w.workload || request.action !== action.action || request.resource !== resource) {
     w.problems.add(`${where}: not for a step of this chain`);
     return;
@@ -273,9 +254,8 @@ function coordinationVerdict(w: Walk, label: string, r: Receipt, entry: ReceiptE
 
 /** An `authorize` result: for the step's digest, and (when policy ran) evaluated on exactly the step's request. */
 function decision(w: Walk, label: string, r: Receipt, res: Record<string, unknown>, stepId: string, action: ActionFacts): void {
-  const expected = r.kind === 'compensation-decision' ? isCompensationStepId(stepId) : !isCompensationStepId(stepId);
-  if (!expected) w.problems.add(`${label}: the kind does not match the step`);
-  const digest = stepDigest(w.chainId, { stepId, action: action.action, resource: action.resource, context: action.context }, { input: action.input, executor: action.executor });
+  if ((r.kind === 'compensation-decision') !== (expectedKind(stepId) === 'compensation')) w.problems.add(`${label}: the kind does not match the step`);
+  const digest = expectedStepDigest(w.chainId, stepId, action);
   if (res.stepDigest !== digest) w.problems.add(`${label}: its step digest is not the digest of the chain's step`);
   w.stepDigests.set(stepId, digest);
   w.lastDecision.set(stepId, isRecord(res.decision) ? res.decision : {});
@@ -287,13 +267,11 @@ function decision(w: Walk, label: string, r: Receipt, res: Record<string, unknow
 function evaluatedRequest(w: Walk, label: string, request: unknown, stepId: string, action: ActionFacts): void {
   const req = isRecord(request) ? request : {};
   const principal = isRecord(req.principal) ? req.principal : {};
-  const resource = isRecord(action.resource) ? { type: action.resource.type, id: action.resource.id } : undefined;
+  const resource = requestResource(action);
   if (principal.id !== w.workload) w.problems.add(`${label}: evaluated for ${String(principal.id)}, not the chain's workload`);
   if (req.action !== action.action || canonicalJson(req.resource ?? null) !== canonicalJson(resource ?? null)) w.problems.add(`${label}: evaluated another action or resource than the step's`);
   const context = isRecord(req.context) ? req.context : {};
-  const own = isRecord(action.context) ? action.context : {};
-  const strip = (c: Record<string, unknown>): string => canonicalJson(ownContext(c));
-  if (strip(context) !== strip(own)) w.problems.add(`${label}: evaluated another context than the step's`);
+  if (canonicalJson(ownContext(context)) !== expectedOwnContext(action)) w.problems.add(`${label}: evaluated another context than the step's`);
   const approvals = isRecord(context.approvals) ? context.approvals : undefined;
   if (approvals) {
     const approvers = Array.isArray(approvals.approvers) ? approvals.approvers : [];
@@ -323,7 +301,8 @@ function execution(w: Walk, label: string, entry: ReceiptEntry, stepId: string):
   if (!allowed(w, stepId)) w.problems.add(`${label}: executed without an allowing decision (last: ${String(w.lastDecision.get(stepId)?.effect)})`);
   const outcome = isRecord(payload.outcome) ? payload.outcome : {};
   w.outcomes.set(stepId, payload.outcome);
-  if (outcome.idempotencyKey !== idempotencyKey(w.chainId, stepId)) w.problems.add(`${label}: idempotency key is not ${idempotencyKey(w.chainId, stepId)}`);
+  const key = expectedIdempotencyKey(w.chainId, stepId);
+  if (outcome.idempotencyKey !== key) w.problems.add(`${label}: idempotency key is not ${key}`);
   if (entry.source === Activity.execute) {
     if (canonicalJson(res.outcome ?? null) !== canonicalJson(payload.outcome ?? null)) w.problems.add(`${label}: the receipt's outcome differs from the executor's`);
   } else if (outcome.executor === 'activity') {
@@ -344,15 +323,16 @@ function scheduledActivity(w: Walk, a: ScheduledActivity): void {
     return;
   }
   const executor = isRecord(action.executor) ? action.executor : {};
-  const resource = isRecord(action.resource) ? { type: action.resource.type, id: action.resource.id } : undefined;
+  const resource = requestResource(action);
+  const key = expectedIdempotencyKey(w.chainId, stepId);
   if (a.type === Activity.governStep) {
     // Decides before it executes: its own result must hold the allowing decision (checked with the
     // receipts); here, it must carry exactly the step, bound as `authorize` binds it.
     const binding = isRecord(input.binding) ? input.binding : {};
     const ok =
       input.chainId === w.chainId &&
-      input.idempotencyKey === idempotencyKey(w.chainId, stepId) &&
-      input.kind === (isCompensationStepId(stepId) ? 'compensation' : 'step') &&
+      input.idempotencyKey === key &&
+      input.kind === expectedKind(stepId) &&
       input.action === action.action &&
       sameJson(input.resource, resource) &&
       sameJson(input.context, action.context) &&
@@ -363,10 +343,10 @@ function scheduledActivity(w: Walk, a: ScheduledActivity): void {
     return;
   }
   if (!allowed(w, stepId)) w.problems.add(`${where}: step ${stepId} scheduled without an allowing decision`);
-  let ok = input.chainId === w.chainId && input.idempotencyKey === idempotencyKey(w.chainId, stepId) && sameJson(input.input, action.input);
+  let ok = input.chainId === w.chainId && input.idempotencyKey === key && sameJson(input.input, action.input);
   if (a.type === Activity.execute) {
     const receipt = isRecord(input.receipt) ? input.receipt : {};
-    ok &&= sameJson(input.executor, action.executor) && receipt.kind === (isCompensationStepId(stepId) ? 'compensation-execution' : 'execution');
+    ok &&= sameJson(input.executor, action.executor) && receipt.kind === (expectedKind(stepId) === 'compensation' ? 'compensation-execution' : 'execution');
   } else {
     ok &&= executor.type === 'activity' && executor.activityType === a.type && input.action === action.action && sameJson(input.resource, resource);
   }
