@@ -156,19 +156,6 @@ export function shadowDecision(store: PolicyStore, request: AuthzRequest, enforc
   };
 }
 
-/**
- * The receipt payload of a decision: the exact request, the decision, the shadow block when one was
- * evaluated, and the revocation list it saw (when the worker consulted one).
- */
-export function decisionReceiptPayload(result: Pick<AuthorizeResult, 'request' | 'decision' | 'shadow' | 'revocations'>): Record<string, unknown> {
-  return {
-    request: result.request ?? null,
-    decision: result.decision,
-    ...(result.shadow ? { shadow: result.shadow } : {}),
-    ...(result.revocations ? { revocations: result.revocations } : {}),
-  };
-}
-
 /** Logs a shadow difference through the activity logger (no-op outside an activity or without a difference). */
 export function logShadowDifference(input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action'>, result: Pick<AuthorizeResult, 'decision' | 'shadow'>): void {
   if (!result.shadow?.differs || asyncLocalStorage.getStore() === undefined) return;

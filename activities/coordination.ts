@@ -8,6 +8,7 @@ import {
   matchesResourcePattern,
   requestDigestInput,
   requestSlotSignal,
+  SLOT_SEAL_TYP,
   SlotAsk,
   SlotRequest,
   slotRequestId,
@@ -24,9 +25,6 @@ import { canonicalJson, sha256Hex } from '../policies/engine';
 import type { Manifest } from '../policies/manifest';
 import { verifyApproval } from '../identity';
 import { makeReceipt, type ReceiptSigner } from '../core/receipts';
-
-/** JWS `typ` of a slot request seal. */
-export const SLOT_SEAL_TYP = 'governor-slot-request+jws';
 
 /** A domain's rules as the coordinator uses them (durations in milliseconds). */
 export interface DomainRules {

@@ -8,7 +8,7 @@ import { ErrorCode } from '../contracts/errors';
 import { judgeVote, type VoteContext } from './approvals';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 import type { ExecutionOutcome } from '../contracts/state';
-import { authorizeAction, decisionReceiptPayload, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
+import { authorizeAction, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
 import { loadPrivateKey, loadPublicJwks } from '../identity';
@@ -21,7 +21,7 @@ import { signRevocationEntry } from './revocation-log';
 import { formatIssues } from '../contracts/chain';
 import { SignRevocationInput, type RecoverRevocationsInput, type RecoverRevocationsResult, type SignedRevocation } from '../contracts/revocation';
 import type { CredentialClaims } from './credential-claims';
-import { makeReceipt, type ReceiptSigner } from '../core/receipts';
+import { decisionReceiptPayload, makeReceipt, type ReceiptSigner } from '../core/receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';

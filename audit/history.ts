@@ -1,5 +1,5 @@
 import type { WorkflowHandle } from '@temporalio/client';
-import { Activity, LOCAL_ACTIVITY_MARKER } from '../core/history';
+import { Activity, readGovernStepResult, readLocalActivityMarker, RecordedActivities, type PayloadsReader } from '../core/history';
 import { defaultPayloadConverter, type PayloadCodec, type PayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { AuthzRequest, Decision } from '../contracts/decision';
@@ -60,64 +60,45 @@ export async function decodeHistory(history: History, codecs: readonly PayloadCo
   return temporal.api.history.v1.History.fromObject(json as Record<string, unknown>);
 }
 
-interface Payload {
-  metadata?: Record<string, Uint8Array> | null;
-  data?: Uint8Array | null;
-}
-
 /**
  * Every `authorize` result in `history`, in history order. Results that are not decisions (malformed,
  * or from another activity) are skipped, never guessed at: the decision must parse as a `Decision`.
+ * Markers and activity results are read with the verifier's decoder (core/history.ts).
  */
 export function recordedDecisions(history: History, options: { payloadConverter?: PayloadConverter } = {}): RecordedDecision[] {
   const converter = options.payloadConverter ?? defaultPayloadConverter;
-  const decode = (payload: Payload | undefined | null): unknown => {
-    if (!payload) return undefined;
+  // Message objects, decoded leniently: whatever does not decode is not a decision.
+  const read: PayloadsReader = (payloads) => {
+    const first = (payloads as { payloads?: unknown[] } | null | undefined)?.payloads?.[0];
+    if (!first) return { ok: false, problem: 'no payload' };
     try {
-      return converter.fromPayload(payload as Parameters<PayloadConverter['fromPayload']>[0]);
+      return { ok: true, value: converter.fromPayload(first as Parameters<PayloadConverter['fromPayload']>[0]) };
     } catch {
-      return undefined;
+      return { ok: false, problem: 'cannot be decoded' };
     }
   };
   const out: RecordedDecision[] = [];
-  const authorizeScheduled = new Set<string>();
-  const governStepScheduled = new Set<string>();
-  /** `governStep` activities whose cancellation was requested first: the workflow never read their decision. */
-  const cancelledFirst = new Set<string>();
+  const push = (result: unknown, eventId: number): void => {
+    const recorded = asRecordedDecision(result, eventId);
+    if (recorded) out.push(recorded);
+  };
+  const activities = new RecordedActivities(read);
   for (const event of history.events ?? []) {
     const eventId = Number(event.eventId ?? 0);
-    const marker = event.markerRecordedEventAttributes;
-    if (marker) {
-      if (marker.markerName !== LOCAL_ACTIVITY_MARKER) continue;
-      const data = decode(marker.details?.data?.payloads?.[0]) as { activity_type?: unknown } | undefined;
-      if (data?.activity_type !== Activity.authorize) continue;
-      const result = decode(marker.details?.result?.payloads?.[0]);
-      const recorded = asRecordedDecision(result, eventId);
-      if (recorded) out.push(recorded);
-      continue;
-    }
-    const scheduled = event.activityTaskScheduledEventAttributes;
-    if (scheduled) {
-      if (scheduled.activityType?.name === Activity.authorize) authorizeScheduled.add(String(event.eventId));
-      if (scheduled.activityType?.name === Activity.governStep) governStepScheduled.add(String(event.eventId));
-      continue;
-    }
-    const cancelRequested = event.activityTaskCancelRequestedEventAttributes;
-    if (cancelRequested) {
-      cancelledFirst.add(String(cancelRequested.scheduledEventId));
-      continue;
-    }
-    const completed = event.activityTaskCompletedEventAttributes;
-    if (completed && governStepScheduled.has(String(completed.scheduledEventId))) {
-      if (cancelledFirst.has(String(completed.scheduledEventId))) continue;
-      const result = decode(completed.result?.payloads?.[0]) as { authorized?: unknown } | undefined;
-      const recorded = asRecordedDecision(result?.authorized, eventId);
-      if (recorded) out.push(recorded);
-      continue;
-    }
-    if (completed && authorizeScheduled.has(String(completed.scheduledEventId))) {
-      const recorded = asRecordedDecision(decode(completed.result?.payloads?.[0]), eventId);
-      if (recorded) out.push(recorded);
+    if (event.markerRecordedEventAttributes) {
+      const marker = readLocalActivityMarker(event.markerRecordedEventAttributes, read);
+      if (!marker || 'problem' in marker || marker.activityType !== Activity.authorize) continue;
+      push(marker.result?.ok ? marker.result.value : undefined, eventId);
+    } else if (event.activityTaskScheduledEventAttributes) {
+      activities.scheduled(eventId, event.activityTaskScheduledEventAttributes);
+    } else if (event.activityTaskCancelRequestedEventAttributes) {
+      activities.cancelRequested(event.activityTaskCancelRequestedEventAttributes);
+    } else if (event.activityTaskCompletedEventAttributes) {
+      const done = activities.completed(event.activityTaskCompletedEventAttributes);
+      if (!done.ok) continue;
+      // A `governStep` whose cancellation was requested first: the workflow never read its decision.
+      if (done.activity.type === Activity.governStep && !done.activity.cancelledFirst) push(readGovernStepResult(done.activity.result)?.authorized, eventId);
+      if (done.activity.type === Activity.authorize) push(done.activity.result, eventId);
     }
   }
   return out;

@@ -1,13 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CompactSign, type JSONWebKeySet } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import type { SigningKey } from '../identity';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { analyseBundle, formatIssue, type BundleFile, type LoadedBundle } from '../policies/bundle';
 import { canonicalJson, sha256Hex } from '../core/canonical';
-import type { ChainRun } from './runs';
-import { CheckName, verifyChain, verifySealJws, type BundleLookup, type ChainHistories, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
+import { CheckName, verifyChain, type BundleLookup, type ChainHistories, type ChainRun, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
+import { verifySealJws } from './verify/jws';
 import type { WorkflowBundleOption } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 
@@ -164,8 +165,7 @@ export function writeProofFile(file: string, proof: Proof): void {
 }
 
 /** Bundles loaded from proof files, by content hash (checking a bundle runs Cedar's validator: keep it once). */
-const loadedFromFiles = new Map<string, { bundle?: LoadedBundle; error?: string }>();
-const MAX_LOADED = 256;
+const loadedFromFiles = new LRUCache<string, { bundle?: LoadedBundle; error?: string }>({ max: 256 });
 
 function loadProofBundle(files: readonly BundleFile[]): { bundle?: LoadedBundle; error?: string } {
   const key = sha256Hex(canonicalJson(files));
@@ -174,7 +174,6 @@ function loadProofBundle(files: readonly BundleFile[]): { bundle?: LoadedBundle;
     const { bundle, issues } = analyseBundle(files, '<proof>');
     const errors = issues.filter((i) => i.severity === 'error');
     loaded = bundle && errors.length === 0 ? { bundle } : { error: errors.slice(0, 2).map(formatIssue).join('; ') || 'invalid' };
-    if (loadedFromFiles.size >= MAX_LOADED) loadedFromFiles.delete(loadedFromFiles.keys().next().value!);
     loadedFromFiles.set(key, loaded);
   }
   return loaded;

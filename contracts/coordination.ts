@@ -90,6 +90,9 @@ export function slotRequestId(chainId: string, stepId: string): string {
  */
 export const COORDINATION_RECEIPT_KIND: ReceiptKind = 'decision';
 
+/** JWS `typ` of a slot request seal (the governor's receipt key over `{domain, requestDigest}`). */
+export const SLOT_SEAL_TYP = 'governor-slot-request+jws';
+
 // ---- resources --------------------------------------------------------------------------------
 
 

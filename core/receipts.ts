@@ -1,5 +1,6 @@
 import { CompactSign, type CryptoKey, type KeyObject } from 'jose';
-import { canonicalJson, sha256Hex } from '../policies/engine';
+import { canonicalJson, sha256Hex } from './canonical';
+import { Activity } from './history';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 
 /** A key that signs receipts (the governor's Ed25519 receipt key) and its key id. */
@@ -32,3 +33,37 @@ export function receiptBody(r: Omit<Receipt, 'hash' | 'signature'>): Omit<Receip
   if (r.stepId !== undefined) body.stepId = r.stepId;
   return body;
 }
+
+/**
+ * The receipt payload of a decision: the exact request, the decision, the shadow block when one was
+ * evaluated, and the revocation list it saw (when the worker consulted one). Loosely typed: the
+ * verifier rebuilds it from recorded, possibly hostile results.
+ */
+export function decisionReceiptPayload(result: {
+  request?: unknown;
+  decision: unknown;
+  shadow?: unknown;
+  revocations?: unknown;
+}): Record<string, unknown> {
+  return {
+    request: result.request ?? null,
+    decision: result.decision,
+    ...(result.shadow ? { shadow: result.shadow } : {}),
+    ...(result.revocations ? { revocations: result.revocations } : {}),
+  };
+}
+
+/** The activities whose results carry a receipt of the chain. */
+export type ReceiptSource =
+  | typeof Activity.authorize
+  | typeof Activity.verifyApproval
+  | typeof Activity.recordReceipt
+  | typeof Activity.execute;
+
+/** The receipt kinds each source's result may hold (`coordination`: receipts of a coordinator's own chain). */
+export const RECEIPT_KINDS_BY_SOURCE: Record<ReceiptSource, readonly string[]> = {
+  [Activity.authorize]: ['decision', 'compensation-decision'],
+  [Activity.verifyApproval]: ['approval'],
+  [Activity.recordReceipt]: ['decision', 'coordination', 'execution', 'compensation-execution', 'checkpoint'],
+  [Activity.execute]: ['execution', 'compensation-execution'],
+};

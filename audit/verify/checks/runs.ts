@@ -1,7 +1,9 @@
-import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { WORKFLOW_TYPE } from '../contracts/status';
-import type { HistoryJson, VerifyCheck } from './verify';
+import { Activity } from '../../../core/history';
+import { WORKFLOW_TYPE } from '../../../contracts/status';
+import type { ChainRun } from '../history-fetch';
+import { CheckName, Problems, type VerifyCheck } from '../report';
+import { isRecord, optionalString } from '../util';
 
 /*
  * Every run of a chain's workflow id, for `governor verify` (issue 14).
@@ -29,15 +31,6 @@ import type { HistoryJson, VerifyCheck } from './verify';
  * effect in both runs, not a second one.
  */
 
-/** One run of a chain's workflow id, as `fetchChainHistories` lists it (and a proof carries it). */
-export interface ChainRun {
-  runId: string;
-  /** Position of the run in the chain's lineage (the verified `histories`); absent for a run outside it. */
-  lineage?: number;
-  /** History (stable JSON form) of a run outside the lineage (a lineage run's history is `histories[lineage]`). */
-  history?: HistoryJson;
-}
-
 /** How one run relates to the chain, as verify reports it. */
 export interface RunReport {
   runId: string;
@@ -52,7 +45,6 @@ export interface RunReport {
 }
 
 const RESET_CAUSE = 'WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW';
-const GOVERN_STEP = 'governStep';
 
 const CLOSURE_STATUS: Record<string, string> = {
   workflowExecutionCompletedEventAttributes: 'Completed',
@@ -96,32 +88,19 @@ interface RunFacts {
   effects: Effect[];
 }
 
-/** The run list from the server: every run id of `workflowId` (newest first, as listed), bounded. */
-export async function listRunIds(client: Client, workflowId: string, maxRuns: number): Promise<string[]> {
-  const ids: string[] = [];
-  const query = `WorkflowId = '${workflowId.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  for await (const wf of client.workflow.list({ query })) {
-    if (wf.workflowId !== workflowId) continue;
-    if (!ids.includes(wf.runId)) ids.push(wf.runId);
-    if (ids.length > maxRuns) break;
-  }
-  return ids;
-}
-
 /**
  * The `runs` check: every run of the workflow id, how it relates to the chain's lineage, and the
  * failures listed in the file comment. `lineage` are the lineage's histories (decoded), `runs` the
  * run list (its out-of-lineage histories decoded); without a run list the check fails (fail closed).
  */
 export function checkRuns(workflowId: string | null, lineage: readonly unknown[], runs: readonly ChainRun[] | undefined): { check: VerifyCheck; runs: RunReport[] } {
-  const problems: string[] = [];
-  const done = (okDetail: string, reports: RunReport[]): { check: VerifyCheck; runs: RunReport[] } => {
-    if (problems.length === 0) return { check: { name: 'runs', ok: true, detail: okDetail }, runs: reports };
-    const shown = problems.slice(0, 3).join('; ');
-    return { check: { name: 'runs', ok: false, detail: problems.length > 3 ? `${shown}; and ${problems.length - 3} more` : shown, problems }, runs: reports };
-  };
+  const problems = new Problems();
+  const done = (okDetail: string, reports: RunReport[]): { check: VerifyCheck; runs: RunReport[] } => ({
+    check: problems.check(CheckName.Runs, okDetail),
+    runs: reports,
+  });
   if (!Array.isArray(runs)) {
-    problems.push('no run list: resets, terminations and other executions of the workflow id cannot be excluded (verify live, or a proof that carries its runs)');
+    problems.add('no run list: resets, terminations and other executions of the workflow id cannot be excluded (verify live, or a proof that carries its runs)');
     return done('', []);
   }
 
@@ -132,15 +111,15 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
   for (const [i, run] of runs.entries()) {
     const runId = typeof run?.runId === 'string' ? run.runId : '';
     if (!runId) {
-      problems.push(`run list entry ${i + 1}: no run id`);
+      problems.add(`run list entry ${i + 1}: no run id`);
       continue;
     }
-    if (seen.has(runId)) problems.push(`run ${runId}: listed twice`);
+    if (seen.has(runId)) problems.add(`run ${runId}: listed twice`);
     seen.add(runId);
     let history: unknown;
     if (run.lineage !== undefined) {
       if (!Number.isInteger(run.lineage) || run.lineage < 0 || run.lineage >= lineage.length || positions.has(run.lineage)) {
-        problems.push(`run ${runId}: names lineage position ${String(run.lineage)}, which is not a run of the chain's lineage or is named twice`);
+        problems.add(`run ${runId}: names lineage position ${String(run.lineage)}, which is not a run of the chain's lineage or is named twice`);
         continue;
       }
       positions.set(run.lineage, runId);
@@ -149,16 +128,16 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
       history = run.history;
     }
     const f = runFacts(runId, history, run.lineage);
-    if (!f.readable) problems.push(`run ${runId}: no readable history`);
+    if (!f.readable) problems.add(`run ${runId}: no readable history`);
     facts.push(f);
   }
-  for (let i = 0; i < lineage.length; i++) if (!positions.has(i)) problems.push(`run ${i + 1} of the chain's lineage is not in the run list`);
+  for (let i = 0; i < lineage.length; i++) if (!positions.has(i)) problems.add(`run ${i + 1} of the chain's lineage is not in the run list`);
   const byId = new Map(facts.map((f) => [f.runId, f]));
 
   // A history must be the run it is listed as: its own reset names it, or its start event does.
   for (const f of facts) {
     const own = f.reset?.newRunId ?? f.originalRunId;
-    if (f.readable && own !== undefined && own !== f.runId) problems.push(`run ${f.runId}: its history is that of run ${own}`);
+    if (f.readable && own !== undefined && own !== f.runId) problems.add(`run ${f.runId}: its history is that of run ${own}`);
   }
 
   const chain = facts.filter((f) => f.lineage !== undefined).sort((a, b) => a.lineage! - b.lineage!);
@@ -181,8 +160,8 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
   // Resets: who was reset into whom, and where.
   const resets = facts.filter((f) => f.reset && family.has(f.runId)).map((f) => ({ ...f.reset!, newRunId: f.runId }));
   for (const r of resets) {
-    if (!byId.has(r.baseRunId)) problems.push(`run ${r.newRunId} was reset from run ${r.baseRunId} at event ${r.eventId}, which is not in the run list: what ran there after the reset point cannot be checked`);
-    if (chain.some((f) => f.runId === r.baseRunId)) problems.push(`run ${r.baseRunId} of the chain was reset into run ${r.newRunId} at event ${r.eventId}: the verified runs are not the chain's latest`);
+    if (!byId.has(r.baseRunId)) problems.add(`run ${r.newRunId} was reset from run ${r.baseRunId} at event ${r.eventId}, which is not in the run list: what ran there after the reset point cannot be checked`);
+    if (chain.some((f) => f.runId === r.baseRunId)) problems.add(`run ${r.baseRunId} of the chain was reset into run ${r.newRunId} at event ${r.eventId}: the verified runs are not the chain's latest`);
   }
 
   // Effects: each executor scheduled, identified by the run and event where it was first recorded.
@@ -213,9 +192,9 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
       const twice = e.key === undefined ? [] : [...inChain.values()].filter((c) => c.key === e.key);
       if (twice.length > 0) {
         const again = twice.map((c) => `run ${c.run} event ${c.eventId}`).join(', ');
-        problems.push(`${step} ran in two branches of ${point}: in run ${originRun} at event ${originEvent} and again in ${again}`);
+        problems.add(`${step} ran in two branches of ${point}: in run ${originRun} at event ${originEvent} and again in ${again}`);
       } else {
-        problems.push(`${step} ${what} in run ${originRun} at event ${originEvent}, a branch abandoned by ${point}: the chain's receipts do not record it`);
+        problems.add(`${step} ${what} in run ${originRun} at event ${originEvent}, a branch abandoned by ${point}: the chain's receipts do not record it`);
       }
     }
   }
@@ -223,13 +202,13 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
   // Other executions under the same workflow id.
   for (const f of facts) {
     if (family.has(f.runId)) continue;
-    problems.push(`run ${f.runId} (${f.status}${f.workflowType && f.workflowType !== WORKFLOW_TYPE ? `, a ${f.workflowType}` : ''}) is another execution of workflow id ${workflowId ?? '(unknown)'}: a chain id names one chain`);
+    problems.add(`run ${f.runId} (${f.status}${f.workflowType && f.workflowType !== WORKFLOW_TYPE ? `, a ${f.workflowType}` : ''}) is another execution of workflow id ${workflowId ?? '(unknown)'}: a chain id names one chain`);
   }
 
   // How the chain ended.
   const last = chain[chain.length - 1];
   if (last && NOT_CLEAN.includes(last.status)) {
-    problems.push(`the chain's last run ${last.runId} ${last.status === 'Failed' ? 'failed as a workflow' : `was ${last.status === 'TimedOut' ? 'timed out' : last.status === 'Canceled' ? 'cancelled' : 'terminated'}`}: the chain did not end cleanly`);
+    problems.add(`the chain's last run ${last.runId} ${last.status === 'Failed' ? 'failed as a workflow' : `was ${last.status === 'TimedOut' ? 'timed out' : last.status === 'Canceled' ? 'cancelled' : 'terminated'}`}: the chain did not end cleanly`);
   }
 
   const reports = facts.map((f) => report(f, family, resets));
@@ -278,16 +257,16 @@ function runFacts(runId: string, history: unknown, lineage: number | undefined):
     const started = raw.workflowExecutionStartedEventAttributes;
     if (isRecord(started)) {
       facts.workflowType = isRecord(started.workflowType) && typeof started.workflowType.name === 'string' ? started.workflowType.name : undefined;
-      facts.firstRunId = nonEmpty(started.firstExecutionRunId);
-      facts.originalRunId = nonEmpty(started.originalExecutionRunId);
-      facts.continuedFrom = nonEmpty(started.continuedExecutionRunId);
-      facts.initiator = nonEmpty(started.initiator);
+      facts.firstRunId = optionalString(started.firstExecutionRunId);
+      facts.originalRunId = optionalString(started.originalExecutionRunId);
+      facts.continuedFrom = optionalString(started.continuedExecutionRunId);
+      facts.initiator = optionalString(started.initiator);
       continue;
     }
     const failed = raw.workflowTaskFailedEventAttributes;
     if (isRecord(failed) && failed.cause === RESET_CAUSE) {
-      const baseRunId = nonEmpty(failed.baseRunId);
-      const newRunId = nonEmpty(failed.newRunId);
+      const baseRunId = optionalString(failed.baseRunId);
+      const newRunId = optionalString(failed.newRunId);
       // The last reset in a history is the run's own (earlier ones were copied from its base).
       if (baseRunId && newRunId) facts.reset = { baseRunId, newRunId, eventId };
       continue;
@@ -320,7 +299,7 @@ function runFacts(runId: string, history: unknown, lineage: number | undefined):
       const effect = scheduled.get(String(done.scheduledEventId));
       if (!effect) break;
       effect.outcome = outcome;
-      if (outcome === 'ran' && effect.type === GOVERN_STEP) {
+      if (outcome === 'ran' && effect.type === Activity.governStep) {
         // A governStep that only decided (deny, escalate, a coordinated step) executed nothing.
         const result = decodeFirst(done.result);
         effect.decisionOnly = isRecord(result) && isRecord(result.authorized) && result.executed === undefined;
@@ -345,12 +324,4 @@ function decodeFirst(payloads: unknown): unknown {
   } catch {
     return UNREADABLE;
   }
-}
-
-function nonEmpty(value: unknown): string | undefined {
-  return typeof value === 'string' && value.length > 0 ? value : undefined;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
