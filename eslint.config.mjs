@@ -1,8 +1,15 @@
-// ESLint: type-aware rules everywhere, and a deterministic boundary around workflows/.
+// ESLint: type-aware rules everywhere, a deterministic boundary around workflows/, and the import
+// boundaries between the products (service SDK, audit library, shared runtime and protocol core).
+import { builtinModules } from 'node:module';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const nodeBuiltins = ['assert', 'buffer', 'child_process', 'cluster', 'crypto', 'dgram', 'dns', 'events', 'fs', 'http', 'http2', 'https', 'net', 'os', 'path', 'perf_hooks', 'process', 'readline', 'stream', 'timers', 'tls', 'url', 'util', 'v8', 'vm', 'worker_threads', 'zlib'];
+// Every Node built-in by its bare name ('fs', 'fs/promises', '_http_agent', …); `node:` specifiers,
+// including the scheme-only ones (node:test, node:sqlite), are refused by one pattern below.
+const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('node:'));
+
+/** `no-restricted-imports` patterns refusing relative imports of the given top-level folders. */
+const folders = (names, message) => ({ regex: `^(\\.\\./)+(${names.join('|')})(/|$)`, message });
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.governor/**', '.tools/**', 'coverage/**', 'bin/**', '*.config.js', 'test/harness/summary-reporter.js', 'eslint.config.mjs'] },
@@ -26,7 +33,7 @@ export default tseslint.config(
         'error',
         {
           paths: [
-            ...nodeBuiltins.flatMap((m) => [{ name: m, message: 'workflows/ is deterministic: no Node built-ins' }, { name: `node:${m}`, message: 'workflows/ is deterministic: no Node built-ins' }]),
+            ...nodeBuiltins.map((name) => ({ name, message: 'workflows/ is deterministic: no Node built-ins' })),
             { name: 'pino', message: 'workflows/ log with `log` from @temporalio/workflow' },
             { name: 'jose', message: 'verify tokens in an activity, never in a workflow' },
             { name: '@temporalio/client', message: 'workflows/ cannot use the client' },
@@ -34,6 +41,7 @@ export default tseslint.config(
             { name: '@temporalio/activity', message: 'workflows/ cannot use the activity context' },
           ],
           patterns: [
+            { regex: '^node:', message: 'workflows/ is deterministic: no Node built-ins' },
             { group: ['../activities', '../activities/*', '**/activities/**'], allowTypeImports: true, message: 'workflows/ may import only types from activities/' },
             { group: ['../workers/*', '../sdk/*', '../cli/*', '../audit/*', '../runtime/*', '../identity/*', '../policies/*'], message: 'workflows/ may import only contracts/, core/ and other workflows/' },
           ],
@@ -52,6 +60,36 @@ export default tseslint.config(
         { selector: "CallExpression[callee.name='setInterval']", message: 'use sleep() from @temporalio/workflow' },
       ],
       'no-restricted-globals': ['error', { name: 'process', message: 'no process in workflows' }, { name: 'fetch', message: 'no I/O in workflows' }, { name: 'require', message: 'no dynamic requires in workflows' }],
+    },
+  },
+  {
+    // The service SDK is what services embed: no worker, activity, identity (private keys), audit or CLI code.
+    files: ['sdk/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [folders(['activities', 'workers', 'identity', 'audit', 'cli'], 'sdk/ may not import worker, activity, identity, audit or CLI code')] },
+      ],
+    },
+  },
+  {
+    // The audit library checks what the worker recorded; it must not share the worker's code path.
+    files: ['audit/**/*.ts'],
+    // audit/verify.ts still imports decisionReceiptPayload and SLOT_SEAL_TYP from activities/ until the
+    // audit split (audit/verify/, issue 15) lands; then drop this line.
+    ignores: ['audit/verify.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [folders(['activities', 'workers'], 'audit/ may not import worker or activity code')] }],
+    },
+  },
+  {
+    // Shared runtime (codec, connection, logger) and the protocol core sit below every product.
+    files: ['runtime/**/*.ts', 'core/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [folders(['activities', 'workers', 'sdk', 'cli', 'audit'], 'runtime/ and core/ may not import the products built on them')] },
+      ],
     },
   },
 );

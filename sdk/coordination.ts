@@ -1,16 +1,14 @@
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { sealSlotRequest, submitSlotRequest } from '../activities/coordination';
-import { loadPrivateKey } from '../identity';
 import {
   COORDINATOR_WORKFLOW_TYPE,
   chooseWinnerUpdate,
   coordinatorId,
   coordinatorStateQuery,
   releaseSlotSignal,
+  requestSlotSignal,
   withdrawSlotSignal,
   type CoordinatorInput,
   type CoordinatorState,
-  type SlotAsk,
   type SlotRelease,
   type SlotRequest,
   type SlotVerdict,
@@ -19,12 +17,15 @@ import {
 } from '../contracts/coordination';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
-import type { Manifest } from '../policies/manifest';
 
 /**
- * Client side of coordination: ask a domain's coordinator for a slot (signal-with-start, so the first
- * request starts it), release or withdraw it, read its queue, settle a tie. Chains do the same from
- * the workflow through the `requestSlot` activity and external signals.
+ * Client side of coordination: send a domain's coordinator a sealed slot request (signal-with-start, so
+ * the first request starts it), release or withdraw it, read its queue, settle a tie. Chains do the same
+ * from the workflow through the `requestSlot` activity and external signals.
+ *
+ * Security: a request counts only when sealed with the governor's receipt key, which only the governor
+ * deployment holds; the SDK therefore never seals (the `requestSlot` activity does, and tests seal with
+ * test/harness/coordinator.ts `sealSlotRequestWithKey`).
  */
 export class CoordinationClient {
   constructor(
@@ -55,19 +56,20 @@ export class CoordinationClient {
   }
 
   /**
-   * Seals a request with the governor's receipt key (in `home`) against `manifest` and sends it.
-   * Returns undefined when the resource belongs to no domain. Security: only the governor deployment
-   * holds that key; a request sealed with any other key is refused by the coordinator.
+   * Sends a sealed request to its domain's coordinator, starting the coordinator if it is not running
+   * (signal-with-start: atomic, so concurrent first requests never start two coordinators). The same
+   * call as the `requestSlot` activity's `submitSlotRequest`.
    */
-  async requestSlot(ask: SlotAsk, options: { home: string; manifest: Pick<Manifest, 'coordination'>; domain?: string }): Promise<SlotRequest | undefined> {
-    const request = await sealSlotRequest(options.manifest, ask, await loadPrivateKey(options.home, 'receipt'), options.domain !== undefined ? { domain: options.domain } : {});
-    if (request) await this.send(request);
-    return request;
-  }
-
-  /** Sends an already sealed request (signal-with-start). */
   async send(request: SlotRequest): Promise<void> {
-    await submitSlotRequest(this.client, this.taskQueue, request);
+    const input: CoordinatorInput = { domain: request.domain };
+    await this.client.workflow.signalWithStart(COORDINATOR_WORKFLOW_TYPE, {
+      workflowId: this.coordinatorId(request.domain),
+      taskQueue: this.taskQueue,
+      args: [input],
+      signal: requestSlotSignal,
+      signalArgs: [request],
+      staticSummary: `Coordinator of ${request.domain}`,
+    });
   }
 
   /** Reports the end of the holder's action; `completed` advances the resource's version. */

@@ -30,6 +30,20 @@ export interface CoordinatorHarness {
   stop(): Promise<void>;
 }
 
+/**
+ * Seals a slot request as the governor's `requestSlot` activity does, with the receipt key in `home`
+ * (`domain` picks the domain). A test tool: only the governor deployment holds that key, so the service
+ * SDK (`CoordinationClient`) only sends requests that are already sealed.
+ */
+export async function sealSlotRequestWithKey(
+  home: string,
+  manifest: Pick<Manifest, 'coordination'>,
+  domain: string,
+  a: SlotAsk,
+): Promise<SlotRequest | undefined> {
+  return sealSlotRequest(manifest, a, await loadPrivateKey(home, 'receipt'), { domain });
+}
+
 export const ask = (chainId: string, workload: string, action: string, extra: Partial<SlotAsk> = {}): SlotAsk => ({ chainId, stepId: 's', workload, action, resource: { type: 'Cluster', id: 'eu-1' }, ...extra });
 export const idOf = (r: { chainId: string; stepId: string }): string => slotRequestId(r.chainId, r.stepId);
 /** The last final (granted or rejected) verdict for `requestId` among the recent ones. */
@@ -55,7 +69,6 @@ export async function startCoordinatorHarness(domains: Record<string, unknown>[]
   const running = worker.run();
   const { client, connection: conn } = await testClient();
   const cc = new CoordinationClient(client, taskQueue);
-  const receiptKey = await loadPrivateKey(home, 'receipt');
 
   return {
     home,
@@ -64,7 +77,7 @@ export async function startCoordinatorHarness(domains: Record<string, unknown>[]
     cc,
     manifest,
     async seal(domain, a) {
-      return (await sealSlotRequest(manifest, a, receiptKey, { domain }))!;
+      return (await sealSlotRequestWithKey(home, manifest, domain, a))!;
     },
     async waitState(domain, predicate, what) {
       let last: CoordinatorState | undefined;

@@ -7,6 +7,7 @@ import { COORDINATOR_WORKFLOW_TYPE, slotRequestId, type CoordinatorState, type S
 import type { Receipt } from '../../contracts/receipt';
 import type { Manifest } from '../../policies/manifest';
 import { defaultBundleWith } from '../harness/bundles';
+import { sealSlotRequestWithKey } from '../harness/coordinator';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createGovernorWorker } from '../../workers/worker';
 import { makeHome, testAddress, testClient, uniqueQueue } from '../harness/temporal';
@@ -75,7 +76,7 @@ afterAll(async () => {
 });
 
 const ask = (chainId: string, workload: string, action: string, extra: Partial<SlotAsk> = {}): SlotAsk => ({ chainId, stepId: 's', workload, action, resource: { type: 'Cluster', id: 'eu-1' }, ...extra });
-const seal = async (d: string, a: SlotAsk): Promise<SlotRequest> => (await import('../../activities/coordination')).sealSlotRequest(manifest, a, await (await import('../../identity')).loadPrivateKey(home, 'receipt'), { domain: d }) as Promise<SlotRequest>;
+const seal = async (d: string, a: SlotAsk): Promise<SlotRequest> => (await sealSlotRequestWithKey(home, manifest, d, a))!;
 const idOf = (r: { chainId: string; stepId: string }) => slotRequestId(r.chainId, r.stepId);
 
 async function waitState(d: string, predicate: (s: CoordinatorState) => boolean, what: string): Promise<CoordinatorState> {
@@ -190,7 +191,7 @@ describe('conflicts, receipts and delivery to the chain', () => {
     const good = await seal('forged', ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'));
     const inflated = { ...good, chainId: `forged-${randomUUID()}`, authority: 1000 };
     const reforged = { ...good, stepId: 'other' };
-    const sealedElsewhere = await (await import('../../activities/coordination')).sealSlotRequest(manifest, ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'), await (await import('../../identity')).loadPrivateKey(await makeHome(), 'receipt'), { domain: 'forged' });
+    const sealedElsewhere = await sealSlotRequestWithKey(await makeHome(), manifest, 'forged', ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'));
     for (const r of [inflated, reforged, sealedElsewhere!]) await cc.send(r);
     const s = await waitState('forged', (x) => x.recent.filter((v) => v.status === 'rejected').length === 3, 'refused the forgeries');
     expect(Object.fromEntries(s.recent.filter((v) => v.status === 'rejected').map((v) => [v.requestId, v.reason]))).toEqual({

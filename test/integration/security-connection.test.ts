@@ -136,7 +136,7 @@ function expectNoSecret(...outputs: string[]): void {
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(path.join(root, 'dist', 'client', 'cli.js'))) throw new Error('run `npm run build` first: these tests spawn bin/governor.js');
+  if (!fs.existsSync(path.join(root, 'dist', 'cli', 'cli.js'))) throw new Error('run `npm run build` first: these tests spawn bin/governor.js');
   certs = makeTestCerts();
   const upstream = testAddress();
   tlsFront = await startGrpcFront({ upstream, certs });

@@ -1,0 +1,93 @@
+import type { Command } from 'commander';
+import { ErrorCode, GovernorError } from '../../contracts/errors';
+import { initKeys, issueAttestation, issueCredential } from '../../identity';
+import { Exit, type CommandContext } from '../context';
+
+/** `governor keys init`, `governor token issue`, `governor attest issue`: development key material. */
+
+/** `--ttl`: whole seconds, 1 s to one day. */
+export function parseTtl(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 86_400) {
+    throw new GovernorError(ErrorCode.InvalidInput, '--ttl: must be whole seconds between 1 and 86400', '--ttl');
+  }
+  return n;
+}
+
+interface IssueOpts {
+  sub: string;
+  ttl: string;
+}
+
+/**
+ * `<group> issue` (`token issue`, `attest issue`): a development JWT for a workload (`--sub`, `--ttl`, plus
+ * the options `extra` adds), printed alone, or with `--json` as `{ token, sub, …fields }`.
+ */
+function issueCommand<O extends IssueOpts>(
+  group: Command,
+  ctx: CommandContext,
+  spec: {
+    description: string;
+    extra: (cmd: Command) => Command;
+    issue: (opts: O, home: string, ttlSeconds: number) => Promise<string>;
+    /** More JSON fields besides `token` and `sub`. */
+    fields?: (ttlSeconds: number) => Record<string, unknown>;
+  },
+): void {
+  const cmd = group
+    .command('issue')
+    .description(spec.description)
+    .requiredOption('--sub <workload>', 'workload (subject)')
+    .option('--ttl <seconds>', 'lifetime in seconds', '900');
+  spec.extra(cmd).action(async (opts: O) => {
+    const ttlSeconds = parseTtl(opts.ttl);
+    const jwt = await spec.issue(opts, ctx.home(), ttlSeconds);
+    ctx.out().print(jwt, { token: jwt, sub: opts.sub, ...spec.fields?.(ttlSeconds) });
+    ctx.setExit(Exit.Ok);
+  });
+}
+
+/** Adds `governor keys init`, `governor token issue` and `governor attest issue`. */
+export function registerIdentityCommands(program: Command, ctx: CommandContext): void {
+  const keys = program.command('keys').description('development key material');
+  keys
+    .command('init')
+    .description(
+      'create issuer, attester, approver, receipt and policy-signing keys (and JWKS) under <GOVERNOR_HOME>/keys',
+    )
+    .option('--force', 'replace existing keys')
+    .action(async (opts: { force?: boolean }) => {
+      const result = await initKeys(ctx.home(), { force: Boolean(opts.force) });
+      const created = result.created.length ? ` (created: ${result.created.join(', ')})` : ' (already present, kept)';
+      ctx.out().print(`keys in ${result.dir}${created}`, result);
+      ctx.setExit(Exit.Ok);
+    });
+
+  const token = program.command('token').description('development credentials');
+  issueCommand<IssueOpts & { audience: string }>(token, ctx, {
+    description: 'issue a development credential (JWT-SVID shape) for a workload',
+    extra: (cmd) => cmd.option('--audience <aud>', 'audience', 'temporal-governor'),
+    issue: (opts, home, ttlSeconds) => issueCredential({ home, sub: opts.sub, audience: opts.audience, ttlSeconds }),
+    fields: (ttlSeconds) => ({ ttlSeconds }),
+  });
+
+  type AttestOpts = IssueOpts & { trustZone: string; environment: string; imageDigest?: string };
+  const attest = program.command('attest').description('development attestations');
+  issueCommand<AttestOpts>(attest, ctx, {
+    description: 'issue a development runtime attestation for a workload',
+    extra: (cmd) =>
+      cmd
+        .option('--trust-zone <zone>', 'trust zone', 'trusted')
+        .option('--environment <env>', 'environment', 'dev')
+        .option('--image-digest <digest>', 'image digest (sha256:…)'),
+    issue: (opts, home, ttlSeconds) =>
+      issueAttestation({
+        home,
+        sub: opts.sub,
+        trustZone: opts.trustZone,
+        environment: opts.environment,
+        imageDigest: opts.imageDigest,
+        ttlSeconds,
+      }),
+  });
+}
