@@ -75,9 +75,6 @@ export default tseslint.config(
   {
     // The audit library checks what the worker recorded; it must not share the worker's code path.
     files: ['audit/**/*.ts'],
-    // audit/verify.ts still imports decisionReceiptPayload and SLOT_SEAL_TYP from activities/ until the
-    // audit split (audit/verify/, issue 15) lands; then drop this line.
-    ignores: ['audit/verify.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [folders(['activities', 'workers'], 'audit/ may not import worker or activity code')] }],
     },
