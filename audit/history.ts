@@ -1,5 +1,11 @@
 import type { WorkflowHandle } from '@temporalio/client';
-import { Activity, readGovernStepResult, readLocalActivityMarker, RecordedActivities, type PayloadsReader } from '../core/history';
+import {
+  Activity,
+  readGovernStepResult,
+  readLocalActivityMarker,
+  RecordedActivities,
+  type PayloadsReader,
+} from '../core/history';
 import { defaultPayloadConverter, type PayloadCodec, type PayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { AuthzRequest, Decision } from '../contracts/decision';
@@ -96,9 +102,10 @@ export function recordedDecisions(history: History, options: { payloadConverter?
     } else if (event.activityTaskCompletedEventAttributes) {
       const done = activities.completed(event.activityTaskCompletedEventAttributes);
       if (!done.ok) continue;
+      const { type, result, cancelledFirst } = done.activity;
       // A `governStep` whose cancellation was requested first: the workflow never read its decision.
-      if (done.activity.type === Activity.governStep && !done.activity.cancelledFirst) push(readGovernStepResult(done.activity.result)?.authorized, eventId);
-      if (done.activity.type === Activity.authorize) push(done.activity.result, eventId);
+      if (type === Activity.governStep && !cancelledFirst) push(readGovernStepResult(result)?.authorized, eventId);
+      if (type === Activity.authorize) push(result, eventId);
     }
   }
   return out;

@@ -158,10 +158,11 @@ export function decodeRun(raw: unknown, index: number): DecodedRun {
     const where = `event ${i + 1}`;
     const found = eventAttributes(event, i, where, malformed);
     if (!found) return;
-    const c: EventContext = { run, activities, eventId: i + 1, where, last: i === events.length - 1, problem, malformed };
+    const last = i === events.length - 1;
+    const c: EventContext = { run, activities, eventId: i + 1, where, last, problem, malformed };
     if (i === 0) {
-      if (found.key !== 'workflowExecutionStartedEventAttributes') malformed('the first event is not WorkflowExecutionStarted');
-      else started(found.attrs, c);
+      if (found.key === 'workflowExecutionStartedEventAttributes') started(found.attrs, c);
+      else malformed('the first event is not WorkflowExecutionStarted');
       return;
     }
     const handler = Object.hasOwn(EVENT_HANDLERS, found.key) ? EVENT_HANDLERS[found.key] : undefined;
@@ -180,7 +181,7 @@ export function decodeRun(raw: unknown, index: number): DecodedRun {
   return run;
 }
 
-/** The event's one attribute block and its key, checked against the event's id and type; undefined when there is none to read. */
+/** The event's one attribute block and its key, checked against its id and type; undefined when there is none to read. */
 function eventAttributes(
   event: unknown,
   i: number,
@@ -191,14 +192,18 @@ function eventAttributes(
     malformed(`${where}: not an object`);
     return undefined;
   }
-  if (event.eventId !== String(i + 1)) malformed(`${where}: eventId ${JSON.stringify(event.eventId)} (event ids must be 1, 2, 3…)`);
+  if (event.eventId !== String(i + 1)) {
+    malformed(`${where}: eventId ${JSON.stringify(event.eventId)} (event ids must be 1, 2, 3…)`);
+  }
   const keys = Object.keys(event).filter((k) => k.endsWith('EventAttributes'));
   if (keys.length !== 1) {
     malformed(`${where}: ${keys.length} attribute blocks`);
     return undefined;
   }
   const key = keys[0]!;
-  if (event.eventType !== eventTypeOf(key)) malformed(`${where}: eventType ${String(event.eventType)} does not match its ${key}`);
+  if (event.eventType !== eventTypeOf(key)) {
+    malformed(`${where}: eventType ${String(event.eventType)} does not match its ${key}`);
+  }
   const attrs = event[key];
   if (!isRecord(attrs)) {
     malformed(`${where}: attributes are not an object`);
@@ -259,7 +264,8 @@ function markerRecorded(attrs: Record<string, unknown>, { run, eventId, where, p
     return;
   }
   const type = marker.activityType;
-  if (typeof type !== 'string' || ![...GOVERNOR_LOCAL_ACTIVITIES, Activity.requestSlot].includes(type)) return; // replay judges unknown markers
+  // Replay judges unknown markers.
+  if (typeof type !== 'string' || ![...GOVERNOR_LOCAL_ACTIVITIES, Activity.requestSlot].includes(type)) return;
   if (marker.result === undefined) return; // a failed attempt: no result, no receipt
   const result = marker.result;
   if (!result.ok || !isRecord(result.value)) {
@@ -270,7 +276,8 @@ function markerRecorded(attrs: Record<string, unknown>, { run, eventId, where, p
   else run.entries.push({ run: run.index, eventId, source: type as ReceiptSource, result: result.value });
 }
 
-function activityScheduled(attrs: Record<string, unknown>, { run, activities, eventId, where, problem }: EventContext): void {
+function activityScheduled(attrs: Record<string, unknown>, c: EventContext): void {
+  const { run, activities, eventId, where, problem } = c;
   const activity = Object.assign(activities.scheduled(eventId, attrs), { run: run.index });
   if (activity.inputProblem !== undefined) problem(`${where}: activity input: ${activity.inputProblem}`);
   run.activities.push(activity);
@@ -281,7 +288,8 @@ function activityCancelRequested(attrs: Record<string, unknown>, { activities }:
 }
 
 /** The receipts of `execute` and `governStep` results (unless cancelled first: the workflow never read them). */
-function activityCompleted(attrs: Record<string, unknown>, { run, activities, eventId, where, problem }: EventContext): void {
+function activityCompleted(attrs: Record<string, unknown>, c: EventContext): void {
+  const { run, activities, eventId, where, problem } = c;
   const done = activities.completed(attrs);
   if (!done.ok) {
     problem(`${where}: ${done.problem}`);
@@ -300,7 +308,8 @@ function activityCompleted(attrs: Record<string, unknown>, { run, activities, ev
       return;
     }
     const executed = isRecord(parts.executed) ? parts.executed : undefined;
-    run.entries.push({ run: run.index, eventId, source: Activity.authorize, result: parts.authorized, executedInOne: executed !== undefined });
+    const executedInOne = executed !== undefined;
+    run.entries.push({ run: run.index, eventId, source: Activity.authorize, result: parts.authorized, executedInOne });
     if (executed) run.entries.push({ run: run.index, eventId, source: Activity.execute, result: executed });
     return;
   }

@@ -1,6 +1,13 @@
 import { canonicalJson } from '../../core/canonical';
 import { stepDigest } from '../../core/digests';
-import { compensationStepId, idempotencyKey, isCompensationStepId, ownContext, resourceLabel, type ActionKind } from '../../core/step';
+import {
+  compensationStepId,
+  idempotencyKey,
+  isCompensationStepId,
+  ownContext,
+  resourceLabel,
+  type ActionKind,
+} from '../../core/step';
 import { VALIDATED_INPUT_PATCH } from '../../contracts/patches';
 import type { DecodedRun } from './decode';
 import { isRecord } from './util';
@@ -41,10 +48,11 @@ function actionsOf(rawInput: unknown): Actions {
   const steps = chain && Array.isArray(chain.steps) ? chain.steps : [];
   for (const step of steps) {
     if (!isRecord(step) || typeof step.id !== 'string') continue;
-    out.set(step.id, { action: step.action, resource: step.resource, context: step.context, input: step.input, executor: step.executor });
+    const { action, resource, context, input, executor } = step;
+    out.set(step.id, { action, resource, context, input, executor });
     const comp = step.compensation;
     if (isRecord(comp)) {
-      // The compensation's own action and context; the resource falls back to the step's (core/step.ts compensationAction).
+      // Its own action and context; the resource falls back to the step's (core/step.ts compensationAction).
       out.set(compensationStepId(step.id), {
         action: comp.action,
         resource: comp.resource ?? step.resource,
@@ -64,7 +72,8 @@ export function expectedKind(stepId: string): ActionKind {
 
 /** The step digest `authorize` must record for the action (and approvals and receipts carry). */
 export function expectedStepDigest(chainId: string, stepId: string, a: ActionFacts): string {
-  return stepDigest(chainId, { stepId, action: a.action, resource: a.resource, context: a.context }, { input: a.input, executor: a.executor });
+  const facts = { stepId, action: a.action, resource: a.resource, context: a.context };
+  return stepDigest(chainId, facts, { input: a.input, executor: a.executor });
 }
 
 /** The idempotency key every executor of the action must receive. */

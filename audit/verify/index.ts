@@ -58,7 +58,13 @@ import { CheckName, Problems, type VerifyCheck, type VerifyReport } from './repo
  * malformed history is a failed check, never an exception.
  */
 
-export { historyToJson, fetchChainHistories, type ChainHistories, type ChainRun, type HistoryJson } from './history-fetch';
+export {
+  historyToJson,
+  fetchChainHistories,
+  type ChainHistories,
+  type ChainRun,
+  type HistoryJson,
+} from './history-fetch';
 export { createReplayer, type Replayer, type ReplayOutcome } from './replayer';
 export { verifySealJws, type JwsCheck } from './jws';
 export { CheckName, formatReport, type VerifyCheck, type VerifyReport } from './report';

@@ -67,6 +67,9 @@ export async function checkSlotSeals(runs: DecodedRun[], keySet: TrustedKeys): P
   return out;
 }
 
+/** Activities that run a built-in executor (the other executor activities are services'). */
+const EXECUTED_BY_GOVERNOR: readonly string[] = [Activity.execute, Activity.governStep];
+
 /** The chain's facts the walk checks against, and what history said so far, per step. */
 interface Walk {
   chainId: string;
@@ -102,7 +105,7 @@ interface Walk {
   executions: number;
 }
 
-/** Whether `stepId` may run now: an allowing decision (or an escalation with break-glass), and no slot pending or refused. */
+/** Whether `stepId` may run now: allowed (or escalated with break-glass), and no slot pending or refused. */
 function allowed(w: Walk, stepId: string): boolean {
   const effect = w.lastDecision.get(stepId)?.effect;
   if (w.awaitingSlot.has(stepId) || w.slotRefused.has(stepId)) return false;
@@ -122,7 +125,12 @@ type Item =
 function timeline(runs: DecodedRun[], chain: ChainReceipt[]): Item[] {
   const receiptsByEntry = new Map<ReceiptEntry, ChainReceipt>(chain.map((c) => [c.entry, c]));
   const items = runs.flatMap((run): Item[] => [
-    ...run.entries.map((e): Item => ({ kind: 'receipt', run: run.index, eventId: e.eventId, receipt: receiptsByEntry.get(e) })),
+    ...run.entries.map((e): Item => ({
+      kind: 'receipt',
+      run: run.index,
+      eventId: e.eventId,
+      receipt: receiptsByEntry.get(e),
+    })),
     ...run.activities.map((a): Item => ({ kind: 'activity', run: run.index, eventId: a.eventId, activity: a })),
     ...run.slots.map((sl): Item => ({ kind: 'slot', run: run.index, eventId: sl.eventId, slot: sl.result })),
   ]);
@@ -150,7 +158,7 @@ export function checkBindings(
     problems,
     slotSeals,
     completedActivities: runs.flatMap((r) =>
-      r.activities.filter((a) => a.type !== Activity.execute && a.type !== Activity.governStep && a.completed && !a.cancelledFirst),
+      r.activities.filter((a) => !EXECUTED_BY_GOVERNOR.includes(a.type) && a.completed && !a.cancelledFirst),
     ),
     lastDecision: new Map(),
     lastAuthorize: new Map(),
@@ -253,8 +261,16 @@ function coordinationVerdict(w: Walk, label: string, r: Receipt, entry: ReceiptE
 }
 
 /** An `authorize` result: for the step's digest, and (when policy ran) evaluated on exactly the step's request. */
-function decision(w: Walk, label: string, r: Receipt, res: Record<string, unknown>, stepId: string, action: ActionFacts): void {
-  if ((r.kind === 'compensation-decision') !== (expectedKind(stepId) === 'compensation')) w.problems.add(`${label}: the kind does not match the step`);
+function decision(
+  w: Walk,
+  label: string,
+  r: Receipt,
+  res: Record<string, unknown>,
+  stepId: string,
+  action: ActionFacts,
+): void {
+  const compensation = expectedKind(stepId) === 'compensation';
+  if ((r.kind === 'compensation-decision') !== compensation) w.problems.add(`${label}: the kind does not match the step`);
   const digest = expectedStepDigest(w.chainId, stepId, action);
   if (res.stepDigest !== digest) w.problems.add(`${label}: its step digest is not the digest of the chain's step`);
   w.stepDigests.set(stepId, digest);
@@ -263,7 +279,10 @@ function decision(w: Walk, label: string, r: Receipt, res: Record<string, unknow
   if (res.request !== undefined && res.request !== null) evaluatedRequest(w, label, res.request, stepId, action);
 }
 
-/** The request a decision evaluated: the chain's workload, the step's action, resource and own context, approvals counted before. */
+/**
+ * The request a decision evaluated: the chain's workload, the step's action, resource and own context,
+ * and approvals counted before it.
+ */
 function evaluatedRequest(w: Walk, label: string, request: unknown, stepId: string, action: ActionFacts): void {
   const req = isRecord(request) ? request : {};
   const principal = isRecord(req.principal) ? req.principal : {};
