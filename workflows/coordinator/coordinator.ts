@@ -211,6 +211,7 @@ export class Coordinator {
     return this.voteResults.get(seq);
   }
 
+  /** Whether `tieId` is open (the `chooseWinner` update's validator refuses a vote for any other). */
   hasOpenTie(tieId: string): boolean {
     return this.ties.some((t) => t.tieId === tieId);
   }
