@@ -1,5 +1,6 @@
-// Two projects: pure unit tests, and integration tests that share one real Temporal dev server
-// started by test/harness/global-setup.ts (and stopped by global-teardown.ts).
+// Three projects: pure unit tests; integration tests that share one real Temporal dev server started by
+// test/harness/global-setup.ts (and stopped by global-teardown.ts); workflow tests (test/workflow/): the
+// workflows with fake activities, each file on its own dev server.
 // jose v6 is ESM-only: Node 20.19 loads it with require(esm), but jest's module system does not,
 // so jest transforms it to CommonJS like our own TypeScript.
 const swc = ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }];
@@ -26,6 +27,14 @@ module.exports = {
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       globalSetup: '<rootDir>/test/harness/global-setup.ts',
       globalTeardown: '<rootDir>/test/harness/global-teardown.ts',
+    },
+    {
+      // Workflow code with fake activities; each file starts its own dev server (test/workflow/env.ts).
+      displayName: 'workflow',
+      testEnvironment: 'node',
+      transform,
+      transformIgnorePatterns,
+      testMatch: ['<rootDir>/test/workflow/**/*.test.ts'],
     },
   ],
 };
