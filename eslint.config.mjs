@@ -42,8 +42,14 @@ export default tseslint.config(
           ],
           patterns: [
             { regex: '^node:', message: 'workflows/ is deterministic: no Node built-ins' },
-            { group: ['../activities', '../activities/*', '**/activities/**'], allowTypeImports: true, message: 'workflows/ may import only types from activities/' },
-            { group: ['../workers/*', '../sdk/*', '../cli/*', '../audit/*', '../runtime/*', '../identity/*', '../policies/*'], message: 'workflows/ may import only contracts/, core/ and other workflows/' },
+            // At any depth (workflows/chain/, workflows/coordinator/ import with ../../).
+            { group: ['**/activities', '**/activities/**'], allowTypeImports: true, message: 'workflows/ may import only types from activities/' },
+            {
+              group: ['**/workers', '**/workers/**', '**/sdk/**', '**/cli/**', '**/audit/**', '**/runtime/**', '**/identity', '**/identity/**', '**/policies/**'],
+              message: 'workflows/ may import only contracts/, core/ and other workflows/',
+            },
+            // core/ modules that need Node (crypto) or jose; the sandbox-safe ones (step, history) are allowed.
+            { group: ['**/core/canonical', '**/core/digests', '**/core/receipts'], allowTypeImports: true, message: 'this core/ module is not sandbox-safe' },
           ],
         },
       ],
