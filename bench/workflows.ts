@@ -1,3 +1,6 @@
-/** Bundle entry of the bench worker: the governed chain exactly as shipped, plus the baselines. */
-export { governedChainWorkflow } from '../workflows';
+/**
+ * Bundle entry of the bench worker: the governor's workflows exactly as shipped (the chain, and the
+ * revocation registry, coordinator and credential claims `createGovernorWorker` relies on), plus the baselines.
+ */
+export * from '../workflows';
 export { plainChainWorkflow, plainWaitWorkflow, shapedChainWorkflow } from './baseline-workflows';
