@@ -112,7 +112,11 @@ export async function startCluster(progress: (m: string) => void, options: { sto
       const config: WorkerProcessConfig = { address: server.address, taskQueue, home, bundlePath: options.bundlePath ?? bundlePath, maxCachedWorkflows: options.maxCachedWorkflows };
       const execArgv = ['--expose-gc', ...(options.nodeFlags ?? [])];
       if (options.profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
-      const child = fork(path.join(__dirname, 'worker-process.js'), [JSON.stringify(config)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(path.join(__dirname, 'worker-process.js'), [JSON.stringify(config)], {
+        execArgv,
+        // The child's stdout is this process's stderr: whatever the worker prints never mixes with `--json` output.
+        stdio: ['ignore', 2, 2, 'ipc'],
+      });
       children.add(child);
       child.once('exit', () => children.delete(child));
       const waiters: ((m: FromWorker) => boolean)[] = [];

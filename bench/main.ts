@@ -434,7 +434,9 @@ async function main(): Promise<number> {
     process.stderr.write(`[bench] ${m}\n`);
   };
   const started = nowMs();
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  // Every log of this process goes to stderr: core's own (e.g. the SDK's payload-size warnings) is
+  // forwarded to the JS logger instead of printed by Rust on stdout, which `--json` keeps for the JSON.
+  Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } } });
 
   const results: BenchResults = {
     schema: 'temporal-governor/bench@1',

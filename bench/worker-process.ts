@@ -45,7 +45,8 @@ function send(message: FromWorker): void {
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '{}') as WorkerProcessConfig;
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  // Core's logs (payload-size warnings, failed tasks) forwarded to the JS logger, which writes to stderr.
+  Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } } });
   const t0 = performance.now();
   const connection = await NativeConnection.connect({ address: config.address });
   const { worker } = await createGovernorWorker({

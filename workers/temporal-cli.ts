@@ -87,7 +87,8 @@ export function buildPinnedCli(dir: string, onProgress?: (message: string) => vo
   const staging = path.join(dir, 'staging');
   onProgress?.(`building Temporal CLI ${TEMPORAL_CLI_VERSION} with ${go} (first run only, a few minutes)…`);
   const result = spawnSync(go, ['install', `${TEMPORAL_CLI_MODULE}@${TEMPORAL_CLI_VERSION}`], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // Build output is progress, like onProgress: on stderr, so a caller's stdout (bench --json) stays its own.
+    stdio: ['ignore', 2, 'inherit'],
     env: { ...process.env, GOBIN: staging, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false' },
   });
   const built = path.join(staging, 'temporal');
