@@ -19,20 +19,24 @@ import { governor } from './proxies';
 export const ChainResume = GovernedChainInput.shape.resume.unwrap().extend({ steps: z.array(StepState) });
 export type ChainResume = z.infer<typeof ChainResume>;
 
-/** A type guard, so a resume zod accepts is used as received (zod's output is a copy, its keys re-ordered). */
+/** A type guard, so a resume zod accepts is used as received (zod's output would be a copy, its keys re-ordered). */
 const isChainResume = (value: unknown): value is ChainResume => ChainResume.safeParse(value).success;
+
+/** Why `resume` is not a {@link ChainResume}, naming the fields (`resume.steps[0].status: …`). */
+const resumeIssues = (resume: unknown): string => invalidInputMessage(ChainResume.safeParse(resume).error!, 'resume');
 
 /**
  * The `resume` of a continued run, typed (undefined in a run that continues nothing). The previous run
- * of this chain wrote it, so it parses, and the object received is kept: what the run carries on and
- * returns is byte for byte what it was given. Anything else ends the run with a non-retryable
- * `GOVERNOR_INVALID_INPUT` rather than acting on a state it cannot read.
+ * of this chain wrote it, so it parses; the objects received are kept, so what the run shows, carries on
+ * and returns is exactly what it received. A resume that does not parse ends the run with a
+ * non-retryable `GOVERNOR_INVALID_INPUT` rather than acting on a state it cannot read (runs on the
+ * `validated-input` path have already been rejected by {@link acceptInput}).
  */
 export function readResume(resume: GovernedChainInput['resume'] | null): ChainResume | undefined {
   // `null`: runs before `validated-input` read the input unparsed, and treated it as absent.
   if (resume === undefined || resume === null) return undefined;
   if (isChainResume(resume)) return resume;
-  throw invalidInput(`invalid workflow input: ${invalidInputMessage(ChainResume.safeParse(resume).error!, 'resume')}`);
+  throw invalidInput(`invalid workflow input: ${resumeIssues(resume)}`);
 }
 
 /**
@@ -101,6 +105,8 @@ export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
     }
     if (reason !== undefined) return reject(reason);
     if (resume.nextStep > input.chain.steps.length) return reject('resume.nextStep: beyond the last step of the chain');
+    // The steps' states as the previous run showed them (`GovernedChainInput` checks only that each is a record).
+    if (!isChainResume(resume)) return reject(resumeIssues(resume));
   }
   return input;
 }
