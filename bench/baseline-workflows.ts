@@ -8,7 +8,7 @@ import type { GovernedChainInput } from '../contracts/chain';
  * measured is the governance. Deterministic code only, like workflows/.
  */
 
-// The same options as the governed chain's built-in executors (workflows/governed-chain.ts).
+// The same options as the governed chain's built-in executors (workflows/retry.ts).
 /** The baselines' activity (registered by bench/worker-process.ts): the noop executor without receipts. */
 interface PlainActivities {
   plainNoop(input: { chainId: string; stepId: string; idempotencyKey: string; executor: unknown; input: unknown }): Promise<unknown>;

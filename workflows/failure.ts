@@ -1,3 +1,6 @@
+import { ApplicationFailure } from '@temporalio/workflow';
+import { ErrorCode } from '../contracts/errors';
+
 /** The innermost failure message (ActivityFailure wraps the ApplicationFailure that says why). Sandbox-safe. */
 export function failureMessage(err: unknown): string {
   let e = err as { message?: string; cause?: unknown } | undefined;
@@ -7,4 +10,9 @@ export function failureMessage(err: unknown): string {
     if (e.message) msg = e.message;
   }
   return msg;
+}
+
+/** The non-retryable failure of refused input: `GOVERNOR_INVALID_INPUT`, its message never echoing the value. */
+export function invalidInput(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, ErrorCode.InvalidInput);
 }

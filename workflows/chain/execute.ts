@@ -1,0 +1,179 @@
+import { CancellationScope, isCancellation, log, patched, proxyActivities } from '@temporalio/workflow';
+import type { GovernStepResult } from '../../activities';
+import type { Decision } from '../../contracts/decision';
+import { ErrorCode } from '../../contracts/errors';
+import type { ServiceActivityInput } from '../../contracts/executor';
+import { GOVERN_STEP_PATCH } from '../../contracts/patches';
+import type { Receipt, ReceiptKind } from '../../contracts/receipt';
+import type { ExecutionOutcome, StepState } from '../../contracts/state';
+import { ChainStatus } from '../../contracts/status';
+import { idempotencyKey, resourceLabel, type GovernedAction } from '../../core/step';
+import { failureMessage } from '../failure';
+import { EXECUTOR_RETRY, executeTimeout, governStepTimeout, serviceActivityOptions } from '../retry';
+import { awaitApproval } from './approval';
+import { authorize, authorizeInput } from './authorize';
+import { coordinate, type Slot } from './coordination';
+import { executors } from './proxies';
+import { Revoked, type ChainRun } from './run';
+
+/** How governing one action ended: it ran (with its outcome), or it was denied, or it failed. */
+export type GovernResult =
+  | { kind: 'ran'; outcome: ExecutionOutcome }
+  | { kind: 'denied'; reason: string }
+  | { kind: 'failed'; reason: string };
+
+/** What an executor did: its outcome, and the execution receipt a built-in executor signs itself. */
+interface Executed {
+  outcome: ExecutionOutcome;
+  receipt?: Receipt;
+}
+
+/** The kind of the receipt that records an action's execution. */
+const executionKind = (a: GovernedAction): ReceiptKind => (a.kind === 'step' ? 'execution' : 'compensation-execution');
+
+/**
+ * Runs the executor. Built-in executors sign their own execution receipt (returned here); a
+ * service activity's outcome is recorded by the caller with `recordReceipt`.
+ */
+async function execute(run: ChainRun, a: GovernedAction): Promise<Executed> {
+  const { chainId } = run;
+  const key = idempotencyKey(chainId, a.stepId);
+  const summary = `execute ${a.action} on ${resourceLabel(a.resource)}`;
+  const scope = new CancellationScope();
+  run.inFlight = scope;
+  try {
+    return await scope.run(async () => {
+      if (a.executor.type === 'activity') {
+        // The service's own activity, on the service's own task queue: the governor never holds its credentials.
+        const options = serviceActivityOptions(a.executor);
+        const service = proxyActivities<Record<string, (arg: ServiceActivityInput) => Promise<unknown>>>(options);
+        const serviceInput: ServiceActivityInput = {
+          idempotencyKey: key,
+          chainId,
+          stepId: a.stepId,
+          action: a.action,
+          resource: a.resource,
+          input: a.input,
+        };
+        const activity = service[a.executor.activityType]!;
+        const result = await activity.executeWithOptions({ ...options, summary }, [serviceInput]);
+        return { outcome: { executor: 'activity' as const, idempotencyKey: key, result: result ?? null } };
+      }
+      const done = await executors.execute.executeWithOptions(
+        { startToCloseTimeout: executeTimeout(a.executor), retry: EXECUTOR_RETRY, summary },
+        [
+          {
+            chainId,
+            stepId: a.stepId,
+            idempotencyKey: key,
+            executor: a.executor,
+            input: a.input,
+            receipt: { kind: executionKind(a), prev: run.head },
+          },
+        ],
+      );
+      return { outcome: done.outcome, receipt: done.receipt };
+    });
+  } catch (err) {
+    if (run.revoked && isCancellation(err)) throw new Revoked();
+    throw err;
+  } finally {
+    run.inFlight = undefined;
+  }
+}
+
+/**
+ * `governStep`: authorize and, when allowed outright, run a built-in executor in one activity.
+ * Undefined when the activity could not complete (the workflow then authorizes as usual, which
+ * fails closed).
+ */
+async function governInOne(run: ChainRun, a: GovernedAction): Promise<GovernStepResult | undefined> {
+  try {
+    // Not cancellable: a built-in executor cannot be interrupted mid-request anyway, so a revocation
+    // that arrives meanwhile lets the step finish and be recorded (and compensated like any completed
+    // step) instead of leaving an effect without a receipt; the chain stops at its next step.
+    return await CancellationScope.nonCancellable(() =>
+      executors.governStep.executeWithOptions(
+        {
+          startToCloseTimeout: governStepTimeout(a.executor),
+          retry: EXECUTOR_RETRY,
+          summary: `authorize and execute ${a.action} on ${resourceLabel(a.resource)}`,
+        },
+        [{ ...authorizeInput(run, a), idempotencyKey: idempotencyKey(run.chainId, a.stepId) }],
+      ),
+    );
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    const reason = failureMessage(err);
+    const where = { chainId: run.chainId, stepId: a.stepId };
+    log.warn('governStep could not complete; authorizing step by step', { ...where, reason });
+    return undefined;
+  }
+}
+
+/** Authorizes (escalating when needed) and runs one action. Says why it did not run, if it did not. */
+export async function govern(
+  run: ChainRun,
+  a: GovernedAction,
+  s: StepState,
+  onDecision: (d: Decision) => void,
+): Promise<GovernResult> {
+  run.stopIfRevoked();
+  // Built-in executors: decision and execution in one activity (histories written before this
+  // existed have no patch marker and replay through `authorize` + `execute`, as they ran).
+  const inOne = a.executor.type !== 'activity' && patched(GOVERN_STEP_PATCH) ? await governInOne(run, a) : undefined;
+  const first = await authorize(run, a, s, undefined, inOne?.authorized);
+  if (first.kind === 'failed-closed') {
+    onDecision(first.decision);
+    return { kind: 'denied', reason: first.decision.reason ?? 'denied' };
+  }
+  const { decision } = first.result;
+  onDecision(decision);
+  if (decision.effect === 'allow' && inOne?.executed) {
+    // It ran: recorded even if a revocation arrived meanwhile (the revocation stops the next step).
+    run.advance(inOne.executed.receipt);
+    return { kind: 'ran', outcome: inOne.executed.outcome };
+  }
+  if (decision.effect === 'allow' && inOne?.executionFailed !== undefined) {
+    // The executor refused for good (e.g. a 4xx): recorded as the step's failure, never sent twice.
+    await run.record(a.stepId, executionKind(a), { status: 'failed', error: inOne.executionFailed });
+    return { kind: 'failed', reason: inOne.executionFailed };
+  }
+  if (decision.effect === 'deny') return { kind: 'denied', reason: decision.reason ?? 'denied by policy' };
+  if (decision.effect === 'escalate') {
+    const verdict = await awaitApproval(run, a, s, first.result);
+    onDecision(verdict.decision);
+    if (!verdict.allowed) return { kind: 'denied', reason: verdict.reason ?? 'not approved' };
+  }
+  run.stopIfRevoked();
+  // Only steps whose resource the manifest may coordinate ask for a slot; `authorize` said which (a
+  // result recorded without the flag, from an older worker, asks as before: replay stays identical).
+  const coordinated = (a.kind === 'step' || run.strict) && run.coordinatedHint.get(a.stepId) !== false;
+  const slot: Slot = coordinated ? await coordinate(run, a, s) : { granted: true };
+  if (!slot.granted) return { kind: 'denied', reason: slot.reason };
+  s.status = a.kind === 'step' ? 'executing' : 'compensating';
+  run.setStatus(ChainStatus.Running);
+  run.publishDetails(); // step progress changed even when the chain's status did not
+  let executed: Executed;
+  try {
+    executed = await execute(run, a);
+    await slot.release?.(true);
+  } catch (err) {
+    // A holder that did not complete releases without advancing the resource's version.
+    await slot.release?.(false);
+    if (err instanceof Revoked) throw err;
+    const message = failureMessage(err);
+    await run.record(a.stepId, executionKind(a), { status: 'failed', error: message });
+    // The executor refused the target before sending anything (connect-time re-check): a deny.
+    if (run.strict && (err as { cause?: { type?: string } })?.cause?.type === ErrorCode.HostNotAllowed) {
+      return { kind: 'denied', reason: message };
+    }
+    return { kind: 'failed', reason: message };
+  }
+  const { outcome } = executed;
+  if (executed.receipt) run.advance(executed.receipt);
+  else if (!(await run.record(a.stepId, executionKind(a), { status: 'completed', outcome }))) {
+    return { kind: 'failed', reason: run.receiptFailure ?? 'receipt could not be recorded' };
+  }
+  return { kind: 'ran', outcome };
+}

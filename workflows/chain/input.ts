@@ -1,0 +1,112 @@
+import { setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { z } from 'zod';
+import { GovernedChainInput } from '../../contracts/chain';
+import { UNDECODABLE_PAYLOAD, formatIssuePath, invalidInputMessage } from '../../contracts/issues';
+import { findTooDeep } from '../../contracts/limits';
+import { statusQuery } from '../../contracts/messages';
+import { GENESIS_HASH } from '../../contracts/receipt';
+import { GovernorStatusKey } from '../../contracts/search-attributes';
+import { StepState, type ChainState } from '../../contracts/state';
+import { ChainStatus } from '../../contracts/status';
+import { failureMessage, invalidInput } from '../failure';
+import { LOCAL_ACTIVITY } from '../retry';
+import { governor } from './proxies';
+
+/**
+ * What a run carries into the next when the chain continues as new: the input's `resume`, with the
+ * steps in the `status` query's shape. Written only by the governor's own continue-as-new.
+ */
+export const ChainResume = GovernedChainInput.shape.resume.unwrap().extend({ steps: z.array(StepState) });
+export type ChainResume = z.infer<typeof ChainResume>;
+
+/** A type guard, so a resume zod accepts is used as received (zod's output would be a copy, its keys re-ordered). */
+const isChainResume = (value: unknown): value is ChainResume => ChainResume.safeParse(value).success;
+
+/** Why `resume` is not a {@link ChainResume}, naming the fields (`resume.steps[0].status: …`). */
+const resumeIssues = (resume: unknown): string => invalidInputMessage(ChainResume.safeParse(resume).error!, 'resume');
+
+/**
+ * The `resume` of a continued run, typed (undefined in a run that continues nothing). The previous run
+ * of this chain wrote it, so it parses; the objects received are kept, so what the run shows, carries on
+ * and returns is exactly what it received. A resume that does not parse ends the run with a
+ * non-retryable `GOVERNOR_INVALID_INPUT` rather than acting on a state it cannot read (runs on the
+ * `validated-input` path have already been rejected by {@link acceptInput}).
+ */
+export function readResume(resume: GovernedChainInput['resume'] | null): ChainResume | undefined {
+  // `null`: runs before `validated-input` read the input unparsed, and treated it as absent.
+  if (resume === undefined || resume === null) return undefined;
+  if (isChainResume(resume)) return resume;
+  throw invalidInput(`invalid workflow input: ${resumeIssues(resume)}`);
+}
+
+/**
+ * Parses the workflow's own input (defaults applied) and checks `resume`; anything invalid ends the run
+ * at once as `Rejected` with a non-retryable `GOVERNOR_INVALID_INPUT` naming the field, before anything
+ * is authorized or executed (never a workflow-task retry loop).
+ */
+export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
+  const info = workflowInfo();
+  const reject = (message: string): never => {
+    const state: ChainState = {
+      chainId: info.workflowId,
+      workload: '',
+      status: ChainStatus.Rejected,
+      reason: message,
+      steps: [],
+      receiptHead: { seq: 0, hash: GENESIS_HASH },
+    };
+    setHandler(statusQuery, () => state);
+    upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
+    throw invalidInput(`invalid workflow input: ${message}`);
+  };
+  const undecodable =
+    typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[UNDECODABLE_PAYLOAD] : null;
+  if (typeof undecodable === 'string') {
+    const hint = 'send one JSON object (encoding json/plain)';
+    return reject(`(root): the payload could not be decoded (${undecodable}): ${hint}`);
+  }
+  // Only the governor's own continue-as-new carries `resume`: refused first in a run nobody continued,
+  // whatever else is wrong with it (a first run with `resume` would skip steps without authorization).
+  const claimsResume = typeof raw === 'object' && raw !== null && (raw as { resume?: unknown }).resume !== undefined;
+  if (claimsResume && !info.continuedFromExecutionRunId) {
+    return reject('resume: set only by the governor when a chain continues as new; a new chain must not carry it');
+  }
+  // Before zod, which recurses: a hostile 20,000-level document would overflow the stack.
+  const deep = findTooDeep(raw);
+  if (deep) return reject(`${formatIssuePath(deep)}: ${deep.message}`);
+  const parsed = GovernedChainInput.safeParse(raw);
+  if (!parsed.success) return reject(invalidInputMessage(parsed.error));
+  const input = parsed.data;
+  if (input.chainId !== info.workflowId) {
+    return reject(`chainId: is not this workflow's id (start the chain with workflow id = chainId)`);
+  }
+  const { resume } = input;
+  if (resume) {
+    // A continued run: its head must be the checkpoint the previous run of this chain signed.
+    let reason: string | undefined;
+    try {
+      const checked = await governor.verifyResume.executeWithOptions(
+        { ...LOCAL_ACTIVITY, summary: 'verify the signed checkpoint this run resumes from' },
+        [
+          {
+            chainId: input.chainId,
+            firstRunId: info.firstExecutionRunId,
+            continuedFromRunId: info.continuedFromExecutionRunId,
+            nextStep: resume.nextStep,
+            runs: resume.runs,
+            head: resume.head,
+            ...(resume.checkpoint ? { checkpoint: resume.checkpoint } : {}),
+          },
+        ],
+      );
+      if (!checked.ok) reason = checked.reason;
+    } catch (err) {
+      reason = `resume: the checkpoint could not be verified: ${failureMessage(err)}`;
+    }
+    if (reason !== undefined) return reject(reason);
+    if (resume.nextStep > input.chain.steps.length) return reject('resume.nextStep: beyond the last step of the chain');
+    // The steps' states as the previous run showed them (`GovernedChainInput` checks only that each is a record).
+    if (!isChainResume(resume)) return reject(resumeIssues(resume));
+  }
+  return input;
+}

@@ -1,0 +1,205 @@
+import {
+  log,
+  setCurrentDetails,
+  upsertSearchAttributes,
+  workflowInfo,
+  type CancellationScope,
+} from '@temporalio/workflow';
+import type { Chain, GovernedChainInput, ResourceRef } from '../../contracts/chain';
+import type { SlotVerdict } from '../../contracts/coordination';
+import type { RefreshCredentialInput, RevokeInput } from '../../contracts/messages';
+import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../../contracts/receipt';
+import { GovernorPendingRolesKey, GovernorStatusKey } from '../../contracts/search-attributes';
+import type { ChainState, StepState } from '../../contracts/state';
+import { ChainStatus } from '../../contracts/status';
+import { resourceLabel } from '../../core/step';
+import { ApprovalQueue } from '../approval-queue';
+import { failureMessage, invalidInput } from '../failure';
+import type { ChainResume } from './input';
+import { governor } from './proxies';
+
+/** Thrown inside the chain when it was revoked; never leaves the workflow. */
+export class Revoked extends Error {}
+
+/**
+ * One run of a governed chain: what `status` shows, the credentials in force, the receipt chain's head,
+ * and what the message handlers received. The handlers only change this state; the chain acts on it.
+ * Deterministic: every change comes from the workflow's input, its messages or recorded activity results.
+ */
+export class ChainRun {
+  readonly chainId: string;
+  readonly chain: Chain;
+  /** The first run of the chain: credentials and receipts are bound to its lineage. */
+  readonly firstRunId: string;
+  /** What the previous run carried over (continue-as-new), if this run continues one. */
+  readonly resume: ChainResume | undefined;
+  /** What the `status` query returns. */
+  readonly state: ChainState;
+  /** Ids of completed steps, oldest first (compensated newest first). */
+  readonly completed: string[];
+  readonly approvals = new ApprovalQueue();
+  /** Coordination verdicts arrive by signal from the domain's coordinator, keyed by request id. */
+  readonly slotVerdicts = new Map<string, SlotVerdict>();
+  /** Validating runs: every final verdict received per request, in arrival order (each verified before use). */
+  readonly receivedVerdicts = new Map<string, SlotVerdict[]>();
+  /** What the latest `authorize` of each step said about coordination (undefined: it did not say). */
+  readonly coordinatedHint = new Map<string, boolean | undefined>();
+  credential: string;
+  attestation: string;
+  /** Set when a refreshed credential arrives (the credential-expiry wait clears it first). */
+  credentialRefreshed = false;
+  revoked: RevokeInput | undefined;
+  head: ReceiptHead;
+  lastSignature: string | undefined;
+  lastReceipt: Receipt | undefined;
+  /** Why the first receipt that could not be recorded failed (the chain then fails closed). */
+  receiptFailure: string | undefined;
+  /** The step in flight runs in its own scope so a revocation can cancel it. */
+  inFlight: CancellationScope | undefined;
+  private publishedStatus: ChainStatus | undefined;
+
+  constructor(
+    readonly input: GovernedChainInput,
+    /** The run took the `validated-input` path (`patched(VALIDATED_INPUT_PATCH)`). */
+    readonly strict: boolean,
+    resume: ChainResume | undefined,
+  ) {
+    this.chainId = input.chainId;
+    this.chain = input.chain;
+    this.firstRunId = workflowInfo().firstExecutionRunId;
+    this.resume = resume;
+    this.credential = input.credential;
+    this.attestation = input.attestation;
+    this.head = resume?.head ?? { seq: 0, hash: GENESIS_HASH };
+    this.state = {
+      chainId: this.chainId,
+      workload: this.chain.workload,
+      status: ChainStatus.Running,
+      steps: resume?.steps ?? this.chain.steps.map((s) => pendingStep(s.id, s.action, s.resource)),
+      receiptHead: this.head,
+      policyDigest: resume?.policyDigest,
+      breakGlass: resume?.breakGlass,
+    };
+    this.completed = [...(resume?.completed ?? [])];
+  }
+
+  stepState(id: string): StepState {
+    return this.state.steps.find((x) => x.id === id)!;
+  }
+
+  // ---- messages -------------------------------------------------------------------------------
+
+  /** `refreshCredential` (update, already validated): the credential (and attestation) for the next authorizations. */
+  refresh(refresh: RefreshCredentialInput): ChainState {
+    this.credential = refresh.credential;
+    if (refresh.attestation) this.attestation = refresh.attestation;
+    this.credentialRefreshed = true;
+    return this.state;
+  }
+
+  /** `refreshCredential` (signal): like the update; an invalid refresh is logged and ignored. */
+  onRefreshSignal(refresh: RefreshCredentialInput): void {
+    try {
+      validateRefresh(refresh);
+      this.refresh(refresh);
+    } catch (err) {
+      log.warn('refreshCredential signal ignored', { chainId: this.chainId, reason: (err as Error).message });
+    }
+  }
+
+  /** `revoke`: the first revocation stops the chain (the step in flight is cancelled). */
+  revoke(revoke: RevokeInput): void {
+    if (this.revoked) return;
+    this.revoked = {
+      reason: typeof revoke?.reason === 'string' ? revoke.reason.slice(0, 500) : 'revoked',
+      by: typeof revoke?.by === 'string' ? revoke.by.slice(0, 200) : undefined,
+    };
+    this.inFlight?.cancel();
+  }
+
+  /** Throws {@link Revoked} once the chain was revoked. */
+  stopIfRevoked(): void {
+    if (this.revoked) throw new Revoked();
+  }
+
+  // ---- visibility -----------------------------------------------------------------------------
+
+  publishDetails(): void {
+    const lines = this.state.steps.map((s, i) => {
+      const mark = s.status === 'completed' ? 'x' : ' ';
+      const decision = s.decision ? ` — ${s.decision.effect}` : '';
+      const place = s.coordination?.position !== undefined ? `, place ${s.coordination.position}` : '';
+      const queued = s.coordination?.status === 'queued' ? ` (queued in ${s.coordination.domain}${place})` : '';
+      const approvers = s.approval?.approvedBy.map((a) => a.approver).join(', ') || 'nobody yet';
+      const waiting =
+        s.approval?.outcome === 'pending'
+          ? ` (approved by ${approvers}; ${s.approval.stillNeeded} more of ${s.approval.eligibleRoles.join('/')})`
+          : '';
+      return `- [${mark}] ${i + 1}. **${s.action}** on \`${s.resource}\`: ${s.status}${decision}${waiting}${queued}`;
+    });
+    const { status, pending, reason } = this.state;
+    const headline = `**${status}**${pending ? ` — ${pending}` : ''}${reason ? ` — ${reason}` : ''}`;
+    setCurrentDetails([headline, '', ...lines].join('\n'));
+  }
+
+  // Search attributes and details are upserted only on change: each upsert is a history event.
+  setStatus(status: ChainStatus, pending?: string): void {
+    const changed = status !== this.state.status || pending !== this.state.pending;
+    this.state.status = status;
+    this.state.pending = pending;
+    if (status !== this.publishedStatus) {
+      upsertSearchAttributes([{ key: GovernorStatusKey, value: status }]);
+      this.publishedStatus = status;
+    }
+    if (changed) this.publishDetails();
+  }
+
+  setPendingRoles(roles: string[] | undefined): void {
+    this.state.pendingRoles = roles;
+    upsertSearchAttributes([{ key: GovernorPendingRolesKey, value: roles ?? [] }]);
+  }
+
+  // ---- receipts -------------------------------------------------------------------------------
+
+  /** Moves the head of the receipt chain to `receipt` (signed by an activity). */
+  advance(receipt: Receipt): void {
+    this.head = { seq: receipt.seq, hash: receipt.hash };
+    this.lastSignature = receipt.signature;
+    this.lastReceipt = receipt;
+    this.state.receiptHead = this.head;
+  }
+
+  /** Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. */
+  async record(stepId: string | undefined, kind: ReceiptKind, payload: unknown): Promise<boolean> {
+    try {
+      const recorded = await governor.recordReceipt({ chainId: this.chainId, stepId, kind, payload, prev: this.head });
+      this.advance(recorded.receipt);
+      return true;
+    } catch (err) {
+      this.receiptFailure ??= `a ${kind} receipt could not be recorded: ${failureMessage(err)}`;
+      return false;
+    }
+  }
+}
+
+/** A step not yet governed, as `status` shows it. */
+function pendingStep(id: string, action: string, resource: ResourceRef): StepState {
+  return { id, action, resource: resourceLabel(resource), status: 'pending' };
+}
+
+/** Synchronous validator of a credential refresh: shape only; the activity verifies the token. */
+export function validateRefresh(refresh: RefreshCredentialInput): void {
+  if (
+    typeof refresh !== 'object' ||
+    refresh === null ||
+    typeof refresh.credential !== 'string' ||
+    refresh.credential.length === 0 ||
+    refresh.credential.length > 16_384
+  ) {
+    throw invalidInput('credential: must be a non-empty JWT string');
+  }
+  const { attestation } = refresh;
+  if (attestation !== undefined && (typeof attestation !== 'string' || attestation.length > 16_384)) {
+    throw invalidInput('attestation: must be a JWT string');
+  }
+}
