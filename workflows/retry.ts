@@ -3,7 +3,7 @@ import type { Executor } from '../contracts/chain';
 import { ErrorCode } from '../contracts/errors';
 
 /*
- * Every retry policy and activity option the governed chain schedules with, in one place. They are
+ * Every retry policy and activity option the governor's workflows schedule with, in one place. They are
  * part of the commands the workflow records: change one only behind `patched()`. Sandbox-safe.
  */
 
@@ -56,3 +56,14 @@ export function serviceActivityOptions(executor: Extract<Executor, { type: 'acti
     retry: SERVICE_RETRY,
   };
 }
+
+/** The coordinator's local activities (admission, vote verification, receipt signing): quick retries; bad input or no policy is final. */
+export const COORDINATOR_LOCAL_RETRY: RetryPolicy = {
+  maximumAttempts: 5,
+  initialInterval: '200ms',
+  backoffCoefficient: 2,
+  nonRetryableErrorTypes: [ErrorCode.InvalidInput, ErrorCode.PolicyUnavailable],
+};
+
+/** Options of every local activity the coordinator runs; each call adds its `summary`. */
+export const COORDINATOR_LOCAL_ACTIVITY: LocalActivityOptions = { startToCloseTimeout: '10s', retry: COORDINATOR_LOCAL_RETRY };

@@ -8,7 +8,7 @@ import {
   workflowInfo,
   type LocalActivityOptions,
 } from '@temporalio/workflow';
-import type { RetryPolicy } from '@temporalio/common';
+import { COORDINATOR_LOCAL_ACTIVITY } from '../retry';
 import type { AdmitResult, DomainRules, GovernorActivities } from '../../activities';
 import {
   slotRequestId,
@@ -29,7 +29,6 @@ import {
   type TieBreakVerdict,
 } from '../../contracts/coordination';
 import { durationMs } from '../../contracts/duration';
-import { ErrorCode } from '../../contracts/errors';
 import { GENESIS_HASH, type Receipt, type ReceiptHead } from '../../contracts/receipt';
 import { resolveBatch, settleTie, staleness, type ConflictRules, type Contender } from '../coordination-order';
 import { failureMessage } from '../failure';
@@ -68,25 +67,6 @@ import { failureMessage } from '../failure';
  * test/replay/coordinator were recorded: an extra or missing one can move a timer's callback before or
  * after a step that reads its flag, and so change the commands a replayed task issues.
  */
-
-// ==== Retry policies and activity options of the coordinator ======================================
-// (one block, to be merged into the shared workflows/retry.ts)
-
-/** Local activities (admission, vote verification, receipt signing): quick retries; bad input or no policy is final. */
-export const COORDINATOR_LOCAL_RETRY: RetryPolicy = {
-  maximumAttempts: 5,
-  initialInterval: '200ms',
-  backoffCoefficient: 2,
-  nonRetryableErrorTypes: [ErrorCode.InvalidInput, ErrorCode.PolicyUnavailable],
-};
-
-/** Options of every local activity the coordinator runs; each call adds its `summary`. */
-export const COORDINATOR_LOCAL_ACTIVITY: LocalActivityOptions = {
-  startToCloseTimeout: '10s',
-  retry: COORDINATOR_LOCAL_RETRY,
-};
-
-// ==================================================================================================
 
 const governor = proxyLocalActivities<GovernorActivities>(COORDINATOR_LOCAL_ACTIVITY);
 const withSummary = (summary: string): LocalActivityOptions => ({ ...COORDINATOR_LOCAL_ACTIVITY, summary });
