@@ -12,7 +12,19 @@ const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('node:'));
 const folders = (names, message) => ({ regex: `^(\\.\\./)+(${names.join('|')})(/|$)`, message });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.governor/**', '.tools/**', 'coverage/**', 'bin/**', '*.config.js', 'test/harness/summary-reporter.js', 'eslint.config.mjs'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      '.governor/**',
+      '.tools/**',
+      'coverage/**',
+      'bin/**',
+      '*.config.js',
+      'test/harness/summary-reporter.js',
+      'eslint.config.mjs',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -43,29 +55,63 @@ export default tseslint.config(
           patterns: [
             { regex: '^node:', message: 'workflows/ is deterministic: no Node built-ins' },
             // At any depth (workflows/chain/, workflows/coordinator/ import with ../../).
-            { group: ['**/activities', '**/activities/**'], allowTypeImports: true, message: 'workflows/ may import only types from activities/' },
             {
-              group: ['**/workers', '**/workers/**', '**/sdk/**', '**/cli/**', '**/audit/**', '**/runtime/**', '**/identity', '**/identity/**', '**/policies/**'],
+              group: ['**/activities', '**/activities/**'],
+              allowTypeImports: true,
+              message: 'workflows/ may import only types from activities/',
+            },
+            {
+              group: [
+                '**/workers',
+                '**/workers/**',
+                '**/sdk/**',
+                '**/cli/**',
+                '**/audit/**',
+                '**/runtime/**',
+                '**/identity',
+                '**/identity/**',
+                '**/policies/**',
+              ],
               message: 'workflows/ may import only contracts/, core/ and other workflows/',
             },
             // core/ modules that need Node (crypto) or jose; the sandbox-safe ones (step, history) are allowed.
-            { group: ['**/core/canonical', '**/core/digests', '**/core/receipts'], allowTypeImports: true, message: 'this core/ module is not sandbox-safe' },
+            {
+              group: ['**/core/canonical', '**/core/digests', '**/core/receipts'],
+              allowTypeImports: true,
+              message: 'this core/ module is not sandbox-safe',
+            },
           ],
         },
       ],
       'no-restricted-properties': [
         'error',
-        { object: 'Date', property: 'now', message: 'no clocks in workflows: use workflow time from an activity result or timers' },
+        {
+          object: 'Date',
+          property: 'now',
+          message: 'no clocks in workflows: use workflow time from an activity result or timers',
+        },
         { object: 'Math', property: 'random', message: 'no randomness in workflows' },
-        { object: 'crypto', property: 'randomUUID', message: 'no randomness in workflows (uuid4() from @temporalio/workflow if needed)' },
+        {
+          object: 'crypto',
+          property: 'randomUUID',
+          message: 'no randomness in workflows (uuid4() from @temporalio/workflow if needed)',
+        },
       ],
       'no-restricted-syntax': [
         'error',
         { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'no clocks in workflows' },
-        { selector: "CallExpression[callee.name='setTimeout']", message: 'use sleep()/condition() from @temporalio/workflow' },
+        {
+          selector: "CallExpression[callee.name='setTimeout']",
+          message: 'use sleep()/condition() from @temporalio/workflow',
+        },
         { selector: "CallExpression[callee.name='setInterval']", message: 'use sleep() from @temporalio/workflow' },
       ],
-      'no-restricted-globals': ['error', { name: 'process', message: 'no process in workflows' }, { name: 'fetch', message: 'no I/O in workflows' }, { name: 'require', message: 'no dynamic requires in workflows' }],
+      'no-restricted-globals': [
+        'error',
+        { name: 'process', message: 'no process in workflows' },
+        { name: 'fetch', message: 'no I/O in workflows' },
+        { name: 'require', message: 'no dynamic requires in workflows' },
+      ],
     },
   },
   {
@@ -74,7 +120,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [folders(['activities', 'workers', 'identity', 'audit', 'cli'], 'sdk/ may not import worker, activity, identity, audit or CLI code')] },
+        {
+          patterns: [
+            folders(
+              ['activities', 'workers', 'identity', 'audit', 'cli'],
+              'sdk/ may not import worker, activity, identity, audit or CLI code',
+            ),
+          ],
+        },
       ],
     },
   },
@@ -82,7 +135,10 @@ export default tseslint.config(
     // The audit library checks what the worker recorded; it must not share the worker's code path.
     files: ['audit/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [folders(['activities', 'workers'], 'audit/ may not import worker or activity code')] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [folders(['activities', 'workers'], 'audit/ may not import worker or activity code')] },
+      ],
     },
   },
   {
@@ -91,7 +147,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [folders(['activities', 'workers', 'sdk', 'cli', 'audit'], 'runtime/ and core/ may not import the products built on them')] },
+        {
+          patterns: [
+            folders(
+              ['activities', 'workers', 'sdk', 'cli', 'audit'],
+              'runtime/ and core/ may not import the products built on them',
+            ),
+          ],
+        },
       ],
     },
   },

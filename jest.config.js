@@ -3,7 +3,10 @@
 // workflows with fake activities, each file on its own dev server.
 // jose v6 is ESM-only: Node 20.19 loads it with require(esm), but jest's module system does not,
 // so jest transforms it to CommonJS like our own TypeScript.
-const swc = ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }];
+const swc = [
+  '@swc/jest',
+  { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } },
+];
 const transform = { '^.+\\.ts$': swc, '^.+/node_modules/jose/.+\\.js$': swc };
 const transformIgnorePatterns = ['/node_modules/(?!jose/)'];
 

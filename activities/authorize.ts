@@ -77,7 +77,10 @@ export async function authorizeAction(
      * Replay check of a verified credential (manifest `credential.jtiReplay: bind-to-chain`): a reason
      * to deny, or undefined. Throws when it cannot decide (retried, then denied: fail closed).
      */
-    bindCredential?: (credential: VerifiedCredential & { jti: string }, chain: { chainId: string; firstRunId?: string }) => Promise<string | undefined>;
+    bindCredential?: (
+      credential: VerifiedCredential & { jti: string },
+      chain: { chainId: string; firstRunId?: string },
+    ) => Promise<string | undefined>;
     /** The bundle to decide with (default: the store's current one), so a caller uses one snapshot for everything it derives. */
     active?: ActiveBundle | undefined;
   } = {},
@@ -85,12 +88,20 @@ export async function authorizeAction(
   const evaluatedAt = now.toISOString();
   const active = 'active' in hooks ? hooks.active : store.current();
   if (!active) {
-    return { decision: failClosedDecision('no valid policy bundle is loaded', { evaluatedAt }), credentialExpired: false, gracePeriod: 0 };
+    return {
+      decision: failClosedDecision('no valid policy bundle is loaded', { evaluatedAt }),
+      credentialExpired: false,
+      gracePeriod: 0,
+    };
   }
   const { manifest } = active.bundle;
   const gracePeriod = active.gracePeriodMs;
   const deny = (reason: string, credentialExpired = false): Omit<AuthorizeResult, 'receipt'> => ({
-    decision: failClosedDecision(reason, { bundleDigest: active.bundle.digest, evaluatedAt, inputDigest: refusedInputDigest(input.chainId, input) }),
+    decision: failClosedDecision(reason, {
+      bundleDigest: active.bundle.digest,
+      evaluatedAt,
+      inputDigest: refusedInputDigest(input.chainId, input),
+    }),
     credentialExpired,
     gracePeriod,
   });
@@ -110,8 +121,12 @@ export async function authorizeAction(
   }
   if (subject !== input.workload) return deny('credential subject does not match the chain workload');
   if (manifest.credential.jtiReplay === 'bind-to-chain' && hooks.bindCredential) {
-    if (credential.jti === undefined) return deny('credential has no jti: replay protection (credential.jtiReplay: bind-to-chain) needs one');
-    const replayed = await hooks.bindCredential({ ...credential, jti: credential.jti }, { chainId: input.chainId, ...(input.firstRunId !== undefined ? { firstRunId: input.firstRunId } : {}) });
+    if (credential.jti === undefined)
+      return deny('credential has no jti: replay protection (credential.jtiReplay: bind-to-chain) needs one');
+    const replayed = await hooks.bindCredential(
+      { ...credential, jti: credential.jti },
+      { chainId: input.chainId, ...(input.firstRunId !== undefined ? { firstRunId: input.firstRunId } : {}) },
+    );
     if (replayed) return deny(replayed);
   }
 
@@ -128,7 +143,11 @@ export async function authorizeAction(
     action: input.action,
     resource: { type: input.resource.type, id: input.resource.id },
     // Reserved keys (attestation, approvals, now) come only from verified sources, never from the step.
-    context: requestContext(input.context, attestation, input.approvals ? approvalsContext(input.approvals, Object.keys(manifest.approverRoles)) : undefined),
+    context: requestContext(
+      input.context,
+      attestation,
+      input.approvals ? approvalsContext(input.approvals, Object.keys(manifest.approverRoles)) : undefined,
+    ),
     now: evaluatedAt,
   };
   const decision = active.engine.decide(request);
@@ -140,7 +159,11 @@ export async function authorizeAction(
  * Evaluates the store's shadow candidate (if any) on the request the active bundle just decided, and
  * compares. Never enforced; never throws (the engine fails closed into a deny on its own).
  */
-export function shadowDecision(store: PolicyStore, request: AuthzRequest, enforced: Decision): ShadowDecision | undefined {
+export function shadowDecision(
+  store: PolicyStore,
+  request: AuthzRequest,
+  enforced: Decision,
+): ShadowDecision | undefined {
   const candidate = store.shadow();
   if (!candidate || candidate.bundle.digest === enforced.bundleDigest) return undefined;
   const d = candidate.engine.decide(request);
@@ -157,13 +180,24 @@ export function shadowDecision(store: PolicyStore, request: AuthzRequest, enforc
 }
 
 /** Logs a shadow difference through the activity logger (no-op outside an activity or without a difference). */
-export function logShadowDifference(input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action'>, result: Pick<AuthorizeResult, 'decision' | 'shadow'>): void {
+export function logShadowDifference(
+  input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action'>,
+  result: Pick<AuthorizeResult, 'decision' | 'shadow'>,
+): void {
   if (!result.shadow?.differs || asyncLocalStorage.getStore() === undefined) return;
   log.warn('shadow policy bundle decides differently', {
     chainId: input.chainId,
     stepId: input.stepId,
     action: input.action,
-    enforced: { bundleDigest: result.decision.bundleDigest, effect: result.decision.effect, determiningPolicies: result.decision.determiningPolicies },
-    shadow: { bundleDigest: result.shadow.bundleDigest, effect: result.shadow.effect, determiningPolicies: result.shadow.determiningPolicies },
+    enforced: {
+      bundleDigest: result.decision.bundleDigest,
+      effect: result.decision.effect,
+      determiningPolicies: result.decision.determiningPolicies,
+    },
+    shadow: {
+      bundleDigest: result.shadow.bundleDigest,
+      effect: result.shadow.effect,
+      determiningPolicies: result.shadow.determiningPolicies,
+    },
   });
 }

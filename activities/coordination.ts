@@ -57,7 +57,9 @@ export interface AdmitResult {
 }
 
 /** Result of `requestSlot`: whether the step is coordinated, and where. */
-export type RequestSlotResult = { coordinated: false } | { coordinated: true; domain: string; coordinatorId: string; requestId: string; request: SlotRequest };
+export type RequestSlotResult =
+  | { coordinated: false }
+  | { coordinated: true; domain: string; coordinatorId: string; requestId: string; request: SlotRequest };
 
 /** Input of `signCoordinationReceipts`: the coordinator's receipt chain head and what to record, in order. */
 export interface SignCoordinationInput {
@@ -90,7 +92,11 @@ export interface VerifyTieBreakInput {
  * The rank of a request (the manifest's `coordination.authority`): the workload's rank, raised to
  * the highest rank among the roles of the approvers who let the step through.
  */
-export function authorityOf(coordination: Coordination, workload: string, approverRoles: readonly string[] = []): number {
+export function authorityOf(
+  coordination: Coordination,
+  workload: string,
+  approverRoles: readonly string[] = [],
+): number {
   const ranks = coordination.authority;
   const base = ranks.workloads[workload] ?? ranks.default;
   return approverRoles.reduce((max, role) => Math.max(max, ranks.roles[role] ?? max), base);
@@ -115,18 +121,37 @@ export function domainRules(d: Coordination['domains'][number]): DomainRules {
  * Builds the sealed slot request of a step, or undefined when its resource belongs to no coordination
  * domain. `options.domain` picks a domain explicitly (it must cover the resource).
  */
-export async function sealSlotRequest(manifest: Pick<Manifest, 'coordination'>, ask: SlotAsk, signer: ReceiptSigner, options: { domain?: string } = {}): Promise<SlotRequest | undefined> {
+export async function sealSlotRequest(
+  manifest: Pick<Manifest, 'coordination'>,
+  ask: SlotAsk,
+  signer: ReceiptSigner,
+  options: { domain?: string } = {},
+): Promise<SlotRequest | undefined> {
   const parsed = SlotAsk.safeParse(ask);
-  if (!parsed.success) throw new GovernorError(ErrorCode.InvalidInput, `invalid slot request:\n${formatIssues(parsed.error)}`, String(parsed.error.issues[0]?.path.join('.') ?? ''));
+  if (!parsed.success)
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `invalid slot request:\n${formatIssues(parsed.error)}`,
+      String(parsed.error.issues[0]?.path.join('.') ?? ''),
+    );
   const a = parsed.data;
   const label = resourceLabel(a.resource);
   const domains = manifest.coordination.domains;
-  const domain = options.domain === undefined ? findDomain(domains, label) : domains.find((d) => d.name === options.domain && d.resources.some((p) => matchesResourcePattern(p, label)));
+  const domain =
+    options.domain === undefined
+      ? findDomain(domains, label)
+      : domains.find((d) => d.name === options.domain && d.resources.some((p) => matchesResourcePattern(p, label)));
   if (!domain) {
-    if (options.domain !== undefined) throw new GovernorError(ErrorCode.InvalidInput, `coordination domain ${options.domain} does not exist or does not cover ${label}`, 'domain');
+    if (options.domain !== undefined)
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `coordination domain ${options.domain} does not exist or does not cover ${label}`,
+        'domain',
+      );
     return undefined;
   }
-  const approverRoles = a.approverRoles && a.approverRoles.length > 0 ? [...new Set(a.approverRoles)].sort() : undefined;
+  const approverRoles =
+    a.approverRoles && a.approverRoles.length > 0 ? [...new Set(a.approverRoles)].sort() : undefined;
   const body = {
     chainId: a.chainId,
     stepId: a.stepId,
@@ -170,12 +195,20 @@ export async function submitSlotRequest(client: Client, taskQueue: string, reque
  * from the active manifest (a rollout between request and batch applies). Never throws for a bad
  * request: the refusal and its reason are the admission.
  */
-export async function admitRequests(manifest: Pick<Manifest, 'coordination'>, bundleDigest: string, input: AdmitInput, options: { now: Date; receiptJwks: JSONWebKeySet }): Promise<AdmitResult> {
+export async function admitRequests(
+  manifest: Pick<Manifest, 'coordination'>,
+  bundleDigest: string,
+  input: AdmitInput,
+  options: { now: Date; receiptJwks: JSONWebKeySet },
+): Promise<AdmitResult> {
   const domain = manifest.coordination.domains.find((d) => d.name === input.domain);
   const jwks = createLocalJWKSet(options.receiptJwks);
   const admissions: AdmitResult['admissions'] = [];
   for (const raw of input.requests) {
-    const requestId = typeof raw?.chainId === 'string' && typeof raw.stepId === 'string' ? slotRequestId(raw.chainId, raw.stepId) : '(malformed)';
+    const requestId =
+      typeof raw?.chainId === 'string' && typeof raw.stepId === 'string'
+        ? slotRequestId(raw.chainId, raw.stepId)
+        : '(malformed)';
     const refuse = (reason: string) => admissions.push({ requestId, ok: false, reason, authority: 0 });
     const parsed = SlotRequest.safeParse(raw);
     if (!parsed.success) {
@@ -213,9 +246,18 @@ export async function admitRequests(manifest: Pick<Manifest, 'coordination'>, bu
       refuse('request seal is for another request or domain');
       continue;
     }
-    admissions.push({ requestId, ok: true, authority: authorityOf(manifest.coordination, r.workload, r.approverRoles) });
+    admissions.push({
+      requestId,
+      ok: true,
+      authority: authorityOf(manifest.coordination, r.workload, r.approverRoles),
+    });
   }
-  return { ...(domain ? { rules: domainRules(domain) } : {}), bundleDigest, now: options.now.toISOString(), admissions };
+  return {
+    ...(domain ? { rules: domainRules(domain) } : {}),
+    bundleDigest,
+    now: options.now.toISOString(),
+    admissions,
+  };
 }
 
 /**
@@ -223,8 +265,18 @@ export async function admitRequests(manifest: Pick<Manifest, 'coordination'>, bu
  * role, bound to this tie (`stepDigest` = tie digest) and naming one contender (`chainId`/`stepId`),
  * from someone who is none of the contenders' workloads nor their owners. Never throws for a bad vote.
  */
-export async function judgeTieBreak(token: string, manifest: Manifest, input: Omit<VerifyTieBreakInput, 'token'>, options: { now: Date; home: string }): Promise<TieBreakVerdict> {
-  const reject = (reason: string, extra: Partial<TieBreakVerdict> = {}): TieBreakVerdict => ({ tieId: input.tieId, counted: false, reason, ...extra });
+export async function judgeTieBreak(
+  token: string,
+  manifest: Manifest,
+  input: Omit<VerifyTieBreakInput, 'token'>,
+  options: { now: Date; home: string },
+): Promise<TieBreakVerdict> {
+  const reject = (reason: string, extra: Partial<TieBreakVerdict> = {}): TieBreakVerdict => ({
+    tieId: input.tieId,
+    counted: false,
+    reason,
+    ...extra,
+  });
   let vote: Awaited<ReturnType<typeof verifyApproval>>;
   try {
     vote = await verifyApproval(token, manifest, options);
@@ -236,18 +288,38 @@ export async function judgeTieBreak(token: string, manifest: Manifest, input: Om
   if (vote.stepDigest !== input.digest) return reject('vote is not for this tie', who);
   const chosen = input.contenders.find((c) => c.chainId === vote.chainId && c.stepId === vote.stepId);
   if (!chosen) return reject('vote names no contender of this tie', who);
-  const parties = new Set(input.contenders.flatMap((c) => [c.workload, manifest.owners[c.workload]]).filter((x): x is string => Boolean(x)));
+  const parties = new Set(
+    input.contenders.flatMap((c) => [c.workload, manifest.owners[c.workload]]).filter((x): x is string => Boolean(x)),
+  );
   if (parties.has(vote.sub)) return reject('a contender or its owner may not settle the tie', who);
-  if (!vote.roles.includes(input.role)) return reject(`approver does not hold the tie-breaker role (${input.role})`, who);
-  return { tieId: input.tieId, counted: true, reason: vote.reason ?? '', approver: vote.sub, decision: vote.decision, ...(vote.decision === 'approve' ? { winner: chosen.requestId } : {}) };
+  if (!vote.roles.includes(input.role))
+    return reject(`approver does not hold the tie-breaker role (${input.role})`, who);
+  return {
+    tieId: input.tieId,
+    counted: true,
+    reason: vote.reason ?? '',
+    approver: vote.sub,
+    decision: vote.decision,
+    ...(vote.decision === 'approve' ? { winner: chosen.requestId } : {}),
+  };
 }
 
 /** Signs the coordinator's next receipts, linked after `prev`, in order. */
-export async function signCoordination(signer: ReceiptSigner, input: SignCoordinationInput, options: { now?: Date } = {}): Promise<SignCoordinationResult> {
+export async function signCoordination(
+  signer: ReceiptSigner,
+  input: SignCoordinationInput,
+  options: { now?: Date } = {},
+): Promise<SignCoordinationResult> {
   const receipts: Receipt[] = [];
   let prev = input.prev;
   for (const e of input.entries) {
-    const receipt = await makeReceipt(signer, { chainId: input.coordinatorId, stepId: e.stepId, kind: COORDINATION_RECEIPT_KIND, payload: e.payload, prev });
+    const receipt = await makeReceipt(signer, {
+      chainId: input.coordinatorId,
+      stepId: e.stepId,
+      kind: COORDINATION_RECEIPT_KIND,
+      payload: e.payload,
+      prev,
+    });
     receipts.push(receipt);
     prev = { seq: receipt.seq, hash: receipt.hash };
   }
@@ -268,20 +340,42 @@ export interface VerifySlotVerdictInput {
  * governor's receipt key, whose payload is exactly this verdict for this request. Returns the reason
  * it is not, or undefined. A signal is not authenticated by Temporal: this is what makes a grant one.
  */
-export async function checkSlotVerdict(input: VerifySlotVerdictInput, receiptJwks: JSONWebKeySet): Promise<string | undefined> {
+export async function checkSlotVerdict(
+  input: VerifySlotVerdictInput,
+  receiptJwks: JSONWebKeySet,
+): Promise<string | undefined> {
   const { receipt, ...verdict } = input.verdict;
-  if (!receipt?.signature || receipt.prevHash === undefined || receipt.event === undefined) return 'the verdict carries no signed coordination receipt';
+  if (!receipt?.signature || receipt.prevHash === undefined || receipt.event === undefined)
+    return 'the verdict carries no signed coordination receipt';
   if (receipt.coordinatorId !== input.coordinatorId) return "the verdict's receipt is not the domain coordinator's";
-  const payload = { type: 'coordination', event: receipt.event, domain: verdict.domain, requestDigest: input.requestDigest, verdict };
-  if (sha256Hex(canonicalJson(payload)) !== receipt.digest) return "the verdict's receipt does not commit to this verdict for this request";
-  const body = { seq: receipt.seq, chainId: receipt.coordinatorId, stepId: verdict.requestId, kind: COORDINATION_RECEIPT_KIND, digest: receipt.digest, prevHash: receipt.prevHash };
+  const payload = {
+    type: 'coordination',
+    event: receipt.event,
+    domain: verdict.domain,
+    requestDigest: input.requestDigest,
+    verdict,
+  };
+  if (sha256Hex(canonicalJson(payload)) !== receipt.digest)
+    return "the verdict's receipt does not commit to this verdict for this request";
+  const body = {
+    seq: receipt.seq,
+    chainId: receipt.coordinatorId,
+    stepId: verdict.requestId,
+    kind: COORDINATION_RECEIPT_KIND,
+    digest: receipt.digest,
+    prevHash: receipt.prevHash,
+  };
   if (sha256Hex(canonicalJson(body)) !== receipt.hash) return "the verdict's receipt hash does not match its body";
   try {
-    const { payload: signed, protectedHeader } = await compactVerify(receipt.signature, createLocalJWKSet(receiptJwks), { algorithms: ['EdDSA'] });
-    if (protectedHeader.typ !== 'governor-receipt+jws' || new TextDecoder().decode(signed) !== receipt.hash) return "the verdict's signature does not cover its receipt";
+    const { payload: signed, protectedHeader } = await compactVerify(
+      receipt.signature,
+      createLocalJWKSet(receiptJwks),
+      { algorithms: ['EdDSA'] },
+    );
+    if (protectedHeader.typ !== 'governor-receipt+jws' || new TextDecoder().decode(signed) !== receipt.hash)
+      return "the verdict's signature does not cover its receipt";
   } catch {
     return "the verdict's signature does not verify with the governor receipt key";
   }
   return undefined;
 }
-

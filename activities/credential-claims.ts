@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import { Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { CREDENTIAL_CLAIM_ID_PREFIX, CREDENTIAL_CLAIM_WORKFLOW_TYPE, type CredentialClaimInput } from '../contracts/credential-claim';
+import {
+  CREDENTIAL_CLAIM_ID_PREFIX,
+  CREDENTIAL_CLAIM_WORKFLOW_TYPE,
+  type CredentialClaimInput,
+} from '../contracts/credential-claim';
 
 /** Workflow id of a credential's claim: namespace-wide, from its issuer and `jti` (hashed: any length, any characters). */
 export function credentialClaimId(iss: string, jti: string): string {
@@ -57,20 +61,28 @@ export class CredentialClaims {
    * Claims `credential` for the chain (its workflow id and first run id: a chain id reused after its
    * chain ended has another first run, so it does not inherit the credential).
    */
-  async claim(credential: CredentialIdentity, chain: { chainId: string; firstRunId: string }, bound: LifetimeBound = DEFAULT_BOUND): Promise<ClaimOutcome> {
+  async claim(
+    credential: CredentialIdentity,
+    chain: { chainId: string; firstRunId: string },
+    bound: LifetimeBound = DEFAULT_BOUND,
+  ): Promise<ClaimOutcome> {
     const key = `${credential.iss}\n${credential.jti}`;
     const me = `${chain.chainId}\n${chain.firstRunId}`;
     const now = this.now();
     // Verification already refused longer-lived credentials; this keeps the bound even if it did not.
     const latest = now + bound.clockToleranceMs + bound.maxLifetimeMs;
-    if (!Number.isFinite(credential.exp) || credential.exp * 1000 > latest) return { bound: false, reason: 'credential lifetime exceeds credential.maxLifetime: not claimed' };
+    if (!Number.isFinite(credential.exp) || credential.exp * 1000 > latest)
+      return { bound: false, reason: 'credential lifetime exceeds credential.maxLifetime: not claimed' };
     const cached = this.bound.get(key);
     if (cached && cached.exp * 1000 > now) return this.judge(cached.holder, me);
 
     const workflowId = credentialClaimId(credential.iss, credential.jti);
     // After expiry (plus the clock tolerance and a margin) the credential is refused anyway; never
     // later than the longest a credential may live from now (so never years ahead).
-    const delayMs = Math.min(Math.max(1000, credential.exp * 1000 - now + bound.clockToleranceMs + CLAIM_MARGIN_MS), bound.maxLifetimeMs + 2 * bound.clockToleranceMs + CLAIM_MARGIN_MS);
+    const delayMs = Math.min(
+      Math.max(1000, credential.exp * 1000 - now + bound.clockToleranceMs + CLAIM_MARGIN_MS),
+      bound.maxLifetimeMs + 2 * bound.clockToleranceMs + CLAIM_MARGIN_MS,
+    );
     const { chainId, firstRunId } = chain;
     const input: CredentialClaimInput = { chainId, firstRunId, iss: credential.iss, exp: credential.exp };
     let holder: string;
@@ -92,7 +104,10 @@ export class CredentialClaims {
       const described = await this.client.workflow.getHandle(workflowId).describe();
       const memo = described.memo ?? {};
       // A claim without a readable holder is not proof of ownership: refuse (fail closed).
-      holder = typeof memo.chainId === 'string' && typeof memo.firstRunId === 'string' ? `${memo.chainId}\n${memo.firstRunId}` : '';
+      holder =
+        typeof memo.chainId === 'string' && typeof memo.firstRunId === 'string'
+          ? `${memo.chainId}\n${memo.firstRunId}`
+          : '';
     }
     if (holder) this.remember(key, holder, credential.exp);
     return this.judge(holder, me);
@@ -109,7 +124,8 @@ export class CredentialClaims {
       const now = this.now();
       for (const [k, v] of this.bound) if (v.exp * 1000 <= now) this.bound.delete(k);
       // Still full: forget the oldest half (they are claimed again from the server when needed).
-      if (this.bound.size >= this.maxCached) [...this.bound.keys()].slice(0, this.maxCached / 2).forEach((k) => this.bound.delete(k));
+      if (this.bound.size >= this.maxCached)
+        [...this.bound.keys()].slice(0, this.maxCached / 2).forEach((k) => this.bound.delete(k));
     }
     this.bound.set(key, { holder, exp });
   }

@@ -28,27 +28,46 @@ export const HTTP_REFUSED = 'http target refused';
  * (or the chain's shorter `timeoutMs`). 5xx, network errors and timeouts are retryable (same
  * idempotency key); 3xx, 4xx and an oversize response are final.
  */
-export async function runBuiltInExecutor(input: ExecuteInput, http: { section: HttpSection; guard: HttpGuard }): Promise<ExecutionOutcome> {
+export async function runBuiltInExecutor(
+  input: ExecuteInput,
+  http: { section: HttpSection; guard: HttpGuard },
+): Promise<ExecutionOutcome> {
   const { executor, idempotencyKey } = input;
   switch (executor.type) {
     case 'noop':
       return { executor: 'noop', idempotencyKey };
     case 'http': {
       const decided = await http.guard.check(http.section, executor);
-      if (!decided.ok) throw ApplicationFailure.nonRetryable(`${HTTP_REFUSED}: ${decided.reason}`, ErrorCode.HostNotAllowed);
+      if (!decided.ok)
+        throw ApplicationFailure.nonRetryable(`${HTTP_REFUSED}: ${decided.reason}`, ErrorCode.HostNotAllowed);
       const hasBody = executor.method !== 'GET' && executor.method !== 'DELETE';
       const body = hasBody ? Buffer.from(JSON.stringify(executor.body ?? input.input), 'utf8') : undefined;
-      const status = await send(decided.checked, executor.method, idempotencyKey, body, Math.min(executor.timeoutMs, decided.checked.call.target.timeoutMs));
+      const status = await send(
+        decided.checked,
+        executor.method,
+        idempotencyKey,
+        body,
+        Math.min(executor.timeoutMs, decided.checked.call.target.timeoutMs),
+      );
       return { executor: 'http', idempotencyKey, httpStatus: status };
     }
     case 'activity':
       // The workflow schedules service activities on the service's task queue itself.
-      throw ApplicationFailure.nonRetryable('activity executors run on the service task queue, not here', ErrorCode.InvalidInput);
+      throw ApplicationFailure.nonRetryable(
+        'activity executors run on the service task queue, not here',
+        ErrorCode.InvalidInput,
+      );
   }
 }
 
 /** One request to the checked address; resolves with the status once the (bounded) body has been read. */
-function send(checked: CheckedCall, method: string, idempotencyKey: string, body: Buffer | undefined, timeoutMs: number): Promise<number> {
+function send(
+  checked: CheckedCall,
+  method: string,
+  idempotencyKey: string,
+  body: Buffer | undefined,
+  timeoutMs: number,
+): Promise<number> {
   const { call, addresses, entryHeaders } = checked;
   const { url, host, port, target } = call;
   const where = `${method} ${target.origin}`;
@@ -93,13 +112,23 @@ function send(checked: CheckedCall, method: string, idempotencyKey: string, body
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400) {
         res.destroy();
-        finish(ApplicationFailure.nonRetryable(`http ${where} answered ${status}: redirects are not followed`, ErrorCode.ExecutorFailed));
+        finish(
+          ApplicationFailure.nonRetryable(
+            `http ${where} answered ${status}: redirects are not followed`,
+            ErrorCode.ExecutorFailed,
+          ),
+        );
         return;
       }
       const declared = Number(res.headers['content-length']);
       if (Number.isFinite(declared) && declared > limit) {
         res.destroy();
-        finish(ApplicationFailure.nonRetryable(`http ${where}: response of ${declared} bytes exceeds ${limit} (${entryLabel(target)}.maxResponseBytes)`, ErrorCode.ExecutorFailed));
+        finish(
+          ApplicationFailure.nonRetryable(
+            `http ${where}: response of ${declared} bytes exceeds ${limit} (${entryLabel(target)}.maxResponseBytes)`,
+            ErrorCode.ExecutorFailed,
+          ),
+        );
         return;
       }
       let received = 0;
@@ -107,21 +136,37 @@ function send(checked: CheckedCall, method: string, idempotencyKey: string, body
         received += chunk.length;
         if (received > limit) {
           res.destroy();
-          finish(ApplicationFailure.nonRetryable(`http ${where}: response exceeds ${limit} bytes (${entryLabel(target)}.maxResponseBytes)`, ErrorCode.ExecutorFailed));
+          finish(
+            ApplicationFailure.nonRetryable(
+              `http ${where}: response exceeds ${limit} bytes (${entryLabel(target)}.maxResponseBytes)`,
+              ErrorCode.ExecutorFailed,
+            ),
+          );
         }
       });
       res.on('end', () => finish(undefined, status));
-      res.on('error', (err) => finish(ApplicationFailure.retryable(`http ${where}: ${err.message}`, `${ErrorCode.ExecutorFailed}_TRANSIENT`)));
+      res.on('error', (err) =>
+        finish(ApplicationFailure.retryable(`http ${where}: ${err.message}`, `${ErrorCode.ExecutorFailed}_TRANSIENT`)),
+      );
     });
     const timer = setTimeout(() => {
-      finish(ApplicationFailure.retryable(`http ${where}: no complete answer within ${timeoutMs} ms`, `${ErrorCode.ExecutorFailed}_TRANSIENT`));
+      finish(
+        ApplicationFailure.retryable(
+          `http ${where}: no complete answer within ${timeoutMs} ms`,
+          `${ErrorCode.ExecutorFailed}_TRANSIENT`,
+        ),
+      );
       req.destroy();
     }, timeoutMs);
-    req.on('error', (err) => finish(ApplicationFailure.retryable(`http ${where}: ${err.message}`, `${ErrorCode.ExecutorFailed}_TRANSIENT`)));
+    req.on('error', (err) =>
+      finish(ApplicationFailure.retryable(`http ${where}: ${err.message}`, `${ErrorCode.ExecutorFailed}_TRANSIENT`)),
+    );
     req.end(body);
   }).then((status) => {
-    if (status >= 500) throw ApplicationFailure.retryable(`http ${where} answered ${status}`, `${ErrorCode.ExecutorFailed}_TRANSIENT`);
-    if (status >= 400 || status < 200) throw ApplicationFailure.nonRetryable(`http ${where} answered ${status}`, ErrorCode.ExecutorFailed);
+    if (status >= 500)
+      throw ApplicationFailure.retryable(`http ${where} answered ${status}`, `${ErrorCode.ExecutorFailed}_TRANSIENT`);
+    if (status >= 400 || status < 200)
+      throw ApplicationFailure.nonRetryable(`http ${where} answered ${status}`, ErrorCode.ExecutorFailed);
     return status;
   });
 }

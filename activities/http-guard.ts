@@ -53,14 +53,21 @@ function parseProtected(spelled: string): ProtectedAddress {
     url = undefined;
   }
   const host = url ? canonicalHost(url.hostname) : undefined;
-  if (!url || !host) throw new GovernorError(ErrorCode.InvalidInput, 'http protectedAddresses (TEMPORAL_ADDRESS, the UI address, GOVERNOR_HTTP_PROTECTED): an entry is not host:port', 'protectedAddresses');
+  if (!url || !host)
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      'http protectedAddresses (TEMPORAL_ADDRESS, the UI address, GOVERNOR_HTTP_PROTECTED): an entry is not host:port',
+      'protectedAddresses',
+    );
   // A bare `host` is a Temporal frontend on its default port.
-  const port = url.port !== '' ? Number(url.port) : spelled.includes('://') ? (url.protocol === 'https:' ? 443 : 80) : 7233;
+  const port =
+    url.port !== '' ? Number(url.port) : spelled.includes('://') ? (url.protocol === 'https:' ? 443 : 80) : 7233;
   return { spelled: hostPort(host.host, port), host: host.host, kind: host.kind, port };
 }
 
 /** The system resolver: every address, as the OS orders them, bounded in time. */
-const systemResolve: HttpResolver = async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+const systemResolve: HttpResolver = async (host) =>
+  (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -100,14 +107,20 @@ export class HttpGuard {
   private readonly resolve: HttpResolver;
   private readonly env: NodeJS.ProcessEnv;
 
-  constructor(private readonly home: string, options: HttpExecutorOptions = {}) {
+  constructor(
+    private readonly home: string,
+    options: HttpExecutorOptions = {},
+  ) {
     this.protectedAddresses = [...DEV_SERVER_ADDRESSES, ...(options.protectedAddresses ?? [])].map(parseProtected);
     this.resolve = options.resolve ?? systemResolve;
     this.env = options.env ?? process.env;
   }
 
   /** Checks a call of `executor` against `section`; a refusal's reason names what was refused (never a secret, a path or a query). */
-  async check(section: HttpSection, executor: Extract<Executor, { type: 'http' }>): Promise<{ ok: true; checked: CheckedCall } | { ok: false; reason: string }> {
+  async check(
+    section: HttpSection,
+    executor: Extract<Executor, { type: 'http' }>,
+  ): Promise<{ ok: true; checked: CheckedCall } | { ok: false; reason: string }> {
     const matched = matchHttpCall(section, { url: executor.url, method: executor.method, headers: executor.headers });
     if (!matched.ok) return matched;
     const { call } = matched;
@@ -116,7 +129,8 @@ export class HttpGuard {
 
     // Temporal's own endpoints, by name or address, before anything is resolved.
     for (const p of this.protectedAddresses) {
-      if (p.port === port && p.host === host.host) return { ok: false, reason: `${where} is a Temporal endpoint of this worker (${p.spelled}): never callable` };
+      if (p.port === port && p.host === host.host)
+        return { ok: false, reason: `${where} is a Temporal endpoint of this worker (${p.spelled}): never callable` };
     }
 
     let resolved: string[];
@@ -135,16 +149,27 @@ export class HttpGuard {
     for (const raw of resolved) {
       const c = classifyAddress(raw);
       if (!c) return { ok: false, reason: `${host.host} resolved to something that is not an IP address` };
-      const named = (host.kind !== 'name' && host.host === c.address) || (target.addresses?.includes(c.address) ?? false);
+      const named =
+        (host.kind !== 'name' && host.host === c.address) || (target.addresses?.includes(c.address) ?? false);
       if (c.class !== 'public' && !(named && target.explicitPort)) {
-        const what = host.kind === 'name' ? `${host.host} resolves to ${c.address} (${c.class})` : `${c.address} is a ${c.class} address`;
-        return { ok: false, reason: `${what}: only an http.allow entry that names that exact address and its port may reach it` };
+        const what =
+          host.kind === 'name'
+            ? `${host.host} resolves to ${c.address} (${c.class})`
+            : `${c.address} is a ${c.class} address`;
+        return {
+          ok: false,
+          reason: `${what}: only an http.allow entry that names that exact address and its port may reach it`,
+        };
       }
       addresses.push({ address: c.address, family: c.version });
     }
 
-    const temporal = await this.temporalEndpoint(port, addresses.map((a) => a.address));
-    if (temporal) return { ok: false, reason: `${where} is a Temporal endpoint of this worker (${temporal}): never callable` };
+    const temporal = await this.temporalEndpoint(
+      port,
+      addresses.map((a) => a.address),
+    );
+    if (temporal)
+      return { ok: false, reason: `${where} is a Temporal endpoint of this worker (${temporal}): never callable` };
 
     const entryHeaders = new Map<string, string>();
     for (const [lower, { name, value }] of target.headers) {
@@ -165,7 +190,12 @@ export class HttpGuard {
       if (p.port !== port) continue;
       let theirs: string[];
       try {
-        theirs = p.kind === 'name' ? (await withTimeout(this.resolve(p.host), RESOLVE_TIMEOUT_MS, `resolving ${p.host}`)).map((a) => classifyAddress(a)?.address ?? a) : [p.host];
+        theirs =
+          p.kind === 'name'
+            ? (await withTimeout(this.resolve(p.host), RESOLVE_TIMEOUT_MS, `resolving ${p.host}`)).map(
+                (a) => classifyAddress(a)?.address ?? a,
+              )
+            : [p.host];
       } catch {
         return `${p.spelled}, which could not be resolved to rule it out`;
       }
@@ -176,22 +206,32 @@ export class HttpGuard {
     return undefined;
   }
 
-  private readSecret(target: HttpTarget, header: string, ref: { env?: string | undefined; file?: string | undefined }): { ok: true; value: string } | { ok: false; reason: string } {
+  private readSecret(
+    target: HttpTarget,
+    header: string,
+    ref: { env?: string | undefined; file?: string | undefined },
+  ): { ok: true; value: string } | { ok: false; reason: string } {
     const field = `${entryLabel(target)}.headers.${header}.secretRef`;
     let value: string | undefined;
     if (ref.env !== undefined) {
       value = this.env[ref.env];
-      if (value === undefined || value === '') return { ok: false, reason: `the secret for ${field} is not available (environment variable ${ref.env} is unset or empty)` };
+      if (value === undefined || value === '')
+        return {
+          ok: false,
+          reason: `the secret for ${field} is not available (environment variable ${ref.env} is unset or empty)`,
+        };
     } else {
       const file = path.resolve(this.home, ref.file!);
       try {
-        if (fs.statSync(file).size > MAX_SECRET_BYTES) return { ok: false, reason: `the secret for ${field} is larger than ${MAX_SECRET_BYTES} bytes` };
+        if (fs.statSync(file).size > MAX_SECRET_BYTES)
+          return { ok: false, reason: `the secret for ${field} is larger than ${MAX_SECRET_BYTES} bytes` };
         value = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
       } catch {
         return { ok: false, reason: `the secret for ${field} is not available (file ${ref.file} cannot be read)` };
       }
     }
-    if (value === '' || value.length > MAX_SECRET_BYTES || /[\r\n\0]/.test(value)) return { ok: false, reason: `the secret for ${field} is empty, too long or contains CR, LF or NUL` };
+    if (value === '' || value.length > MAX_SECRET_BYTES || /[\r\n\0]/.test(value))
+      return { ok: false, reason: `the secret for ${field} is empty, too long or contains CR, LF or NUL` };
     return { ok: true, value };
   }
 }

@@ -12,20 +12,52 @@ import { authorizeAction, logShadowDifference, type AuthorizeInput, type Authori
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
 import { loadPrivateKey, loadPublicJwks } from '../identity';
-import { admitRequests, checkSlotVerdict, judgeTieBreak, sealSlotRequest, signCoordination, submitSlotRequest, type AdmitInput, type AdmitResult, type RequestSlotResult, type SignCoordinationInput, type SignCoordinationResult, type VerifyTieBreakInput, type VerifySlotVerdictInput } from './coordination';
+import {
+  admitRequests,
+  checkSlotVerdict,
+  judgeTieBreak,
+  sealSlotRequest,
+  signCoordination,
+  submitSlotRequest,
+  type AdmitInput,
+  type AdmitResult,
+  type RequestSlotResult,
+  type SignCoordinationInput,
+  type SignCoordinationResult,
+  type VerifyTieBreakInput,
+  type VerifySlotVerdictInput,
+} from './coordination';
 import { resourceLabel } from '../core/step';
-import { coordinatorId, findDomain, slotRequestId, type SlotAsk, type TieBreakVerdict } from '../contracts/coordination';
+import {
+  coordinatorId,
+  findDomain,
+  slotRequestId,
+  type SlotAsk,
+  type TieBreakVerdict,
+} from '../contracts/coordination';
 import type { ActiveBundle, PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
 import { signRevocationEntry } from './revocation-log';
 import { formatIssues } from '../contracts/chain';
-import { SignRevocationInput, type RecoverRevocationsInput, type RecoverRevocationsResult, type SignedRevocation } from '../contracts/revocation';
+import {
+  SignRevocationInput,
+  type RecoverRevocationsInput,
+  type RecoverRevocationsResult,
+  type SignedRevocation,
+} from '../contracts/revocation';
 import type { CredentialClaims } from './credential-claims';
 import { decisionReceiptPayload, makeReceipt, type ReceiptSigner } from '../core/receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
-export type { AdmitInput, AdmitResult, DomainRules, RequestSlotResult, SignCoordinationInput, VerifyTieBreakInput } from './coordination';
+export type {
+  AdmitInput,
+  AdmitResult,
+  DomainRules,
+  RequestSlotResult,
+  SignCoordinationInput,
+  VerifyTieBreakInput,
+} from './coordination';
 
 /** `authorize` input: the action, plus the parts of the step an approval must be bound to. */
 export interface GovernorAuthorizeInput extends AuthorizeInput {
@@ -114,8 +146,22 @@ export interface ActivityDeps {
  * The deny of an action whose http target the manifest does not allow: made without a Cedar request
  * (like a verification failure), so `governor verify` counts it among the denies made before policy.
  */
-function targetDenied(input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action' | 'resource'>, reason: string, bundleDigest: string, gracePeriod: number, now: Date): Omit<AuthorizeResult, 'receipt'> {
-  return { decision: failClosedDecision(reason, { bundleDigest, evaluatedAt: now.toISOString(), inputDigest: refusedInputDigest(input.chainId, input) }), credentialExpired: false, gracePeriod };
+function targetDenied(
+  input: Pick<AuthorizeInput, 'chainId' | 'stepId' | 'action' | 'resource'>,
+  reason: string,
+  bundleDigest: string,
+  gracePeriod: number,
+  now: Date,
+): Omit<AuthorizeResult, 'receipt'> {
+  return {
+    decision: failClosedDecision(reason, {
+      bundleDigest,
+      evaluatedAt: now.toISOString(),
+      inputDigest: refusedInputDigest(input.chainId, input),
+    }),
+    credentialExpired: false,
+    gracePeriod,
+  };
 }
 
 /** Builds the governor's activities. Names are recorded in history: never rename them. */
@@ -139,8 +185,14 @@ export function createActivities(deps: ActivityDeps) {
     if (!claims) return undefined;
     // The claim is never scheduled past the longest a credential may live under this manifest.
     const limits = active?.bundle.manifest.credential;
-    const bound = { maxLifetimeMs: durationMs(limits?.maxLifetime ?? '24h'), clockToleranceMs: (limits?.clockToleranceSeconds ?? 5) * 1000 };
-    return async (credential: { iss: string; jti: string; exp: number }, chain: { chainId: string; firstRunId?: string }): Promise<string | undefined> => {
+    const bound = {
+      maxLifetimeMs: durationMs(limits?.maxLifetime ?? '24h'),
+      clockToleranceMs: (limits?.clockToleranceSeconds ?? 5) * 1000,
+    };
+    return async (
+      credential: { iss: string; jti: string; exp: number },
+      chain: { chainId: string; firstRunId?: string },
+    ): Promise<string | undefined> => {
       // Bound to the chain's workflow (id from the server, never the submitter's input) and its first run.
       let workflowId: string | undefined;
       try {
@@ -148,7 +200,8 @@ export function createActivities(deps: ActivityDeps) {
       } catch {
         workflowId = undefined;
       }
-      if (workflowId !== chain.chainId || !chain.firstRunId) return 'credential cannot be bound: the chain is not the workflow presenting it';
+      if (workflowId !== chain.chainId || !chain.firstRunId)
+        return 'credential cannot be bound: the chain is not the workflow presenting it';
       const outcome = await claims.claim(credential, { chainId: chain.chainId, firstRunId: chain.firstRunId }, bound);
       return outcome.bound ? undefined : outcome.reason;
     };
@@ -165,29 +218,52 @@ export function createActivities(deps: ActivityDeps) {
     // and so is every workload while the list is not known (fail closed). The decision names the list.
     const seen = deps.revocations ? await deps.revocations.snapshot() : undefined;
     const revoked = seen?.ok ? seen.revoked[input.workload] : undefined;
-    const refused = (reason: string): Omit<AuthorizeResult, 'receipt'> => ({ decision: failClosedDecision(reason, { bundleDigest: active?.bundle.digest ?? '', evaluatedAt: now.toISOString() }), credentialExpired: false, gracePeriod: 0 });
+    const refused = (reason: string): Omit<AuthorizeResult, 'receipt'> => ({
+      decision: failClosedDecision(reason, {
+        bundleDigest: active?.bundle.digest ?? '',
+        evaluatedAt: now.toISOString(),
+      }),
+      credentialExpired: false,
+      gracePeriod: 0,
+    });
     const decided: Omit<AuthorizeResult, 'receipt'> =
       seen && !seen.ok
         ? refused(`revocation list unavailable: ${seen.reason}`)
         : revoked
           ? refused(`workload ${input.workload} is revoked: ${revoked.reason}`)
-          : await authorizeAction(deps.policies, deps.home, action, now, { bindCredential: bindCredential(active), active });
+          : await authorizeAction(deps.policies, deps.home, action, now, {
+              bindCredential: bindCredential(active),
+              active,
+            });
     let result: Omit<AuthorizeResult, 'receipt'> = seen?.ok ? { ...decided, revocations: seen.ref } : decided;
     // Pre-flight of an http step that policy would let run (now or after approval): a target the
     // manifest does not allow is a deny now, before any approval is awaited or anything is sent.
     if (active && binding?.executor.type === 'http' && !result.credentialExpired && result.decision.effect !== 'deny') {
       const checked = await httpGuard.check(active.bundle.manifest.http, binding.executor);
-      if (!checked.ok) result = { ...targetDenied(input, `${HTTP_REFUSED}: ${checked.reason}`, active.bundle.digest, result.gracePeriod, now), ...(seen?.ok ? { revocations: seen.ref } : {}) };
+      if (!checked.ok)
+        result = {
+          ...targetDenied(input, `${HTTP_REFUSED}: ${checked.reason}`, active.bundle.digest, result.gracePeriod, now),
+          ...(seen?.ok ? { revocations: seen.ref } : {}),
+        };
     }
     logShadowDifference(input, result);
     const digest = stepDigest(input.chainId, input, binding ?? null);
     const ladder = active?.bundle.manifest.approvals.ladder ?? [];
-    const approvalRules = result.decision.effect === 'escalate' ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) } : undefined;
+    const approvalRules =
+      result.decision.effect === 'escalate'
+        ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) }
+        : undefined;
     const domains = active?.bundle.manifest.coordination.domains;
     // Unknown (no bundle) counts as coordinated: the workflow then asks requestSlot, which fails closed.
     const coordinated =
-      input.kind === 'step' || coordinateCompensations ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined : undefined;
-    return signDecision(input, result, { stepDigest: digest, ...(approvalRules ? { approvalRules } : {}), ...(coordinated !== undefined ? { coordinated } : {}) });
+      input.kind === 'step' || coordinateCompensations
+        ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined
+        : undefined;
+    return signDecision(input, result, {
+      stepDigest: digest,
+      ...(approvalRules ? { approvalRules } : {}),
+      ...(coordinated !== undefined ? { coordinated } : {}),
+    });
   }
 
   /** Signs a decision receipt and assembles the `authorize` result. */
@@ -210,13 +286,21 @@ export function createActivities(deps: ActivityDeps) {
    * Runs a built-in executor (`noop`, `http`) and, on success, signs its execution receipt in the
    * same activity (one round trip per step fewer than a separate `recordReceipt`).
    */
-  async function execute(input: ExecuteInput & { receipt: { kind: ReceiptKind; prev: ReceiptHead } }): Promise<{ outcome: ExecutionOutcome } & RecordedReceipt> {
+  async function execute(
+    input: ExecuteInput & { receipt: { kind: ReceiptKind; prev: ReceiptHead } },
+  ): Promise<{ outcome: ExecutionOutcome } & RecordedReceipt> {
     const active = deps.policies.current();
     if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
     const { receipt: r, ...executeInput } = input;
     const outcome = await runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard });
     const payload = { status: 'completed', outcome };
-    const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: r.kind, payload, prev: r.prev });
+    const receipt = await makeReceipt(await receiptSigner(), {
+      chainId: input.chainId,
+      stepId: input.stepId,
+      kind: r.kind,
+      payload,
+      prev: r.prev,
+    });
     return { outcome, receipt, payload };
   }
 
@@ -234,7 +318,10 @@ export function createActivities(deps: ActivityDeps) {
     async governStep(input: GovernStepInput): Promise<GovernStepResult> {
       const { idempotencyKey, ...authorizeInput } = input;
       const authorized = await authorize(authorizeInput);
-      const outright = authorized.decision.effect === 'allow' && !authorized.credentialExpired && ((input.kind === 'compensation' && !input.coordinateCompensations) || authorized.coordinated === false);
+      const outright =
+        authorized.decision.effect === 'allow' &&
+        !authorized.credentialExpired &&
+        ((input.kind === 'compensation' && !input.coordinateCompensations) || authorized.coordinated === false);
       if (!outright || input.binding.executor.type === 'activity') return { authorized };
       try {
         const executed = await execute({
@@ -243,7 +330,10 @@ export function createActivities(deps: ActivityDeps) {
           idempotencyKey,
           executor: input.binding.executor,
           input: input.binding.input,
-          receipt: { kind: input.kind === 'step' ? 'execution' : 'compensation-execution', prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash } },
+          receipt: {
+            kind: input.kind === 'step' ? 'execution' : 'compensation-execution',
+            prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash },
+          },
         });
         return { authorized, executed };
       } catch (err) {
@@ -252,11 +342,24 @@ export function createActivities(deps: ActivityDeps) {
           // Refused at connect time (the target resolved elsewhere than at the decision, or the bundle
           // changed): nothing was sent. The step is denied, with this deny as its one decision receipt
           // (the allow above is discarded unreturned, so it is in no history).
-          const denied = targetDenied(authorizeInput, message, authorized.decision.bundleDigest, authorized.gracePeriod, clock());
+          const denied = targetDenied(
+            authorizeInput,
+            message,
+            authorized.decision.bundleDigest,
+            authorized.gracePeriod,
+            clock(),
+          );
           const { coordinated, stepDigest } = authorized;
-          return { authorized: await signDecision(authorizeInput, denied, { stepDigest, ...(coordinated !== undefined ? { coordinated } : {}) }) };
+          return {
+            authorized: await signDecision(authorizeInput, denied, {
+              stepDigest,
+              ...(coordinated !== undefined ? { coordinated } : {}),
+            }),
+          };
         }
-        return err instanceof ApplicationFailure && err.nonRetryable ? { authorized, executionFailed: message } : { authorized, executionError: message };
+        return err instanceof ApplicationFailure && err.nonRetryable
+          ? { authorized, executionFailed: message }
+          : { authorized, executionError: message };
       }
     },
 
@@ -267,7 +370,13 @@ export function createActivities(deps: ActivityDeps) {
       const verdict: VoteVerdict = active
         ? await judgeVote(token, active.bundle.manifest, ctx, { now: clock(), home: deps.home })
         : { seq: ctx.seq, via: ctx.via, counted: false, reason: 'no valid policy bundle is loaded' };
-      const receipt = await makeReceipt(await receiptSigner(), { chainId: input.chainId, stepId: input.stepId, kind: 'approval', payload: { verdict, stepDigest: input.stepDigest }, prev });
+      const receipt = await makeReceipt(await receiptSigner(), {
+        chainId: input.chainId,
+        stepId: input.stepId,
+        kind: 'approval',
+        payload: { verdict, stepDigest: input.stepDigest },
+        prev,
+      });
       return { verdict, receipt };
     },
 
@@ -278,26 +387,38 @@ export function createActivities(deps: ActivityDeps) {
      */
     async requestSlot(ask: SlotAsk): Promise<RequestSlotResult> {
       const active = deps.policies.current();
-      if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
+      if (!active)
+        throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
       let request;
       try {
         request = await sealSlotRequest(active.bundle.manifest, ask, await receiptSigner());
       } catch (err) {
         const e = err as { code?: string; message?: string };
-        if (e.code === ErrorCode.InvalidInput) throw ApplicationFailure.nonRetryable(e.message ?? 'invalid slot request', ErrorCode.InvalidInput);
+        if (e.code === ErrorCode.InvalidInput)
+          throw ApplicationFailure.nonRetryable(e.message ?? 'invalid slot request', ErrorCode.InvalidInput);
         throw err;
       }
       if (!request) return { coordinated: false };
       const taskQueue = ask.taskQueue ?? Context.current().info.taskQueue;
       await submitSlotRequest(Context.current().client, taskQueue, request);
-      return { coordinated: true, domain: request.domain, coordinatorId: coordinatorId(taskQueue, request.domain), requestId: slotRequestId(request.chainId, request.stepId), request };
+      return {
+        coordinated: true,
+        domain: request.domain,
+        coordinatorId: coordinatorId(taskQueue, request.domain),
+        requestId: slotRequestId(request.chainId, request.stepId),
+        request,
+      };
     },
 
     /** The coordinator's admission of a batch (seal, digest, domain, current authority) and its domain's current rules. */
     async admitSlotRequests(input: AdmitInput): Promise<AdmitResult> {
       const active = deps.policies.current();
-      if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
-      return admitRequests(active.bundle.manifest, active.bundle.digest, input, { now: clock(), receiptJwks: loadPublicJwks(deps.home, 'receipt') });
+      if (!active)
+        throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
+      return admitRequests(active.bundle.manifest, active.bundle.digest, input, {
+        now: clock(),
+        receiptJwks: loadPublicJwks(deps.home, 'receipt'),
+      });
     },
 
     /** Signs the coordinator's next receipts (one call per batch of verdicts). */
@@ -332,7 +453,11 @@ export function createActivities(deps: ActivityDeps) {
     /** The revocation registry's next log entry, signed with the receipt key and kept in this worker's log file. */
     async signRevocation(input: SignRevocationInput): Promise<SignedRevocation> {
       const parsed = SignRevocationInput.safeParse(input);
-      if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid revocation entry: ${formatIssues(parsed.error).replace(/\n/g, '; ')}`, ErrorCode.InvalidInput);
+      if (!parsed.success)
+        throw ApplicationFailure.nonRetryable(
+          `invalid revocation entry: ${formatIssues(parsed.error).replace(/\n/g, '; ')}`,
+          ErrorCode.InvalidInput,
+        );
       const entry = await signRevocationEntry(await receiptSigner(), parsed.data, clock());
       deps.revocations?.store.file(entry.registry).append([entry]);
       return entry;
@@ -341,7 +466,11 @@ export function createActivities(deps: ActivityDeps) {
     /** A new revocation registry run's list, rebuilt from every earlier copy (see `RevocationStore.recover`). */
     async recoverRevocations(input: RecoverRevocationsInput): Promise<RecoverRevocationsResult> {
       const store = deps.revocations?.store;
-      if (!store) throw ApplicationFailure.nonRetryable('this worker keeps no revocation store', ErrorCode.RevocationsUnavailable);
+      if (!store)
+        throw ApplicationFailure.nonRetryable(
+          'this worker keeps no revocation store',
+          ErrorCode.RevocationsUnavailable,
+        );
       const signer = await receiptSigner();
       return store.recover(input, (next) => signRevocationEntry(signer, next, clock()));
     },

@@ -111,7 +111,12 @@ export class PolicyStore {
       activatedAt,
     };
     this.active = next;
-    this.log.push({ digest: bundle.digest, source: bundle.source, activatedAt, ...(signature ? { signature: signature.status } : {}) });
+    this.log.push({
+      digest: bundle.digest,
+      source: bundle.source,
+      activatedAt,
+      ...(signature ? { signature: signature.status } : {}),
+    });
     return next;
   }
 
@@ -169,10 +174,16 @@ export class PolicyStore {
    * Undefined when neither is available and signatures are not required; throws KeysMissing when required.
    */
   trustedKeys(): JSONWebKeySet | undefined {
-    const file = this.options.trustedKeysFile ?? (this.options.home !== undefined ? keyPaths(this.options.home, 'policy-signing').jwksPath : undefined);
+    const file =
+      this.options.trustedKeysFile ??
+      (this.options.home !== undefined ? keyPaths(this.options.home, 'policy-signing').jwksPath : undefined);
     if (file === undefined) {
       if (this.requireSigned) {
-        throw new GovernorError(ErrorCode.KeysMissing, 'signed policy is required but no trusted policy-signing JWKS is configured', 'policyTrustJwks');
+        throw new GovernorError(
+          ErrorCode.KeysMissing,
+          'signed policy is required but no trusted policy-signing JWKS is configured',
+          'policyTrustJwks',
+        );
       }
       return undefined;
     }

@@ -29,17 +29,23 @@ export function continuationPayload(p: { nextStep: number; run: number; firstRun
  * resumes at. Returns the reason it does not hold, or undefined. Never throws for bad input.
  */
 export async function checkResume(input: VerifyResumeInput, receiptJwks: JSONWebKeySet): Promise<string | undefined> {
-  if (!input.continuedFromRunId) return 'resume: this run did not continue as new from a run of this chain (resume is set only by the governor itself)';
+  if (!input.continuedFromRunId)
+    return 'resume: this run did not continue as new from a run of this chain (resume is set only by the governor itself)';
   const cp = input.checkpoint;
   if (!cp) return 'resume.checkpoint: missing (the run being continued must carry its signed checkpoint)';
   if (cp.kind !== 'checkpoint' || cp.stepId !== undefined) return 'resume.checkpoint: not a checkpoint receipt';
   if (cp.chainId !== input.chainId) return 'resume.checkpoint: belongs to another chain';
-  if (cp.seq !== input.head.seq || cp.hash !== input.head.hash) return 'resume.head: does not match the signed checkpoint';
-  const expected = sha256Hex(canonicalJson(continuationPayload({ nextStep: input.nextStep, run: input.runs - 1, firstRunId: input.firstRunId })));
+  if (cp.seq !== input.head.seq || cp.hash !== input.head.hash)
+    return 'resume.head: does not match the signed checkpoint';
+  const expected = sha256Hex(
+    canonicalJson(continuationPayload({ nextStep: input.nextStep, run: input.runs - 1, firstRunId: input.firstRunId })),
+  );
   if (cp.digest !== expected) return 'resume.checkpoint: does not commit to this chain run and resume position';
   if (sha256Hex(canonicalJson(receiptBody(cp))) !== cp.hash) return 'resume.checkpoint: hash does not match its body';
   try {
-    const { payload, protectedHeader } = await compactVerify(cp.signature, createLocalJWKSet(receiptJwks), { algorithms: ['EdDSA'] });
+    const { payload, protectedHeader } = await compactVerify(cp.signature, createLocalJWKSet(receiptJwks), {
+      algorithms: ['EdDSA'],
+    });
     if (protectedHeader.typ !== 'governor-receipt+jws') return 'resume.checkpoint: not a receipt signature';
     if (new TextDecoder().decode(payload) !== cp.hash) return 'resume.checkpoint: signature does not cover its hash';
   } catch {

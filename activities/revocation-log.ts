@@ -3,7 +3,13 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { GENESIS_HASH } from '../contracts/receipt';
-import { REVOCATION_TYP, RevocationBody, SignedRevocation, type RevokeWorkloadInput, type SignRevocationInput } from '../contracts/revocation';
+import {
+  REVOCATION_TYP,
+  RevocationBody,
+  SignedRevocation,
+  type RevokeWorkloadInput,
+  type SignRevocationInput,
+} from '../contracts/revocation';
 import { canonicalJson, sha256Hex } from '../core/canonical';
 import type { ReceiptSigner } from '../core/receipts';
 
@@ -20,17 +26,25 @@ import type { ReceiptSigner } from '../core/receipts';
  */
 
 /** Signs the next entry of a log. */
-export async function signRevocationEntry(signer: ReceiptSigner, input: SignRevocationInput, at: Date): Promise<SignedRevocation> {
+export async function signRevocationEntry(
+  signer: ReceiptSigner,
+  input: SignRevocationInput,
+  at: Date,
+): Promise<SignedRevocation> {
   const body = RevocationBody.parse({ v: 1, ...input, at: at.toISOString() });
   const hash = revocationHash(body);
-  const signature = await new CompactSign(new TextEncoder().encode(hash)).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: REVOCATION_TYP }).sign(signer.key);
+  const signature = await new CompactSign(new TextEncoder().encode(hash))
+    .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: REVOCATION_TYP })
+    .sign(signer.key);
   return { ...body, hash, signature };
 }
 
 /** SHA-256 (hex) of the canonical JSON of an entry's body (`by` omitted when absent). */
 export function revocationHash(entry: RevocationBody): string {
   const { v, registry, seq, workload, reason, by, at, prevHash } = entry;
-  return sha256Hex(canonicalJson({ v, registry, seq, workload, reason, ...(by !== undefined ? { by } : {}), at, prevHash }));
+  return sha256Hex(
+    canonicalJson({ v, registry, seq, workload, reason, ...(by !== undefined ? { by } : {}), at, prevHash }),
+  );
 }
 
 /**
@@ -46,7 +60,10 @@ export class RevocationVerifier {
   constructor(private readonly jwks: JSONWebKeySet | (() => JSONWebKeySet)) {}
 
   /** The entry as a `SignedRevocation` of `registry`, or a generic reason why it is not one. Never throws for a bad entry. */
-  async check(raw: unknown, registry: string): Promise<{ ok: true; entry: SignedRevocation } | { ok: false; problem: string }> {
+  async check(
+    raw: unknown,
+    registry: string,
+  ): Promise<{ ok: true; entry: SignedRevocation } | { ok: false; problem: string }> {
     const parsed = SignedRevocation.safeParse(raw);
     if (!parsed.success) return { ok: false, problem: 'is not a revocation entry' };
     const entry = parsed.data;
@@ -57,13 +74,18 @@ export class RevocationVerifier {
     const memo = canonicalJson(entry);
     if (this.ok.has(memo)) return { ok: true, entry };
     const segments = entry.signature.split('.');
-    if (segments.length !== 3 || segments.some((s) => s.length === 0 || Buffer.from(s, 'base64url').toString('base64url') !== s)) {
+    if (
+      segments.length !== 3 ||
+      segments.some((s) => s.length === 0 || Buffer.from(s, 'base64url').toString('base64url') !== s)
+    ) {
       return { ok: false, problem: 'is not signed (no canonical compact JWS)' };
     }
     try {
       const { payload, protectedHeader } = await compactVerify(entry.signature, keys, { algorithms: ['EdDSA'] });
-      if (protectedHeader.typ !== REVOCATION_TYP) return { ok: false, problem: 'is signed as something else than a revocation' };
-      if (new TextDecoder().decode(payload) !== entry.hash) return { ok: false, problem: 'has a signature over another hash' };
+      if (protectedHeader.typ !== REVOCATION_TYP)
+        return { ok: false, problem: 'is signed as something else than a revocation' };
+      if (new TextDecoder().decode(payload) !== entry.hash)
+        return { ok: false, problem: 'has a signature over another hash' };
     } catch {
       // Deliberately generic: which part failed helps only a forger.
       return { ok: false, problem: 'is not signed by the governor receipt key' };
@@ -122,7 +144,10 @@ export function logHead(log: readonly SignedRevocation[]): { seq: number; head: 
  * genesis (ties: the smaller head hash) and the revocations that chain lacks (by workload, first
  * signed first), to be signed anew at its end. Never loses a workload any entry revokes.
  */
-export function mergeRevocations(entries: readonly SignedRevocation[]): { chain: SignedRevocation[]; missing: RevokeWorkloadInput[] } {
+export function mergeRevocations(entries: readonly SignedRevocation[]): {
+  chain: SignedRevocation[];
+  missing: RevokeWorkloadInput[];
+} {
   const byHash = new Map<string, SignedRevocation>();
   for (const e of entries) byHash.set(e.hash, e);
   const children = new Map<string, SignedRevocation[]>();
@@ -202,7 +227,8 @@ export class RevocationLogFile {
     }
     if (!this.loaded) {
       this.loaded = true;
-      for (const e of out) if (typeof (e as { hash?: unknown })?.hash === 'string') this.written.add((e as { hash: string }).hash);
+      for (const e of out)
+        if (typeof (e as { hash?: unknown })?.hash === 'string') this.written.add((e as { hash: string }).hash);
     }
     return out;
   }

@@ -15,7 +15,13 @@ import {
   type SignRevocationInput,
 } from '../contracts/revocation';
 import { loadPublicJwks } from '../identity';
-import { RevocationLogFile, RevocationVerifier, logHead, mergeRevocations, verifyRevocationLog } from './revocation-log';
+import {
+  RevocationLogFile,
+  RevocationVerifier,
+  logHead,
+  mergeRevocations,
+  verifyRevocationLog,
+} from './revocation-log';
 
 /**
  * The worker's side of the revocation registry: the trusted keys its entries are checked with, the
@@ -51,7 +57,10 @@ export class RevocationStore {
    * revocation is ever lost. Throws when a source cannot be read (the activity retries; the registry
    * stays `recovering` and `authorize` denies meanwhile).
    */
-  async recover(input: RecoverRevocationsInput, sign: (next: SignRevocationInput) => Promise<SignedRevocation>): Promise<RecoverRevocationsResult> {
+  async recover(
+    input: RecoverRevocationsInput,
+    sign: (next: SignRevocationInput) => Promise<SignedRevocation>,
+  ): Promise<RecoverRevocationsResult> {
     const { registry, workflowId } = input;
     const sources: string[] = [];
     const candidates: { source: string; raw: unknown }[] = [];
@@ -88,7 +97,16 @@ export class RevocationStore {
     const entries = [...chain];
     for (const r of toSign) {
       const { seq, head } = logHead(entries);
-      entries.push(await sign({ registry, seq: seq + 1, workload: r.workload, reason: r.reason, ...(r.by !== undefined ? { by: r.by } : {}), prevHash: head }));
+      entries.push(
+        await sign({
+          registry,
+          seq: seq + 1,
+          workload: r.workload,
+          reason: r.reason,
+          ...(r.by !== undefined ? { by: r.by } : {}),
+          prevHash: head,
+        }),
+      );
     }
     this.file(registry).append(entries);
     return { entries, rejected, restored: toSign.length, sources };
@@ -102,7 +120,10 @@ export class RevocationStore {
       if (wf.runId !== current) runs.push({ runId: wf.runId, start: wf.startTime.getTime() });
       if (runs.length >= 500) break;
     }
-    return runs.sort((a, b) => b.start - a.start).slice(0, 50).map((r) => r.runId);
+    return runs
+      .sort((a, b) => b.start - a.start)
+      .slice(0, 50)
+      .map((r) => r.runId);
   }
 }
 
@@ -121,7 +142,8 @@ export interface RevocationCacheOptions {
   now?: () => number;
 }
 
-type Read = { ok: true; snapshot: Extract<RevocationSnapshot, { ok: true }> } | { ok: false; reason: string; transient: boolean };
+type Read =
+  { ok: true; snapshot: Extract<RevocationSnapshot, { ok: true }> } | { ok: false; reason: string; transient: boolean };
 
 /**
  * Reads the revocation registry for `authorize`: its memo, through DescribeWorkflowExecution (a
@@ -192,7 +214,11 @@ export class RevocationCache {
       try {
         r = await this.readOnce();
       } catch (err) {
-        r = { ok: false, reason: `the revocation registry cannot be read: ${oneLine((err as Error)?.message ?? String(err))}`, transient: true };
+        r = {
+          ok: false,
+          reason: `the revocation registry cannot be read: ${oneLine((err as Error)?.message ?? String(err))}`,
+          transient: true,
+        };
       }
       if (r.ok) {
         this.cached = { at: this.now(), snapshot: r.snapshot };
@@ -211,18 +237,40 @@ export class RevocationCache {
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) {
         await this.start();
-        return { ok: false, reason: 'the revocation registry is not running (a new registry run was started; it recovers the list)', transient: true };
+        return {
+          ok: false,
+          reason: 'the revocation registry is not running (a new registry run was started; it recovers the list)',
+          transient: true,
+        };
       }
-      return { ok: false, reason: `the revocation registry is not reachable: ${oneLine((err as Error)?.message ?? String(err))}`, transient: true };
+      return {
+        ok: false,
+        reason: `the revocation registry is not reachable: ${oneLine((err as Error)?.message ?? String(err))}`,
+        transient: true,
+      };
     }
     // A closed run (whoever started it) is replaced by a registry run, which recovers the list.
     if (description.status.name !== 'RUNNING') {
       await this.start();
-      return { ok: false, reason: `the revocation registry is not running (${description.status.name}; a new registry run was started; it recovers the list)`, transient: true };
+      return {
+        ok: false,
+        reason: `the revocation registry is not running (${description.status.name}; a new registry run was started; it recovers the list)`,
+        transient: true,
+      };
     }
     // A running squatter is never trusted nor removed here: decisions deny until an operator acts.
-    if (description.type !== REVOCATION_REGISTRY_TYPE) return { ok: false, reason: `the revocation registry's id is held by a workflow of another type (${description.type})`, transient: false };
-    if (description.taskQueue !== this.taskQueue) return { ok: false, reason: "the revocation registry runs on another task queue than this worker's", transient: false };
+    if (description.type !== REVOCATION_REGISTRY_TYPE)
+      return {
+        ok: false,
+        reason: `the revocation registry's id is held by a workflow of another type (${description.type})`,
+        transient: false,
+      };
+    if (description.taskQueue !== this.taskQueue)
+      return {
+        ok: false,
+        reason: "the revocation registry runs on another task queue than this worker's",
+        transient: false,
+      };
     const memo = description.memo ?? {};
     const state = RevocationListState.safeParse(memo[REVOCATION_STATE_MEMO]);
     if (!state.success) {
@@ -233,24 +281,34 @@ export class RevocationCache {
       }
       return { ok: false, reason: 'the revocation registry has published no signed list yet', transient: true };
     }
-    if (state.data.registry !== this.registry) return { ok: false, reason: 'the revocation registry publishes the list of another registry', transient: false };
-    if (state.data.state !== 'ready') return { ok: false, reason: 'the revocation registry is recovering its list', transient: true };
+    if (state.data.registry !== this.registry)
+      return { ok: false, reason: 'the revocation registry publishes the list of another registry', transient: false };
+    if (state.data.state !== 'ready')
+      return { ok: false, reason: 'the revocation registry is recovering its list', transient: true };
 
     const revoked = memo.revoked;
-    if (typeof revoked !== 'object' || revoked === null || Array.isArray(revoked)) return { ok: false, reason: 'the revocation list is malformed', transient: false };
+    if (typeof revoked !== 'object' || revoked === null || Array.isArray(revoked))
+      return { ok: false, reason: 'the revocation list is malformed', transient: false };
     const entries = Object.entries(revoked as Record<string, unknown>);
     const checked = await verifyRevocationLog(
       entries.map(([, e]) => e),
       this.registry,
       this.store.verifier,
     );
-    if (!checked.ok) return { ok: false, reason: `the revocation list does not verify: ${checked.problem}`, transient: false };
+    if (!checked.ok)
+      return { ok: false, reason: `the revocation list does not verify: ${checked.problem}`, transient: false };
     const { log } = checked;
     const { seq, head } = logHead(log);
-    if (seq !== state.data.seq || head !== state.data.head) return { ok: false, reason: 'the revocation list does not match the head its registry published', transient: false };
+    if (seq !== state.data.seq || head !== state.data.head)
+      return {
+        ok: false,
+        reason: 'the revocation list does not match the head its registry published',
+        transient: false,
+      };
     const byWorkload: Record<string, SignedRevocation> = {};
     for (const e of log) byWorkload[e.workload] = e;
-    if (entries.some(([k, e]) => byWorkload[k] !== undefined && (e as { workload?: unknown }).workload !== k)) return { ok: false, reason: 'the revocation list files an entry under another workload', transient: false };
+    if (entries.some(([k, e]) => byWorkload[k] !== undefined && (e as { workload?: unknown }).workload !== k))
+      return { ok: false, reason: 'the revocation list files an entry under another workload', transient: false };
 
     // Everything this worker ever saw must still be in the list (revocations are never removed).
     const known = await this.knownEntries();
@@ -261,7 +319,11 @@ export class RevocationCache {
     for (const e of known.values()) if (!byWorkload[e.workload] && !missing.has(e.workload)) missing.set(e.workload, e);
     if (missing.size > 0) {
       this.restore([...missing.values()]);
-      return { ok: false, reason: `the revocation registry lacks ${missing.size} revocation(s) this worker holds (its list was reset or rolled back); restoring them`, transient: true };
+      return {
+        ok: false,
+        reason: `the revocation registry lacks ${missing.size} revocation(s) this worker holds (its list was reset or rolled back); restoring them`,
+        transient: true,
+      };
     }
     return { ok: true, snapshot: { ok: true, revoked: byWorkload, ref: { registry: this.registry, seq, head } } };
   }
@@ -284,7 +346,13 @@ export class RevocationCache {
     if (Date.now() - this.lastStart < 1000) return;
     this.lastStart = Date.now();
     await this.store.client.workflow
-      .start(REVOCATION_REGISTRY_TYPE, { workflowId: this.workflowId, taskQueue: this.taskQueue, args: [], workflowIdConflictPolicy: 'USE_EXISTING', staticSummary: 'Governor revocation registry' })
+      .start(REVOCATION_REGISTRY_TYPE, {
+        workflowId: this.workflowId,
+        taskQueue: this.taskQueue,
+        args: [],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        staticSummary: 'Governor revocation registry',
+      })
       .catch(() => undefined);
   }
 
@@ -295,7 +363,11 @@ export class RevocationCache {
     void (async () => {
       try {
         for (const e of entries) {
-          const input: RevokeWorkloadInput = { workload: e.workload, reason: e.reason, ...(e.by !== undefined ? { by: e.by } : {}) };
+          const input: RevokeWorkloadInput = {
+            workload: e.workload,
+            reason: e.reason,
+            ...(e.by !== undefined ? { by: e.by } : {}),
+          };
           const startWorkflowOperation = new WithStartWorkflowOperation(REVOCATION_REGISTRY_TYPE, {
             workflowId: this.workflowId,
             taskQueue: this.taskQueue,
@@ -303,7 +375,10 @@ export class RevocationCache {
             workflowIdConflictPolicy: 'USE_EXISTING',
             staticSummary: 'Governor revocation registry',
           });
-          await this.store.client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, { args: [input], startWorkflowOperation });
+          await this.store.client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, {
+            args: [input],
+            startWorkflowOperation,
+          });
         }
       } catch {
         // The next read finds what is still missing and tries again.

@@ -54,11 +54,19 @@ const ENCRYPTED_BASE64 = Buffer.from(ENCRYPTED_ENCODING).toString('base64');
  * `history` with its payloads decoded by `codecs` (a client's data converter codecs, last first). Without
  * codecs, an encrypted history is an error (reading it would silently find no decisions).
  */
-export async function decodeHistory(history: History, codecs: readonly PayloadCodec[], chainId: string): Promise<History> {
+export async function decodeHistory(
+  history: History,
+  codecs: readonly PayloadCodec[],
+  chainId: string,
+): Promise<History> {
   let json: unknown = temporal.api.history.v1.History.fromObject(history as Record<string, unknown>).toJSON();
   if (codecs.length === 0) {
     if (JSON.stringify(json).includes(ENCRYPTED_BASE64)) {
-      throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId}: payloads are encrypted (${ENCRYPTED_ENCODING}): give the codec key file (--codec-keys or GOVERNOR_CODEC_KEYS)`, 'codec-keys');
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `chain ${chainId}: payloads are encrypted (${ENCRYPTED_ENCODING}): give the codec key file (--codec-keys or GOVERNOR_CODEC_KEYS)`,
+        'codec-keys',
+      );
     }
     return history;
   }
@@ -71,7 +79,10 @@ export async function decodeHistory(history: History, codecs: readonly PayloadCo
  * or from another activity) are skipped, never guessed at: the decision must parse as a `Decision`.
  * Markers and activity results are read with the verifier's decoder (core/history.ts).
  */
-export function recordedDecisions(history: History, options: { payloadConverter?: PayloadConverter } = {}): RecordedDecision[] {
+export function recordedDecisions(
+  history: History,
+  options: { payloadConverter?: PayloadConverter } = {},
+): RecordedDecision[] {
   const converter = options.payloadConverter ?? defaultPayloadConverter;
   // Message objects, decoded leniently: whatever does not decode is not a decision.
   const read: PayloadsReader = (payloads) => {
@@ -114,7 +125,12 @@ export function recordedDecisions(history: History, options: { payloadConverter?
 /** Snapshots an `authorize` result into a RecordedDecision, or undefined when it is not one. */
 function asRecordedDecision(result: unknown, eventId: number): RecordedDecision | undefined {
   if (typeof result !== 'object' || result === null) return undefined;
-  const r = result as { decision?: unknown; request?: unknown; receipt?: { stepId?: unknown; kind?: unknown; seq?: unknown }; shadow?: unknown };
+  const r = result as {
+    decision?: unknown;
+    request?: unknown;
+    receipt?: { stepId?: unknown; kind?: unknown; seq?: unknown };
+    shadow?: unknown;
+  };
   const decision = Decision.safeParse(r.decision);
   if (!decision.success) return undefined;
   const request = r.request === undefined || r.request === null ? undefined : AuthzRequest.safeParse(r.request);

@@ -30,7 +30,10 @@ export interface FlippedDecision {
   kind: string;
   eventId: number;
   recorded: Pick<Decision, 'effect' | 'bundleDigest' | 'determiningPolicies' | 'evaluatedAt'> & { reason?: string };
-  candidate: Pick<Decision, 'effect' | 'determiningPolicies' | 'annotations' | 'errors'> & { reason?: string; escalation?: Decision['escalation'] };
+  candidate: Pick<Decision, 'effect' | 'determiningPolicies' | 'annotations' | 'errors'> & {
+    reason?: string;
+    escalation?: Decision['escalation'];
+  };
 }
 
 /** What `policy diff` reports. */
@@ -48,7 +51,12 @@ export interface PolicyDiffReport {
 }
 
 /** Re-evaluates recorded decisions against the candidate (pure). */
-export function diffRecorded(engine: PolicyEngine, chainId: string, runId: string | undefined, recorded: readonly RecordedDecision[]): { reEvaluated: number; skipped: number; flipped: FlippedDecision[] } {
+export function diffRecorded(
+  engine: PolicyEngine,
+  chainId: string,
+  runId: string | undefined,
+  recorded: readonly RecordedDecision[],
+): { reEvaluated: number; skipped: number; flipped: FlippedDecision[] } {
   let reEvaluated = 0;
   let skipped = 0;
   const flipped: FlippedDecision[] = [];
@@ -91,7 +99,11 @@ function quote(value: string): string {
 }
 
 /** Reads the selected chains' histories from Temporal and diffs their decisions against `candidate`. */
-export async function diffRecordedDecisions(client: Client, candidate: LoadedBundle, selection: DiffSelection = {}): Promise<PolicyDiffReport> {
+export async function diffRecordedDecisions(
+  client: Client,
+  candidate: LoadedBundle,
+  selection: DiffSelection = {},
+): Promise<PolicyDiffReport> {
   const engine = PolicyEngine.fromBundle(candidate);
   const runs: { chainId: string; runId?: string }[] = [];
   if (selection.chains && selection.chains.length > 0) {
@@ -106,10 +118,21 @@ export async function diffRecordedDecisions(client: Client, candidate: LoadedBun
       if (runs.length >= limit) break;
     }
   }
-  const report: PolicyDiffReport = { candidateDigest: candidate.digest, chains: 0, decisions: 0, reEvaluated: 0, skipped: 0, flipped: [] };
+  const report: PolicyDiffReport = {
+    candidateDigest: candidate.digest,
+    chains: 0,
+    decisions: 0,
+    reEvaluated: 0,
+    skipped: 0,
+    flipped: [],
+  };
   for (const run of runs) {
     // Decoded with the client's codecs (payload encryption); an encrypted history without them is an error.
-    const history: History = await decodeHistory(await client.workflow.getHandle(run.chainId, run.runId).fetchHistory(), client.options.loadedDataConverter.payloadCodecs, run.chainId);
+    const history: History = await decodeHistory(
+      await client.workflow.getHandle(run.chainId, run.runId).fetchHistory(),
+      client.options.loadedDataConverter.payloadCodecs,
+      run.chainId,
+    );
     const recorded = recordedDecisions(history);
     const diff = diffRecorded(engine, run.chainId, run.runId, recorded);
     report.chains += 1;

@@ -7,7 +7,17 @@ import type { SigningKey } from '../identity';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { analyseBundle, formatIssue, type BundleFile, type LoadedBundle } from '../policies/bundle';
 import { canonicalJson, sha256Hex } from '../core/canonical';
-import { CheckName, verifyChain, type BundleLookup, type ChainHistories, type ChainRun, type HistoryJson, type Replayer, type VerifyCheck, type VerifyReport } from './verify';
+import {
+  CheckName,
+  verifyChain,
+  type BundleLookup,
+  type ChainHistories,
+  type ChainRun,
+  type HistoryJson,
+  type Replayer,
+  type VerifyCheck,
+  type VerifyReport,
+} from './verify';
 import { verifySealJws } from './verify/jws';
 import type { WorkflowBundleOption } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
@@ -63,17 +73,27 @@ export const Proof = z
      * (`lineage`), any other run (a reset's base, a terminated run, another execution) carries its history.
      */
     runs: z
-      .array(z.strictObject({ runId: z.string().min(1), lineage: z.int().min(0).optional(), history: z.record(z.string(), z.unknown()).optional() }))
+      .array(
+        z.strictObject({
+          runId: z.string().min(1),
+          lineage: z.int().min(0).optional(),
+          history: z.record(z.string(), z.unknown()).optional(),
+        }),
+      )
       .optional(),
     /** The bundle of every digest the recorded decisions name (that was available), by digest: its digest-covered files. */
-    bundles: z.record(z.string().regex(DIGEST), z.array(z.strictObject({ path: z.string(), content: z.string() })).min(1)),
+    bundles: z.record(
+      z.string().regex(DIGEST),
+      z.array(z.strictObject({ path: z.string(), content: z.string() })).min(1),
+    ),
     /** The receipt public keys of the exporting governor (must equal keys the verifier trusts). */
     receiptKeys: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }),
     /** Compact JWS over the SHA-256 (hex) of the canonical JSON of every other field. */
     seal: z.string(),
   })
   .superRefine((proof, ctx) => {
-    if (proof.format === PROOF_FORMAT && proof.runs === undefined) ctx.addIssue({ code: 'custom', path: ['runs'], message: `required in ${PROOF_FORMAT}` });
+    if (proof.format === PROOF_FORMAT && proof.runs === undefined)
+      ctx.addIssue({ code: 'custom', path: ['runs'], message: `required in ${PROOF_FORMAT}` });
   });
 export type Proof = z.infer<typeof Proof>;
 
@@ -86,7 +106,9 @@ export function proofContentDigest(proof: Record<string, unknown>): string {
 /** Seals proof content with a signing key (the governor's receipt key). */
 export async function sealProof(content: Omit<Proof, 'seal'>, signer: Pick<SigningKey, 'key' | 'kid'>): Promise<Proof> {
   const digest = proofContentDigest(content);
-  const seal = await new CompactSign(new TextEncoder().encode(digest)).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: PROOF_SEAL_TYP }).sign(signer.key);
+  const seal = await new CompactSign(new TextEncoder().encode(digest))
+    .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: PROOF_SEAL_TYP })
+    .sign(signer.key);
   return { ...content, seal };
 }
 
@@ -107,7 +129,12 @@ export async function buildProof(args: {
   now?: Date;
 }): Promise<Proof> {
   const runs = args.runs ?? (args.histories as ChainHistories).runs;
-  if (!runs) throw new GovernorError(ErrorCode.InvalidInput, `chain ${args.chainId}: no run list to export (fetch the chain with fetchChainHistories)`, 'runs');
+  if (!runs)
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `chain ${args.chainId}: no run list to export (fetch the chain with fetchChainHistories)`,
+      'runs',
+    );
   const bundles: Record<string, BundleFile[]> = {};
   for (const digest of [...args.bundleDigests].sort()) {
     let bundle: LoadedBundle | undefined;
@@ -116,7 +143,8 @@ export async function buildProof(args: {
     } catch {
       bundle = undefined; // not archived here: the offline verification reports it
     }
-    if (bundle && bundle.digest === digest) bundles[digest] = bundle.files.map((f) => ({ path: f.path, content: f.content }));
+    if (bundle && bundle.digest === digest)
+      bundles[digest] = bundle.files.map((f) => ({ path: f.path, content: f.content }));
   }
   return sealProof(
     {
@@ -138,7 +166,8 @@ export function readProofFile(file: string): unknown {
   try {
     const stat = fs.statSync(file);
     if (!stat.isFile()) throw new Error('not a file');
-    if (stat.size > MAX_PROOF_BYTES) throw new GovernorError(ErrorCode.InvalidInput, `--proof: larger than ${MAX_PROOF_BYTES} bytes`, '--proof');
+    if (stat.size > MAX_PROOF_BYTES)
+      throw new GovernorError(ErrorCode.InvalidInput, `--proof: larger than ${MAX_PROOF_BYTES} bytes`, '--proof');
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     if (err instanceof GovernorError) throw err;
@@ -173,7 +202,10 @@ function loadProofBundle(files: readonly BundleFile[]): { bundle?: LoadedBundle;
   if (!loaded) {
     const { bundle, issues } = analyseBundle(files, '<proof>');
     const errors = issues.filter((i) => i.severity === 'error');
-    loaded = bundle && errors.length === 0 ? { bundle } : { error: errors.slice(0, 2).map(formatIssue).join('; ') || 'invalid' };
+    loaded =
+      bundle && errors.length === 0
+        ? { bundle }
+        : { error: errors.slice(0, 2).map(formatIssue).join('; ') || 'invalid' };
     loadedFromFiles.set(key, loaded);
   }
   return loaded;
@@ -202,13 +234,27 @@ export async function verifyProof(raw: unknown, options: VerifyProofOptions): Pr
   if (!parsed.success) {
     const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.') || '(root)'))].slice(0, 3).join(', ');
     const checks = [{ name: CheckName.Proof, ok: false, detail: `not a ${PROOF_FORMAT} proof (${fields})` }, seal];
-    return { chainId: null, verdict: 'failed', status: null, runs: 0, receipts: 0, decisions: 0, bundleDigests: [], checks, runList: [] };
+    return {
+      chainId: null,
+      verdict: 'failed',
+      status: null,
+      runs: 0,
+      receipts: 0,
+      decisions: 0,
+      bundleDigests: [],
+      checks,
+      runList: [],
+    };
   }
   const proof = parsed.data;
   const proofCheck: VerifyCheck =
     options.chainId !== undefined && options.chainId !== proof.chainId
       ? { name: CheckName.Proof, ok: false, detail: `a proof of chain ${proof.chainId}, not ${options.chainId}` }
-      : { name: CheckName.Proof, ok: true, detail: `${PROOF_FORMAT} of chain ${proof.chainId}, exported ${proof.exportedAt}` };
+      : {
+          name: CheckName.Proof,
+          ok: true,
+          detail: `${PROOF_FORMAT} of chain ${proof.chainId}, exported ${proof.exportedAt}`,
+        };
 
   const keyCheck = checkReceiptKeys(proof.receiptKeys.keys, options.trustedReceiptJwks);
 
@@ -217,9 +263,14 @@ export async function verifyProof(raw: unknown, options: VerifyProofOptions): Pr
   for (const [digest, files] of Object.entries(proof.bundles)) {
     const { bundle, error } = loadProofBundle(files);
     if (!bundle) problems.push(`bundle ${digest.slice(0, 12)}…: invalid (${error})`);
-    else if (bundle.digest !== digest) problems.push(`bundle ${digest.slice(0, 12)}…: its files hash to ${bundle.digest.slice(0, 12)}… (swapped or altered)`);
+    else if (bundle.digest !== digest)
+      problems.push(
+        `bundle ${digest.slice(0, 12)}…: its files hash to ${bundle.digest.slice(0, 12)}… (swapped or altered)`,
+      );
     else if (canonicalJson(files) !== canonicalJson(bundle.files.map((f) => ({ path: f.path, content: f.content })))) {
-      problems.push(`bundle ${digest.slice(0, 12)}…: files not in canonical form (digest-covered files only, normalised, sorted by path)`);
+      problems.push(
+        `bundle ${digest.slice(0, 12)}…: files not in canonical form (digest-covered files only, normalised, sorted by path)`,
+      );
     } else verified.set(digest, bundle);
   }
 
@@ -239,21 +290,35 @@ export async function verifyProof(raw: unknown, options: VerifyProofOptions): Pr
   }
   const bundlesCheck: VerifyCheck =
     problems.length === 0
-      ? { name: CheckName.Bundles, ok: true, detail: `${verified.size} bundle(s), each re-hashed from its files to its digest` }
-      : { name: CheckName.Bundles, ok: false, detail: problems.slice(0, 3).join('; ') + (problems.length > 3 ? `; and ${problems.length - 3} more` : '') };
+      ? {
+          name: CheckName.Bundles,
+          ok: true,
+          detail: `${verified.size} bundle(s), each re-hashed from its files to its digest`,
+        }
+      : {
+          name: CheckName.Bundles,
+          ok: false,
+          detail: problems.slice(0, 3).join('; ') + (problems.length > 3 ? `; and ${problems.length - 3} more` : ''),
+        };
 
   const checks = [proofCheck, seal, keyCheck, bundlesCheck, ...report.checks];
   return { ...report, verdict: checks.every((c) => c.ok) ? 'verified' : 'failed', checks };
 }
 
 async function checkSeal(raw: unknown, trusted: JSONWebKeySet): Promise<VerifyCheck> {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || typeof (raw as { seal?: unknown }).seal !== 'string') {
+  if (
+    typeof raw !== 'object' ||
+    raw === null ||
+    Array.isArray(raw) ||
+    typeof (raw as { seal?: unknown }).seal !== 'string'
+  ) {
     return { name: CheckName.Seal, ok: false, detail: 'the proof has no seal' };
   }
   const proof = raw as Record<string, unknown>;
   const verified = await verifySealJws(proof.seal as string, trusted, PROOF_SEAL_TYP);
   if (!verified.ok) return { name: CheckName.Seal, ok: false, detail: `the seal ${verified.problem}` };
-  if (verified.payload !== proofContentDigest(proof)) return { name: CheckName.Seal, ok: false, detail: 'the proof content differs from what was sealed' };
+  if (verified.payload !== proofContentDigest(proof))
+    return { name: CheckName.Seal, ok: false, detail: 'the proof content differs from what was sealed' };
   return { name: CheckName.Seal, ok: true, detail: `the whole proof is sealed by trusted receipt key ${verified.kid}` };
 }
 
@@ -262,7 +327,15 @@ function checkReceiptKeys(embedded: readonly Record<string, unknown>[], trusted:
   const foreign = embedded.filter((k) => !trustedKeys.has(canonicalJson(k)));
   if (foreign.length > 0) {
     const kids = foreign.map((k) => (typeof k.kid === 'string' ? k.kid : '(no kid)')).join(', ');
-    return { name: CheckName.ReceiptKey, ok: false, detail: `the proof's receipt key(s) ${kids} are not the trusted receipt key(s)` };
+    return {
+      name: CheckName.ReceiptKey,
+      ok: false,
+      detail: `the proof's receipt key(s) ${kids} are not the trusted receipt key(s)`,
+    };
   }
-  return { name: CheckName.ReceiptKey, ok: true, detail: `the proof's ${embedded.length} receipt key(s) are trusted keys` };
+  return {
+    name: CheckName.ReceiptKey,
+    ok: true,
+    detail: `the proof's ${embedded.length} receipt key(s) are trusted keys`,
+  };
 }

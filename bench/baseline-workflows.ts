@@ -11,12 +11,23 @@ import type { GovernedChainInput } from '../contracts/chain';
 // The same options as the governed chain's built-in executors (workflows/retry.ts).
 /** The baselines' activity (registered by bench/worker-process.ts): the noop executor without receipts. */
 interface PlainActivities {
-  plainNoop(input: { chainId: string; stepId: string; idempotencyKey: string; executor: unknown; input: unknown }): Promise<unknown>;
+  plainNoop(input: {
+    chainId: string;
+    stepId: string;
+    idempotencyKey: string;
+    executor: unknown;
+    input: unknown;
+  }): Promise<unknown>;
 }
 
 const executors = proxyActivities<PlainActivities>({
   startToCloseTimeout: '30s',
-  retry: { maximumAttempts: 3, initialInterval: '1s', backoffCoefficient: 2, nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT', 'GOVERNOR_HOST_NOT_ALLOWED', 'GOVERNOR_EXECUTOR_FAILED'] },
+  retry: {
+    maximumAttempts: 3,
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    nonRetryableErrorTypes: ['GOVERNOR_INVALID_INPUT', 'GOVERNOR_HOST_NOT_ALLOWED', 'GOVERNOR_EXECUTOR_FAILED'],
+  },
 });
 
 const local = proxyLocalActivities<GovernorActivities>({
@@ -71,7 +82,13 @@ export async function plainWaitWorkflow(input: GovernedChainInput): Promise<numb
   setHandler(releaseSignal, () => {
     released = true;
   });
-  await executors.plainNoop({ chainId: input.chainId, stepId: 'wait', idempotencyKey: `${input.chainId}/wait`, executor: { type: 'noop' }, input: {} });
+  await executors.plainNoop({
+    chainId: input.chainId,
+    stepId: 'wait',
+    idempotencyKey: `${input.chainId}/wait`,
+    executor: { type: 'noop' },
+    input: {},
+  });
   await condition(() => released, '10m');
   return input.chain.steps.length;
 }

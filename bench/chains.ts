@@ -33,7 +33,16 @@ export function escalatedChain(): Chain {
   return {
     workload: WORKLOAD,
     summary: 'bench: a production deploy waiting for approval',
-    steps: [{ id: 'deploy-prod', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, input: {}, context: {}, executor: { type: 'noop' as const } }],
+    steps: [
+      {
+        id: 'deploy-prod',
+        action: 'deploy',
+        resource: { type: 'Environment', id: 'prod' },
+        input: {},
+        context: {},
+        executor: { type: 'noop' as const },
+      },
+    ],
   };
 }
 
@@ -62,17 +71,26 @@ export class ChainRunner {
    * 5 minutes (its max age is 15m).
    */
   async fresh(): Promise<{ credential: string; attestation: string }> {
-    if (!this.creds || Date.now() - this.creds.at > 300_000) this.creds = { at: Date.now(), value: await credentials(this.home) };
-    return { credential: await issueCredential({ home: this.home, sub: WORKLOAD, ttlSeconds: 3600 }), attestation: this.creds.value.attestation };
+    if (!this.creds || Date.now() - this.creds.at > 300_000)
+      this.creds = { at: Date.now(), value: await credentials(this.home) };
+    return {
+      credential: await issueCredential({ home: this.home, sub: WORKLOAD, ttlSeconds: 3600 }),
+      attestation: this.creds.value.attestation,
+    };
   }
 
   /** Starts one workflow of `kind` for `chain`; returns its handle. */
-  async start(kind: Kind | 'wait', chain: Chain, options: { credentials?: { credential: string; attestation: string } } = {}): Promise<WorkflowHandle> {
+  async start(
+    kind: Kind | 'wait',
+    chain: Chain,
+    options: { credentials?: { credential: string; attestation: string } } = {},
+  ): Promise<WorkflowHandle> {
     const creds = options.credentials ?? (await this.fresh());
     const chainId = `bench-${kind}-${randomUUID()}`;
     if (kind === 'governed') return this.gc.start(chain, { ...creds, chainId });
     const input: GovernedChainInput = { chainId, chain, ...creds };
-    const type = kind === 'plain' ? 'plainChainWorkflow' : kind === 'shaped' ? 'shapedChainWorkflow' : 'plainWaitWorkflow';
+    const type =
+      kind === 'plain' ? 'plainChainWorkflow' : kind === 'shaped' ? 'shapedChainWorkflow' : 'plainWaitWorkflow';
     return this.client.workflow.start(type, { taskQueue: this.taskQueue, workflowId: chainId, args: [input] });
   }
 
@@ -84,7 +102,9 @@ export class ChainRunner {
     const result: unknown = await handle.result();
     const ms = nowMs() - t0;
     if (kind === 'governed' && (result as ChainResult).status !== 'Completed') {
-      throw new Error(`governed bench chain ended ${(result as ChainResult).status}: ${(result as ChainResult).reason ?? ''}`);
+      throw new Error(
+        `governed bench chain ended ${(result as ChainResult).status}: ${(result as ChainResult).reason ?? ''}`,
+      );
     }
     return { ms, handle };
   }

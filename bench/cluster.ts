@@ -30,7 +30,12 @@ export interface BenchCluster {
   dir: string;
   bundlePath: string;
   bundleMs: number;
-  startWorker(options?: { maxCachedWorkflows?: number; profileDir?: string; nodeFlags?: string[]; bundlePath?: string }): Promise<WorkerChild>;
+  startWorker(options?: {
+    maxCachedWorkflows?: number;
+    profileDir?: string;
+    nodeFlags?: string[];
+    bundlePath?: string;
+  }): Promise<WorkerChild>;
   /** CPU seconds used so far by the server, the load generator (this process). */
   cpu(): { server: number; client: number };
   close(): Promise<void>;
@@ -54,7 +59,9 @@ const quietLogger = {
  * chain runs at ~100 ms per step whatever the worker does (measured: plain 10-step chain 1,050 ms
  * stock, ~90 ms with this). A production cluster has hundreds of shards, each with its own limiter.
  */
-export const BENCH_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number>> = { 'history.transferProcessorMaxPollRPS': 10_000 };
+export const BENCH_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number>> = {
+  'history.transferProcessorMaxPollRPS': 10_000,
+};
 
 /**
  * A `temporal` wrapper that appends `--dynamic-config-value` flags, so the bench can keep using
@@ -64,7 +71,9 @@ function cliWithDynamicConfig(dir: string, progress: (m: string) => void): strin
   const real = resolveTemporalCli({ onProgress: progress });
   const flags = Object.entries(BENCH_SERVER_DYNAMIC_CONFIG).map(([k, v]) => `--dynamic-config-value '${k}=${v}'`);
   const wrapper = path.join(dir, 'temporal');
-  fs.writeFileSync(wrapper, `#!/bin/sh\nexec '${real.replace(/'/g, `'\\''`)}' "$@" ${flags.join(' ')}\n`, { mode: 0o755 });
+  fs.writeFileSync(wrapper, `#!/bin/sh\nexec '${real.replace(/'/g, `'\\''`)}' "$@" ${flags.join(' ')}\n`, {
+    mode: 0o755,
+  });
   return wrapper;
 }
 
@@ -72,25 +81,40 @@ function cliWithDynamicConfig(dir: string, progress: (m: string) => void): strin
  * Starts an in-memory headless dev server on a free port (with BENCH_SERVER_DYNAMIC_CONFIG unless
  * `stock`), builds the bench bundle and a temp GOVERNOR_HOME.
  */
-export async function startCluster(progress: (m: string) => void, options: { stock?: boolean } = {}): Promise<BenchCluster> {
+export async function startCluster(
+  progress: (m: string) => void,
+  options: { stock?: boolean } = {},
+): Promise<BenchCluster> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-bench-'));
   const home = path.join(dir, 'home');
   await initKeys(home);
 
   const port = await freePort();
-  progress(`starting Temporal dev server on 127.0.0.1:${port} (in memory, headless${options.stock ? ', stock dynamic config' : ''})`);
+  progress(
+    `starting Temporal dev server on 127.0.0.1:${port} (in memory, headless${options.stock ? ', stock dynamic config' : ''})`,
+  );
   const saved = process.env.TEMPORAL_CLI_PATH;
   let server: DevServer;
   try {
     if (!options.stock) process.env.TEMPORAL_CLI_PATH = cliWithDynamicConfig(dir, progress);
-    server = await startDevServer({ port, httpPort: await freePort(), headless: true, logFile: path.join(dir, 'temporal-server.log'), onProgress: progress });
+    server = await startDevServer({
+      port,
+      httpPort: await freePort(),
+      headless: true,
+      logFile: path.join(dir, 'temporal-server.log'),
+      onProgress: progress,
+    });
   } finally {
     if (saved === undefined) delete process.env.TEMPORAL_CLI_PATH;
     else process.env.TEMPORAL_CLI_PATH = saved;
   }
 
   const t0 = nowMs();
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: quietLogger });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('./workflows'),
+    payloadConverterPath: PAYLOAD_CONVERTER_PATH,
+    logger: quietLogger,
+  });
   const bundleMs = nowMs() - t0;
   const bundlePath = path.join(dir, 'workflow-bundle.js');
   fs.writeFileSync(bundlePath, code);
@@ -109,7 +133,13 @@ export async function startCluster(progress: (m: string) => void, options: { sto
     bundleMs,
     async startWorker(options = {}) {
       const taskQueue = `bench-${randomUUID()}`;
-      const config: WorkerProcessConfig = { address: server.address, taskQueue, home, bundlePath: options.bundlePath ?? bundlePath, maxCachedWorkflows: options.maxCachedWorkflows };
+      const config: WorkerProcessConfig = {
+        address: server.address,
+        taskQueue,
+        home,
+        bundlePath: options.bundlePath ?? bundlePath,
+        maxCachedWorkflows: options.maxCachedWorkflows,
+      };
       const execArgv = ['--expose-gc', ...(options.nodeFlags ?? [])];
       if (options.profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
       const child = fork(path.join(__dirname, 'worker-process.js'), [JSON.stringify(config)], {
@@ -124,9 +154,15 @@ export async function startCluster(progress: (m: string) => void, options: { sto
         const i = waiters.findIndex((w) => w(m));
         if (i >= 0) waiters.splice(i, 1);
       });
-      const next = <T extends FromWorker['type']>(type: T, timeoutMs = 120_000): Promise<Extract<FromWorker, { type: T }>> =>
+      const next = <T extends FromWorker['type']>(
+        type: T,
+        timeoutMs = 120_000,
+      ): Promise<Extract<FromWorker, { type: T }>> =>
         new Promise((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`bench worker: no ${type} within ${timeoutMs} ms`)), timeoutMs);
+          const timer = setTimeout(
+            () => reject(new Error(`bench worker: no ${type} within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
           const onExit = (code: number | null): void => {
             clearTimeout(timer);
             reject(new Error(`bench worker exited (${code}) while waiting for ${type}`));

@@ -58,7 +58,11 @@ async function time(iterations: number, warmup: number, fn: () => unknown): Prom
 }
 
 /** The in-process decision benchmark (no Temporal): full authorize path, its parts, and Cedar alone. */
-export async function benchDecision(home: string, iterations: number, progress: (m: string) => void): Promise<DecisionResults> {
+export async function benchDecision(
+  home: string,
+  iterations: number,
+  progress: (m: string) => void,
+): Promise<DecisionResults> {
   const store = new PolicyStore();
   const active = store.activateDir(defaultPoliciesDir());
   const manifest = active.bundle.manifest;
@@ -77,21 +81,30 @@ export async function benchDecision(home: string, iterations: number, progress: 
   };
   const warmup = Math.min(500, iterations);
   const check = await authorizeAction(store, home, input, new Date());
-  if (check.decision.effect !== 'allow') throw new Error(`bench decision request is not allowed: ${check.decision.reason ?? ''}`);
+  if (check.decision.effect !== 'allow')
+    throw new Error(`bench decision request is not allowed: ${check.decision.reason ?? ''}`);
 
   progress(`decision: full authorize path × ${iterations}`);
   const full = await time(iterations, warmup, () => authorizeAction(store, home, input, new Date()));
   const activities = createActivities({ policies: store, home });
   const activity = await time(iterations, warmup, () => activities.authorize(input));
   const receipt = await time(iterations, warmup, () =>
-    activities.recordReceipt({ chainId: 'bench-decision', stepId: 's1', kind: 'execution', payload: { status: 'completed', outcome: { executor: 'noop', idempotencyKey: 'bench-decision/s1' } }, prev: input.prev }),
+    activities.recordReceipt({
+      chainId: 'bench-decision',
+      stepId: 's1',
+      kind: 'execution',
+      payload: { status: 'completed', outcome: { executor: 'noop', idempotencyKey: 'bench-decision/s1' } },
+      prev: input.prev,
+    }),
   );
 
   progress('decision: breakdown');
   const now = new Date();
   const vCred = await time(iterations, warmup, () => verifyCredential(credential, manifest, { now, home }));
   const claims = await verifyAttestation(attestation, manifest, { now, home, expectedSubject: WORKLOAD });
-  const vAtt = await time(iterations, warmup, () => verifyAttestation(attestation, manifest, { now, home, expectedSubject: WORKLOAD }));
+  const vAtt = await time(iterations, warmup, () =>
+    verifyAttestation(attestation, manifest, { now, home, expectedSubject: WORKLOAD }),
+  );
   const request = check.request!;
   const decide = await time(iterations, warmup, () => active.engine.decide(request));
 
@@ -112,12 +125,17 @@ export async function benchDecision(home: string, iterations: number, progress: 
     entities: [],
   };
   const expectAllow = (a: cedar.AuthorizationAnswer): void => {
-    if (a.type !== 'success' || a.response.decision !== 'allow') throw new Error(`bench: Cedar did not allow the bench request: ${JSON.stringify(a)}`);
+    if (a.type !== 'success' || a.response.decision !== 'allow')
+      throw new Error(`bench: Cedar did not allow the bench request: ${JSON.stringify(a)}`);
   };
   expectAllow(cedar.statefulIsAuthorized({ ...call, preparsedPolicySetId: setId }));
   expectAllow(cedar.isAuthorized({ ...call, policies: { staticPolicies } }));
-  const preparsed = await time(iterations, warmup, () => cedar.statefulIsAuthorized({ ...call, preparsedPolicySetId: setId }));
-  const reparse = await time(Math.max(200, Math.floor(iterations / 5)), Math.min(100, warmup), () => cedar.isAuthorized({ ...call, policies: { staticPolicies } }));
+  const preparsed = await time(iterations, warmup, () =>
+    cedar.statefulIsAuthorized({ ...call, preparsedPolicySetId: setId }),
+  );
+  const reparse = await time(Math.max(200, Math.floor(iterations / 5)), Math.min(100, warmup), () =>
+    cedar.isAuthorized({ ...call, policies: { staticPolicies } }),
+  );
 
   progress('decision: Ed25519 verify, WebCrypto vs node:crypto');
   const jwks = loadPublicJwks(home, 'issuer');
@@ -127,7 +145,8 @@ export async function benchDecision(home: string, iterations: number, progress: 
   const [h, p, sig] = credential.split('.') as [string, string, string];
   const signingInput = Buffer.from(`${h}.${p}`);
   const signature = Buffer.from(sig, 'base64url');
-  if (!nodeVerify(null, signingInput, nodeKey, signature)) throw new Error('bench: node:crypto rejected the credential signature');
+  if (!nodeVerify(null, signingInput, nodeKey, signature))
+    throw new Error('bench: node:crypto rejected the credential signature');
   const jose = await time(iterations, warmup, () => jwtVerify(credential, webKey, { algorithms: ['EdDSA'] }));
   const web = await time(iterations, warmup, () => crypto.subtle.verify('Ed25519', webKey, signature, signingInput));
   const sync = await time(iterations, warmup, () => nodeVerify(null, signingInput, nodeKey, signature));
@@ -139,7 +158,11 @@ export async function benchDecision(home: string, iterations: number, progress: 
     authorizeActivity: micro(activity),
     recordReceipt: micro(receipt),
     breakdown: { verifyCredential: micro(vCred), verifyAttestation: micro(vAtt), engineDecide: micro(decide) },
-    cedar: { preparsed: micro(preparsed), reparsePerCall: micro(reparse), reparseRatio: Math.round((reparse.p50 / preparsed.p50) * 10) / 10 },
+    cedar: {
+      preparsed: micro(preparsed),
+      reparsePerCall: micro(reparse),
+      reparseRatio: Math.round((reparse.p50 / preparsed.p50) * 10) / 10,
+    },
     ed25519Verify: { joseJwtVerify: micro(jose), webcrypto: micro(web), nodeSync: micro(sync) },
   };
 }

@@ -28,7 +28,13 @@ export interface HistoryFigures {
 }
 
 /** Runs `governor verify`'s check over the chain's histories with the worker's home (receipt key, bundle archive). */
-export async function benchHistory(client: Client, chainId: string, steps: number, home: string, bundlePath: string): Promise<HistoryFigures> {
+export async function benchHistory(
+  client: Client,
+  chainId: string,
+  steps: number,
+  home: string,
+  bundlePath: string,
+): Promise<HistoryFigures> {
   let t0 = nowMs();
   const histories = await fetchChainHistories(client, chainId);
   const fetchMs = nowMs() - t0;
@@ -45,13 +51,22 @@ export async function benchHistory(client: Client, chainId: string, steps: numbe
     for (const h of histories) {
       const copy = JSON.parse(JSON.stringify(h)) as HistoryJson;
       const first = (copy.events as Record<string, Record<string, unknown>>[])[0]!;
-      first.workflowExecutionStartedEventAttributes = { ...first.workflowExecutionStartedEventAttributes, identity: 'bench-warm-up' };
+      first.workflowExecutionStartedEventAttributes = {
+        ...first.workflowExecutionStartedEventAttributes,
+        identity: 'bench-warm-up',
+      };
       await replayer.replay(copy, chainId);
     }
     t0 = nowMs();
     const report = await verifyChain({ histories, chainId, home, replayer });
     const verifyMs = nowMs() - t0;
-    if (report.verdict !== 'verified') throw new Error(`verify did not verify the bench chain: ${report.checks.filter((c) => !c.ok).map((c) => c.detail).join('; ')}`);
+    if (report.verdict !== 'verified')
+      throw new Error(
+        `verify did not verify the bench chain: ${report.checks
+          .filter((c) => !c.ok)
+          .map((c) => c.detail)
+          .join('; ')}`,
+      );
 
     const messages = histories.map((h) => temporal.api.history.v1.History.fromObject(h));
     for (const m of messages) await Worker.runReplayHistory({ workflowBundle: { codePath: bundlePath } }, m, chainId);
@@ -61,12 +76,18 @@ export async function benchHistory(client: Client, chainId: string, steps: numbe
 
     const per = (ms: number): number => round((ms / events) * 1000);
     return {
-      label: '`governor verify` (verifyChain: replay, receipts, checkpoint, bindings, re-evaluated decisions) with a warm replay worker',
+      label:
+        '`governor verify` (verifyChain: replay, receipts, checkpoint, bindings, re-evaluated decisions) with a warm replay worker',
       steps,
       runs: histories.length,
       events,
       payloadBytes,
-      perThousandEvents: { fetchMs: per(fetchMs), verifyMs: per(verifyMs), replayAloneMs: per(replayMs), totalMs: per(fetchMs + verifyMs) },
+      perThousandEvents: {
+        fetchMs: per(fetchMs),
+        verifyMs: per(verifyMs),
+        replayAloneMs: per(replayMs),
+        totalMs: per(fetchMs + verifyMs),
+      },
       verdict: report.verdict,
       decisionsReEvaluated: report.decisions,
       receiptsChecked: report.receipts,

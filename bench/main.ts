@@ -44,7 +44,15 @@ const USAGE = `usage: npm run bench -- [--json] [--quick] [--skip-1000] [--profi
   --out=DIR     where latest.json and latest.md go (default bench/results)`;
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { json: false, quick: false, profile: false, skip1000: false, v8Defaults: false, only: new Set(PHASES), outDir: path.join(projectRoot(), 'bench', 'results') };
+  const args: Args = {
+    json: false,
+    quick: false,
+    profile: false,
+    skip1000: false,
+    v8Defaults: false,
+    only: new Set(PHASES),
+    outDir: path.join(projectRoot(), 'bench', 'results'),
+  };
   for (const arg of argv) {
     if (arg === '--json') args.json = true;
     else if (arg === '--quick') args.quick = true;
@@ -178,8 +186,26 @@ const MiB = 1024 * 1024;
 
 function params(quick: boolean) {
   return quick
-    ? { stockRuns: 3, overheadRuns: 10, warmup: 3, decisionIterations: 1000, tpChains: 40, tpConcurrency: 10, runs100: 1, waiting: 300 }
-    : { stockRuns: 5, overheadRuns: 30, warmup: 5, decisionIterations: 5000, tpChains: 160, tpConcurrency: 20, runs100: 3, waiting: 1000 };
+    ? {
+        stockRuns: 3,
+        overheadRuns: 10,
+        warmup: 3,
+        decisionIterations: 1000,
+        tpChains: 40,
+        tpConcurrency: 10,
+        runs100: 1,
+        waiting: 300,
+      }
+    : {
+        stockRuns: 5,
+        overheadRuns: 30,
+        warmup: 5,
+        decisionIterations: 5000,
+        tpChains: 160,
+        tpConcurrency: 20,
+        runs100: 3,
+        waiting: 1000,
+      };
 }
 
 /** CPU-seconds snapshot of worker, server and this process. */
@@ -188,7 +214,12 @@ function cpuSnapshot(cluster: BenchCluster, worker: WorkerChild): { worker: numb
   return { worker: processCpuSeconds(worker.pid), server: c.server, client: c.client };
 }
 
-async function overhead(cluster: BenchCluster, worker: WorkerChild, p: ReturnType<typeof params>, progress: (m: string) => void): Promise<OverheadResults> {
+async function overhead(
+  cluster: BenchCluster,
+  worker: WorkerChild,
+  p: ReturnType<typeof params>,
+  progress: (m: string) => void,
+): Promise<OverheadResults> {
   const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
   const chain = noopChain(10);
   const kinds: Kind[] = ['plain', 'governed', 'shaped'];
@@ -215,7 +246,11 @@ async function overhead(cluster: BenchCluster, worker: WorkerChild, p: ReturnTyp
   }
   const fig = (k: Kind): LatencyFigures => ({
     latencyMs: rounded(summarize(ms[k])),
-    cpuMsPerChain: { worker: round((cpu[k].worker * 1000) / ms[k].length), server: round((cpu[k].server * 1000) / ms[k].length), client: round((cpu[k].client * 1000) / ms[k].length) },
+    cpuMsPerChain: {
+      worker: round((cpu[k].worker * 1000) / ms[k].length),
+      server: round((cpu[k].server * 1000) / ms[k].length),
+      client: round((cpu[k].client * 1000) / ms[k].length),
+    },
   });
   const g = summarize(ms.governed);
   const b = summarize(ms.plain);
@@ -232,10 +267,18 @@ async function overhead(cluster: BenchCluster, worker: WorkerChild, p: ReturnTyp
   };
 }
 
-async function throughput(cluster: BenchCluster, worker: WorkerChild, p: ReturnType<typeof params>, progress: (m: string) => void): Promise<ThroughputResults> {
+async function throughput(
+  cluster: BenchCluster,
+  worker: WorkerChild,
+  p: ReturnType<typeof params>,
+  progress: (m: string) => void,
+): Promise<ThroughputResults> {
   const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
   const chain = noopChain(10);
-  const acc: Record<'plain' | 'governed', { chains: number; seconds: number; lat: number[]; cpu: { worker: number; server: number; client: number } }> = {
+  const acc: Record<
+    'plain' | 'governed',
+    { chains: number; seconds: number; lat: number[]; cpu: { worker: number; server: number; client: number } }
+  > = {
     plain: { chains: 0, seconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
     governed: { chains: 0, seconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
   };
@@ -263,21 +306,34 @@ async function throughput(cluster: BenchCluster, worker: WorkerChild, p: ReturnT
       chainsPerSecond: round(a.chains / a.seconds),
       stepsPerSecond: round((a.chains * chain.steps.length) / a.seconds),
       latencyUnderLoadMs: rounded(summarize(a.lat)),
-      cpuMsPerChain: { worker: round((a.cpu.worker * 1000) / a.chains), server: round((a.cpu.server * 1000) / a.chains), client: round((a.cpu.client * 1000) / a.chains) },
+      cpuMsPerChain: {
+        worker: round((a.cpu.worker * 1000) / a.chains),
+        server: round((a.cpu.server * 1000) / a.chains),
+        client: round((a.cpu.client * 1000) / a.chains),
+      },
     };
   };
   const governed = side('governed');
   const plain = side('plain');
-  return { steps: 10, concurrency: p.tpConcurrency, governed, plain, ratio: ratio(governed.chainsPerSecond, plain.chainsPerSecond), target: '≥ 0.7' };
+  return {
+    steps: 10,
+    concurrency: p.tpConcurrency,
+    governed,
+    plain,
+    ratio: ratio(governed.chainsPerSecond, plain.chainsPerSecond),
+    target: '≥ 0.7',
+  };
 }
 
 /** History events of a workflow across all its runs (continue-as-new starts new runs), and the number of runs. */
 async function eventCount(cluster: BenchCluster, handle: WorkflowHandle): Promise<{ events: number; runs: number }> {
   const runIds: string[] = [];
-  for await (const wf of cluster.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) runIds.push(wf.runId);
+  for await (const wf of cluster.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` }))
+    runIds.push(wf.runId);
   if (runIds.length === 0) return { events: (await handle.fetchHistory()).events?.length ?? 0, runs: 1 };
   let events = 0;
-  for (const runId of runIds) events += (await cluster.client.workflow.getHandle(handle.workflowId, runId).fetchHistory()).events?.length ?? 0;
+  for (const runId of runIds)
+    events += (await cluster.client.workflow.getHandle(handle.workflowId, runId).fetchHistory()).events?.length ?? 0;
   return { events, runs: runIds.length };
 }
 
@@ -336,7 +392,12 @@ async function scaling(
   return { rows, largest };
 }
 
-async function memory(cluster: BenchCluster, p: ReturnType<typeof params>, nodeFlags: string[], progress: (m: string) => void): Promise<MemoryResults> {
+async function memory(
+  cluster: BenchCluster,
+  p: ReturnType<typeof params>,
+  nodeFlags: string[],
+  progress: (m: string) => void,
+): Promise<MemoryResults> {
   const side = async (kind: 'governed' | 'plain'): Promise<MemorySide> => {
     const worker = await cluster.startWorker({ nodeFlags });
     try {
@@ -350,19 +411,27 @@ async function memory(cluster: BenchCluster, p: ReturnType<typeof params>, nodeF
       progress(`memory: starting ${p.waiting} waiting ${kind} chains`);
       const t0 = nowMs();
       await closedLoop(p.waiting, 32, async () => {
-        handles.push(await runner.start(kind === 'governed' ? 'governed' : 'wait', chain, { credentials: await runner.fresh() }));
+        handles.push(
+          await runner.start(kind === 'governed' ? 'governed' : 'wait', chain, { credentials: await runner.fresh() }),
+        );
       });
       // Waiting = every chain is cached on the worker and no task is in flight.
       const deadline = Date.now() + 180_000;
       let stats = await worker.stats();
-      while (Date.now() < deadline && (stats.numCachedWorkflows < p.waiting || stats.numInFlightWorkflowActivations > 0 || stats.numInFlightActivities > 0)) {
+      while (
+        Date.now() < deadline &&
+        (stats.numCachedWorkflows < p.waiting ||
+          stats.numInFlightWorkflowActivations > 0 ||
+          stats.numInFlightActivities > 0)
+      ) {
         await sleep(250);
         stats = await worker.stats();
       }
       const secondsToStart = (nowMs() - t0) / 1000;
       if (kind === 'governed') {
         const status = await handles[0]!.query(statusQuery);
-        if (status.status !== 'AwaitingApproval') throw new Error(`memory: a governed chain is ${status.status}, not AwaitingApproval`);
+        if (status.status !== 'AwaitingApproval')
+          throw new Error(`memory: a governed chain is ${status.status}, not AwaitingApproval`);
       }
       await sleep(1000);
       const after = await worker.stats(true);
@@ -373,7 +442,10 @@ async function memory(cluster: BenchCluster, p: ReturnType<typeof params>, nodeF
       const mib = (x: number): number => round(x / MiB);
       return {
         chains: p.waiting,
-        state: kind === 'governed' ? 'AwaitingApproval (deploy to Environment::"prod": 2 sre-lead votes within 30m)' : 'waiting on a signal (condition with a 10m timeout)',
+        state:
+          kind === 'governed'
+            ? 'AwaitingApproval (deploy to Environment::"prod": 2 sre-lead votes within 30m)'
+            : 'waiting on a signal (condition with a 10m timeout)',
         before: { rssMiB: mib(before.rss), heapUsedMiB: mib(before.heapUsed) },
         after: { rssMiB: mib(after.rss), heapUsedMiB: mib(after.heapUsed) },
         rssDeltaMiB: mib(after.rss - before.rss),
@@ -396,7 +468,11 @@ async function memory(cluster: BenchCluster, p: ReturnType<typeof params>, nodeF
   };
 }
 
-async function stockServer(p: ReturnType<typeof params>, nodeFlags: string[], progress: (m: string) => void): Promise<StockServerResults> {
+async function stockServer(
+  p: ReturnType<typeof params>,
+  nodeFlags: string[],
+  progress: (m: string) => void,
+): Promise<StockServerResults> {
   const cluster = await startCluster(progress, { stock: true });
   try {
     const worker = await cluster.startWorker({ nodeFlags });
@@ -408,7 +484,8 @@ async function stockServer(p: ReturnType<typeof params>, nodeFlags: string[], pr
       await runner.run('plain', chain);
       await runner.run('governed', chain);
       for (let i = 0; i < p.stockRuns; i++) {
-        for (const k of i % 2 === 0 ? (['plain', 'governed'] as const) : (['governed', 'plain'] as const)) ms[k].push((await runner.run(k, chain)).ms);
+        for (const k of i % 2 === 0 ? (['plain', 'governed'] as const) : (['governed', 'plain'] as const))
+          ms[k].push((await runner.run(k, chain)).ms);
       }
       const g = summarize(ms.governed).p50;
       const b = summarize(ms.plain).p50;
@@ -436,7 +513,10 @@ async function main(): Promise<number> {
   const started = nowMs();
   // Every log of this process goes to stderr: core's own (e.g. the SDK's payload-size warnings) is
   // forwarded to the JS logger instead of printed by Rust on stdout, which `--json` keeps for the JSON.
-  Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } } });
+  Runtime.install({
+    logger: new DefaultLogger('WARN'),
+    telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } },
+  });
 
   const results: BenchResults = {
     schema: 'temporal-governor/bench@1',
@@ -445,10 +525,12 @@ async function main(): Promise<number> {
     machine: machineInfo(),
     setup: {
       server: 'Temporal CLI dev server started by the bench (in memory, headless, free port)',
-      worker: 'one governor worker process (createGovernorWorker, default options) serving the governed chain and the baselines on one task queue; load generator in the bench process',
+      worker:
+        'one governor worker process (createGovernorWorker, default options) serving the governed chain and the baselines on one task queue; load generator in the bench process',
       serverDynamicConfig: { ...BENCH_SERVER_DYNAMIC_CONFIG },
       nodeFlags: args.v8Defaults ? [] : ['--no-turbo-inline-js-wasm-calls'],
-      chain: '10 steps of `deploy` on Environment::"staging" (noop executor) by Workload::"agent:release-bot" under policies/default',
+      chain:
+        '10 steps of `deploy` on Environment::"staging" (noop executor) by Workload::"agent:release-bot" under policies/default',
     },
     notes: [],
     errors: [],
@@ -483,8 +565,10 @@ async function main(): Promise<number> {
       const worker = await cluster.startWorker({ profileDir, nodeFlags: results.setup.nodeFlags });
       results.setup.workerStartupMs = round(worker.startupMs);
       try {
-        if (args.only.has('overhead')) results.overhead = await attempt('overhead', () => overhead(cluster!, worker, p, progress));
-        if (args.only.has('throughput')) results.throughput = await attempt('throughput', () => throughput(cluster!, worker, p, progress));
+        if (args.only.has('overhead'))
+          results.overhead = await attempt('overhead', () => overhead(cluster!, worker, p, progress));
+        if (args.only.has('throughput'))
+          results.throughput = await attempt('throughput', () => throughput(cluster!, worker, p, progress));
         if (args.only.has('scaling')) {
           const sizes = args.quick || args.skip1000 ? [10, 100] : [10, 100, 1000];
           const s = await attempt('scaling', () => scaling(cluster!, worker, p, sizes, results.overhead, progress));
@@ -497,7 +581,15 @@ async function main(): Promise<number> {
             };
             if (s.largest) {
               progress(`scaling: governor verify over the ${s.largest.steps}-step chain`);
-              results.scaling.history = await attempt('history', () => benchHistory(cluster!.client, s.largest!.handle.workflowId, s.largest!.steps, cluster!.home, cluster!.bundlePath));
+              results.scaling.history = await attempt('history', () =>
+                benchHistory(
+                  cluster!.client,
+                  s.largest!.handle.workflowId,
+                  s.largest!.steps,
+                  cluster!.home,
+                  cluster!.bundlePath,
+                ),
+              );
             }
           }
         }
@@ -506,7 +598,9 @@ async function main(): Promise<number> {
       }
       if (profileDir) {
         results.profile = summarizeProfiles(profileDir);
-        results.notes.push('--profile: the worker ran under --cpu-prof during overhead/throughput/scaling; those figures include profiling overhead.');
+        results.notes.push(
+          '--profile: the worker ran under --cpu-prof during overhead/throughput/scaling; those figures include profiling overhead.',
+        );
       }
       if (args.only.has('memory')) {
         const m = await attempt('memory', () => memory(cluster!, p, results.setup.nodeFlags, progress));
@@ -516,13 +610,22 @@ async function main(): Promise<number> {
   } finally {
     await cluster?.close().catch(() => undefined);
   }
-  if (args.only.has('stock')) results.stockDevServer = await attempt('stock', () => stockServer(p, results.setup.nodeFlags, progress));
+  if (args.only.has('stock'))
+    results.stockDevServer = await attempt('stock', () => stockServer(p, results.setup.nodeFlags, progress));
   results.runSeconds = round((nowMs() - started) / 1000);
   results.loadAverageAtEnd = Math.round(os.loadavg()[0]! * 100) / 100;
-  if (results.machine.loadAverageAtStart > results.machine.cores / 2 || results.loadAverageAtEnd > results.machine.cores / 2) {
-    results.notes.push(`The machine was busy with other work (1-minute load ${results.machine.loadAverageAtStart} at start, ${results.loadAverageAtEnd} at end, on ${results.machine.cores} cores): absolute figures are pessimistic and noisy; ratios are measured interleaved and suffer less.`);
+  if (
+    results.machine.loadAverageAtStart > results.machine.cores / 2 ||
+    results.loadAverageAtEnd > results.machine.cores / 2
+  ) {
+    results.notes.push(
+      `The machine was busy with other work (1-minute load ${results.machine.loadAverageAtStart} at start, ${results.loadAverageAtEnd} at end, on ${results.machine.cores} cores): absolute figures are pessimistic and noisy; ratios are measured interleaved and suffer less.`,
+    );
   }
-  if (args.quick) results.notes.push('--quick: fewer iterations, no 1,000-step chain, 300 waiting chains; compare default runs with default runs.');
+  if (args.quick)
+    results.notes.push(
+      '--quick: fewer iterations, no 1,000-step chain, 300 waiting chains; compare default runs with default runs.',
+    );
 
   fs.mkdirSync(args.outDir, { recursive: true });
   const json = `${JSON.stringify(results, null, 2)}\n`;
@@ -530,7 +633,9 @@ async function main(): Promise<number> {
   fs.writeFileSync(path.join(args.outDir, 'latest.json'), json);
   fs.writeFileSync(path.join(args.outDir, 'latest.md'), md);
   process.stdout.write(args.json ? json : md);
-  progress(`wrote ${path.relative(process.cwd(), path.join(args.outDir, 'latest.json'))} and latest.md in ${results.runSeconds} s`);
+  progress(
+    `wrote ${path.relative(process.cwd(), path.join(args.outDir, 'latest.json'))} and latest.md in ${results.runSeconds} s`,
+  );
   return results.errors.length > 0 ? 1 : 0;
 }
 
@@ -549,7 +654,7 @@ main().then(
       process.stderr.write(`${USAGE}\n`);
       process.exit(err.message ? 1 : 0);
     }
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   },
 );

@@ -62,14 +62,21 @@ export function summarizeProfiles(dir: string, topN = 15): ProfileSummary {
       const g = group(url, functionName);
       byGroup.set(g, (byGroup.get(g) ?? 0) + us / 1000);
       if (g === 'idle') continue;
-      const where = url ? `${url.replace(/^.*node_modules\//, '').replace(/^.*\/dist\//, 'dist/')}:${lineNumber + 1}` : '(native)';
+      const where = url
+        ? `${url.replace(/^.*node_modules\//, '').replace(/^.*\/dist\//, 'dist/')}:${lineNumber + 1}`
+        : '(native)';
       const key = `${functionName}@${where}`;
       const entry = byFn.get(key) ?? { fn: functionName || '(anonymous)', where, ms: 0 };
       entry.ms += us / 1000;
       byFn.set(key, entry);
     }
   }
-  const sortedGroups = Object.fromEntries([...byGroup.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v)]));
-  const top = [...byFn.values()].sort((a, b) => b.ms - a.ms).slice(0, topN).map((e) => ({ ...e, ms: Math.round(e.ms) }));
+  const sortedGroups = Object.fromEntries(
+    [...byGroup.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v)]),
+  );
+  const top = [...byFn.values()]
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, topN)
+    .map((e) => ({ ...e, ms: Math.round(e.ms) }));
   return { files, byGroup: sortedGroups, top };
 }

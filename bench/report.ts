@@ -6,8 +6,20 @@ export function renderMarkdown(r: BenchResults): string {
   const x = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : `${v}×`);
   const o = r.overhead;
   if (o) {
-    rows.push([`End-to-end latency, ${o.steps}-step chain, p50`, `${o.governed.latencyMs.p50} ms`, `${o.plain.latencyMs.p50} ms`, x(o.p50Ratio), o.target]);
-    rows.push([`End-to-end latency, ${o.steps}-step chain, p95`, `${o.governed.latencyMs.p95} ms`, `${o.plain.latencyMs.p95} ms`, x(o.p95Ratio), o.target]);
+    rows.push([
+      `End-to-end latency, ${o.steps}-step chain, p50`,
+      `${o.governed.latencyMs.p50} ms`,
+      `${o.plain.latencyMs.p50} ms`,
+      x(o.p50Ratio),
+      o.target,
+    ]);
+    rows.push([
+      `End-to-end latency, ${o.steps}-step chain, p95`,
+      `${o.governed.latencyMs.p95} ms`,
+      `${o.plain.latencyMs.p95} ms`,
+      x(o.p95Ratio),
+      o.target,
+    ]);
   }
   if (o) {
     rows.push([
@@ -20,11 +32,23 @@ export function renderMarkdown(r: BenchResults): string {
   }
   const t = r.throughput;
   if (t) {
-    rows.push([`Throughput, ${t.steps}-step chains/s (${t.concurrency} in flight)`, `${t.governed.chainsPerSecond}`, `${t.plain.chainsPerSecond}`, x(t.ratio), t.target]);
+    rows.push([
+      `Throughput, ${t.steps}-step chains/s (${t.concurrency} in flight)`,
+      `${t.governed.chainsPerSecond}`,
+      `${t.plain.chainsPerSecond}`,
+      x(t.ratio),
+      t.target,
+    ]);
   }
   const d = r.decision;
   if (d) {
-    rows.push(['Decision, full authorize path (credential + attestation + Cedar), p50 / p99', `${d.p50Micros} / ${d.p99Micros} µs`, '—', '—', 'p99 < 1 ms']);
+    rows.push([
+      'Decision, full authorize path (credential + attestation + Cedar), p50 / p99',
+      `${d.p50Micros} / ${d.p99Micros} µs`,
+      '—',
+      '—',
+      'p99 < 1 ms',
+    ]);
     rows.push([
       'Cedar alone, preparsed vs re-parse per call, p50 / p99',
       `${d.cedar.preparsed.p50Micros} / ${d.cedar.preparsed.p99Micros} µs`,
@@ -37,8 +61,16 @@ export function renderMarkdown(r: BenchResults): string {
   if (s) {
     for (const row of s.rows) {
       const runs = row.governedRuns && row.governedRuns > 1 ? ` in ${row.governedRuns} runs via continue-as-new` : '';
-      const events = row.governedHistoryEvents ? ` (${row.governedHistoryEvents.toLocaleString('en-US')} events${runs})` : '';
-      rows.push([`Time per step, ${row.steps.toLocaleString('en-US')}-step chain${events}`, `${row.governedMsPerStep} ms`, `${row.plainMsPerStep} ms`, x(row.ratio), 'flat']);
+      const events = row.governedHistoryEvents
+        ? ` (${row.governedHistoryEvents.toLocaleString('en-US')} events${runs})`
+        : '';
+      rows.push([
+        `Time per step, ${row.steps.toLocaleString('en-US')}-step chain${events}`,
+        `${row.governedMsPerStep} ms`,
+        `${row.plainMsPerStep} ms`,
+        x(row.ratio),
+        'flat',
+      ]);
     }
     if (s.memory) {
       const m = s.memory;
@@ -63,7 +95,13 @@ export function renderMarkdown(r: BenchResults): string {
   }
   const st = r.stockDevServer;
   if (st) {
-    rows.push([`Same 10-step comparison on a stock dev server (transfer queue limited to 20 reads/s), p50`, `${st.governedP50Ms} ms`, `${st.plainP50Ms} ms`, x(st.p50Ratio), 'not comparable: ~100 ms/step floor']);
+    rows.push([
+      `Same 10-step comparison on a stock dev server (transfer queue limited to 20 reads/s), p50`,
+      `${st.governedP50Ms} ms`,
+      `${st.plainP50Ms} ms`,
+      x(st.p50Ratio),
+      'not comparable: ~100 ms/step floor',
+    ]);
   }
   const header = ['Figure', 'Governed', 'Baseline (same run)', 'Ratio', 'Target'];
   const lines = [
@@ -75,10 +113,15 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push(
     '',
     `${r.mode === 'quick' ? 'Quick run' : 'Run'} of ${r.date.slice(0, 10)} on ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.temporalCli.split('\n')[0]}, Temporal TS SDK ${m.temporalSdk}, Cedar ${m.cedar}: ` +
-      `dev server (in memory, ${Object.entries(r.setup.serverDynamicConfig).map(([k, v]) => `${k}=${v}`).join(', ')}), the governor worker and the load generator on the same machine; 1-minute load ${m.loadAverageAtStart} at start. ` +
+      `dev server (in memory, ${Object.entries(r.setup.serverDynamicConfig)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(
+          ', ',
+        )}), the governor worker and the load generator on the same machine; 1-minute load ${m.loadAverageAtStart} at start. ` +
       'Baselines are plain Temporal workflows running the same no-op `execute` activity on the same worker. ' +
       'Reproduce with `npm run bench` (`npm run -s bench -- --json`, `-- --quick`).',
   );
-  if (r.errors.length) lines.push('', `Phases that failed: ${r.errors.map((e) => `${e.phase} (${e.message})`).join('; ')}`);
+  if (r.errors.length)
+    lines.push('', `Phases that failed: ${r.errors.map((e) => `${e.phase} (${e.message})`).join('; ')}`);
   return `${lines.join('\n')}\n`;
 }

@@ -42,7 +42,15 @@ export function round(x: number): number {
 
 /** Rounds every field of a summary. */
 export function rounded(s: Summary): Summary {
-  return { n: s.n, p50: round(s.p50), p95: round(s.p95), p99: round(s.p99), mean: round(s.mean), min: round(s.min), max: round(s.max) };
+  return {
+    n: s.n,
+    p50: round(s.p50),
+    p95: round(s.p95),
+    p99: round(s.p99),
+    mean: round(s.mean),
+    min: round(s.min),
+    max: round(s.max),
+  };
 }
 
 /** a / b, rounded to two decimals (a ratio of two figures from the same run). */

@@ -46,7 +46,10 @@ function send(message: FromWorker): void {
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '{}') as WorkerProcessConfig;
   // Core's logs (payload-size warnings, failed tasks) forwarded to the JS logger, which writes to stderr.
-  Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } } });
+  Runtime.install({
+    logger: new DefaultLogger('WARN'),
+    telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } },
+  });
   const t0 = performance.now();
   const connection = await NativeConnection.connect({ address: config.address });
   const { worker } = await createGovernorWorker({
@@ -56,7 +59,11 @@ async function main(): Promise<void> {
     home: config.home,
     workflowBundle: { codePath: config.bundlePath },
     // The plain baselines' activity: the noop executor's work without governance (no receipt).
-    extraActivities: { async plainNoop(input: { idempotencyKey: string }) { return { executor: 'noop', idempotencyKey: input.idempotencyKey }; } },
+    extraActivities: {
+      async plainNoop(input: { idempotencyKey: string }) {
+        return { executor: 'noop', idempotencyKey: input.idempotencyKey };
+      },
+    },
     ...(config.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: config.maxCachedWorkflows } : {}),
   });
   const running = worker.run();
@@ -101,6 +108,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  send({ type: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) });
+  send({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
   process.exit(1);
 });

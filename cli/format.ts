@@ -50,7 +50,11 @@ function stepLines(s: Step): string[] {
   }
   if (d && d.effect !== 'allow') {
     for (const [id, ann] of Object.entries(d.annotations)) {
-      lines.push(`      ${id}: ${Object.entries(ann).map(([k, v]) => `@${k}("${v}")`).join(' ')}`);
+      lines.push(
+        `      ${id}: ${Object.entries(ann)
+          .map(([k, v]) => `@${k}("${v}")`)
+          .join(' ')}`,
+      );
     }
   }
   return lines;

@@ -11,7 +11,10 @@ export const ApprovalSubmission = z.strictObject({
     .string()
     .min(16, 'token: must be a compact JWS (header.payload.signature)')
     .max(16_384, 'token: too large')
-    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'token: must be a compact JWS (header.payload.signature)'),
+    .regex(
+      /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/,
+      'token: must be a compact JWS (header.payload.signature)',
+    ),
 });
 export type ApprovalSubmission = z.infer<typeof ApprovalSubmission>;
 

@@ -99,7 +99,11 @@ export const Chain = z
     chain.steps.forEach((step, i) => {
       const first = seen.get(step.id);
       if (first !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id (same as steps.${first}.id)` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', i, 'id'],
+          message: `duplicate step id (same as steps.${first}.id)`,
+        });
       } else {
         seen.set(step.id, i);
       }

@@ -12,7 +12,9 @@ import { ReceiptHead, type ReceiptKind } from './receipt';
 
 // ---- manifest section ---------------------------------------------------------------------------
 
-const Identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, 'must be 1-128 characters: letters, digits, _ . : @ -');
+const Identifier = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, 'must be 1-128 characters: letters, digits, _ . : @ -');
 const Duration = z.string().regex(DURATION_PATTERN, 'must be a duration such as 30s, 30m, 2h');
 const Authority = z.int().min(-1_000_000).max(1_000_000);
 const Priority = z.int().min(-1000).max(1000);
@@ -20,7 +22,10 @@ const Priority = z.int().min(-1000).max(1000);
 /** `Type::"id"` (exact), `Type::"prefix-*"` (`*` matches any characters) or `Type::*` (any id of the type). */
 export const ResourcePattern = z
   .string()
-  .regex(/^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*::(\*|"[^"]{0,256}")$/, 'must be a resource pattern such as Environment::"prod" or Environment::*');
+  .regex(
+    /^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*::(\*|"[^"]{0,256}")$/,
+    'must be a resource pattern such as Environment::"prod" or Environment::*',
+  );
 
 /** One coordination domain of the manifest (`coordination.domains[]`). */
 export const CoordinationDomain = z.strictObject({
@@ -60,7 +65,12 @@ export const Coordination = z
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
     c.domains.forEach((d, i) => {
-      if (seen.has(d.name)) ctx.addIssue({ code: 'custom', path: ['domains', i, 'name'], message: `duplicate coordination domain "${d.name}"` });
+      if (seen.has(d.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['domains', i, 'name'],
+          message: `duplicate coordination domain "${d.name}"`,
+        });
       seen.add(d.name);
     });
   });
@@ -95,7 +105,6 @@ export const SLOT_SEAL_TYP = 'governor-slot-request+jws';
 
 // ---- resources --------------------------------------------------------------------------------
 
-
 const LABEL = /^([A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*)::"(.*)"$/s;
 const PATTERN = /^([A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*)::(\*|"(.*)")$/s;
 
@@ -107,12 +116,21 @@ export function matchesResourcePattern(pattern: string, label: string): boolean 
   if (p[2] === '*') return true;
   const glob = p[3]!;
   if (!glob.includes('*')) return glob === l[2];
-  const re = new RegExp(`^${glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+  const re = new RegExp(
+    `^${glob
+      .split('*')
+      .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+    's',
+  );
   return re.test(l[2]!);
 }
 
 /** The first domain (manifest order) whose resources match the label. */
-export function findDomain<D extends Pick<CoordinationDomain, 'name' | 'resources'>>(domains: readonly D[], label: string): D | undefined {
+export function findDomain<D extends Pick<CoordinationDomain, 'name' | 'resources'>>(
+  domains: readonly D[],
+  label: string,
+): D | undefined {
   return domains.find((d) => d.resources.some((p) => matchesResourcePattern(p, label)));
 }
 
@@ -162,7 +180,20 @@ export const SlotRequest = z.strictObject({
 export type SlotRequest = z.infer<typeof SlotRequest>;
 
 /** The fields a request digest covers (canonical JSON, SHA-256). The domain is bound by the seal instead. */
-export function requestDigestInput(r: Pick<SlotRequest, 'chainId' | 'stepId' | 'workload' | 'action' | 'resource' | 'priority' | 'plannedVersion' | 'authority' | 'approverRoles'>): Record<string, unknown> {
+export function requestDigestInput(
+  r: Pick<
+    SlotRequest,
+    | 'chainId'
+    | 'stepId'
+    | 'workload'
+    | 'action'
+    | 'resource'
+    | 'priority'
+    | 'plannedVersion'
+    | 'authority'
+    | 'approverRoles'
+  >,
+): Record<string, unknown> {
   return {
     chainId: r.chainId,
     stepId: r.stepId,
@@ -182,7 +213,11 @@ export const SlotRelease = z.strictObject({ chainId: Identifier, stepId: Identif
 export type SlotRelease = z.infer<typeof SlotRelease>;
 
 /** Payload of `withdrawSlot`: a chain revoked or denied while queued leaves the queue (a holder releases without completing). */
-export const SlotWithdraw = z.strictObject({ chainId: Identifier, stepId: Identifier, reason: z.string().max(500).optional() });
+export const SlotWithdraw = z.strictObject({
+  chainId: Identifier,
+  stepId: Identifier,
+  reason: z.string().max(500).optional(),
+});
 export type SlotWithdraw = z.infer<typeof SlotWithdraw>;
 
 /** Where the coordinator's receipt for a verdict is: link it into the chain's receipt chain. */
@@ -277,8 +312,12 @@ const QueueEntryShape = z.strictObject({
   conflictWith: RequestId.optional(),
   note: z.string().optional(),
 });
-const idMatchesRequest = (e: { requestId: string; request: { chainId: string; stepId: string } }, ctx: z.RefinementCtx): void => {
-  if (e.requestId !== slotRequestId(e.request.chainId, e.request.stepId)) ctx.addIssue({ code: 'custom', path: ['requestId'], message: 'must be <request.chainId>/<request.stepId>' });
+const idMatchesRequest = (
+  e: { requestId: string; request: { chainId: string; stepId: string } },
+  ctx: z.RefinementCtx,
+): void => {
+  if (e.requestId !== slotRequestId(e.request.chainId, e.request.stepId))
+    ctx.addIssue({ code: 'custom', path: ['requestId'], message: 'must be <request.chainId>/<request.stepId>' });
 };
 
 /** A request the coordinator has ordered: waiting for its turn, or a contender of a pending tie. */

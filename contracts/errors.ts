@@ -39,6 +39,10 @@ export class GovernorError extends Error {
 
 /** True when `err` carries one of the governor's error codes. */
 export function isGovernorError(err: unknown): err is GovernorError {
-  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
-    && (Object.values(ErrorCode) as string[]).includes((err as { code: string }).code);
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    typeof (err as { code?: unknown }).code === 'string' &&
+    (Object.values(ErrorCode) as string[]).includes((err as { code: string }).code)
+  );
 }

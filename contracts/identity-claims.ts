@@ -25,11 +25,17 @@ export const OCI_DIGEST_PATTERN = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]
 export const CredentialClaims = z.looseObject({
   iss: Issuer.describe("A trusted issuer of the active bundle's manifest (`trustedIssuers[].issuer`)."),
   sub: ClaimText.describe('The workload: must equal the chain\'s `workload` (`Workload::"<sub>"` in policy).'),
-  aud: z.union([z.string(), z.array(z.string()).min(1)]).describe("Must contain the trusted issuer's `audience` (default bundle: `temporal-governor`)."),
-  exp: NumericDate.describe('Expiry; a chain waits up to `credential.gracePeriod` for a refreshed credential after it.'),
+  aud: z
+    .union([z.string(), z.array(z.string()).min(1)])
+    .describe("Must contain the trusted issuer's `audience` (default bundle: `temporal-governor`)."),
+  exp: NumericDate.describe(
+    'Expiry; a chain waits up to `credential.gracePeriod` for a refreshed credential after it.',
+  ),
   iat: NumericDate.describe('Issued at; not in the future (beyond `credential.clockToleranceSeconds`).'),
   nbf: NumericDate.optional().describe('Not before (optional).'),
-  jti: ClaimText.describe('Unique per credential: the first chain that presents it owns it (`credential.jtiReplay: bind-to-chain`, the default).'),
+  jti: ClaimText.describe(
+    'Unique per credential: the first chain that presents it owns it (`credential.jtiReplay: bind-to-chain`, the default).',
+  ),
 });
 export type CredentialClaims = z.infer<typeof CredentialClaims>;
 
@@ -37,11 +43,17 @@ export type CredentialClaims = z.infer<typeof CredentialClaims>;
 export const AttestationClaims = z.looseObject({
   iss: Issuer.describe('A trusted attester of the manifest (`trustedAttesters[].issuer`).'),
   sub: ClaimText.describe("The attested workload: must equal the credential's `sub`."),
-  iat: NumericDate.describe("Issued at: at most the attester's `maxAge` (default 15m) before the check, not in the future."),
+  iat: NumericDate.describe(
+    "Issued at: at most the attester's `maxAge` (default 15m) before the check, not in the future.",
+  ),
   exp: NumericDate.optional(),
   nbf: NumericDate.optional(),
-  imageDigest: ClaimText.regex(OCI_DIGEST_PATTERN).describe('The running image, e.g. `sha256:<64 hex>` (`context.attestation.imageDigest` in policy).'),
-  trustZone: ClaimText.describe('`context.attestation.trustZone` in policy (the default bundle forbids every action unless it is `trusted`).'),
+  imageDigest: ClaimText.regex(OCI_DIGEST_PATTERN).describe(
+    'The running image, e.g. `sha256:<64 hex>` (`context.attestation.imageDigest` in policy).',
+  ),
+  trustZone: ClaimText.describe(
+    '`context.attestation.trustZone` in policy (the default bundle forbids every action unless it is `trusted`).',
+  ),
   environment: ClaimText.describe('`context.attestation.environment` in policy.'),
 });
 export type AttestationClaims = z.infer<typeof AttestationClaims>;
@@ -49,19 +61,31 @@ export type AttestationClaims = z.infer<typeof AttestationClaims>;
 /** Payload of an approver's vote (`typ: approval+jwt`), sent as `{ "token": "<JWT>" }`. */
 export const ApprovalClaims = z.looseObject({
   iss: Issuer.describe('A trusted approver of the manifest (`trustedApprovers[].issuer`).'),
-  sub: ClaimText.describe('The approver (a person): never the requesting workload nor its owner; counted once per step.'),
-  aud: z.union([z.string(), z.array(z.string()).min(1)]).describe("Must contain the trusted approver's `audience` (default `temporal-governor-approval`)."),
+  sub: ClaimText.describe(
+    'The approver (a person): never the requesting workload nor its owner; counted once per step.',
+  ),
+  aud: z
+    .union([z.string(), z.array(z.string()).min(1)])
+    .describe("Must contain the trusted approver's `audience` (default `temporal-governor-approval`)."),
   exp: NumericDate,
   iat: NumericDate,
   nbf: NumericDate.optional(),
   jti: ClaimText,
-  roles: z.array(z.string().min(1).max(64)).min(1).max(32).describe("The approver's roles; at least one must be eligible for the step (policy roles, or the ladder's)."),
+  roles: z
+    .array(z.string().min(1).max(64))
+    .min(1)
+    .max(32)
+    .describe("The approver's roles; at least one must be eligible for the step (policy roles, or the ladder's)."),
   chainId: ClaimText.describe('The chain (workflow id) the vote is for.'),
   stepId: ClaimText.describe('The step awaiting approval (`status` query: `steps[].approval.stepId`).'),
-  stepDigest: ClaimText.describe('The exact step version the vote approves (`status` query: `steps[].approval.stepDigest`).'),
+  stepDigest: ClaimText.describe(
+    'The exact step version the vote approves (`status` query: `steps[].approval.stepDigest`).',
+  ),
   decision: z.enum(['approve', 'deny']),
   reason: Note.optional(),
-  justification: Note.optional().describe("Required, 10+ characters, with a break-glass vote (the manifest's `approvals.breakGlassRole`)."),
+  justification: Note.optional().describe(
+    "Required, 10+ characters, with a break-glass vote (the manifest's `approvals.breakGlassRole`).",
+  ),
 });
 export type ApprovalClaims = z.infer<typeof ApprovalClaims>;
 
@@ -69,7 +93,10 @@ export type ApprovalClaims = z.infer<typeof ApprovalClaims>;
  * The vote itself, as an approver signs it: the part of `ApprovalClaims` beyond the registered claims.
  * The issued claims, `issueApproval`'s options and a verified vote (identity/) all derive from it.
  */
-export type ApprovalVote = Pick<ApprovalClaims, 'sub' | 'roles' | 'chainId' | 'stepId' | 'stepDigest' | 'decision' | 'reason' | 'justification'>;
+export type ApprovalVote = Pick<
+  ApprovalClaims,
+  'sub' | 'roles' | 'chainId' | 'stepId' | 'stepDigest' | 'decision' | 'reason' | 'justification'
+>;
 
 /** JOSE header rules shared by the three tokens (stated in the schemas' descriptions). */
 export const TOKEN_HEADER_RULES =

@@ -35,7 +35,9 @@ export function formatIssuePath(issue: Pick<InputIssue, 'path'>, prefix?: string
  * more), e.g. `carry.queue[0].requestId: Invalid input: expected string, received number`.
  */
 export function invalidInputMessage(error: { readonly issues: readonly InputIssue[] }, prefix?: string): string {
-  const listed = error.issues.slice(0, MAX_LISTED_ISSUES).map((issue) => `${formatIssuePath(issue, prefix)}: ${issue.message}`);
+  const listed = error.issues
+    .slice(0, MAX_LISTED_ISSUES)
+    .map((issue) => `${formatIssuePath(issue, prefix)}: ${issue.message}`);
   const more = error.issues.length - listed.length;
   if (more > 0) listed.push(`and ${more} more issue(s)`);
   return listed.length > 0 ? listed.join('; ') : `${prefix ?? '(root)'}: invalid`;

@@ -44,15 +44,23 @@ export const PUBLISHED_SCHEMAS: readonly PublishedSchema[] = [
       '`chain.steps`; `resume` is written only by the workflow itself when it continues as new and is refused in any run a client starts. ' +
       'The credential and attestation are verified at every step (credential-claims.schema.json, attestation-claims.schema.json).',
     describe: {
-      '/properties/chainId': 'The chain id: must equal the workflow id the chain is started with (GOVERNOR_INVALID_INPUT at path `chainId` otherwise).',
-      '/properties/chain/properties/workload': 'The workload submitting the chain (`Workload::"<workload>"` in policy): must equal the credential\'s `sub`.',
-      '/properties/chain/properties/owner': "The workload's declared owner (a person or team); never allowed to approve the chain's steps.",
-      '/properties/chain/properties/steps': 'The steps, run in order. Step ids must be unique within the chain (not expressible here; GOVERNOR_INVALID_INPUT at `chain.steps[i].id`).',
+      '/properties/chainId':
+        'The chain id: must equal the workflow id the chain is started with (GOVERNOR_INVALID_INPUT at path `chainId` otherwise).',
+      '/properties/chain/properties/workload':
+        'The workload submitting the chain (`Workload::"<workload>"` in policy): must equal the credential\'s `sub`.',
+      '/properties/chain/properties/owner':
+        "The workload's declared owner (a person or team); never allowed to approve the chain's steps.",
+      '/properties/chain/properties/steps':
+        'The steps, run in order. Step ids must be unique within the chain (not expressible here; GOVERNOR_INVALID_INPUT at `chain.steps[i].id`).',
       [`${STEP}/properties/id`]: 'Unique within the chain; the idempotency key of the step is `<chainId>/<id>`.',
-      [`${STEP}/properties/context`]: 'Facts for policy (`context` in Cedar). Keys `attestation`, `approvals` and `now` are reserved: filled only from verified sources.',
-      [`${EXECUTOR_OPTIONS}/1/properties/url`]: 'http or https only; the host must also be in the manifest\'s `http.allowedHosts`, or the step fails with GOVERNOR_HOST_NOT_ALLOWED.',
-      '/properties/credential': 'The workload\'s credential: a JWT-SVID (claims: credential-claims.schema.json). A fresh one per chain: under the default `credential.jtiReplay: bind-to-chain` its `jti` belongs to the first chain that presents it.',
-      '/properties/attestation': 'A signed attestation of the workload\'s runtime (typ attestation+jwt; claims: attestation-claims.schema.json).',
+      [`${STEP}/properties/context`]:
+        'Facts for policy (`context` in Cedar). Keys `attestation`, `approvals` and `now` are reserved: filled only from verified sources.',
+      [`${EXECUTOR_OPTIONS}/1/properties/url`]:
+        "http or https only; the host must also be in the manifest's `http.allowedHosts`, or the step fails with GOVERNOR_HOST_NOT_ALLOWED.",
+      '/properties/credential':
+        "The workload's credential: a JWT-SVID (claims: credential-claims.schema.json). A fresh one per chain: under the default `credential.jtiReplay: bind-to-chain` its `jti` belongs to the first chain that presents it.",
+      '/properties/attestation':
+        "A signed attestation of the workload's runtime (typ attestation+jwt; claims: attestation-claims.schema.json).",
       '/properties/resume':
         'Written only by the workflow itself when it continues as new (checked against the signed checkpoint of the run it continues). Never send it: in a run a client starts it is refused with GOVERNOR_INVALID_INPUT at path `resume`.',
     },
@@ -81,8 +89,8 @@ export const PUBLISHED_SCHEMAS: readonly PublishedSchema[] = [
     io: 'input',
     schema: ApprovalSubmission,
     description:
-      'The argument of the `submitApproval` update and of the `approve` / `deny` signals (contracts/approval.ts): an approver\'s signed vote ' +
-      '(claims: approval-claims.schema.json). The update\'s validator rejects anything else before it reaches history (GOVERNOR_INVALID_INPUT); a malformed signal is ignored.',
+      "The argument of the `submitApproval` update and of the `approve` / `deny` signals (contracts/approval.ts): an approver's signed vote " +
+      "(claims: approval-claims.schema.json). The update's validator rejects anything else before it reaches history (GOVERNOR_INVALID_INPUT); a malformed signal is ignored.",
   },
   {
     file: 'submit-approval-result.schema.json',
@@ -140,7 +148,12 @@ export function publishedJsonSchema(published: PublishedSchema): Record<string, 
     if (description !== undefined) ctx.jsonSchema.description = description;
     httpUrlPattern(ctx);
   };
-  const generated = z.toJSONSchema(published.schema, { io: published.io, unrepresentable: 'throw', metadata, override }) as Record<string, unknown>;
+  const generated = z.toJSONSchema(published.schema, {
+    io: published.io,
+    unrepresentable: 'throw',
+    metadata,
+    override,
+  }) as Record<string, unknown>;
   const { $schema, ...rest } = generated;
   const schema: Record<string, unknown> = {
     $schema,
@@ -149,7 +162,8 @@ export function publishedJsonSchema(published: PublishedSchema): Record<string, 
     description: published.description,
     ...rest,
   };
-  for (const [pointer, description] of Object.entries(published.describe ?? {})) at(schema, pointer).description = description;
+  for (const [pointer, description] of Object.entries(published.describe ?? {}))
+    at(schema, pointer).description = description;
   if (published.file === 'chain-input.schema.json') at(schema, '/properties/resume').readOnly = true;
   return schema;
 }
@@ -183,7 +197,8 @@ export function chainInputJsonSchemaText(): string {
 function httpUrlPattern(ctx: { zodSchema: unknown; jsonSchema: Record<string, unknown> }): void {
   const def = (ctx.zodSchema as { _zod?: { def?: { format?: string; protocol?: RegExp } } })._zod?.def;
   if (def?.format !== 'url' || def.protocol === undefined) return;
-  if (def.protocol.source !== '^https?$') throw new Error(`URL protocol rule /${def.protocol.source}/ has no JSON Schema translation: add one`);
+  if (def.protocol.source !== '^https?$')
+    throw new Error(`URL protocol rule /${def.protocol.source}/ has no JSON Schema translation: add one`);
   ctx.jsonSchema.pattern = '^[Hh][Tt][Tt][Pp][Ss]?://';
 }
 
@@ -192,7 +207,8 @@ function at(schema: Record<string, unknown>, pointer: string): Record<string, un
   let node: unknown = schema;
   for (const key of pointer.split('/').slice(1)) {
     node = (node as Record<string, unknown> | undefined)?.[key];
-    if (typeof node !== 'object' || node === null) throw new Error(`JSON pointer ${pointer} names nothing in the generated schema`);
+    if (typeof node !== 'object' || node === null)
+      throw new Error(`JSON pointer ${pointer} names nothing in the generated schema`);
   }
   return node as Record<string, unknown>;
 }

@@ -62,7 +62,9 @@ export function findTooDeep(value: unknown, maxDepth: number = MAX_JSON_DEPTH): 
       path.reverse();
       return { path, message: `nests deeper than ${maxDepth} levels (the limit for a chain document)` };
     }
-    const entries: [string | number, unknown][] = Array.isArray(frame.value) ? frame.value.map((v, i) => [i, v] as [number, unknown]) : Object.entries(frame.value);
+    const entries: [string | number, unknown][] = Array.isArray(frame.value)
+      ? frame.value.map((v, i) => [i, v] as [number, unknown])
+      : Object.entries(frame.value);
     for (let i = entries.length - 1; i >= 0; i--) {
       const [key, child] = entries[i]!;
       if (isContainer(child)) stack.push({ value: child, depth: frame.depth + 1, parent: frame, key });
@@ -75,13 +77,17 @@ export function findTooDeep(value: unknown, maxDepth: number = MAX_JSON_DEPTH): 
  * The deepest bracket nesting of JSON text, checked before parsing: the offset (0-based) and depth
  * where `maxDepth` is first exceeded, or undefined. Brackets inside strings are skipped.
  */
-export function jsonTextTooDeep(text: string, maxDepth: number = MAX_JSON_DEPTH): { offset: number; depth: number } | undefined {
+export function jsonTextTooDeep(
+  text: string,
+  maxDepth: number = MAX_JSON_DEPTH,
+): { offset: number; depth: number } | undefined {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
       continue;
     }
@@ -116,7 +122,11 @@ export function formatBytes(bytes: number): string {
   ];
   const exact = units.find(([size]) => bytes >= size && bytes % size === 0);
   const approx = units.find(([size]) => bytes >= size);
-  const human = exact ? `${bytes / exact[0]} ${exact[1]}` : approx ? `${(bytes / approx[0]).toFixed(1)} ${approx[1]}` : undefined;
+  const human = exact
+    ? `${bytes / exact[0]} ${exact[1]}`
+    : approx
+      ? `${(bytes / approx[0]).toFixed(1)} ${approx[1]}`
+      : undefined;
   return `${bytes.toLocaleString('en-US')} bytes${human ? ` (${human})` : ''}`;
 }
 
@@ -129,14 +139,16 @@ export function findTooLarge(value: unknown, maxBytes: number, what: string): Li
   const size = jsonBytes(value);
   if (size === undefined || size <= maxBytes) return undefined;
   const path = largestField(value, size);
-  const where = path.length > 0 ? `; most of it is ${formatPath(path)} (${formatBytes(jsonBytes(valueAt(value, path)) ?? 0)})` : '';
+  const where =
+    path.length > 0 ? `; most of it is ${formatPath(path)} (${formatBytes(jsonBytes(valueAt(value, path)) ?? 0)})` : '';
   return { path, message: `${what} is ${formatBytes(size)} as JSON; the limit is ${formatBytes(maxBytes)}${where}` };
 }
 
 /** A string longer than `maxChars`: a message naming the limit (never the value). */
 export function tokenTooLong(token: unknown, maxChars: number = MAX_TOKEN_CHARS): string | undefined {
   if (typeof token !== 'string') return 'must be a string (a compact JWS)';
-  if (token.length > maxChars) return `is ${token.length.toLocaleString('en-US')} characters; the limit is ${maxChars.toLocaleString('en-US')} (16 KiB)`;
+  if (token.length > maxChars)
+    return `is ${token.length.toLocaleString('en-US')} characters; the limit is ${maxChars.toLocaleString('en-US')} (16 KiB)`;
   return undefined;
 }
 
@@ -155,7 +167,9 @@ function largestField(value: unknown, size: number): (string | number)[] {
   let current = value;
   let currentSize = size;
   for (let depth = 0; depth < MAX_JSON_DEPTH && isContainer(current); depth++) {
-    const entries: [string | number, unknown][] = Array.isArray(current) ? current.map((v, i) => [i, v] as [number, unknown]) : Object.entries(current);
+    const entries: [string | number, unknown][] = Array.isArray(current)
+      ? current.map((v, i) => [i, v] as [number, unknown])
+      : Object.entries(current);
     let best: [string | number, unknown, number] | undefined;
     for (const [key, child] of entries) {
       const bytes = jsonBytes(child) ?? 0;

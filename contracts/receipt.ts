@@ -1,7 +1,14 @@
 import { z } from 'zod';
 
 /** Kinds of receipts. Recorded in history and in proofs: extend, never rename. */
-export const ReceiptKind = z.enum(['decision', 'execution', 'compensation-decision', 'compensation-execution', 'approval', 'checkpoint']);
+export const ReceiptKind = z.enum([
+  'decision',
+  'execution',
+  'compensation-decision',
+  'compensation-execution',
+  'approval',
+  'checkpoint',
+]);
 export type ReceiptKind = z.infer<typeof ReceiptKind>;
 
 /** The hash-chained, signed record of one decision, outcome or checkpoint (DESIGN §2). */

@@ -111,7 +111,12 @@ export type SignedRegistryInput = z.infer<typeof SignedRegistryInput>;
 export const LegacyRegistryInput = z.strictObject({
   revoked: z.record(
     z.string(),
-    z.object({ workload: z.string().min(1).max(128), reason: z.string().min(1).max(500), by: z.string().max(200).optional(), seq: z.number() }),
+    z.object({
+      workload: z.string().min(1).max(128),
+      reason: z.string().min(1).max(500),
+      by: z.string().max(200).optional(),
+      seq: z.number(),
+    }),
   ),
 });
 export type LegacyRegistryInput = z.infer<typeof LegacyRegistryInput>;
@@ -120,7 +125,12 @@ export type LegacyRegistryInput = z.infer<typeof LegacyRegistryInput>;
 export type RegistryInput = SignedRegistryInput | LegacyRegistryInput | undefined;
 
 /** Parses the registry's argument; an object with `revoked` is a legacy list, anything else must be a signed log (errors name the field). */
-export function parseRegistryInput(raw: unknown): ReturnType<typeof SignedRegistryInput.safeParse> | ReturnType<typeof LegacyRegistryInput.safeParse> | { success: true; data: undefined } {
+export function parseRegistryInput(
+  raw: unknown,
+):
+  | ReturnType<typeof SignedRegistryInput.safeParse>
+  | ReturnType<typeof LegacyRegistryInput.safeParse>
+  | { success: true; data: undefined } {
   if (raw === undefined || raw === null) return { success: true, data: undefined };
   if (typeof raw === 'object' && 'revoked' in raw) return LegacyRegistryInput.safeParse(raw);
   return SignedRegistryInput.safeParse(raw);

@@ -26,7 +26,11 @@ export const Activity = {
 } as const;
 
 /** The governor's local activities (results recorded as `LOCAL_ACTIVITY_MARKER` markers). */
-export const GOVERNOR_LOCAL_ACTIVITIES: readonly string[] = [Activity.authorize, Activity.verifyApproval, Activity.recordReceipt];
+export const GOVERNOR_LOCAL_ACTIVITIES: readonly string[] = [
+  Activity.authorize,
+  Activity.verifyApproval,
+  Activity.recordReceipt,
+];
 
 /** Signal a domain's coordinator sends a chain with its slot verdict. */
 export const SLOT_VERDICT_SIGNAL = 'slotVerdict';

@@ -19,7 +19,14 @@ export async function makeReceipt(
 ): Promise<Receipt> {
   const digest = sha256Hex(canonicalJson(args.payload ?? null));
   const seq = args.prev.seq + 1;
-  const body = receiptBody({ seq, chainId: args.chainId, stepId: args.stepId, kind: args.kind, digest, prevHash: args.prev.hash });
+  const body = receiptBody({
+    seq,
+    chainId: args.chainId,
+    stepId: args.stepId,
+    kind: args.kind,
+    digest,
+    prevHash: args.prev.hash,
+  });
   const hash = sha256Hex(canonicalJson(body));
   const signature = await new CompactSign(new TextEncoder().encode(hash))
     .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'governor-receipt+jws' })
@@ -29,7 +36,13 @@ export async function makeReceipt(
 
 /** The hashed part of a receipt (`stepId` omitted when absent, so the hash is well defined). */
 export function receiptBody(r: Omit<Receipt, 'hash' | 'signature'>): Omit<Receipt, 'hash' | 'signature'> {
-  const body: Omit<Receipt, 'hash' | 'signature'> = { seq: r.seq, chainId: r.chainId, kind: r.kind, digest: r.digest, prevHash: r.prevHash };
+  const body: Omit<Receipt, 'hash' | 'signature'> = {
+    seq: r.seq,
+    chainId: r.chainId,
+    kind: r.kind,
+    digest: r.digest,
+    prevHash: r.prevHash,
+  };
   if (r.stepId !== undefined) body.stepId = r.stepId;
   return body;
 }
@@ -55,10 +68,7 @@ export function decisionReceiptPayload(result: {
 
 /** The activities whose results carry a receipt of the chain. */
 export type ReceiptSource =
-  | typeof Activity.authorize
-  | typeof Activity.verifyApproval
-  | typeof Activity.recordReceipt
-  | typeof Activity.execute;
+  typeof Activity.authorize | typeof Activity.verifyApproval | typeof Activity.recordReceipt | typeof Activity.execute;
 
 /** The receipt kinds each source's result may hold (`coordination`: receipts of a coordinator's own chain). */
 export const RECEIPT_KINDS_BY_SOURCE: Record<ReceiptSource, readonly string[]> = {

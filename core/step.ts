@@ -119,7 +119,10 @@ export function refusedInputDigestInput(chainId: string, a: Omit<StepFacts, 'con
  * The deny recorded when no decision could be made (verification failed, no bundle, authorization
  * could not run): every path that cannot decide ends here.
  */
-export function failClosedDecision(reason: string, made: { bundleDigest?: string; evaluatedAt?: string; inputDigest?: string } = {}): Decision {
+export function failClosedDecision(
+  reason: string,
+  made: { bundleDigest?: string; evaluatedAt?: string; inputDigest?: string } = {},
+): Decision {
   return {
     effect: 'deny',
     determiningPolicies: [],

@@ -131,7 +131,11 @@ export async function issueAttestation(options: IssueAttestationOptions): Promis
   const sub = text(options.sub, 'sub');
   const imageDigest = options.imageDigest ?? devImageDigest(sub);
   if (!OCI_DIGEST.test(imageDigest)) {
-    throw new GovernorError(ErrorCode.InvalidInput, 'imageDigest must be a digest such as sha256:<64 hex>', 'imageDigest');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      'imageDigest must be a digest such as sha256:<64 hex>',
+      'imageDigest',
+    );
   }
   const iat = epochSeconds(options.now);
   const claims: AttestationClaims = {
@@ -153,8 +157,17 @@ export async function issueAttestation(options: IssueAttestationOptions): Promis
  */
 export async function issueApproval(options: IssueApprovalOptions): Promise<string> {
   const roles = options.roles;
-  if (!Array.isArray(roles) || roles.length === 0 || roles.length > 32 || !roles.every((r) => typeof r === 'string' && r.length > 0 && r.length <= 64)) {
-    throw new GovernorError(ErrorCode.InvalidInput, 'roles must be 1 to 32 non-empty strings of at most 64 characters', 'roles');
+  if (
+    !Array.isArray(roles) ||
+    roles.length === 0 ||
+    roles.length > 32 ||
+    !roles.every((r) => typeof r === 'string' && r.length > 0 && r.length <= 64)
+  ) {
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      'roles must be 1 to 32 non-empty strings of at most 64 characters',
+      'roles',
+    );
   }
   if (options.decision !== 'approve' && options.decision !== 'deny') {
     throw new GovernorError(ErrorCode.InvalidInput, 'decision must be approve or deny', 'decision');
@@ -177,7 +190,12 @@ export function devImageDigest(sub: string): string {
   return `sha256:${createHash('sha256').update(`dev-image:${sub}`).digest('hex')}`;
 }
 
-async function sign(home: string | undefined, keyName: string, typ: string, claims: CredentialClaims | AttestationClaims | ApprovalClaims): Promise<string> {
+async function sign(
+  home: string | undefined,
+  keyName: string,
+  typ: string,
+  claims: CredentialClaims | AttestationClaims | ApprovalClaims,
+): Promise<string> {
   const signer = await loadPrivateKey(home, keyName);
   return new SignJWT({ ...claims }).setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ }).sign(signer.key);
 }
@@ -191,14 +209,22 @@ function epochSeconds(now: Date | undefined): number {
 function ttl(seconds: number | undefined): number {
   const value = seconds ?? DEFAULT_TTL_SECONDS;
   if (!Number.isInteger(value) || value < 1 || value > MAX_TTL_SECONDS) {
-    throw new GovernorError(ErrorCode.InvalidInput, `ttlSeconds must be an integer from 1 to ${MAX_TTL_SECONDS}`, 'ttlSeconds');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `ttlSeconds must be an integer from 1 to ${MAX_TTL_SECONDS}`,
+      'ttlSeconds',
+    );
   }
   return value;
 }
 
 function text(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 1024) {
-    throw new GovernorError(ErrorCode.InvalidInput, `${field} must be a non-empty string of at most 1024 characters`, field);
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${field} must be a non-empty string of at most 1024 characters`,
+      field,
+    );
   }
   return value;
 }

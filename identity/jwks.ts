@@ -19,7 +19,10 @@ import { governorHome } from './keys';
  */
 
 /** Resolves the verification key for an (unverified) JWS header; pass it to `jwtVerify` as the key. */
-export type JwksResolver = ((protectedHeader: CompactJWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>) & {
+export type JwksResolver = ((
+  protectedHeader: CompactJWSHeaderParameters,
+  token: FlattenedJWSInput,
+) => Promise<CryptoKey>) & {
   /** Changes whenever the key set is (re)loaded; absent when reloads cannot be observed (remote sets). */
   generation?: () => number;
 };
@@ -72,7 +75,11 @@ function inlineResolver(keys: Record<string, unknown>[]): JwksResolver {
   try {
     set = createLocalJWKSet({ keys } as JSONWebKeySet);
   } catch {
-    throw new GovernorError(ErrorCode.InvalidInput, 'inline JWKS of a trusted issuer or attester is malformed', 'jwks.keys');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      'inline JWKS of a trusted issuer or attester is malformed',
+      'jwks.keys',
+    );
   }
   const resolver: JwksResolver = (header, token) => set(header, token);
   resolver.generation = () => 0; // inline keys never change
@@ -91,7 +98,11 @@ function fileResolver(file: string): JwksResolver {
       text = fs.readFileSync(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new GovernorError(ErrorCode.KeysMissing, `JWKS file ${file} is missing; run \`governor keys init\``, 'jwks.file');
+        throw new GovernorError(
+          ErrorCode.KeysMissing,
+          `JWKS file ${file} is missing; run \`governor keys init\``,
+          'jwks.file',
+        );
       }
       throw err;
     }
@@ -135,7 +146,12 @@ function uriResolver(uri: string): JwksResolver {
       const code = codeOf(err);
       // A key the set does not have is a verdict on the token; anything else (timeout, HTTP error, bad JSON,
       // network) is the key source being unavailable, which a retry may fix.
-      if (code === 'ERR_JWKS_NO_MATCHING_KEY' || code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' || code === 'ERR_JOSE_NOT_SUPPORTED') throw err;
+      if (
+        code === 'ERR_JWKS_NO_MATCHING_KEY' ||
+        code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' ||
+        code === 'ERR_JOSE_NOT_SUPPORTED'
+      )
+        throw err;
       throw new GovernorError(ErrorCode.PolicyUnavailable, `JWKS ${where} could not be loaded`, 'jwks.uri');
     }
   };

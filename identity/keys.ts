@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JSONWebKeySet, type JWK } from 'jose';
+import {
+  calculateJwkThumbprint,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  type CryptoKey,
+  type JSONWebKeySet,
+  type JWK,
+} from 'jose';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 
 /**
@@ -158,7 +166,14 @@ async function readPrivateJwk(file: string, name: string): Promise<JWK> {
   } catch {
     throw keyFileInvalid(file, name);
   }
-  if (!isObject(jwk) || jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || !isB64u(jwk.x) || !isB64u(jwk.d) || typeof jwk.kid !== 'string') {
+  if (
+    !isObject(jwk) ||
+    jwk.kty !== 'OKP' ||
+    jwk.crv !== 'Ed25519' ||
+    !isB64u(jwk.x) ||
+    !isB64u(jwk.d) ||
+    typeof jwk.kid !== 'string'
+  ) {
     throw keyFileInvalid(file, name);
   }
   // A kid that is not the key's thumbprint means the file was edited or mixed up with another one.
@@ -171,7 +186,11 @@ function readOrMissing(file: string, name: string): string {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new GovernorError(ErrorCode.KeysMissing, `key "${name}" not found: ${file} is missing; run \`governor keys init\``, name);
+      throw new GovernorError(
+        ErrorCode.KeysMissing,
+        `key "${name}" not found: ${file} is missing; run \`governor keys init\``,
+        name,
+      );
     }
     throw err;
   }

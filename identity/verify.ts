@@ -1,4 +1,12 @@
-import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
+import {
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyOptions,
+  type ProtectedHeaderParameters,
+} from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { ApprovalClaims, ApprovalVote } from '../contracts/identity-claims';
 import { ErrorCode, GovernorError, isGovernorError } from '../contracts/errors';
@@ -119,9 +127,13 @@ export async function verifyCredential(
   const exp = payload.exp as number;
   if (exp <= iat) throw invalid(kind, 'credential claim "exp" is not after "iat"');
   if ((exp - iat) * 1000 > durationMs(manifest.credential.maxLifetime)) {
-    throw invalid(kind, `credential lifetime (exp - iat) exceeds credential.maxLifetime (${manifest.credential.maxLifetime})`);
+    throw invalid(
+      kind,
+      `credential lifetime (exp - iat) exceeds credential.maxLifetime (${manifest.credential.maxLifetime})`,
+    );
   }
-  if (payload.jti !== undefined && typeof payload.jti !== 'string') throw invalid(kind, 'credential claim "jti" is invalid');
+  if (payload.jti !== undefined && typeof payload.jti !== 'string')
+    throw invalid(kind, 'credential claim "jti" is invalid');
   const credential: VerifiedCredential = {
     iss: trusted.issuer,
     sub,
@@ -150,7 +162,11 @@ export async function verifyAttestation(
   const kind: Kind = 'attestation';
   const now = checkNow(options.now);
   if (typeof options.expectedSubject !== 'string' || options.expectedSubject.length === 0) {
-    throw new GovernorError(ErrorCode.InvalidInput, 'expectedSubject is required to verify an attestation', 'expectedSubject');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      'expectedSubject is required to verify an attestation',
+      'expectedSubject',
+    );
   }
   const { payload, trusted } = await verifyTrusted(token, manifest.credential, now, options.home, {
     kind,
@@ -256,11 +272,18 @@ async function verifyTrusted<T extends TrustedSigner>(
   const cacheKey = `${kind}\u0000${token}`;
   const hit = verified.get(cacheKey);
   const generation = resolver.generation?.();
-  if (hit && generation !== undefined && hit.trusted === trusted && hit.resolver === resolver && hit.generation === generation) {
+  if (
+    hit &&
+    generation !== undefined &&
+    hit.trusted === trusted &&
+    hit.resolver === resolver &&
+    hit.generation === generation
+  ) {
     // Same token, same trusted signer entry, same key set: only the time-dependent checks can differ.
     const at = epochSeconds(now);
     const tolerance = limits.clockToleranceSeconds;
-    if (typeof hit.payload.nbf === 'number' && hit.payload.nbf > at + tolerance) throw invalid(kind, `${kind} not yet valid`);
+    if (typeof hit.payload.nbf === 'number' && hit.payload.nbf > at + tolerance)
+      throw invalid(kind, `${kind} not yet valid`);
     if (typeof hit.payload.exp === 'number' && hit.payload.exp <= at - tolerance) throw expired(kind);
     return { payload: hit.payload, trusted };
   }
@@ -279,7 +302,10 @@ async function verifyTrusted<T extends TrustedSigner>(
  * file misses; remote key sets, whose reloads jose hides, are never cached); `exp` and `nbf` are
  * re-checked against each call's `now`. Only successes are cached.
  */
-const verified = new LRUCache<string, { payload: JWTPayload; trusted: object; resolver: JwksResolver; generation: number }>({ max: 10_000, ttl: 60_000 });
+const verified = new LRUCache<
+  string,
+  { payload: JWTPayload; trusted: object; resolver: JwksResolver; generation: number }
+>({ max: 10_000, ttl: 60_000 });
 
 /** Forgets every cached verification (tests; key rotation handled by the caller). */
 export function clearVerifiedTokenCache(): void {
@@ -298,7 +324,8 @@ function inspectToken(
 ): { alg: string } {
   if (typeof token !== 'string' || token.length === 0) throw invalid(kind, `${kind} is missing`);
   // Size first, before any decoding: bounds the work an attacker can make us do.
-  if (token.length > maxBytes || Buffer.byteLength(token, 'utf8') > maxBytes) throw invalid(kind, `${kind} exceeds ${maxBytes} bytes`);
+  if (token.length > maxBytes || Buffer.byteLength(token, 'utf8') > maxBytes)
+    throw invalid(kind, `${kind} exceeds ${maxBytes} bytes`);
   if (!COMPACT_JWS.test(token)) throw invalid(kind, `${kind} is malformed`);
   // Canonical base64url only: decoders ignore a last character's unused bits, so without this check one signed
   // token has several accepted spellings (found by fuzzing; test/unit/hostile-fuzz.test.ts).
@@ -318,7 +345,8 @@ function inspectToken(
   // We implement no JWS extensions, so any `crit` names something we would have to ignore: refuse.
   if (crit !== undefined) throw invalid(kind, `${kind} has unsupported critical header parameters`);
   if (typ !== undefined && typeof typ !== 'string') throw invalid(kind, `${kind} is malformed`);
-  if (!typAllowed(typeof typ === 'string' ? typ.toLowerCase() : undefined)) throw invalid(kind, `${kind} type not accepted`);
+  if (!typAllowed(typeof typ === 'string' ? typ.toLowerCase() : undefined))
+    throw invalid(kind, `${kind} type not accepted`);
   if (kid !== undefined && typeof kid !== 'string') throw invalid(kind, `${kind} is malformed`);
   if (token.endsWith('.')) throw invalid(kind, `${kind} is malformed`); // empty signature
   return { alg };
@@ -342,13 +370,19 @@ function peekIssuer(token: string, kind: Kind): string | undefined {
 }
 
 /** `jwtVerify` with jose's error codes mapped to generic reasons; the governor's own key-source errors pass through. */
-async function verifySigned(token: string, keys: JwksResolver, kind: Kind, options: JWTVerifyOptions): Promise<JWTPayload> {
+async function verifySigned(
+  token: string,
+  keys: JwksResolver,
+  kind: Kind,
+  options: JWTVerifyOptions,
+): Promise<JWTPayload> {
   try {
     const { payload } = await jwtVerify(token, keys, options);
     return payload;
   } catch (err) {
     if (isGovernorError(err)) throw err;
-    if (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === JWT_EXPIRED) throw expired(kind);
+    if (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === JWT_EXPIRED)
+      throw expired(kind);
     throw invalid(kind, reasonFor(err, kind));
   }
 }
@@ -372,7 +406,9 @@ function reasonFor(err: unknown, kind: Kind): string {
         case 'typ':
           return `${kind} type not accepted`;
         default:
-          return typeof claim === 'string' && /^[a-z]{1,16}$/i.test(claim) ? `${kind} claim "${claim}" is invalid` : `${kind} claims are invalid`;
+          return typeof claim === 'string' && /^[a-z]{1,16}$/i.test(claim)
+            ? `${kind} claim "${claim}" is invalid`
+            : `${kind} claims are invalid`;
       }
     case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
       return `${kind} signature invalid`;
@@ -394,7 +430,8 @@ function reasonFor(err: unknown, kind: Kind): string {
 }
 
 function nonEmptyString(value: unknown, kind: Kind, claim: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 1024) throw invalid(kind, `${kind} claim "${claim}" is invalid`);
+  if (typeof value !== 'string' || value.length === 0 || value.length > 1024)
+    throw invalid(kind, `${kind} claim "${claim}" is invalid`);
   return value;
 }
 
@@ -429,7 +466,8 @@ function roleList(value: unknown, kind: Kind): string[] {
 }
 
 function note(value: unknown, kind: Kind, claim: string): string {
-  if (typeof value !== 'string' || value.length > MAX_NOTE_LENGTH) throw invalid(kind, `${kind} claim "${claim}" is invalid`);
+  if (typeof value !== 'string' || value.length > MAX_NOTE_LENGTH)
+    throw invalid(kind, `${kind} claim "${claim}" is invalid`);
   return value;
 }
 

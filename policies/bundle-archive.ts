@@ -73,11 +73,19 @@ export function loadArchivedBundle(home: string, digest: string): LoadedBundle {
   assertDigest(digest);
   const dir = join(bundleArchiveDir(home), digest);
   if (!existsSync(dir)) {
-    throw new GovernorError(ErrorCode.NotFound, `policy bundle ${digest} is not in the archive ${bundleArchiveDir(home)}`, 'digest');
+    throw new GovernorError(
+      ErrorCode.NotFound,
+      `policy bundle ${digest} is not in the archive ${bundleArchiveDir(home)}`,
+      'digest',
+    );
   }
   const bundle = loadBundle(dir);
   if (bundle.digest !== digest) {
-    throw new GovernorError(ErrorCode.PolicyError, `archived policy bundle ${digest} is corrupted: its content hashes to ${bundle.digest}`, 'digest');
+    throw new GovernorError(
+      ErrorCode.PolicyError,
+      `archived policy bundle ${digest} is corrupted: its content hashes to ${bundle.digest}`,
+      'digest',
+    );
   }
   return bundle;
 }
@@ -86,5 +94,7 @@ export function loadArchivedBundle(home: string, digest: string): LoadedBundle {
 export function archivedDigests(home: string): string[] {
   const root = bundleArchiveDir(home);
   if (!existsSync(root)) return [];
-  return readdirSync(root).filter((name) => DIGEST.test(name)).sort();
+  return readdirSync(root)
+    .filter((name) => DIGEST.test(name))
+    .sort();
 }

@@ -97,7 +97,10 @@ export function formatIssue(issue: BundleIssue): string {
 export function loadBundle(dir: string): LoadedBundle {
   const read = readBundleFiles(dir);
   if (read.issues.length > 0) {
-    throw new GovernorError(ErrorCode.InvalidInput, `cannot read policy bundle ${dir}:\n${read.issues.map(formatIssue).join('\n')}`);
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `cannot read policy bundle ${dir}:\n${read.issues.map(formatIssue).join('\n')}`,
+    );
   }
   return loadBundleFromFiles(read.files, dir);
 }
@@ -107,7 +110,10 @@ export function loadBundleFromFiles(files: readonly BundleFile[], source = '<mem
   const { bundle, issues } = analyseBundle(files, source);
   const errors = issues.filter((i) => i.severity === 'error');
   if (bundle === undefined || errors.length > 0) {
-    throw new GovernorError(ErrorCode.PolicyError, `policy bundle ${source} is invalid:\n${errors.map(formatIssue).join('\n')}`);
+    throw new GovernorError(
+      ErrorCode.PolicyError,
+      `policy bundle ${source} is invalid:\n${errors.map(formatIssue).join('\n')}`,
+    );
   }
   return bundle;
 }
@@ -144,7 +150,11 @@ export function readBundleFiles(dir: string): { files: BundleFile[]; issues: Bun
       }
       files.push({ path: relative, content: readFileSync(full, 'utf8') });
     } catch (err) {
-      issues.push({ severity: 'error', file: relative, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+      issues.push({
+        severity: 'error',
+        file: relative,
+        message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      });
     }
   };
   for (const name of readdirSync(dir).sort()) {
@@ -208,7 +218,8 @@ export function analyseBundle(
   }
 
   const cedarFiles = files.filter((f) => !f.path.includes('/') && f.path.endsWith('.cedar'));
-  if (cedarFiles.length === 0) issues.push({ severity: 'error', file: '*.cedar', message: 'the bundle has no policy files' });
+  if (cedarFiles.length === 0)
+    issues.push({ severity: 'error', file: '*.cedar', message: 'the bundle has no policy files' });
   let policiesParsed = true;
   const parsedPolicies: ParsedPolicy[] = [];
   for (const file of cedarFiles) {
@@ -225,7 +236,10 @@ export function analyseBundle(
     const first = firstById.get(p.id);
     if (first) {
       issues.push({
-        severity: 'error', file: p.file, line: p.line, policyId: p.id,
+        severity: 'error',
+        file: p.file,
+        line: p.line,
+        policyId: p.id,
         message: `duplicate @id "${p.id}" (first used at ${first.file}:${first.line})`,
       });
       duplicates = true;
@@ -240,7 +254,10 @@ export function analyseBundle(
       for (const role of p.escalation?.roles ?? []) {
         if (!known.has(role)) {
           issues.push({
-            severity: 'error', file: p.file, line: p.line, policyId: p.id,
+            severity: 'error',
+            file: p.file,
+            line: p.line,
+            policyId: p.id,
             message: `@escalate names role "${role}", which manifest.yaml approverRoles does not declare`,
           });
         }
@@ -264,7 +281,9 @@ export function analyseBundle(
       for (const id of c.expect.determiningPolicies ?? []) {
         if (!firstById.has(id)) {
           issues.push({
-            severity: 'error', file: t.file, field: `cases.${i}.expect.determiningPolicies`,
+            severity: 'error',
+            file: t.file,
+            field: `cases.${i}.expect.determiningPolicies`,
             message: `unknown policy id "${id}"`,
           });
         }
@@ -306,7 +325,8 @@ function parseYaml(file: BundleFile, issues: BundleIssue[]): { ok: true; value: 
     for (const err of doc.errors) {
       const pos = err.linePos?.[0];
       issues.push({
-        severity: 'error', file: file.path,
+        severity: 'error',
+        file: file.path,
         ...(pos ? { line: pos.line, column: pos.col } : {}),
         message: `YAML syntax error: ${yamlErrorSummary(err.message)} (${err.code})`,
       });
@@ -318,9 +338,12 @@ function parseYaml(file: BundleFile, issues: BundleIssue[]): { ok: true; value: 
   try {
     return { ok: true, value: doc.toJS({ maxAliasCount: 1000 }) as unknown };
   } catch (err) {
-    const why = err instanceof ReferenceError && /alias count/i.test(err.message)
-      ? 'too many aliases (resource exhaustion guard)'
-      : err instanceof ReferenceError ? 'an alias names no earlier anchor' : 'it cannot be converted to data';
+    const why =
+      err instanceof ReferenceError && /alias count/i.test(err.message)
+        ? 'too many aliases (resource exhaustion guard)'
+        : err instanceof ReferenceError
+          ? 'an alias names no earlier anchor'
+          : 'it cannot be converted to data';
     issues.push({ severity: 'error', file: file.path, message: `YAML is not usable: ${why}` });
     return { ok: false };
   }
@@ -332,7 +355,12 @@ function parseYaml(file: BundleFile, issues: BundleIssue[]): { ok: true; value: 
  */
 function yamlErrorSummary(message: string): string {
   const first = message.split(' at line ')[0]!.split('\n')[0]!;
-  return first.replace(/:\s.*$/, '').replace(/"[^"]*"?|'[^']*'?/g, '…').trim() || 'invalid YAML';
+  return (
+    first
+      .replace(/:\s.*$/, '')
+      .replace(/"[^"]*"?|'[^']*'?/g, '…')
+      .trim() || 'invalid YAML'
+  );
 }
 
 function readManifest(file: BundleFile, issues: BundleIssue[]): Manifest | undefined {
@@ -384,7 +412,12 @@ function describeCedarError(err: Cedar.DetailedError): string {
 }
 
 /** Cedar errors as issues; `baseByte` is where the text the offsets refer to starts in the file. */
-function cedarIssues(file: BundleFile, baseByte: number, errors: readonly Cedar.DetailedError[], policyId?: string): BundleIssue[] {
+function cedarIssues(
+  file: BundleFile,
+  baseByte: number,
+  errors: readonly Cedar.DetailedError[],
+  policyId?: string,
+): BundleIssue[] {
   return errors.map((err) => {
     const loc = err.sourceLocations?.[0];
     return {
@@ -415,7 +448,11 @@ function readPolicies(file: BundleFile, issues: BundleIssue[]): { policies: Pars
     return undefined;
   }
   if (parts.policy_templates.length > 0) {
-    issues.push({ severity: 'error', file: file.path, message: 'policy templates are not supported; write static policies' });
+    issues.push({
+      severity: 'error',
+      file: file.path,
+      message: 'policy templates are not supported; write static policies',
+    });
     return undefined;
   }
   let ok = true;
@@ -436,23 +473,35 @@ function readPolicies(file: BundleFile, issues: BundleIssue[]): { policies: Pars
     const annotations = json.json.annotations ?? {};
     const id = annotations[Annotation.id];
     if (id === undefined) {
-      issues.push({ severity: 'error', file: file.path, line, message: 'policy has no @id("...") annotation; every policy needs a unique id' });
+      issues.push({
+        severity: 'error',
+        file: file.path,
+        line,
+        message: 'policy has no @id("...") annotation; every policy needs a unique id',
+      });
       ok = false;
       continue;
     }
     if (!POLICY_ID_PATTERN.test(id)) {
       issues.push({
-        severity: 'error', file: file.path, line, policyId: id,
+        severity: 'error',
+        file: file.path,
+        line,
+        policyId: id,
         message: '@id must be 1-128 characters: letters, digits, _ . : / - (starting with a letter or digit)',
       });
       ok = false;
       continue;
     }
     const { escalation, problems } = readEscalation(annotations);
-    for (const problem of problems) issues.push({ severity: 'error', file: file.path, line, policyId: id, message: problem });
+    for (const problem of problems)
+      issues.push({ severity: 'error', file: file.path, line, policyId: id, message: problem });
     if (escalation && json.json.effect !== 'forbid') {
       issues.push({
-        severity: 'error', file: file.path, line, policyId: id,
+        severity: 'error',
+        file: file.path,
+        line,
+        policyId: id,
         message: '@escalate is only allowed on forbid policies ("forbid unless approved")',
       });
     }
@@ -479,7 +528,11 @@ function validatePolicies(schema: string, policies: readonly ParsedPolicy[]): Bu
     validationSettings: { mode: 'strict' },
   });
   if (answer.type === 'failure') {
-    return answer.errors.map((err) => ({ severity: 'error' as const, file: SCHEMA_FILE, message: describeCedarError(err) }));
+    return answer.errors.map((err) => ({
+      severity: 'error' as const,
+      file: SCHEMA_FILE,
+      message: describeCedarError(err),
+    }));
   }
   const out: BundleIssue[] = [];
   const seen = new Set<string>();
@@ -488,7 +541,9 @@ function validatePolicies(schema: string, policies: readonly ParsedPolicy[]): Bu
     const loc = err.sourceLocations?.[0];
     const issue: BundleIssue = parsed
       ? {
-          severity, file: parsed.file.path, policyId,
+          severity,
+          file: parsed.file.path,
+          policyId,
           ...(loc ? positionAt(parsed.file.content, parsed.startByte + loc.start) : { line: parsed.policy.line }),
           message: describeCedarError(err),
         }
@@ -501,7 +556,8 @@ function validatePolicies(schema: string, policies: readonly ParsedPolicy[]): Bu
   };
   for (const e of answer.validationErrors) add('error', e.policyId, e.error);
   for (const w of answer.validationWarnings) add('warning', w.policyId, w.error);
-  for (const w of answer.otherWarnings) out.push({ severity: 'warning', file: SCHEMA_FILE, message: describeCedarError(w) });
+  for (const w of answer.otherWarnings)
+    out.push({ severity: 'warning', file: SCHEMA_FILE, message: describeCedarError(w) });
   return out;
 }
 

@@ -6,7 +6,6 @@ import { RESERVED_CONTEXT_KEYS } from '../core/step';
  * pure helpers to build it. The engine itself adds `now` and `nowEpochSeconds`.
  */
 
-
 /** Verified attestation claims, as `context.attestation`. */
 export interface AttestationContext {
   imageDigest: string;
@@ -70,7 +69,11 @@ export function requestContext(
   for (const [key, value] of Object.entries(stepContext)) {
     if (!(RESERVED_CONTEXT_KEYS as readonly string[]).includes(key)) context[key] = value;
   }
-  context.attestation = { imageDigest: attestation.imageDigest, trustZone: attestation.trustZone, environment: attestation.environment };
+  context.attestation = {
+    imageDigest: attestation.imageDigest,
+    trustZone: attestation.trustZone,
+    environment: attestation.environment,
+  };
   if (approvals) context.approvals = { ...approvals, byRole: { ...approvals.byRole } };
   return context;
 }

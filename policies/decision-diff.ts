@@ -9,6 +9,10 @@ export function decisionsDiffer(a: Decision, b: Decision): boolean {
   if (a.effect !== b.effect) return true;
   if (a.effect !== 'escalate') return false;
   const requirement = (d: Decision): string =>
-    JSON.stringify({ roles: [...(d.escalation?.roles ?? [])].sort(), quorum: d.escalation?.quorum ?? 0, deadline: d.escalation?.deadline ?? '' });
+    JSON.stringify({
+      roles: [...(d.escalation?.roles ?? [])].sort(),
+      quorum: d.escalation?.quorum ?? 0,
+      deadline: d.escalation?.deadline ?? '',
+    });
   return requirement(a) !== requirement(b);
 }

@@ -78,7 +78,12 @@ export class PolicyEngine {
   private readonly defaultQuorum: number;
   private readonly defaultDeadline: string;
 
-  private constructor(bundle: LoadedBundle, fullSetId: string, baseSetId: string | undefined, escalations: Map<string, EscalationAnnotation>) {
+  private constructor(
+    bundle: LoadedBundle,
+    fullSetId: string,
+    baseSetId: string | undefined,
+    escalations: Map<string, EscalationAnnotation>,
+  ) {
     this.bundleDigest = bundle.digest;
     this.fullSetId = fullSetId;
     this.baseSetId = baseSetId;
@@ -102,14 +107,25 @@ export class PolicyEngine {
     const seq = ++engineSeq;
     const prepare = (suffix: string, policies: readonly BundlePolicy[]): string => {
       const id = `governor/${bundle.digest}/${seq}/${suffix}`;
-      const answer = cedar.preparsePolicySet(id, { staticPolicies: Object.fromEntries(policies.map((p) => [p.id, p.text])) });
+      const answer = cedar.preparsePolicySet(id, {
+        staticPolicies: Object.fromEntries(policies.map((p) => [p.id, p.text])),
+      });
       if (answer.type === 'failure') {
-        throw new GovernorError(ErrorCode.PolicyError, `Cedar rejected the policy set: ${answer.errors.map((e) => e.message).join('; ')}`);
+        throw new GovernorError(
+          ErrorCode.PolicyError,
+          `Cedar rejected the policy set: ${answer.errors.map((e) => e.message).join('; ')}`,
+        );
       }
       return id;
     };
     const fullSetId = prepare('full', bundle.policies);
-    const baseSetId = escalations.size > 0 ? prepare('base', bundle.policies.filter((p) => !escalations.has(p.id))) : undefined;
+    const baseSetId =
+      escalations.size > 0
+        ? prepare(
+            'base',
+            bundle.policies.filter((p) => !escalations.has(p.id)),
+          )
+        : undefined;
     return new PolicyEngine(bundle, fullSetId, baseSetId, escalations);
   }
 
@@ -134,7 +150,10 @@ export class PolicyEngine {
       inputDigest = sha256Hex('');
     }
     const evaluatedAt = typeof (request as { now?: unknown } | null)?.now === 'string' ? request.now : '';
-    const out = (path: DecisionPath, d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>): DecisionTrace => ({
+    const out = (
+      path: DecisionPath,
+      d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>,
+    ): DecisionTrace => ({
       decision: this.finish(d, inputDigest, evaluatedAt),
       path,
     });
@@ -148,7 +167,14 @@ export class PolicyEngine {
     const req = parsed.data;
     const now = parseNow(req.now);
     if (now === undefined) {
-      return out(DecisionPath.InvalidRequest, deny([], ['request.now: must be an ISO-8601 UTC timestamp such as 2025-01-15T10:00:00.000Z'], 'invalid request: fail closed'));
+      return out(
+        DecisionPath.InvalidRequest,
+        deny(
+          [],
+          ['request.now: must be an ISO-8601 UTC timestamp such as 2025-01-15T10:00:00.000Z'],
+          'invalid request: fail closed',
+        ),
+      );
     }
     const call = {
       principal: { type: 'Workload', id: req.principal.id },
@@ -167,13 +193,25 @@ export class PolicyEngine {
     const first = evaluate(this.fullSetId, call);
     if (first.errors.length > 0) {
       const where = first.erroringPolicies.length > 0 ? ` in ${first.erroringPolicies.join(', ')}` : '';
-      return out(DecisionPath.EvaluationError, deny(first.erroringPolicies, first.errors, `policy evaluation failed${where}: fail closed`));
+      return out(
+        DecisionPath.EvaluationError,
+        deny(first.erroringPolicies, first.errors, `policy evaluation failed${where}: fail closed`),
+      );
     }
     // 2. Allow.
-    if (first.decision === 'allow') return out(DecisionPath.Allow, { effect: 'allow', determiningPolicies: first.reason, annotations: {}, errors: [] });
+    if (first.decision === 'allow')
+      return out(DecisionPath.Allow, {
+        effect: 'allow',
+        determiningPolicies: first.reason,
+        annotations: {},
+        errors: [],
+      });
     // Cedar's default deny: nothing permitted it and nothing forbade it.
     if (first.reason.length === 0) {
-      return out(DecisionPath.DefaultDeny, deny([], [], `no policy permits ${target} for Workload::${JSON.stringify(req.principal.id)}`));
+      return out(
+        DecisionPath.DefaultDeny,
+        deny([], [], `no policy permits ${target} for Workload::${JSON.stringify(req.principal.id)}`),
+      );
     }
     const blocking = first.reason;
     if (this.baseSetId === undefined || !blocking.every((id) => this.escalations.has(id))) {
@@ -183,10 +221,16 @@ export class PolicyEngine {
     // 3. Only escalatable forbids blocked: would it be allowed without them?
     const second = evaluate(this.baseSetId, call);
     if (second.errors.length > 0) {
-      return out(DecisionPath.EscalationEvaluationError, deny(blocking, second.errors, 'policy evaluation failed without the escalatable policies: fail closed'));
+      return out(
+        DecisionPath.EscalationEvaluationError,
+        deny(blocking, second.errors, 'policy evaluation failed without the escalatable policies: fail closed'),
+      );
     }
     if (second.decision !== 'allow') {
-      return out(DecisionPath.ApprovalCannotHelp, deny(blocking, [], `approval cannot help: no policy permits ${target} (blocked by ${blocking.join(', ')})`));
+      return out(
+        DecisionPath.ApprovalCannotHelp,
+        deny(blocking, [], `approval cannot help: no policy permits ${target} (blocked by ${blocking.join(', ')})`),
+      );
     }
     const escalation = this.merge(blocking);
     return out(DecisionPath.Escalate, {
@@ -225,7 +269,11 @@ export class PolicyEngine {
   }
 
   /** Adds annotations of the determining policies and the digests, in one fixed key order. */
-  private finish(d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>, inputDigest: string, evaluatedAt: string): Decision {
+  private finish(
+    d: Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'>,
+    inputDigest: string,
+    evaluatedAt: string,
+  ): Decision {
     const annotations: Record<string, Record<string, string>> = {};
     for (const id of d.determiningPolicies) {
       const policy = this.policies.get(id);
@@ -248,7 +296,11 @@ export class PolicyEngine {
   }
 }
 
-function deny(determiningPolicies: string[], errors: string[], reason: string): Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'> {
+function deny(
+  determiningPolicies: string[],
+  errors: string[],
+  reason: string,
+): Omit<Decision, 'bundleDigest' | 'inputDigest' | 'evaluatedAt'> {
   return { effect: 'deny', determiningPolicies, annotations: {}, errors, reason };
 }
 
@@ -267,11 +319,21 @@ function evaluate(setId: string, call: Omit<Cedar.StatefulAuthorizationCall, 'pr
   try {
     answer = cedar.statefulIsAuthorized({ ...call, preparsedPolicySetId: setId });
   } catch (err) {
-    return { decision: 'deny', reason: [], errors: [`cedar: ${err instanceof Error ? err.message : 'evaluation failed'}`], erroringPolicies: [] };
+    return {
+      decision: 'deny',
+      reason: [],
+      errors: [`cedar: ${err instanceof Error ? err.message : 'evaluation failed'}`],
+      erroringPolicies: [],
+    };
   }
   if (answer.type === 'failure') {
     const errors = answer.errors.map((e) => `cedar: ${e.message}`);
-    return { decision: 'deny', reason: [], errors: errors.length > 0 ? [...new Set(errors)].sort() : ['cedar: evaluation failed'], erroringPolicies: [] };
+    return {
+      decision: 'deny',
+      reason: [],
+      errors: errors.length > 0 ? [...new Set(errors)].sort() : ['cedar: evaluation failed'],
+      erroringPolicies: [],
+    };
   }
   const { decision, diagnostics } = answer.response;
   return {

@@ -26,7 +26,18 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 const HEADER_VALUE = /^[^\r\n\0]*$/;
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and headers the executor sets itself: never from the chain, never from an entry. */
-const TRANSPORT_HEADERS = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'expect', 'idempotency-key']);
+const TRANSPORT_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'content-length',
+  'expect',
+  'idempotency-key',
+]);
 /** Credential headers: only an entry may set them, and only by secret reference. */
 const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie']);
 
@@ -34,20 +45,29 @@ const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie']);
  * Why a header from the chain is refused, or undefined when the chain may send it. `entryHeaders`
  * are the (lower-case) headers the matched entry sets: the chain cannot override them either.
  */
-export function refusedChainHeader(lowerName: string, entryHeaders: ReadonlySet<string> = new Set()): string | undefined {
-  if (CREDENTIAL_HEADERS.has(lowerName) || lowerName.startsWith('proxy-')) return 'credentials for a target come only from the manifest (an http.allow entry\'s headers, by secretRef), never from the chain';
+export function refusedChainHeader(
+  lowerName: string,
+  entryHeaders: ReadonlySet<string> = new Set(),
+): string | undefined {
+  if (CREDENTIAL_HEADERS.has(lowerName) || lowerName.startsWith('proxy-'))
+    return "credentials for a target come only from the manifest (an http.allow entry's headers, by secretRef), never from the chain";
   if (TRANSPORT_HEADERS.has(lowerName)) return 'it is a hop-by-hop or transport header the executor sets itself';
-  if (entryHeaders.has(lowerName)) return 'the manifest\'s http.allow entry sets it';
+  if (entryHeaders.has(lowerName)) return "the manifest's http.allow entry sets it";
   return undefined;
 }
 
 /** A secret by reference: an environment variable of the worker, or a file (relative paths resolve against GOVERNOR_HOME). */
 export const SecretRef = z
   .strictObject({
-    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be an environment variable name').optional(),
+    env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be an environment variable name')
+      .optional(),
     file: z.string().min(1).max(4096).optional(),
   })
-  .refine((s) => (s.env === undefined) !== (s.file === undefined), { message: 'exactly one of env or file is required' });
+  .refine((s) => (s.env === undefined) !== (s.file === undefined), {
+    message: 'exactly one of env or file is required',
+  });
 export type SecretRef = z.infer<typeof SecretRef>;
 
 /** A header an entry sends: a literal `value` (never a credential) or a `secretRef`, never both. */
@@ -56,7 +76,9 @@ export const HttpHeaderValue = z
     value: z.string().max(4096).regex(HEADER_VALUE, 'must not contain CR, LF or NUL').optional(),
     secretRef: SecretRef.optional(),
   })
-  .refine((h) => (h.value === undefined) !== (h.secretRef === undefined), { message: 'exactly one of value or secretRef is required' });
+  .refine((h) => (h.value === undefined) !== (h.secretRef === undefined), {
+    message: 'exactly one of value or secretRef is required',
+  });
 export type HttpHeaderValue = z.infer<typeof HttpHeaderValue>;
 
 /** One allow-list entry: an exact origin or a URL prefix, with what may be sent there. */
@@ -76,12 +98,17 @@ export const HttpAllowEntry = z
     /** Headers sent with every call to this entry; the chain may not set or override them. */
     headers: z.record(z.string(), HttpHeaderValue).default({}),
     /** Largest response body read (default 1 MiB): a larger one fails the step, unread. */
-    maxResponseBytes: z.int().min(0).max(16 * 1024 * 1024).default(DEFAULT_MAX_RESPONSE_BYTES),
+    maxResponseBytes: z
+      .int()
+      .min(0)
+      .max(16 * 1024 * 1024)
+      .default(DEFAULT_MAX_RESPONSE_BYTES),
     /** Longest a call may take, connect to last byte (default 10s, at most 120s); a chain's `timeoutMs` can only shorten it. */
     timeout: z.string().regex(DURATION_PATTERN, 'must be a duration such as 500ms, 10s').default('10s'),
   })
   .superRefine((entry, ctx) => {
-    for (const issue of compileEntry(entry, 0).issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+    for (const issue of compileEntry(entry, 0).issues)
+      ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
   });
 export type HttpAllowEntry = z.infer<typeof HttpAllowEntry>;
 
@@ -95,7 +122,11 @@ export const HttpSection = z
   })
   .superRefine((section, ctx) => {
     if (section.allowedHosts !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['allowedHosts'], message: 'no longer supported: list exact origins (scheme://host[:port]) or URL prefixes under http.allow' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allowedHosts'],
+        message: 'no longer supported: list exact origins (scheme://host[:port]) or URL prefixes under http.allow',
+      });
     }
     const seen = new Map<string, number>();
     section.allow.forEach((entry, i) => {
@@ -103,7 +134,8 @@ export const HttpSection = z
       const target = compileEntry(entry, i).target;
       const canonical = target ? `${target.origin}${target.pathPrefix}` : key;
       const first = seen.get(canonical);
-      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['allow', i], message: `names the same target as http.allow.${first}` });
+      if (first !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['allow', i], message: `names the same target as http.allow.${first}` });
       else seen.set(canonical, i);
     });
   })
@@ -173,17 +205,32 @@ function compileEntry(entry: HttpAllowEntry, index: number): { target?: HttpTarg
     issues.push({ path: [field], message: 'must be an absolute http:// or https:// URL' });
     return { issues };
   }
-  if (parts.authority.includes('@')) issues.push({ path: [field], message: 'must not carry credentials (user:password@): use headers with a secretRef' });
-  if (parts.authority.includes('*')) issues.push({ path: [field], message: 'wildcards are not supported: name each host exactly' });
+  if (parts.authority.includes('@'))
+    issues.push({
+      path: [field],
+      message: 'must not carry credentials (user:password@): use headers with a secretRef',
+    });
+  if (parts.authority.includes('*'))
+    issues.push({ path: [field], message: 'wildcards are not supported: name each host exactly' });
   if (parts.rest !== '') issues.push({ path: [field], message: 'must not have a query or fragment' });
   let pathPrefix = '/';
   if (field === 'origin') {
-    if (parts.path !== '' && parts.path !== '/') issues.push({ path: [field], message: 'must be an origin, scheme://host[:port], without a path (use prefix for a path)' });
+    if (parts.path !== '' && parts.path !== '/')
+      issues.push({
+        path: [field],
+        message: 'must be an origin, scheme://host[:port], without a path (use prefix for a path)',
+      });
   } else {
     pathPrefix = parts.path;
-    if (!pathPrefix.startsWith('/') || pathPrefix === '/') issues.push({ path: [field], message: 'must have a path below / (use origin for a whole origin)' });
-    else if (url.pathname !== pathPrefix) issues.push({ path: [field], message: 'its path must be written in normal form (no dot segments, no characters that need percent-encoding)' });
-    else if (/%2f|%5c/i.test(pathPrefix)) issues.push({ path: [field], message: 'its path must not contain an encoded / or \\' });
+    if (!pathPrefix.startsWith('/') || pathPrefix === '/')
+      issues.push({ path: [field], message: 'must have a path below / (use origin for a whole origin)' });
+    else if (url.pathname !== pathPrefix)
+      issues.push({
+        path: [field],
+        message: 'its path must be written in normal form (no dot segments, no characters that need percent-encoding)',
+      });
+    else if (/%2f|%5c/i.test(pathPrefix))
+      issues.push({ path: [field], message: 'its path must not contain an encoded / or \\' });
   }
   const host = canonicalHost(url.hostname);
   if (!host) {
@@ -194,7 +241,11 @@ function compileEntry(entry: HttpAllowEntry, index: number): { target?: HttpTarg
   const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
   if (host.kind !== 'name') {
     const cls = classifyAddress(host.host)!.class;
-    if (cls !== 'public' && !explicitPort) issues.push({ path: [field], message: `${host.host} is a ${cls} address: write its port explicitly (scheme://address:port)` });
+    if (cls !== 'public' && !explicitPort)
+      issues.push({
+        path: [field],
+        message: `${host.host} is a ${cls} address: write its port explicitly (scheme://address:port)`,
+      });
     if (entry.addresses) issues.push({ path: ['addresses'], message: 'only for an entry that names its host by name' });
   }
   let addresses: string[] | undefined;
@@ -204,7 +255,11 @@ function compileEntry(entry: HttpAllowEntry, index: number): { target?: HttpTarg
       const c = classifyAddress(a);
       if (!c) issues.push({ path: ['addresses', i], message: 'must be an IP address' });
       else {
-        if (c.class !== 'public' && !explicitPort) issues.push({ path: ['addresses', i], message: `is a ${c.class} address: the ${field} must write its port explicitly` });
+        if (c.class !== 'public' && !explicitPort)
+          issues.push({
+            path: ['addresses', i],
+            message: `is a ${c.class} address: the ${field} must write its port explicitly`,
+          });
         addresses!.push(c.address);
       }
     });
@@ -213,13 +268,26 @@ function compileEntry(entry: HttpAllowEntry, index: number): { target?: HttpTarg
   for (const [name, value] of Object.entries(entry.headers)) {
     const lower = name.toLowerCase();
     if (!HEADER_NAME.test(name)) issues.push({ path: ['headers', name], message: 'is not a valid HTTP header name' });
-    else if (headers.has(lower)) issues.push({ path: ['headers', name], message: `repeats header ${headers.get(lower)!.name} (names are case-insensitive)` });
-    else if (TRANSPORT_HEADERS.has(lower) || lower.startsWith('proxy-')) issues.push({ path: ['headers', name], message: 'is a hop-by-hop, proxy or transport header the executor sets itself' });
-    else if (CREDENTIAL_HEADERS.has(lower) && value.secretRef === undefined) issues.push({ path: ['headers', name, 'value'], message: 'a credential header must come from a secretRef, never written in the bundle' });
+    else if (headers.has(lower))
+      issues.push({
+        path: ['headers', name],
+        message: `repeats header ${headers.get(lower)!.name} (names are case-insensitive)`,
+      });
+    else if (TRANSPORT_HEADERS.has(lower) || lower.startsWith('proxy-'))
+      issues.push({
+        path: ['headers', name],
+        message: 'is a hop-by-hop, proxy or transport header the executor sets itself',
+      });
+    else if (CREDENTIAL_HEADERS.has(lower) && value.secretRef === undefined)
+      issues.push({
+        path: ['headers', name, 'value'],
+        message: 'a credential header must come from a secretRef, never written in the bundle',
+      });
     headers.set(lower, { name, value });
   }
   const timeoutMs = DURATION_PATTERN.test(entry.timeout) ? durationMs(entry.timeout) : 0;
-  if (timeoutMs < 100 || timeoutMs > 120_000) issues.push({ path: ['timeout'], message: 'must be between 100ms and 120s' });
+  if (timeoutMs < 100 || timeoutMs > 120_000)
+    issues.push({ path: ['timeout'], message: 'must be between 100ms and 120s' });
   const scheme = url.protocol;
   const target: HttpTarget = {
     index,
@@ -277,28 +345,48 @@ export function matchHttpCall(
   } catch {
     return { ok: false, reason: 'the URL is not valid' };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, reason: 'only http:// and https:// URLs are callable' };
-  if (url.username !== '' || url.password !== '') return { ok: false, reason: 'the URL carries credentials (user:password@); credentials come only from the manifest' };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return { ok: false, reason: 'only http:// and https:// URLs are callable' };
+  if (url.username !== '' || url.password !== '')
+    return {
+      ok: false,
+      reason: 'the URL carries credentials (user:password@); credentials come only from the manifest',
+    };
   const host = canonicalHost(url.hostname);
-  if (!host) return { ok: false, reason: 'the URL\'s host is not a valid host name or address' };
+  if (!host) return { ok: false, reason: "the URL's host is not a valid host name or address" };
   const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
   const origin = `${url.protocol}//${host.kind === 'ipv6' ? `[${host.host}]` : host.host}:${port}`;
   const sameOrigin = httpTargets(section).filter((t) => t.origin === origin);
   const path = url.pathname;
-  const candidates = sameOrigin.filter((t) => t.pathPrefix === '/' || path === t.pathPrefix || path.startsWith(t.pathPrefix.endsWith('/') ? t.pathPrefix : `${t.pathPrefix}/`));
+  const candidates = sameOrigin.filter(
+    (t) =>
+      t.pathPrefix === '/' ||
+      path === t.pathPrefix ||
+      path.startsWith(t.pathPrefix.endsWith('/') ? t.pathPrefix : `${t.pathPrefix}/`),
+  );
   if (candidates.length === 0) {
-    return { ok: false, reason: sameOrigin.length ? `the path is outside every http.allow prefix for ${origin}` : `${origin} is not in the manifest's http.allow` };
+    return {
+      ok: false,
+      reason: sameOrigin.length
+        ? `the path is outside every http.allow prefix for ${origin}`
+        : `${origin} is not in the manifest's http.allow`,
+    };
   }
   const target = candidates.reduce((best, t) => (t.pathPrefix.length > best.pathPrefix.length ? t : best));
-  if (target.pathPrefix !== '/' && /%2f|%5c/i.test(path)) return { ok: false, reason: `the path has an encoded / or \\ (it could leave ${entryLabel(target)}'s prefix)` };
+  if (target.pathPrefix !== '/' && /%2f|%5c/i.test(path))
+    return { ok: false, reason: `the path has an encoded / or \\ (it could leave ${entryLabel(target)}'s prefix)` };
   if (!(target.methods as readonly string[]).includes(call.method)) {
-    return { ok: false, reason: `method ${call.method} is not allowed for ${origin} (${entryLabel(target)}.methods: ${target.methods.join(', ')})` };
+    return {
+      ok: false,
+      reason: `method ${call.method} is not allowed for ${origin} (${entryLabel(target)}.methods: ${target.methods.join(', ')})`,
+    };
   }
   const chainHeaders = new Map<string, string>();
   for (const [name, value] of Object.entries(call.headers ?? {})) {
     if (!HEADER_NAME.test(name)) return { ok: false, reason: 'a header name from the chain is not a valid HTTP token' };
     const lower = name.toLowerCase();
-    if (chainHeaders.has(lower)) return { ok: false, reason: `header ${name} appears twice (names are case-insensitive)` };
+    if (chainHeaders.has(lower))
+      return { ok: false, reason: `header ${name} appears twice (names are case-insensitive)` };
     const why = refusedChainHeader(lower, new Set(target.headers.keys()));
     if (why) return { ok: false, reason: `header ${name} from the chain is refused: ${why}` };
     if (!HEADER_VALUE.test(value)) return { ok: false, reason: `header ${name} from the chain contains CR, LF or NUL` };

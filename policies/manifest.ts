@@ -20,7 +20,19 @@ export const JwksSource = z
   });
 export type JwksSource = z.infer<typeof JwksSource>;
 
-const Algorithm = z.enum(['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
+const Algorithm = z.enum([
+  'EdDSA',
+  'Ed25519',
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+]);
 
 /** Duration such as `90s`, `30m`, `2h`, `1d`. */
 export const Duration = z.string().regex(DURATION_PATTERN, 'must be a duration such as 30s, 30m, 2h');
@@ -88,7 +100,10 @@ export const Manifest = z.strictObject({
        * and never ahead of the clock by more than the skew, no credential is valid for longer than this
        * from now, and nothing the governor schedules for a credential (its replay claim) lies further out.
        */
-      maxLifetime: Duration.refine((d) => !DURATION_PATTERN.test(d) || (durationMs(d) >= 60_000 && durationMs(d) <= 30 * 86_400_000), 'must be between 1m and 30d').default('24h'),
+      maxLifetime: Duration.refine(
+        (d) => !DURATION_PATTERN.test(d) || (durationMs(d) >= 60_000 && durationMs(d) <= 30 * 86_400_000),
+        'must be between 1m and 30d',
+      ).default('24h'),
       /**
        * Replay protection. `bind-to-chain` (default): a credential must carry a `jti`, and the first
        * chain that presents it owns it; any other chain presenting it is denied as a replay.

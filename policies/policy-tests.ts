@@ -37,7 +37,10 @@ export interface PolicyTestReport {
 }
 
 /** Runs every test case of the bundle (its `tests/` files) against its own policies. Pure. */
-export function runPolicyTests(bundle: LoadedBundle, engine: PolicyEngine = PolicyEngine.fromBundle(bundle)): PolicyTestReport {
+export function runPolicyTests(
+  bundle: LoadedBundle,
+  engine: PolicyEngine = PolicyEngine.fromBundle(bundle),
+): PolicyTestReport {
   const results: PolicyTestResult[] = [];
   for (const file of bundle.tests) {
     for (const testCase of file.cases) {
@@ -89,19 +92,28 @@ export function compareDecision(decision: Decision, expect: ExpectedDecision): s
     failures.push(`effect: expected ${expect.effect}, got ${decision.effect}${why}`);
   }
   if (expect.determiningPolicies && !sameSet(decision.determiningPolicies, expect.determiningPolicies)) {
-    failures.push(`determiningPolicies: expected ${list(expect.determiningPolicies)}, got ${list(decision.determiningPolicies)}`);
+    failures.push(
+      `determiningPolicies: expected ${list(expect.determiningPolicies)}, got ${list(decision.determiningPolicies)}`,
+    );
   }
-  if (expect.errors !== undefined && (decision.errors.length > 0) !== expect.errors) {
-    failures.push(expect.errors ? 'errors: expected evaluation errors, got none' : `errors: expected none, got ${decision.errors.join('; ')}`);
+  if (expect.errors !== undefined && decision.errors.length > 0 !== expect.errors) {
+    failures.push(
+      expect.errors
+        ? 'errors: expected evaluation errors, got none'
+        : `errors: expected none, got ${decision.errors.join('; ')}`,
+    );
   }
   if (expect.escalation) {
     const got = decision.escalation;
     if (!got) {
       failures.push('escalation: expected requirements, got none');
     } else {
-      if (!sameSet(got.roles, expect.escalation.roles)) failures.push(`escalation.roles: expected ${list(expect.escalation.roles)}, got ${list(got.roles)}`);
-      if (got.quorum !== expect.escalation.quorum) failures.push(`escalation.quorum: expected ${expect.escalation.quorum}, got ${got.quorum}`);
-      if (got.deadline !== expect.escalation.deadline) failures.push(`escalation.deadline: expected ${expect.escalation.deadline}, got ${got.deadline}`);
+      if (!sameSet(got.roles, expect.escalation.roles))
+        failures.push(`escalation.roles: expected ${list(expect.escalation.roles)}, got ${list(got.roles)}`);
+      if (got.quorum !== expect.escalation.quorum)
+        failures.push(`escalation.quorum: expected ${expect.escalation.quorum}, got ${got.quorum}`);
+      if (got.deadline !== expect.escalation.deadline)
+        failures.push(`escalation.deadline: expected ${expect.escalation.deadline}, got ${got.deadline}`);
     }
   }
   if (expect.reasonContains !== undefined && !(decision.reason ?? '').includes(expect.reasonContains)) {

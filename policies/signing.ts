@@ -66,7 +66,8 @@ export interface BundleSigningKey {
 
 /** Signs a bundle digest: the detached compact JWS (`header..signature`) to store as `bundle.sig`. */
 export async function signDigest(digest: string, key: BundleSigningKey): Promise<string> {
-  if (!DIGEST.test(digest)) throw new GovernorError(ErrorCode.InvalidInput, 'digest: must be 64 lowercase hex characters', 'digest');
+  if (!DIGEST.test(digest))
+    throw new GovernorError(ErrorCode.InvalidInput, 'digest: must be 64 lowercase hex characters', 'digest');
   const jws = await new CompactSign(new TextEncoder().encode(digest))
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: SIGNATURE_TYP })
     .sign(key.key);
@@ -78,26 +79,53 @@ export async function signDigest(digest: string, key: BundleSigningKey): Promise
  * Verifies a detached bundle signature over `digest` against the trusted JWKS. Never throws for a
  * bad signature: the status says what is wrong (generic messages, jose-style).
  */
-export async function verifyDigestSignature(digest: string, signature: string | undefined, trusted: JSONWebKeySet): Promise<SignatureCheck> {
-  if (signature === undefined) return { status: SignatureStatus.Unsigned, digest, message: `the bundle has no ${SIGNATURE_FILE}` };
+export async function verifyDigestSignature(
+  digest: string,
+  signature: string | undefined,
+  trusted: JSONWebKeySet,
+): Promise<SignatureCheck> {
+  if (signature === undefined)
+    return { status: SignatureStatus.Unsigned, digest, message: `the bundle has no ${SIGNATURE_FILE}` };
   const text = signature.trim();
   const parts = text.split('.');
-  if (parts.length !== 3 || parts[1] !== '' || !parts[0] || !parts[2] || !/^[\w-]+$/.test(parts[0]) || !/^[\w-]+$/.test(parts[2])) {
-    return { status: SignatureStatus.Malformed, digest, message: `${SIGNATURE_FILE} is not a detached compact JWS (header..signature)` };
+  if (
+    parts.length !== 3 ||
+    parts[1] !== '' ||
+    !parts[0] ||
+    !parts[2] ||
+    !/^[\w-]+$/.test(parts[0]) ||
+    !/^[\w-]+$/.test(parts[2])
+  ) {
+    return {
+      status: SignatureStatus.Malformed,
+      digest,
+      message: `${SIGNATURE_FILE} is not a detached compact JWS (header..signature)`,
+    };
   }
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
     header = decodeProtectedHeader(`${parts[0]}.e30.${parts[2]}`);
   } catch {
-    return { status: SignatureStatus.Malformed, digest, message: `${SIGNATURE_FILE} has an unreadable protected header` };
+    return {
+      status: SignatureStatus.Malformed,
+      digest,
+      message: `${SIGNATURE_FILE} has an unreadable protected header`,
+    };
   }
   const kid = typeof header.kid === 'string' ? header.kid : undefined;
-  const malformed = (message: string): SignatureCheck => ({ status: SignatureStatus.Malformed, digest, ...(kid ? { kid } : {}), message });
+  const malformed = (message: string): SignatureCheck => ({
+    status: SignatureStatus.Malformed,
+    digest,
+    ...(kid ? { kid } : {}),
+    message,
+  });
   if (header.typ !== SIGNATURE_TYP) return malformed(`${SIGNATURE_FILE} header typ must be "${SIGNATURE_TYP}"`);
   for (const param of ['jku', 'jwk', 'x5u', 'x5c'] as const) {
-    if (header[param] !== undefined) return malformed(`${SIGNATURE_FILE} header must not carry "${param}": keys come only from the trusted JWKS`);
+    if (header[param] !== undefined)
+      return malformed(`${SIGNATURE_FILE} header must not carry "${param}": keys come only from the trusted JWKS`);
   }
-  if (header.b64 === false) return malformed(`${SIGNATURE_FILE} header must not set b64: the payload is the base64url digest`);
+  if (header.b64 === false)
+    return malformed(`${SIGNATURE_FILE} header must not set b64: the payload is the base64url digest`);
   if (kid === undefined) return malformed(`${SIGNATURE_FILE} header has no kid`);
   if (!DIGEST.test(digest)) return malformed('digest: must be 64 lowercase hex characters');
 
@@ -109,12 +137,23 @@ export async function verifyDigestSignature(digest: string, signature: string | 
     );
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'ERR_JWKS_NO_MATCHING_KEY' || code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' || code === 'ERR_JWKS_INVALID') {
-      return { status: SignatureStatus.Untrusted, digest, kid, message: `${SIGNATURE_FILE} is signed by key "${kid}", which is not a trusted policy-signing key` };
+    if (
+      code === 'ERR_JWKS_NO_MATCHING_KEY' ||
+      code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' ||
+      code === 'ERR_JWKS_INVALID'
+    ) {
+      return {
+        status: SignatureStatus.Untrusted,
+        digest,
+        kid,
+        message: `${SIGNATURE_FILE} is signed by key "${kid}", which is not a trusted policy-signing key`,
+      };
     }
     if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') {
       return {
-        status: SignatureStatus.Tampered, digest, kid,
+        status: SignatureStatus.Tampered,
+        digest,
+        kid,
         message: `${SIGNATURE_FILE} does not match the bundle content: it was changed after signing (or the signature was altered)`,
       };
     }
@@ -135,7 +174,12 @@ export function readBundleSignature(dir: string): string | undefined {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (size > MAX_SIGNATURE_BYTES) throw new GovernorError(ErrorCode.InvalidInput, `${SIGNATURE_FILE}: larger than ${MAX_SIGNATURE_BYTES} bytes`, SIGNATURE_FILE);
+  if (size > MAX_SIGNATURE_BYTES)
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${SIGNATURE_FILE}: larger than ${MAX_SIGNATURE_BYTES} bytes`,
+      SIGNATURE_FILE,
+    );
   return readFileSync(file, 'utf8');
 }
 
@@ -149,21 +193,41 @@ export function readTrustedKeys(file: string): JSONWebKeySet {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new GovernorError(ErrorCode.KeysMissing, `trusted policy-signing keys: cannot read ${file} (${code}); run \`governor keys init\` or configure the JWKS file`, 'policyTrustJwks');
+    throw new GovernorError(
+      ErrorCode.KeysMissing,
+      `trusted policy-signing keys: cannot read ${file} (${code}); run \`governor keys init\` or configure the JWKS file`,
+      'policyTrustJwks',
+    );
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new GovernorError(ErrorCode.KeysMissing, `trusted policy-signing keys: ${file} is not JSON`, 'policyTrustJwks');
+    throw new GovernorError(
+      ErrorCode.KeysMissing,
+      `trusted policy-signing keys: ${file} is not JSON`,
+      'policyTrustJwks',
+    );
   }
   const keys = (parsed as { keys?: unknown } | null)?.keys;
-  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k))) {
-    throw new GovernorError(ErrorCode.KeysMissing, `trusted policy-signing keys: ${file} is not a JWKS with at least one key`, 'policyTrustJwks.keys');
+  if (
+    !Array.isArray(keys) ||
+    keys.length === 0 ||
+    !keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k))
+  ) {
+    throw new GovernorError(
+      ErrorCode.KeysMissing,
+      `trusted policy-signing keys: ${file} is not a JWKS with at least one key`,
+      'policyTrustJwks.keys',
+    );
   }
   if (keys.some((k: Record<string, unknown>) => 'd' in k || 'k' in k)) {
     // A private or symmetric key in a trust file means it is the wrong file: refuse rather than use it.
-    throw new GovernorError(ErrorCode.KeysMissing, `trusted policy-signing keys: ${file} must hold public keys only`, 'policyTrustJwks.keys');
+    throw new GovernorError(
+      ErrorCode.KeysMissing,
+      `trusted policy-signing keys: ${file} must hold public keys only`,
+      'policyTrustJwks.keys',
+    );
   }
   return { keys: keys as JSONWebKeySet['keys'] };
 }
@@ -182,29 +246,51 @@ export interface SignedBundle {
  * verified against is computed from the very files that are loaded. With `requireSigned`, anything
  * but a valid signature from a trusted key throws GovernorError(PolicyError) naming the status.
  */
-export async function loadSignedBundle(dir: string, options: { trusted?: JSONWebKeySet; requireSigned?: boolean } = {}): Promise<SignedBundle> {
+export async function loadSignedBundle(
+  dir: string,
+  options: { trusted?: JSONWebKeySet; requireSigned?: boolean } = {},
+): Promise<SignedBundle> {
   if (options.requireSigned && !options.trusted) {
-    throw new GovernorError(ErrorCode.PolicyError, 'signed policy is required but no trusted policy-signing keys are configured', 'policyTrustJwks');
+    throw new GovernorError(
+      ErrorCode.PolicyError,
+      'signed policy is required but no trusted policy-signing keys are configured',
+      'policyTrustJwks',
+    );
   }
   const read = readBundleFiles(dir);
   if (read.issues.length > 0) {
-    throw new GovernorError(ErrorCode.InvalidInput, `cannot read policy bundle ${dir}:\n${read.issues.map(formatIssue).join('\n')}`, dir);
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `cannot read policy bundle ${dir}:\n${read.issues.map(formatIssue).join('\n')}`,
+      dir,
+    );
   }
   const bundle = loadBundleFromFiles(read.files, dir);
   const signature = readBundleSignature(dir);
   if (!options.trusted) return { bundle, ...(signature !== undefined ? { signature } : {}) };
   const check = await verifyDigestSignature(bundle.digest, signature, options.trusted);
   if (options.requireSigned && check.status !== SignatureStatus.Valid) {
-    throw new GovernorError(ErrorCode.PolicyError, `policy bundle ${dir} refused (${check.status}): ${check.message}`, SIGNATURE_FILE);
+    throw new GovernorError(
+      ErrorCode.PolicyError,
+      `policy bundle ${dir} refused (${check.status}): ${check.message}`,
+      SIGNATURE_FILE,
+    );
   }
   return { bundle, ...(signature !== undefined ? { signature } : {}), check };
 }
 
 /** Signs the (valid) bundle in `dir` and writes `<dir>/bundle.sig` atomically. Throws on an invalid bundle. */
-export async function signBundleDir(dir: string, key: BundleSigningKey): Promise<{ digest: string; kid: string; file: string; signature: string }> {
+export async function signBundleDir(
+  dir: string,
+  key: BundleSigningKey,
+): Promise<{ digest: string; kid: string; file: string; signature: string }> {
   const read = readBundleFiles(dir);
   if (read.issues.length > 0) {
-    throw new GovernorError(ErrorCode.InvalidInput, `cannot read policy bundle ${dir}:\n${read.issues.map(formatIssue).join('\n')}`, dir);
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `cannot read policy bundle ${dir}:\n${read.issues.map(formatIssue).join('\n')}`,
+      dir,
+    );
   }
   const bundle = loadBundleFromFiles(read.files, dir);
   const signature = await signDigest(bundle.digest, key);

@@ -42,7 +42,8 @@ export const PolicyTestFile = z
   .superRefine((file, ctx) => {
     const seen = new Set<string>();
     file.cases.forEach((c, i) => {
-      if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['cases', i, 'name'], message: `duplicate case name "${c.name}"` });
+      if (seen.has(c.name))
+        ctx.addIssue({ code: 'custom', path: ['cases', i, 'name'], message: `duplicate case name "${c.name}"` });
       seen.add(c.name);
     });
   });

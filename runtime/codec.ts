@@ -73,11 +73,14 @@ export function parseKeyRing(raw: unknown, source = '(inline)'): KeyRing {
   if (ids.length === 0) throw badKeyFile(source, 'keys', 'at least one key is required');
   const ring = new Map<string, KeyObject>();
   for (const id of ids) {
-    if (!KEY_ID.test(id)) throw badKeyFile(source, `keys.${id.slice(0, 64)}`, 'key id must be 1-64 letters, digits, ".", "_" or "-"');
+    if (!KEY_ID.test(id))
+      throw badKeyFile(source, `keys.${id.slice(0, 64)}`, 'key id must be 1-64 letters, digits, ".", "_" or "-"');
     const value = keys[id]!;
     const bytes = Buffer.from(value, 'base64');
-    if (bytes.toString('base64') !== value) throw badKeyFile(source, `keys.${id}`, 'must be standard base64 (with padding)');
-    if (bytes.length !== KEY_BYTES) throw badKeyFile(source, `keys.${id}`, `must be ${KEY_BYTES} bytes (AES-256), got ${bytes.length}`);
+    if (bytes.toString('base64') !== value)
+      throw badKeyFile(source, `keys.${id}`, 'must be standard base64 (with padding)');
+    if (bytes.length !== KEY_BYTES)
+      throw badKeyFile(source, `keys.${id}`, `must be ${KEY_BYTES} bytes (AES-256), got ${bytes.length}`);
     ring.set(id, createSecretKey(bytes));
     bytes.fill(0);
   }
@@ -92,7 +95,11 @@ export function loadKeyRing(file: string): KeyRing {
   try {
     text = fs.readFileSync(source, 'utf8');
   } catch (err) {
-    throw new GovernorError(ErrorCode.InvalidInput, `codec key file ${source}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'codec-keys');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `codec key file ${source}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      'codec-keys',
+    );
   }
   let raw: unknown;
   try {
@@ -113,11 +120,18 @@ export function newKey(): string {
  * Creates a key file with one key (`k1`, primary), or with `rotate` adds a new key to an existing
  * file and makes it the primary (old keys stay, so old histories still decrypt). Written 0600.
  */
-export function writeKeyFile(file: string, options: { rotate?: boolean } = {}): { file: string; primary: string; keyIds: string[]; created: boolean } {
+export function writeKeyFile(
+  file: string,
+  options: { rotate?: boolean } = {},
+): { file: string; primary: string; keyIds: string[]; created: boolean } {
   const target = path.resolve(file);
   const exists = fs.existsSync(target);
   if (exists && !options.rotate) {
-    throw new GovernorError(ErrorCode.InvalidInput, `codec key file ${target} already exists: use --rotate to add a new primary key (replacing it would make existing histories unreadable)`, '--file');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `codec key file ${target} already exists: use --rotate to add a new primary key (replacing it would make existing histories unreadable)`,
+      '--file',
+    );
   }
   let content: CodecKeyFile;
   if (exists) {
@@ -183,12 +197,17 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     const encoding = payload.metadata?.encoding;
     if (!encoding || Buffer.from(encoding).toString('utf8') !== ENCRYPTED_ENCODING) return payload;
     const rawId = payload.metadata?.[KEY_ID_METADATA];
-    if (!rawId || rawId.length === 0) throw new PayloadCodecError(`encrypted payload has no ${KEY_ID_METADATA} metadata`);
+    if (!rawId || rawId.length === 0)
+      throw new PayloadCodecError(`encrypted payload has no ${KEY_ID_METADATA} metadata`);
     const keyId = Buffer.from(rawId).toString('utf8');
     const key = this.ring.keys.get(keyId);
-    if (!key) throw new PayloadCodecError(`encrypted payload names unknown ${KEY_ID_METADATA} ${shown(keyId)} (the key ring has ${[...this.ring.keys.keys()].join(', ')})`);
+    if (!key)
+      throw new PayloadCodecError(
+        `encrypted payload names unknown ${KEY_ID_METADATA} ${shown(keyId)} (the key ring has ${[...this.ring.keys.keys()].join(', ')})`,
+      );
     const data = Buffer.from(payload.data ?? new Uint8Array(0));
-    if (data.length < IV_BYTES + TAG_BYTES) throw new PayloadCodecError(`encrypted payload (key ${shown(keyId)}) is too short: ${data.length} bytes`);
+    if (data.length < IV_BYTES + TAG_BYTES)
+      throw new PayloadCodecError(`encrypted payload (key ${shown(keyId)}) is too short: ${data.length} bytes`);
     let plaintext: Buffer;
     try {
       const decipher = createDecipheriv('aes-256-gcm', key, data.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
@@ -196,7 +215,9 @@ export class AesGcmPayloadCodec implements PayloadCodec {
       decipher.setAuthTag(data.subarray(data.length - TAG_BYTES));
       plaintext = Buffer.concat([decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)), decipher.final()]);
     } catch {
-      throw new PayloadCodecError(`encrypted payload (key ${shown(keyId)}) failed authentication: its IV, ciphertext or tag was altered, or the key is not the one it was encrypted with`);
+      throw new PayloadCodecError(
+        `encrypted payload (key ${shown(keyId)}) failed authentication: its IV, ciphertext or tag was altered, or the key is not the one it was encrypted with`,
+      );
     }
     let inner: temporal.api.common.v1.Payload;
     try {
@@ -240,13 +261,18 @@ function strictBase64(value: unknown, field: string): Uint8Array {
 
 /** Parses a proto3-JSON payload (strict base64); errors name the field. */
 export function payloadFromJson(json: unknown, field = 'payload'): Payload {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new PayloadCodecError(`${field}: must be an object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new PayloadCodecError(`${field}: must be an object`);
   const j = json as Record<string, unknown>;
-  for (const k of Object.keys(j)) if (k !== 'metadata' && k !== 'data' && k !== 'externalPayloads') throw new PayloadCodecError(`${field}.${k.slice(0, 64)}: unknown field`);
+  for (const k of Object.keys(j))
+    if (k !== 'metadata' && k !== 'data' && k !== 'externalPayloads')
+      throw new PayloadCodecError(`${field}.${k.slice(0, 64)}: unknown field`);
   const metadata: Record<string, Uint8Array> = {};
   if (j.metadata !== undefined && j.metadata !== null) {
-    if (typeof j.metadata !== 'object' || Array.isArray(j.metadata)) throw new PayloadCodecError(`${field}.metadata: must be an object`);
-    for (const [k, v] of Object.entries(j.metadata as Record<string, unknown>)) metadata[k] = strictBase64(v, `${field}.metadata.${k.slice(0, 64)}`);
+    if (typeof j.metadata !== 'object' || Array.isArray(j.metadata))
+      throw new PayloadCodecError(`${field}.metadata: must be an object`);
+    for (const [k, v] of Object.entries(j.metadata as Record<string, unknown>))
+      metadata[k] = strictBase64(v, `${field}.metadata.${k.slice(0, 64)}`);
   }
   const data = j.data === undefined || j.data === null ? new Uint8Array(0) : strictBase64(j.data, `${field}.data`);
   return { metadata, data };
@@ -256,7 +282,8 @@ export function payloadFromJson(json: unknown, field = 'payload'): Payload {
 export function payloadToJson(payload: Payload): PayloadJson {
   const out: PayloadJson = {};
   const entries = Object.entries(payload.metadata ?? {});
-  if (entries.length > 0) out.metadata = Object.fromEntries(entries.map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  if (entries.length > 0)
+    out.metadata = Object.fromEntries(entries.map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
   if (payload.data && payload.data.length > 0) out.data = Buffer.from(payload.data).toString('base64');
   return out;
 }

@@ -4,13 +4,33 @@ import { Runtime } from '@temporalio/worker';
 
 /** Field names whose values must never reach a log line (tokens, secrets, raw payloads). */
 const REDACT = [
-  'credential', 'attestation', 'token', 'jwt', 'authorization', 'apiKey', 'api_key', 'secret', 'password', 'privateKey',
-  '*.credential', '*.attestation', '*.token', '*.jwt', '*.authorization', '*.apiKey', '*.secret', '*.password', '*.privateKey',
-  'headers.authorization', '*.headers.authorization',
+  'credential',
+  'attestation',
+  'token',
+  'jwt',
+  'authorization',
+  'apiKey',
+  'api_key',
+  'secret',
+  'password',
+  'privateKey',
+  '*.credential',
+  '*.attestation',
+  '*.token',
+  '*.jwt',
+  '*.authorization',
+  '*.apiKey',
+  '*.secret',
+  '*.password',
+  '*.privateKey',
+  'headers.authorization',
+  '*.headers.authorization',
 ];
 
 /** The governor's structured logger (JSON lines on stderr; `LOG_LEVEL` sets the level). */
-export function createLogger(options: { level?: string; name?: string; destination?: pino.DestinationStream } = {}): PinoLogger {
+export function createLogger(
+  options: { level?: string; name?: string; destination?: pino.DestinationStream } = {},
+): PinoLogger {
   return pino(
     {
       name: options.name ?? 'governor',
@@ -27,14 +47,33 @@ export class PinoTemporalLogger implements Logger {
   constructor(private readonly pino: PinoLogger) {}
 
   log(level: LogLevel, message: string, meta?: LogMetadata): void {
-    const method = level === 'TRACE' ? 'trace' : level === 'DEBUG' ? 'debug' : level === 'INFO' ? 'info' : level === 'WARN' ? 'warn' : 'error';
+    const method =
+      level === 'TRACE'
+        ? 'trace'
+        : level === 'DEBUG'
+          ? 'debug'
+          : level === 'INFO'
+            ? 'info'
+            : level === 'WARN'
+              ? 'warn'
+              : 'error';
     this.pino[method](meta ?? {}, message);
   }
-  trace(message: string, meta?: LogMetadata): void { this.log('TRACE', message, meta); }
-  debug(message: string, meta?: LogMetadata): void { this.log('DEBUG', message, meta); }
-  info(message: string, meta?: LogMetadata): void { this.log('INFO', message, meta); }
-  warn(message: string, meta?: LogMetadata): void { this.log('WARN', message, meta); }
-  error(message: string, meta?: LogMetadata): void { this.log('ERROR', message, meta); }
+  trace(message: string, meta?: LogMetadata): void {
+    this.log('TRACE', message, meta);
+  }
+  debug(message: string, meta?: LogMetadata): void {
+    this.log('DEBUG', message, meta);
+  }
+  info(message: string, meta?: LogMetadata): void {
+    this.log('INFO', message, meta);
+  }
+  warn(message: string, meta?: LogMetadata): void {
+    this.log('WARN', message, meta);
+  }
+  error(message: string, meta?: LogMetadata): void {
+    this.log('ERROR', message, meta);
+  }
 }
 
 let installed = false;

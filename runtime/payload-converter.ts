@@ -25,7 +25,12 @@ class GovernorPayloadConverter implements PayloadConverter {
     } catch (err) {
       // Never the payload's text (a JSON error quotes it): only what kind of failure it was.
       const message = err instanceof Error ? err.message : '';
-      const why = err instanceof SyntaxError ? 'not valid JSON' : /^Unknown encoding: [\w./+-]{0,64}$/.test(message) ? message : 'undecodable payload';
+      const why =
+        err instanceof SyntaxError
+          ? 'not valid JSON'
+          : /^Unknown encoding: [\w./+-]{0,64}$/.test(message)
+            ? message
+            : 'undecodable payload';
       return { [UNDECODABLE_PAYLOAD]: why } as T;
     }
   }

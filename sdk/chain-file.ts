@@ -2,7 +2,14 @@ import fs from 'node:fs';
 import { LineCounter, parseDocument, Parser } from 'yaml';
 import { Chain, formatIssues } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
-import { findTooDeep, formatBytes, formatPath, MAX_CHAIN_FILE_BYTES, MAX_JSON_DEPTH, type LimitIssue } from '../contracts/limits';
+import {
+  findTooDeep,
+  formatBytes,
+  formatPath,
+  MAX_CHAIN_FILE_BYTES,
+  MAX_JSON_DEPTH,
+  type LimitIssue,
+} from '../contracts/limits';
 
 /**
  * Reads a chain from a YAML or JSON file and validates it; errors name the file and the field.
@@ -21,7 +28,11 @@ export function loadChainFile(file: string): Chain {
     const stat = fs.statSync(file);
     if (!stat.isFile()) throw new Error('not a file');
     if (stat.size > MAX_CHAIN_FILE_BYTES) {
-      throw new GovernorError(ErrorCode.InvalidInput, `${file}: the chain file is ${formatBytes(stat.size)}; the limit is ${formatBytes(MAX_CHAIN_FILE_BYTES)} (nothing was sent)`, 'file');
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `${file}: the chain file is ${formatBytes(stat.size)}; the limit is ${formatBytes(MAX_CHAIN_FILE_BYTES)} (nothing was sent)`,
+        'file',
+      );
     }
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
@@ -34,7 +45,11 @@ export function loadChainFile(file: string): Chain {
   const parsed = Chain.safeParse(raw);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    throw new GovernorError(ErrorCode.InvalidInput, `${file}: invalid chain\n${formatIssues(parsed.error)}`, first ? first.path.join('.') : undefined);
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${file}: invalid chain\n${formatIssues(parsed.error)}`,
+      first ? first.path.join('.') : undefined,
+    );
   }
   return parsed.data;
 }
@@ -43,7 +58,11 @@ function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new GovernorError(ErrorCode.InvalidInput, `${file}: not valid JSON: ${(err as Error).message.split('\n')[0]}`, 'file');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${file}: not valid JSON: ${(err as Error).message.split('\n')[0]}`,
+      'file',
+    );
   }
 }
 
@@ -58,7 +77,11 @@ function parseYaml(text: string, file: string): unknown {
   if (deep) {
     lines.addNewLine(0);
     for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 0x0a) lines.addNewLine(i + 1);
-    throw new GovernorError(ErrorCode.InvalidInput, `${file}: ${formatPath(deep.path)} (${at(deep.offset)}): ${deep.message}`, formatPath(deep.path));
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${file}: ${formatPath(deep.path)} (${at(deep.offset)}): ${deep.message}`,
+      formatPath(deep.path),
+    );
   }
   const doc = parseDocument(text, {
     schema: 'core',
@@ -72,11 +95,19 @@ function parseYaml(text: string, file: string): unknown {
     lineCounter: lines,
   });
   const first = doc.errors[0];
-  if (first) throw new GovernorError(ErrorCode.InvalidInput, `${file}: not valid YAML (${at(first.pos[0])}): ${first.message.split('\n')[0]}`, 'file');
+  if (first)
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${file}: not valid YAML (${at(first.pos[0])}): ${first.message.split('\n')[0]}`,
+      'file',
+    );
   // A warning is a value YAML could not read as written (an unknown tag above all): refused, never guessed at.
   const warning = doc.warnings[0];
   if (warning) {
-    const tag = warning.code === 'TAG_RESOLVE_FAILED' ? /Unresolved tag: (.*)$/.exec(warning.message.split('\n')[0]!)?.[1] : undefined;
+    const tag =
+      warning.code === 'TAG_RESOLVE_FAILED'
+        ? /Unresolved tag: (.*)$/.exec(warning.message.split('\n')[0]!)?.[1]
+        : undefined;
     const message = tag
       ? `YAML tag ${shortTag(tag)} is not allowed: chain files use the YAML core schema (!!str, !!int, !!float, !!bool, !!null, !!map, !!seq)`
       : `not valid YAML: ${warning.message.split('\n')[0]}`;
@@ -85,7 +116,10 @@ function parseYaml(text: string, file: string): unknown {
   try {
     return doc.toJS({ maxAliasCount: 100 }) as unknown;
   } catch (err) {
-    const why = err instanceof RangeError ? `nests deeper than ${MAX_JSON_DEPTH} levels through aliases` : (err as Error).message.split('\n')[0];
+    const why =
+      err instanceof RangeError
+        ? `nests deeper than ${MAX_JSON_DEPTH} levels through aliases`
+        : (err as Error).message.split('\n')[0];
     throw new GovernorError(ErrorCode.InvalidInput, `${file}: not valid YAML: ${why}`, 'file');
   }
 }
@@ -129,14 +163,21 @@ function yamlTooDeep(text: string, maxDepth: number): (LimitIssue & { offset: nu
     while (stack.length > 0) {
       const { token, depth, path } = stack.pop()!;
       if (!CST_COLLECTIONS.includes(token.type)) continue;
-      if (depth > maxDepth) return { path, offset: token.offset, message: `nests deeper than ${maxDepth} levels (the limit for a chain document)` };
+      if (depth > maxDepth)
+        return {
+          path,
+          offset: token.offset,
+          message: `nests deeper than ${maxDepth} levels (the limit for a chain document)`,
+        };
       const starts = Array.isArray(token.start) ? token.start : token.start ? [token.start] : [];
-      const isMap = token.type === 'block-map' || (token.type === 'flow-collection' && starts.some((s) => s.source === '{'));
+      const isMap =
+        token.type === 'block-map' || (token.type === 'flow-collection' && starts.some((s) => s.source === '{'));
       (token.items ?? []).forEach((item, i) => {
         const key = isMap ? keyName(item.key) : i;
         // Paths stay short: the walk stops at the first collection past maxDepth.
         const next = [...path, key];
-        if (item.key && CST_COLLECTIONS.includes(item.key.type)) stack.push({ token: item.key, depth: depth + 1, path: next });
+        if (item.key && CST_COLLECTIONS.includes(item.key.type))
+          stack.push({ token: item.key, depth: depth + 1, path: next });
         if (item.value) stack.push({ token: item.value, depth: depth + 1, path: next });
       });
     }

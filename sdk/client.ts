@@ -1,13 +1,48 @@
 import { randomUUID } from 'node:crypto';
 import { resourceLabel } from '../core/step';
-import { Client, WithStartWorkflowOperation, WorkflowExecutionInfo, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import {
+  Client,
+  WithStartWorkflowOperation,
+  WorkflowExecutionInfo,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { ApprovalSubmission, type SubmitApprovalResult } from '../contracts/approval';
-import { findTooDeep, findTooLarge, formatPath, MAX_JSON_DEPTH, MAX_WORKFLOW_INPUT_BYTES, tokenTooLong } from '../contracts/limits';
-import { revocationRegistryId, REVOCATION_REGISTRY_TYPE, RevokeWorkloadInput, type RevocationList } from '../contracts/revocation';
-import { approveSignal, denySignal, refreshCredentialUpdate, revokeSignal, revokeWorkloadUpdate, statusQuery, submitApprovalUpdate, type RefreshCredentialInput, type RevokeInput } from '../contracts/messages';
-import { GovernorBreakGlassKey, GovernorPendingRolesKey, GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
+import {
+  findTooDeep,
+  findTooLarge,
+  formatPath,
+  MAX_JSON_DEPTH,
+  MAX_WORKFLOW_INPUT_BYTES,
+  tokenTooLong,
+} from '../contracts/limits';
+import {
+  revocationRegistryId,
+  REVOCATION_REGISTRY_TYPE,
+  RevokeWorkloadInput,
+  type RevocationList,
+} from '../contracts/revocation';
+import {
+  approveSignal,
+  denySignal,
+  refreshCredentialUpdate,
+  revokeSignal,
+  revokeWorkloadUpdate,
+  statusQuery,
+  submitApprovalUpdate,
+  type RefreshCredentialInput,
+  type RevokeInput,
+} from '../contracts/messages';
+import {
+  GovernorBreakGlassKey,
+  GovernorPendingRolesKey,
+  GovernorStatusKey,
+  GovernorWorkloadKey,
+} from '../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../contracts/state';
 import { ChainStatus, DEFAULT_TASK_QUEUE, WORKFLOW_TYPE } from '../contracts/status';
 
@@ -96,22 +131,50 @@ export class GovernorClient {
    */
   async start(chain: unknown, options: StartChainOptions): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const deep = findTooDeep(chain, MAX_JSON_DEPTH);
-    if (deep) throw new GovernorError(ErrorCode.InvalidInput, `${formatPath(deep.path)}: ${deep.message} (nothing was sent)`, formatPath(deep.path));
-    for (const [field, token] of [['credential', options.credential], ['attestation', options.attestation]] as const) {
+    if (deep)
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `${formatPath(deep.path)}: ${deep.message} (nothing was sent)`,
+        formatPath(deep.path),
+      );
+    for (const [field, token] of [
+      ['credential', options.credential],
+      ['attestation', options.attestation],
+    ] as const) {
       const problem = tokenTooLong(token);
       if (problem) throw new GovernorError(ErrorCode.InvalidInput, `${field}: ${problem} (nothing was sent)`, field);
     }
     // Before validating (a 20 MB chain is refused at once), and again on exactly what would be sent.
-    checkInputSize({ chainId: options.chainId ?? '', chain, credential: options.credential, attestation: options.attestation, options: options.options });
+    checkInputSize({
+      chainId: options.chainId ?? '',
+      chain,
+      credential: options.credential,
+      attestation: options.attestation,
+      options: options.options,
+    });
     const parsedChain = Chain.safeParse(chain);
     if (!parsedChain.success) {
-      throw new GovernorError(ErrorCode.InvalidInput, `invalid chain:\n${formatIssues(parsedChain.error)}`, String(parsedChain.error.issues[0]?.path.join('.') ?? ''));
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `invalid chain:\n${formatIssues(parsedChain.error)}`,
+        String(parsedChain.error.issues[0]?.path.join('.') ?? ''),
+      );
     }
     const c = parsedChain.data;
     const chainId = options.chainId ?? `${c.workload.replace(/[^A-Za-z0-9_.-]/g, '-')}-${randomUUID()}`;
-    const input = GovernedChainInput.safeParse({ chainId, chain: c, credential: options.credential, attestation: options.attestation, ...(options.options ? { options: options.options } : {}) });
+    const input = GovernedChainInput.safeParse({
+      chainId,
+      chain: c,
+      credential: options.credential,
+      attestation: options.attestation,
+      ...(options.options ? { options: options.options } : {}),
+    });
     if (!input.success) {
-      throw new GovernorError(ErrorCode.InvalidInput, `invalid chain input:\n${formatIssues(input.error)}`, String(input.error.issues[0]?.path.join('.') ?? ''));
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `invalid chain input:\n${formatIssues(input.error)}`,
+        String(input.error.issues[0]?.path.join('.') ?? ''),
+      );
     }
     checkInputSize(input.data);
     const steps = c.steps.map((s, i) => `${i + 1}. ${s.action} on ${resourceLabel(s.resource)} (${s.executor.type})`);
@@ -127,10 +190,19 @@ export class GovernorClient {
           { key: GovernorWorkloadKey, value: c.workload },
         ],
         staticSummary: c.summary ?? `${c.workload}: ${c.steps.map((s) => s.action).join(' → ')}`.slice(0, 200),
-        staticDetails: [`Governed chain of **${c.workload}**${c.owner ? ` (owner ${c.owner})` : ''}`, '', ...steps].join('\n'),
+        staticDetails: [
+          `Governed chain of **${c.workload}**${c.owner ? ` (owner ${c.owner})` : ''}`,
+          '',
+          ...steps,
+        ].join('\n'),
       });
     } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new GovernorError(ErrorCode.InvalidInput, `chainId: chain ${chainId} already exists (chain ids are never reused)`, 'chainId');
+      if (err instanceof WorkflowExecutionAlreadyStartedError)
+        throw new GovernorError(
+          ErrorCode.InvalidInput,
+          `chainId: chain ${chainId} already exists (chain ids are never reused)`,
+          'chainId',
+        );
       throw err;
     }
   }
@@ -149,7 +221,8 @@ export class GovernorClient {
     try {
       return await this.client.workflow.getHandle(chainId, runId).query(statusQuery);
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}${runId ? ` run ${runId}` : ''}`, 'chainId');
+      if (err instanceof WorkflowNotFoundError)
+        throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}${runId ? ` run ${runId}` : ''}`, 'chainId');
       throw err;
     }
   }
@@ -165,7 +238,8 @@ export class GovernorClient {
     try {
       described = await handle.describe();
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}${runId ? ` run ${runId}` : ''}`, 'chainId');
+      if (err instanceof WorkflowNotFoundError)
+        throw new GovernorError(ErrorCode.NotFound, `no chain ${chainId}${runId ? ` run ${runId}` : ''}`, 'chainId');
       throw err;
     }
     const status = executionStatusName(described.status.name);
@@ -174,11 +248,15 @@ export class GovernorClient {
     const resetTo = resetRunId && resetRunId !== described.runId ? resetRunId : undefined;
     // The reset that made this run is in its history: the workflow task failed with cause RESET_WORKFLOW naming this run.
     let resetFrom: ChainExecution['resetFrom'];
-    if (options.resetFrom !== false && (extended?.lastResetTime || described.raw.workflowExecutionInfo?.firstRunId !== described.runId)) {
+    if (
+      options.resetFrom !== false &&
+      (extended?.lastResetTime || described.raw.workflowExecutionInfo?.firstRunId !== described.runId)
+    ) {
       const history = await this.client.workflow.getHandle(chainId, described.runId).fetchHistory();
       for (const event of history.events ?? []) {
         const failed = event.workflowTaskFailedEventAttributes;
-        if (failed?.newRunId === described.runId && failed.baseRunId) resetFrom = { runId: failed.baseRunId, eventId: Number(event.eventId ?? 0) };
+        if (failed?.newRunId === described.runId && failed.baseRunId)
+          resetFrom = { runId: failed.baseRunId, eventId: Number(event.eventId ?? 0) };
       }
     }
     return {
@@ -197,7 +275,10 @@ export class GovernorClient {
 
   /** Sends a refreshed credential and returns the chain state after the workflow accepted it. */
   async refreshCredential(chainId: string, refresh: RefreshCredentialInput): Promise<ChainState> {
-    for (const [field, token] of [['credential', refresh.credential], ['attestation', refresh.attestation]] as const) {
+    for (const [field, token] of [
+      ['credential', refresh.credential],
+      ['attestation', refresh.attestation],
+    ] as const) {
       const problem = token === undefined && field === 'attestation' ? undefined : tokenTooLong(token);
       if (problem) throw new GovernorError(ErrorCode.InvalidInput, `${field}: ${problem} (nothing was sent)`, field);
     }
@@ -211,7 +292,8 @@ export class GovernorClient {
       return await this.handle(chainId).executeUpdate(submitApprovalUpdate, { args: [{ token }] });
     } catch (err) {
       const cause = (err as { cause?: { message?: string; type?: string } }).cause;
-      if (cause?.type === ErrorCode.InvalidInput) throw new GovernorError(ErrorCode.InvalidInput, cause.message ?? 'vote rejected', 'token');
+      if (cause?.type === ErrorCode.InvalidInput)
+        throw new GovernorError(ErrorCode.InvalidInput, cause.message ?? 'vote rejected', 'token');
       throw err;
     }
   }
@@ -234,7 +316,12 @@ export class GovernorClient {
   async revokeWorkload(input: RevokeWorkloadInput): Promise<{ revocations: RevocationList; chains: string[] }> {
     // The registry validates again (it is the trust boundary) and, started anew, recovers its list first.
     const parsed = RevokeWorkloadInput.safeParse(input);
-    if (!parsed.success) throw new GovernorError(ErrorCode.InvalidInput, `invalid revocation:\n${formatIssues(parsed.error)}`, String(parsed.error.issues[0]?.path.join('.') ?? ''));
+    if (!parsed.success)
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `invalid revocation:\n${formatIssues(parsed.error)}`,
+        String(parsed.error.issues[0]?.path.join('.') ?? ''),
+      );
     const startWorkflowOperation = new WithStartWorkflowOperation(REVOCATION_REGISTRY_TYPE, {
       workflowId: revocationRegistryId(this.taskQueue),
       taskQueue: this.taskQueue,
@@ -242,7 +329,10 @@ export class GovernorClient {
       workflowIdConflictPolicy: 'USE_EXISTING',
       staticSummary: 'Governor revocation registry',
     });
-    const revocations = await this.client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, { args: [parsed.data], startWorkflowOperation });
+    const revocations = await this.client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, {
+      args: [parsed.data],
+      startWorkflowOperation,
+    });
     const chains: string[] = [];
     const query = `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND GovernorWorkload = ${quote(input.workload)}`;
     for await (const wf of this.client.workflow.list({ query })) {
@@ -275,7 +365,11 @@ function checkVoteToken(token: unknown): void {
   const parsed = ApprovalSubmission.safeParse({ token });
   if (!parsed.success) {
     const message = parsed.error.issues[0]?.message ?? 'invalid';
-    throw new GovernorError(ErrorCode.InvalidInput, `${message.startsWith('token:') ? message : `token: ${message}`} (nothing was sent)`, 'token');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${message.startsWith('token:') ? message : `token: ${message}`} (nothing was sent)`,
+      'token',
+    );
   }
 }
 
@@ -285,13 +379,19 @@ function checkInputSize(input: unknown): void {
   if (!large) return;
   const path = large.path[0] === 'chain' ? large.path.slice(1) : large.path;
   const message = large.message.replace(/most of it is chain\./, 'most of it is ');
-  throw new GovernorError(ErrorCode.InvalidInput, `${message} (nothing was sent)`, path.length > 0 ? formatPath(path) : 'chain');
+  throw new GovernorError(
+    ErrorCode.InvalidInput,
+    `${message} (nothing was sent)`,
+    path.length > 0 ? formatPath(path) : 'chain',
+  );
 }
 
 function summarize(wf: WorkflowExecutionInfo): ChainSummary {
   const executionStatus = executionStatusName(wf.status.name);
   // A run that did not end itself shows how it ended, not the last status the workflow set.
-  const status = CLEAN_EXECUTION_STATUSES.includes(executionStatus) ? (wf.typedSearchAttributes.get(GovernorStatusKey) ?? executionStatus) : executionStatus;
+  const status = CLEAN_EXECUTION_STATUSES.includes(executionStatus)
+    ? (wf.typedSearchAttributes.get(GovernorStatusKey) ?? executionStatus)
+    : executionStatus;
   return {
     chainId: wf.workflowId,
     runId: wf.runId,

@@ -87,7 +87,8 @@ export class CoordinationClient {
     try {
       return await this.handle(domain).query(coordinatorStateQuery);
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new GovernorError(ErrorCode.NotFound, `no coordinator for domain ${domain}`, 'domain');
+      if (err instanceof WorkflowNotFoundError)
+        throw new GovernorError(ErrorCode.NotFound, `no coordinator for domain ${domain}`, 'domain');
       throw err;
     }
   }
@@ -98,7 +99,8 @@ export class CoordinationClient {
       return await this.handle(domain).executeUpdate(chooseWinnerUpdate, { args: [{ tieId, token }] });
     } catch (err) {
       const cause = (err as { cause?: { message?: string; type?: string } }).cause;
-      if (cause?.type === ErrorCode.InvalidInput) throw new GovernorError(ErrorCode.InvalidInput, cause.message ?? 'vote refused', 'token');
+      if (cause?.type === ErrorCode.InvalidInput)
+        throw new GovernorError(ErrorCode.InvalidInput, cause.message ?? 'vote refused', 'token');
       throw err;
     }
   }
@@ -107,7 +109,11 @@ export class CoordinationClient {
    * Polls the coordinator until a verdict for `requestId` matching `accept` appears among its recent
    * verdicts (default: a final one, granted or rejected). For callers that are not workflows.
    */
-  async waitForVerdict(domain: string, requestId: string, options: { accept?: (v: SlotVerdict) => boolean; timeoutMs?: number; intervalMs?: number } = {}): Promise<SlotVerdict> {
+  async waitForVerdict(
+    domain: string,
+    requestId: string,
+    options: { accept?: (v: SlotVerdict) => boolean; timeoutMs?: number; intervalMs?: number } = {},
+  ): Promise<SlotVerdict> {
     const accept = options.accept ?? ((v: SlotVerdict) => v.status !== 'queued');
     const deadline = Date.now() + (options.timeoutMs ?? 30_000);
     for (;;) {
@@ -117,7 +123,8 @@ export class CoordinationClient {
       } catch (err) {
         if (!(err instanceof GovernorError && err.code === ErrorCode.NotFound)) throw err;
       }
-      if (Date.now() > deadline) throw new GovernorError(ErrorCode.NotFound, `no matching verdict for ${requestId} in ${domain}`, 'requestId');
+      if (Date.now() > deadline)
+        throw new GovernorError(ErrorCode.NotFound, `no matching verdict for ${requestId} in ${domain}`, 'requestId');
       await new Promise((r) => setTimeout(r, options.intervalMs ?? 100));
     }
   }

@@ -76,15 +76,29 @@ export function readTokenFile(file: string): string {
   try {
     token = fs.readFileSync(path.resolve(file), 'utf8').replace(/\r?\n$/, '');
   } catch (err) {
-    throw new GovernorError(ErrorCode.InvalidInput, `--token-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, '--token-file');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `--token-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      '--token-file',
+    );
   }
   return checkToken(token, '--token-file');
 }
 
 /** Checks a token is usable (length, no whitespace); the message names `field`, never the token. */
 export function checkToken(token: string, field: string): string {
-  if (token.length < MIN_TOKEN_LENGTH) throw new GovernorError(ErrorCode.InvalidInput, `${field}: the codec server token must be at least ${MIN_TOKEN_LENGTH} characters`, field);
-  if (/\s/.test(token)) throw new GovernorError(ErrorCode.InvalidInput, `${field}: the codec server token must not contain whitespace`, field);
+  if (token.length < MIN_TOKEN_LENGTH)
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${field}: the codec server token must be at least ${MIN_TOKEN_LENGTH} characters`,
+      field,
+    );
+  if (/\s/.test(token))
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${field}: the codec server token must not contain whitespace`,
+      field,
+    );
   return token;
 }
 
@@ -114,7 +128,12 @@ function oidcVerifier(oidc: CodecOidcOptions): (header: string | undefined) => P
   const keys = createLocalJWKSet(oidc.jwks);
   const algorithms = oidc.algorithms ?? OIDC_ALGORITHMS;
   for (const alg of algorithms) {
-    if (alg === 'none' || alg.startsWith('HS')) throw new GovernorError(ErrorCode.InvalidInput, `oidc.algorithms: ${alg} is not accepted (asymmetric signatures only)`, 'oidc.algorithms');
+    if (alg === 'none' || alg.startsWith('HS'))
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `oidc.algorithms: ${alg} is not accepted (asymmetric signatures only)`,
+        'oidc.algorithms',
+      );
   }
   return async (header) => {
     const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header ?? '');
@@ -128,7 +147,13 @@ function oidcVerifier(oidc: CodecOidcOptions): (header: string | undefined) => P
         clockTolerance: 5,
       });
       // Key-bearing headers are never honoured (the local key set ignores them; refuse outright).
-      if (protectedHeader.jku !== undefined || protectedHeader.x5u !== undefined || protectedHeader.jwk !== undefined || protectedHeader.crit !== undefined) return false;
+      if (
+        protectedHeader.jku !== undefined ||
+        protectedHeader.x5u !== undefined ||
+        protectedHeader.jwk !== undefined ||
+        protectedHeader.crit !== undefined
+      )
+        return false;
       const claim = payload[oidc.role.claim];
       return claim === oidc.role.value || (Array.isArray(claim) && claim.includes(oidc.role.value));
     } catch {
@@ -166,10 +191,18 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
   const log = options.logger;
 
   const server = http.createServer((req, res) => {
-    const started = { method: req.method ?? '', path: (req.url ?? '').split('?')[0]!.slice(0, 200), namespace: String(req.headers['x-namespace'] ?? '').slice(0, 200) };
+    const started = {
+      method: req.method ?? '',
+      path: (req.url ?? '').split('?')[0]!.slice(0, 200),
+      namespace: String(req.headers['x-namespace'] ?? '').slice(0, 200),
+    };
     const send = (status: number, body?: unknown, headers: Record<string, string> = {}): void => {
       const text = body === undefined ? '' : JSON.stringify(body);
-      res.writeHead(status, { ...(text ? { 'Content-Type': 'application/json' } : {}), 'Cache-Control': 'no-store', ...headers });
+      res.writeHead(status, {
+        ...(text ? { 'Content-Type': 'application/json' } : {}),
+        'Cache-Control': 'no-store',
+        ...headers,
+      });
       res.end(text);
       // Never the Authorization header or the body: only what was asked and the outcome.
       log?.info({ ...started, status }, 'codec server request');
@@ -186,7 +219,8 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
     if (req.method === 'OPTIONS') return send(204);
 
     const operation = started.path.split('/').filter(Boolean).pop();
-    if (operation !== 'encode' && operation !== 'decode') return send(404, { error: 'not found: POST …/encode or …/decode' });
+    if (operation !== 'encode' && operation !== 'decode')
+      return send(404, { error: 'not found: POST …/encode or …/decode' });
     if (req.method !== 'POST') return send(405, { error: 'method not allowed: use POST' }, { Allow: 'POST, OPTIONS' });
     void (async () => {
       const header = req.headers.authorization;
@@ -203,7 +237,8 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
           throw new HttpError(400, 'body: not JSON');
         }
         const list = (body as { payloads?: unknown } | null)?.payloads;
-        if (typeof body !== 'object' || body === null || Array.isArray(body) || !Array.isArray(list)) throw new HttpError(400, 'payloads: must be an array (a Payloads message in proto3 JSON)');
+        if (typeof body !== 'object' || body === null || Array.isArray(body) || !Array.isArray(list))
+          throw new HttpError(400, 'payloads: must be an array (a Payloads message in proto3 JSON)');
         let payloads;
         try {
           payloads = list.map((p, i) => payloadFromJson(p, `payloads[${i}]`));
@@ -226,7 +261,11 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'EADDRINUSE' ? new GovernorError(ErrorCode.PortInUse, `--port: ${options.port} is in use`, '--port') : err),
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new GovernorError(ErrorCode.PortInUse, `--port: ${options.port} is in use`, '--port')
+          : err,
+      ),
     );
     server.listen(options.port ?? 8081, options.host ?? '127.0.0.1', () => resolve());
   });

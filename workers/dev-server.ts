@@ -45,7 +45,13 @@ export async function assertPortFree(ip: string, port: number, what: string): Pr
     const srv = net.createServer();
     srv.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
-        reject(new GovernorError(ErrorCode.PortInUse, `${what} port ${ip}:${port} is already in use (another Temporal server or governor?); stop it or choose another port`, what));
+        reject(
+          new GovernorError(
+            ErrorCode.PortInUse,
+            `${what} port ${ip}:${port} is already in use (another Temporal server or governor?); stop it or choose another port`,
+            what,
+          ),
+        );
       } else reject(err);
     });
     srv.listen(port, ip, () => srv.close(() => resolve()));
@@ -70,7 +76,10 @@ async function waitForFrontend(address: string, child: ChildProcess, timeoutMs: 
   let lastError: unknown;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new GovernorError(ErrorCode.ServerStartFailed, `Temporal dev server exited early (${child.exitCode ?? child.signalCode})`);
+      throw new GovernorError(
+        ErrorCode.ServerStartFailed,
+        `Temporal dev server exited early (${child.exitCode ?? child.signalCode})`,
+      );
     }
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1000 });
@@ -85,7 +94,10 @@ async function waitForFrontend(address: string, child: ChildProcess, timeoutMs: 
       await new Promise((r) => setTimeout(r, 250));
     }
   }
-  throw new GovernorError(ErrorCode.ServerStartFailed, `Temporal dev server did not answer on ${address} within ${timeoutMs} ms: ${String((lastError as Error)?.message ?? lastError)}`);
+  throw new GovernorError(
+    ErrorCode.ServerStartFailed,
+    `Temporal dev server did not answer on ${address} within ${timeoutMs} ms: ${String((lastError as Error)?.message ?? lastError)}`,
+  );
 }
 
 /**
@@ -103,14 +115,28 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   const binary = resolveTemporalCli({ onProgress: options.onProgress });
   const httpPort = options.httpPort ?? port + 10;
   await assertPortFree(ip, httpPort, 'Temporal HTTP API');
-  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--http-port', String(httpPort), '--namespace', namespace, '--log-level', options.logLevel ?? 'warn'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--http-port',
+    String(httpPort),
+    '--namespace',
+    namespace,
+    '--log-level',
+    options.logLevel ?? 'warn',
+  ];
   if (options.headless) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
   if (options.dbFile) {
     fs.mkdirSync(path.dirname(options.dbFile), { recursive: true });
     args.push('--db-filename', options.dbFile);
   }
-  for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES_FOR_CLI)) args.push('--search-attribute', `${name}=${type}`);
+  for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES_FOR_CLI))
+    args.push('--search-attribute', `${name}=${type}`);
   // The dev server dispatches at most 20 transfer tasks/s by default, which adds ~50 ms to every
   // task once a few chains run (measured by bench/); a local server has no reason to throttle.
   args.push('--dynamic-config-value', 'history.transferProcessorMaxPollRPS=10000');
@@ -122,8 +148,12 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   }
   const child = spawn(binary, args, { stdio: ['ignore', logFd ?? 'pipe', logFd ?? 'pipe'], detached: false });
   let early = '';
-  child.stdout?.on('data', (d: Buffer) => { if (early.length < 8192) early += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { if (early.length < 8192) early += d.toString(); });
+  child.stdout?.on('data', (d: Buffer) => {
+    if (early.length < 8192) early += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    if (early.length < 8192) early += d.toString();
+  });
   const address = `${ip}:${port}`;
   try {
     await waitForFrontend(address, child, options.readyTimeoutMs ?? 60_000);

@@ -84,7 +84,16 @@ export function watchPolicyBundle(options: PolicyWatchOptions): PolicyWatcher {
       if (role === 'active') {
         const next = await options.store.activateFrom(dir);
         if (next.bundle.digest === previous) return { kind: 'unchanged' };
-        log?.info({ dir, digest: next.bundle.digest, previous, bundle: next.bundle.manifest.name, signature: next.signature?.status }, 'policy bundle activated (live rollout)');
+        log?.info(
+          {
+            dir,
+            digest: next.bundle.digest,
+            previous,
+            bundle: next.bundle.manifest.name,
+            signature: next.signature?.status,
+          },
+          'policy bundle activated (live rollout)',
+        );
         return { kind: 'activated', digest: next.bundle.digest, ...(previous ? { previous } : {}) };
       }
       const next = options.store.setShadowDir(dir)!;
@@ -93,7 +102,10 @@ export function watchPolicyBundle(options: PolicyWatchOptions): PolicyWatcher {
       return { kind: 'activated', digest: next.bundle.digest, ...(previous ? { previous } : {}) };
     } catch (err) {
       const reason = (err as Error).message;
-      log?.error({ dir, active: previous, reason }, `new ${role === 'active' ? 'policy' : 'shadow policy'} bundle rejected; the current one stays ${role}`);
+      log?.error(
+        { dir, active: previous, reason },
+        `new ${role === 'active' ? 'policy' : 'shadow policy'} bundle rejected; the current one stays ${role}`,
+      );
       return { kind: 'rejected', reason };
     }
   };

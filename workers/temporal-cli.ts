@@ -56,7 +56,11 @@ export function resolveTemporalCli(options: ResolveOptions = {}): string {
   const fromEnv = process.env.TEMPORAL_CLI_PATH;
   if (fromEnv) {
     if (!fs.existsSync(fromEnv)) {
-      throw new GovernorError(ErrorCode.ToolchainMissing, `TEMPORAL_CLI_PATH names ${fromEnv}, which does not exist`, 'TEMPORAL_CLI_PATH');
+      throw new GovernorError(
+        ErrorCode.ToolchainMissing,
+        `TEMPORAL_CLI_PATH names ${fromEnv}, which does not exist`,
+        'TEMPORAL_CLI_PATH',
+      );
     }
     return fromEnv;
   }

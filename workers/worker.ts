@@ -1,5 +1,10 @@
 import path from 'node:path';
-import { NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleOption } from '@temporalio/worker';
+import {
+  NativeConnection,
+  Worker,
+  type ActivityInterceptorsFactory,
+  type WorkflowBundleOption,
+} from '@temporalio/worker';
 import type { Logger as PinoLogger } from 'pino';
 import { createActivities, type HttpExecutorOptions } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
@@ -84,27 +89,44 @@ export async function createGovernorWorker(
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const dir = path.resolve(options.policiesDir ?? defaultPoliciesDir());
-  const watch = options.watchPolicies === undefined || options.watchPolicies === false ? undefined : options.watchPolicies === true ? {} : options.watchPolicies;
+  const watch =
+    options.watchPolicies === undefined || options.watchPolicies === false
+      ? undefined
+      : options.watchPolicies === true
+        ? {}
+        : options.watchPolicies;
   // Fingerprints taken before loading, so a change made while the bundle loads is still rolled out.
   const since = watch ? bundleFingerprint(dir) : undefined;
   // Refuses to start on an invalid bundle, or (requireSignedPolicy) an unsigned, tampered or untrusted one.
   const active = await policies.activateFrom(dir);
   options.logger?.info(
-    { bundle: active.bundle.manifest.name, digest: active.bundle.digest, dir, signature: active.signature?.status ?? 'not checked' },
+    {
+      bundle: active.bundle.manifest.name,
+      digest: active.bundle.digest,
+      dir,
+      signature: active.signature?.status ?? 'not checked',
+    },
     'policy bundle active',
   );
   const shadowDir = options.shadowPoliciesDir !== undefined ? path.resolve(options.shadowPoliciesDir) : undefined;
   const shadowSince = watch && shadowDir ? bundleFingerprint(shadowDir) : undefined;
   if (shadowDir) {
     const shadow = policies.setShadowDir(shadowDir);
-    options.logger?.info({ bundle: shadow.bundle.manifest.name, digest: shadow.bundle.digest, dir: shadowDir }, 'shadow policy bundle evaluated beside the active one (never enforced)');
+    options.logger?.info(
+      { bundle: shadow.bundle.manifest.name, digest: shadow.bundle.digest, dir: shadowDir },
+      'shadow policy bundle evaluated beside the active one (never enforced)',
+    );
   }
   const workflowOption = options.workflowBundle
     ? { workflowBundle: options.workflowBundle }
     : { workflowsPath: require.resolve('../workflows') };
   const taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
   // The worker's own client (revocation list, credential claims) decodes memos with the worker's converter.
-  const client = new Client({ connection: options.connection, namespace: options.namespace, ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}) });
+  const client = new Client({
+    connection: options.connection,
+    namespace: options.namespace,
+    ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}),
+  });
   const revocations = new RevocationCache(new RevocationStore(client, options.home), taskQueue, {
     ...(options.revocationCacheTtlMs !== undefined ? { ttlMs: options.revocationCacheTtlMs } : {}),
   });
@@ -120,7 +142,9 @@ export async function createGovernorWorker(
         clock: options.clock,
         ...(options.http ? { http: options.http } : {}),
         revocations,
-        credentialClaims: new CredentialClaims(client, taskQueue, () => (options.clock ? options.clock() : new Date()).getTime()),
+        credentialClaims: new CredentialClaims(client, taskQueue, () =>
+          (options.clock ? options.clock() : new Date()).getTime(),
+        ),
       }),
     },
     ...workflowOption,

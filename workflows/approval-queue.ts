@@ -73,7 +73,8 @@ export class ApprovalQueue {
    */
   close(reason: string): void {
     const keep = this.pending.filter((s) => s.via !== 'update');
-    for (const s of this.pending) if (s.via === 'update') this.verdicts.set(s.seq, { seq: s.seq, via: s.via, counted: false, reason });
+    for (const s of this.pending)
+      if (s.via === 'update') this.verdicts.set(s.seq, { seq: s.seq, via: s.via, counted: false, reason });
     this.pending.splice(0, this.pending.length, ...keep);
     this.current = undefined;
   }

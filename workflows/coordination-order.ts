@@ -63,7 +63,11 @@ export function staleness(planned: number | undefined, current: number): string 
  * their tie, which the domain's tie-breaker role settles. Conflicts are domain-wide: the domain is the
  * shared resource.
  */
-export function resolveBatch(requests: readonly Contender[], rules: ConflictRules, versions: Readonly<Record<string, number>>): BatchResolution {
+export function resolveBatch(
+  requests: readonly Contender[],
+  rules: ConflictRules,
+  versions: Readonly<Record<string, number>>,
+): BatchResolution {
   const seen = new Set<string>();
   const sorted: Contender[] = [];
   for (const r of [...requests].sort(compareContenders)) {
@@ -91,7 +95,13 @@ export function resolveBatch(requests: readonly Contender[], rules: ConflictRule
     const stronger = rivals.find((k) => k.authority > r.authority);
     if (stronger) {
       const reason = `conflicts with ${stronger.requestId} (${stronger.action}, authority ${stronger.authority} > ${r.authority})`;
-      if (rules.onConflict === 'requeue') requeued.push({ requestId: r.requestId, disposition: 'requeued', conflictWith: stronger.requestId, reason: `requeued after ${stronger.requestId}: ${reason}` });
+      if (rules.onConflict === 'requeue')
+        requeued.push({
+          requestId: r.requestId,
+          disposition: 'requeued',
+          conflictWith: stronger.requestId,
+          reason: `requeued after ${stronger.requestId}: ${reason}`,
+        });
       else rejected.push({ requestId: r.requestId, disposition: 'rejected', reason, conflictWith: stronger.requestId });
       continue;
     }
@@ -137,7 +147,11 @@ export function resolveBatch(requests: readonly Contender[], rules: ConflictRule
  * Settles a tie for `winner`: the winner stays, then each other contender (in order) stays unless it
  * conflicts with one that stays. Returns those that stay (in order) and those that lose, with whom.
  */
-export function settleTie(contenders: readonly Contender[], winner: string, rules: ConflictRules): { kept: string[]; lost: { requestId: string; conflictWith: string }[] } {
+export function settleTie(
+  contenders: readonly Contender[],
+  winner: string,
+  rules: ConflictRules,
+): { kept: string[]; lost: { requestId: string; conflictWith: string }[] } {
   const w = contenders.find((c) => c.requestId === winner);
   if (!w) throw new Error(`${winner} is not a contender of this tie`);
   const kept: Contender[] = [w];

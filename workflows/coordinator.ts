@@ -74,10 +74,22 @@ export async function coordinatorWorkflow(raw: CoordinatorInput): Promise<void> 
       else log.warn(`malformed ${signal} ignored`, { domain, error: invalidInputMessage(result.error) });
     };
   const enqueue = (item: CoordinatorInboxItem): number => c.inbox.push(item);
-  setHandler(requestSlotSignal, valid(SlotRequest, 'requestSlot', (request) => enqueue({ kind: 'request', request })));
-  setHandler(releaseSlotSignal, valid(SlotRelease, 'releaseSlot', (release) => enqueue({ kind: 'release', release })));
-  setHandler(withdrawSlotSignal, valid(SlotWithdraw, 'withdrawSlot', (w) => enqueue({ kind: 'withdraw', withdraw: w })));
-  setHandler(chooseWinnerSignal, valid(TieBreakSubmission, 'chooseWinner', (vote) => c.enqueueVote(vote)));
+  setHandler(
+    requestSlotSignal,
+    valid(SlotRequest, 'requestSlot', (request) => enqueue({ kind: 'request', request })),
+  );
+  setHandler(
+    releaseSlotSignal,
+    valid(SlotRelease, 'releaseSlot', (release) => enqueue({ kind: 'release', release })),
+  );
+  setHandler(
+    withdrawSlotSignal,
+    valid(SlotWithdraw, 'withdrawSlot', (w) => enqueue({ kind: 'withdraw', withdraw: w })),
+  );
+  setHandler(
+    chooseWinnerSignal,
+    valid(TieBreakSubmission, 'chooseWinner', (vote) => c.enqueueVote(vote)),
+  );
   setHandler(
     chooseWinnerUpdate,
     async (submission) => {

@@ -14,7 +14,11 @@ export async function credentialClaimWorkflow(input: CredentialClaimInput): Prom
   if (patched(VALIDATED_INPUT_PATCH)) {
     // Any client can start one: a claim that names no chain properly is refused, naming the field.
     const parsed = CredentialClaimInput.safeParse(input);
-    if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid claim input: ${invalidInputMessage(parsed.error)}`, ErrorCode.InvalidInput);
+    if (!parsed.success)
+      throw ApplicationFailure.nonRetryable(
+        `invalid claim input: ${invalidInputMessage(parsed.error)}`,
+        ErrorCode.InvalidInput,
+      );
   }
   return input.chainId;
 }

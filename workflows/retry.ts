@@ -66,4 +66,7 @@ export const COORDINATOR_LOCAL_RETRY: RetryPolicy = {
 };
 
 /** Options of every local activity the coordinator runs; each call adds its `summary`. */
-export const COORDINATOR_LOCAL_ACTIVITY: LocalActivityOptions = { startToCloseTimeout: '10s', retry: COORDINATOR_LOCAL_RETRY };
+export const COORDINATOR_LOCAL_ACTIVITY: LocalActivityOptions = {
+  startToCloseTimeout: '10s',
+  retry: COORDINATOR_LOCAL_RETRY,
+};

@@ -63,7 +63,11 @@ export async function revocationRegistryWorkflow(carried?: unknown): Promise<voi
 /** Throws the `GOVERNOR_INVALID_INPUT` failure of a revocation that does not parse, naming the field. */
 function parseRevocation(input: unknown): RevokeWorkloadInput {
   const parsed = RevokeWorkloadInput.safeParse(input);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid revocation: ${formatIssues(parsed.error).replace(/\n/g, '; ')}`, ErrorCode.InvalidInput);
+  if (!parsed.success)
+    throw ApplicationFailure.nonRetryable(
+      `invalid revocation: ${formatIssues(parsed.error).replace(/\n/g, '; ')}`,
+      ErrorCode.InvalidInput,
+    );
   return parsed.data;
 }
 
@@ -78,7 +82,13 @@ async function signedRegistry(raw: unknown): Promise<void> {
   // The list is mirrored into the memo: `authorize` reads it with DescribeWorkflowExecution, a pure
   // server call, so checking revocations never needs a workflow task (no worker, no deadlock).
   const publish = (): void => {
-    const state: RevocationListState = { v: 1, registry, state: ready ? 'ready' : 'recovering', seq: log.length, head: head() };
+    const state: RevocationListState = {
+      v: 1,
+      registry,
+      state: ready ? 'ready' : 'recovering',
+      seq: log.length,
+      head: head(),
+    };
     upsertMemo({ revoked: Object.fromEntries(byWorkload), [REVOCATION_STATE_MEMO]: state });
   };
   // Appends run one at a time: each entry links to the one before it.
@@ -97,11 +107,21 @@ async function signedRegistry(raw: unknown): Promise<void> {
       const r = parseRevocation(input);
       // (No timer when ready: a condition with a timeout always starts one.)
       if (!ready && !(await condition(() => ready, UPDATE_WAIT))) {
-        throw ApplicationFailure.nonRetryable('the revocation registry is still recovering its list: try again', ErrorCode.RevocationsUnavailable);
+        throw ApplicationFailure.nonRetryable(
+          'the revocation registry is still recovering its list: try again',
+          ErrorCode.RevocationsUnavailable,
+        );
       }
       return serially(async () => {
         if (!byWorkload.has(r.workload)) {
-          const entry = await signer.signRevocation({ registry, seq: log.length + 1, workload: r.workload, reason: r.reason, ...(r.by !== undefined ? { by: r.by } : {}), prevHash: head() });
+          const entry = await signer.signRevocation({
+            registry,
+            seq: log.length + 1,
+            workload: r.workload,
+            reason: r.reason,
+            ...(r.by !== undefined ? { by: r.by } : {}),
+            prevHash: head(),
+          });
           log.push(entry);
           byWorkload.set(entry.workload, entry);
           publish();
@@ -117,17 +137,26 @@ async function signedRegistry(raw: unknown): Promise<void> {
   // Whatever was there before (a starter's memo included) is replaced at once: not ready.
   publish();
   const input = parseRegistryInput(raw);
-  if (!input.success) throw ApplicationFailure.nonRetryable(`invalid registry input: ${formatIssues(input.error, 'input').replace(/\n/g, '; ')}`, ErrorCode.InvalidInput);
+  if (!input.success)
+    throw ApplicationFailure.nonRetryable(
+      `invalid registry input: ${formatIssues(input.error, 'input').replace(/\n/g, '; ')}`,
+      ErrorCode.InvalidInput,
+    );
   // A legacy list is trusted only from this registry's own continue-as-new (the server says so; a starter cannot).
   const continued = info.continuedFromExecutionRunId !== undefined;
-  const legacy = input.data && 'revoked' in input.data && continued ? Object.values(input.data.revoked).sort((a, b) => a.seq - b.seq) : [];
+  const legacy =
+    input.data && 'revoked' in input.data && continued
+      ? Object.values(input.data.revoked).sort((a, b) => a.seq - b.seq)
+      : [];
   const carried = input.data && 'entries' in input.data ? input.data.entries : [];
   const recovered = await recovery.recoverRevocations({
     registry,
     workflowId: info.workflowId,
     runId: info.runId,
     ...(carried.length > 0 ? { carried } : {}),
-    ...(legacy.length > 0 ? { legacy: legacy.map((r) => ({ workload: r.workload, reason: r.reason, ...(r.by ? { by: r.by } : {}) })) } : {}),
+    ...(legacy.length > 0
+      ? { legacy: legacy.map((r) => ({ workload: r.workload, reason: r.reason, ...(r.by ? { by: r.by } : {}) })) }
+      : {}),
   });
   for (const e of recovered.entries) {
     log.push(e);

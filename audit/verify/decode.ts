@@ -170,11 +170,18 @@ export function decodeRun(raw: unknown, index: number): DecodedRun {
   });
   run.replayable = structural;
 
-  if (run.workflowType !== WORKFLOW_TYPE) problem(`workflow type ${JSON.stringify(run.workflowType ?? null)}, not ${WORKFLOW_TYPE}`);
+  if (run.workflowType !== WORKFLOW_TYPE)
+    problem(`workflow type ${JSON.stringify(run.workflowType ?? null)}, not ${WORKFLOW_TYPE}`);
   if (run.rawInput !== undefined) {
     const parsed = GovernedChainInput.safeParse(run.rawInput);
     if (parsed.success) run.input = parsed.data;
-    else problem(`workflow input is not a chain input (${parsed.error.issues.map((i) => i.path.join('.') || '(root)').slice(0, 3).join(', ')})`);
+    else
+      problem(
+        `workflow input is not a chain input (${parsed.error.issues
+          .map((i) => i.path.join('.') || '(root)')
+          .slice(0, 3)
+          .join(', ')})`,
+      );
   } else if (run.problems.length === 0) {
     problem('workflow input missing');
   }
@@ -216,7 +223,8 @@ function eventAttributes(
 
 /** The first event: what the run is, its chain input and its search attributes at start. */
 function started(attrs: Record<string, unknown>, { run, problem }: EventContext): void {
-  run.workflowType = isRecord(attrs.workflowType) && typeof attrs.workflowType.name === 'string' ? attrs.workflowType.name : undefined;
+  run.workflowType =
+    isRecord(attrs.workflowType) && typeof attrs.workflowType.name === 'string' ? attrs.workflowType.name : undefined;
   run.runId = optionalString(attrs.originalExecutionRunId);
   run.continuedFrom = optionalString(attrs.continuedExecutionRunId);
   run.firstRunId = optionalString(attrs.firstExecutionRunId);
@@ -324,7 +332,11 @@ function activityCompleted(attrs: Record<string, unknown>, c: EventContext): voi
 
 function signalReceived(attrs: Record<string, unknown>, { run, eventId }: EventContext): void {
   const arg = firstPayload(attrs.input);
-  run.signals.push({ eventId, name: typeof attrs.signalName === 'string' ? attrs.signalName : '', arg: arg.ok ? arg.value : undefined });
+  run.signals.push({
+    eventId,
+    name: typeof attrs.signalName === 'string' ? attrs.signalName : '',
+    arg: arg.ok ? arg.value : undefined,
+  });
 }
 
 function signalSent(attrs: Record<string, unknown>, { run, eventId }: EventContext): void {
@@ -400,7 +412,8 @@ function roundTripProblem(canonical: string, raw: HistoryJson): { message: strin
   let outcome: { message: string; fatal: boolean } | undefined;
   try {
     const message = temporal.api.history.v1.History.fromObject(raw);
-    if (canonicalJson(message.toJSON()) !== canonical) outcome = { message: 'not in the stable proto3 JSON form (it does not round-trip)', fatal: false };
+    if (canonicalJson(message.toJSON()) !== canonical)
+      outcome = { message: 'not in the stable proto3 JSON form (it does not round-trip)', fatal: false };
   } catch (err) {
     outcome = { message: `not a valid history message: ${oneLine((err as Error).message)}`, fatal: true };
   }
@@ -416,12 +429,15 @@ function eventTypeOf(attributesKey: string): string {
 
 /** Decodes `payloads[0]` of a Payloads JSON object with Temporal's default converter; base64 must be canonical. */
 function firstPayload(payloads: unknown): Decoded {
-  if (!isRecord(payloads) || !Array.isArray(payloads.payloads) || payloads.payloads.length !== 1) return { ok: false, problem: 'expected exactly one payload' };
+  if (!isRecord(payloads) || !Array.isArray(payloads.payloads) || payloads.payloads.length !== 1)
+    return { ok: false, problem: 'expected exactly one payload' };
   return decodePayload(payloads.payloads[0]);
 }
 
 /** Decodes a SearchAttributes JSON object (`indexedFields`: one payload per attribute). */
-function searchAttributes(value: unknown): { ok: true; value: Record<string, unknown> } | { ok: false; problem: string } {
+function searchAttributes(
+  value: unknown,
+): { ok: true; value: Record<string, unknown> } | { ok: false; problem: string } {
   if (value === undefined) return { ok: true, value: {} };
   const fields = isRecord(value) ? value.indexedFields : undefined;
   if (fields === undefined) return { ok: true, value: {} };

@@ -46,11 +46,16 @@ export async function fetchChainHistories(client: Client, chainId: string, maxRu
   try {
     const described = await client.workflow.getHandle(chainId).describe();
     if (described.type !== WORKFLOW_TYPE) {
-      throw new GovernorError(ErrorCode.InvalidInput, `workflow ${chainId} is a ${described.type}, not a governed chain`, 'chainId');
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `workflow ${chainId} is a ${described.type}, not a governed chain`,
+        'chainId',
+      );
     }
     let runId: string | undefined = described.runId;
     while (runId) {
-      if (runs.length >= maxRuns) throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
+      if (runs.length >= maxRuns)
+        throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
       const json = historyToJson(await client.workflow.getHandle(chainId, runId).fetchHistory());
       runs.unshift(json);
       lineageIds.unshift(runId);
@@ -61,7 +66,8 @@ export async function fetchChainHistories(client: Client, chainId: string, maxRu
     // Oldest first (the server lists newest first); runs of the lineage are read above.
     const listed = (await listRunIds(client, chainId, maxRuns)).reverse();
     for (const id of listed.filter((r) => !lineageIds.includes(r))) {
-      if (runs.length + others.length >= maxRuns) throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
+      if (runs.length + others.length >= maxRuns)
+        throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
       others.push({ runId: id, history: historyToJson(await client.workflow.getHandle(chainId, id).fetchHistory()) });
     }
   } catch (err) {
@@ -87,8 +93,14 @@ export async function listRunIds(client: Client, workflowId: string, maxRuns: nu
 function temporalError(err: unknown, chainId: string): unknown {
   if (err instanceof GovernorError) return err;
   const e = err as { name?: string; code?: number; message?: string };
-  if (e?.name === 'WorkflowNotFoundError' || e?.code === 5) return new GovernorError(ErrorCode.NotFound, `no chain ${chainId}`, 'chainId');
-  if (e?.code === 14 || e?.code === 4) return new GovernorError(ErrorCode.TemporalUnreachable, `cannot reach Temporal: ${e.message ?? 'unavailable'}`, 'TEMPORAL_ADDRESS');
+  if (e?.name === 'WorkflowNotFoundError' || e?.code === 5)
+    return new GovernorError(ErrorCode.NotFound, `no chain ${chainId}`, 'chainId');
+  if (e?.code === 14 || e?.code === 4)
+    return new GovernorError(
+      ErrorCode.TemporalUnreachable,
+      `cannot reach Temporal: ${e.message ?? 'unavailable'}`,
+      'TEMPORAL_ADDRESS',
+    );
   return err;
 }
 
@@ -105,11 +117,18 @@ const ENCRYPTED_BASE64 = Buffer.from(ENCRYPTED_ENCODING).toString('base64');
  * Decodes every encrypted payload of each history with `codec` (a run that does not decode stays as
  * it is and its problem is recorded); without a codec, an encrypted history is named as such.
  */
-export async function decodeHistories(histories: readonly unknown[], codec: PayloadCodec | undefined, problems: string[]): Promise<unknown[]> {
+export async function decodeHistories(
+  histories: readonly unknown[],
+  codec: PayloadCodec | undefined,
+  problems: string[],
+): Promise<unknown[]> {
   const out: unknown[] = [];
   for (const [i, h] of histories.entries()) {
     if (!codec) {
-      if (JSON.stringify(h ?? null).includes(ENCRYPTED_BASE64)) problems.push(`run ${i + 1}: payloads are encrypted (${ENCRYPTED_ENCODING}): verify with the codec key file (--codec-keys or GOVERNOR_CODEC_KEYS)`);
+      if (JSON.stringify(h ?? null).includes(ENCRYPTED_BASE64))
+        problems.push(
+          `run ${i + 1}: payloads are encrypted (${ENCRYPTED_ENCODING}): verify with the codec key file (--codec-keys or GOVERNOR_CODEC_KEYS)`,
+        );
       out.push(h);
       continue;
     }
@@ -124,7 +143,11 @@ export async function decodeHistories(histories: readonly unknown[], codec: Payl
 }
 
 /** The run list with the histories of runs outside the lineage decoded like the lineage's. */
-export async function decodeRunList(runs: readonly ChainRun[] | undefined, codec: PayloadCodec | undefined, problems: string[]): Promise<ChainRun[] | undefined> {
+export async function decodeRunList(
+  runs: readonly ChainRun[] | undefined,
+  codec: PayloadCodec | undefined,
+  problems: string[],
+): Promise<ChainRun[] | undefined> {
   if (!Array.isArray(runs)) return undefined;
   const out: ChainRun[] = [];
   for (const run of runs as readonly ChainRun[]) {

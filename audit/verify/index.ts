@@ -109,7 +109,8 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
   const histories = await decodeHistories(raw, input.codec, codecProblems);
   const trusted = input.trustedReceiptJwks ?? loadPublicJwks(input.home, 'receipt');
   const keySet = trustedKeys(trusted);
-  const bundles: BundleLookup = input.bundles ?? ((digest) => (input.home ? loadArchivedBundle(input.home, digest) : undefined));
+  const bundles: BundleLookup =
+    input.bundles ?? ((digest) => (input.home ? loadArchivedBundle(input.home, digest) : undefined));
 
   const runs = histories.map((h, i) => decodeRun(h, i));
   const history = new Problems();
@@ -123,7 +124,8 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
   runCodecProblems.forEach((p) => history.add(p));
   const runsChecked = checkRuns(chainId, histories, runList);
 
-  const replayer = input.replayer ?? createReplayer(input.workflowBundle ? { workflowBundle: input.workflowBundle } : {});
+  const replayer =
+    input.replayer ?? createReplayer(input.workflowBundle ? { workflowBundle: input.workflowBundle } : {});
   let replay: VerifyCheck;
   try {
     replay = await checkReplay(runs, chainId ?? 'governor-verify', replayer);
@@ -138,7 +140,10 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
   const decisions = checkDecisions(runs, bundles);
 
   const checks: VerifyCheck[] = [
-    history.check(CheckName.History, `${runs.length} run(s), ${runs.reduce((n, r) => n + r.events, 0)} events of chain ${chainId}`),
+    history.check(
+      CheckName.History,
+      `${runs.length} run(s), ${runs.reduce((n, r) => n + r.events, 0)} events of chain ${chainId}`,
+    ),
     runsChecked.check,
     replay,
     receipts.check,

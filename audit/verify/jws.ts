@@ -36,12 +36,16 @@ export async function verifyCompactJws(jws: string, keys: TrustedKeys, typ: stri
 
 async function verifyJwsUncached(jws: string, { keySet }: TrustedKeys, typ: string): Promise<JwsCheck> {
   const segments = jws.split('.');
-  if (segments.length !== 3 || segments.some((s) => s.length === 0 || Buffer.from(s, 'base64url').toString('base64url') !== s)) {
+  if (
+    segments.length !== 3 ||
+    segments.some((s) => s.length === 0 || Buffer.from(s, 'base64url').toString('base64url') !== s)
+  ) {
     return { ok: false, problem: 'is not a canonical compact JWS' };
   }
   try {
     const { payload, protectedHeader } = await compactVerify(jws, keySet, { algorithms: ['EdDSA'] });
-    if (protectedHeader.typ !== typ) return { ok: false, problem: `has typ ${String(protectedHeader.typ)}, not ${typ}` };
+    if (protectedHeader.typ !== typ)
+      return { ok: false, problem: `has typ ${String(protectedHeader.typ)}, not ${typ}` };
     return { ok: true, payload: new TextDecoder().decode(payload), kid: String(protectedHeader.kid ?? '') };
   } catch {
     // Deliberately generic: which part failed does not help anyone but a forger.
@@ -55,7 +59,11 @@ const keySets = new LRUCache<string, TrustedKeys>({ max: 16 });
 /** The trusted JWKS as a jose key set; throws InvalidInput when it is not a usable JWKS. */
 export function trustedKeys(jwks: JSONWebKeySet): TrustedKeys {
   if (!isRecord(jwks) || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
-    throw new GovernorError(ErrorCode.InvalidInput, 'trusted receipt keys: not a JWKS with at least one key', 'receiptJwks');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      'trusted receipt keys: not a JWKS with at least one key',
+      'receiptJwks',
+    );
   }
   // A snapshot: the caller's object may change later, the memo must not.
   const snapshot = JSON.parse(JSON.stringify(jwks)) as JSONWebKeySet;

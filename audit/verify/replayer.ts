@@ -38,7 +38,9 @@ interface QueuedReplay {
 export function createReplayer(options: { workflowBundle?: WorkflowBundleOption } = {}): Replayer {
   // The governor worker's payload converter: a history holding an undecodable payload replays as it ran.
   const dataConverter = { payloadConverterPath: require.resolve('../../runtime/payload-converter') };
-  const workerOptions = options.workflowBundle ? { workflowBundle: options.workflowBundle, dataConverter } : { workflowsPath: require.resolve('../../workflows'), dataConverter };
+  const workerOptions = options.workflowBundle
+    ? { workflowBundle: options.workflowBundle, dataConverter }
+    : { workflowsPath: require.resolve('../../workflows'), dataConverter };
   const cache = new LRUCache<string, Promise<ReplayOutcome>>({ max: 10_000 });
   const queue: QueuedReplay[] = [];
   let inFlight: QueuedReplay | undefined;
@@ -69,7 +71,10 @@ export function createReplayer(options: { workflowBundle?: WorkflowBundleOption 
       } catch (err) {
         const done = inFlight;
         inFlight = undefined;
-        done?.resolve({ ok: false, error: `the replay worker rejected the history: ${oneLine((err as Error)?.message ?? String(err))}` });
+        done?.resolve({
+          ok: false,
+          error: `the replay worker rejected the history: ${oneLine((err as Error)?.message ?? String(err))}`,
+        });
       } finally {
         running = undefined;
         if (queue.length > 0 && !closed) start();

@@ -64,7 +64,8 @@ export class Problems {
 export function formatReport(report: VerifyReport): string {
   const width = Math.max(...report.checks.map((c) => c.name.length));
   const lines = report.checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(width)}  ${c.detail}`);
-  if (report.revocationLists?.length) lines.push(`revocation list(s) the decisions saw: ${report.revocationLists.join('; ')}`);
+  if (report.revocationLists?.length)
+    lines.push(`revocation list(s) the decisions saw: ${report.revocationLists.join('; ')}`);
   lines.push(
     `${report.verdict === 'verified' ? 'verified' : 'NOT VERIFIED'}: chain ${report.chainId ?? '(unknown)'}` +
       ` (${report.status ?? 'status unknown'}; ${report.runs} run(s), ${report.receipts} receipt(s), ${report.decisions} decision(s))`,

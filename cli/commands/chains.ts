@@ -65,7 +65,7 @@ async function pollStatus<T>(
   seen: (state: ChainState) => Promise<T | undefined> | T | undefined,
   intervalMs = 200,
 ): Promise<T> {
-  for (let failures = 0; ; ) {
+  for (let failures = 0; ;) {
     let state: ChainState;
     try {
       state = await gc.status(chainId);

@@ -10,7 +10,14 @@ import { loadArchivedBundle } from '../../policies/bundle-archive';
 import { loadCodec } from '../../runtime/codec';
 import { connectClient, loadTemporalSettings } from '../../runtime/connection';
 import { buildProof, readProofFile, verifyProof, writeProofFile } from '../../audit/proof';
-import { createReplayer, fetchChainHistories, formatReport, verifyChain, type BundleLookup, type VerifyReport } from '../../audit/verify';
+import {
+  createReplayer,
+  fetchChainHistories,
+  formatReport,
+  verifyChain,
+  type BundleLookup,
+  type VerifyReport,
+} from '../../audit/verify';
 
 /**
  * `governor verify`. Exit codes (DESIGN §6): 0 verified · 2 verification failed · 1 bad input (no
@@ -46,13 +53,22 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
       "prove a chain's lineage: replay its history with the current workflow code, check every receipt (hash links, " +
         'signatures, checkpoint) and re-evaluate every recorded decision; exit 0 verified, 2 not',
     )
-    .option('--export <file>', 'also write a self-contained proof sealed with the receipt key (histories, bundles, receipt keys)')
+    .option(
+      '--export <file>',
+      'also write a self-contained proof sealed with the receipt key (histories, bundles, receipt keys)',
+    )
     .option('--proof <file>', 'verify an exported proof offline, without a Temporal server')
     .option('--receipt-jwks <file>', 'trusted receipt public keys (default <GOVERNOR_HOME>/keys/receipt.jwks.json)')
     .action(async (chainId: string | undefined, opts: VerifyOpts) => {
       const o = ctx.out();
-      if (!chainId && !opts.proof) throw new GovernorError(ErrorCode.InvalidInput, 'chainId: give a chain id, or --proof <file>', 'chainId');
-      if (opts.proof && opts.export) throw new GovernorError(ErrorCode.InvalidInput, '--export: cannot export from a proof; export from the chain', '--export');
+      if (!chainId && !opts.proof)
+        throw new GovernorError(ErrorCode.InvalidInput, 'chainId: give a chain id, or --proof <file>', 'chainId');
+      if (opts.proof && opts.export)
+        throw new GovernorError(
+          ErrorCode.InvalidInput,
+          '--export: cannot export from a proof; export from the chain',
+          '--export',
+        );
       const home = ctx.home();
       const trusted = readTrustedReceiptKeys(home, opts.receiptJwks);
       const keyFile = ctx.codecKeys?.();
@@ -65,7 +81,12 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
         let exported: string | undefined;
         if (opts.proof) {
           const raw = readProofFile(path.resolve(opts.proof));
-          report = await verifyProof(raw, { trustedReceiptJwks: trusted, replayer, ...(chainId ? { chainId } : {}), ...(codec ? { codec } : {}) });
+          report = await verifyProof(raw, {
+            trustedReceiptJwks: trusted,
+            replayer,
+            ...(chainId ? { chainId } : {}),
+            ...(codec ? { codec } : {}),
+          });
         } else {
           const id = chainId!;
           // The seal needs the receipt private key: refuse before any work when it is missing.
@@ -79,16 +100,37 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
             await connection.close();
           }
           const bundles = archiveLookup(home);
-          report = await verifyChain({ histories, chainId: id, trustedReceiptJwks: trusted, bundles, replayer, ...(codec ? { codec } : {}) });
+          report = await verifyChain({
+            histories,
+            chainId: id,
+            trustedReceiptJwks: trusted,
+            bundles,
+            replayer,
+            ...(codec ? { codec } : {}),
+          });
           if (opts.export && signer) {
-            const proof = await buildProof({ chainId: id, histories, bundleDigests: report.bundleDigests, bundles, receiptKeys: loadPublicJwks(home, 'receipt'), signer });
+            const proof = await buildProof({
+              chainId: id,
+              histories,
+              bundleDigests: report.bundleDigests,
+              bundles,
+              receiptKeys: loadPublicJwks(home, 'receipt'),
+              signer,
+            });
             exported = path.resolve(opts.export);
             writeProofFile(exported, proof);
           }
         }
         const lines = [formatReport(report)];
-        if (exported) lines.push(`proof written to ${exported}${report.verdict === 'verified' ? '' : ' (it records a chain that did not verify)'}`);
-        o.print(lines.join('\n'), { ok: report.verdict === 'verified', ...report, ...(exported ? { proof: exported } : {}) });
+        if (exported)
+          lines.push(
+            `proof written to ${exported}${report.verdict === 'verified' ? '' : ' (it records a chain that did not verify)'}`,
+          );
+        o.print(lines.join('\n'), {
+          ok: report.verdict === 'verified',
+          ...report,
+          ...(exported ? { proof: exported } : {}),
+        });
         ctx.setExit(report.verdict === 'verified' ? Exit.Ok : Exit.Failed);
       } finally {
         await replayer.close();
@@ -108,11 +150,19 @@ function readTrustedReceiptKeys(home: string, file: string | undefined): JSONWeb
   try {
     parsed = JSON.parse(fs.readFileSync(path.resolve(file), 'utf8'));
   } catch {
-    throw new GovernorError(ErrorCode.InvalidInput, `--receipt-jwks: cannot read a JSON file at ${file}`, '--receipt-jwks');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `--receipt-jwks: cannot read a JSON file at ${file}`,
+      '--receipt-jwks',
+    );
   }
   const keys = (parsed as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys) || keys.length === 0 || keys.some((k) => typeof k !== 'object' || k === null)) {
-    throw new GovernorError(ErrorCode.InvalidInput, '--receipt-jwks: not a JWKS ({"keys": [...]}) with at least one key', '--receipt-jwks');
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      '--receipt-jwks: not a JWKS ({"keys": [...]}) with at least one key',
+      '--receipt-jwks',
+    );
   }
   return parsed as JSONWebKeySet;
 }
@@ -121,7 +171,10 @@ function readTrustedReceiptKeys(home: string, file: string | undefined): JSONWeb
 function quietReplayLogs(): void {
   try {
     // Core reports a nondeterministic replay as a failing workflow task at WARN; the report says it once.
-    Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
+    Runtime.install({
+      logger: new DefaultLogger('WARN'),
+      telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } },
+    });
   } catch {
     // A runtime is already installed (tests, or another command's logger): keep it.
   }

@@ -4,7 +4,13 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { loadPrivateKey } from '../../identity';
 import { sealSlotRequest } from '../../activities/coordination';
 import { CoordinationClient } from '../../sdk/coordination';
-import { slotRequestId, type CoordinatorState, type SlotAsk, type SlotRequest, type SlotVerdict } from '../../contracts/coordination';
+import {
+  slotRequestId,
+  type CoordinatorState,
+  type SlotAsk,
+  type SlotRequest,
+  type SlotVerdict,
+} from '../../contracts/coordination';
 import type { Manifest } from '../../policies/manifest';
 import { createGovernorWorker } from '../../workers/worker';
 import { defaultBundleWith } from './bundles';
@@ -44,12 +50,23 @@ export async function sealSlotRequestWithKey(
   return sealSlotRequest(manifest, a, await loadPrivateKey(home, 'receipt'), { domain });
 }
 
-export const ask = (chainId: string, workload: string, action: string, extra: Partial<SlotAsk> = {}): SlotAsk => ({ chainId, stepId: 's', workload, action, resource: { type: 'Cluster', id: 'eu-1' }, ...extra });
+export const ask = (chainId: string, workload: string, action: string, extra: Partial<SlotAsk> = {}): SlotAsk => ({
+  chainId,
+  stepId: 's',
+  workload,
+  action,
+  resource: { type: 'Cluster', id: 'eu-1' },
+  ...extra,
+});
 export const idOf = (r: { chainId: string; stepId: string }): string => slotRequestId(r.chainId, r.stepId);
 /** The last final (granted or rejected) verdict for `requestId` among the recent ones. */
-export const final = (s: CoordinatorState, requestId: string): SlotVerdict | undefined => s.recent.filter((v) => v.requestId === requestId && v.status !== 'queued').pop();
+export const final = (s: CoordinatorState, requestId: string): SlotVerdict | undefined =>
+  s.recent.filter((v) => v.requestId === requestId && v.status !== 'queued').pop();
 
-export async function startCoordinatorHarness(domains: Record<string, unknown>[], authority: Record<string, number>): Promise<CoordinatorHarness> {
+export async function startCoordinatorHarness(
+  domains: Record<string, unknown>[],
+  authority: Record<string, number>,
+): Promise<CoordinatorHarness> {
   const bundleDir = defaultBundleWith((m) => {
     m.coordination = { domains, authority: { workloads: authority, default: 0 } };
   });
@@ -59,7 +76,15 @@ export async function startCoordinatorHarness(domains: Record<string, unknown>[]
   let worker: Worker;
   let manifest: Manifest;
   try {
-    const created = await createGovernorWorker({ connection: native, namespace: 'default', taskQueue, home, policiesDir: bundleDir, workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! }, maxCachedWorkflows: 50 });
+    const created = await createGovernorWorker({
+      connection: native,
+      namespace: 'default',
+      taskQueue,
+      home,
+      policiesDir: bundleDir,
+      workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
+      maxCachedWorkflows: 50,
+    });
     worker = created.worker;
     manifest = created.policies.current()!.bundle.manifest;
   } catch (err) {
@@ -90,16 +115,26 @@ export async function startCoordinatorHarness(domains: Record<string, unknown>[]
         }
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error(`${domain}: never ${what}; last state: ${JSON.stringify({ runs: last?.runs, holder: last?.holder?.requestId, queue: last?.queue.map((q) => q.requestId), ties: last?.ties, recent: last?.recent.map((v) => [v.requestId, v.status, v.reason]) })}`);
+      throw new Error(
+        `${domain}: never ${what}; last state: ${JSON.stringify({ runs: last?.runs, holder: last?.holder?.requestId, queue: last?.queue.map((q) => q.requestId), ties: last?.ties, recent: last?.recent.map((v) => [v.requestId, v.status, v.reason]) })}`,
+      );
     },
     async runs(workflowId) {
       // Oldest first, following the continue-as-new links (start times can tie to the millisecond);
       // visibility can lag a moment behind the last continue-as-new: read again until the links close.
-      const from = (h: temporal.api.history.v1.IHistory): string | undefined => h.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+      const from = (h: temporal.api.history.v1.IHistory): string | undefined =>
+        h.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
       for (let attempt = 0; ; attempt++) {
         const found: { runId: string; status: string }[] = [];
-        for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) found.push({ runId: wf.runId, status: wf.status.name });
-        const all = await Promise.all(found.map(async ({ runId, status }) => ({ runId, status, history: await client.workflow.getHandle(workflowId, runId).fetchHistory() })));
+        for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
+          found.push({ runId: wf.runId, status: wf.status.name });
+        const all = await Promise.all(
+          found.map(async ({ runId, status }) => ({
+            runId,
+            status,
+            history: await client.workflow.getHandle(workflowId, runId).fetchHistory(),
+          })),
+        );
         const ordered: typeof all = [];
         let next = all.find((r) => from(r.history) === undefined);
         while (next) {

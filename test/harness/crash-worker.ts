@@ -84,7 +84,8 @@ class CrashingLedger extends Ledger {
   override executeOnce(entry: LedgerEntry): { entry: LedgerEntry; duplicate: boolean } {
     const done = super.executeOnce(entry);
     const slash = entry.idempotencyKey.lastIndexOf('/');
-    if (!done.duplicate) crashIf('during-execute', entry.idempotencyKey.slice(0, slash), entry.idempotencyKey.slice(slash + 1));
+    if (!done.duplicate)
+      crashIf('during-execute', entry.idempotencyKey.slice(0, slash), entry.idempotencyKey.slice(slash + 1));
     return done;
   }
 }

@@ -12,7 +12,11 @@ export interface EventuallyOptions {
  * helper of the test suites: for what is eventually true (visibility, a worker's side effect, a server
  * coming back), never to wait out a fixed delay.
  */
-export async function eventually<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, options: EventuallyOptions = {}): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  options: EventuallyOptions = {},
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 60_000;
   const intervalMs = options.intervalMs ?? 100;
   const deadline = Date.now() + timeoutMs;

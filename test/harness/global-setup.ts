@@ -24,7 +24,16 @@ export default async function globalSetup(): Promise<void> {
   const { code } = await bundleWorkflowCode({
     payloadConverterPath: PAYLOAD_CONVERTER_PATH,
     workflowsPath: require.resolve('../../workflows'),
-    logger: { trace() {}, debug() {}, info() {}, warn() {}, error(m: string) { process.stderr.write(`${m}\n`); }, log() {} },
+    logger: {
+      trace() {},
+      debug() {},
+      info() {},
+      warn() {},
+      error(m: string) {
+        process.stderr.write(`${m}\n`);
+      },
+      log() {},
+    },
   });
   const bundlePath = path.join(dir, 'workflow-bundle.js');
   fs.writeFileSync(bundlePath, code);

@@ -22,9 +22,17 @@ export interface Governed {
   ledger: Ledger;
   governor: Awaited<ReturnType<typeof startGovernorWorker>>;
   /** A step executed by the example service's `perform` activity on its own task queue. */
-  serviceStep(id: string, action: string, resource: { type: string; id: string }, extra?: Record<string, unknown>): Record<string, unknown>;
+  serviceStep(
+    id: string,
+    action: string,
+    resource: { type: string; id: string },
+    extra?: Record<string, unknown>,
+  ): Record<string, unknown>;
   /** A fresh credential + attestation for `sub`. */
-  creds(sub?: string, options?: { now?: Date; ttlSeconds?: number }): Promise<{ credential: string; attestation: string }>;
+  creds(
+    sub?: string,
+    options?: { now?: Date; ttlSeconds?: number },
+  ): Promise<{ credential: string; attestation: string }>;
   /** Starts a chain as `sub` and waits for its result. */
   run(chain: unknown, c?: { credential: string; attestation: string }): Promise<ChainResult>;
   /** Polls the chain until `predicate` holds for its state (or ~10 s pass). */
@@ -92,7 +100,13 @@ export async function setupGoverned(
     gc,
     ledger,
     governor,
-    serviceStep: (id, action, resource, extra = {}) => ({ id, action, resource, executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' }, ...extra }),
+    serviceStep: (id, action, resource, extra = {}) => ({
+      id,
+      action,
+      resource,
+      executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' },
+      ...extra,
+    }),
     creds,
     async run(chain, c) {
       const handle = await gc.start(chain, c ?? (await creds()));
@@ -102,10 +116,14 @@ export async function setupGoverned(
       // The first workflow task may not have run yet: a failing status query counts as "not yet".
       let last: ChainState | undefined;
       try {
-        return await eventually(`chain ${chainId} to reach the expected state`, async () => {
-          last = await gc.status(chainId);
-          return predicate(last) ? last : undefined;
-        }, { timeoutMs: 30_000 });
+        return await eventually(
+          `chain ${chainId} to reach the expected state`,
+          async () => {
+            last = await gc.status(chainId);
+            return predicate(last) ? last : undefined;
+          },
+          { timeoutMs: 30_000 },
+        );
       } catch (err) {
         throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last?.status)}`);
       }

@@ -38,12 +38,27 @@ function openssl(dir: string, args: string[]): void {
 /** Generates a CA, a server and a client certificate (EC P-256, one day) in a new temp dir. */
 export function makeTestCerts(): TestCerts {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-pki-'));
-  const key = (name: string): void => openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`]);
+  const key = (name: string): void =>
+    openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`]);
   const ca = (name: string, cn: string): void => {
     key(name);
     openssl(dir, [
-      'req', '-x509', '-new', '-key', `${name}.key`, '-sha256', '-days', '1', '-subj', `/CN=${cn}`, '-out', `${name}.pem`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      `${name}.key`,
+      '-sha256',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      '-out',
+      `${name}.pem`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
     ]);
   };
   const leaf = (name: string, cn: string, signer: string, ext: string): void => {
@@ -51,15 +66,44 @@ export function makeTestCerts(): TestCerts {
     openssl(dir, ['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`]);
     fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
     openssl(dir, [
-      'x509', '-req', '-in', `${name}.csr`, '-CA', `${signer}.pem`, '-CAkey', `${signer}.key`, '-CAcreateserial',
-      '-days', '1', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.pem`,
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${signer}.pem`,
+      '-CAkey',
+      `${signer}.key`,
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-sha256',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.pem`,
     ]);
   };
   ca('ca', 'governor-test-ca');
   ca('other-ca', 'governor-other-ca');
-  leaf('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  leaf('client', 'governor-test-client', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
-  leaf('rogue', 'governor-rogue-client', 'other-ca', 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  leaf(
+    'server',
+    'localhost',
+    'ca',
+    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
+  );
+  leaf(
+    'client',
+    'governor-test-client',
+    'ca',
+    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n',
+  );
+  leaf(
+    'rogue',
+    'governor-rogue-client',
+    'other-ca',
+    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n',
+  );
   const p = (f: string): string => path.join(dir, f);
   return {
     dir,
@@ -118,7 +162,9 @@ export async function startGrpcFront(options: GrpcFrontOptions): Promise<GrpcFro
     cert: fs.readFileSync(certs.serverCert),
     allowHTTP1: false,
     ALPNProtocols: ['h2'],
-    ...(options.requireClientCert ? { ca: fs.readFileSync(certs.caCert), requestCert: true, rejectUnauthorized: true } : {}),
+    ...(options.requireClientCert
+      ? { ca: fs.readFileSync(certs.caCert), requestCert: true, rejectUnauthorized: true }
+      : {}),
   });
 
   let upstream: http2.ClientHttp2Session | undefined;
@@ -145,18 +191,35 @@ export async function startGrpcFront(options: GrpcFrontOptions): Promise<GrpcFro
       if (headers.authorization !== `Bearer ${options.apiKey}`) {
         stats.refused++;
         // Trailers-only response, as a gRPC server answers a call it refuses.
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': GRPC_UNAUTHENTICATED, 'grpc-message': 'missing or invalid API key' }, { endStream: true });
+        stream.respond(
+          {
+            ':status': 200,
+            'content-type': 'application/grpc',
+            'grpc-status': GRPC_UNAUTHENTICATED,
+            'grpc-message': 'missing or invalid API key',
+          },
+          { endStream: true },
+        );
         return;
       }
       stats.authorized++;
     }
     const forward: http2.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(headers)) if (!DROP_REQUEST.has(name) && value !== undefined) forward[name] = value;
+    for (const [name, value] of Object.entries(headers))
+      if (!DROP_REQUEST.has(name) && value !== undefined) forward[name] = value;
     let req: http2.ClientHttp2Stream;
     try {
       req = session().request(forward);
     } catch {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': GRPC_UNAVAILABLE, 'grpc-message': 'upstream unavailable' }, { endStream: true });
+      stream.respond(
+        {
+          ':status': 200,
+          'content-type': 'application/grpc',
+          'grpc-status': GRPC_UNAVAILABLE,
+          'grpc-message': 'upstream unavailable',
+        },
+        { endStream: true },
+      );
       return;
     }
     stats.methods.add(method);
@@ -171,7 +234,11 @@ export async function startGrpcFront(options: GrpcFrontOptions): Promise<GrpcFro
       if (stream.destroyed) return;
       stream.respond(out, { waitForTrailers: true });
       stream.on('wantTrailers', () => {
-        stream.sendTrailers(trailers ? withoutPseudo(trailers, false) : { 'grpc-status': GRPC_UNAVAILABLE, 'grpc-message': 'upstream sent no trailers' });
+        stream.sendTrailers(
+          trailers
+            ? withoutPseudo(trailers, false)
+            : { 'grpc-status': GRPC_UNAVAILABLE, 'grpc-message': 'upstream sent no trailers' },
+        );
       });
       req.pipe(stream);
     });
@@ -181,7 +248,15 @@ export async function startGrpcFront(options: GrpcFrontOptions): Promise<GrpcFro
     req.on('error', () => {
       if (stream.destroyed) return;
       if (!stream.headersSent) {
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': GRPC_UNAVAILABLE, 'grpc-message': 'upstream error' }, { endStream: true });
+        stream.respond(
+          {
+            ':status': 200,
+            'content-type': 'application/grpc',
+            'grpc-status': GRPC_UNAVAILABLE,
+            'grpc-message': 'upstream error',
+          },
+          { endStream: true },
+        );
       } else {
         stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       }

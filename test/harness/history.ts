@@ -14,7 +14,12 @@ export function historyFromSavedJson(json: unknown): temporal.api.history.v1.His
  * run under any other id, so replays must use it).
  */
 export function chainIdOfSavedJson(json: unknown): string {
-  const events = (json as { events?: { workflowExecutionStartedEventAttributes?: { input?: { payloads?: { data?: string }[] } } }[] }).events ?? [];
+  const events =
+    (
+      json as {
+        events?: { workflowExecutionStartedEventAttributes?: { input?: { payloads?: { data?: string }[] } } }[];
+      }
+    ).events ?? [];
   const data = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
   if (!data) throw new Error('saved history has no workflow input');
   const input = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { chainId?: unknown };

@@ -25,7 +25,11 @@ import {
 export const b64u = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 
 /** A compact JWS over exactly `header` and `claims`, signed with an Ed25519 key. */
-export function signEd25519(header: Record<string, unknown>, claims: Record<string, unknown>, key: crypto.KeyObject): string {
+export function signEd25519(
+  header: Record<string, unknown>,
+  claims: Record<string, unknown>,
+  key: crypto.KeyObject,
+): string {
   const input = `${b64u(header)}.${b64u(claims)}`;
   return `${input}.${crypto.sign(null, Buffer.from(input), key).toString('base64url')}`;
 }
@@ -35,8 +39,13 @@ export function privateKeyOf(jwk: crypto.JsonWebKey): crypto.KeyObject {
 }
 
 /** The private JWK (with its `kid`) of a dev key pair in `home` (`governor keys init`). */
-export function devPrivateJwk(home: string, name: 'issuer' | 'attester' | 'approver'): crypto.JsonWebKey & { kid: string } {
-  return JSON.parse(fs.readFileSync(keyPaths(home, name).privateKeyPath, 'utf8')) as crypto.JsonWebKey & { kid: string };
+export function devPrivateJwk(
+  home: string,
+  name: 'issuer' | 'attester' | 'approver',
+): crypto.JsonWebKey & { kid: string } {
+  return JSON.parse(fs.readFileSync(keyPaths(home, name).privateKeyPath, 'utf8')) as crypto.JsonWebKey & {
+    kid: string;
+  };
 }
 
 /** A server standing in for attacker-hosted keys (`jku`, `x5u`): a verifier must never call it; it counts requests. */
@@ -92,12 +101,26 @@ export interface VoteTarget {
 }
 
 /** Valid claims of each kind at `nowS` (epoch seconds), with overrides (`undefined` deletes a claim). */
-export function claimsFor(kind: TokenKind, nowS: number, sub: string, overrides: Record<string, unknown> = {}, vote?: VoteTarget): Record<string, unknown> {
+export function claimsFor(
+  kind: TokenKind,
+  nowS: number,
+  sub: string,
+  overrides: Record<string, unknown> = {},
+  vote?: VoteTarget,
+): Record<string, unknown> {
   const base: Record<string, unknown> =
     kind === 'credential'
       ? { iss: DEV_ISSUER, sub, aud: GOVERNOR_AUDIENCE, iat: nowS, exp: nowS + 300, jti: crypto.randomUUID() }
       : kind === 'attestation'
-        ? { iss: DEV_ATTESTER, sub, iat: nowS, exp: nowS + 300, imageDigest: devImageDigest(sub), trustZone: 'trusted', environment: 'dev' }
+        ? {
+            iss: DEV_ATTESTER,
+            sub,
+            iat: nowS,
+            exp: nowS + 300,
+            imageDigest: devImageDigest(sub),
+            trustZone: 'trusted',
+            environment: 'dev',
+          }
         : {
             iss: DEV_APPROVER,
             sub,
@@ -160,7 +183,9 @@ export type HostileVariant = (typeof HOSTILE_VARIANTS)[number]['name'];
 
 /** The variants that apply to `kind`, as `[name, reason]` rows for `it.each`. */
 export function hostileRows(kind: TokenKind): [HostileVariant, RegExp][] {
-  return HOSTILE_VARIANTS.filter((v) => !('kinds' in v) || (v.kinds as readonly TokenKind[]).includes(kind)).map((v) => [v.name, v.reason]);
+  return HOSTILE_VARIANTS.filter((v) => !('kinds' in v) || (v.kinds as readonly TokenKind[]).includes(kind)).map(
+    (v) => [v.name, v.reason],
+  );
 }
 
 /**
@@ -172,8 +197,10 @@ export function forgeHostile(variant: HostileVariant, ctx: ForgeContext): string
   const signer = devPrivateJwk(ctx.home, KIND_SIGNER[kind].key);
   const header = { alg: 'EdDSA', kid: signer.kid, typ: KIND_SIGNER[kind].typ };
   const claims = (overrides: Record<string, unknown> = {}) => claimsFor(kind, nowS, sub, overrides, ctx.vote);
-  const real = (h: Record<string, unknown>, c: Record<string, unknown> = claims()) => signEd25519({ ...header, ...h }, c, privateKeyOf(signer));
-  const attackerSigned = (h: Record<string, unknown>) => signEd25519({ ...header, ...h }, claims(), ctx.attacker.privateKey);
+  const real = (h: Record<string, unknown>, c: Record<string, unknown> = claims()) =>
+    signEd25519({ ...header, ...h }, c, privateKeyOf(signer));
+  const attackerSigned = (h: Record<string, unknown>) =>
+    signEd25519({ ...header, ...h }, claims(), ctx.attacker.privateKey);
   switch (variant) {
     case 'alg none':
       // A non-empty "signature": approval messages must look like a compact JWS to reach the verifier at all.

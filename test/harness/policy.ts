@@ -50,13 +50,19 @@ export interface PolicyCliRun {
  * Temporal, 1 otherwise).
  */
 export async function policyCli(args: string[], home: string): Promise<PolicyCliRun> {
-  const program = new Command('governor').option('--json').exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+  const program = new Command('governor')
+    .option('--json')
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
   const out: string[] = [];
   let code = 0;
   registerPolicyCommands(program, {
     out: () => {
       const json = Boolean(program.opts().json);
-      return { json, print: (human: string, data?: unknown) => out.push(json ? JSON.stringify(data ?? { message: human }) : human) };
+      return {
+        json,
+        print: (human: string, data?: unknown) => out.push(json ? JSON.stringify(data ?? { message: human }) : human),
+      };
     },
     setExit: (c) => {
       code = c;
@@ -67,7 +73,8 @@ export async function policyCli(args: string[], home: string): Promise<PolicyCli
     await program.parseAsync(['node', 'governor', ...args]);
     return { code, stdout: out.join('\n'), stderr: '' };
   } catch (err) {
-    if (err instanceof CommanderError) return { code: err.exitCode === 0 ? 0 : 1, stdout: out.join('\n'), stderr: err.message };
+    if (err instanceof CommanderError)
+      return { code: err.exitCode === 0 ? 0 : 1, stdout: out.join('\n'), stderr: err.message };
     const unreachable = isGovernorError(err) && err.code === ErrorCode.TemporalUnreachable;
     return { code: unreachable ? 3 : 1, stdout: out.join('\n'), stderr: (err as Error).message };
   }

@@ -14,7 +14,10 @@ function load(): { ajv: Ajv2020; validators: Map<string, ValidateFunction> } {
   if (!compiled) {
     const ajv = new Ajv2020({ strict: true, allErrors: true });
     addFormats(ajv);
-    compiled = { ajv, validators: new Map(PUBLISHED_SCHEMAS.map((p) => [p.file, ajv.compile(publishedJsonSchema(p))])) };
+    compiled = {
+      ajv,
+      validators: new Map(PUBLISHED_SCHEMAS.map((p) => [p.file, ajv.compile(publishedJsonSchema(p))])),
+    };
   }
   return compiled;
 }

@@ -6,7 +6,8 @@ class SummaryReporter {
     const skipped = results.numPendingTests + results.numTodoTests;
     const line = `tests: ${results.numPassedTests} passed, ${results.numFailedTests} failed${skipped ? `, ${skipped} skipped` : ''}`;
     process.stderr.write(`${line}\n`);
-    if (process.env.GOVERNOR_TEST_SUMMARY) require('node:fs').writeFileSync(process.env.GOVERNOR_TEST_SUMMARY, `${line}\n`);
+    if (process.env.GOVERNOR_TEST_SUMMARY)
+      require('node:fs').writeFileSync(process.env.GOVERNOR_TEST_SUMMARY, `${line}\n`);
   }
 }
 module.exports = SummaryReporter;

@@ -10,7 +10,8 @@ import { createGovernorWorker, type GovernorWorkerOptions } from '../../workers/
 /** Address of the shared test server (set by global-setup). */
 export function testAddress(): string {
   const address = process.env.GOVERNOR_TEST_ADDRESS;
-  if (!address) throw new Error('GOVERNOR_TEST_ADDRESS unset: run integration tests through jest (global-setup starts the server)');
+  if (!address)
+    throw new Error('GOVERNOR_TEST_ADDRESS unset: run integration tests through jest (global-setup starts the server)');
   return address;
 }
 
@@ -36,9 +37,9 @@ export async function testClient(): Promise<{ client: Client; connection: Connec
  * A governor worker on the shared server with the prebuilt bundle and, unless `maxCachedWorkflows`
  * says otherwise, no workflow cache (every task replays). Further worker options pass through.
  */
-export async function startGovernorWorker(options: Partial<GovernorWorkerOptions> & { home: string; taskQueue: string }): Promise<
-  Awaited<ReturnType<typeof createGovernorWorker>> & { connection: NativeConnection; stop(): Promise<void> }
-> {
+export async function startGovernorWorker(
+  options: Partial<GovernorWorkerOptions> & { home: string; taskQueue: string },
+): Promise<Awaited<ReturnType<typeof createGovernorWorker>> & { connection: NativeConnection; stop(): Promise<void> }> {
   const connection = await NativeConnection.connect({ address: testAddress() });
   let created: Awaited<ReturnType<typeof createGovernorWorker>>;
   try {

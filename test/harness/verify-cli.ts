@@ -13,7 +13,10 @@ export interface VerifyCliResult {
  * Runs `governor --json verify <args>` in process with `home` as GOVERNOR_HOME and the prebuilt test
  * bundle; `env` is set for the call and restored after it, `codecKeys` is the codec key file (if any).
  */
-export async function runVerifyCli(args: string[], options: { home: string; env?: Record<string, string>; codecKeys?: string }): Promise<VerifyCliResult> {
+export async function runVerifyCli(
+  args: string[],
+  options: { home: string; env?: Record<string, string>; codecKeys?: string },
+): Promise<VerifyCliResult> {
   let code = -1;
   const printed: unknown[] = [];
   const program = new Command('governor').option('--json').exitOverride();

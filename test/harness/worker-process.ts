@@ -21,7 +21,14 @@ import type { LedgerEntry } from '../../examples/service/ledger';
  * - `after-execute`     the service activity returned, its completion is not yet reported to the server
  * - `before-receipt`    the execution is completed in history, its `recordReceipt` local activity has not run
  */
-export const CRASH_POINTS = ['before-authorize', 'after-authorize', 'before-execute', 'during-execute', 'after-execute', 'before-receipt'] as const;
+export const CRASH_POINTS = [
+  'before-authorize',
+  'after-authorize',
+  'before-execute',
+  'during-execute',
+  'after-execute',
+  'before-receipt',
+] as const;
 export type CrashPoint = (typeof CRASH_POINTS)[number];
 
 /** What the child records in the marker file just before it kills itself. */
@@ -101,9 +108,14 @@ export function startWorkerProcess(config: WorkerProcessConfig, logFile: string)
     EXAMPLE_LEDGER: config.ledgerFile,
     GOVERNOR_WORKFLOW_BUNDLE: config.workflowBundle,
     ...(config.policiesDir ? { GOVERNOR_POLICIES: config.policiesDir } : {}),
-    ...(config.crash ? { CRASH_AT: config.crash.at, CRASH_STEP: config.crash.stepId, CRASH_MARKER: config.crash.markerFile } : {}),
+    ...(config.crash
+      ? { CRASH_AT: config.crash.at, CRASH_STEP: config.crash.stepId, CRASH_MARKER: config.crash.markerFile }
+      : {}),
   };
-  const child: ChildProcess = spawn(process.execPath, ['-r', swcRegister(), path.join(__dirname, 'crash-worker.ts')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, ['-r', swcRegister(), path.join(__dirname, 'crash-worker.ts')], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let tail = '';
   const log = fs.openSync(logFile, 'a');
   const collect = (d: Buffer): void => {
@@ -124,7 +136,9 @@ export function startWorkerProcess(config: WorkerProcessConfig, logFile: string)
       seen += d.toString();
       if (/^ready\b/m.test(seen)) resolve();
     });
-    void exited.then((e) => reject(new Error(`worker process exited before it was ready (${e.code ?? e.signal}):\n${tail}`)));
+    void exited.then((e) =>
+      reject(new Error(`worker process exited before it was ready (${e.code ?? e.signal}):\n${tail}`)),
+    );
   });
   ready.catch(() => undefined); // observed by whoever awaits it
   return {
@@ -144,7 +158,12 @@ export function startWorkerProcess(config: WorkerProcessConfig, logFile: string)
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]);
+    return await Promise.race([
+      promise,
+      new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)),
+      ),
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -9,7 +9,6 @@ import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harn
 import { Chain } from '../../contracts/chain';
 import { GovernorClient } from '../../sdk/client';
 
-
 // The default bundle with: a ladder that makes `dba` eligible after 2 s, and a policy that denies
 // any step mallory approved (to prove that policy, not the quorum count, has the last word).
 const bundleDir = defaultBundleWith(
@@ -17,7 +16,8 @@ const bundleDir = defaultBundleWith(
     (m.approvals as Record<string, unknown>).ladder = [{ after: '2s', roles: ['dba'] }];
   },
   {
-    'approvals-test.cedar': '@id("never-mallory")\n@reason("mallory\'s approvals are void")\nforbid (principal, action, resource)\nwhen { context has approvals && context.approvals.approvers.contains("mallory") };\n',
+    'approvals-test.cedar':
+      '@id("never-mallory")\n@reason("mallory\'s approvals are void")\nforbid (principal, action, resource)\nwhen { context has approvals && context.approvals.approvers.contains("mallory") };\n',
     // A short approval deadline for payments so the deadline path ends in seconds.
     'payments.cedar': (text) => text.replace(/@deadline\("[^"]+"\)/g, '@deadline("3s")'),
   },
@@ -31,7 +31,11 @@ afterAll(async () => {
   await g?.stop();
 });
 
-const prodDeploy = () => ({ workload: WORKLOAD, owner: 'team-release', steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })] });
+const prodDeploy = () => ({
+  workload: WORKLOAD,
+  owner: 'team-release',
+  steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })],
+});
 
 async function awaitingApproval(chain: unknown): Promise<{ chainId: string; state: ChainState; digest: string }> {
   const handle = await g.gc.start(chain, await g.creds());
@@ -40,8 +44,25 @@ async function awaitingApproval(chain: unknown): Promise<{ chainId: string; stat
   return { chainId: handle.workflowId, state, digest: step.approval!.stepDigest };
 }
 
-function vote(chainId: string, digest: string, sub: string, roles: string[], decision: 'approve' | 'deny' = 'approve', extra: { home?: string; stepId?: string; stepDigest?: string; justification?: string; reason?: string } = {}) {
-  return issueApproval({ home: extra.home ?? g.home, sub, roles, chainId, stepId: extra.stepId ?? 'deploy', stepDigest: extra.stepDigest ?? digest, decision, justification: extra.justification, reason: extra.reason });
+function vote(
+  chainId: string,
+  digest: string,
+  sub: string,
+  roles: string[],
+  decision: 'approve' | 'deny' = 'approve',
+  extra: { home?: string; stepId?: string; stepDigest?: string; justification?: string; reason?: string } = {},
+) {
+  return issueApproval({
+    home: extra.home ?? g.home,
+    sub,
+    roles,
+    chainId,
+    stepId: extra.stepId ?? 'deploy',
+    stepDigest: extra.stepDigest ?? digest,
+    decision,
+    justification: extra.justification,
+    reason: extra.reason,
+  });
 }
 
 describe('human escalation on the real server', () => {
@@ -49,7 +70,13 @@ describe('human escalation on the real server', () => {
     const { chainId, state, digest } = await awaitingApproval(prodDeploy());
     expect(state.pendingRoles).toEqual(['sre-lead']);
     const approval = state.steps[0]!.approval!;
-    expect(approval).toMatchObject({ roles: ['sre-lead'], quorum: 2, deadline: '30m', stillNeeded: 2, outcome: 'pending' });
+    expect(approval).toMatchObject({
+      roles: ['sre-lead'],
+      quorum: 2,
+      deadline: '30m',
+      stillNeeded: 2,
+      outcome: 'pending',
+    });
     const described = await g.client.workflow.getHandle(chainId).describe();
     expect(described.typedSearchAttributes.get(GovernorStatusKey)).toBe('AwaitingApproval');
     expect(described.typedSearchAttributes.get(GovernorPendingRolesKey)).toEqual(['sre-lead']);
@@ -63,29 +90,88 @@ describe('human escalation on the real server', () => {
     expect(again.approval.stillNeeded).toBe(1);
 
     const rejected: [string, Promise<string>, RegExp][] = [
-      ['the workload itself', vote(chainId, digest, WORKLOAD, ['sre-lead']), /requesting workload and its owner may not approve/],
-      ['its declared owner', vote(chainId, digest, 'team-release', ['sre-lead']), /requesting workload and its owner may not approve/],
+      [
+        'the workload itself',
+        vote(chainId, digest, WORKLOAD, ['sre-lead']),
+        /requesting workload and its owner may not approve/,
+      ],
+      [
+        'its declared owner',
+        vote(chainId, digest, 'team-release', ['sre-lead']),
+        /requesting workload and its owner may not approve/,
+      ],
       ['an approver without the role', vote(chainId, digest, 'bob', ['viewer']), /holds none of the eligible roles/],
-      ['a forged token', vote(chainId, digest, 'eve', ['sre-lead'], 'approve', { home: await makeHome() }), /approval (signature invalid|signing key not found)/],
-      ['a vote for another version of the step', vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepDigest: 'f'.repeat(64) }), /different version of this step/],
-      ['a vote for another step', vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepId: 'other' }), /another step/],
-      ['a vote for another chain', issueApproval({ home: g.home, sub: 'dave', roles: ['sre-lead'], chainId: 'some-other-chain', stepId: 'deploy', stepDigest: digest, decision: 'approve' }), /another chain/],
-      ['an expired vote', issueApproval({ home: g.home, sub: 'dave', roles: ['sre-lead'], chainId, stepId: 'deploy', stepDigest: digest, decision: 'approve', now: new Date(Date.now() - 3_600_000), ttlSeconds: 60 }), /approval expired/],
+      [
+        'a forged token',
+        vote(chainId, digest, 'eve', ['sre-lead'], 'approve', { home: await makeHome() }),
+        /approval (signature invalid|signing key not found)/,
+      ],
+      [
+        'a vote for another version of the step',
+        vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepDigest: 'f'.repeat(64) }),
+        /different version of this step/,
+      ],
+      [
+        'a vote for another step',
+        vote(chainId, digest, 'dave', ['sre-lead'], 'approve', { stepId: 'other' }),
+        /another step/,
+      ],
+      [
+        'a vote for another chain',
+        issueApproval({
+          home: g.home,
+          sub: 'dave',
+          roles: ['sre-lead'],
+          chainId: 'some-other-chain',
+          stepId: 'deploy',
+          stepDigest: digest,
+          decision: 'approve',
+        }),
+        /another chain/,
+      ],
+      [
+        'an expired vote',
+        issueApproval({
+          home: g.home,
+          sub: 'dave',
+          roles: ['sre-lead'],
+          chainId,
+          stepId: 'deploy',
+          stepDigest: digest,
+          decision: 'approve',
+          now: new Date(Date.now() - 3_600_000),
+          ttlSeconds: 60,
+        }),
+        /approval expired/,
+      ],
     ];
     for (const [name, token, reason] of rejected) {
       const r = await g.gc.submitApproval(chainId, await token);
-      expect({ name, counted: r.verdict.counted, reason: r.verdict.reason }).toEqual({ name, counted: false, reason: expect.stringMatching(reason) });
+      expect({ name, counted: r.verdict.counted, reason: r.verdict.reason }).toEqual({
+        name,
+        counted: false,
+        reason: expect.stringMatching(reason),
+      });
     }
     // A malformed vote is refused by the synchronous validator and never reaches history.
     const before = (await g.client.workflow.getHandle(chainId).fetchHistory()).events!.length;
-    await expect(g.gc.submitApproval(chainId, 'not-a-jwt')).rejects.toMatchObject({ code: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining('compact JWS') });
+    await expect(g.gc.submitApproval(chainId, 'not-a-jwt')).rejects.toMatchObject({
+      code: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringContaining('compact JWS'),
+    });
     expect(g.ledger.has(`${chainId}/deploy`)).toBe(false);
 
     // The second approver votes by signal, as from the Temporal UI or `temporal workflow signal`.
     await g.gc.signalVote(chainId, await vote(chainId, digest, 'carol', ['sre-lead']), 'approve');
     const result = (await g.client.workflow.getHandle(chainId).result()) as ChainResult;
     expect(result.status).toBe('Completed');
-    expect(result.steps[0]!.approval).toMatchObject({ outcome: 'approved', approvedBy: [{ approver: 'alice', roles: ['sre-lead'] }, { approver: 'carol', roles: ['sre-lead'] }] });
+    expect(result.steps[0]!.approval).toMatchObject({
+      outcome: 'approved',
+      approvedBy: [
+        { approver: 'alice', roles: ['sre-lead'] },
+        { approver: 'carol', roles: ['sre-lead'] },
+      ],
+    });
     expect(result.steps[0]!.decision!.effect).toBe('allow');
     expect(g.ledger.all().filter((e) => e.idempotencyKey === `${chainId}/deploy`)).toHaveLength(1);
     const history = (await g.client.workflow.getHandle(chainId).fetchHistory()).events!;
@@ -95,7 +181,10 @@ describe('human escalation on the real server', () => {
 
   it('denies at once on a deny vote from an authorized approver', async () => {
     const { chainId, digest } = await awaitingApproval(prodDeploy());
-    const r = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'alice', ['sre-lead'], 'deny', { reason: 'change freeze' }));
+    const r = await g.gc.submitApproval(
+      chainId,
+      await vote(chainId, digest, 'alice', ['sre-lead'], 'deny', { reason: 'change freeze' }),
+    );
     expect(r.verdict).toMatchObject({ counted: true, decision: 'deny' });
     const result = (await g.client.workflow.getHandle(chainId).result()) as ChainResult;
     expect(result.status).toBe('Denied');
@@ -104,7 +193,12 @@ describe('human escalation on the real server', () => {
   });
 
   it('denies when no quorum arrives by the deadline (fail closed, never resumes as allowed)', async () => {
-    const chain = { workload: WORKLOAD, steps: [g.serviceStep('pay', 'pay', { type: 'Account', id: 'acme' }, { context: { amount: 50_000, currency: 'EUR' } })] };
+    const chain = {
+      workload: WORKLOAD,
+      steps: [
+        g.serviceStep('pay', 'pay', { type: 'Account', id: 'acme' }, { context: { amount: 50_000, currency: 'EUR' } }),
+      ],
+    };
     const handle = await g.gc.start(chain, await g.creds());
     const waiting = await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
     expect(waiting.pendingRoles).toEqual(['finance-approver']);
@@ -130,7 +224,10 @@ describe('human escalation on the real server', () => {
   it('makes a further role eligible on the escalation ladder', async () => {
     const { chainId, digest } = await awaitingApproval(prodDeploy());
     const early = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'dan', ['dba']));
-    expect(early.verdict).toMatchObject({ counted: false, reason: expect.stringContaining('holds none of the eligible roles (sre-lead)') });
+    expect(early.verdict).toMatchObject({
+      counted: false,
+      reason: expect.stringContaining('holds none of the eligible roles (sre-lead)'),
+    });
     const later = await g.waitFor(chainId, (s) => s.pendingRoles?.includes('dba') ?? false);
     expect(later.steps[0]!.approval!.eligibleRoles).toEqual(['sre-lead', 'dba']);
     const counted = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'dan', ['dba']));
@@ -143,12 +240,20 @@ describe('human escalation on the real server', () => {
     const { chainId, digest } = await awaitingApproval(prodDeploy());
     const bare = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'sam', ['security-officer']));
     expect(bare.verdict).toMatchObject({ counted: false, reason: expect.stringContaining('requires a justification') });
-    const glass = await g.gc.submitApproval(chainId, await vote(chainId, digest, 'sam', ['security-officer'], 'approve', { justification: 'prod outage INC-4711, SREs unreachable' }));
+    const glass = await g.gc.submitApproval(
+      chainId,
+      await vote(chainId, digest, 'sam', ['security-officer'], 'approve', {
+        justification: 'prod outage INC-4711, SREs unreachable',
+      }),
+    );
     expect(glass.verdict).toMatchObject({ counted: true, breakGlass: true, approver: 'sam' });
     const handle = g.client.workflow.getHandle(chainId);
     const result = (await handle.result()) as ChainResult;
     expect(result.status).toBe('Completed');
-    expect(result.steps[0]!.breakGlass).toEqual({ approver: 'sam', justification: 'prod outage INC-4711, SREs unreachable' });
+    expect(result.steps[0]!.breakGlass).toEqual({
+      approver: 'sam',
+      justification: 'prod outage INC-4711, SREs unreachable',
+    });
     expect((await handle.describe()).typedSearchAttributes.get(GovernorBreakGlassKey)).toBe(true);
     let listed: string[] = [];
     for (let i = 0; i < 40 && !listed.includes(chainId); i++) {
@@ -161,19 +266,50 @@ describe('human escalation on the real server', () => {
 
 describe('votes that arrive early or while no worker runs', () => {
   it('keeps votes for a step that does not await approval yet, and counts them when it does', async () => {
-    const steps = [g.serviceStep('first', 'deploy', { type: 'Environment', id: 'prod' }), g.serviceStep('second', 'deploy', { type: 'Environment', id: 'prod' })];
+    const steps = [
+      g.serviceStep('first', 'deploy', { type: 'Environment', id: 'prod' }),
+      g.serviceStep('second', 'deploy', { type: 'Environment', id: 'prod' }),
+    ];
     const handle = await g.gc.start({ workload: WORKLOAD, steps }, await g.creds());
     const waiting = await g.waitFor(handle.workflowId, (s) => s.steps[0]!.approval?.outcome === 'pending');
     // The second step's digest, as the authorize activity computes it (the chain input with its defaults).
     const parsed = Chain.parse({ workload: WORKLOAD, steps });
     const second = parsed.steps[1]!;
-    const secondDigest = stepDigest(handle.workflowId, { ...second, stepId: 'second' }, { input: second.input, executor: second.executor });
+    const secondDigest = stepDigest(
+      handle.workflowId,
+      { ...second, stepId: 'second' },
+      { input: second.input, executor: second.executor },
+    );
     for (const sub of ['erin', 'frank']) {
-      await g.gc.signalVote(handle.workflowId, await issueApproval({ home: g.home, sub, roles: ['sre-lead'], chainId: handle.workflowId, stepId: 'second', stepDigest: secondDigest, decision: 'approve' }), 'approve');
+      await g.gc.signalVote(
+        handle.workflowId,
+        await issueApproval({
+          home: g.home,
+          sub,
+          roles: ['sre-lead'],
+          chainId: handle.workflowId,
+          stepId: 'second',
+          stepDigest: secondDigest,
+          decision: 'approve',
+        }),
+        'approve',
+      );
     }
     const firstDigest = waiting.steps[0]!.approval!.stepDigest;
     for (const sub of ['alice', 'carol']) {
-      await g.gc.signalVote(handle.workflowId, await issueApproval({ home: g.home, sub, roles: ['sre-lead'], chainId: handle.workflowId, stepId: 'first', stepDigest: firstDigest, decision: 'approve' }), 'approve');
+      await g.gc.signalVote(
+        handle.workflowId,
+        await issueApproval({
+          home: g.home,
+          sub,
+          roles: ['sre-lead'],
+          chainId: handle.workflowId,
+          stepId: 'first',
+          stepDigest: firstDigest,
+          decision: 'approve',
+        }),
+        'approve',
+      );
     }
     const result = (await handle.result()) as ChainResult;
     expect(result.status).toBe('Completed');
@@ -197,7 +333,10 @@ describe('votes that arrive early or while no worker runs', () => {
     await gc.signalVote(handle.workflowId, await vote(handle.workflowId, digest, 'alice', ['sre-lead']), 'approve');
     worker = await startGovernorWorker({ home: g.home, taskQueue, policiesDir: bundleDir });
     try {
-      const r = await gc.submitApproval(handle.workflowId, await vote(handle.workflowId, digest, 'carol', ['sre-lead']));
+      const r = await gc.submitApproval(
+        handle.workflowId,
+        await vote(handle.workflowId, digest, 'carol', ['sre-lead']),
+      );
       expect(r.verdict.counted).toBe(true);
       const result = (await handle.result()) as ChainResult;
       expect(result.status).toBe('Completed');
@@ -210,7 +349,8 @@ describe('votes that arrive early or while no worker runs', () => {
 });
 
 describe('governor approve / deny / list --awaiting-approval', () => {
-  const cli = (args: string[]) => runGovernorCli(args, { TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue });
+  const cli = (args: string[]) =>
+    runGovernorCli(args, { TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue });
 
   it('counts a vote (exit 0), rejects one with its reason (exit 1), and lists what is still needed', async () => {
     const { chainId } = await awaitingApproval(prodDeploy());
@@ -223,13 +363,29 @@ describe('governor approve / deny / list --awaiting-approval', () => {
     }
     expect(listed.find((c) => c.chainId === chainId)?.pendingRoles).toEqual(['sre-lead']);
 
-    const ok = await cli(['approve', chainId, '--as', 'alice', '--roles', 'sre-lead', '--reason', 'looks good', '--json']);
+    const ok = await cli([
+      'approve',
+      chainId,
+      '--as',
+      'alice',
+      '--roles',
+      'sre-lead',
+      '--reason',
+      'looks good',
+      '--json',
+    ]);
     expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(ok.stdout)).toMatchObject({ counted: true, approval: { stillNeeded: 1, approvedBy: [{ approver: 'alice' }] } });
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      counted: true,
+      approval: { stillNeeded: 1, approvedBy: [{ approver: 'alice' }] },
+    });
 
     const no = await cli(['deny', chainId, '--as', 'bob', '--roles', 'viewer', '--json']);
     expect(no.code).toBe(1);
-    expect(JSON.parse(no.stdout)).toMatchObject({ counted: false, verdict: { reason: expect.stringContaining('holds none of the eligible roles') } });
+    expect(JSON.parse(no.stdout)).toMatchObject({
+      counted: false,
+      verdict: { reason: expect.stringContaining('holds none of the eligible roles') },
+    });
 
     const status = await cli(['status', chainId]);
     expect(status.stdout).toContain('approved by alice (sre-lead); still needed: 1');

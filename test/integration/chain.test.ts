@@ -41,8 +41,19 @@ const bundleWith = (origin: string): string =>
     m.http = { allow: [{ origin }] };
   });
 
-function serviceStep(id: string, action: string, resource: { type: string; id: string }, extra: Record<string, unknown> = {}) {
-  return { id, action, resource, executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' }, ...extra };
+function serviceStep(
+  id: string,
+  action: string,
+  resource: { type: string; id: string },
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    id,
+    action,
+    resource,
+    executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' },
+    ...extra,
+  };
 }
 
 async function creds(sub = WORKLOAD, options: { now?: Date; ttlSeconds?: number; home?: string } = {}) {
@@ -94,7 +105,10 @@ describe('governed chains on the real server', () => {
   it('completes an allowed chain, executing each step once on the service queue, with receipts and visibility', async () => {
     const chain = {
       workload: WORKLOAD,
-      steps: [serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' }), serviceStep('announce', 'notify', { type: 'Channel', id: 'releases' })],
+      steps: [
+        serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' }),
+        serviceStep('announce', 'notify', { type: 'Channel', id: 'releases' }),
+      ],
     };
     const handle = await gc.start(chain, await creds());
     const result = (await handle.result()) as ChainResult;
@@ -125,9 +139,15 @@ describe('governed chains on the real server', () => {
     expect(state.status).toBe('Completed');
     expect(state.steps[1]!.decision!.effect).toBe('allow');
     const history = await handle.fetchHistory();
-    const summaries = (history.events ?? []).flatMap((e) => (e.userMetadata?.summary?.data ? [JSON.parse(Buffer.from(e.userMetadata.summary.data).toString()) as string] : []));
+    const summaries = (history.events ?? []).flatMap((e) =>
+      e.userMetadata?.summary?.data ? [JSON.parse(Buffer.from(e.userMetadata.summary.data).toString()) as string] : [],
+    );
     expect(summaries).toEqual(
-      expect.arrayContaining(['authorize deploy on Environment::"staging"', 'execute deploy on Environment::"staging"', 'authorize notify on Channel::"releases"']),
+      expect.arrayContaining([
+        'authorize deploy on Environment::"staging"',
+        'execute deploy on Environment::"staging"',
+        'authorize notify on Channel::"releases"',
+      ]),
     );
   });
 
@@ -143,15 +163,62 @@ describe('governed chains on the real server', () => {
     expect((await handle.describe()).typedSearchAttributes.get(GovernorStatusKey)).toBe('Denied');
   });
 
-  const allowedChain = () => ({ workload: WORKLOAD, steps: [serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] });
+  const allowedChain = () => ({
+    workload: WORKLOAD,
+    steps: [serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })],
+  });
 
   it.each([
-    ['forged (another issuer key)', async () => ({ credential: await issueCredential({ home: await makeHome(), sub: WORKLOAD }), attestation: await issueAttestation({ home, sub: WORKLOAD }) }), /credential (signature invalid|signing key not found)/],
-    ['wrong audience', async () => ({ credential: await issueCredential({ home, sub: WORKLOAD, audience: 'someone-else' }), attestation: await issueAttestation({ home, sub: WORKLOAD }) }), /credential audience mismatch/],
-    ['wrong issuer', async () => ({ credential: await issueCredential({ home, sub: WORKLOAD, issuer: 'https://evil.example' }), attestation: await issueAttestation({ home, sub: WORKLOAD }) }), /credential issuer not trusted/],
-    ['stale attestation', async () => ({ credential: await issueCredential({ home, sub: WORKLOAD }), attestation: await issueAttestation({ home, sub: WORKLOAD, now: new Date(Date.now() - 3_600_000), ttlSeconds: 86_400 }) }), /attestation is stale/],
-    ['foreign attestation', async () => ({ credential: await issueCredential({ home, sub: WORKLOAD }), attestation: await issueAttestation({ home, sub: 'agent:other' }) }), /attestation subject does not match/],
-    ['credential of another workload', async () => creds('agent:other'), /credential subject does not match the chain workload/],
+    [
+      'forged (another issuer key)',
+      async () => ({
+        credential: await issueCredential({ home: await makeHome(), sub: WORKLOAD }),
+        attestation: await issueAttestation({ home, sub: WORKLOAD }),
+      }),
+      /credential (signature invalid|signing key not found)/,
+    ],
+    [
+      'wrong audience',
+      async () => ({
+        credential: await issueCredential({ home, sub: WORKLOAD, audience: 'someone-else' }),
+        attestation: await issueAttestation({ home, sub: WORKLOAD }),
+      }),
+      /credential audience mismatch/,
+    ],
+    [
+      'wrong issuer',
+      async () => ({
+        credential: await issueCredential({ home, sub: WORKLOAD, issuer: 'https://evil.example' }),
+        attestation: await issueAttestation({ home, sub: WORKLOAD }),
+      }),
+      /credential issuer not trusted/,
+    ],
+    [
+      'stale attestation',
+      async () => ({
+        credential: await issueCredential({ home, sub: WORKLOAD }),
+        attestation: await issueAttestation({
+          home,
+          sub: WORKLOAD,
+          now: new Date(Date.now() - 3_600_000),
+          ttlSeconds: 86_400,
+        }),
+      }),
+      /attestation is stale/,
+    ],
+    [
+      'foreign attestation',
+      async () => ({
+        credential: await issueCredential({ home, sub: WORKLOAD }),
+        attestation: await issueAttestation({ home, sub: 'agent:other' }),
+      }),
+      /attestation subject does not match/,
+    ],
+    [
+      'credential of another workload',
+      async () => creds('agent:other'),
+      /credential subject does not match the chain workload/,
+    ],
   ])('denies a chain with a %s credential before anything executes', async (_name, make, reason) => {
     const handle = await gc.start(allowedChain(), await make());
     const result = (await handle.result()) as ChainResult;
@@ -191,7 +258,10 @@ describe('governed chains on the real server', () => {
     const w = await startGovernorWorker({ home, taskQueue: q, policiesDir: erroring });
     try {
       // size * 10^12 overflows a Cedar Long: both forbids error, the permit alone would allow.
-      const chain = { workload: WORKLOAD, steps: [serviceStep('s1', 'read', { type: 'Document', id: 'report' }, { context: { size: 10_000_000 } })] };
+      const chain = {
+        workload: WORKLOAD,
+        steps: [serviceStep('s1', 'read', { type: 'Document', id: 'report' }, { context: { size: 10_000_000 } })],
+      };
       const handle = await new GovernorClient(client, q).start(chain, await creds());
       const result = (await handle.result()) as ChainResult;
       expect(result.status).toBe('Denied');
@@ -206,8 +276,28 @@ describe('governed chains on the real server', () => {
     const chain = {
       workload: WORKLOAD,
       steps: [
-        serviceStep('deploy-dev', 'deploy', { type: 'Environment', id: 'dev' }, { compensation: { action: 'rollback', executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' } } }),
-        serviceStep('deploy-staging', 'deploy', { type: 'Environment', id: 'staging' }, { compensation: { action: 'rollback', executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' } } }),
+        serviceStep(
+          'deploy-dev',
+          'deploy',
+          { type: 'Environment', id: 'dev' },
+          {
+            compensation: {
+              action: 'rollback',
+              executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' },
+            },
+          },
+        ),
+        serviceStep(
+          'deploy-staging',
+          'deploy',
+          { type: 'Environment', id: 'staging' },
+          {
+            compensation: {
+              action: 'rollback',
+              executor: { type: 'activity', taskQueue: serviceQueue, activityType: 'perform' },
+            },
+          },
+        ),
         serviceStep('announce', 'notify', { type: 'Channel', id: 'releases' }, { input: { simulateFailure: true } }),
         serviceStep('never', 'notify', { type: 'Channel', id: 'releases' }),
       ],
@@ -217,7 +307,10 @@ describe('governed chains on the real server', () => {
     expect(result.status).toBe('Failed');
     expect(result.reason).toContain('service refused notify');
     expect(result.steps.map((s) => s.status)).toEqual(['compensated', 'compensated', 'failed', 'skipped']);
-    const keys = ledger.all().map((e) => e.idempotencyKey).filter((k) => k.startsWith(handle.workflowId));
+    const keys = ledger
+      .all()
+      .map((e) => e.idempotencyKey)
+      .filter((k) => k.startsWith(handle.workflowId));
     expect(keys).toEqual([
       `${handle.workflowId}/deploy-dev`,
       `${handle.workflowId}/deploy-staging`,
@@ -230,17 +323,43 @@ describe('governed chains on the real server', () => {
     const seen = hookSeen;
     const port = hookPort;
     try {
-      const ok = { workload: WORKLOAD, steps: [{ id: 'notify', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'http', url: `http://127.0.0.1:${port}/hook` } }] };
+      const ok = {
+        workload: WORKLOAD,
+        steps: [
+          {
+            id: 'notify',
+            action: 'notify',
+            resource: { type: 'Channel', id: 'ops' },
+            executor: { type: 'http', url: `http://127.0.0.1:${port}/hook` },
+          },
+        ],
+      };
       const handle = await gc.start(ok, await creds());
       const result = (await handle.result()) as ChainResult;
       expect(result.status).toBe('Completed');
-      expect(result.steps[0]!.outcome).toMatchObject({ executor: 'http', httpStatus: 202, idempotencyKey: `${handle.workflowId}/notify` });
+      expect(result.steps[0]!.outcome).toMatchObject({
+        executor: 'http',
+        httpStatus: 202,
+        idempotencyKey: `${handle.workflowId}/notify`,
+      });
       expect(seen).toEqual([{ key: `${handle.workflowId}/notify`, method: 'POST' }]);
 
-      const blocked = { workload: WORKLOAD, steps: [{ id: 'notify', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'http', url: `http://localhost:${port}/hook` } }] };
+      const blocked = {
+        workload: WORKLOAD,
+        steps: [
+          {
+            id: 'notify',
+            action: 'notify',
+            resource: { type: 'Channel', id: 'ops' },
+            executor: { type: 'http', url: `http://localhost:${port}/hook` },
+          },
+        ],
+      };
       const r2 = await runChain(blocked);
       expect(r2.status).toBe('Denied');
-      expect(r2.reason).toBe(`step notify: http target refused: http://localhost:${port} is not in the manifest's http.allow`);
+      expect(r2.reason).toBe(
+        `step notify: http target refused: http://localhost:${port} is not in the manifest's http.allow`,
+      );
       expect(seen).toHaveLength(1);
     } finally {
       if (hookServer.listening) hookServer.close();
@@ -248,21 +367,35 @@ describe('governed chains on the real server', () => {
   });
 
   it('rejects a malformed chain in the client: nothing starts', async () => {
-    const bad = { workload: WORKLOAD, steps: [{ id: 's1', action: 'deploy', resource: { type: 'environment', id: 'x' }, executor: { type: 'noop' } }] };
+    const bad = {
+      workload: WORKLOAD,
+      steps: [{ id: 's1', action: 'deploy', resource: { type: 'environment', id: 'x' }, executor: { type: 'noop' } }],
+    };
     await expect(gc.start(bad, { ...(await creds()), chainId: 'malformed-client-chain' })).rejects.toMatchObject({
       code: 'GOVERNOR_INVALID_INPUT',
       message: expect.stringContaining('steps.0.resource.type'),
     });
-    await expect(client.workflow.getHandle('malformed-client-chain').describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    await expect(client.workflow.getHandle('malformed-client-chain').describe()).rejects.toBeInstanceOf(
+      WorkflowNotFoundError,
+    );
   });
 });
 
 describe('the governor CLI against the real server', () => {
   // Asynchronous on purpose: the governor worker runs in this process and must keep serving.
-  function governorCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  function governorCli(
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       const child = spawn(process.execPath, [path.join(root, 'bin', 'governor.js'), ...args], {
-        env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: home, GOVERNOR_TASK_QUEUE: taskQueue, ...env },
+        env: {
+          ...process.env,
+          TEMPORAL_ADDRESS: testAddress(),
+          GOVERNOR_HOME: home,
+          GOVERNOR_TASK_QUEUE: taskQueue,
+          ...env,
+        },
       });
       let stdout = '';
       let stderr = '';
@@ -273,12 +406,26 @@ describe('the governor CLI against the real server', () => {
   }
 
   it('runs the example chains with --wait --json and exit codes 0 (completed) and 2 (denied)', async () => {
-    const ok = await governorCli(['run', path.join(root, 'examples/chains/deploy-staging.yaml'), '--as', WORKLOAD, '--wait', '--json']);
+    const ok = await governorCli([
+      'run',
+      path.join(root, 'examples/chains/deploy-staging.yaml'),
+      '--as',
+      WORKLOAD,
+      '--wait',
+      '--json',
+    ]);
     expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
     const okJson = JSON.parse(ok.stdout.trim().split('\n').pop()!);
     expect(okJson).toMatchObject({ status: 'Completed', chainId: expect.any(String) });
 
-    const denied = await governorCli(['run', path.join(root, 'examples/chains/drop-prod-table.yaml'), '--as', WORKLOAD, '--wait', '--json']);
+    const denied = await governorCli([
+      'run',
+      path.join(root, 'examples/chains/drop-prod-table.yaml'),
+      '--as',
+      WORKLOAD,
+      '--wait',
+      '--json',
+    ]);
     expect(denied.code).toBe(2);
     expect(JSON.parse(denied.stdout.trim().split('\n').pop()!)).toMatchObject({ status: 'Denied' });
 
@@ -288,7 +435,10 @@ describe('the governor CLI against the real server', () => {
   });
 
   it('lists chains by status and workload from search attributes', async () => {
-    const r = await runChain({ workload: 'agent:lister', steps: [serviceStep('announce', 'notify', { type: 'Channel', id: 'releases' })] }, await creds('agent:lister'));
+    const r = await runChain(
+      { workload: 'agent:lister', steps: [serviceStep('announce', 'notify', { type: 'Channel', id: 'releases' })] },
+      await creds('agent:lister'),
+    );
     expect(r.status).toBe('Completed');
     let chains: { chainId: string; status: string }[] = [];
     for (let i = 0; i < 40; i++) {
@@ -305,11 +455,16 @@ describe('the governor CLI against the real server', () => {
   it('rejects a malformed chain file with exit 1, naming the field, and starts nothing', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gov-chain-'));
     const file = path.join(dir, 'bad.yaml');
-    fs.writeFileSync(file, 'workload: agent:release-bot\nsteps:\n  - id: s1\n    action: deploy\n    resource: { type: Environment, id: staging }\n    executor: { type: http, url: "ftp://x" }\n');
+    fs.writeFileSync(
+      file,
+      'workload: agent:release-bot\nsteps:\n  - id: s1\n    action: deploy\n    resource: { type: Environment, id: staging }\n    executor: { type: http, url: "ftp://x" }\n',
+    );
     const r = await governorCli(['run', file, '--as', WORKLOAD, '--chain-id', 'malformed-file-chain', '--json']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('steps.0.executor.url');
-    return expect(client.workflow.getHandle('malformed-file-chain').describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    return expect(client.workflow.getHandle('malformed-file-chain').describe()).rejects.toBeInstanceOf(
+      WorkflowNotFoundError,
+    );
   });
 });
 
@@ -339,13 +494,22 @@ describe('crash: the governor worker killed mid-chain', () => {
     });
     const svcRun = svc.run();
     const spawnWorker = (): ChildProcess =>
-      spawn(process.execPath, [path.join(root, 'bin', 'governor.js'), 'worker', '--task-queue', q, '--policies', bundleDir], {
-        env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: home, LOG_LEVEL: 'warn' },
-        stdio: 'ignore',
-      });
+      spawn(
+        process.execPath,
+        [path.join(root, 'bin', 'governor.js'), 'worker', '--task-queue', q, '--policies', bundleDir],
+        {
+          env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: home, LOG_LEVEL: 'warn' },
+          stdio: 'ignore',
+        },
+      );
     let child = spawnWorker();
     try {
-      const step = (id: string) => ({ id, action: 'deploy', resource: { type: 'Environment', id: 'staging' }, executor: { type: 'activity', taskQueue: crashQueue, activityType: 'perform' } });
+      const step = (id: string) => ({
+        id,
+        action: 'deploy',
+        resource: { type: 'Environment', id: 'staging' },
+        executor: { type: 'activity', taskQueue: crashQueue, activityType: 'perform' },
+      });
       const chain: Chain = { workload: WORKLOAD, steps: [step('s1'), step('s2'), step('s3')] } as Chain;
       const handle = await new GovernorClient(client, q).start(chain, await creds());
       await inStep2;

@@ -3,7 +3,14 @@ import type { Client, Connection } from '@temporalio/client';
 import { compactVerify, createLocalJWKSet } from 'jose';
 import { issueApproval, loadPublicJwks } from '../../identity';
 import { CoordinationClient } from '../../sdk/coordination';
-import { COORDINATOR_WORKFLOW_TYPE, slotRequestId, type CoordinatorState, type SlotAsk, type SlotRequest, type SlotVerdict } from '../../contracts/coordination';
+import {
+  COORDINATOR_WORKFLOW_TYPE,
+  slotRequestId,
+  type CoordinatorState,
+  type SlotAsk,
+  type SlotRequest,
+  type SlotVerdict,
+} from '../../contracts/coordination';
 import type { Receipt } from '../../contracts/receipt';
 import type { Manifest } from '../../policies/manifest';
 import { defaultBundleWith } from '../harness/bundles';
@@ -40,7 +47,10 @@ const bundleDir = defaultBundleWith((m) => {
       domain('can', { batchingWindow: '500ms' }),
       domain('forged', { batchingWindow: '300ms' }),
     ],
-    authority: { workloads: { 'agent:release-bot': 10, 'agent:ops-bot': 5, 'agent:peer-a': 5, 'agent:peer-b': 5 }, default: 0 },
+    authority: {
+      workloads: { 'agent:release-bot': 10, 'agent:ops-bot': 5, 'agent:peer-a': 5, 'agent:peer-b': 5 },
+      default: 0,
+    },
   };
 });
 
@@ -60,7 +70,15 @@ beforeAll(async () => {
   // times out and is retried 10 s later). Determinism is checked instead by replaying every
   // coordinator history at the end (see afterAll).
   const native = await NativeConnection.connect({ address: testAddress() });
-  const { worker, policies } = await createGovernorWorker({ connection: native, namespace: 'default', taskQueue, home, policiesDir: bundleDir, workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! }, maxCachedWorkflows: 50 });
+  const { worker, policies } = await createGovernorWorker({
+    connection: native,
+    namespace: 'default',
+    taskQueue,
+    home,
+    policiesDir: bundleDir,
+    workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
+    maxCachedWorkflows: 50,
+  });
   governor = { worker, connection: native, running: worker.run() };
   ({ client, connection } = await testClient());
   cc = new CoordinationClient(client, taskQueue);
@@ -75,11 +93,23 @@ afterAll(async () => {
   await connection?.close();
 });
 
-const ask = (chainId: string, workload: string, action: string, extra: Partial<SlotAsk> = {}): SlotAsk => ({ chainId, stepId: 's', workload, action, resource: { type: 'Cluster', id: 'eu-1' }, ...extra });
-const seal = async (d: string, a: SlotAsk): Promise<SlotRequest> => (await sealSlotRequestWithKey(home, manifest, d, a))!;
+const ask = (chainId: string, workload: string, action: string, extra: Partial<SlotAsk> = {}): SlotAsk => ({
+  chainId,
+  stepId: 's',
+  workload,
+  action,
+  resource: { type: 'Cluster', id: 'eu-1' },
+  ...extra,
+});
+const seal = async (d: string, a: SlotAsk): Promise<SlotRequest> =>
+  (await sealSlotRequestWithKey(home, manifest, d, a))!;
 const idOf = (r: { chainId: string; stepId: string }) => slotRequestId(r.chainId, r.stepId);
 
-async function waitState(d: string, predicate: (s: CoordinatorState) => boolean, what: string): Promise<CoordinatorState> {
+async function waitState(
+  d: string,
+  predicate: (s: CoordinatorState) => boolean,
+  what: string,
+): Promise<CoordinatorState> {
   let last: CoordinatorState | undefined;
   for (let i = 0; i < 150; i++) {
     try {
@@ -90,9 +120,12 @@ async function waitState(d: string, predicate: (s: CoordinatorState) => boolean,
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${d}: never ${what}; last state: ${JSON.stringify({ holder: last?.holder?.requestId, queue: last?.queue.map((q) => q.requestId), ties: last?.ties, recent: last?.recent.map((v) => [v.requestId, v.status, v.reason]) })}`);
+  throw new Error(
+    `${d}: never ${what}; last state: ${JSON.stringify({ holder: last?.holder?.requestId, queue: last?.queue.map((q) => q.requestId), ties: last?.ties, recent: last?.recent.map((v) => [v.requestId, v.status, v.reason]) })}`,
+  );
 }
-const final = (s: CoordinatorState, requestId: string): SlotVerdict | undefined => s.recent.filter((v) => v.requestId === requestId && v.status !== 'queued').pop();
+const final = (s: CoordinatorState, requestId: string): SlotVerdict | undefined =>
+  s.recent.filter((v) => v.requestId === requestId && v.status !== 'queued').pop();
 
 describe('deterministic order', () => {
   it('orders the same pending set identically whatever the arrival order, and settles conflicts by authority', async () => {
@@ -114,12 +147,18 @@ describe('deterministic order', () => {
       permutations.map(async ([d, order]) => {
         const requests = await Promise.all(asks.map((a) => seal(d, a)));
         for (const i of order) await cc.send(requests[i]!);
-        const s = await waitState(d, (x) => x.holder !== undefined && x.collecting.length === 0 && x.queue.length === 4, 'ordered its batch');
+        const s = await waitState(
+          d,
+          (x) => x.holder !== undefined && x.collecting.length === 0 && x.queue.length === 4,
+          'ordered its batch',
+        );
         return { s, digests: requests.map((r) => r.requestDigest) };
       }),
     );
     const orders = outcomes.map(({ s }) => [s.holder!.requestId, ...s.queue.map((q) => q.requestId)]);
-    const rejections = outcomes.map(({ s }) => s.recent.filter((v) => v.status === 'rejected').map((v) => [v.requestId, v.reason]));
+    const rejections = outcomes.map(({ s }) =>
+      s.recent.filter((v) => v.status === 'rejected').map((v) => [v.requestId, v.reason]),
+    );
     // The digest does not depend on the domain: the same request is the same tie-break everywhere.
     expect(outcomes[1]!.digests).toEqual(outcomes[0]!.digests);
     expect(orders[1]).toEqual(orders[0]);
@@ -142,47 +181,86 @@ describe('conflicts, receipts and delivery to the chain', () => {
   it('requeues the lower authority behind the winner, grants in order, signals each chain with the receipt of its verdict', async () => {
     // An idle workflow stands in for the winning chain: its history shows the signals it received.
     const winnerChain = `recv-${randomUUID()}`;
-    await client.workflow.start(COORDINATOR_WORKFLOW_TYPE, { workflowId: winnerChain, taskQueue, args: [{ domain: 'receiver' }] });
+    await client.workflow.start(COORDINATOR_WORKFLOW_TYPE, {
+      workflowId: winnerChain,
+      taskQueue,
+      args: [{ domain: 'receiver' }],
+    });
     const winner = await seal('requeue', ask(winnerChain, 'agent:release-bot', 'deploy'));
     const loser = await seal('requeue', ask(`loser-${randomUUID()}`, 'agent:ops-bot', 'rollback'));
     await cc.send(loser);
     await cc.send(winner);
     let s = await waitState('requeue', (x) => x.holder?.requestId === idOf(winner), 'granted the winner');
-    expect(s.queue).toEqual([expect.objectContaining({ requestId: idOf(loser), state: 'queued', conflictWith: idOf(winner), note: expect.stringContaining(`requeued after ${idOf(winner)}`) })]);
+    expect(s.queue).toEqual([
+      expect.objectContaining({
+        requestId: idOf(loser),
+        state: 'queued',
+        conflictWith: idOf(winner),
+        note: expect.stringContaining(`requeued after ${idOf(winner)}`),
+      }),
+    ]);
 
     await cc.release('requeue', { chainId: winner.chainId, stepId: 's', completed: true });
     s = await waitState('requeue', (x) => x.holder?.requestId === idOf(loser), 'granted the requeued request');
     expect(s.versions).toEqual({ 'Cluster::"eu-1"': 1 });
-    expect(final(s, idOf(loser))).toMatchObject({ status: 'granted', granted: true, conflictWith: idOf(winner), version: 1 });
+    expect(final(s, idOf(loser))).toMatchObject({
+      status: 'granted',
+      granted: true,
+      conflictWith: idOf(winner),
+      version: 1,
+    });
     await cc.release('requeue', { chainId: loser.chainId, stepId: 's', completed: false });
     s = await waitState('requeue', (x) => x.holder === undefined, 'released');
     expect(s.versions).toEqual({ 'Cluster::"eu-1"': 1 }); // not completed: the version stays
 
     // The chain received its verdicts, each with the coordinator's receipt.
-    const received = (await client.workflow.getHandle(winnerChain).fetchHistory()).events!
-      .filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotVerdict')
-      .map((e) => JSON.parse(Buffer.from(e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!).toString()) as SlotVerdict);
+    const received = (await client.workflow.getHandle(winnerChain).fetchHistory())
+      .events!.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotVerdict')
+      .map(
+        (e) =>
+          JSON.parse(
+            Buffer.from(e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!).toString(),
+          ) as SlotVerdict,
+      );
     expect(received.map((v) => v.status)).toEqual(['queued', 'granted']);
     const granted = s.recent.find((v) => v.requestId === idOf(winner) && v.status === 'granted')!;
     expect(received[1]).toEqual(granted);
-    expect(granted.receipt).toMatchObject({ coordinatorId: cc.coordinatorId('requeue'), seq: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(granted.receipt).toMatchObject({
+      coordinatorId: cc.coordinatorId('requeue'),
+      seq: expect.any(Number),
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     await client.workflow.getHandle(winnerChain).terminate('test done');
 
     // The coordinator's receipt chain: every batch, verdict and release, linked and signed.
-    const receipts = (await client.workflow.getHandle(cc.coordinatorId('requeue')).fetchHistory()).events!
-      .filter((e) => e.markerRecordedEventAttributes?.details?.result)
+    const receipts = (await client.workflow.getHandle(cc.coordinatorId('requeue')).fetchHistory())
+      .events!.filter((e) => e.markerRecordedEventAttributes?.details?.result)
       .flatMap((e) => {
-        const result = JSON.parse(Buffer.from(e.markerRecordedEventAttributes!.details!.result!.payloads![0]!.data!).toString()) as { receipts?: Receipt[] };
+        const result = JSON.parse(
+          Buffer.from(e.markerRecordedEventAttributes!.details!.result!.payloads![0]!.data!).toString(),
+        ) as { receipts?: Receipt[] };
         return result.receipts ?? [];
       });
     const jwks = createLocalJWKSet(loadPublicJwks(home, 'receipt'));
     let prev = '0'.repeat(64);
     for (const [i, r] of receipts.entries()) {
-      expect({ seq: r.seq, prevHash: r.prevHash, chainId: r.chainId }).toEqual({ seq: i + 1, prevHash: prev, chainId: cc.coordinatorId('requeue') });
+      expect({ seq: r.seq, prevHash: r.prevHash, chainId: r.chainId }).toEqual({
+        seq: i + 1,
+        prevHash: prev,
+        chainId: cc.coordinatorId('requeue'),
+      });
       expect(new TextDecoder().decode((await compactVerify(r.signature, jwks)).payload)).toBe(r.hash);
       prev = r.hash;
     }
-    expect(receipts.map((r) => r.stepId)).toEqual(['batch-1', idOf(winner), idOf(loser), idOf(winner), idOf(winner), idOf(loser), idOf(loser)]);
+    expect(receipts.map((r) => r.stepId)).toEqual([
+      'batch-1',
+      idOf(winner),
+      idOf(loser),
+      idOf(winner),
+      idOf(winner),
+      idOf(loser),
+      idOf(loser),
+    ]);
     expect(s.receiptHead).toEqual({ seq: receipts.length, hash: prev });
     expect(receipts.find((r) => r.hash === granted.receipt!.hash)).toBeDefined();
   });
@@ -191,10 +269,21 @@ describe('conflicts, receipts and delivery to the chain', () => {
     const good = await seal('forged', ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'));
     const inflated = { ...good, chainId: `forged-${randomUUID()}`, authority: 1000 };
     const reforged = { ...good, stepId: 'other' };
-    const sealedElsewhere = await sealSlotRequestWithKey(await makeHome(), manifest, 'forged', ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'));
+    const sealedElsewhere = await sealSlotRequestWithKey(
+      await makeHome(),
+      manifest,
+      'forged',
+      ask(`forged-${randomUUID()}`, 'agent:nobody', 'deploy'),
+    );
     for (const r of [inflated, reforged, sealedElsewhere!]) await cc.send(r);
-    const s = await waitState('forged', (x) => x.recent.filter((v) => v.status === 'rejected').length === 3, 'refused the forgeries');
-    expect(Object.fromEntries(s.recent.filter((v) => v.status === 'rejected').map((v) => [v.requestId, v.reason]))).toEqual({
+    const s = await waitState(
+      'forged',
+      (x) => x.recent.filter((v) => v.status === 'rejected').length === 3,
+      'refused the forgeries',
+    );
+    expect(
+      Object.fromEntries(s.recent.filter((v) => v.status === 'rejected').map((v) => [v.requestId, v.reason])),
+    ).toEqual({
       [idOf(inflated)]: 'request digest does not match the request',
       [idOf(reforged)]: 'request digest does not match the request',
       [idOf(sealedElsewhere!)]: 'request is not sealed by this governor',
@@ -210,20 +299,57 @@ describe('ties between equal authorities', () => {
     await cc.send(b);
     const s = await waitState('tie', (x) => x.ties[0]?.digest !== undefined, 'opened a tie');
     const tie = s.ties[0]!;
-    expect(tie).toMatchObject({ role: 'sre-lead', deadline: '30s', contenders: expect.arrayContaining([idOf(a), idOf(b)]), deadlineAt: expect.any(String) });
+    expect(tie).toMatchObject({
+      role: 'sre-lead',
+      deadline: '30s',
+      contenders: expect.arrayContaining([idOf(a), idOf(b)]),
+      deadlineAt: expect.any(String),
+    });
     expect(s.holder).toBeUndefined(); // the tie holds the queue
     expect(s.queue.map((q) => q.state)).toEqual(['tie', 'tie']);
 
-    const vote = (sub: string, roles: string[], winner: SlotRequest, stepDigest = tie.digest!) => issueApproval({ home, sub, roles, chainId: winner.chainId, stepId: winner.stepId, stepDigest, decision: 'approve' });
-    await expect(cc.chooseWinner('tie', 'tie-99', await vote('sally', ['sre-lead'], b))).rejects.toMatchObject({ code: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining('no pending tie tie-99') });
-    expect(await cc.chooseWinner('tie', tie.tieId, await vote('agent:peer-a', ['sre-lead'], a))).toMatchObject({ counted: false, reason: 'a contender or its owner may not settle the tie' });
-    expect(await cc.chooseWinner('tie', tie.tieId, await vote('bob', ['viewer'], a))).toMatchObject({ counted: false, reason: 'approver does not hold the tie-breaker role (sre-lead)' });
-    expect(await cc.chooseWinner('tie', tie.tieId, await vote('sally', ['sre-lead'], a, 'f'.repeat(64)))).toMatchObject({ counted: false, reason: 'vote is not for this tie' });
-    expect(await cc.chooseWinner('tie', tie.tieId, await vote('sally', ['sre-lead'], b))).toEqual({ tieId: tie.tieId, counted: true, reason: '', approver: 'sally', decision: 'approve', winner: idOf(b) });
+    const vote = (sub: string, roles: string[], winner: SlotRequest, stepDigest = tie.digest!) =>
+      issueApproval({
+        home,
+        sub,
+        roles,
+        chainId: winner.chainId,
+        stepId: winner.stepId,
+        stepDigest,
+        decision: 'approve',
+      });
+    await expect(cc.chooseWinner('tie', 'tie-99', await vote('sally', ['sre-lead'], b))).rejects.toMatchObject({
+      code: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringContaining('no pending tie tie-99'),
+    });
+    expect(await cc.chooseWinner('tie', tie.tieId, await vote('agent:peer-a', ['sre-lead'], a))).toMatchObject({
+      counted: false,
+      reason: 'a contender or its owner may not settle the tie',
+    });
+    expect(await cc.chooseWinner('tie', tie.tieId, await vote('bob', ['viewer'], a))).toMatchObject({
+      counted: false,
+      reason: 'approver does not hold the tie-breaker role (sre-lead)',
+    });
+    expect(await cc.chooseWinner('tie', tie.tieId, await vote('sally', ['sre-lead'], a, 'f'.repeat(64)))).toMatchObject(
+      { counted: false, reason: 'vote is not for this tie' },
+    );
+    expect(await cc.chooseWinner('tie', tie.tieId, await vote('sally', ['sre-lead'], b))).toEqual({
+      tieId: tie.tieId,
+      counted: true,
+      reason: '',
+      approver: 'sally',
+      decision: 'approve',
+      winner: idOf(b),
+    });
 
     const after = await waitState('tie', (x) => x.holder?.requestId === idOf(b), 'granted the chosen winner');
     expect(after.ties).toEqual([]);
-    expect(final(after, idOf(a))).toMatchObject({ status: 'rejected', conflictWith: idOf(b), tieId: tie.tieId, reason: `lost tie-break ${tie.tieId} to ${idOf(b)} (chosen by sally)` });
+    expect(final(after, idOf(a))).toMatchObject({
+      status: 'rejected',
+      conflictWith: idOf(b),
+      tieId: tie.tieId,
+      reason: `lost tie-break ${tie.tieId} to ${idOf(b)} (chosen by sally)`,
+    });
     expect(final(after, idOf(b))).toMatchObject({ status: 'granted', tieId: tie.tieId });
   });
 
@@ -232,8 +358,18 @@ describe('ties between equal authorities', () => {
     const b = await seal('tie-expiry', ask(`exp-b-${randomUUID()}`, 'agent:peer-b', 'rollback'));
     await cc.send(b);
     await cc.send(a);
-    const s = await waitState('tie-expiry', (x) => final(x, idOf(a)) !== undefined && final(x, idOf(b)) !== undefined, 'denied both');
-    for (const r of [a, b]) expect(final(s, idOf(r))).toMatchObject({ status: 'rejected', granted: false, reason: 'tie-break: no choice by sre-lead within 2s', tieId: 'tie-1' });
+    const s = await waitState(
+      'tie-expiry',
+      (x) => final(x, idOf(a)) !== undefined && final(x, idOf(b)) !== undefined,
+      'denied both',
+    );
+    for (const r of [a, b])
+      expect(final(s, idOf(r))).toMatchObject({
+        status: 'rejected',
+        granted: false,
+        reason: 'tie-break: no choice by sre-lead within 2s',
+        tieId: 'tie-1',
+      });
     expect(s.queue).toEqual([]);
     expect(s.holder).toBeUndefined();
     expect(s.ties).toEqual([]);
@@ -247,18 +383,32 @@ describe('state consistency', () => {
     const behind = await seal('versions', ask(`v-${run}-behind`, 'agent:nobody', 'scale', { plannedVersion: 0 }));
     await cc.send(first);
     await cc.send(behind);
-    await waitState('versions', (x) => x.holder?.requestId === idOf(first) && x.queue.length === 1, 'granted the first');
+    await waitState(
+      'versions',
+      (x) => x.holder?.requestId === idOf(first) && x.queue.length === 1,
+      'granted the first',
+    );
     await cc.release('versions', { chainId: first.chainId, stepId: 's', completed: true });
     let s = await waitState('versions', (x) => final(x, idOf(behind)) !== undefined, 'judged the queued one');
-    expect(final(s, idOf(behind))).toMatchObject({ status: 'rejected', reason: 'stale: planned against version 0, current 1', version: 1 });
+    expect(final(s, idOf(behind))).toMatchObject({
+      status: 'rejected',
+      reason: 'stale: planned against version 0, current 1',
+      version: 1,
+    });
 
     const stale = await seal('versions', ask(`v-${run}-stale`, 'agent:release-bot', 'deploy', { plannedVersion: 0 }));
     const fresh = await seal('versions', ask(`v-${run}-fresh`, 'agent:nobody', 'scale', { plannedVersion: 1 }));
     const future = await seal('versions', ask(`v-${run}-future`, 'agent:nobody', 'scale', { plannedVersion: 5 }));
     for (const r of [stale, fresh, future]) await cc.send(r);
     s = await waitState('versions', (x) => x.holder?.requestId === idOf(fresh), 'granted the fresh one');
-    expect(final(s, idOf(stale))).toMatchObject({ status: 'rejected', reason: 'stale: planned against version 0, current 1' });
-    expect(final(s, idOf(future))).toMatchObject({ status: 'rejected', reason: 'unknown version: planned against version 5, current 1' });
+    expect(final(s, idOf(stale))).toMatchObject({
+      status: 'rejected',
+      reason: 'stale: planned against version 0, current 1',
+    });
+    expect(final(s, idOf(future))).toMatchObject({
+      status: 'rejected',
+      reason: 'unknown version: planned against version 5, current 1',
+    });
     expect(final(s, idOf(fresh))).toMatchObject({ status: 'granted', version: 1 });
   });
 });
@@ -267,12 +417,22 @@ describe('continue-as-new and withdrawal', () => {
   it('keeps queue, holder, versions and receipts across runs; a withdrawn request leaves the queue; a repeat is ignored', async () => {
     await cc.start('can', { continueAsNewAfterEvents: 40 });
     const run = randomUUID().slice(0, 8);
-    const requests = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => seal('can', ask(`can-${run}-${i}`, 'agent:nobody', 'scale', { priority: 10 - i }))));
+    const requests = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map((i) => seal('can', ask(`can-${run}-${i}`, 'agent:nobody', 'scale', { priority: 10 - i }))),
+    );
     for (const r of requests) await cc.send(r);
-    let s = await waitState('can', (x) => x.holder?.requestId === idOf(requests[0]!) && x.queue.length === 5, 'ordered the batch');
+    let s = await waitState(
+      'can',
+      (x) => x.holder?.requestId === idOf(requests[0]!) && x.queue.length === 5,
+      'ordered the batch',
+    );
     await cc.withdraw('can', { chainId: requests[2]!.chainId, stepId: 's', reason: 'chain revoked' });
     await cc.release('can', { chainId: requests[0]!.chainId, stepId: 's', completed: true });
-    s = await waitState('can', (x) => x.runs >= 2 && x.holder?.requestId === idOf(requests[1]!), 'continued as new with the next holder');
+    s = await waitState(
+      'can',
+      (x) => x.runs >= 2 && x.holder?.requestId === idOf(requests[1]!),
+      'continued as new with the next holder',
+    );
     expect(s.queue.map((q) => q.requestId)).toEqual([3, 4, 5].map((i) => idOf(requests[i]!)));
     expect(s.versions).toEqual({ 'Cluster::"eu-1"': 1 });
     const headBefore = s.receiptHead.seq;
@@ -288,7 +448,8 @@ describe('continue-as-new and withdrawal', () => {
     expect(s.collecting).toEqual([]);
     expect(s.recent.some((v) => v.requestId === idOf(requests[2]!) && v.status === 'granted')).toBe(false);
     const runs: string[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowId = '${cc.coordinatorId('can')}'` })) runs.push(wf.status.name);
+    for await (const wf of client.workflow.list({ query: `WorkflowId = '${cc.coordinatorId('can')}'` }))
+      runs.push(wf.status.name);
     expect(runs).toContain('CONTINUED_AS_NEW');
   });
 });
@@ -296,12 +457,21 @@ describe('continue-as-new and withdrawal', () => {
 describe('replay', () => {
   it('replays every coordinator history of this suite with the current workflow code', async () => {
     const ids: string[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowType = '${COORDINATOR_WORKFLOW_TYPE}' AND TaskQueue = '${taskQueue}'` })) ids.push(`${wf.workflowId} ${wf.runId}`);
+    for await (const wf of client.workflow.list({
+      query: `WorkflowType = '${COORDINATOR_WORKFLOW_TYPE}' AND TaskQueue = '${taskQueue}'`,
+    }))
+      ids.push(`${wf.workflowId} ${wf.runId}`);
     expect(ids.length).toBeGreaterThanOrEqual(8);
     for (const entry of ids) {
       const [workflowId, runId] = entry.split(' ') as [string, string];
       const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-      await expect(Worker.runReplayHistory({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } }, history, workflowId)).resolves.toBeUndefined();
+      await expect(
+        Worker.runReplayHistory(
+          { workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } },
+          history,
+          workflowId,
+        ),
+      ).resolves.toBeUndefined();
     }
   });
 });

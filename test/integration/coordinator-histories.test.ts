@@ -13,13 +13,25 @@ import { ask, final, idOf, startCoordinatorHarness, type CoordinatorHarness } fr
  * (The `v1-coordinator-*` files there were recorded before the input-validation patch.)
  */
 const record = process.env.RECORD_HISTORIES === '1';
-const target = record ? path.join(__dirname, '..', 'replay', 'coordinator') : fs.mkdtempSync(path.join(os.tmpdir(), 'governor-coordinator-histories-'));
+const target = record
+  ? path.join(__dirname, '..', 'replay', 'coordinator')
+  : fs.mkdtempSync(path.join(os.tmpdir(), 'governor-coordinator-histories-'));
 const prefix = process.env.RECORD_PREFIX ?? 'coordinator';
 
 let h: CoordinatorHarness;
 beforeAll(async () => {
   h = await startCoordinatorHarness(
-    [{ name: 'hist', resources: ['Cluster::*'], conflicts: [['deploy', 'rollback']], batchingWindow: '300ms', tieBreakerRole: 'sre-lead', decisionDeadline: '2s', holdTimeout: '1h' }],
+    [
+      {
+        name: 'hist',
+        resources: ['Cluster::*'],
+        conflicts: [['deploy', 'rollback']],
+        batchingWindow: '300ms',
+        tieBreakerRole: 'sre-lead',
+        decisionDeadline: '2s',
+        holdTimeout: '1h',
+      },
+    ],
     { 'agent:release-bot': 10, 'agent:peer-a': 5, 'agent:peer-b': 5 },
   );
 });
@@ -44,11 +56,23 @@ it('records a coordinator that carries a holder across runs, expires a tie and r
   await h.waitState('hist', (s) => s.ties[0]?.digest !== undefined, 'opened a tie');
   await noop();
   await h.client.workflow.getHandle(h.cc.coordinatorId('hist')).signal('releaseSlot', { chainId: 42 }); // malformed: ignored
-  const expired = await h.waitState('hist', (s) => final(s, idOf(b)) !== undefined && final(s, idOf(c)) !== undefined, 'expired the tie');
-  for (const r of [b, c]) expect(final(expired, idOf(r))).toMatchObject({ status: 'rejected', reason: 'tie-break: no choice by sre-lead within 2s' });
+  const expired = await h.waitState(
+    'hist',
+    (s) => final(s, idOf(b)) !== undefined && final(s, idOf(c)) !== undefined,
+    'expired the tie',
+  );
+  for (const r of [b, c])
+    expect(final(expired, idOf(r))).toMatchObject({
+      status: 'rejected',
+      reason: 'tie-break: no choice by sre-lead within 2s',
+    });
   await noop();
   await h.cc.release('hist', { chainId: a.chainId, stepId: 's', completed: true });
-  const released = await h.waitState('hist', (s) => s.holder === undefined && s.versions['Cluster::"eu-1"'] === 1, 'released the holder');
+  const released = await h.waitState(
+    'hist',
+    (s) => s.holder === undefined && s.versions['Cluster::"eu-1"'] === 1,
+    'released the holder',
+  );
   expect(released.runs).toBeGreaterThanOrEqual(3);
 
   const workflowId = h.cc.coordinatorId('hist');
@@ -56,8 +80,17 @@ it('records a coordinator that carries a holder across runs, expires a tie and r
   expect(runs.length).toBeGreaterThanOrEqual(3);
   // The last run is still open (it may not have had a workflow task yet): the closed runs are saved.
   for (const [i, r] of runs.filter((x) => x.status === 'CONTINUED_AS_NEW').entries()) {
-    fs.writeFileSync(path.join(target, `${prefix}-run-${i + 1}.json`), `${JSON.stringify({ workflowId, history: r.history })}\n`);
-    await expect(Worker.runReplayHistory({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } }, r.history, workflowId)).resolves.toBeUndefined();
+    fs.writeFileSync(
+      path.join(target, `${prefix}-run-${i + 1}.json`),
+      `${JSON.stringify({ workflowId, history: r.history })}\n`,
+    );
+    await expect(
+      Worker.runReplayHistory(
+        { workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } },
+        r.history,
+        workflowId,
+      ),
+    ).resolves.toBeUndefined();
   }
   await h.client.workflow.getHandle(workflowId).terminate('test done');
 }, 180_000);

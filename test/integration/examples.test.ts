@@ -42,7 +42,9 @@ it('demo: staging completes, the prod table drop is denied, the prod deploy wait
 
   const denied = await cli(['status', byFile['drop-prod-table.yaml']!.chainId, '--json']);
   expect(denied.code).toBe(2);
-  const deniedState = JSON.parse(denied.stdout) as { steps: { id: string; decision?: { determiningPolicies: string[] } }[] };
+  const deniedState = JSON.parse(denied.stdout) as {
+    steps: { id: string; decision?: { determiningPolicies: string[] } }[];
+  };
   expect(deniedState.steps[0]!.decision?.determiningPolicies).toEqual(['db-drop-table-prod-forbid']);
 
   const prod = byFile['deploy-prod.yaml']!.chainId;

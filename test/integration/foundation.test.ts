@@ -12,8 +12,15 @@ const root = path.join(__dirname, '..', '..');
 const cli = path.join(root, 'bin', 'governor.js');
 
 /** Runs the built CLI (npm install built dist/) and returns its exit code and output. */
-function governor(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+function governor(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -28,7 +35,8 @@ describe('foundation: the real Temporal dev server', () => {
       const custom = listed.customAttributes ?? {};
       // temporal.api.enums.v1.IndexedValueType: 2 = KEYWORD, 5 = BOOL, 7 = KEYWORD_LIST
       const expected: Record<string, number> = {};
-      for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES_FOR_CLI)) expected[name] = { Keyword: 2, Bool: 5, KeywordList: 7 }[type];
+      for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES_FOR_CLI))
+        expected[name] = { Keyword: 2, Bool: 5, KeywordList: 7 }[type];
       for (const [name, type] of Object.entries(expected)) expect({ name, type: custom[name] }).toEqual({ name, type });
       expect(client.options.namespace).toBe('default');
       expect(GovernorStatusKey.name).toBe('GovernorStatus');
@@ -55,12 +63,18 @@ describe('foundation: the real Temporal dev server', () => {
   });
 
   it('exits 3 with one clear message when Temporal cannot be reached', () => {
-    const r = governor(['worker'], { TEMPORAL_ADDRESS: '127.0.0.1:1', GOVERNOR_HOME: fs.mkdtempSync(path.join(os.tmpdir(), 'gov-')) });
+    const r = governor(['worker'], {
+      TEMPORAL_ADDRESS: '127.0.0.1:1',
+      GOVERNOR_HOME: fs.mkdtempSync(path.join(os.tmpdir(), 'gov-')),
+    });
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('cannot reach Temporal at 127.0.0.1:1');
     const list = governor(['list', '--json'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     expect(list.code).toBe(3);
-    expect(JSON.parse(list.stdout.trim())).toMatchObject({ code: 'GOVERNOR_TEMPORAL_UNREACHABLE', field: 'TEMPORAL_ADDRESS' });
+    expect(JSON.parse(list.stdout.trim())).toMatchObject({
+      code: 'GOVERNOR_TEMPORAL_UNREACHABLE',
+      field: 'TEMPORAL_ADDRESS',
+    });
   });
 
   it('says clearly when no Temporal binary exists and no Go toolchain can build one', () => {

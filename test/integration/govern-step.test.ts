@@ -1,7 +1,14 @@
 import { GOVERN_STEP_PATCH } from '../../contracts/patches';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createReplayer, fetchChainHistories, verifyChain, type HistoryJson, type Replayer, type VerifyReport } from '../../audit/verify';
+import {
+  createReplayer,
+  fetchChainHistories,
+  verifyChain,
+  type HistoryJson,
+  type Replayer,
+  type VerifyReport,
+} from '../../audit/verify';
 import type { ChainResult } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
@@ -19,7 +26,13 @@ import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 const bundleWith = (origin: string): string =>
   defaultBundleWith((m) => {
     const coordination = m.coordination as { domains: Record<string, unknown>[] };
-    coordination.domains.push({ name: 'chat-ops', resources: ['Channel::"ops"'], conflicts: [['notify', 'notify']], batchingWindow: '100ms', tieBreakerRole: 'sre-lead' });
+    coordination.domains.push({
+      name: 'chat-ops',
+      resources: ['Channel::"ops"'],
+      conflicts: [['notify', 'notify']],
+      batchingWindow: '100ms',
+      tieBreakerRole: 'sre-lead',
+    });
     m.http = { allow: [{ origin, timeout: '30s' }] };
   });
 
@@ -55,7 +68,9 @@ beforeAll(async () => {
     }
     if (path === '/slow') {
       // Answers once the test releases it (a step still in flight when the chain is revoked).
-      void slowRelease.promise.then(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+      void slowRelease.promise.then(() =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
+      );
       return;
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
@@ -71,7 +86,12 @@ afterAll(async () => {
   await new Promise((resolve) => server?.close(resolve));
 });
 
-const notify = (id: string, channel: string, executor: Record<string, unknown> = { type: 'noop' }) => ({ id, action: 'notify', resource: { type: 'Channel', id: channel }, executor });
+const notify = (id: string, channel: string, executor: Record<string, unknown> = { type: 'noop' }) => ({
+  id,
+  action: 'notify',
+  resource: { type: 'Channel', id: channel },
+  executor,
+});
 
 interface Shape {
   governSteps: number;
@@ -88,11 +108,24 @@ function shapeOf(history: HistoryJson): Shape {
     const scheduled = event.activityTaskScheduledEventAttributes as { activityType?: { name?: string } } | undefined;
     if (scheduled?.activityType?.name === 'governStep') shape.governSteps++;
     if (scheduled?.activityType?.name === 'execute') shape.executes++;
-    const marker = event.markerRecordedEventAttributes as { markerName?: string; details?: { data?: { payloads?: { data?: string }[] }; 'patch-data'?: { payloads?: { data?: string }[] } } } | undefined;
+    const marker = event.markerRecordedEventAttributes as
+      | {
+          markerName?: string;
+          details?: { data?: { payloads?: { data?: string }[] }; 'patch-data'?: { payloads?: { data?: string }[] } };
+        }
+      | undefined;
     // The governStep patch (the chain's other patch, validated-input, is recorded once per run too).
-    if (marker?.markerName === 'core_patch' && Buffer.from(marker.details?.['patch-data']?.payloads?.[0]?.data ?? '', 'base64').toString('utf8').includes(GOVERN_STEP_PATCH)) shape.patchMarkers++;
+    if (
+      marker?.markerName === 'core_patch' &&
+      Buffer.from(marker.details?.['patch-data']?.payloads?.[0]?.data ?? '', 'base64')
+        .toString('utf8')
+        .includes(GOVERN_STEP_PATCH)
+    )
+      shape.patchMarkers++;
     if (marker?.markerName === 'core_local_activity') {
-      const data = JSON.parse(Buffer.from(marker.details?.data?.payloads?.[0]?.data ?? '', 'base64').toString('utf8')) as { activity_type?: string };
+      const data = JSON.parse(
+        Buffer.from(marker.details?.data?.payloads?.[0]?.data ?? '', 'base64').toString('utf8'),
+      ) as { activity_type?: string };
       if (data.activity_type === 'authorize') shape.authorizeMarkers++;
       if (data.activity_type === 'requestSlot') shape.requestSlotMarkers++;
     }
@@ -101,7 +134,12 @@ function shapeOf(history: HistoryJson): Shape {
 }
 
 async function verified(chainId: string, histories?: HistoryJson[]): Promise<VerifyReport> {
-  return verifyChain({ histories: histories ?? (await fetchChainHistories(g.client, chainId)), chainId, home: g.home, replayer });
+  return verifyChain({
+    histories: histories ?? (await fetchChainHistories(g.client, chainId)),
+    chainId,
+    home: g.home,
+    replayer,
+  });
 }
 
 function expectVerified(report: VerifyReport): void {
@@ -111,7 +149,10 @@ function expectVerified(report: VerifyReport): void {
 
 describe('governStep: decision and built-in execution in one activity', () => {
   it('runs allowed built-in steps with one activity each and no separate authorize or slot request', async () => {
-    const r = await g.run({ workload: WORKLOAD, steps: [notify('a', 'releases'), notify('b', 'releases'), notify('c', 'releases')] });
+    const r = await g.run({
+      workload: WORKLOAD,
+      steps: [notify('a', 'releases'), notify('b', 'releases'), notify('c', 'releases')],
+    });
     expect(r.status).toBe('Completed');
     expect(r.steps.map((s) => [s.id, s.status, s.decision?.effect])).toEqual([
       ['a', 'completed', 'allow'],
@@ -119,7 +160,13 @@ describe('governStep: decision and built-in execution in one activity', () => {
       ['c', 'completed', 'allow'],
     ]);
     const [history] = await fetchChainHistories(g.client, r.chainId);
-    expect(shapeOf(history!)).toEqual({ governSteps: 3, authorizeMarkers: 0, requestSlotMarkers: 0, executes: 0, patchMarkers: 1 });
+    expect(shapeOf(history!)).toEqual({
+      governSteps: 3,
+      authorizeMarkers: 0,
+      requestSlotMarkers: 0,
+      executes: 0,
+      patchMarkers: 1,
+    });
     const report = await verified(r.chainId);
     expectVerified(report);
     // decision + execution per step, then the checkpoint
@@ -127,7 +174,17 @@ describe('governStep: decision and built-in execution in one activity', () => {
   });
 
   it('records a deny decided by governStep and runs nothing', async () => {
-    const r = await g.run({ workload: WORKLOAD, steps: [{ id: 'drop', action: 'drop_table', resource: { type: 'Database', id: 'prod-main' }, executor: { type: 'noop' } }] });
+    const r = await g.run({
+      workload: WORKLOAD,
+      steps: [
+        {
+          id: 'drop',
+          action: 'drop_table',
+          resource: { type: 'Database', id: 'prod-main' },
+          executor: { type: 'noop' },
+        },
+      ],
+    });
     expect(r.status).toBe('Denied');
     expect(r.steps[0]).toMatchObject({ status: 'denied', decision: { effect: 'deny' } });
     const [history] = await fetchChainHistories(g.client, r.chainId);
@@ -140,17 +197,25 @@ describe('governStep: decision and built-in execution in one activity', () => {
     expect(r.status).toBe('Completed');
     expect(r.steps[0]?.coordination).toMatchObject({ domain: 'chat-ops', status: 'released' });
     const histories = await fetchChainHistories(g.client, r.chainId);
-    expect(shapeOf(histories[0]!)).toMatchObject({ governSteps: 1, authorizeMarkers: 0, requestSlotMarkers: 1, executes: 1 });
+    expect(shapeOf(histories[0]!)).toMatchObject({
+      governSteps: 1,
+      authorizeMarkers: 0,
+      requestSlotMarkers: 1,
+      executes: 1,
+    });
     expectVerified(await verified(r.chainId, histories));
 
     // A history altered to say the resource is not coordinated (so the slot could be skipped) is refused.
     const altered = JSON.parse(JSON.stringify(histories)) as HistoryJson[];
     let flipped = 0;
     for (const event of altered[0]!.events as Record<string, Record<string, unknown>>[]) {
-      const completed = event.activityTaskCompletedEventAttributes as { result?: { payloads?: { data?: string }[] } } | undefined;
+      const completed = event.activityTaskCompletedEventAttributes as
+        { result?: { payloads?: { data?: string }[] } } | undefined;
       const payload = completed?.result?.payloads?.[0];
       if (!payload?.data) continue;
-      const value = JSON.parse(Buffer.from(payload.data, 'base64').toString('utf8')) as { authorized?: { coordinated?: boolean } };
+      const value = JSON.parse(Buffer.from(payload.data, 'base64').toString('utf8')) as {
+        authorized?: { coordinated?: boolean };
+      };
       if (value.authorized?.coordinated !== true) continue;
       value.authorized.coordinated = false;
       payload.data = Buffer.from(JSON.stringify(value)).toString('base64');
@@ -161,11 +226,18 @@ describe('governStep: decision and built-in execution in one activity', () => {
     expect(report.verdict).not.toBe('verified');
     const decisions = report.checks.find((c) => c.name === 'decisions');
     expect(decisions?.ok).toBe(false);
-    expect((decisions?.problems ?? []).join('\n')).toContain('says its resource is not coordinated, but the bundle puts it in domain chat-ops');
+    expect((decisions?.problems ?? []).join('\n')).toContain(
+      'says its resource is not coordinated, but the bundle puts it in domain chat-ops',
+    );
   });
 
   it('runs the step through execute (same idempotency key) when the executor fails inside governStep', async () => {
-    const r = await g.run({ workload: WORKLOAD, steps: [notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/flaky`, timeoutMs: 5000 })] });
+    const r = await g.run({
+      workload: WORKLOAD,
+      steps: [
+        notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/flaky`, timeoutMs: 5000 }),
+      ],
+    });
     expect(r.status).toBe('Completed');
     const calls = requests.filter((q) => q.path === '/flaky');
     // First call (inside governStep) got a 500; the second (the execute activity) succeeded.
@@ -181,7 +253,12 @@ describe('governStep: decision and built-in execution in one activity', () => {
   });
 
   it('fails the step on a final executor error (a 4xx answer) without sending it twice', async () => {
-    const r = await g.run({ workload: WORKLOAD, steps: [notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/reject`, timeoutMs: 5000 })] });
+    const r = await g.run({
+      workload: WORKLOAD,
+      steps: [
+        notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/reject`, timeoutMs: 5000 }),
+      ],
+    });
     expect(r.status).toBe('Failed');
     expect(r.steps[0]).toMatchObject({ status: 'failed', error: expect.stringContaining('answered 400') });
     expect(requests.filter((q) => q.path === '/reject')).toEqual([{ path: '/reject', key: `${r.chainId}/hook` }]);
@@ -196,13 +273,22 @@ describe('governStep: decision and built-in execution in one activity', () => {
   it('lets a built-in step in flight finish and be recorded when the chain is revoked, then compensates it and stops', async () => {
     resetSlow();
     const steps = [
-      { ...notify('hook', 'releases', { type: 'http', method: 'POST', url: `http://${hostPort}/slow`, timeoutMs: 20_000 }), compensation: { action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'noop' } } },
+      {
+        ...notify('hook', 'releases', {
+          type: 'http',
+          method: 'POST',
+          url: `http://${hostPort}/slow`,
+          timeoutMs: 20_000,
+        }),
+        compensation: { action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'noop' } },
+      },
       notify('after', 'releases'),
     ];
     const handle = await g.gc.start({ workload: WORKLOAD, steps }, await g.creds());
     const chainId = handle.workflowId;
     // The request is in flight inside governStep…
-    for (let i = 0; i < 200 && !requests.some((q) => q.path === '/slow' && q.key === `${chainId}/hook`); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && !requests.some((q) => q.path === '/slow' && q.key === `${chainId}/hook`); i++)
+      await new Promise((r) => setTimeout(r, 50));
     expect(requests.filter((q) => q.path === '/slow')).toHaveLength(1);
     // …the chain is revoked, and the workflow has processed the revocation before the request answers.
     await g.gc.revoke(chainId, { reason: 'incident 42', by: 'oncall' });

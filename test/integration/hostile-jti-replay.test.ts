@@ -25,19 +25,28 @@ let reuse: Governed;
 beforeAll(async () => {
   g = await setupGoverned();
   other = await setupGoverned({ home: g.home });
-  reuse = await setupGoverned({ home: g.home, policiesDir: defaultBundleWith((m) => ((m.credential as Record<string, unknown>).jtiReplay = 'allow')) });
+  reuse = await setupGoverned({
+    home: g.home,
+    policiesDir: defaultBundleWith((m) => ((m.credential as Record<string, unknown>).jtiReplay = 'allow')),
+  });
 });
 afterAll(async () => {
   await Promise.all([g?.stop(), other?.stop(), reuse?.stop()]);
 });
 
 const staging = { type: 'Environment', id: 'staging' };
-const chainOf = (d: Governed, n = 2) => ({ workload: WORKLOAD, steps: Array.from({ length: n }, (_, i) => d.serviceStep(`s${i + 1}`, 'deploy', staging)) });
-const executedFor = (d: Governed, chainId: string) => d.ledger.all().filter((e) => e.idempotencyKey.startsWith(`${chainId}/`));
+const chainOf = (d: Governed, n = 2) => ({
+  workload: WORKLOAD,
+  steps: Array.from({ length: n }, (_, i) => d.serviceStep(`s${i + 1}`, 'deploy', staging)),
+});
+const executedFor = (d: Governed, chainId: string) =>
+  d.ledger.all().filter((e) => e.idempotencyKey.startsWith(`${chainId}/`));
 
 /** A credential signed by the dev issuer with exactly `claims` (header `typ: JWT`, `alg: EdDSA`). */
 function signedCredential(home: string, claims: Record<string, unknown>): string {
-  const jwk = JSON.parse(fs.readFileSync(keyPaths(home, 'issuer').privateKeyPath, 'utf8')) as crypto.JsonWebKey & { kid: string };
+  const jwk = JSON.parse(fs.readFileSync(keyPaths(home, 'issuer').privateKeyPath, 'utf8')) as crypto.JsonWebKey & {
+    kid: string;
+  };
   const b64u = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
   const input = `${b64u({ alg: 'EdDSA', kid: jwk.kid, typ: 'JWT' })}.${b64u(claims)}`;
   return `${input}.${crypto.sign(null, Buffer.from(input), crypto.createPrivateKey({ key: jwk, format: 'jwk' })).toString('base64url')}`;
@@ -52,20 +61,30 @@ describe('replayed credential jti (real server)', () => {
 
     const replay = await g.run(chainOf(g), creds);
     expect(replay.status).toBe('Denied');
-    expect(replay.steps[0]).toMatchObject({ status: 'denied', decision: { effect: 'deny', reason: 'credential replayed: its jti is already bound to another chain' } });
+    expect(replay.steps[0]).toMatchObject({
+      status: 'denied',
+      decision: { effect: 'deny', reason: 'credential replayed: its jti is already bound to another chain' },
+    });
     // The reason does not disclose which chain owns the credential.
     expect(JSON.stringify(replay)).not.toContain(first.chainId);
     expect(executedFor(g, replay.chainId)).toHaveLength(0);
 
     // The binding is a claim workflow named after the credential, holding the first chain's id.
-    const claims = JSON.parse(Buffer.from(creds.credential.split('.')[1]!, 'base64url').toString('utf8')) as { iss: string; jti: string };
+    const claims = JSON.parse(Buffer.from(creds.credential.split('.')[1]!, 'base64url').toString('utf8')) as {
+      iss: string;
+      jti: string;
+    };
     const description = await g.client.workflow.getHandle(credentialClaimId(claims.iss, claims.jti)).describe();
     expect(description.type).toBe(CREDENTIAL_CLAIM_WORKFLOW_TYPE);
     expect(description.memo?.chainId).toBe(first.chainId);
 
     // Both chains' lineage verifies: the replay deny is a recorded decision like any other.
     for (const chainId of [first.chainId, replay.chainId]) {
-      const report = await verifyChain({ histories: await fetchChainHistories(g.client, chainId), chainId, home: g.home });
+      const report = await verifyChain({
+        histories: await fetchChainHistories(g.client, chainId),
+        chainId,
+        home: g.home,
+      });
       expect(report.checks.filter((c) => !c.ok && c.name !== 'replay')).toEqual([]);
     }
   });
@@ -82,7 +101,16 @@ describe('replayed credential jti (real server)', () => {
 
   it('refuses the replay while the first chain is still running, which keeps waiting for its approval', async () => {
     const creds = await g.creds();
-    const handle = await g.gc.start({ workload: WORKLOAD, steps: [g.serviceStep('wait', 'deploy', { type: 'Environment', id: 'prod' }), g.serviceStep('after', 'deploy', staging)] }, creds);
+    const handle = await g.gc.start(
+      {
+        workload: WORKLOAD,
+        steps: [
+          g.serviceStep('wait', 'deploy', { type: 'Environment', id: 'prod' }),
+          g.serviceStep('after', 'deploy', staging),
+        ],
+      },
+      creds,
+    );
     await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
     const replay = await g.run(chainOf(g, 1), creds);
     expect(replay.status).toBe('Denied');
@@ -94,7 +122,13 @@ describe('replayed credential jti (real server)', () => {
 
   it('denies a credential without a jti (nothing to bind)', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const credential = signedCredential(g.home, { iss: DEV_ISSUER, sub: WORKLOAD, aud: GOVERNOR_AUDIENCE, iat: now, exp: now + 300 });
+    const credential = signedCredential(g.home, {
+      iss: DEV_ISSUER,
+      sub: WORKLOAD,
+      aud: GOVERNOR_AUDIENCE,
+      iat: now,
+      exp: now + 300,
+    });
     const { attestation } = await g.creds();
     const r = await g.run(chainOf(g, 1), { credential, attestation });
     expect(r.status).toBe('Denied');
@@ -115,9 +149,15 @@ describe('replayed credential jti (real server)', () => {
     const first = await g.run(chainOf(g, 1), creds);
     expect(first.status).toBe('Completed');
     // The client refuses to reuse a chain id at all…
-    await expect(g.gc.start(chainOf(g, 1), { ...creds, chainId: first.chainId })).rejects.toThrow(`chainId: chain ${first.chainId} already exists`);
+    await expect(g.gc.start(chainOf(g, 1), { ...creds, chainId: first.chainId })).rejects.toThrow(
+      `chainId: chain ${first.chainId} already exists`,
+    );
     // …and a submitter that bypasses it (Temporal's default reuse policy allows a closed id) is still denied.
-    const handle = await g.client.workflow.start(WORKFLOW_TYPE, { taskQueue: g.taskQueue, workflowId: first.chainId, args: [{ chainId: first.chainId, chain: chainOf(g, 1), ...creds }] });
+    const handle = await g.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: g.taskQueue,
+      workflowId: first.chainId,
+      args: [{ chainId: first.chainId, chain: chainOf(g, 1), ...creds }],
+    });
     const again = (await handle.result()) as ChainResult;
     expect(again.status).toBe('Denied');
     expect(again.reason).toContain('credential replayed');
@@ -129,8 +169,14 @@ describe('replayed credential jti (real server)', () => {
     const owner = await g.run(chainOf(g, 1), creds);
     expect(owner.status).toBe('Completed');
     const spoofId = `spoof-${owner.chainId}`;
-    const handle = await g.client.workflow.start(WORKFLOW_TYPE, { taskQueue: g.taskQueue, workflowId: spoofId, args: [{ chainId: owner.chainId, chain: chainOf(g, 1), ...creds }] });
-    await expect(handle.result()).rejects.toMatchObject({ cause: { type: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining("is not this workflow's id") } });
+    const handle = await g.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: g.taskQueue,
+      workflowId: spoofId,
+      args: [{ chainId: owner.chainId, chain: chainOf(g, 1), ...creds }],
+    });
+    await expect(handle.result()).rejects.toMatchObject({
+      cause: { type: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining("is not this workflow's id") },
+    });
     expect(g.ledger.all().filter((e) => e.idempotencyKey.startsWith(`${owner.chainId}/`))).toHaveLength(1);
   });
 });

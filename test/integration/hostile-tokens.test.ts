@@ -2,7 +2,16 @@ import { issueApproval } from '../../identity';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
-import { attackerKey, forgeHostile, hostileRows, startCanary, type Canary, type ForgeContext, type HostileVariant, type TokenKind } from '../harness/hostile-tokens';
+import {
+  attackerKey,
+  forgeHostile,
+  hostileRows,
+  startCanary,
+  type Canary,
+  type ForgeContext,
+  type HostileVariant,
+  type TokenKind,
+} from '../harness/hostile-tokens';
 
 /**
  * Hostile credentials, attestations and approval votes against the real server (issue #8 item 2):
@@ -35,22 +44,39 @@ afterAll(async () => {
 
 function forge(variant: HostileVariant, kind: TokenKind, extra: Partial<ForgeContext> = {}): string {
   tried += 1;
-  return forgeHostile(variant, { home: g.home, kind, nowS: Math.floor(Date.now() / 1000), sub: WORKLOAD, canaryUrl: canary.url, attacker, ...extra });
+  return forgeHostile(variant, {
+    home: g.home,
+    kind,
+    nowS: Math.floor(Date.now() / 1000),
+    sub: WORKLOAD,
+    canaryUrl: canary.url,
+    attacker,
+    ...extra,
+  });
 }
 
 /** An allowed one-step chain: only a bad token can stop it. */
-const deployStaging = () => ({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] });
+const deployStaging = () => ({
+  workload: WORKLOAD,
+  steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })],
+});
 /** A bulk export: escalates to one `data-steward` (quorum 1), so a single accepted vote would execute it. */
 const bulkExport = () => ({
   workload: WORKLOAD,
   owner: 'team-data',
-  steps: [g.serviceStep('export', 'export_data', { type: 'Dataset', id: 'customers' }, { context: { rowCount: 250_000 } })],
+  steps: [
+    g.serviceStep('export', 'export_data', { type: 'Dataset', id: 'customers' }, { context: { rowCount: 250_000 } }),
+  ],
 });
 
 const executedFor = (chainId: string) => g.ledger.all().filter((e) => e.idempotencyKey.startsWith(`${chainId}/`));
 
 /** Runs `chain` with the given tokens and checks it was denied at its first step for `reason`, with nothing executed. */
-async function expectDenied(tokens: { credential: string; attestation: string }, hostile: string, reason: RegExp): Promise<void> {
+async function expectDenied(
+  tokens: { credential: string; attestation: string },
+  hostile: string,
+  reason: RegExp,
+): Promise<void> {
   const handle = await g.gc.start(deployStaging(), tokens);
   const result = (await handle.result()) as ChainResult;
   if (result.status !== 'Denied') accepted.push(handle.workflowId);
@@ -67,7 +93,8 @@ async function expectDenied(tokens: { credential: string; attestation: string },
   expect(state.steps[0]!.decision!.errors.join('\n')).toMatch(reason);
   expect(executedFor(handle.workflowId)).toEqual([]);
   // The token is never echoed in what the chain reports.
-  for (const text of [JSON.stringify(result), JSON.stringify(state)]) expect(text).not.toContain(hostile.split('.')[1]!);
+  for (const text of [JSON.stringify(result), JSON.stringify(state)])
+    expect(text).not.toContain(hostile.split('.')[1]!);
 }
 
 describe('controls: the same path accepts genuine tokens (so a denial below means a refusal)', () => {
@@ -81,7 +108,15 @@ describe('controls: the same path accepts genuine tokens (so a denial below mean
   it('a genuine data-steward vote is counted and the escalated step executes', async () => {
     const handle = await g.gc.start(bulkExport(), await g.creds());
     const state = await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
-    const genuine = await issueApproval({ home: g.home, sub: 'stella', roles: ['data-steward'], chainId: handle.workflowId, stepId: 'export', stepDigest: state.steps[0]!.approval!.stepDigest, decision: 'approve' });
+    const genuine = await issueApproval({
+      home: g.home,
+      sub: 'stella',
+      roles: ['data-steward'],
+      chainId: handle.workflowId,
+      stepId: 'export',
+      stepDigest: state.steps[0]!.approval!.stepDigest,
+      decision: 'approve',
+    });
     const r = await g.gc.submitApproval(handle.workflowId, genuine);
     expect(r.verdict).toMatchObject({ counted: true, approver: 'stella' });
     const result = (await handle.result()) as ChainResult;
@@ -107,29 +142,40 @@ describe('hostile attestations on the real server', () => {
 });
 
 describe('hostile approval votes on an escalated step', () => {
-  it.each(hostileRows('approval'))('%s: the vote is rejected with its reason, the step is not approved', async (variant, reason) => {
-    const handle = await g.gc.start(bulkExport(), await g.creds());
-    const chainId = handle.workflowId;
-    const waiting = await g.waitFor(chainId, (s) => s.status === 'AwaitingApproval');
-    const stepDigest = waiting.steps[0]!.approval!.stepDigest;
-    const token = forge(variant, 'approval', { sub: 'stella', vote: { chainId, stepId: 'export', stepDigest, roles: ['data-steward'] } });
+  it.each(hostileRows('approval'))(
+    '%s: the vote is rejected with its reason, the step is not approved',
+    async (variant, reason) => {
+      const handle = await g.gc.start(bulkExport(), await g.creds());
+      const chainId = handle.workflowId;
+      const waiting = await g.waitFor(chainId, (s) => s.status === 'AwaitingApproval');
+      const stepDigest = waiting.steps[0]!.approval!.stepDigest;
+      const token = forge(variant, 'approval', {
+        sub: 'stella',
+        vote: { chainId, stepId: 'export', stepDigest, roles: ['data-steward'] },
+      });
 
-    const { verdict, approval } = await g.gc.submitApproval(chainId, token);
-    if (verdict.counted) accepted.push(chainId);
-    expect(verdict).toMatchObject({ counted: false, reason: expect.stringMatching(new RegExp(`^approval ${reason.source}`)) });
-    expect(approval).toMatchObject({ outcome: 'pending', approvedBy: [], stillNeeded: 1 });
-    expect(JSON.stringify(verdict)).not.toContain(token.split('.')[1]!);
+      const { verdict, approval } = await g.gc.submitApproval(chainId, token);
+      if (verdict.counted) accepted.push(chainId);
+      expect(verdict).toMatchObject({
+        counted: false,
+        reason: expect.stringMatching(new RegExp(`^approval ${reason.source}`)),
+      });
+      expect(approval).toMatchObject({ outcome: 'pending', approvedBy: [], stillNeeded: 1 });
+      expect(JSON.stringify(verdict)).not.toContain(token.split('.')[1]!);
 
-    // Still waiting, the verdict recorded, nothing executed; then stop the chain.
-    const state = await g.gc.status(chainId);
-    expect(state.status).toBe('AwaitingApproval');
-    expect(state.steps[0]!.approval!.verdicts).toEqual([expect.objectContaining({ counted: false, reason: verdict.reason })]);
-    await g.gc.revoke(chainId, { reason: 'hostile-token test done' });
-    const result = (await handle.result()) as ChainResult;
-    expect(result.status).toBe('Revoked');
-    expect(result.steps[0]!.approval!.outcome).not.toMatch(/approved|break-glass/);
-    expect(executedFor(chainId)).toEqual([]);
-  });
+      // Still waiting, the verdict recorded, nothing executed; then stop the chain.
+      const state = await g.gc.status(chainId);
+      expect(state.status).toBe('AwaitingApproval');
+      expect(state.steps[0]!.approval!.verdicts).toEqual([
+        expect.objectContaining({ counted: false, reason: verdict.reason }),
+      ]);
+      await g.gc.revoke(chainId, { reason: 'hostile-token test done' });
+      const result = (await handle.result()) as ChainResult;
+      expect(result.status).toBe('Revoked');
+      expect(result.steps[0]!.approval!.outcome).not.toMatch(/approved|break-glass/);
+      expect(executedFor(chainId)).toEqual([]);
+    },
+  );
 });
 
 describe('overall', () => {

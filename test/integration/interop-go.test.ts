@@ -29,7 +29,13 @@ interface GoOutput {
 }
 
 function findGo(): string | undefined {
-  const candidates = [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, 'go')), '/usr/local/go/bin/go'];
+  const candidates = [
+    ...(process.env.PATH ?? '')
+      .split(path.delimiter)
+      .filter(Boolean)
+      .map((dir) => path.join(dir, 'go')),
+    '/usr/local/go/bin/go',
+  ];
   return candidates.find((file) => {
     try {
       fs.accessSync(file, fs.constants.X_OK);
@@ -40,7 +46,11 @@ function findGo(): string | undefined {
   });
 }
 
-function run(cmd: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number | null; output: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  options: { cwd: string; env: NodeJS.ProcessEnv },
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -59,7 +69,10 @@ let stopWorker: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   const goBin = findGo();
-  if (!goBin) throw new Error('Go is required for the interop test (CI installs it): no `go` on PATH and no /usr/local/go/bin/go');
+  if (!goBin)
+    throw new Error(
+      'Go is required for the interop test (CI installs it): no `go` on PATH and no /usr/local/go/bin/go',
+    );
   home = await makeHome();
   const taskQueue = uniqueQueue('governor');
   // A workflow cache, as in test/harness/governed.ts: votes arrive while local activities run.
@@ -81,7 +94,9 @@ beforeAll(async () => {
       GOVERNOR_INTEROP_OUT: outFile,
     },
   });
-  produced = fs.existsSync(outFile) ? (JSON.parse(fs.readFileSync(outFile, 'utf8')) as GoOutput) : { validChains: null, samples: {}, rejected: null };
+  produced = fs.existsSync(outFile)
+    ? (JSON.parse(fs.readFileSync(outFile, 'utf8')) as GoOutput)
+    : { validChains: null, samples: {}, rejected: null };
 }, GO_TIMEOUT_MS + 60_000);
 
 afterAll(async () => {
@@ -90,12 +105,21 @@ afterAll(async () => {
 
 describe('a Go client of the governor (test/interop/go)', () => {
   it('passes: the documented staging chain and the escalated chain complete, every malformed vote and start is refused', () => {
-    const ran = ['TestStagingChainAsDocumented', 'TestEscalatedChainApprovedFromGo', 'TestMalformedInputsRejected'].map((name) => [name, new RegExp(`^--- (PASS|FAIL|SKIP): ${name} `, 'm').exec(go.output)?.[1] ?? 'did not run']);
+    const ran = ['TestStagingChainAsDocumented', 'TestEscalatedChainApprovedFromGo', 'TestMalformedInputsRejected'].map(
+      (name) => [name, new RegExp(`^--- (PASS|FAIL|SKIP): ${name} `, 'm').exec(go.output)?.[1] ?? 'did not run'],
+    );
     // The Go test's failure lines (its t.Logf lines of refused inputs too, when it failed).
-    const failures = go.code === 0 ? [] : go.output.split('\n').filter((line) => /^\s*(--- FAIL|FAIL|panic:|\S+\.go:\d+: )/.test(line));
+    const failures =
+      go.code === 0
+        ? []
+        : go.output.split('\n').filter((line) => /^\s*(--- FAIL|FAIL|panic:|\S+\.go:\d+: )/.test(line));
     expect({ exit: go.code, tests: Object.fromEntries(ran), failures }).toEqual({
       exit: 0,
-      tests: { TestStagingChainAsDocumented: 'PASS', TestEscalatedChainApprovedFromGo: 'PASS', TestMalformedInputsRejected: 'PASS' },
+      tests: {
+        TestStagingChainAsDocumented: 'PASS',
+        TestEscalatedChainApprovedFromGo: 'PASS',
+        TestMalformedInputsRejected: 'PASS',
+      },
       failures: [],
     });
     expect(produced.rejected?.length).toBeGreaterThanOrEqual(10);
@@ -105,8 +129,16 @@ describe('a Go client of the governor (test/interop/go)', () => {
     expect(produced.validChains?.slice().sort()).toEqual([tokens.prod.chainId, tokens.staging.chainId].sort());
     for (const chainId of produced.validChains ?? []) {
       const r = await runVerifyCli([chainId], { home, env: { TEMPORAL_ADDRESS: testAddress() } });
-      const failedChecks = ((r.json.checks ?? []) as { name: string; ok: boolean; problems?: string[]; detail?: string }[]).filter((c) => !c.ok);
-      expect({ chainId, code: r.code, verdict: r.json.verdict, failedChecks, error: r.error }).toEqual({ chainId, code: 0, verdict: 'verified', failedChecks: [], error: undefined });
+      const failedChecks = (
+        (r.json.checks ?? []) as { name: string; ok: boolean; problems?: string[]; detail?: string }[]
+      ).filter((c) => !c.ok);
+      expect({ chainId, code: r.code, verdict: r.json.verdict, failedChecks, error: r.error }).toEqual({
+        chainId,
+        code: 0,
+        verdict: 'verified',
+        failedChecks: [],
+        error: undefined,
+      });
     }
   });
 
@@ -119,7 +151,12 @@ describe('a Go client of the governor (test/interop/go)', () => {
     ];
     for (const [sample, file, zod] of checks) {
       const doc = produced.samples[sample];
-      expect({ sample, present: doc !== undefined, errors: doc === undefined ? [] : schemaErrors(file, doc), zod: doc === undefined || zod.safeParse(doc).success }).toEqual({ sample, present: true, errors: [], zod: true });
+      expect({
+        sample,
+        present: doc !== undefined,
+        errors: doc === undefined ? [] : schemaErrors(file, doc),
+        zod: doc === undefined || zod.safeParse(doc).success,
+      }).toEqual({ sample, present: true, errors: [], zod: true });
     }
   });
 });

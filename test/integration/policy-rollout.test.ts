@@ -94,18 +94,28 @@ describe('live rollout on a running worker', () => {
     const taskQueue = uniqueQueue('policy-rollout');
     const bundleDir = copyBundle();
     const before = loadBundle(bundleDir).digest;
-    const w = await startWorker({ taskQueue, policiesDir: bundleDir, watchPolicies: { debounceMs: 50, pollIntervalMs: 200 } });
+    const w = await startWorker({
+      taskQueue,
+      policiesDir: bundleDir,
+      watchPolicies: { debounceMs: 50, pollIntervalMs: 200 },
+    });
     try {
       const chainId = `rollout-${randomBytes(6).toString('hex')}`;
       const g = gate(`${chainId}/s1`);
       const gc = new GovernorClient(client, taskQueue);
-      const handle = await gc.start({ workload: WORKLOAD, steps: [step('s1', 'staging'), step('s2', 'staging')] }, { ...(await creds()), chainId });
+      const handle = await gc.start(
+        { workload: WORKLOAD, steps: [step('s1', 'staging'), step('s2', 'staging')] },
+        { ...(await creds()), chainId },
+      );
 
       // s1 was authorized under the old bundle and is executing: roll out a freeze on staging now.
       await g.enteredPromise;
       addStagingFreeze(bundleDir);
       const after = loadBundle(bundleDir).digest;
-      await eventually('the new bundle to be active', () => w.policies.current()!.bundle.digest === after, { timeoutMs: 10_000, intervalMs: 25 });
+      await eventually('the new bundle to be active', () => w.policies.current()!.bundle.digest === after, {
+        timeoutMs: 10_000,
+        intervalMs: 25,
+      });
       g.release!();
 
       const result = (await handle.result()) as ChainResult;
@@ -117,7 +127,9 @@ describe('live rollout on a running worker', () => {
       // Explain: the deny names the determining policy and carries its annotations.
       expect(result.steps[1]!.decision).toMatchObject({
         determiningPolicies: ['deploy-staging-freeze'],
-        annotations: { 'deploy-staging-freeze': { id: 'deploy-staging-freeze', reason: 'release freeze: no deployments to staging' } },
+        annotations: {
+          'deploy-staging-freeze': { id: 'deploy-staging-freeze', reason: 'release freeze: no deployments to staging' },
+        },
       });
       expect(performed).toContain(`${chainId}/s1`);
       expect(performed).not.toContain(`${chainId}/s2`);
@@ -149,7 +161,10 @@ describe('shadow mode', () => {
     const w = await startWorker({ taskQueue, shadowPoliciesDir: candidate });
     try {
       const gc = new GovernorClient(client, taskQueue);
-      const handle = await gc.start({ workload: WORKLOAD, steps: [step('s1', 'staging'), step('s2', 'dev')] }, await creds());
+      const handle = await gc.start(
+        { workload: WORKLOAD, steps: [step('s1', 'staging'), step('s2', 'dev')] },
+        await creds(),
+      );
       const result = (await handle.result()) as ChainResult;
       // Not enforced: the active (default) bundle allows both.
       expect(result.status).toBe('Completed');
@@ -162,7 +177,10 @@ describe('shadow mode', () => {
         ['s1', candidateDigest, 'deny', true],
         ['s2', candidateDigest, 'allow', false],
       ]);
-      expect(recorded[0]!.shadow).toMatchObject({ determiningPolicies: ['deploy-staging-freeze'], reason: expect.stringContaining('release freeze') });
+      expect(recorded[0]!.shadow).toMatchObject({
+        determiningPolicies: ['deploy-staging-freeze'],
+        reason: expect.stringContaining('release freeze'),
+      });
       // ...and visible in the chain list through a search attribute.
       expect((await handle.describe()).typedSearchAttributes.get(GovernorShadowDiffersKey)).toBe(true);
       expect((await gc.status(handle.workflowId)).shadowDiffers).toBe(true);
@@ -181,17 +199,45 @@ describe('governor policy diff', () => {
     try {
       const workload = `agent:diff-${randomBytes(5).toString('hex')}`;
       const gc = new GovernorClient(client, taskQueue);
-      const deploy = await gc.start({ workload, steps: [step('deploy', 'staging'), step('announce', 'releases', 'notify', 'Channel')] }, await creds(workload));
-      const notify = await gc.start({ workload, steps: [step('announce', 'ops', 'notify', 'Channel')] }, await creds(workload));
+      const deploy = await gc.start(
+        { workload, steps: [step('deploy', 'staging'), step('announce', 'releases', 'notify', 'Channel')] },
+        await creds(workload),
+      );
+      const notify = await gc.start(
+        { workload, steps: [step('announce', 'ops', 'notify', 'Channel')] },
+        await creds(workload),
+      );
       expect(((await deploy.result()) as ChainResult).status).toBe('Completed');
       expect(((await notify.result()) as ChainResult).status).toBe('Completed');
 
       const candidate = copyBundle();
       addStagingFreeze(candidate);
-      const r = await policyCli(['policy', 'diff', candidate, '--chain', deploy.workflowId, '--chain', notify.workflowId, '--json'], home);
+      const r = await policyCli(
+        ['policy', 'diff', candidate, '--chain', deploy.workflowId, '--chain', notify.workflowId, '--json'],
+        home,
+      );
       expect(r).toMatchObject({ code: 0, stderr: '' });
-      const report = JSON.parse(r.stdout) as { chains: number; decisions: number; reEvaluated: number; skipped: number; flipped: { chainId: string; stepId: string; recorded: { effect: string }; candidate: { effect: string; determiningPolicies: string[] } }[]; candidateDigest: string };
-      expect(report).toMatchObject({ ok: true, chains: 2, decisions: 3, reEvaluated: 3, skipped: 0, candidateDigest: loadBundle(candidate).digest });
+      const report = JSON.parse(r.stdout) as {
+        chains: number;
+        decisions: number;
+        reEvaluated: number;
+        skipped: number;
+        flipped: {
+          chainId: string;
+          stepId: string;
+          recorded: { effect: string };
+          candidate: { effect: string; determiningPolicies: string[] };
+        }[];
+        candidateDigest: string;
+      };
+      expect(report).toMatchObject({
+        ok: true,
+        chains: 2,
+        decisions: 3,
+        reEvaluated: 3,
+        skipped: 0,
+        candidateDigest: loadBundle(candidate).digest,
+      });
       expect(report.flipped).toEqual([
         expect.objectContaining({
           chainId: deploy.workflowId,
@@ -201,7 +247,10 @@ describe('governor policy diff', () => {
         }),
       ]);
 
-      const human = await policyCli(['policy', 'diff', candidate, '--chain', deploy.workflowId, '--fail-on-flip'], home);
+      const human = await policyCli(
+        ['policy', 'diff', candidate, '--chain', deploy.workflowId, '--fail-on-flip'],
+        home,
+      );
       expect(human.code).toBe(2);
       expect(human.stdout).toContain(`${deploy.workflowId} deploy: allow → deny [deploy-staging-freeze]`);
       expect(human.stdout).toContain('1 of 2 re-evaluated decisions would flip');
@@ -214,7 +263,10 @@ describe('governor policy diff', () => {
         listed = JSON.parse(out.stdout) as typeof listed;
         if (listed.chains < 2) await new Promise((res) => setTimeout(res, 250));
       }
-      expect(listed).toMatchObject({ chains: 2, flipped: [expect.objectContaining({ chainId: deploy.workflowId, stepId: 'deploy' })] });
+      expect(listed).toMatchObject({
+        chains: 2,
+        flipped: [expect.objectContaining({ chainId: deploy.workflowId, stepId: 'deploy' })],
+      });
 
       // The bundle that made the decisions flips nothing.
       const same = await policyCli(['policy', 'diff', copyBundle(), '--chain', deploy.workflowId, '--json'], home);

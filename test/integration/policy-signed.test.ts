@@ -39,8 +39,14 @@ function startWorker(options: Partial<GovernorWorkerOptions> & { taskQueue: stri
 async function runChain(taskQueue: string, env = 'staging'): Promise<{ result: ChainResult; chainId: string }> {
   const gc = new GovernorClient(client, taskQueue);
   const handle = await gc.start(
-    { workload: WORKLOAD, steps: [{ id: 's1', action: 'deploy', resource: { type: 'Environment', id: env }, executor: { type: 'noop' } }] },
-    { credential: await issueCredential({ home, sub: WORKLOAD }), attestation: await issueAttestation({ home, sub: WORKLOAD }) },
+    {
+      workload: WORKLOAD,
+      steps: [{ id: 's1', action: 'deploy', resource: { type: 'Environment', id: env }, executor: { type: 'noop' } }],
+    },
+    {
+      credential: await issueCredential({ home, sub: WORKLOAD }),
+      attestation: await issueAttestation({ home, sub: WORKLOAD }),
+    },
   );
   return { result: (await handle.result()) as ChainResult, chainId: handle.workflowId };
 }
@@ -71,7 +77,11 @@ describe('a worker with requireSignedPolicy', () => {
       message: expect.stringContaining('refused (untrusted)'),
     });
     const taskQueue = uniqueQueue('signed');
-    const w = await startWorker({ taskQueue, policiesDir: dir, policyTrustJwks: keyPaths(foreignHome, 'policy-signing').jwksPath });
+    const w = await startWorker({
+      taskQueue,
+      policiesDir: dir,
+      policyTrustJwks: keyPaths(foreignHome, 'policy-signing').jwksPath,
+    });
     try {
       expect(w.policies.current()!.signature).toMatchObject({ status: 'valid' });
       const { result } = await runChain(taskQueue);
@@ -85,7 +95,13 @@ describe('a worker with requireSignedPolicy', () => {
   it('refuses to start when the trusted policy-signing JWKS is missing', async () => {
     const dir = copyBundle();
     await sign(dir);
-    await expect(startWorker({ taskQueue: uniqueQueue('signed'), policiesDir: dir, policyTrustJwks: `${home}/keys/absent.jwks.json` })).rejects.toMatchObject({
+    await expect(
+      startWorker({
+        taskQueue: uniqueQueue('signed'),
+        policiesDir: dir,
+        policyTrustJwks: `${home}/keys/absent.jwks.json`,
+      }),
+    ).rejects.toMatchObject({
       code: ErrorCode.KeysMissing,
       message: expect.stringContaining('absent.jwks.json'),
     });
@@ -103,17 +119,28 @@ describe('a worker with requireSignedPolicy', () => {
       expect(first.result.steps[0]!.decision!.bundleDigest).toBe(signedDigest);
 
       addStagingFreeze(dir); // edited, not re-signed
-      await expect(w.watchers[0]!.check()).resolves.toMatchObject({ kind: 'rejected', reason: expect.stringContaining('(tampered)') });
+      await expect(w.watchers[0]!.check()).resolves.toMatchObject({
+        kind: 'rejected',
+        reason: expect.stringContaining('(tampered)'),
+      });
       const second = await runChain(taskQueue);
       expect(second.result.status).toBe('Completed');
       expect(second.result.steps[0]!.decision!.bundleDigest).toBe(signedDigest);
 
       await sign(dir);
-      await expect(w.watchers[0]!.check()).resolves.toMatchObject({ kind: 'activated', digest: loadBundle(dir).digest, previous: signedDigest });
+      await expect(w.watchers[0]!.check()).resolves.toMatchObject({
+        kind: 'activated',
+        digest: loadBundle(dir).digest,
+        previous: signedDigest,
+      });
       const third = await runChain(taskQueue);
       expect(third.result.status).toBe('Denied');
       const [decision] = recordedDecisions(await client.workflow.getHandle(third.chainId).fetchHistory());
-      expect(decision!.decision).toMatchObject({ effect: 'deny', bundleDigest: loadBundle(dir).digest, determiningPolicies: ['deploy-staging-freeze'] });
+      expect(decision!.decision).toMatchObject({
+        effect: 'deny',
+        bundleDigest: loadBundle(dir).digest,
+        determiningPolicies: ['deploy-staging-freeze'],
+      });
     } finally {
       await w.stop();
     }

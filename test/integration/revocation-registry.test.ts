@@ -1,6 +1,12 @@
 import { eventually } from '../harness/eventually';
 import { randomUUID, generateKeyPairSync } from 'node:crypto';
-import { Client, Connection, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { createActivities } from '../../activities';
 import { issueAttestation, issueCredential } from '../../identity';
@@ -12,7 +18,14 @@ import { GovernorClient } from '../../sdk/client';
 import { createReplayer, fetchChainHistories, formatReport, verifyChain, type Replayer } from '../../audit/verify';
 import { revokeWorkloadUpdate } from '../../contracts/messages';
 import { GENESIS_HASH } from '../../contracts/receipt';
-import { REVOCATION_REGISTRY_TYPE, REVOCATION_STATE_MEMO, revocationLogName, revocationRegistryId, type RevocationListState, type SignedRevocation } from '../../contracts/revocation';
+import {
+  REVOCATION_REGISTRY_TYPE,
+  REVOCATION_STATE_MEMO,
+  revocationLogName,
+  revocationRegistryId,
+  type RevocationListState,
+  type SignedRevocation,
+} from '../../contracts/revocation';
 import type { ChainResult } from '../../contracts/state';
 import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
 
@@ -80,22 +93,40 @@ afterAll(async () => {
 /** Runs a one-step chain (`notify` on a Channel, built-in noop) as `workload` and returns its result. */
 async function run(d: Deployment, workload: string): Promise<ChainResult> {
   const handle = await d.gc.start(
-    { workload, steps: [{ id: 'announce', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'noop' } }] },
-    { credential: await issueCredential({ home: d.home, sub: workload }), attestation: await issueAttestation({ home: d.home, sub: workload }) },
+    {
+      workload,
+      steps: [
+        { id: 'announce', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'noop' } },
+      ],
+    },
+    {
+      credential: await issueCredential({ home: d.home, sub: workload }),
+      attestation: await issueAttestation({ home: d.home, sub: workload }),
+    },
   );
   return (await handle.result()) as ChainResult;
 }
 
 function expectDenied(r: ChainResult, reason: string): void {
-  expect({ status: r.status, reason: r.reason, step: r.steps[0]!.status }).toEqual({ status: 'Denied', reason: expect.stringContaining(reason), step: 'denied' });
+  expect({ status: r.status, reason: r.reason, step: r.steps[0]!.status }).toEqual({
+    status: 'Denied',
+    reason: expect.stringContaining(reason),
+    step: 'denied',
+  });
 }
 
 function expectCompleted(r: ChainResult): void {
-  expect({ status: r.status, reason: r.reason, step: r.steps[0]!.status }).toEqual({ status: 'Completed', reason: undefined, step: 'completed' });
+  expect({ status: r.status, reason: r.reason, step: r.steps[0]!.status }).toEqual({
+    status: 'Completed',
+    reason: undefined,
+    step: 'completed',
+  });
 }
 
 /** The registry's current run: its status and what its memo publishes. */
-async function registryNow(d: Deployment): Promise<{ runId: string; status: string; state?: RevocationListState; revoked: Record<string, SignedRevocation> }> {
+async function registryNow(
+  d: Deployment,
+): Promise<{ runId: string; status: string; state?: RevocationListState; revoked: Record<string, SignedRevocation> }> {
   const desc = await client.workflow.getHandle(d.registry).describe();
   return {
     runId: desc.runId,
@@ -113,7 +144,10 @@ describe('the revocation registry survives its own death', () => {
     const a = workload('a');
     const b = workload('b');
     const first = await d.gc.revokeWorkload({ workload: a, reason: 'credential leak', by: 'security' });
-    expect(first.revocations).toMatchObject({ seq: 1, revoked: { [a]: { workload: a, reason: 'credential leak', by: 'security', seq: 1, prevHash: GENESIS_HASH } } });
+    expect(first.revocations).toMatchObject({
+      seq: 1,
+      revoked: { [a]: { workload: a, reason: 'credential leak', by: 'security', seq: 1, prevHash: GENESIS_HASH } },
+    });
     expectDenied(await run(d, a), `workload ${a} is revoked: credential leak`);
 
     // The attack of issue 14: terminate the registry. The next decision finds it closed, starts a
@@ -131,7 +165,10 @@ describe('the revocation registry survives its own death', () => {
     await client.workflow.getHandle(d.registry).terminate('attack: wipe the revocation list again');
     const second = await d.gc.revokeWorkload({ workload: b, reason: 'second incident', by: 'security' });
     expect(Object.keys(second.revocations.revoked).sort()).toEqual([a, b].sort());
-    expect(second.revocations).toMatchObject({ seq: 2, revoked: { [b]: { seq: 2, prevHash: (first.revocations.revoked[a] as SignedRevocation).hash } } });
+    expect(second.revocations).toMatchObject({
+      seq: 2,
+      revoked: { [b]: { seq: 2, prevHash: (first.revocations.revoked[a] as SignedRevocation).hash } },
+    });
     expectDenied(await run(d, a), `workload ${a} is revoked: credential leak`);
     expectDenied(await run(d, b), `workload ${b} is revoked: second incident`);
     expectCompleted(await run(d, workload('bystander')));
@@ -149,10 +186,24 @@ describe('the revocation registry survives its own death', () => {
     const before = await registryNow(d);
     const { events } = await client.workflow.getHandle(d.registry, before.runId).fetchHistory();
     const E = temporal.api.enums.v1.EventType;
-    const recoverScheduled = events!.find((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && e.activityTaskScheduledEventAttributes?.activityType?.name === 'recoverRevocations')!;
-    const recoverDone = events!.find((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED && Number(e.activityTaskCompletedEventAttributes!.scheduledEventId) === Number(recoverScheduled.eventId))!;
-    const resetPoint = events!.find((e) => e.eventType === E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED && Number(e.eventId) > Number(recoverDone.eventId))!;
-    const signedLater = events!.filter((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && e.activityTaskScheduledEventAttributes?.activityType?.name === 'signRevocation');
+    const recoverScheduled = events!.find(
+      (e) =>
+        e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED &&
+        e.activityTaskScheduledEventAttributes?.activityType?.name === 'recoverRevocations',
+    )!;
+    const recoverDone = events!.find(
+      (e) =>
+        e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED &&
+        Number(e.activityTaskCompletedEventAttributes!.scheduledEventId) === Number(recoverScheduled.eventId),
+    )!;
+    const resetPoint = events!.find(
+      (e) => e.eventType === E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED && Number(e.eventId) > Number(recoverDone.eventId),
+    )!;
+    const signedLater = events!.filter(
+      (e) =>
+        e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED &&
+        e.activityTaskScheduledEventAttributes?.activityType?.name === 'signRevocation',
+    );
     expect(signedLater.map((e) => Number(e.eventId) > Number(resetPoint.eventId))).toEqual([true, true]);
     await client.workflowService.resetWorkflowExecution({
       namespace: 'default',
@@ -161,28 +212,47 @@ describe('the revocation registry survives its own death', () => {
       workflowTaskFinishEventId: resetPoint.eventId,
       requestId: randomUUID(),
       resetReapplyType: temporal.api.enums.v1.ResetReapplyType.RESET_REAPPLY_TYPE_NONE,
-      resetReapplyExcludeTypes: [temporal.api.enums.v1.ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL, temporal.api.enums.v1.ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE],
+      resetReapplyExcludeTypes: [
+        temporal.api.enums.v1.ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL,
+        temporal.api.enums.v1.ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE,
+      ],
     });
     // The reset run really lost them: what it copied from the base run (up to the reset point) signs
     // no revocation, so it starts from the recovered, empty list. (The worker may repair it before a
     // query can observe the empty list, so the history, not a racing query, is the evidence.)
-    const rolledBack = await eventually('the reset run', async () => {
-      const now = await registryNow(d);
-      return now.runId !== before.runId && now.state?.state === 'ready' ? now : undefined;
-    }, { timeoutMs: 15_000 });
+    const rolledBack = await eventually(
+      'the reset run',
+      async () => {
+        const now = await registryNow(d);
+        return now.runId !== before.runId && now.state?.state === 'ready' ? now : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
     const resetEvents = (await client.workflow.getHandle(d.registry, rolledBack.runId).fetchHistory()).events!;
     const copied = resetEvents.filter((e) => Number(e.eventId) <= Number(resetPoint.eventId));
     expect(copied.length).toBeGreaterThan(0);
-    expect(copied.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'signRevocation')).toEqual([]);
-    expect(resetEvents.some((e) => e.workflowTaskFailedEventAttributes?.cause === temporal.api.enums.v1.WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW)).toBe(true);
+    expect(
+      copied.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'signRevocation'),
+    ).toEqual([]);
+    expect(
+      resetEvents.some(
+        (e) =>
+          e.workflowTaskFailedEventAttributes?.cause ===
+          temporal.api.enums.v1.WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW,
+      ),
+    ).toBe(true);
 
     // This worker signed both entries (its log file and memory hold them): it denies while the
     // registry lacks them and tells the registry again, so the workload stays denied.
     expectDenied(await run(d, a), a);
-    const restored = await eventually('the restored revocations', async () => {
-      const now = await registryNow(d);
-      return now.revoked[a] && now.revoked[b] ? now : undefined;
-    }, { timeoutMs: 15_000 });
+    const restored = await eventually(
+      'the restored revocations',
+      async () => {
+        const now = await registryNow(d);
+        return now.revoked[a] && now.revoked[b] ? now : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
     expect(restored.revoked[a]).toMatchObject({ reason: 'leak a' });
     expect(restored.revoked[b]).toMatchObject({ reason: 'leak b' });
     expectDenied(await run(d, b), `workload ${b} is revoked: leak b`);
@@ -195,8 +265,17 @@ describe('the revocation registry survives its own death', () => {
     await d.gc.revokeWorkload({ workload: a, reason: 'leak' });
     await client.workflow.getHandle(d.registry).terminate('make room for a run that times out');
     // A registry run with a 3 s run timeout (as an operator or an attacker could start one).
-    const short = await client.workflow.start(REVOCATION_REGISTRY_TYPE, { workflowId: d.registry, taskQueue: d.taskQueue, args: [], workflowRunTimeout: '3s' });
-    await eventually('the registry run to time out', async () => ((await short.describe()).status.name === 'TIMED_OUT' ? true : undefined), { timeoutMs: 15_000 });
+    const short = await client.workflow.start(REVOCATION_REGISTRY_TYPE, {
+      workflowId: d.registry,
+      taskQueue: d.taskQueue,
+      args: [],
+      workflowRunTimeout: '3s',
+    });
+    await eventually(
+      'the registry run to time out',
+      async () => ((await short.describe()).status.name === 'TIMED_OUT' ? true : undefined),
+      { timeoutMs: 15_000 },
+    );
     expectDenied(await run(d, a), `workload ${a} is revoked: leak`);
     const now = await registryNow(d);
     expect(now.runId).not.toBe(short.firstExecutionRunId);
@@ -214,19 +293,32 @@ describe('the revocation registry survives its own death', () => {
     const runs: string[] = [];
     for await (const wf of client.workflow.list({ query: `WorkflowId = '${first.registry}'` })) runs.push(wf.runId);
     expect(runs.length).toBeGreaterThan(0);
-    for (const runId of runs) await client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: first.registry, runId } });
-    await eventually('the registry to be deleted', async () => {
-      try {
-        await client.workflow.getHandle(first.registry).describe();
-        return undefined;
-      } catch (err) {
-        return err instanceof WorkflowNotFoundError ? true : undefined;
-      }
-    }, { timeoutMs: 15_000 });
-    await eventually('visibility to forget the registry', async () => {
-      for await (const wf of client.workflow.list({ query: `WorkflowId = '${first.registry}'` })) return wf ? undefined : true;
-      return true;
-    }, { timeoutMs: 15_000 });
+    for (const runId of runs)
+      await client.workflowService.deleteWorkflowExecution({
+        namespace: 'default',
+        workflowExecution: { workflowId: first.registry, runId },
+      });
+    await eventually(
+      'the registry to be deleted',
+      async () => {
+        try {
+          await client.workflow.getHandle(first.registry).describe();
+          return undefined;
+        } catch (err) {
+          return err instanceof WorkflowNotFoundError ? true : undefined;
+        }
+      },
+      { timeoutMs: 15_000 },
+    );
+    await eventually(
+      'visibility to forget the registry',
+      async () => {
+        for await (const wf of client.workflow.list({ query: `WorkflowId = '${first.registry}'` }))
+          return wf ? undefined : true;
+        return true;
+      },
+      { timeoutMs: 15_000 },
+    );
 
     // A new worker process (nothing in memory) with the same GOVERNOR_HOME and task queue.
     const file = new RevocationLogFile(first.home, first.log);
@@ -252,25 +344,60 @@ describe('fail closed', () => {
     const pair = generateKeyPairSync('ed25519');
     const kid = (genuine.revocations.revoked[a] as SignedRevocation).signature.split('.')[0]!;
     const attacker = { key: pair.privateKey, kid: JSON.parse(Buffer.from(kid, 'base64url').toString()).kid as string };
-    const forged = await signRevocationEntry(attacker, { registry: d.log, seq: 1, workload: x, reason: 'forged', prevHash: GENESIS_HASH }, new Date());
-    const unsigned = { ...(await signRevocationEntry(attacker, { registry: d.log, seq: 2, workload: y, reason: 'unsigned', prevHash: forged.hash }, new Date())), signature: 'e30.e30.' };
-    const squatterMemo = { revoked: { [x]: forged, [y]: unsigned }, [REVOCATION_STATE_MEMO]: { v: 1, registry: d.log, state: 'ready', seq: 2, head: unsigned.hash } };
+    const forged = await signRevocationEntry(
+      attacker,
+      { registry: d.log, seq: 1, workload: x, reason: 'forged', prevHash: GENESIS_HASH },
+      new Date(),
+    );
+    const unsigned = {
+      ...(await signRevocationEntry(
+        attacker,
+        { registry: d.log, seq: 2, workload: y, reason: 'unsigned', prevHash: forged.hash },
+        new Date(),
+      )),
+      signature: 'e30.e30.',
+    };
+    const squatterMemo = {
+      revoked: { [x]: forged, [y]: unsigned },
+      [REVOCATION_STATE_MEMO]: { v: 1, registry: d.log, state: 'ready', seq: 2, head: unsigned.hash },
+    };
 
     // A squatter of the registry's own type, on a queue no governor polls, claiming a ready list.
-    const squatter = await client.workflow.start(REVOCATION_REGISTRY_TYPE, { workflowId: d.registry, taskQueue: `nowhere-${randomUUID()}`, args: [], memo: squatterMemo });
+    const squatter = await client.workflow.start(REVOCATION_REGISTRY_TYPE, {
+      workflowId: d.registry,
+      taskQueue: `nowhere-${randomUUID()}`,
+      args: [],
+      memo: squatterMemo,
+    });
     const denied = await run(d, workload('bystander'));
     expectDenied(denied, 'revocation list unavailable: the revocation registry runs on another task queue');
-    expect(denied.steps[0]!.decision).toMatchObject({ effect: 'deny', reason: "revocation list unavailable: the revocation registry runs on another task queue than this worker's" });
+    expect(denied.steps[0]!.decision).toMatchObject({
+      effect: 'deny',
+      reason: "revocation list unavailable: the revocation registry runs on another task queue than this worker's",
+    });
     await squatter.terminate('end of the squatter');
 
     // A squatter of another type on the same id.
-    const other = await client.workflow.start('notARevocationRegistry', { workflowId: d.registry, taskQueue: `nowhere-${randomUUID()}`, args: [] });
-    expectDenied(await run(d, workload('bystander')), "revocation list unavailable: the revocation registry's id is held by a workflow of another type (notARevocationRegistry)");
+    const other = await client.workflow.start('notARevocationRegistry', {
+      workflowId: d.registry,
+      taskQueue: `nowhere-${randomUUID()}`,
+      args: [],
+    });
+    expectDenied(
+      await run(d, workload('bystander')),
+      "revocation list unavailable: the revocation registry's id is held by a workflow of another type (notARevocationRegistry)",
+    );
     await other.terminate('end of the squatter');
 
     // A forged line in this worker's log file too.
     const file = new RevocationLogFile(d.home, d.log);
-    file.append([await signRevocationEntry(attacker, { registry: d.log, seq: 2, workload: z, reason: 'forged', prevHash: genuine.revocations.head! }, new Date())]);
+    file.append([
+      await signRevocationEntry(
+        attacker,
+        { registry: d.log, seq: 2, workload: z, reason: 'forged', prevHash: genuine.revocations.head! },
+        new Date(),
+      ),
+    ]);
 
     // With the squatters gone the worker starts a registry again; it recovers from every earlier
     // run (the squatter's memo included) and the file, and keeps only what the receipt key signed.
@@ -290,7 +417,13 @@ describe('fail closed', () => {
     // The worker's own client, cut off from the server.
     const cut = await Connection.connect({ address: testAddress() });
     await cut.close();
-    const activities = createActivities({ policies, home, revocations: new RevocationCache(new RevocationStore(new Client({ connection: cut }), home), uniqueQueue('cut'), { readyWaitMs: 300 }) });
+    const activities = createActivities({
+      policies,
+      home,
+      revocations: new RevocationCache(new RevocationStore(new Client({ connection: cut }), home), uniqueQueue('cut'), {
+        readyWaitMs: 300,
+      }),
+    });
     const sub = workload('cut');
     const result = await activities.authorize({
       chainId: `chain-${randomUUID()}`,
@@ -304,7 +437,10 @@ describe('fail closed', () => {
       attestation: await issueAttestation({ home, sub }),
       prev: { seq: 0, hash: GENESIS_HASH },
     });
-    expect(result.decision).toMatchObject({ effect: 'deny', reason: expect.stringMatching(/^revocation list unavailable: the revocation registry is not reachable: /) });
+    expect(result.decision).toMatchObject({
+      effect: 'deny',
+      reason: expect.stringMatching(/^revocation list unavailable: the revocation registry is not reachable: /),
+    });
     expect(result.revocations).toBeUndefined();
     expect(result.receipt).toMatchObject({ seq: 1, kind: 'decision' });
   });
@@ -323,22 +459,44 @@ describe('fail closed', () => {
       const cause = (err as WorkflowUpdateFailedError).cause as { type?: string; message?: string };
       return { type: cause.type, message: cause.message };
     };
-    expect(await refused({ workload: '', reason: 'x' })).toEqual({ type: 'GOVERNOR_INVALID_INPUT', message: expect.stringMatching(/^invalid revocation: workload: /) });
-    expect(await refused({ workload: 'agent:w' })).toEqual({ type: 'GOVERNOR_INVALID_INPUT', message: expect.stringMatching(/^invalid revocation: reason: /) });
-    expect(await refused({ workload: 'agent:w', reason: 'r', signature: 'forged' })).toEqual({ type: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining('signature') });
-    expect(await refused({ workload: 'agent:w', reason: 'x'.repeat(501) })).toEqual({ type: 'GOVERNOR_INVALID_INPUT', message: expect.stringMatching(/^invalid revocation: reason: /) });
-    expect(await refused('agent:w')).toEqual({ type: 'GOVERNOR_INVALID_INPUT', message: expect.stringMatching(/^invalid revocation: \(root\): /) });
+    expect(await refused({ workload: '', reason: 'x' })).toEqual({
+      type: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringMatching(/^invalid revocation: workload: /),
+    });
+    expect(await refused({ workload: 'agent:w' })).toEqual({
+      type: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringMatching(/^invalid revocation: reason: /),
+    });
+    expect(await refused({ workload: 'agent:w', reason: 'r', signature: 'forged' })).toEqual({
+      type: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringContaining('signature'),
+    });
+    expect(await refused({ workload: 'agent:w', reason: 'x'.repeat(501) })).toEqual({
+      type: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringMatching(/^invalid revocation: reason: /),
+    });
+    expect(await refused('agent:w')).toEqual({
+      type: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringMatching(/^invalid revocation: \(root\): /),
+    });
     expect(Object.keys((await registryNow(d)).revoked)).toEqual([a]);
 
     // A run started with a malformed argument fails at once, naming the field (no task retry loop).
     await handle.terminate('make room for a bad start');
-    const bad = await client.workflow.start(REVOCATION_REGISTRY_TYPE, { workflowId: d.registry, taskQueue: d.taskQueue, args: [{ v: 1, entries: 'not a list' }] });
+    const bad = await client.workflow.start(REVOCATION_REGISTRY_TYPE, {
+      workflowId: d.registry,
+      taskQueue: d.taskQueue,
+      args: [{ v: 1, entries: 'not a list' }],
+    });
     const failure = await bad.result().then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(failure).toBeInstanceOf(WorkflowFailedError);
-    expect((failure as WorkflowFailedError).cause).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', message: expect.stringMatching(/^invalid registry input: input\.entries: /) });
+    expect((failure as WorkflowFailedError).cause).toMatchObject({
+      type: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringMatching(/^invalid registry input: input\.entries: /),
+    });
     // The next decision starts a registry that recovers the list.
     expectDenied(await run(d, a), `workload ${a} is revoked: leak`);
   });
@@ -362,7 +520,12 @@ describe('decisions name the revocation list they saw', () => {
 
     const denied = await run(d, a);
     expectDenied(denied, `workload ${a} is revoked`);
-    const deniedReport = await verifyChain({ histories: await fetchChainHistories(client, denied.chainId), chainId: denied.chainId, home: d.home, replayer });
+    const deniedReport = await verifyChain({
+      histories: await fetchChainHistories(client, denied.chainId),
+      chainId: denied.chainId,
+      home: d.home,
+      replayer,
+    });
     expect(deniedReport).toMatchObject({ verdict: 'verified', revocationLists: [named] });
 
     // The list a decision names is covered by its receipt: claiming another list breaks the receipt.
@@ -370,7 +533,10 @@ describe('decisions name the revocation list they saw', () => {
     expect(editPayloads(edited, (value) => bumpRevocationSeq(value))).toBeGreaterThan(0);
     const tampered = await verifyChain({ histories: edited, chainId: allowed.chainId, home: d.home, replayer });
     expect(tampered.verdict).toBe('failed');
-    expect(tampered.checks.find((c) => c.name === 'receipts')).toMatchObject({ ok: false, detail: expect.stringContaining('digest does not match what history recorded') });
+    expect(tampered.checks.find((c) => c.name === 'receipts')).toMatchObject({
+      ok: false,
+      detail: expect.stringContaining('digest does not match what history recorded'),
+    });
   });
 });
 

@@ -52,7 +52,14 @@ const bundleDir = defaultBundleWith(
  * - expired:        payment of 50,000; escalates to finance-approver with a 5 s deadline; nobody votes → Denied.
  */
 type Group = 'allowed' | 'policyDenied' | 'stewardApproved' | 'sreApproved' | 'approverDenied' | 'expired';
-const MIX: Record<Group, number> = { allowed: 0.4, policyDenied: 0.1, stewardApproved: 0.2, sreApproved: 0.2, approverDenied: 0.05, expired: 0.05 };
+const MIX: Record<Group, number> = {
+  allowed: 0.4,
+  policyDenied: 0.1,
+  stewardApproved: 0.2,
+  sreApproved: 0.2,
+  approverDenied: 0.05,
+  expired: 0.05,
+};
 const WAITS: readonly Group[] = ['stewardApproved', 'sreApproved', 'approverDenied'];
 const FINAL: Record<Group, ChainStatus> = {
   allowed: 'Completed',
@@ -79,7 +86,10 @@ function plan(total: number): Planned[] {
     for (let k = 0; k < counts[gi]!; k++) out.push({ index: out.length, group, chainId: `scale-${run}-${group}-${k}` });
   });
   // Interleave the groups so each phase of the start load is mixed (deterministic shuffle).
-  return out.map((p, i) => ({ p, key: (i * 7919) % out.length })).sort((a, b) => a.key - b.key).map(({ p }) => p);
+  return out
+    .map((p, i) => ({ p, key: (i * 7919) % out.length }))
+    .sort((a, b) => a.key - b.key)
+    .map(({ p }) => p);
 }
 
 /** Runs `fn` over `items` with at most `limit` calls in flight. */
@@ -119,10 +129,15 @@ beforeAll(async () => {
   gc = new GovernorClient(client, taskQueue);
   // Cache above the number of chains: no run is evicted (and replayed) while it waits. Two workers
   // on one queue show the governor scales out: workers are stateless, the chains' state is in history.
-  for (let i = 0; i < 2; i++) governors.push(await startGovernorWorker({ home, taskQueue, policiesDir: bundleDir, maxCachedWorkflows: 1200 }));
+  for (let i = 0; i < 2; i++)
+    governors.push(await startGovernorWorker({ home, taskQueue, policiesDir: bundleDir, maxCachedWorkflows: 1200 }));
   ledger = new Ledger();
   serviceConnection = await NativeConnection.connect({ address: testAddress() });
-  serviceWorker = await Worker.create({ connection: serviceConnection, taskQueue: serviceQueue, activities: createServiceActivities(ledger) });
+  serviceWorker = await Worker.create({
+    connection: serviceConnection,
+    taskQueue: serviceQueue,
+    activities: createServiceActivities(ledger),
+  });
   serviceRun = serviceWorker.run();
 }, 120_000);
 
@@ -130,9 +145,15 @@ afterAll(async () => {
   // A failed run must not leave hundreds of waiting chains (and their timers) on the shared server.
   if (client) {
     const open: string[] = [];
-    for await (const wf of client.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) open.push(wf.workflowId);
+    for await (const wf of client.workflow.list({
+      query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+    }))
+      open.push(wf.workflowId);
     await pool(open, CLIENT_CONCURRENCY, async (id) => {
-      await client.workflow.getHandle(id).terminate('scale test cleanup').catch(() => undefined);
+      await client.workflow
+        .getHandle(id)
+        .terminate('scale test cleanup')
+        .catch(() => undefined);
     });
   }
   serviceWorker?.shutdown();
@@ -202,7 +223,12 @@ async function waitForCounts(label: string, expected: Counts, timeoutMs: number)
 }
 
 function chainFor(p: Planned): Record<string, unknown> {
-  const step = (id: string, action: string, resource: { type: string; id: string }, context: Record<string, unknown> = {}) => ({
+  const step = (
+    id: string,
+    action: string,
+    resource: { type: string; id: string },
+    context: Record<string, unknown> = {},
+  ) => ({
     id,
     action,
     resource,
@@ -248,7 +274,9 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
       });
       const startedMs = Date.now() - t0;
       expect(handles.size).toBe(TOTAL);
-      console.log(`[scale] started ${TOTAL} chains in ${seconds(startedMs)} s (${CLIENT_CONCURRENCY} starts in flight)`);
+      console.log(
+        `[scale] started ${TOTAL} chains in ${seconds(startedMs)} s (${CLIENT_CONCURRENCY} starts in flight)`,
+      );
 
       // ---- 2. the waiting state: visibility shows exactly who waits and who has ended ------------
       const expectedWaiting = expectedCounts(planned, 'waiting');
@@ -258,7 +286,9 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
       sampleRss();
       const rssWaiting = process.memoryUsage().rss;
       const cached = governors.map((g) => g.worker.getStatus().numCachedWorkflows);
-      console.log(`[scale] waiting state after ${seconds(waitingMs)} s: ${JSON.stringify(waiting)}; cached runs per worker ${cached.join(' + ')}`);
+      console.log(
+        `[scale] waiting state after ${seconds(waitingMs)} s: ${JSON.stringify(waiting)}; cached runs per worker ${cached.join(' + ')}`,
+      );
 
       // Every waiting chain says so itself, with the roles and quorum still needed; its step digest
       // binds the votes below.
@@ -275,7 +305,10 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
           approval?.outcome === 'pending' &&
           approval.quorum === e.quorum &&
           approval.stillNeeded === e.quorum;
-        if (!ok || !approval) wrongWaiting.push(`${p.chainId}: ${s.status} ${JSON.stringify(s.pendingRoles)} ${JSON.stringify(approval && { outcome: approval.outcome, quorum: approval.quorum, stillNeeded: approval.stillNeeded })}`);
+        if (!ok || !approval)
+          wrongWaiting.push(
+            `${p.chainId}: ${s.status} ${JSON.stringify(s.pendingRoles)} ${JSON.stringify(approval && { outcome: approval.outcome, quorum: approval.quorum, stillNeeded: approval.stillNeeded })}`,
+          );
         else digests.set(p.chainId, approval.stepDigest);
       });
       expect(wrongWaiting).toEqual([]);
@@ -291,15 +324,65 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
         const e = ESCALATION[p.group]!;
         const neighbour = approvable.find((q) => q.group === p.group && q.chainId !== p.chainId)!;
         const attempts: [string, Promise<string>, RegExp][] = [
-          ['other chain', issueApproval({ home, sub: 'mallory', roles: e.roles, chainId: neighbour.chainId, stepId: e.stepId, stepDigest: digests.get(neighbour.chainId)!, decision: 'approve' }), /another chain/],
-          ['workload', issueApproval({ home, sub: WORKLOAD, roles: e.roles, chainId: p.chainId, stepId: e.stepId, stepDigest: digests.get(p.chainId)!, decision: 'approve' }), /requesting workload and its owner may not approve/],
-          ['owner', issueApproval({ home, sub: OWNER, roles: e.roles, chainId: p.chainId, stepId: e.stepId, stepDigest: digests.get(p.chainId)!, decision: 'approve' }), /requesting workload and its owner may not approve/],
-          ['wrong role', issueApproval({ home, sub: 'victor', roles: ['viewer'], chainId: p.chainId, stepId: e.stepId, stepDigest: digests.get(p.chainId)!, decision: 'approve' }), /holds none of the eligible roles/],
+          [
+            'other chain',
+            issueApproval({
+              home,
+              sub: 'mallory',
+              roles: e.roles,
+              chainId: neighbour.chainId,
+              stepId: e.stepId,
+              stepDigest: digests.get(neighbour.chainId)!,
+              decision: 'approve',
+            }),
+            /another chain/,
+          ],
+          [
+            'workload',
+            issueApproval({
+              home,
+              sub: WORKLOAD,
+              roles: e.roles,
+              chainId: p.chainId,
+              stepId: e.stepId,
+              stepDigest: digests.get(p.chainId)!,
+              decision: 'approve',
+            }),
+            /requesting workload and its owner may not approve/,
+          ],
+          [
+            'owner',
+            issueApproval({
+              home,
+              sub: OWNER,
+              roles: e.roles,
+              chainId: p.chainId,
+              stepId: e.stepId,
+              stepDigest: digests.get(p.chainId)!,
+              decision: 'approve',
+            }),
+            /requesting workload and its owner may not approve/,
+          ],
+          [
+            'wrong role',
+            issueApproval({
+              home,
+              sub: 'victor',
+              roles: ['viewer'],
+              chainId: p.chainId,
+              stepId: e.stepId,
+              stepDigest: digests.get(p.chainId)!,
+              decision: 'approve',
+            }),
+            /holds none of the eligible roles/,
+          ],
         ];
         for (const [name, token, reason] of attempts) {
           const r = await gc.submitApproval(p.chainId, await token);
           if (r.verdict.counted || !reason.test(r.verdict.reason ?? '') || r.approval.stillNeeded !== e.quorum) {
-            wrongVerdicts.push(`${p.chainId} ${name}: ${JSON.stringify(r.verdict)} stillNeeded ${r.approval.stillNeeded}`);
+            wrongVerdicts.push(
+              `${p.chainId} ${name}: ${JSON.stringify(r.verdict)} stillNeeded ${r.approval.stillNeeded}`,
+            );
           }
         }
       });
@@ -310,17 +393,28 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
       const t1 = Date.now();
       const vote = (p: Planned, sub: string, decision: 'approve' | 'deny', reason?: string) => {
         const e = ESCALATION[p.group]!;
-        return issueApproval({ home, sub, roles: e.roles, chainId: p.chainId, stepId: e.stepId, stepDigest: digests.get(p.chainId)!, decision, reason });
+        return issueApproval({
+          home,
+          sub,
+          roles: e.roles,
+          chainId: p.chainId,
+          stepId: e.stepId,
+          stepDigest: digests.get(p.chainId)!,
+          decision,
+          reason,
+        });
       };
       const wrongVotes: string[] = [];
       await pool(waitingChains, CLIENT_CONCURRENCY, async (p) => {
         if (p.group === 'stewardApproved') {
           const r = await gc.submitApproval(p.chainId, await vote(p, 'sam-steward', 'approve', 'export reviewed'));
-          if (!r.verdict.counted || r.verdict.decision !== 'approve') wrongVotes.push(`${p.chainId}: ${JSON.stringify(r.verdict)}`);
+          if (!r.verdict.counted || r.verdict.decision !== 'approve')
+            wrongVotes.push(`${p.chainId}: ${JSON.stringify(r.verdict)}`);
         } else if (p.group === 'sreApproved') {
           // The first vote by update (the caller sees it counted, one still needed), the second by signal.
           const r = await gc.submitApproval(p.chainId, await vote(p, 'alice', 'approve'));
-          if (!r.verdict.counted || r.approval.stillNeeded !== 1) wrongVotes.push(`${p.chainId}: ${JSON.stringify(r.verdict)} stillNeeded ${r.approval.stillNeeded}`);
+          if (!r.verdict.counted || r.approval.stillNeeded !== 1)
+            wrongVotes.push(`${p.chainId}: ${JSON.stringify(r.verdict)} stillNeeded ${r.approval.stillNeeded}`);
           await gc.signalVote(p.chainId, await vote(p, 'carol', 'approve'), 'approve');
         } else {
           await gc.signalVote(p.chainId, await vote(p, 'bob', 'deny', 'change freeze'), 'deny');
@@ -344,29 +438,47 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
         const step = (id: string) => r.steps.find((s) => s.id === id);
         switch (p.group) {
           case 'allowed':
-            if (!r.steps.every((s) => s.status === 'completed' && s.decision?.effect === 'allow')) problems.push('a step not completed/allowed');
+            if (!r.steps.every((s) => s.status === 'completed' && s.decision?.effect === 'allow'))
+              problems.push('a step not completed/allowed');
             break;
           case 'policyDenied':
             if (step('deploy')?.status !== 'completed') problems.push('step 1 not completed');
-            if (step('drop')?.status !== 'denied' || !step('drop')?.decision?.determiningPolicies.includes('db-drop-table-prod-forbid')) problems.push(`drop not denied by db-drop-table-prod-forbid: ${JSON.stringify(step('drop')?.decision)}`);
+            if (
+              step('drop')?.status !== 'denied' ||
+              !step('drop')?.decision?.determiningPolicies.includes('db-drop-table-prod-forbid')
+            )
+              problems.push(`drop not denied by db-drop-table-prod-forbid: ${JSON.stringify(step('drop')?.decision)}`);
             break;
           case 'stewardApproved': {
             const a = step('export')?.approval;
-            if (a?.outcome !== 'approved' || JSON.stringify(a.approvedBy.map((x) => x.approver)) !== '["sam-steward"]') problems.push(`approval ${JSON.stringify(a?.approvedBy)} ${a?.outcome}`);
+            if (a?.outcome !== 'approved' || JSON.stringify(a.approvedBy.map((x) => x.approver)) !== '["sam-steward"]')
+              problems.push(`approval ${JSON.stringify(a?.approvedBy)} ${a?.outcome}`);
             if (step('export')?.decision?.effect !== 'allow') problems.push('not allowed after approval');
             break;
           }
           case 'sreApproved': {
             const a = step('deploy')?.approval;
-            if (a?.outcome !== 'approved' || JSON.stringify(a.approvedBy.map((x) => x.approver)) !== '["alice","carol"]') problems.push(`approval ${JSON.stringify(a?.approvedBy)} ${a?.outcome}`);
+            if (
+              a?.outcome !== 'approved' ||
+              JSON.stringify(a.approvedBy.map((x) => x.approver)) !== '["alice","carol"]'
+            )
+              problems.push(`approval ${JSON.stringify(a?.approvedBy)} ${a?.outcome}`);
             if (step('deploy')?.decision?.effect !== 'allow') problems.push('not allowed after approval');
             break;
           }
           case 'approverDenied':
-            if (step('deploy')?.approval?.outcome !== 'denied' || !r.reason?.includes('denied by approver bob: change freeze')) problems.push(`reason ${r.reason}`);
+            if (
+              step('deploy')?.approval?.outcome !== 'denied' ||
+              !r.reason?.includes('denied by approver bob: change freeze')
+            )
+              problems.push(`reason ${r.reason}`);
             break;
           case 'expired':
-            if (step('pay')?.approval?.outcome !== 'expired' || !/no quorum of 1 by the approval deadline \(5s\)/.test(r.reason ?? '')) problems.push(`reason ${r.reason}`);
+            if (
+              step('pay')?.approval?.outcome !== 'expired' ||
+              !/no quorum of 1 by the approval deadline \(5s\)/.test(r.reason ?? '')
+            )
+              problems.push(`reason ${r.reason}`);
             break;
         }
         if (problems.length) wrongResults.push(`${p.chainId} [${p.group}]: ${problems.join('; ')}`);
@@ -391,7 +503,12 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
           }
         })
         .sort();
-      expect(ledger.all().map((e) => e.idempotencyKey).sort()).toEqual(expectedKeys);
+      expect(
+        ledger
+          .all()
+          .map((e) => e.idempotencyKey)
+          .sort(),
+      ).toEqual(expectedKeys);
 
       sampleRss();
       const cachedAfter = governors.map((g) => g.worker.getStatus().numCachedWorkflows);
@@ -410,7 +527,12 @@ describe(`${TOTAL} concurrent chains on the real server`, () => {
         duplicatesAbsorbed: ledger.duplicatesAbsorbed,
         cachedRunsPerWorkerWhileWaiting: cached,
         cachedRunsPerWorkerAtEnd: cachedAfter,
-        rssMiB: { before: mib(rssBefore), waiting: mib(rssWaiting), peak: mib(peakRss), end: mib(process.memoryUsage().rss) },
+        rssMiB: {
+          before: mib(rssBefore),
+          waiting: mib(rssWaiting),
+          peak: mib(peakRss),
+          end: mib(process.memoryUsage().rss),
+        },
         note: 'RSS of the jest worker process: both governor workers, the service worker and the client run in it',
         finalCounts: final,
       };

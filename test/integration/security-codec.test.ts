@@ -57,7 +57,10 @@ beforeAll(async () => {
     revocationCacheTtlMs: 0, // every decision reads the registry: no waiting for a cached list to expire
     extraActivities: () => ({
       async explode(input: ServiceActivityInput) {
-        throw ApplicationFailure.nonRetryable(`service exploded while handling ${String(input.input.secret)}`, 'SERVICE_FAILED');
+        throw ApplicationFailure.nonRetryable(
+          `service exploded while handling ${String(input.input.secret)}`,
+          'SERVICE_FAILED',
+        );
       },
     }),
   });
@@ -77,7 +80,11 @@ async function rawHistory(workflowId: string): Promise<temporal.api.history.v1.H
   const events: temporal.api.history.v1.IHistoryEvent[] = [];
   let nextPageToken: Uint8Array | undefined;
   do {
-    const page = await rawConnection.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId }, nextPageToken });
+    const page = await rawConnection.workflowService.getWorkflowExecutionHistory({
+      namespace: 'default',
+      execution: { workflowId },
+      nextPageToken,
+    });
     events.push(...(page.history?.events ?? []));
     nextPageToken = page.nextPageToken && page.nextPageToken.length > 0 ? page.nextPageToken : undefined;
   } while (nextPageToken);
@@ -119,7 +126,8 @@ function payloadsIn(json: unknown, out: PayloadJson[] = [], skip: string[] = [])
   return out;
 }
 
-const isEncrypted = (p: PayloadJson): boolean => Buffer.from(p.metadata!.encoding!, 'base64').toString() === ENCRYPTED_ENCODING;
+const isEncrypted = (p: PayloadJson): boolean =>
+  Buffer.from(p.metadata!.encoding!, 'base64').toString() === ENCRYPTED_ENCODING;
 
 /** Decodes the history's encrypted payloads through the codec server (bearer token); returns their plain texts. */
 async function decodeViaServer(history: temporal.api.history.v1.History): Promise<string[]> {
@@ -143,7 +151,12 @@ describe('payload encryption on the real server', () => {
       workload: WORKLOAD,
       summary: `release with ${CANARY}`,
       steps: [
-        g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' }, { input: { secret: CANARY }, context: { ticket: CANARY } }),
+        g.serviceStep(
+          'deploy',
+          'deploy',
+          { type: 'Environment', id: 'staging' },
+          { input: { secret: CANARY }, context: { ticket: CANARY } },
+        ),
         g.serviceStep('announce', 'notify', { type: 'Channel', id: 'releases' }, { input: { note: CANARY } }),
       ],
     };
@@ -161,8 +174,14 @@ describe('payload encryption on the real server', () => {
     // Every payload of the history is encrypted except the search attributes (workload, status…: not
     // secret, and visibility must index them) and Core's marker bookkeeping: local-activity metadata and
     // `patched()` ids (`{ id, deprecated }`, the governor's own patch names).
-    const payloads = payloadsIn(history.toJSON(), [], ['searchAttributes', 'upsertWorkflowSearchAttributesEventAttributes']);
-    const plain = payloads.filter((p) => !isEncrypted(p)).map((p) => JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as unknown);
+    const payloads = payloadsIn(
+      history.toJSON(),
+      [],
+      ['searchAttributes', 'upsertWorkflowSearchAttributesEventAttributes'],
+    );
+    const plain = payloads
+      .filter((p) => !isEncrypted(p))
+      .map((p) => JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as unknown);
     expect(payloads.filter(isEncrypted).length).toBeGreaterThan(10);
     expect(plain.length).toBeGreaterThan(0);
     const patchIds = new Set<string>(Object.values(patches));
@@ -174,9 +193,13 @@ describe('payload encryption on the real server', () => {
     // The workflow input, activity inputs and the summary are ciphertext.
     const started = history.events[0]!.workflowExecutionStartedEventAttributes!;
     expect(Buffer.from(started.input!.payloads![0]!.metadata!.encoding!).toString()).toBe(ENCRYPTED_ENCODING);
-    expect(Buffer.from(history.events[0]!.userMetadata!.summary!.metadata!.encoding!).toString()).toBe(ENCRYPTED_ENCODING);
+    expect(Buffer.from(history.events[0]!.userMetadata!.summary!.metadata!.encoding!).toString()).toBe(
+      ENCRYPTED_ENCODING,
+    );
     // The search attributes stay readable (not secret; the list and filters rely on them).
-    expect(defaultPayloadConverter.fromPayload(started.searchAttributes!.indexedFields!.GovernorWorkload!)).toBe(WORKLOAD);
+    expect(defaultPayloadConverter.fromPayload(started.searchAttributes!.indexedFields!.GovernorWorkload!)).toBe(
+      WORKLOAD,
+    );
 
     const texts = await decodeViaServer(history);
     expect(texts.some((t) => t.includes(CANARY))).toBe(true);
@@ -188,8 +211,24 @@ describe('payload encryption on the real server', () => {
     // Asynchronously: the codec server answers from this process's event loop.
     const show = (extra: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const args = ['workflow', 'show', '--address', testAddress(), '--namespace', 'default', '--workflow-id', completedId, '--output', 'json', '--codec-endpoint', server.url, ...extra];
-        execFile(cli, args, { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) || 1 : 0, stdout, stderr }));
+        const args = [
+          'workflow',
+          'show',
+          '--address',
+          testAddress(),
+          '--namespace',
+          'default',
+          '--workflow-id',
+          completedId,
+          '--output',
+          'json',
+          '--codec-endpoint',
+          server.url,
+          ...extra,
+        ];
+        execFile(cli, args, { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) || 1 : 0, stdout, stderr }),
+        );
       });
     const decoded = await show(['--codec-auth', `Bearer ${TOKEN}`]);
     expect(decoded.code).toBe(0);
@@ -206,7 +245,15 @@ describe('payload encryption on the real server', () => {
     const failing = await g.gc.start(
       {
         workload: WORKLOAD,
-        steps: [{ id: 'boom', action: 'deploy', resource: { type: 'Environment', id: 'staging' }, input: { secret: FAIL_CANARY }, executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'explode' } }],
+        steps: [
+          {
+            id: 'boom',
+            action: 'deploy',
+            resource: { type: 'Environment', id: 'staging' },
+            input: { secret: FAIL_CANARY },
+            executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'explode' },
+          },
+        ],
       },
       await g.creds(),
     );
@@ -228,7 +275,17 @@ describe('payload encryption on the real server', () => {
     expect(texts.some((t) => t.includes(`service exploded while handling ${FAIL_CANARY}`))).toBe(true);
 
     // A chain denied by policy: the reason travels in the (encrypted) result.
-    const denied = await g.run({ workload: WORKLOAD, steps: [g.serviceStep('drop', 'drop_table', { type: 'Database', id: 'prod' }, { input: { table: FAIL_CANARY }, context: { ticket: FAIL_CANARY } })] });
+    const denied = await g.run({
+      workload: WORKLOAD,
+      steps: [
+        g.serviceStep(
+          'drop',
+          'drop_table',
+          { type: 'Database', id: 'prod' },
+          { input: { table: FAIL_CANARY }, context: { ticket: FAIL_CANARY } },
+        ),
+      ],
+    });
     expect(denied.status).toBe('Denied');
     const deniedHistory = await rawHistory(denied.chainId);
     expectAbsent(deniedHistory, FAIL_CANARY);
@@ -238,22 +295,39 @@ describe('payload encryption on the real server', () => {
 
   it('revocation still works: the registry memo is encrypted and authorize decodes it', async () => {
     const workload = `agent:codec-${randomBytes(4).toString('hex')}`;
-    const waiting = await g.gc.start({ workload, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })] }, await g.creds(workload));
+    const waiting = await g.gc.start(
+      { workload, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' })] },
+      await g.creds(workload),
+    );
     await g.waitFor(waiting.workflowId, (s) => s.status === 'AwaitingApproval');
-    for (let i = 0; i < 100 && (await g.gc.list({ workload, status: 'AwaitingApproval' })).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 100 && (await g.gc.list({ workload, status: 'AwaitingApproval' })).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
     const revoked = await g.gc.revokeWorkload({ workload, reason: `leak ${CANARY}`, by: 'security' });
     expect(revoked.chains).toEqual([waiting.workflowId]);
     expect(((await waiting.result()) as ChainResult).status).toBe('Revoked');
 
     // The memo as the server stores it is ciphertext; the codec client reads it back.
-    const described = await rawConnection.workflowService.describeWorkflowExecution({ namespace: 'default', execution: { workflowId: revocationRegistryId(g.taskQueue) } });
+    const described = await rawConnection.workflowService.describeWorkflowExecution({
+      namespace: 'default',
+      execution: { workflowId: revocationRegistryId(g.taskQueue) },
+    });
     const memo = described.workflowExecutionInfo!.memo!.fields!.revoked!;
     expect(Buffer.from(memo.metadata!.encoding!).toString()).toBe(ENCRYPTED_ENCODING);
     expect(Buffer.from(temporal.api.common.v1.Payload.encode(memo).finish()).includes(Buffer.from(CANARY))).toBe(false);
-    expect(((await g.client.workflow.getHandle(revocationRegistryId(g.taskQueue)).describe()).memo?.revoked as Record<string, unknown>)[workload]).toMatchObject({ workload });
+    expect(
+      (
+        (await g.client.workflow.getHandle(revocationRegistryId(g.taskQueue)).describe()).memo?.revoked as Record<
+          string,
+          unknown
+        >
+      )[workload],
+    ).toMatchObject({ workload });
 
     // A chain started after the revocation is denied by authorize, which read the encrypted memo.
-    const later = await g.run({ workload, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] }, await g.creds(workload));
+    const later = await g.run(
+      { workload, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] },
+      await g.creds(workload),
+    );
     expect(later.status).toBe('Denied');
     expect(later.reason).toContain(`workload ${workload} is revoked`);
     expect(g.ledger.has(`${later.chainId}/deploy`)).toBe(false);
@@ -267,11 +341,18 @@ describe('payload encryption on the real server', () => {
     const candidate = loadBundle(defaultPoliciesDir());
     const report = await diffRecordedDecisions(g.client, candidate, { chains: [completedId] });
     expect(report).toMatchObject({ chains: 1, decisions: 2, reEvaluated: 2, skipped: 0, flipped: [] });
-    await expect(diffRecordedDecisions(rawClient, candidate, { chains: [completedId] })).rejects.toThrow(/payloads are encrypted \(binary\/encrypted\)/);
+    await expect(diffRecordedDecisions(rawClient, candidate, { chains: [completedId] })).rejects.toThrow(
+      /payloads are encrypted \(binary\/encrypted\)/,
+    );
   });
 
   describe('governor verify with the codec key file', () => {
-    const cli = (args: string[], codecKeys?: string) => runVerifyCli(args, { home: g.home, env: { TEMPORAL_ADDRESS: testAddress() }, ...(codecKeys ? { codecKeys } : {}) });
+    const cli = (args: string[], codecKeys?: string) =>
+      runVerifyCli(args, {
+        home: g.home,
+        env: { TEMPORAL_ADDRESS: testAddress() },
+        ...(codecKeys ? { codecKeys } : {}),
+      });
 
     it('verifies the encrypted chain live and from an exported proof that stays encrypted', async () => {
       const proofFile = path.join(dir, 'proof.json');
@@ -292,14 +373,18 @@ describe('payload encryption on the real server', () => {
     it('without the key file (or with the wrong one) verification fails and says why', async () => {
       const without = await cli([completedId]);
       expect(without.code).toBe(2);
-      const history = (without.json.checks as { name: string; ok: boolean; detail: string }[]).find((c) => c.name === 'history')!;
+      const history = (without.json.checks as { name: string; ok: boolean; detail: string }[]).find(
+        (c) => c.name === 'history',
+      )!;
       expect(history.ok).toBe(false);
       expect(history.detail).toContain('payloads are encrypted');
 
       const otherKeys = writeKeyFile(path.join(dir, 'other-keys.json')).file;
       const wrong = await cli([completedId], otherKeys);
       expect(wrong.code).toBe(2);
-      const detail = (wrong.json.checks as { name: string; detail: string }[]).find((c) => c.name === 'history')!.detail;
+      const detail = (wrong.json.checks as { name: string; detail: string }[]).find(
+        (c) => c.name === 'history',
+      )!.detail;
       expect(detail).toMatch(/failed authentication/);
       expect(detail).not.toContain(fs.readFileSync(otherKeys, 'utf8').slice(30, 60));
     });

@@ -34,15 +34,27 @@ const workerChildren = new Set<ChildProcess>();
 /** The test process's environment without any TEMPORAL_* connection setting (nor the user's config file). */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TEMPORAL_') || k === 'TEMPORAL_CLI_PATH') env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('TEMPORAL_') || k === 'TEMPORAL_CLI_PATH') env[k] = v;
   return { ...env, TEMPORAL_CONFIG_FILE: NO_CONFIG_FILE, GOVERNOR_HOME: home };
 }
 
 function tlsEnv(front: GrpcFront, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { ...cleanEnv(), TEMPORAL_ADDRESS: front.address, TEMPORAL_NAMESPACE: 'default', TEMPORAL_TLS: 'true', TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.caCert, ...extra };
+  return {
+    ...cleanEnv(),
+    TEMPORAL_ADDRESS: front.address,
+    TEMPORAL_NAMESPACE: 'default',
+    TEMPORAL_TLS: 'true',
+    TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.caCert,
+    ...extra,
+  };
 }
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /**
  * stderr without Node's DEP0123 warning: grpc-js sets the TLS server name to the address's host, and
@@ -69,15 +81,20 @@ function governor(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
 }
 
 /** Starts `governor worker` as a child; resolves once it printed that it is connected (or it exited). */
-function startWorkerChild(args: string[], env: NodeJS.ProcessEnv): Promise<{ connected: boolean; stop(): Promise<Run>; exited: Promise<Run> }> {
+function startWorkerChild(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ connected: boolean; stop(): Promise<Run>; exited: Promise<Run> }> {
   const child = spawn(process.execPath, [cli, 'worker', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   workerChildren.add(child);
   let stdout = '';
   let stderr = '';
-  const exited = new Promise<Run>((resolve) => child.on('close', (code) => {
-    workerChildren.delete(child);
-    resolve({ code, stdout, stderr });
-  }));
+  const exited = new Promise<Run>((resolve) =>
+    child.on('close', (code) => {
+      workerChildren.delete(child);
+      resolve({ code, stdout, stderr });
+    }),
+  );
   return new Promise((resolve) => {
     const stop = async (): Promise<Run> => {
       if (child.exitCode === null) child.kill('SIGTERM');
@@ -93,7 +110,10 @@ function startWorkerChild(args: string[], env: NodeJS.ProcessEnv): Promise<{ con
 }
 
 /** A governor worker in this process, connected with `settings` (the worker's real connection path). */
-async function startWorker(settings: TemporalSettings, taskQueue: string): Promise<{ worker: Worker; stop(): Promise<void> }> {
+async function startWorker(
+  settings: TemporalSettings,
+  taskQueue: string,
+): Promise<{ worker: Worker; stop(): Promise<void> }> {
   const connection = await connectWorker(settings);
   const { worker, watchers } = await createGovernorWorker({
     connection,
@@ -115,11 +135,19 @@ async function startWorker(settings: TemporalSettings, taskQueue: string): Promi
 }
 
 async function creds(): Promise<{ credential: string; attestation: string }> {
-  return { credential: await issueCredential({ home, sub: WORKLOAD }), attestation: await issueAttestation({ home, sub: WORKLOAD }) };
+  return {
+    credential: await issueCredential({ home, sub: WORKLOAD }),
+    attestation: await issueAttestation({ home, sub: WORKLOAD }),
+  };
 }
 
 function noopChain(): Record<string, unknown> {
-  return { workload: WORKLOAD, steps: [{ id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'staging' }, executor: { type: 'noop' } }] };
+  return {
+    workload: WORKLOAD,
+    steps: [
+      { id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'staging' }, executor: { type: 'noop' } },
+    ],
+  };
 }
 
 async function expectNoChain(chainId: string): Promise<void> {
@@ -136,7 +164,8 @@ function expectNoSecret(...outputs: string[]): void {
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(path.join(root, 'dist', 'cli', 'cli.js'))) throw new Error('run `npm run build` first: these tests spawn bin/governor.js');
+  if (!fs.existsSync(path.join(root, 'dist', 'cli', 'cli.js')))
+    throw new Error('run `npm run build` first: these tests spawn bin/governor.js');
   certs = makeTestCerts();
   const upstream = testAddress();
   tlsFront = await startGrpcFront({ upstream, certs });
@@ -164,18 +193,31 @@ describe('TLS to a remote frontend', () => {
     const worker = await startWorker(settings, taskQueue);
     try {
       const chainId = `tls-${uniqueQueue('chain')}`;
-      const r = await governor(['run', chainFile, '--as', WORKLOAD, '--task-queue', taskQueue, '--chain-id', chainId, '--wait', '--json'], tlsEnv(tlsFront));
+      const r = await governor(
+        ['run', chainFile, '--as', WORKLOAD, '--task-queue', taskQueue, '--chain-id', chainId, '--wait', '--json'],
+        tlsEnv(tlsFront),
+      );
       expect({ code: r.code, stderr: problems(r.stderr) }).toEqual({ code: 0, stderr: '' });
       expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({ chainId, status: 'Completed' });
 
       // Both sides really went through the TLS front end: the worker polls, the CLI starts and queries.
       const via = [...tlsFront.stats.methods].map((m) => m.split('/').pop());
-      expect(via).toEqual(expect.arrayContaining(['PollWorkflowTaskQueue', 'PollActivityTaskQueue', 'StartWorkflowExecution', 'QueryWorkflow']));
+      expect(via).toEqual(
+        expect.arrayContaining([
+          'PollWorkflowTaskQueue',
+          'PollActivityTaskQueue',
+          'StartWorkflowExecution',
+          'QueryWorkflow',
+        ]),
+      );
 
       // The client connection (connectClient) over TLS reads the same chain from the real server.
       const connection = await connectClient(settings);
       try {
-        const state = await new GovernorClient(new Client({ connection, namespace: settings.namespace }), taskQueue).status(chainId);
+        const state = await new GovernorClient(
+          new Client({ connection, namespace: settings.namespace }),
+          taskQueue,
+        ).status(chainId);
         expect(state.status).toBe('Completed');
         expect(state.steps.map((s) => [s.id, s.status])).toEqual([['deploy', 'completed']]);
       } finally {
@@ -194,20 +236,32 @@ describe('TLS to a remote frontend', () => {
     await native.close();
 
     const bad = loadTemporalSettings({}, tlsEnv(tlsFront, { TEMPORAL_TLS_SERVER_NAME: 'not-this-server.example' }));
-    await expect(connectClient(bad)).rejects.toMatchObject({ code: 'GOVERNOR_TEMPORAL_UNREACHABLE', message: expect.stringContaining(`cannot reach Temporal at ${tlsFront.address}`) });
-    await expect(connectWorker(bad)).rejects.toMatchObject({ code: 'GOVERNOR_TEMPORAL_UNREACHABLE', message: expect.stringContaining(`cannot reach Temporal at ${tlsFront.address}`) });
+    await expect(connectClient(bad)).rejects.toMatchObject({
+      code: 'GOVERNOR_TEMPORAL_UNREACHABLE',
+      message: expect.stringContaining(`cannot reach Temporal at ${tlsFront.address}`),
+    });
+    await expect(connectWorker(bad)).rejects.toMatchObject({
+      code: 'GOVERNOR_TEMPORAL_UNREACHABLE',
+      message: expect.stringContaining(`cannot reach Temporal at ${tlsFront.address}`),
+    });
   });
 
   it('refuses a server signed by another CA (or plaintext to a TLS port) with exit 3 naming the address; nothing starts', async () => {
     const chainId = `wrong-ca-${uniqueQueue('chain')}`;
-    const run = await governor(['run', chainFile, '--as', WORKLOAD, '--chain-id', chainId], tlsEnv(tlsFront, { TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.otherCaCert }));
+    const run = await governor(
+      ['run', chainFile, '--as', WORKLOAD, '--chain-id', chainId],
+      tlsEnv(tlsFront, { TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.otherCaCert }),
+    );
     expect(run.code).toBe(3);
     expect(run.stderr).toContain(`cannot reach Temporal at ${tlsFront.address}`);
     expect(run.stderr).toContain('TEMPORAL_TLS_SERVER_CA_CERT_PATH');
     expect(run.stdout).not.toContain('started chain');
     await expectNoChain(chainId);
 
-    const worker = await governor(['worker', '--task-queue', uniqueQueue('never')], tlsEnv(tlsFront, { TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.otherCaCert }));
+    const worker = await governor(
+      ['worker', '--task-queue', uniqueQueue('never')],
+      tlsEnv(tlsFront, { TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.otherCaCert }),
+    );
     expect(worker.code).toBe(3);
     expect(worker.stderr).toContain(`cannot reach Temporal at ${tlsFront.address}`);
     expect(worker.stdout).not.toContain('governor worker connected');
@@ -221,13 +275,30 @@ describe('TLS to a remote frontend', () => {
 });
 
 describe('mTLS', () => {
-  const mtls = (extra: Record<string, string> = {}) => tlsEnv(mtlsFront, { TEMPORAL_TLS_CLIENT_CERT_PATH: certs.clientCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.clientKey, ...extra });
+  const mtls = (extra: Record<string, string> = {}) =>
+    tlsEnv(mtlsFront, {
+      TEMPORAL_TLS_CLIENT_CERT_PATH: certs.clientCert,
+      TEMPORAL_TLS_CLIENT_KEY_PATH: certs.clientKey,
+      ...extra,
+    });
 
   it('refuses a client without a certificate, or with one from another CA', async () => {
-    for (const env of [tlsEnv(mtlsFront), mtls({ TEMPORAL_TLS_CLIENT_CERT_PATH: certs.rogueClientCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.rogueClientKey })]) {
+    for (const env of [
+      tlsEnv(mtlsFront),
+      mtls({
+        TEMPORAL_TLS_CLIENT_CERT_PATH: certs.rogueClientCert,
+        TEMPORAL_TLS_CLIENT_KEY_PATH: certs.rogueClientKey,
+      }),
+    ]) {
       const settings = loadTemporalSettings({}, env);
-      await expect(connectClient(settings)).rejects.toMatchObject({ code: 'GOVERNOR_TEMPORAL_UNREACHABLE', message: expect.stringContaining(mtlsFront.address) });
-      await expect(connectWorker(settings)).rejects.toMatchObject({ code: 'GOVERNOR_TEMPORAL_UNREACHABLE', message: expect.stringContaining(mtlsFront.address) });
+      await expect(connectClient(settings)).rejects.toMatchObject({
+        code: 'GOVERNOR_TEMPORAL_UNREACHABLE',
+        message: expect.stringContaining(mtlsFront.address),
+      });
+      await expect(connectWorker(settings)).rejects.toMatchObject({
+        code: 'GOVERNOR_TEMPORAL_UNREACHABLE',
+        message: expect.stringContaining(mtlsFront.address),
+      });
     }
     expect(mtlsFront.stats.methods.size).toBe(0);
     expect(mtlsFront.stats.clientCertSubjects.has('governor-rogue-client')).toBe(false);
@@ -240,7 +311,9 @@ describe('mTLS', () => {
 
   it('connects the worker and the CLI with the client certificate', async () => {
     const settings = loadTemporalSettings({}, mtls());
-    expect(settings.connectionOptions.tls).toMatchObject({ clientCertPair: { crt: expect.any(Uint8Array), key: expect.any(Uint8Array) } });
+    expect(settings.connectionOptions.tls).toMatchObject({
+      clientCertPair: { crt: expect.any(Uint8Array), key: expect.any(Uint8Array) },
+    });
     const taskQueue = uniqueQueue('governor-mtls');
     const worker = await startWorker(settings, taskQueue);
     try {
@@ -259,7 +332,9 @@ describe('mTLS', () => {
     expect({ code: list.code, stderr: problems(list.stderr) }).toEqual({ code: 0, stderr: '' });
     expect(JSON.parse(list.stdout)).toHaveProperty('chains');
     expect([...mtlsFront.stats.clientCertSubjects]).toEqual(['governor-test-client']);
-    expect([...mtlsFront.stats.methods].map((m) => m.split('/').pop())).toEqual(expect.arrayContaining(['PollWorkflowTaskQueue', 'StartWorkflowExecution', 'ListWorkflowExecutions']));
+    expect([...mtlsFront.stats.methods].map((m) => m.split('/').pop())).toEqual(
+      expect.arrayContaining(['PollWorkflowTaskQueue', 'StartWorkflowExecution', 'ListWorkflowExecutions']),
+    );
   });
 
   it('refuses a client certificate without its key (exit 1 naming the setting) instead of connecting without one', async () => {
@@ -272,7 +347,10 @@ describe('mTLS', () => {
 describe('API key (Temporal Cloud style)', () => {
   it('connects the CLI with TEMPORAL_API_KEY; a missing or wrong key is refused clearly; the key is never printed', async () => {
     const before = keyFront.stats.authorized;
-    const ok = await governor(['list', '--limit', '1', '--json'], tlsEnv(keyFront, { TEMPORAL_API_KEY: API_KEY, LOG_LEVEL: 'debug' }));
+    const ok = await governor(
+      ['list', '--limit', '1', '--json'],
+      tlsEnv(keyFront, { TEMPORAL_API_KEY: API_KEY, LOG_LEVEL: 'debug' }),
+    );
     expect({ code: ok.code, stderr: problems(ok.stderr) }).toEqual({ code: 0, stderr: '' });
     expect(keyFront.stats.authorized).toBeGreaterThan(before);
     expectNoSecret(ok.stdout, ok.stderr);
@@ -283,7 +361,10 @@ describe('API key (Temporal Cloud style)', () => {
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toContain(`Temporal at ${keyFront.address} refused the credentials`);
     expect(wrong.stderr).toContain('TEMPORAL_API_KEY');
-    expect(JSON.parse(wrong.stdout.trim())).toMatchObject({ code: 'GOVERNOR_TEMPORAL_UNREACHABLE', field: 'TEMPORAL_API_KEY' });
+    expect(JSON.parse(wrong.stdout.trim())).toMatchObject({
+      code: 'GOVERNOR_TEMPORAL_UNREACHABLE',
+      field: 'TEMPORAL_API_KEY',
+    });
     expectNoSecret(wrong.stdout, wrong.stderr);
     expect(wrong.stdout.includes(wrongKey) || wrong.stderr.includes(wrongKey)).toBe(false);
 
@@ -296,7 +377,10 @@ describe('API key (Temporal Cloud style)', () => {
 
   it('runs `governor worker` with TEMPORAL_API_KEY (debug logs) and a chain completes through it; the key never reaches its output', async () => {
     const taskQueue = uniqueQueue('governor-key');
-    const child = await startWorkerChild(['--task-queue', taskQueue, '--no-watch-policies'], tlsEnv(keyFront, { TEMPORAL_API_KEY: API_KEY, LOG_LEVEL: 'debug' }));
+    const child = await startWorkerChild(
+      ['--task-queue', taskQueue, '--no-watch-policies'],
+      tlsEnv(keyFront, { TEMPORAL_API_KEY: API_KEY, LOG_LEVEL: 'debug' }),
+    );
     let out: Run | undefined;
     try {
       expect(child.connected).toBe(true);
@@ -316,11 +400,16 @@ describe('API key (Temporal Cloud style)', () => {
     expect(out.stdout).toContain(`governor worker connected to ${keyFront.address}`);
     expectNoSecret(out.stdout, out.stderr);
 
-    const wrong = await governor(['worker', '--task-queue', uniqueQueue('never')], tlsEnv(keyFront, { TEMPORAL_API_KEY: 'not-the-key-0123456789', LOG_LEVEL: 'debug' }));
+    const wrong = await governor(
+      ['worker', '--task-queue', uniqueQueue('never')],
+      tlsEnv(keyFront, { TEMPORAL_API_KEY: 'not-the-key-0123456789', LOG_LEVEL: 'debug' }),
+    );
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toContain(`Temporal at ${keyFront.address} refused the credentials`);
     expect(wrong.stdout).not.toContain('governor worker connected');
-    expect(wrong.stdout.includes('not-the-key-0123456789') || wrong.stderr.includes('not-the-key-0123456789')).toBe(false);
+    expect(wrong.stdout.includes('not-the-key-0123456789') || wrong.stderr.includes('not-the-key-0123456789')).toBe(
+      false,
+    );
   });
 });
 
@@ -329,22 +418,28 @@ describe('settings', () => {
     const r = await governor(['list'], tlsEnv(tlsFront, { TEMPORAL_TLS: 'yes' }));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('TEMPORAL_TLS: must be true or false');
-    const missing = await governor(['worker'], tlsEnv(tlsFront, { TEMPORAL_TLS_SERVER_CA_CERT_PATH: path.join(certs.dir, 'missing.pem') }));
+    const missing = await governor(
+      ['worker'],
+      tlsEnv(tlsFront, { TEMPORAL_TLS_SERVER_CA_CERT_PATH: path.join(certs.dir, 'missing.pem') }),
+    );
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('TEMPORAL_TLS_SERVER_CA_CERT_PATH: cannot read');
   });
 
   it('connects through a profile of a Temporal config file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE)', async () => {
     const file = path.join(certs.dir, 'temporal.toml');
-    fs.writeFileSync(file, [
-      '[profile.remote]',
-      `address = "${keyFront.address}"`,
-      'namespace = "default"',
-      `api_key = "${API_KEY}"`,
-      '[profile.remote.tls]',
-      `server_ca_cert_path = "${certs.caCert}"`,
-      '',
-    ].join('\n'));
+    fs.writeFileSync(
+      file,
+      [
+        '[profile.remote]',
+        `address = "${keyFront.address}"`,
+        'namespace = "default"',
+        `api_key = "${API_KEY}"`,
+        '[profile.remote.tls]',
+        `server_ca_cert_path = "${certs.caCert}"`,
+        '',
+      ].join('\n'),
+    );
     const env = { ...cleanEnv(), TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'remote' };
     const settings = loadTemporalSettings({}, env);
     expect(settings.address).toBe(keyFront.address);

@@ -27,13 +27,22 @@ afterAll(async () => {
 function credential(sub: string, jti: string, overrides: Record<string, unknown>): string {
   const jwk = devPrivateJwk(g.home, 'issuer');
   const nowS = Math.floor(Date.now() / 1000);
-  return signEd25519({ alg: 'EdDSA', kid: jwk.kid, typ: 'JWT' }, claimsFor('credential', nowS, sub, { jti, ...overrides }), privateKeyOf(jwk));
+  return signEd25519(
+    { alg: 'EdDSA', kid: jwk.kid, typ: 'JWT' },
+    claimsFor('credential', nowS, sub, { jti, ...overrides }),
+    privateKeyOf(jwk),
+  );
 }
 
 /** Runs a one-step chain (`notify`, built-in noop) with `token` as its credential. */
 async function run(sub: string, token: string): Promise<ChainResult> {
   const handle = await g.gc.start(
-    { workload: sub, steps: [{ id: 'announce', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'noop' } }] },
+    {
+      workload: sub,
+      steps: [
+        { id: 'announce', action: 'notify', resource: { type: 'Channel', id: 'ops' }, executor: { type: 'noop' } },
+      ],
+    },
     { credential: token, attestation: await issueAttestation({ home: g.home, sub }) },
   );
   return (await handle.result()) as ChainResult;
@@ -52,18 +61,33 @@ async function claimExists(jti: string): Promise<boolean> {
 describe('credential lifetime on the real server', () => {
   const nowS = () => Math.floor(Date.now() / 1000);
   const cases: [string, () => Record<string, unknown>, string][] = [
-    ['valid for ten years', () => ({ exp: nowS() + 10 * 365 * 86_400 }), 'credential lifetime (exp - iat) exceeds credential.maxLifetime (24h)'],
+    [
+      'valid for ten years',
+      () => ({ exp: nowS() + 10 * 365 * 86_400 }),
+      'credential lifetime (exp - iat) exceeds credential.maxLifetime (24h)',
+    ],
     ['exp = 1e15', () => ({ exp: 1e15 }), 'credential lifetime (exp - iat) exceeds credential.maxLifetime (24h)'],
     ['without iat', () => ({ iat: undefined }), 'credential missing required claim "iat"'],
-    ['issued two minutes in the future', () => ({ iat: nowS() + 120, exp: nowS() + 3600 }), 'credential issued in the future'],
+    [
+      'issued two minutes in the future',
+      () => ({ iat: nowS() + 120, exp: nowS() + 3600 }),
+      'credential issued in the future',
+    ],
   ];
-  it.each(cases)('a credential %s is denied with the reason, nothing runs, and no claim workflow is started', async (_name, overrides, reason) => {
-    const sub = `agent:lifetime-${randomUUID().slice(0, 8)}`;
-    const jti = randomUUID();
-    const r = await run(sub, credential(sub, jti, overrides()));
-    expect({ status: r.status, step: r.steps[0]!.status, reason: r.steps[0]!.decision?.reason }).toEqual({ status: 'Denied', step: 'denied', reason });
-    expect(await claimExists(jti)).toBe(false);
-  });
+  it.each(cases)(
+    'a credential %s is denied with the reason, nothing runs, and no claim workflow is started',
+    async (_name, overrides, reason) => {
+      const sub = `agent:lifetime-${randomUUID().slice(0, 8)}`;
+      const jti = randomUUID();
+      const r = await run(sub, credential(sub, jti, overrides()));
+      expect({ status: r.status, step: r.steps[0]!.status, reason: r.steps[0]!.decision?.reason }).toEqual({
+        status: 'Denied',
+        step: 'denied',
+        reason,
+      });
+      expect(await claimExists(jti)).toBe(false);
+    },
+  );
 
   it("an accepted credential's claim workflow is scheduled within the lifetime bound, with a bounded run", async () => {
     const sub = `agent:lifetime-${randomUUID().slice(0, 8)}`;
@@ -78,7 +102,7 @@ describe('credential lifetime on the real server', () => {
     // Its first task is delayed until the credential has expired (plus skew and a margin), never later
     // than the bound: 24 h + twice the 5 s skew + a 10 s margin after it was started.
     const delayMs = claim.executionTime!.getTime() - claim.startTime.getTime();
-    expect(delayMs).toBeGreaterThanOrEqual((iat * 1000 + MAX_LIFETIME_MS) - claim.startTime.getTime());
+    expect(delayMs).toBeGreaterThanOrEqual(iat * 1000 + MAX_LIFETIME_MS - claim.startTime.getTime());
     expect(delayMs).toBeLessThanOrEqual(MAX_LIFETIME_MS + 2 * 5000 + 10_000);
     // And the run itself cannot stay open more than an hour past that.
     const expires = claim.raw.workflowExtendedInfo?.executionExpirationTime;

@@ -35,7 +35,10 @@ interface Hit {
 }
 
 /** A loopback listener that records every request it receives (on each address given). */
-async function listener(hosts: string[], handler?: (req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<{ port: number; hits: Hit[]; servers: http.Server[] }> {
+async function listener(
+  hosts: string[],
+  handler?: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+): Promise<{ port: number; hits: Hit[]; servers: http.Server[] }> {
   const hits: Hit[] = [];
   const servers: http.Server[] = [];
   let port = 0;
@@ -87,7 +90,10 @@ beforeAll(async () => {
   ui = await listener(['127.0.0.1']);
   target = await listener(['127.0.0.1'], (req, res) => {
     if (req.url === '/redirect') res.writeHead(302, { location: `http://127.0.0.1:${A}/landed` }).end();
-    else if (req.url === '/big') res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(256 * 1024) }).end(Buffer.alloc(256 * 1024, 1));
+    else if (req.url === '/big')
+      res
+        .writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(256 * 1024) })
+        .end(Buffer.alloc(256 * 1024, 1));
     else if (req.url === '/big-chunked') {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       for (let i = 0; i < 64; i++) res.write(Buffer.alloc(4096, 2));
@@ -124,7 +130,13 @@ beforeAll(async () => {
     };
     // Channel::"ops" is coordinated: its steps are decided, then executed by the separate execute activity.
     const coordination = m.coordination as { domains: Record<string, unknown>[] };
-    coordination.domains.push({ name: 'chat-ops', resources: ['Channel::"ops"'], conflicts: [['notify', 'notify']], batchingWindow: '100ms', tieBreakerRole: 'sre-lead' });
+    coordination.domains.push({
+      name: 'chat-ops',
+      resources: ['Channel::"ops"'],
+      conflicts: [['notify', 'notify']],
+      batchingWindow: '100ms',
+      tieBreakerRole: 'sre-lead',
+    });
   });
   const home = await makeHome();
   fs.mkdirSync(path.join(home, 'secrets'), { recursive: true });
@@ -149,7 +161,15 @@ afterAll(async () => {
 
 const notify = (executor: Record<string, unknown>, channel = 'releases') => ({
   workload: WORKLOAD,
-  steps: [{ id: 'notify', action: 'notify', resource: { type: 'Channel', id: channel }, input: { text: 'hello' }, executor: { type: 'http', timeoutMs: 3000, ...executor } }],
+  steps: [
+    {
+      id: 'notify',
+      action: 'notify',
+      resource: { type: 'Channel', id: channel },
+      input: { text: 'hello' },
+      executor: { type: 'http', timeoutMs: 3000, ...executor },
+    },
+  ],
 });
 
 async function run(chain: unknown): Promise<ChainResult> {
@@ -161,7 +181,9 @@ async function run(chain: unknown): Promise<ChainResult> {
 /** A history as JSON with every payload's base64 `data` decoded next to it (payloads are JSON; no encryption here). */
 function readable(histories: unknown): string {
   const json = JSON.stringify(histories);
-  const decoded = [...json.matchAll(/"data":"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8'));
+  const decoded = [...json.matchAll(/"data":"([A-Za-z0-9+/=]+)"/g)].map((m) =>
+    Buffer.from(m[1]!, 'base64').toString('utf8'),
+  );
   return `${json}\n${decoded.join('\n')}`;
 }
 
@@ -178,22 +200,57 @@ describe('hostile http targets: denied before anything is sent, canary untouched
   it.each([
     ['LOCALHOST', () => `http://LOCALHOST:${A}/x`, () => 'localhost resolves to'],
     ['localhost with a trailing dot', () => `http://localhost.:${A}/x`, () => 'localhost resolves to'],
-    ['localhost (allow-listed by name, resolves to loopback)', () => `http://localhost:${A}/x`, () => 'localhost resolves to'],
-    ['decimal 2130706433', () => `http://2130706433:${A}/x`, () => `http://127.0.0.1:${A} is not in the manifest's http.allow`],
-    ['hex 0x7f000001', () => `http://0x7f000001:${A}/x`, () => `http://127.0.0.1:${A} is not in the manifest's http.allow`],
-    ['octal 0177.0.0.1', () => `http://0177.0.0.1:${A}/x`, () => `http://127.0.0.1:${A} is not in the manifest's http.allow`],
+    [
+      'localhost (allow-listed by name, resolves to loopback)',
+      () => `http://localhost:${A}/x`,
+      () => 'localhost resolves to',
+    ],
+    [
+      'decimal 2130706433',
+      () => `http://2130706433:${A}/x`,
+      () => `http://127.0.0.1:${A} is not in the manifest's http.allow`,
+    ],
+    [
+      'hex 0x7f000001',
+      () => `http://0x7f000001:${A}/x`,
+      () => `http://127.0.0.1:${A} is not in the manifest's http.allow`,
+    ],
+    [
+      'octal 0177.0.0.1',
+      () => `http://0177.0.0.1:${A}/x`,
+      () => `http://127.0.0.1:${A} is not in the manifest's http.allow`,
+    ],
     ['short 127.1', () => `http://127.1:${A}/x`, () => `http://127.0.0.1:${A} is not in the manifest's http.allow`],
-    ['plain 127.0.0.1', () => `http://127.0.0.1:${A}/x`, () => `http://127.0.0.1:${A} is not in the manifest's http.allow`],
+    [
+      'plain 127.0.0.1',
+      () => `http://127.0.0.1:${A}/x`,
+      () => `http://127.0.0.1:${A} is not in the manifest's http.allow`,
+    ],
     ['[::1]', () => `http://[::1]:${A}/x`, () => `http://[::1]:${A} is not in the manifest's http.allow`],
-    ['[::ffff:127.0.0.1]', () => `http://[::ffff:127.0.0.1]:${A}/x`, () => `http://[::ffff:7f00:1]:${A} is not in the manifest's http.allow`],
-    ['credentials in the URL', () => `http://user:pw@127.0.0.1:${B}/x`, () => 'the URL carries credentials (user:password@); credentials come only from the manifest'],
-    ['another port of an allowed address', () => `http://127.0.0.1:${B + 1 === A ? B + 2 : B + 1}/x`, () => 'is not in the manifest\'s http.allow'],
+    [
+      '[::ffff:127.0.0.1]',
+      () => `http://[::ffff:127.0.0.1]:${A}/x`,
+      () => `http://[::ffff:7f00:1]:${A} is not in the manifest's http.allow`,
+    ],
+    [
+      'credentials in the URL',
+      () => `http://user:pw@127.0.0.1:${B}/x`,
+      () => 'the URL carries credentials (user:password@); credentials come only from the manifest',
+    ],
+    [
+      'another port of an allowed address',
+      () => `http://127.0.0.1:${B + 1 === A ? B + 2 : B + 1}/x`,
+      () => "is not in the manifest's http.allow",
+    ],
   ])('%s', async (_, url, why) => {
     const r = await run(notify({ url: url() }));
     expect(r.status).toBe('Denied');
     expect(r.steps[0]!.decision).toMatchObject({ effect: 'deny', reason: expect.stringContaining(why()) });
     expect(r.steps[0]!.decision!.reason).toMatch(/^http target refused: /);
-    if (why() === 'localhost resolves to') expect(r.steps[0]!.decision!.reason).toMatch(/localhost resolves to (127\.0\.0\.1|::1) \(loopback\): only an http\.allow entry that names that exact address and its port may reach it$/);
+    if (why() === 'localhost resolves to')
+      expect(r.steps[0]!.decision!.reason).toMatch(
+        /localhost resolves to (127\.0\.0\.1|::1) \(loopback\): only an http\.allow entry that names that exact address and its port may reach it$/,
+      );
     expect(canary.hits).toEqual([]);
   });
 
@@ -201,10 +258,18 @@ describe('hostile http targets: denied before anything is sent, canary untouched
     const r = await run(notify({ url: `http://rebind.test:${A}/hook` }));
     // The decision's pre-flight saw a public address; the connect-time resolution saw loopback.
     expect(rebindLookups.get('rebind.test')).toBe(2);
-    expectDenied(r, 'rebind.test resolves to 127.0.0.1 (loopback): only an http.allow entry that names that exact address and its port may reach it');
+    expectDenied(
+      r,
+      'rebind.test resolves to 127.0.0.1 (loopback): only an http.allow entry that names that exact address and its port may reach it',
+    );
     expect(canary.hits).toEqual([]);
     // The deny is the step's one decision receipt: the chain verifies.
-    const report = await verifyChain({ histories: await fetchChainHistories(g.client, r.chainId), chainId: r.chainId, home: g.home, replayer });
+    const report = await verifyChain({
+      histories: await fetchChainHistories(g.client, r.chainId),
+      chainId: r.chainId,
+      home: g.home,
+      replayer,
+    });
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(report.verdict).toBe('verified');
   });
@@ -215,25 +280,53 @@ describe('hostile http targets: denied before anything is sent, canary untouched
     // The decision (allow) was recorded before the slot was granted; the execute activity refuses the
     // call before sending it: the step is denied with the reason (its execution receipt records the refusal).
     expect(r.status).toBe('Denied');
-    expect(r.steps[0]).toMatchObject({ status: 'denied', error: expect.stringContaining('http target refused: rebind-coordinated.test resolves to 127.0.0.1 (loopback)') });
-    const report = await verifyChain({ histories: await fetchChainHistories(g.client, r.chainId), chainId: r.chainId, home: g.home, replayer });
+    expect(r.steps[0]).toMatchObject({
+      status: 'denied',
+      error: expect.stringContaining('http target refused: rebind-coordinated.test resolves to 127.0.0.1 (loopback)'),
+    });
+    const report = await verifyChain({
+      histories: await fetchChainHistories(g.client, r.chainId),
+      chainId: r.chainId,
+      home: g.home,
+      replayer,
+    });
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(canary.hits).toEqual([]);
   });
 
   it('the Temporal frontend, even when allow-listed', async () => {
-    const r = await run(notify({ url: `http://${testAddress()}/api/v1/namespaces/default/workflows/victim/terminate` }));
+    const r = await run(
+      notify({ url: `http://${testAddress()}/api/v1/namespaces/default/workflows/victim/terminate` }),
+    );
     expectDenied(r, `${testAddress()} is a Temporal endpoint of this worker (${testAddress()}): never callable`);
   });
 
   it('the Temporal Web UI, even when allow-listed (the attack of issue #14)', async () => {
-    const r = await run(notify({ url: `http://127.0.0.1:${ui.port}/api/v1/namespaces/default/workflows/victim/terminate`, headers: { 'X-CSRF-Token': 'stolen' } }));
-    expectDenied(r, `127.0.0.1:${ui.port} is a Temporal endpoint of this worker (localhost:${ui.port}): never callable`);
+    const r = await run(
+      notify({
+        url: `http://127.0.0.1:${ui.port}/api/v1/namespaces/default/workflows/victim/terminate`,
+        headers: { 'X-CSRF-Token': 'stolen' },
+      }),
+    );
+    expectDenied(
+      r,
+      `127.0.0.1:${ui.port} is a Temporal endpoint of this worker (localhost:${ui.port}): never callable`,
+    );
     expect(ui.hits).toEqual([]);
   });
 
   it('an escalated step is refused at once, without waiting for approval', async () => {
-    const chain = { workload: WORKLOAD, steps: [{ id: 'notify', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, executor: { type: 'http', url: `http://2130706433:${A}/deploy` } }] };
+    const chain = {
+      workload: WORKLOAD,
+      steps: [
+        {
+          id: 'notify',
+          action: 'deploy',
+          resource: { type: 'Environment', id: 'prod' },
+          executor: { type: 'http', url: `http://2130706433:${A}/deploy` },
+        },
+      ],
+    };
     const r = await run(chain);
     expectDenied(r, `http://127.0.0.1:${A} is not in the manifest's http.allow`);
     expect(r.steps[0]!.approval).toBeUndefined();
@@ -243,13 +336,41 @@ describe('hostile http targets: denied before anything is sent, canary untouched
 
 describe('an exactly allow-listed target: only what the entry allows is sent', () => {
   it.each([
-    ['Cookie', { Cookie: '_csrf=stolen' }, 'header Cookie from the chain is refused: credentials for a target come only from the manifest (an http.allow entry\'s headers, by secretRef), never from the chain'],
-    ['Authorization', { Authorization: 'Bearer chain-token' }, 'header Authorization from the chain is refused: credentials for a target come only from the manifest (an http.allow entry\'s headers, by secretRef), never from the chain'],
-    ['Proxy-Authorization', { 'Proxy-Authorization': 'Basic eA==' }, 'header Proxy-Authorization from the chain is refused: credentials for a target come only from the manifest (an http.allow entry\'s headers, by secretRef), never from the chain'],
-    ['Host', { Host: 'internal.example' }, 'header Host from the chain is refused: it is a hop-by-hop or transport header the executor sets itself'],
-    ['Transfer-Encoding', { 'Transfer-Encoding': 'chunked' }, 'header Transfer-Encoding from the chain is refused: it is a hop-by-hop or transport header the executor sets itself'],
-    ['Connection', { Connection: 'upgrade' }, 'header Connection from the chain is refused: it is a hop-by-hop or transport header the executor sets itself'],
-    ['X-Api-Key (set by the entry)', { 'x-api-key': 'chain-key' }, 'header x-api-key from the chain is refused: the manifest\'s http.allow entry sets it'],
+    [
+      'Cookie',
+      { Cookie: '_csrf=stolen' },
+      "header Cookie from the chain is refused: credentials for a target come only from the manifest (an http.allow entry's headers, by secretRef), never from the chain",
+    ],
+    [
+      'Authorization',
+      { Authorization: 'Bearer chain-token' },
+      "header Authorization from the chain is refused: credentials for a target come only from the manifest (an http.allow entry's headers, by secretRef), never from the chain",
+    ],
+    [
+      'Proxy-Authorization',
+      { 'Proxy-Authorization': 'Basic eA==' },
+      "header Proxy-Authorization from the chain is refused: credentials for a target come only from the manifest (an http.allow entry's headers, by secretRef), never from the chain",
+    ],
+    [
+      'Host',
+      { Host: 'internal.example' },
+      'header Host from the chain is refused: it is a hop-by-hop or transport header the executor sets itself',
+    ],
+    [
+      'Transfer-Encoding',
+      { 'Transfer-Encoding': 'chunked' },
+      'header Transfer-Encoding from the chain is refused: it is a hop-by-hop or transport header the executor sets itself',
+    ],
+    [
+      'Connection',
+      { Connection: 'upgrade' },
+      'header Connection from the chain is refused: it is a hop-by-hop or transport header the executor sets itself',
+    ],
+    [
+      'X-Api-Key (set by the entry)',
+      { 'x-api-key': 'chain-key' },
+      "header x-api-key from the chain is refused: the manifest's http.allow entry sets it",
+    ],
   ])('refuses the chain header %s', async (_, headers, why) => {
     const before = target.hits.length;
     const r = await run(notify({ url: `http://127.0.0.1:${B}/hook`, headers }));
@@ -268,7 +389,11 @@ describe('an exactly allow-listed target: only what the entry allows is sent', (
   it('does not follow a redirect to loopback: the step fails, the canary is untouched', async () => {
     const r = await run(notify({ url: `http://127.0.0.1:${B}/redirect` }));
     expect(r.status).toBe('Failed');
-    expect(r.steps[0]).toMatchObject({ status: 'failed', decision: { effect: 'allow' }, error: `http POST http://127.0.0.1:${B} answered 302: redirects are not followed` });
+    expect(r.steps[0]).toMatchObject({
+      status: 'failed',
+      decision: { effect: 'allow' },
+      error: `http POST http://127.0.0.1:${B} answered 302: redirects are not followed`,
+    });
     expect(target.hits.filter((h) => h.url === '/redirect')).toHaveLength(1);
     expect(canary.hits).toEqual([]);
   });
@@ -276,10 +401,14 @@ describe('an exactly allow-listed target: only what the entry allows is sent', (
   it('bounds the response size (declared, and streamed without a length)', async () => {
     const declared = await run(notify({ url: `http://127.0.0.1:${B}/big` }));
     expect(declared.status).toBe('Failed');
-    expect(declared.steps[0]!.error).toBe(`http POST http://127.0.0.1:${B}: response of 262144 bytes exceeds 65536 (http.allow.0.maxResponseBytes)`);
+    expect(declared.steps[0]!.error).toBe(
+      `http POST http://127.0.0.1:${B}: response of 262144 bytes exceeds 65536 (http.allow.0.maxResponseBytes)`,
+    );
     const streamed = await run(notify({ url: `http://127.0.0.1:${B}/big-chunked` }));
     expect(streamed.status).toBe('Failed');
-    expect(streamed.steps[0]!.error).toBe(`http POST http://127.0.0.1:${B}: response exceeds 65536 bytes (http.allow.0.maxResponseBytes)`);
+    expect(streamed.steps[0]!.error).toBe(
+      `http POST http://127.0.0.1:${B}: response exceeds 65536 bytes (http.allow.0.maxResponseBytes)`,
+    );
     expect(canary.hits).toEqual([]);
   });
 
@@ -295,7 +424,9 @@ describe('an exactly allow-listed target: only what the entry allows is sent', (
     const r = await run(notify({ url: `http://PINNED.test.:${B}/pinned` }));
     expect(r.status).toBe('Completed');
     const hits = target.hits.slice(before);
-    expect(hits.map((h) => [h.url, h.headers.host, h.headers.authorization])).toEqual([['/pinned', `pinned.test:${B}`, undefined]]);
+    expect(hits.map((h) => [h.url, h.headers.host, h.headers.authorization])).toEqual([
+      ['/pinned', `pinned.test:${B}`, undefined],
+    ]);
     expect(canary.hits).toEqual([]);
   });
 
@@ -303,7 +434,11 @@ describe('an exactly allow-listed target: only what the entry allows is sent', (
     const before = target.hits.length;
     const r = await run(notify({ url: `http://127.0.0.1:${B}/hook?x=1`, headers: { 'X-Trace': 'abc' } }));
     expect(r.status).toBe('Completed');
-    expect(r.steps[0]!.outcome).toMatchObject({ executor: 'http', httpStatus: 200, idempotencyKey: `${r.chainId}/notify` });
+    expect(r.steps[0]!.outcome).toMatchObject({
+      executor: 'http',
+      httpStatus: 200,
+      idempotencyKey: `${r.chainId}/notify`,
+    });
     const hits = target.hits.slice(before);
     expect(hits).toHaveLength(1);
     expect(hits[0]).toMatchObject({ method: 'POST', url: '/hook?x=1' });
@@ -329,7 +464,12 @@ describe('an exactly allow-listed target: only what the entry allows is sent', (
       expect(text).not.toContain(SECRET_ENV_VALUE);
     }
     expect(readable(await fetchChainHistories(g.client, r.chainId))).toContain('"X-Trace":"abc"');
-    const report = await verifyChain({ histories: await fetchChainHistories(g.client, r.chainId), chainId: r.chainId, home: g.home, replayer });
+    const report = await verifyChain({
+      histories: await fetchChainHistories(g.client, r.chainId),
+      chainId: r.chainId,
+      home: g.home,
+      replayer,
+    });
     expect(report.verdict).toBe('verified');
     expect(canary.hits).toEqual([]);
   });

@@ -2,7 +2,13 @@ import { PAYLOAD_CONVERTER_PATH } from '../../workers/worker';
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
-import { bundleWorkflowCode, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type ActivityInterceptorsFactory, type Next } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  type ActivityExecuteInput,
+  type ActivityInboundCallsInterceptor,
+  type ActivityInterceptorsFactory,
+  type Next,
+} from '@temporalio/worker';
 import { issueApproval } from '../../identity';
 import type { GovernedChainInput } from '../../contracts/chain';
 import type { ServiceActivityInput } from '../../contracts/executor';
@@ -22,7 +28,10 @@ import { runVerifyCli } from '../harness/verify-cli';
 const faults: { type: string; when: (input: Record<string, unknown>) => boolean }[] = [];
 const faulty: ActivityInterceptorsFactory = (ctx) => ({
   inbound: new (class implements ActivityInboundCallsInterceptor {
-    async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    async execute(
+      input: ActivityExecuteInput,
+      next: Next<ActivityInboundCallsInterceptor, 'execute'>,
+    ): Promise<unknown> {
       const arg = (input.args[0] ?? {}) as Record<string, unknown>;
       if (faults.some((f) => f.type === ctx.info.activityType && f.when(arg))) {
         throw ApplicationFailure.nonRetryable(`injected ${ctx.info.activityType} failure`, 'TEST_FAULT');
@@ -35,7 +44,17 @@ const faulty: ActivityInterceptorsFactory = (ctx) => ({
 // Staging deploys are coordinated (one domain, short batching window); the default bundle otherwise.
 const bundleDir = defaultBundleWith((m) => {
   m.coordination = {
-    domains: [{ name: 'cluster:staging', resources: ['Environment::"staging"'], conflicts: [['deploy', 'deploy']], onConflict: 'reject', batchingWindow: '200ms', tieBreakerRole: 'sre-lead', decisionDeadline: '30s' }],
+    domains: [
+      {
+        name: 'cluster:staging',
+        resources: ['Environment::"staging"'],
+        conflicts: [['deploy', 'deploy']],
+        onConflict: 'reject',
+        batchingWindow: '200ms',
+        tieBreakerRole: 'sre-lead',
+        decisionDeadline: '30s',
+      },
+    ],
     authority: { workloads: { [WORKLOAD]: 10 }, default: 0 },
   };
 });
@@ -66,8 +85,19 @@ beforeAll(async () => {
   client = g.client;
   // The fault injector sits on a worker of its own, so other tests' workers are untouched.
   forgeQueue = uniqueQueue('forge');
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../harness/forge-workflows'), payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
-  forgeWorker = await startGovernorWorker({ home: g.home, taskQueue: forgeQueue, policiesDir: bundleDir, workflowBundle: { code }, maxCachedWorkflows: 100, activityInterceptors: [faulty] });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../harness/forge-workflows'),
+    payloadConverterPath: PAYLOAD_CONVERTER_PATH,
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+  });
+  forgeWorker = await startGovernorWorker({
+    home: g.home,
+    taskQueue: forgeQueue,
+    policiesDir: bundleDir,
+    workflowBundle: { code },
+    maxCachedWorkflows: 100,
+    activityInterceptors: [faulty],
+  });
 }, 120_000);
 afterAll(async () => {
   await forgeWorker?.stop();
@@ -78,12 +108,25 @@ afterEach(() => {
 });
 
 const noop = { type: 'noop' };
-const staging = (id = 'deploy') => ({ id, action: 'deploy', resource: { type: 'Environment', id: 'staging' }, executor: noop });
+const staging = (id = 'deploy') => ({
+  id,
+  action: 'deploy',
+  resource: { type: 'Environment', id: 'staging' },
+  executor: noop,
+});
 
 /** Starts `governedChainWorkflow` with `input` as-is (no client-side validation or defaults). */
 async function startRaw(input: unknown, options: { id?: string; taskQueue?: string; workflowType?: string } = {}) {
-  const id = options.id ?? (typeof (input as { chainId?: unknown })?.chainId === 'string' ? (input as { chainId: string }).chainId : `raw-${randomUUID()}`);
-  return client.workflow.start(options.workflowType ?? 'governedChainWorkflow', { workflowId: id, taskQueue: options.taskQueue ?? g.taskQueue, args: [input] });
+  const id =
+    options.id ??
+    (typeof (input as { chainId?: unknown })?.chainId === 'string'
+      ? (input as { chainId: string }).chainId
+      : `raw-${randomUUID()}`);
+  return client.workflow.start(options.workflowType ?? 'governedChainWorkflow', {
+    workflowId: id,
+    taskQueue: options.taskQueue ?? g.taskQueue,
+    args: [input],
+  });
 }
 
 /** The failure a rejected run ends with (type and message), its status query and search attribute. */
@@ -97,15 +140,32 @@ async function rejection(handle: Awaited<ReturnType<typeof startRaw>>) {
   const described = await handle.describe();
   const state = await handle.query<ChainState>('status');
   const history = await handle.fetchHistory();
-  const activities = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
-  return { type: cause.type, message: cause.message, nonRetryable: cause.nonRetryable, status: described.typedSearchAttributes.get(GovernorStatusKey), state, activities: activities.length, taskFailures: (history.events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length };
+  const activities = (history.events ?? []).filter(
+    (e) =>
+      e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes?.markerName === 'core_local_activity',
+  );
+  return {
+    type: cause.type,
+    message: cause.message,
+    nonRetryable: cause.nonRetryable,
+    status: described.typedSearchAttributes.get(GovernorStatusKey),
+    state,
+    activities: activities.length,
+    taskFailures: (history.events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length,
+  };
 }
 
 /** `governor verify` passes for the chain (the failing checks are shown when it does not). */
 async function expectVerified(chainId: string): Promise<void> {
   const verified = await runVerifyCli([chainId], { home: g.home, env: { TEMPORAL_ADDRESS: testAddress() } });
-  const failing = ((verified.json.checks ?? []) as { name: string; ok: boolean; problems?: string[] }[]).filter((c) => !c.ok);
-  expect({ code: verified.code, failing, error: verified.error ? String(verified.error) : undefined }).toEqual({ code: 0, failing: [], error: undefined });
+  const failing = ((verified.json.checks ?? []) as { name: string; ok: boolean; problems?: string[] }[]).filter(
+    (c) => !c.ok,
+  );
+  expect({ code: verified.code, failing, error: verified.error ? String(verified.error) : undefined }).toEqual({
+    code: 0,
+    failing: [],
+    error: undefined,
+  });
 }
 
 async function validInput(chain: Record<string, unknown>, id = `chain-${randomUUID()}`): Promise<GovernedChainInput> {
@@ -115,27 +175,76 @@ async function validInput(chain: Record<string, unknown>, id = `chain-${randomUU
 describe('the workflow validates its own input (started as another SDK would)', () => {
   const cases: [string, (base: Record<string, unknown>) => unknown, string][] = [
     ['missing chain', (b) => ({ ...b, chain: undefined }), 'chain:'],
-    ['a step without resource', (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ id: 'a', action: 'deploy', executor: noop }] } }), 'chain.steps[0].resource:'],
+    [
+      'a step without resource',
+      (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ id: 'a', action: 'deploy', executor: noop }] } }),
+      'chain.steps[0].resource:',
+    ],
     ['steps as a string', (b) => ({ ...b, chain: { workload: WORKLOAD, steps: 'deploy' } }), 'chain.steps:'],
-    ['an unknown executor', (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ ...staging(), executor: { type: 'ssh' } }] } }), 'chain.steps[0].executor'],
-    ['duplicate step ids', (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [staging('a'), staging('a')] } }), 'chain.steps[1].id: duplicate step id'],
-    ['a numeric step id', (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ ...staging(), id: 7 }] } }), 'chain.steps[0].id:'],
+    [
+      'an unknown executor',
+      (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ ...staging(), executor: { type: 'ssh' } }] } }),
+      'chain.steps[0].executor',
+    ],
+    [
+      'duplicate step ids',
+      (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [staging('a'), staging('a')] } }),
+      'chain.steps[1].id: duplicate step id',
+    ],
+    [
+      'a numeric step id',
+      (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ ...staging(), id: 7 }] } }),
+      'chain.steps[0].id:',
+    ],
     ['an unknown field', (b) => ({ ...b, extra: true }), '(root): Unrecognized key'],
-    ['timeoutMs as a duration string', (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ ...staging(), executor: { type: 'http', url: 'https://example.com/x', timeoutMs: '10s' } }] } }), 'chain.steps[0].executor.timeoutMs:'],
-    ['an ftp url', (b) => ({ ...b, chain: { workload: WORKLOAD, steps: [{ ...staging(), executor: { type: 'http', url: 'ftp://example.com/x' } }] } }), 'chain.steps[0].executor.url:'],
-    ['a chainId that is not the workflow id', (b) => ({ ...b, chainId: 'someone-else' }), 'chainId: is not this workflow'],
+    [
+      'timeoutMs as a duration string',
+      (b) => ({
+        ...b,
+        chain: {
+          workload: WORKLOAD,
+          steps: [{ ...staging(), executor: { type: 'http', url: 'https://example.com/x', timeoutMs: '10s' } }],
+        },
+      }),
+      'chain.steps[0].executor.timeoutMs:',
+    ],
+    [
+      'an ftp url',
+      (b) => ({
+        ...b,
+        chain: {
+          workload: WORKLOAD,
+          steps: [{ ...staging(), executor: { type: 'http', url: 'ftp://example.com/x' } }],
+        },
+      }),
+      'chain.steps[0].executor.url:',
+    ],
+    [
+      'a chainId that is not the workflow id',
+      (b) => ({ ...b, chainId: 'someone-else' }),
+      'chainId: is not this workflow',
+    ],
   ];
 
-  it.each(cases)('%s: Rejected at once with GOVERNOR_INVALID_INPUT naming the field, nothing authorized', async (_name, mutate, field) => {
-    const id = `bad-${randomUUID()}`;
-    const base = await validInput({ workload: WORKLOAD, steps: [staging()] }, id);
-    const handle = await startRaw(mutate(base as unknown as Record<string, unknown>), { id });
-    const r = await rejection(handle);
-    expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', nonRetryable: true, status: 'Rejected', activities: 0, taskFailures: 0 });
-    expect(r.message).toContain(field);
-    expect(r.state).toMatchObject({ status: 'Rejected' });
-    expect(r.state.reason).toContain(field);
-  });
+  it.each(cases)(
+    '%s: Rejected at once with GOVERNOR_INVALID_INPUT naming the field, nothing authorized',
+    async (_name, mutate, field) => {
+      const id = `bad-${randomUUID()}`;
+      const base = await validInput({ workload: WORKLOAD, steps: [staging()] }, id);
+      const handle = await startRaw(mutate(base as unknown as Record<string, unknown>), { id });
+      const r = await rejection(handle);
+      expect(r).toMatchObject({
+        type: 'GOVERNOR_INVALID_INPUT',
+        nonRetryable: true,
+        status: 'Rejected',
+        activities: 0,
+        taskFailures: 0,
+      });
+      expect(r.message).toContain(field);
+      expect(r.state).toMatchObject({ status: 'Rejected' });
+      expect(r.state.reason).toContain(field);
+    },
+  );
 
   it('20,000-deep nesting (sent as raw JSON, as any SDK can): Rejected naming the path, no stack overflow', async () => {
     const id = `deep-${randomUUID()}`;
@@ -179,7 +288,12 @@ describe('the workflow validates its own input (started as another SDK would)', 
   it('applies the schema defaults a Go service leaves out (context, input, timeoutMs, method) and sets GovernorWorkload itself', async () => {
     const chainId = `go-shaped-${randomUUID()}`;
     // No `input`, `context` or executor `timeoutMs`: exactly the shape of docs/other-sdks.md's Go example.
-    const step = { id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'dev' }, executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'perform' } };
+    const step = {
+      id: 'deploy',
+      action: 'deploy',
+      resource: { type: 'Environment', id: 'dev' },
+      executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'perform' },
+    };
     const handle = await startRaw(await validInput({ workload: WORKLOAD, steps: [step] }, chainId));
     const result = (await handle.result()) as ChainResult;
     expect(result.status).toBe('Completed');
@@ -189,11 +303,24 @@ describe('the workflow validates its own input (started as another SDK would)', 
 });
 
 describe('resume is honoured only from the governor’s own continue-as-new', () => {
-  const prodDeploy = { workload: WORKLOAD, owner: 'team-release', steps: [{ id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, executor: noop }, { id: 'notify', action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: noop }] };
+  const prodDeploy = {
+    workload: WORKLOAD,
+    owner: 'team-release',
+    steps: [
+      { id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, executor: noop },
+      { id: 'notify', action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: noop },
+    ],
+  };
 
   it('a first run carrying resume (the escalated step skipped, a bogus credential) is Rejected and runs nothing', async () => {
     const chainId = `resume-bypass-${randomUUID()}`;
-    const handle = await startRaw({ chainId, chain: prodDeploy, credential: 'not.a.credential', attestation: 'not.an.attestation', resume: { nextStep: 1, head: { seq: 0, hash: '0'.repeat(64) }, steps: [], completed: ['deploy'], runs: 2 } });
+    const handle = await startRaw({
+      chainId,
+      chain: prodDeploy,
+      credential: 'not.a.credential',
+      attestation: 'not.an.attestation',
+      resume: { nextStep: 1, head: { seq: 0, hash: '0'.repeat(64) }, steps: [], completed: ['deploy'], runs: 2 },
+    });
     const r = await rejection(handle);
     expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected', activities: 0 });
     expect(r.message).toContain('resume: set only by the governor');
@@ -202,41 +329,83 @@ describe('resume is honoured only from the governor’s own continue-as-new', ()
   it('a continued run with a forged or replayed checkpoint is Rejected; the governor’s own continue-as-new verifies', async () => {
     // A real chain that continues as new after each step: its second run carries a genuine checkpoint.
     const chainId = `can-${randomUUID()}`;
-    const real = await startRaw({ ...(await validInput({ workload: WORKLOAD, steps: [staging('a'), { ...staging('b'), resource: { type: 'Environment', id: 'dev' } }] }, chainId)), options: { continueAsNewAfterSteps: 1 } }, { taskQueue: forgeQueue });
+    const real = await startRaw(
+      {
+        ...(await validInput(
+          {
+            workload: WORKLOAD,
+            steps: [staging('a'), { ...staging('b'), resource: { type: 'Environment', id: 'dev' } }],
+          },
+          chainId,
+        )),
+        options: { continueAsNewAfterSteps: 1 },
+      },
+      { taskQueue: forgeQueue },
+    );
     expect(((await real.result()) as ChainResult).status).toBe('Completed');
     const history = await client.workflow.getHandle(chainId).fetchHistory();
-    const carried = defaultPayloadConverter.fromPayload<GovernedChainInput>(history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!);
+    const carried = defaultPayloadConverter.fromPayload<GovernedChainInput>(
+      history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!,
+    );
     expect(carried.resume?.checkpoint?.kind).toBe('checkpoint');
     await expectVerified(chainId);
 
     const forge = async (id: string, resume: unknown) => {
-      await startRaw({ ...carried, chainId: id, resume }, { id, taskQueue: forgeQueue, workflowType: 'forgeResumeWorkflow' });
+      await startRaw(
+        { ...carried, chainId: id, resume },
+        { id, taskQueue: forgeQueue, workflowType: 'forgeResumeWorkflow' },
+      );
       // The hostile run continued as new into governedChainWorkflow: follow the chain to its end.
       return rejection(client.workflow.getHandle(id) as Awaited<ReturnType<typeof startRaw>>);
     };
     // Same chain id re-used after the real chain closed, genuine checkpoint: bound to another first run.
-    expect((await forge(chainId, carried.resume)).message).toContain('resume.checkpoint: does not commit to this chain run');
+    expect((await forge(chainId, carried.resume)).message).toContain(
+      'resume.checkpoint: does not commit to this chain run',
+    );
     // Another chain id with the genuine checkpoint.
-    expect((await forge(`other-${randomUUID()}`, carried.resume)).message).toContain('resume.checkpoint: belongs to another chain');
+    expect((await forge(`other-${randomUUID()}`, carried.resume)).message).toContain(
+      'resume.checkpoint: belongs to another chain',
+    );
     // No checkpoint at all, or a head that is not the signed one.
     const { checkpoint: _dropped, ...bare } = carried.resume!;
     expect((await forge(`bare-${randomUUID()}`, bare)).message).toContain('resume.checkpoint: missing');
-    const forgedHead = await forge(chainId, { ...carried.resume, head: { seq: carried.resume!.head.seq, hash: 'f'.repeat(64) } });
+    const forgedHead = await forge(chainId, {
+      ...carried.resume,
+      head: { seq: carried.resume!.head.seq, hash: 'f'.repeat(64) },
+    });
     expect(forgedHead).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected' });
     expect(forgedHead.message).toContain('resume.head: does not match the signed checkpoint');
   }, 120_000);
 });
 
 describe('votes: truthful results and a verdict for every malformed vote', () => {
-  const prod = () => ({ workload: WORKLOAD, owner: 'team-release', steps: [{ id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, executor: noop }] });
-  const vote = (chainId: string, digest: string, sub: string) => issueApproval({ home: g.home, sub, roles: ['sre-lead'], chainId, stepId: 'deploy', stepDigest: digest, decision: 'approve' });
+  const prod = () => ({
+    workload: WORKLOAD,
+    owner: 'team-release',
+    steps: [{ id: 'deploy', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, executor: noop }],
+  });
+  const vote = (chainId: string, digest: string, sub: string) =>
+    issueApproval({
+      home: g.home,
+      sub,
+      roles: ['sre-lead'],
+      chainId,
+      stepId: 'deploy',
+      stepDigest: digest,
+      decision: 'approve',
+    });
 
   it('submitApproval reports approved after the vote that reached quorum; malformed signals leave rejected verdicts in status', async () => {
     const chainId = `votes-${randomUUID()}`;
     // A malformed vote before any step awaits approval: a stray verdict.
     const handle = await startRaw(await validInput(prod(), chainId));
     await handle.signal('approve', { token: 'nope' });
-    const waiting = await g.waitFor(chainId, (s) => s.status === 'AwaitingApproval' && (s.strayVotes?.length ?? 0) + (s.steps[0]?.approval?.verdicts.length ?? 0) > 0);
+    const waiting = await g.waitFor(
+      chainId,
+      (s) =>
+        s.status === 'AwaitingApproval' &&
+        (s.strayVotes?.length ?? 0) + (s.steps[0]?.approval?.verdicts.length ?? 0) > 0,
+    );
     const digest = waiting.steps[0]!.approval!.stepDigest;
     const early = [...(waiting.strayVotes ?? []), ...waiting.steps[0]!.approval!.verdicts];
     expect(early[0]).toMatchObject({ counted: false, via: 'approve-signal' });
@@ -246,7 +415,9 @@ describe('votes: truthful results and a verdict for every malformed vote', () =>
     await handle.signal('deny', { tokn: 'x' });
     const after = await g.waitFor(chainId, (s) => s.steps[0]!.approval!.verdicts.some((v) => v.via === 'deny-signal'));
     expect(after.steps[0]!.approval!.verdicts.find((v) => v.via === 'deny-signal')).toMatchObject({ counted: false });
-    expect(after.steps[0]!.approval!.verdicts.find((v) => v.via === 'deny-signal')!.reason).toContain('Unrecognized key');
+    expect(after.steps[0]!.approval!.verdicts.find((v) => v.via === 'deny-signal')!.reason).toContain(
+      'Unrecognized key',
+    );
 
     // A signal whose payload cannot be decoded (what a junk `temporal workflow signal --input-meta` sends)
     // is a rejected verdict too, never a failed workflow task.
@@ -258,9 +429,18 @@ describe('votes: truthful results and a verdict for every malformed vote', () =>
       identity: 'trust-boundary-test',
       requestId: randomUUID(),
     });
-    const junk = await g.waitFor(chainId, (s) => s.steps[0]!.approval!.verdicts.filter((v) => v.via === 'approve-signal').length >= 1 && s.steps[0]!.approval!.verdicts.length >= 2);
-    expect(junk.steps[0]!.approval!.verdicts.some((v) => !v.counted && v.reason.startsWith('malformed vote'))).toBe(true);
-    expect(((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length).toBe(0);
+    const junk = await g.waitFor(
+      chainId,
+      (s) =>
+        s.steps[0]!.approval!.verdicts.filter((v) => v.via === 'approve-signal').length >= 1 &&
+        s.steps[0]!.approval!.verdicts.length >= 2,
+    );
+    expect(junk.steps[0]!.approval!.verdicts.some((v) => !v.counted && v.reason.startsWith('malformed vote'))).toBe(
+      true,
+    );
+    expect(((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length).toBe(
+      0,
+    );
 
     // A malformed update is refused by the validator (never in history).
     await expect(g.gc.submitApproval(chainId, 'x')).rejects.toThrow();
@@ -278,7 +458,14 @@ describe('fail closed where a governor activity fails (real server, injected fau
   /** Step a (staging deploy, compensated by a rollback), step b on `resource`. */
   const twoSteps = (b: Record<string, unknown>) => ({
     workload: WORKLOAD,
-    steps: [{ ...staging('a'), resource: { type: 'Environment', id: 'dev' }, compensation: { action: 'rollback', executor: noop } }, b],
+    steps: [
+      {
+        ...staging('a'),
+        resource: { type: 'Environment', id: 'dev' },
+        compensation: { action: 'rollback', executor: noop },
+      },
+      b,
+    ],
   });
 
   async function run(chain: unknown) {
@@ -300,7 +487,10 @@ describe('fail closed where a governor activity fails (real server, injected fau
   });
 
   it('an authorize that exhausts its retries ends the chain Denied, compensated and checkpointed', async () => {
-    faults.push({ type: 'authorize', when: (i) => i.stepId === 'b' }, { type: 'governStep', when: (i) => i.stepId === 'b' });
+    faults.push(
+      { type: 'authorize', when: (i) => i.stepId === 'b' },
+      { type: 'governStep', when: (i) => i.stepId === 'b' },
+    );
     const { result, status } = await run(twoSteps({ ...staging('b'), resource: { type: 'Environment', id: 'dev' } }));
     expect(result.status).toBe('Denied');
     expect(result.reason).toContain('authorization could not complete');
@@ -324,7 +514,10 @@ describe('fail closed where a governor activity fails (real server, injected fau
     // Step a on the coordinated staging environment, step b denied by policy (drop_table in prod).
     const chain = {
       workload: WORKLOAD,
-      steps: [{ ...staging('a'), compensation: { action: 'rollback', executor: noop } }, { id: 'b', action: 'drop_table', resource: { type: 'Database', id: 'prod' }, executor: noop }],
+      steps: [
+        { ...staging('a'), compensation: { action: 'rollback', executor: noop } },
+        { id: 'b', action: 'drop_table', resource: { type: 'Database', id: 'prod' }, executor: noop },
+      ],
     };
     const { result, handle } = await run(chain);
     expect(result.status).toBe('Denied');
@@ -336,7 +529,10 @@ describe('fail closed where a governor activity fails (real server, injected fau
       .map((p) => JSON.parse(Buffer.from(p!.data!).toString('utf8')) as { activity_type?: string })
       .filter((d) => d.activity_type === 'requestSlot');
     expect(slotAsks.length).toBe(2); // the step and its compensation
-    expect(result.steps[0]!.coordination).toMatchObject({ requestId: `${handle.workflowId}/a.compensation`, status: 'released' });
+    expect(result.steps[0]!.coordination).toMatchObject({
+      requestId: `${handle.workflowId}/a.compensation`,
+      status: 'released',
+    });
     await expectVerified(handle.workflowId);
   });
 });
@@ -344,24 +540,63 @@ describe('fail closed where a governor activity fails (real server, injected fau
 describe('slot verdicts are acted on only when the coordinator signed them', () => {
   it('a forged grant (bad signature) is ignored and the step waits for the real one; an unsigned verdict denies', async () => {
     // Chain A holds the staging slot until the gate opens; B and C queue behind it.
-    const a = await startRaw(await validInput({ workload: WORKLOAD, steps: [{ ...g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' }), executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'hold' } }] }));
+    const a = await startRaw(
+      await validInput({
+        workload: WORKLOAD,
+        steps: [
+          {
+            ...g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' }),
+            executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'hold' },
+          },
+        ],
+      }),
+    );
     await g.waitFor(a.workflowId, (s) => s.steps[0]!.coordination?.status === 'granted');
-    const b = await startRaw(await validInput({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] }));
-    const c = await startRaw(await validInput({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })] }));
+    const b = await startRaw(
+      await validInput({
+        workload: WORKLOAD,
+        steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })],
+      }),
+    );
+    const c = await startRaw(
+      await validInput({
+        workload: WORKLOAD,
+        steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })],
+      }),
+    );
     const queued = await g.waitFor(b.workflowId, (s) => s.steps[0]!.coordination?.status === 'queued');
     await g.waitFor(c.workflowId, (s) => s.steps[0]!.coordination?.status === 'queued');
     const requestId = queued.steps[0]!.coordination!.requestId;
     const forged = (chainId: string, rid: string, receipt?: Record<string, unknown>) => ({
-      requestId: rid, chainId, stepId: 'deploy', domain: 'cluster:staging', status: 'granted', granted: true, reason: 'forged', version: 0,
+      requestId: rid,
+      chainId,
+      stepId: 'deploy',
+      domain: 'cluster:staging',
+      status: 'granted',
+      granted: true,
+      reason: 'forged',
+      version: 0,
       ...(receipt ? { receipt } : {}),
     });
-    const bogusReceipt = { coordinatorId: 'coordinator', seq: 1, hash: 'a'.repeat(64), digest: 'b'.repeat(64), prevHash: '0'.repeat(64), signature: 'eyJhbGciOiJFZERTQSJ9.YQ.c2ln', event: 'granted' };
+    const bogusReceipt = {
+      coordinatorId: 'coordinator',
+      seq: 1,
+      hash: 'a'.repeat(64),
+      digest: 'b'.repeat(64),
+      prevHash: '0'.repeat(64),
+      signature: 'eyJhbGciOiJFZERTQSJ9.YQ.c2ln',
+      event: 'granted',
+    };
     await b.signal('slotVerdict', forged(b.workflowId, requestId, bogusReceipt));
     // The forged grant was judged (a verifySlotVerdict marker in B's history) and B is still queued, nothing ran.
     const judged = async (handle: typeof b) =>
       ((await handle.fetchHistory()).events ?? []).some((e) => {
         const p = e.markerRecordedEventAttributes?.details?.data?.payloads?.[0];
-        return p !== undefined && (JSON.parse(Buffer.from(p.data!).toString('utf8')) as { activity_type?: string }).activity_type === 'verifySlotVerdict';
+        return (
+          p !== undefined &&
+          (JSON.parse(Buffer.from(p.data!).toString('utf8')) as { activity_type?: string }).activity_type ===
+            'verifySlotVerdict'
+        );
       });
     for (let i = 0; i < 100 && !(await judged(b)); i++) await new Promise((r) => setTimeout(r, 100));
     expect(await judged(b)).toBe(true);
@@ -373,7 +608,9 @@ describe('slot verdicts are acted on only when the coordinator signed them', () 
     await c.signal('slotVerdict', forged(c.workflowId, cQueued.steps[0]!.coordination!.requestId));
     const cResult = (await c.result()) as ChainResult;
     expect(cResult.status).toBe('Denied');
-    expect(cResult.reason).toContain("the slot verdict is not verified as the coordinator's (the verdict carries no signed coordination receipt)");
+    expect(cResult.reason).toContain(
+      "the slot verdict is not verified as the coordinator's (the verdict carries no signed coordination receipt)",
+    );
     expect(g.ledger.has(`${c.workflowId}/deploy`)).toBe(false);
 
     // The real grant, after A releases: B runs exactly once and verifies.
@@ -387,7 +624,9 @@ describe('slot verdicts are acted on only when the coordinator signed them', () 
 
   it('a verdict that cannot be checked (the check itself fails) denies the step instead of waiting past it', async () => {
     faults.push({ type: 'verifySlotVerdict', when: () => true });
-    const handle = await startRaw(await validInput({ workload: WORKLOAD, steps: [staging('only')] }), { taskQueue: forgeQueue });
+    const handle = await startRaw(await validInput({ workload: WORKLOAD, steps: [staging('only')] }), {
+      taskQueue: forgeQueue,
+    });
     const result = (await handle.result()) as ChainResult;
     expect(result.status).toBe('Denied');
     expect(result.reason).toContain('it could not be verified');

@@ -38,21 +38,33 @@ describe('governor up (the embedded default)', () => {
     const env = { GOVERNOR_HOME: home, TEMPORAL_ADDRESS: `127.0.0.1:${port}`, LOG_LEVEL: 'info' };
 
     const first = start(['up', '--port', String(port), '--ui-port', String(uiPort)], env);
-    await eventually('the UI URL and the worker', () => first.stdout().includes('Temporal UI:') || first.child.exitCode !== null, { timeoutMs: 90_000 });
+    await eventually(
+      'the UI URL and the worker',
+      () => first.stdout().includes('Temporal UI:') || first.child.exitCode !== null,
+      { timeoutMs: 90_000 },
+    );
     expect(first.stdout()).toContain(`Temporal UI:  http://localhost:${uiPort}`);
     expect(first.stdout()).toContain('npx governor demo');
     expect(fs.existsSync(path.join(home, 'keys', 'receipt.private.jwk.json'))).toBe(true);
     const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
     expect(ui.status).toBe(200);
 
-    const chain = await run(['run', path.join(root, 'examples/chains/deploy-staging.yaml'), '--as', 'agent:release-bot', '--wait', '--json'], env);
+    const chain = await run(
+      ['run', path.join(root, 'examples/chains/deploy-staging.yaml'), '--as', 'agent:release-bot', '--wait', '--json'],
+      env,
+    );
     expect({ code: chain.code, stderr: chain.stderr }).toEqual({ code: 0, stderr: '' });
     const { chainId } = JSON.parse(chain.stdout.trim().split('\n').pop()!) as { chainId: string };
 
     // The worker logs structured JSON through pino (installed as Temporal's runtime logger).
-    const workerLines = first.stderr().split('\n').filter((l) => l.startsWith('{'));
+    const workerLines = first
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
     expect(workerLines.length).toBeGreaterThan(0);
-    expect(workerLines.map((l) => JSON.parse(l) as { name: string }).some((l) => l.name === 'governor-worker')).toBe(true);
+    expect(workerLines.map((l) => JSON.parse(l) as { name: string }).some((l) => l.name === 'governor-worker')).toBe(
+      true,
+    );
     expect(first.stderr()).not.toMatch(/eyJ[\w-]+\.eyJ/); // no JWT ever reaches a log line
 
     first.child.kill('SIGINT');
@@ -62,7 +74,11 @@ describe('governor up (the embedded default)', () => {
 
     const second = start(['up', '--port', String(port), '--ui-port', String(uiPort)], env);
     try {
-      await eventually('the second start', () => second.stdout().includes('Temporal UI:') || second.child.exitCode !== null, { timeoutMs: 90_000 });
+      await eventually(
+        'the second start',
+        () => second.stdout().includes('Temporal UI:') || second.child.exitCode !== null,
+        { timeoutMs: 90_000 },
+      );
       expect(second.stderr()).not.toContain('building Temporal CLI');
       expect(second.stderr()).not.toContain('created development keys');
       const status = await run(['status', chainId, '--json'], env);
@@ -78,7 +94,11 @@ describe('governor up (the embedded default)', () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-up-'));
     const port = await freePort();
     const blocker = start(['server', '--port', String(await freePort()), '--headless'], { GOVERNOR_HOME: home });
-    await eventually('a first server', () => blocker.stdout().includes('Temporal dev server on') || blocker.child.exitCode !== null, { timeoutMs: 90_000 });
+    await eventually(
+      'a first server',
+      () => blocker.stdout().includes('Temporal dev server on') || blocker.child.exitCode !== null,
+      { timeoutMs: 90_000 },
+    );
     const busyPort = Number(/127\.0\.0\.1:(\d+)/.exec(blocker.stdout())![1]);
     try {
       const r = await run(['server', '--port', String(port), '--ui-port', String(busyPort)], { GOVERNOR_HOME: home });

@@ -17,7 +17,9 @@ import { runVerifyCli } from '../harness/verify-cli';
  */
 
 // The default bundle with a 2 s approval deadline on payments, so the deadline path ends in seconds.
-const bundleDir = defaultBundleWith(() => undefined, { 'payments.cedar': (t) => t.replace(/@deadline\("[^"]+"\)/g, '@deadline("2s")') });
+const bundleDir = defaultBundleWith(() => undefined, {
+  'payments.cedar': (t) => t.replace(/@deadline\("[^"]+"\)/g, '@deadline("2s")'),
+});
 
 let g: Governed;
 let replayer: Replayer;
@@ -43,7 +45,12 @@ afterAll(async () => {
   await g?.stop();
 });
 
-const step = (id: string, action: string, resource: { type: string; id: string }, extra: Record<string, unknown> = {}) => g.serviceStep(id, action, resource, extra);
+const step = (
+  id: string,
+  action: string,
+  resource: { type: string; id: string },
+  extra: Record<string, unknown> = {},
+) => g.serviceStep(id, action, resource, extra);
 const prod = { type: 'Environment', id: 'prod' };
 const staging = { type: 'Environment', id: 'staging' };
 
@@ -60,18 +67,48 @@ async function verifyLive(chainId: string, result?: ChainResult): Promise<Verify
 
 function expectVerified(report: VerifyReport): void {
   expect(report.checks.filter((c) => !c.ok)).toEqual([]);
-  expect(report.checks.map((c) => c.name)).toEqual(['history', 'runs', 'replay', 'receipts', 'checkpoint', 'bindings', 'decisions']);
+  expect(report.checks.map((c) => c.name)).toEqual([
+    'history',
+    'runs',
+    'replay',
+    'receipts',
+    'checkpoint',
+    'bindings',
+    'decisions',
+  ]);
   expect(report.verdict).toBe('verified');
 }
 
-async function approve(chainId: string, stepId: string, digest: string, sub: string, roles: string[], extra: { justification?: string } = {}): Promise<void> {
-  const token = await issueApproval({ home: g.home, sub, roles, chainId, stepId, stepDigest: digest, decision: 'approve', ...extra });
+async function approve(
+  chainId: string,
+  stepId: string,
+  digest: string,
+  sub: string,
+  roles: string[],
+  extra: { justification?: string } = {},
+): Promise<void> {
+  const token = await issueApproval({
+    home: g.home,
+    sub,
+    roles,
+    chainId,
+    stepId,
+    stepDigest: digest,
+    decision: 'approve',
+    ...extra,
+  });
   await g.gc.submitApproval(chainId, token);
 }
 
 describe('governor verify on real chains', () => {
   it('verifies a completed chain (a service step and a built-in step)', async () => {
-    const r = await g.run({ workload: WORKLOAD, steps: [step('deploy', 'deploy', staging), { id: 'announce', action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'noop' } }] });
+    const r = await g.run({
+      workload: WORKLOAD,
+      steps: [
+        step('deploy', 'deploy', staging),
+        { id: 'announce', action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'noop' } },
+      ],
+    });
     expect(r.status).toBe('Completed');
     const report = await verifyLive(r.chainId, r);
     expectVerified(report);
@@ -82,7 +119,10 @@ describe('governor verify on real chains', () => {
   it('verifies a denied chain whose completed step was compensated', async () => {
     const r = await g.run({
       workload: WORKLOAD,
-      steps: [step('deploy', 'deploy', staging, { compensation: { action: 'rollback', executor: { type: 'noop' } } }), step('drop', 'drop_table', { type: 'Database', id: 'prod' })],
+      steps: [
+        step('deploy', 'deploy', staging, { compensation: { action: 'rollback', executor: { type: 'noop' } } }),
+        step('drop', 'drop_table', { type: 'Database', id: 'prod' }),
+      ],
     });
     expect(r.status).toBe('Denied');
     expect(r.steps.map((s) => s.status)).toEqual(['compensated', 'denied']);
@@ -93,7 +133,10 @@ describe('governor verify on real chains', () => {
   });
 
   it('verifies an escalated, coordinated chain approved by a quorum, and one let through by break-glass', async () => {
-    const handle = await g.gc.start({ workload: WORKLOAD, owner: 'team-release', steps: [step('deploy', 'deploy', prod)] }, await g.creds());
+    const handle = await g.gc.start(
+      { workload: WORKLOAD, owner: 'team-release', steps: [step('deploy', 'deploy', prod)] },
+      await g.creds(),
+    );
     const waiting = await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
     const digest = waiting.steps[0]!.approval!.stepDigest;
     await approve(handle.workflowId, 'deploy', digest, 'alice', ['sre-lead']);
@@ -108,9 +151,14 @@ describe('governor verify on real chains', () => {
     expect(report).toMatchObject({ status: 'Completed', decisions: 2 });
     expect(report.receipts).toBeGreaterThanOrEqual(6);
 
-    const glass = await g.gc.start({ workload: WORKLOAD, owner: 'team-release', steps: [step('deploy', 'deploy', prod)] }, await g.creds());
+    const glass = await g.gc.start(
+      { workload: WORKLOAD, owner: 'team-release', steps: [step('deploy', 'deploy', prod)] },
+      await g.creds(),
+    );
     const pending = await g.waitFor(glass.workflowId, (s) => s.status === 'AwaitingApproval');
-    await approve(glass.workflowId, 'deploy', pending.steps[0]!.approval!.stepDigest, 'sam', ['security-officer'], { justification: 'outage INC-1, SREs unreachable' });
+    await approve(glass.workflowId, 'deploy', pending.steps[0]!.approval!.stepDigest, 'sam', ['security-officer'], {
+      justification: 'outage INC-1, SREs unreachable',
+    });
     const result = (await glass.result()) as ChainResult;
     expect(result.steps[0]!.breakGlass).toMatchObject({ approver: 'sam' });
     const viaGlass = await verifyLive(glass.workflowId, result);
@@ -119,7 +167,10 @@ describe('governor verify on real chains', () => {
   });
 
   it('verifies a chain denied at its approval deadline', async () => {
-    const r = await g.run({ workload: WORKLOAD, steps: [step('pay', 'pay', { type: 'Account', id: 'acme' }, { context: { amount: 50_000, currency: 'EUR' } })] });
+    const r = await g.run({
+      workload: WORKLOAD,
+      steps: [step('pay', 'pay', { type: 'Account', id: 'acme' }, { context: { amount: 50_000, currency: 'EUR' } })],
+    });
     expect(r.status).toBe('Denied');
     expect(r.steps[0]!.approval!.outcome).toBe('expired');
     const report = await verifyLive(r.chainId, r);
@@ -140,7 +191,18 @@ describe('governor verify on real chains', () => {
 
     // Revoked with a step in flight: the service activity is cancelled, the chain compensates nothing.
     const inFlight = await g.gc.start(
-      { workload: WORKLOAD, steps: [step('first', 'deploy', staging), { id: 'second', action: 'deploy', resource: staging, executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'hang', heartbeatTimeoutMs: 2000 } }] },
+      {
+        workload: WORKLOAD,
+        steps: [
+          step('first', 'deploy', staging),
+          {
+            id: 'second',
+            action: 'deploy',
+            resource: staging,
+            executor: { type: 'activity', taskQueue: g.serviceQueue, activityType: 'hang', heartbeatTimeoutMs: 2000 },
+          },
+        ],
+      },
       await g.creds(),
     );
     await g.waitFor(inFlight.workflowId, (s) => s.steps[1]!.status === 'executing');
@@ -159,11 +221,16 @@ describe('governor verify on real chains', () => {
     expect(denied.reason).toContain(`workload ${workload} is revoked`);
     const before = await verifyLive(denied.chainId, denied);
     expectVerified(before);
-    expect(before.checks.find((c) => c.name === 'decisions')!.detail).toMatch(/^0 decision\(s\) re-evaluated with 0 bundle\(s\): identical; 1 made before policy ran, all deny$/);
+    expect(before.checks.find((c) => c.name === 'decisions')!.detail).toMatch(
+      /^0 decision\(s\) re-evaluated with 0 bundle\(s\): identical; 1 made before policy ran, all deny$/,
+    );
   });
 
   it('verifies a chain that continued as new across its runs', async () => {
-    const long = await g.gc.start({ workload: WORKLOAD, steps: [1, 2, 3].map((i) => step(`s${i}`, 'deploy', staging)) }, { ...(await g.creds()), options: { continueAsNewAfterSteps: 2 } });
+    const long = await g.gc.start(
+      { workload: WORKLOAD, steps: [1, 2, 3].map((i) => step(`s${i}`, 'deploy', staging)) },
+      { ...(await g.creds()), options: { continueAsNewAfterSteps: 2 } },
+    );
     const result = (await long.result()) as ChainResult;
     expect(result.status).toBe('Completed');
     const report = await verifyLive(long.workflowId, result);
@@ -173,8 +240,20 @@ describe('governor verify on real chains', () => {
     expect(report.receipts).toBeGreaterThanOrEqual(7);
     const [first, second] = report.runList;
     expect(report.runList).toEqual([
-      { runId: long.firstExecutionRunId, status: 'ContinuedAsNew', relation: 'first', detail: 'first run; run 1 of the chain', lineage: true },
-      { runId: second!.runId, status: 'Completed', relation: 'continued-as-new', detail: `continued as new from run ${first!.runId}; run 2 of the chain`, lineage: true },
+      {
+        runId: long.firstExecutionRunId,
+        status: 'ContinuedAsNew',
+        relation: 'first',
+        detail: 'first run; run 1 of the chain',
+        lineage: true,
+      },
+      {
+        runId: second!.runId,
+        status: 'Completed',
+        relation: 'continued-as-new',
+        detail: `continued as new from run ${first!.runId}; run 2 of the chain`,
+        lineage: true,
+      },
     ]);
   });
 });
@@ -187,7 +266,14 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
   const cli = (args: string[], env: Record<string, string>) => runVerifyCli(args, { home: g.home, env });
 
   beforeAll(async () => {
-    const handle = await g.gc.start({ workload: WORKLOAD, owner: 'team-release', steps: [step('build', 'deploy', staging), step('deploy', 'deploy', prod)] }, await g.creds());
+    const handle = await g.gc.start(
+      {
+        workload: WORKLOAD,
+        owner: 'team-release',
+        steps: [step('build', 'deploy', staging), step('deploy', 'deploy', prod)],
+      },
+      await g.creds(),
+    );
     const waiting = await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
     const digest = waiting.steps[1]!.approval!.stepDigest;
     await approve(handle.workflowId, 'deploy', digest, 'alice', ['sre-lead']);
@@ -203,7 +289,16 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     expect(r.code).toBe(0);
     expect(r.json).toMatchObject({ ok: true, verdict: 'verified', chainId, status: 'Completed', proof: proofFile });
     const proof = JSON.parse(fs.readFileSync(proofFile, 'utf8')) as Record<string, unknown>;
-    expect(Object.keys(proof).sort()).toEqual(['bundles', 'chainId', 'exportedAt', 'format', 'histories', 'receiptKeys', 'runs', 'seal']);
+    expect(Object.keys(proof).sort()).toEqual([
+      'bundles',
+      'chainId',
+      'exportedAt',
+      'format',
+      'histories',
+      'receiptKeys',
+      'runs',
+      'seal',
+    ]);
     expect(proof).toMatchObject({ format: PROOF_FORMAT, chainId });
     // The run list: the chain's one run, in the lineage (its history is `histories[0]`).
     expect(proof.runs).toEqual([{ runId: expect.any(String), lineage: 0 }]);
@@ -217,7 +312,19 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     expect(r.error).toBeUndefined();
     expect(r.code).toBe(0);
     expect((r.json.checks as { name: string; ok: boolean }[]).map((c) => [c.name, c.ok])).toEqual(
-      ['proof', 'seal', 'receipt-key', 'bundles', 'history', 'runs', 'replay', 'receipts', 'checkpoint', 'bindings', 'decisions'].map((n) => [n, true]),
+      [
+        'proof',
+        'seal',
+        'receipt-key',
+        'bundles',
+        'history',
+        'runs',
+        'replay',
+        'receipts',
+        'checkpoint',
+        'bindings',
+        'decisions',
+      ].map((n) => [n, true]),
     );
 
     const stranger = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-stranger-'));
@@ -228,21 +335,41 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     expect(failed.map((c) => c.name)).toEqual(expect.arrayContaining(['seal', 'receipt-key', 'receipts']));
     // Only what the receipt key signs fails (receipts, the seal, sealed coordination requests): nothing else.
     for (const c of failed.filter((x) => !['seal', 'receipt-key'].includes(x.name))) {
-      expect({ check: c.name, problems: c.problems!.filter((p) => !/(signature|seal) is not valid with the trusted receipt key$/.test(p)) }).toEqual({ check: c.name, problems: [] });
+      expect({
+        check: c.name,
+        problems: c.problems!.filter((p) => !/(signature|seal) is not valid with the trusted receipt key$/.test(p)),
+      }).toEqual({ check: c.name, problems: [] });
     }
-    for (const untouched of ['proof', 'bundles', 'history', 'runs', 'replay', 'checkpoint', 'decisions']) expect(failed.map((c) => c.name)).not.toContain(untouched);
+    for (const untouched of ['proof', 'bundles', 'history', 'runs', 'replay', 'checkpoint', 'decisions'])
+      expect(failed.map((c) => c.name)).not.toContain(untouched);
 
     const wrongChain = await cli(['someone-else', '--proof', proofFile], offline);
     expect(wrongChain.code).toBe(2);
-    expect((wrongChain.json.checks as { name: string; ok: boolean; detail: string }[])[0]).toMatchObject({ name: 'proof', ok: false, detail: `a proof of chain ${chainId}, not someone-else` });
+    expect((wrongChain.json.checks as { name: string; ok: boolean; detail: string }[])[0]).toMatchObject({
+      name: 'proof',
+      ok: false,
+      detail: `a proof of chain ${chainId}, not someone-else`,
+    });
   });
 
   it('exits 1 on bad input and 3 when Temporal is unreachable', async () => {
     expect(await cli([], {})).toMatchObject({ code: 1, error: { code: 'GOVERNOR_INVALID_INPUT', field: 'chainId' } });
-    expect(await cli(['--proof', path.join(tmp, 'missing.json')], {})).toMatchObject({ code: 1, error: { field: '--proof' } });
+    expect(await cli(['--proof', path.join(tmp, 'missing.json')], {})).toMatchObject({
+      code: 1,
+      error: { field: '--proof' },
+    });
     fs.writeFileSync(path.join(tmp, 'garbage.json'), '{not json');
-    expect(await cli(['--proof', path.join(tmp, 'garbage.json')], {})).toMatchObject({ code: 1, error: { message: expect.stringContaining('is not JSON') } });
-    expect(await cli(['no-such-chain'], { TEMPORAL_ADDRESS: testAddress() })).toMatchObject({ code: 1, error: { code: 'GOVERNOR_NOT_FOUND' } });
-    expect(await cli([chainId], { TEMPORAL_ADDRESS: '127.0.0.1:1' })).toMatchObject({ code: 3, error: { code: 'GOVERNOR_TEMPORAL_UNREACHABLE' } });
+    expect(await cli(['--proof', path.join(tmp, 'garbage.json')], {})).toMatchObject({
+      code: 1,
+      error: { message: expect.stringContaining('is not JSON') },
+    });
+    expect(await cli(['no-such-chain'], { TEMPORAL_ADDRESS: testAddress() })).toMatchObject({
+      code: 1,
+      error: { code: 'GOVERNOR_NOT_FOUND' },
+    });
+    expect(await cli([chainId], { TEMPORAL_ADDRESS: '127.0.0.1:1' })).toMatchObject({
+      code: 3,
+      error: { code: 'GOVERNOR_TEMPORAL_UNREACHABLE' },
+    });
   });
 });

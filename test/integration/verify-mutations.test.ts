@@ -23,7 +23,14 @@ const SEED = 0x5eed_0007;
 const MUTATIONS = 1000;
 const KINDS = ['modify', 'delete', 'reorder', 'truncate', 'swap-bundle', 'swap-key'] as const;
 type Kind = (typeof KINDS)[number];
-const WEIGHTS: Record<Kind, number> = { modify: 0.3, delete: 0.2, reorder: 0.14, truncate: 0.2, 'swap-bundle': 0.08, 'swap-key': 0.08 };
+const WEIGHTS: Record<Kind, number> = {
+  modify: 0.3,
+  delete: 0.2,
+  reorder: 0.14,
+  truncate: 0.2,
+  'swap-bundle': 0.08,
+  'swap-key': 0.08,
+};
 
 let g: Governed;
 let replayer: Replayer;
@@ -48,7 +55,12 @@ beforeAll(async () => {
     workload: WORKLOAD,
     owner: 'team-release',
     steps: [
-      g.serviceStep('build', 'deploy', { type: 'Environment', id: 'staging' }, { compensation: { action: 'rollback', executor: { type: 'noop' } } }),
+      g.serviceStep(
+        'build',
+        'deploy',
+        { type: 'Environment', id: 'staging' },
+        { compensation: { action: 'rollback', executor: { type: 'noop' } } },
+      ),
       g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'prod' }),
       { id: 'announce', action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'noop' } },
     ],
@@ -59,7 +71,18 @@ beforeAll(async () => {
   await g.governor.policies.activateFrom(bundleB);
   const digest = waiting.steps[1]!.approval!.stepDigest;
   for (const sub of ['alice', 'carol']) {
-    await g.gc.submitApproval(handle.workflowId, await issueApproval({ home: g.home, sub, roles: ['sre-lead'], chainId: handle.workflowId, stepId: 'deploy', stepDigest: digest, decision: 'approve' }));
+    await g.gc.submitApproval(
+      handle.workflowId,
+      await issueApproval({
+        home: g.home,
+        sub,
+        roles: ['sre-lead'],
+        chainId: handle.workflowId,
+        stepId: 'deploy',
+        stepDigest: digest,
+        decision: 'approve',
+      }),
+    );
   }
   const result = (await handle.result()) as ChainResult;
   expect(result.status).toBe('Completed');
@@ -70,13 +93,25 @@ beforeAll(async () => {
   expect(report.checks.filter((c) => !c.ok)).toEqual([]);
   expect(report.bundleDigests).toHaveLength(2);
   const bundles = (d: string) => loadArchivedBundle(g.home, d);
-  proof = await buildProof({ chainId: handle.workflowId, histories, bundleDigests: report.bundleDigests, bundles, receiptKeys: loadPublicJwks(g.home, 'receipt'), signer: await loadPrivateKey(g.home, 'receipt') });
+  proof = await buildProof({
+    chainId: handle.workflowId,
+    histories,
+    bundleDigests: report.bundleDigests,
+    bundles,
+    receiptKeys: loadPublicJwks(g.home, 'receipt'),
+    signer: await loadPrivateKey(g.home, 'receipt'),
+  });
   trusted = loadPublicJwks(g.home, 'receipt');
 
   // Swap material: the shipped default bundle and a payments-deadline variant (valid bundles, other digests).
-  foreignBundles = [loadBundle(path.join(__dirname, '..', '..', 'policies', 'default')), loadBundle(defaultBundleWith(() => undefined, { 'payments.cedar': (t) => t.replace(/@deadline\("[^"]+"\)/g, '@deadline("1s")') }))].map((b) =>
-    b.files.map((f) => ({ path: f.path, content: f.content })),
-  );
+  foreignBundles = [
+    loadBundle(path.join(__dirname, '..', '..', 'policies', 'default')),
+    loadBundle(
+      defaultBundleWith(() => undefined, {
+        'payments.cedar': (t) => t.replace(/@deadline\("[^"]+"\)/g, '@deadline("1s")'),
+      }),
+    ),
+  ].map((b) => b.files.map((f) => ({ path: f.path, content: f.content })));
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-stranger-'));
   await initKeys(home, { names: ['receipt'] });
   stranger = { jwks: loadPublicJwks(home, 'receipt'), signer: await loadPrivateKey(home, 'receipt') };
@@ -117,7 +152,8 @@ function nodes(root: Json): Node[] {
   const walk = (value: Json, parent: Container | undefined, key: string | number | undefined, path: string): void => {
     out.push({ parent, key, value, path });
     if (Array.isArray(value)) value.forEach((v, i) => walk(v, value, i, `${path}[]`));
-    else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) walk(v, value, k, path ? `${path}.${k}` : k);
+    else if (value !== null && typeof value === 'object')
+      for (const [k, v] of Object.entries(value)) walk(v, value, k, path ? `${path}.${k}` : k);
   };
   walk(root, undefined, undefined, '');
   return out;
@@ -130,14 +166,23 @@ function set(node: Node, value: Json): void {
 const isBase64Json = (s: string): boolean => {
   try {
     const text = Buffer.from(s, 'base64').toString('utf8');
-    return s.length > 0 && Buffer.from(text, 'utf8').toString('base64') === s && /^[[{"]/.test(text) && (JSON.parse(text) as unknown) !== undefined;
+    return (
+      s.length > 0 &&
+      Buffer.from(text, 'utf8').toString('base64') === s &&
+      /^[[{"]/.test(text) &&
+      (JSON.parse(text) as unknown) !== undefined
+    );
   } catch {
     return false;
   }
 };
 
 /** Applies one structural mutation of `kind` somewhere in `root`; the mutated node's path, or undefined when no node fits. */
-function mutateTree(root: Json, kind: Exclude<Kind, 'swap-bundle' | 'swap-key'>, rnd: () => number): string | undefined {
+function mutateTree(
+  root: Json,
+  kind: Exclude<Kind, 'swap-bundle' | 'swap-key'>,
+  rnd: () => number,
+): string | undefined {
   const all = nodes(root).filter((n) => n.parent !== undefined);
   const pick = <T>(list: T[]): T | undefined => (list.length === 0 ? undefined : list[Math.floor(rnd() * list.length)]);
   switch (kind) {
@@ -164,7 +209,9 @@ function mutateTree(root: Json, kind: Exclude<Kind, 'swap-bundle' | 'swap-key'>,
       return n.path;
     }
     case 'reorder': {
-      const n = pick(all.filter((x) => Array.isArray(x.value) && new Set(x.value.map((e) => canonicalJson(e))).size > 1));
+      const n = pick(
+        all.filter((x) => Array.isArray(x.value) && new Set(x.value.map((e) => canonicalJson(e))).size > 1),
+      );
       if (!n) return undefined;
       const arr = n.value as Json[];
       for (;;) {
@@ -177,7 +224,11 @@ function mutateTree(root: Json, kind: Exclude<Kind, 'swap-bundle' | 'swap-key'>,
       }
     }
     case 'truncate': {
-      const n = pick(all.filter((x) => (typeof x.value === 'string' && x.value.length > 0) || (Array.isArray(x.value) && x.value.length > 0)));
+      const n = pick(
+        all.filter(
+          (x) => (typeof x.value === 'string' && x.value.length > 0) || (Array.isArray(x.value) && x.value.length > 0),
+        ),
+      );
       if (!n) return undefined;
       const v = n.value as string | Json[];
       const keep = Math.floor(rnd() * v.length);
@@ -192,7 +243,11 @@ function mutateTree(root: Json, kind: Exclude<Kind, 'swap-bundle' | 'swap-key'>,
  * top-level fields); in the histories, half the time inside a decoded JSON payload (then re-encoded
  * as canonical base64), so tampering with what history *means* is exercised, not only its bytes.
  */
-async function mutate(p: Proof, kind: Kind, rnd: () => number): Promise<{ mutated: Record<string, unknown>; where: string }> {
+async function mutate(
+  p: Proof,
+  kind: Kind,
+  rnd: () => number,
+): Promise<{ mutated: Record<string, unknown>; where: string }> {
   const m = structuredClone(p) as unknown as Record<string, Json>;
   const digests = Object.keys(p.bundles);
   if (kind === 'swap-bundle') {
@@ -225,12 +280,17 @@ async function mutate(p: Proof, kind: Kind, rnd: () => number): Promise<{ mutate
     // The forger's version: swap the key and re-seal the whole proof with it.
     m.receiptKeys = structuredClone(stranger.jwks) as unknown as Json;
     const { seal: _seal, ...content } = m as unknown as Proof;
-    return { mutated: (await sealProof(content, stranger.signer)) as unknown as Record<string, unknown>, where: 'receipt key swapped and the proof re-sealed with it' };
+    return {
+      mutated: (await sealProof(content, stranger.signer)) as unknown as Record<string, unknown>,
+      where: 'receipt key swapped and the proof re-sealed with it',
+    };
   }
   const r = rnd();
   if (r < 0.6) {
     const histories = m.histories as Json[];
-    const payloads = nodes(histories).filter((n) => n.key === 'data' && typeof n.value === 'string' && isBase64Json(n.value));
+    const payloads = nodes(histories).filter(
+      (n) => n.key === 'data' && typeof n.value === 'string' && isBase64Json(n.value),
+    );
     if (rnd() < 0.5 && payloads.length > 0) {
       const n = payloads[Math.floor(rnd() * payloads.length)]!;
       const decoded = JSON.parse(Buffer.from(n.value as string, 'base64').toString('utf8')) as Json;
@@ -262,7 +322,10 @@ async function mutate(p: Proof, kind: Kind, rnd: () => number): Promise<{ mutate
     const at = mutateTree(m.histories!, kind, rnd);
     return { mutated: m, where: `histories${at ?? ''}` };
   }
-  const scalars = { format: m.format!, chainId: m.chainId!, exportedAt: m.exportedAt!, seal: m.seal! } as Record<string, Json>;
+  const scalars = { format: m.format!, chainId: m.chainId!, exportedAt: m.exportedAt!, seal: m.seal! } as Record<
+    string,
+    Json
+  >;
   const at = mutateTree(scalars, kind, rnd);
   return { mutated: { ...m, ...scalars }, where: at ?? '' };
 }
@@ -278,7 +341,10 @@ describe('1,000 random mutations of an exported proof', () => {
   it('detects every one of them', async () => {
     const rnd = prng(SEED);
     const original = canonicalJson(proof);
-    const counts = Object.fromEntries(KINDS.map((k) => [k, { total: 0, detected: 0, beyondSeal: 0 }])) as Record<Kind, { total: number; detected: number; beyondSeal: number }>;
+    const counts = Object.fromEntries(KINDS.map((k) => [k, { total: 0, detected: 0, beyondSeal: 0 }])) as Record<
+      Kind,
+      { total: number; detected: number; beyondSeal: number }
+    >;
     const byCheck: Record<string, number> = {};
     const undetected: { kind: Kind; where: string }[] = [];
     /** Where the mutations that only the seal caught were made (history metadata no receipt covers). */
@@ -304,10 +370,23 @@ describe('1,000 random mutations of an exported proof', () => {
       if (kind === 'swap-key') expect(failed).toContain('receipt-key');
     }
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    const lines = KINDS.map((k) => `${k.padEnd(12)} ${String(counts[k].detected).padStart(4)} / ${String(counts[k].total).padStart(4)} detected (${counts[k].beyondSeal} also by a check other than the seal)`);
+    const lines = KINDS.map(
+      (k) =>
+        `${k.padEnd(12)} ${String(counts[k].detected).padStart(4)} / ${String(counts[k].total).padStart(4)} detected (${counts[k].beyondSeal} also by a check other than the seal)`,
+    );
     console.log(
-      [`${MUTATIONS} mutations (seed ${SEED.toString(16)}) in ${seconds} s`, ...lines, `failed checks: ${Object.entries(byCheck).map(([n, c]) => `${n} ${c}`).join(', ')}`,
-        `caught by the seal alone, most frequent places: ${Object.entries(sealOnly).sort((a, b) => b[1] - a[1]).slice(0, 12).map(([w, c]) => `${w.replace(/^histories\[\]\.events\[\]\./, '')} ${c}`).join(', ')}`].join('\n'),
+      [
+        `${MUTATIONS} mutations (seed ${SEED.toString(16)}) in ${seconds} s`,
+        ...lines,
+        `failed checks: ${Object.entries(byCheck)
+          .map(([n, c]) => `${n} ${c}`)
+          .join(', ')}`,
+        `caught by the seal alone, most frequent places: ${Object.entries(sealOnly)
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 12)
+          .map(([w, c]) => `${w.replace(/^histories\[\]\.events\[\]\./, '')} ${c}`)
+          .join(', ')}`,
+      ].join('\n'),
     );
     expect(undetected).toEqual([]);
     expect(KINDS.map((k) => counts[k].total).reduce((a, b) => a + b, 0)).toBe(MUTATIONS);

@@ -48,18 +48,37 @@ export async function mintInteropTokens(home: string, prefix: string, malformedC
     credential: await issueCredential({ home, sub: INTEROP_WORKLOAD }),
     attestation: await issueAttestation({ home, sub: INTEROP_WORKLOAD }),
   });
-  const example = (name: string): unknown => parseYaml(fs.readFileSync(path.join(__dirname, '..', '..', 'examples', 'chains', name), 'utf8'));
+  const example = (name: string): unknown =>
+    parseYaml(fs.readFileSync(path.join(__dirname, '..', '..', 'examples', 'chains', name), 'utf8'));
   const prodChain = example('deploy-prod.yaml');
   const prodId = `${prefix}-prod`;
   const prodTokens = await fresh();
   const stepId = 'deploy';
   const stepDigest = approvalStepDigest(prodId, prodChain, stepId);
-  const vote = (sub: string) => issueApproval({ home, sub, roles: ['sre-lead'], chainId: prodId, stepId, stepDigest, decision: 'approve', reason: `approved from Go by ${sub}` });
+  const vote = (sub: string) =>
+    issueApproval({
+      home,
+      sub,
+      roles: ['sre-lead'],
+      chainId: prodId,
+      stepId,
+      stepDigest,
+      decision: 'approve',
+      reason: `approved from Go by ${sub}`,
+    });
   return {
     prefix,
     workload: INTEROP_WORKLOAD,
     staging: { chainId: `${prefix}-staging`, chain: example('deploy-staging.yaml'), ...(await fresh()) },
-    prod: { chainId: prodId, chain: prodChain, stepId, stepDigest, ...prodTokens, signalVote: await vote('alice'), updateVote: await vote('carol') },
+    prod: {
+      chainId: prodId,
+      chain: prodChain,
+      stepId,
+      stepDigest,
+      ...prodTokens,
+      signalVote: await vote('alice'),
+      updateVote: await vote('carol'),
+    },
     malformed: await Promise.all(Array.from({ length: malformedCount }, fresh)),
   };
 }
@@ -72,5 +91,14 @@ export function approvalStepDigest(chainId: string, chain: unknown, stepId: stri
   const parsed = GovernedChainInput.parse({ chainId, chain, credential: 'x', attestation: 'x' });
   const step = parsed.chain.steps.find((s) => s.id === stepId);
   if (!step) throw new Error(`no step ${stepId} in the chain`);
-  return sha256Hex(canonicalJson({ chainId, stepId, action: step.action, resource: step.resource, context: step.context, binding: { input: step.input, executor: step.executor } }));
+  return sha256Hex(
+    canonicalJson({
+      chainId,
+      stepId,
+      action: step.action,
+      resource: step.resource,
+      context: step.context,
+      binding: { input: step.input, executor: step.executor },
+    }),
+  );
 }

@@ -36,7 +36,11 @@ describe('bench --json', () => {
     expect(run.stderr).toContain('[bench] decision');
     expect(run.code).toBe(0);
     // The whole of stdout parses: no log line before or after the document.
-    const results = JSON.parse(run.stdout) as { schema: string; decision?: { iterations: number; p50Micros: number }; errors: unknown[] };
+    const results = JSON.parse(run.stdout) as {
+      schema: string;
+      decision?: { iterations: number; p50Micros: number };
+      errors: unknown[];
+    };
     expect(results.schema).toBe('temporal-governor/bench@1');
     expect(results.errors).toEqual([]);
     expect(results.decision?.iterations).toBe(1000);

@@ -22,11 +22,26 @@ const manifest = Manifest.parse({
   trustedIssuers: [{ issuer: 'i', audience: 'a', jwks: { keys: [] } }],
   trustedAttesters: [{ issuer: 'i', jwks: { keys: [] } }],
   coordination: {
-    domains: [{ name: 'cluster:prod-eu', resources: ['Environment::"prod"'], conflicts: [['deploy', 'rollback']], tieBreakerRole: 'sre-lead', batchingWindow: '2s' }],
+    domains: [
+      {
+        name: 'cluster:prod-eu',
+        resources: ['Environment::"prod"'],
+        conflicts: [['deploy', 'rollback']],
+        tieBreakerRole: 'sre-lead',
+        batchingWindow: '2s',
+      },
+    ],
     authority: { workloads: { 'agent:release-bot': 10 } },
   },
 });
-const ask = (extra: Partial<SlotAsk> = {}): SlotAsk => ({ chainId: 'c1', stepId: 'deploy', workload: 'agent:release-bot', action: 'deploy', resource: { type: 'Environment', id: 'prod' }, ...extra });
+const ask = (extra: Partial<SlotAsk> = {}): SlotAsk => ({
+  chainId: 'c1',
+  stepId: 'deploy',
+  workload: 'agent:release-bot',
+  action: 'deploy',
+  resource: { type: 'Environment', id: 'prod' },
+  ...extra,
+});
 
 // Flip a character in the middle of the signature: the last base64url character of an Ed25519
 // signature carries padding bits, so changing it can leave the decoded bytes (and the signature) intact.
@@ -39,22 +54,59 @@ describe('sealing a slot request', () => {
   it('resolves domain and authority from the manifest, digests the content and seals it to the domain', async () => {
     const signer = await loadPrivateKey(home, 'receipt');
     const r = (await sealSlotRequest(manifest, ask({ plannedVersion: 3 }), signer))!;
-    expect(r).toMatchObject({ domain: 'cluster:prod-eu', resource: 'Environment::"prod"', authority: 10, priority: 0, plannedVersion: 3, requestDigest: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(r).toMatchObject({
+      domain: 'cluster:prod-eu',
+      resource: 'Environment::"prod"',
+      authority: 10,
+      priority: 0,
+      plannedVersion: 3,
+      requestDigest: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     expect((await sealSlotRequest(manifest, ask({ workload: 'agent:other' }), signer))!.authority).toBe(0);
     // Approver roles raise a request's authority to the highest rank among them (never lower it).
-    const ranked = { coordination: { ...manifest.coordination, authority: { ...manifest.coordination.authority, roles: { 'sre-lead': 50, intern: -5 } } } };
-    const approved = (await sealSlotRequest(ranked, ask({ workload: 'agent:other', approverRoles: ['sre-lead', 'intern'] }), signer))!;
+    const ranked = {
+      coordination: {
+        ...manifest.coordination,
+        authority: { ...manifest.coordination.authority, roles: { 'sre-lead': 50, intern: -5 } },
+      },
+    };
+    const approved = (await sealSlotRequest(
+      ranked,
+      ask({ workload: 'agent:other', approverRoles: ['sre-lead', 'intern'] }),
+      signer,
+    ))!;
     expect(approved).toMatchObject({ authority: 50, approverRoles: ['intern', 'sre-lead'] });
     expect((await sealSlotRequest(ranked, ask({ approverRoles: ['intern'] }), signer))!.authority).toBe(10);
     const jwks = loadPublicJwks(home, 'receipt');
-    const admitted = await admitRequests(ranked, 'digest', { domain: 'cluster:prod-eu', requests: [approved] }, { now: NOW, receiptJwks: jwks });
+    const admitted = await admitRequests(
+      ranked,
+      'digest',
+      { domain: 'cluster:prod-eu', requests: [approved] },
+      { now: NOW, receiptJwks: jwks },
+    );
     expect(admitted.admissions[0]).toMatchObject({ ok: true, authority: 50 });
     // Claiming roles the seal does not cover is refused.
-    const inflated = await admitRequests(ranked, 'digest', { domain: 'cluster:prod-eu', requests: [{ ...(await sealSlotRequest(ranked, ask(), signer))!, approverRoles: ['sre-lead'] }] }, { now: NOW, receiptJwks: jwks });
+    const inflated = await admitRequests(
+      ranked,
+      'digest',
+      {
+        domain: 'cluster:prod-eu',
+        requests: [{ ...(await sealSlotRequest(ranked, ask(), signer))!, approverRoles: ['sre-lead'] }],
+      },
+      { now: NOW, receiptJwks: jwks },
+    );
     expect(inflated.admissions[0]).toMatchObject({ ok: false });
-    expect(await sealSlotRequest(manifest, ask({ resource: { type: 'Environment', id: 'staging' } }), signer)).toBeUndefined();
-    await expect(sealSlotRequest(manifest, ask({ chainId: 'bad id!' }), signer)).rejects.toMatchObject({ code: 'GOVERNOR_INVALID_INPUT', message: expect.stringContaining('chainId') });
-    await expect(sealSlotRequest(manifest, ask(), signer, { domain: 'nope' })).rejects.toMatchObject({ code: 'GOVERNOR_INVALID_INPUT', field: 'domain' });
+    expect(
+      await sealSlotRequest(manifest, ask({ resource: { type: 'Environment', id: 'staging' } }), signer),
+    ).toBeUndefined();
+    await expect(sealSlotRequest(manifest, ask({ chainId: 'bad id!' }), signer)).rejects.toMatchObject({
+      code: 'GOVERNOR_INVALID_INPUT',
+      message: expect.stringContaining('chainId'),
+    });
+    await expect(sealSlotRequest(manifest, ask(), signer, { domain: 'nope' })).rejects.toMatchObject({
+      code: 'GOVERNOR_INVALID_INPUT',
+      field: 'domain',
+    });
   });
 
   it('admits only well-formed requests sealed by this governor for this domain, with the current authority', async () => {
@@ -63,21 +115,47 @@ describe('sealing a slot request', () => {
     const jwks = loadPublicJwks(home, 'receipt');
     const otherDomain = { ...good, domain: 'cluster:us' };
     const junk = { chainId: 'x', stepId: 'y' } as never;
-    const result = await admitRequests(manifest, 'digest', { domain: 'cluster:prod-eu', requests: [good, otherDomain, junk, { ...good, seal: tamper(good.seal) }] }, { now: NOW, receiptJwks: jwks });
-    expect(result.rules).toMatchObject({ name: 'cluster:prod-eu', batchingWindowMs: 2000, decisionDeadlineMs: 900_000, holdTimeoutMs: 3_600_000, onConflict: 'reject' });
+    const result = await admitRequests(
+      manifest,
+      'digest',
+      { domain: 'cluster:prod-eu', requests: [good, otherDomain, junk, { ...good, seal: tamper(good.seal) }] },
+      { now: NOW, receiptJwks: jwks },
+    );
+    expect(result.rules).toMatchObject({
+      name: 'cluster:prod-eu',
+      batchingWindowMs: 2000,
+      decisionDeadlineMs: 900_000,
+      holdTimeoutMs: 3_600_000,
+      onConflict: 'reject',
+    });
     expect(result.admissions.map((a) => [a.ok, a.reason ?? a.authority])).toEqual([
       [true, 10],
       [false, 'request is for domain cluster:us, not cluster:prod-eu'],
       [false, 'malformed slot request'],
       [false, 'request is not sealed by this governor'],
     ]);
-    const gone = await admitRequests({ coordination: { ...manifest.coordination, domains: [] } }, 'digest', { domain: 'cluster:prod-eu', requests: [good] }, { now: NOW, receiptJwks: jwks });
+    const gone = await admitRequests(
+      { coordination: { ...manifest.coordination, domains: [] } },
+      'digest',
+      { domain: 'cluster:prod-eu', requests: [good] },
+      { now: NOW, receiptJwks: jwks },
+    );
     expect(gone.rules).toBeUndefined();
-    expect(gone.admissions[0]).toMatchObject({ ok: false, reason: 'coordination domain cluster:prod-eu is not configured in the active policy bundle' });
+    expect(gone.admissions[0]).toMatchObject({
+      ok: false,
+      reason: 'coordination domain cluster:prod-eu is not configured in the active policy bundle',
+    });
   });
 
   it('signs coordination receipts as one hash chain', async () => {
-    const { receipts } = await signCoordination(await loadPrivateKey(home, 'receipt'), { coordinatorId: 'governor-coordinator:q/d', prev: { seq: 4, hash: 'h'.repeat(64) }, entries: [{ stepId: 'batch-1', payload: { a: 1 } }, { stepId: 'c1/deploy', payload: { b: 2 } }] });
+    const { receipts } = await signCoordination(await loadPrivateKey(home, 'receipt'), {
+      coordinatorId: 'governor-coordinator:q/d',
+      prev: { seq: 4, hash: 'h'.repeat(64) },
+      entries: [
+        { stepId: 'batch-1', payload: { a: 1 } },
+        { stepId: 'c1/deploy', payload: { b: 2 } },
+      ],
+    });
     expect(receipts.map((r) => [r.seq, r.stepId, r.kind])).toEqual([
       [5, 'batch-1', 'decision'],
       [6, 'c1/deploy', 'decision'],
@@ -93,7 +171,11 @@ describe('the requestSlot activity', () => {
     policies.activateDir(path.join(__dirname, '..', '..', 'policies', 'default'));
     const activities = createActivities({ policies, home });
     const env = new MockActivityEnvironment();
-    await expect(env.run(activities.requestSlot, ask({ resource: { type: 'Environment', id: 'staging' } }))).resolves.toEqual({ coordinated: false });
-    await expect(env.run(activities.requestSlot, ask({ stepId: '' }))).rejects.toMatchObject({ type: 'GOVERNOR_INVALID_INPUT' });
+    await expect(
+      env.run(activities.requestSlot, ask({ resource: { type: 'Environment', id: 'staging' } })),
+    ).resolves.toEqual({ coordinated: false });
+    await expect(env.run(activities.requestSlot, ask({ stepId: '' }))).rejects.toMatchObject({
+      type: 'GOVERNOR_INVALID_INPUT',
+    });
   });
 });

@@ -1,10 +1,25 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEV_ATTESTER, DEV_ISSUER, GOVERNOR_AUDIENCE, initKeys, verifyApproval, verifyAttestation, verifyCredential } from '../../identity';
+import {
+  DEV_ATTESTER,
+  DEV_ISSUER,
+  GOVERNOR_AUDIENCE,
+  initKeys,
+  verifyApproval,
+  verifyAttestation,
+  verifyCredential,
+} from '../../identity';
 import { ErrorCode } from '../../contracts/errors';
 import { Manifest } from '../../policies/manifest';
-import { claimsFor, devPrivateJwk, privateKeyOf, signEd25519, KIND_SIGNER, type TokenKind } from '../harness/hostile-tokens';
+import {
+  claimsFor,
+  devPrivateJwk,
+  privateKeyOf,
+  signEd25519,
+  KIND_SIGNER,
+  type TokenKind,
+} from '../harness/hostile-tokens';
 
 /**
  * Bounded credential lifetimes (issue 14 item 3), with a frozen clock: `exp - iat` at most the
@@ -38,7 +53,8 @@ function signed(kind: TokenKind, overrides: Record<string, unknown>): string {
   return signEd25519({ alg: 'EdDSA', kid: jwk.kid, typ }, claimsFor(kind, NOW_S, 'svc', overrides), privateKeyOf(jwk));
 }
 
-const credential = (overrides: Record<string, unknown>, m: Manifest = manifest) => verifyCredential(signed('credential', overrides), m, { now: NOW, home });
+const credential = (overrides: Record<string, unknown>, m: Manifest = manifest) =>
+  verifyCredential(signed('credential', overrides), m, { now: NOW, home });
 
 beforeAll(async () => {
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-lifetime-'));
@@ -67,31 +83,52 @@ describe('credential lifetime', () => {
   const lifetimeReason = 'credential lifetime (exp - iat) exceeds credential.maxLifetime (24h)';
 
   test('a credential valid for ten years is denied with the reason', async () => {
-    await expect(credential({ exp: NOW_S + 10 * YEAR })).rejects.toMatchObject({ code: ErrorCode.CredentialInvalid, message: lifetimeReason });
+    await expect(credential({ exp: NOW_S + 10 * YEAR })).rejects.toMatchObject({
+      code: ErrorCode.CredentialInvalid,
+      message: lifetimeReason,
+    });
   });
 
   test('exp = 1e15 is denied with the reason', async () => {
-    await expect(credential({ exp: 1e15 })).rejects.toMatchObject({ code: ErrorCode.CredentialInvalid, message: lifetimeReason });
+    await expect(credential({ exp: 1e15 })).rejects.toMatchObject({
+      code: ErrorCode.CredentialInvalid,
+      message: lifetimeReason,
+    });
   });
 
   test('an old iat cannot stretch the lifetime: iat a year back, exp an hour ahead', async () => {
-    await expect(credential({ iat: NOW_S - YEAR, exp: NOW_S + HOUR })).rejects.toMatchObject({ message: lifetimeReason });
+    await expect(credential({ iat: NOW_S - YEAR, exp: NOW_S + HOUR })).rejects.toMatchObject({
+      message: lifetimeReason,
+    });
   });
 
   test('a credential without iat is denied', async () => {
-    await expect(credential({ iat: undefined })).rejects.toMatchObject({ code: ErrorCode.CredentialInvalid, message: 'credential missing required claim "iat"' });
+    await expect(credential({ iat: undefined })).rejects.toMatchObject({
+      code: ErrorCode.CredentialInvalid,
+      message: 'credential missing required claim "iat"',
+    });
   });
 
   test('iat in the future beyond the skew is denied; within the skew it passes', async () => {
-    await expect(credential({ iat: NOW_S + 6, exp: NOW_S + HOUR })).rejects.toMatchObject({ code: ErrorCode.CredentialInvalid, message: 'credential issued in the future' });
-    await expect(credential({ iat: NOW_S + 5, exp: NOW_S + HOUR })).resolves.toMatchObject({ iat: NOW_S + 5, exp: NOW_S + HOUR });
+    await expect(credential({ iat: NOW_S + 6, exp: NOW_S + HOUR })).rejects.toMatchObject({
+      code: ErrorCode.CredentialInvalid,
+      message: 'credential issued in the future',
+    });
+    await expect(credential({ iat: NOW_S + 5, exp: NOW_S + HOUR })).resolves.toMatchObject({
+      iat: NOW_S + 5,
+      exp: NOW_S + HOUR,
+    });
     const strict = manifestWith({ clockToleranceSeconds: 0 });
-    await expect(credential({ iat: NOW_S + 1, exp: NOW_S + HOUR }, strict)).rejects.toMatchObject({ message: 'credential issued in the future' });
+    await expect(credential({ iat: NOW_S + 1, exp: NOW_S + HOUR }, strict)).rejects.toMatchObject({
+      message: 'credential issued in the future',
+    });
   });
 
   test('exp not after iat is denied', async () => {
     await expect(credential({ iat: NOW_S, exp: NOW_S })).rejects.toMatchObject({ code: ErrorCode.CredentialInvalid });
-    await expect(credential({ iat: NOW_S - 10, exp: NOW_S - 20 })).rejects.toMatchObject({ code: ErrorCode.CredentialInvalid });
+    await expect(credential({ iat: NOW_S - 10, exp: NOW_S - 20 })).rejects.toMatchObject({
+      code: ErrorCode.CredentialInvalid,
+    });
   });
 
   test('exactly maxLifetime passes, one second more is denied; the manifest sets the bound', async () => {
@@ -99,27 +136,51 @@ describe('credential lifetime', () => {
     await expect(credential({ exp: NOW_S + 24 * HOUR + 1 })).rejects.toMatchObject({ message: lifetimeReason });
     const short = manifestWith({ maxLifetime: '1h' });
     await expect(credential({ exp: NOW_S + HOUR }, short)).resolves.toMatchObject({ exp: NOW_S + HOUR });
-    await expect(credential({ exp: NOW_S + HOUR + 1 }, short)).rejects.toMatchObject({ message: 'credential lifetime (exp - iat) exceeds credential.maxLifetime (1h)' });
+    await expect(credential({ exp: NOW_S + HOUR + 1 }, short)).rejects.toMatchObject({
+      message: 'credential lifetime (exp - iat) exceeds credential.maxLifetime (1h)',
+    });
   });
 
   test('expired beyond the skew is denied, within it passes', async () => {
-    await expect(credential({ iat: NOW_S - HOUR, exp: NOW_S - 6 })).rejects.toMatchObject({ message: 'credential expired' });
+    await expect(credential({ iat: NOW_S - HOUR, exp: NOW_S - 6 })).rejects.toMatchObject({
+      message: 'credential expired',
+    });
     await expect(credential({ iat: NOW_S - HOUR, exp: NOW_S - 4 })).resolves.toMatchObject({ exp: NOW_S - 4 });
   });
 });
 
 describe('the same clock skew for attestations and approval votes', () => {
   test('an attestation or a vote issued beyond the skew in the future is refused; within it, accepted', async () => {
-    const attestation = (iat: number) => verifyAttestation(signed('attestation', { iat, exp: iat + 300 }), manifest, { now: NOW, home, expectedSubject: 'svc' });
-    await expect(attestation(NOW_S + 6)).rejects.toMatchObject({ code: ErrorCode.AttestationInvalid, message: 'attestation issued in the future' });
+    const attestation = (iat: number) =>
+      verifyAttestation(signed('attestation', { iat, exp: iat + 300 }), manifest, {
+        now: NOW,
+        home,
+        expectedSubject: 'svc',
+      });
+    await expect(attestation(NOW_S + 6)).rejects.toMatchObject({
+      code: ErrorCode.AttestationInvalid,
+      message: 'attestation issued in the future',
+    });
     await expect(attestation(NOW_S + 5)).resolves.toMatchObject({ iat: NOW_S + 5 });
-    const vote = (iat: number) => verifyApproval(signed('approval', { iat, exp: iat + 300 }), manifest, { now: NOW, home });
-    await expect(vote(NOW_S + 6)).rejects.toMatchObject({ code: ErrorCode.ApprovalInvalid, message: 'approval issued in the future' });
+    const vote = (iat: number) =>
+      verifyApproval(signed('approval', { iat, exp: iat + 300 }), manifest, { now: NOW, home });
+    await expect(vote(NOW_S + 6)).rejects.toMatchObject({
+      code: ErrorCode.ApprovalInvalid,
+      message: 'approval issued in the future',
+    });
     await expect(vote(NOW_S + 5)).resolves.toMatchObject({ iat: NOW_S + 5 });
   });
 
   test('an attestation or a vote expired beyond the skew is refused', async () => {
-    await expect(verifyAttestation(signed('attestation', { iat: NOW_S - 60, exp: NOW_S - 6 }), manifest, { now: NOW, home, expectedSubject: 'svc' })).rejects.toMatchObject({ message: 'attestation expired' });
-    await expect(verifyApproval(signed('approval', { iat: NOW_S - 60, exp: NOW_S - 6 }), manifest, { now: NOW, home })).rejects.toMatchObject({ message: 'approval expired' });
+    await expect(
+      verifyAttestation(signed('attestation', { iat: NOW_S - 60, exp: NOW_S - 6 }), manifest, {
+        now: NOW,
+        home,
+        expectedSubject: 'svc',
+      }),
+    ).rejects.toMatchObject({ message: 'attestation expired' });
+    await expect(
+      verifyApproval(signed('approval', { iat: NOW_S - 60, exp: NOW_S - 6 }), manifest, { now: NOW, home }),
+    ).rejects.toMatchObject({ message: 'approval expired' });
   });
 });

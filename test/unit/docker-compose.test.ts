@@ -6,14 +6,29 @@ import { SEARCH_ATTRIBUTES_FOR_CLI } from '../../contracts/search-attributes';
 // Docker cannot run on the development machines, so the production topology is checked as data.
 const root = path.join(__dirname, '..', '..');
 const compose = parse(fs.readFileSync(path.join(root, 'docker-compose.yml'), 'utf8')) as {
-  services: Record<string, { image?: string; build?: { dockerfile: string }; environment?: Record<string, string>; depends_on?: Record<string, { condition: string }> | string[]; command?: string[] }>;
+  services: Record<
+    string,
+    {
+      image?: string;
+      build?: { dockerfile: string };
+      environment?: Record<string, string>;
+      depends_on?: Record<string, { condition: string }> | string[];
+      command?: string[];
+    }
+  >;
 };
 
 describe('docker-compose.yml', () => {
   const services = compose.services;
 
   it('has the production services', () => {
-    expect(Object.keys(services).sort()).toEqual(['governor-worker', 'postgresql', 'temporal', 'temporal-admin-tools', 'temporal-ui']);
+    expect(Object.keys(services).sort()).toEqual([
+      'governor-worker',
+      'postgresql',
+      'temporal',
+      'temporal-admin-tools',
+      'temporal-ui',
+    ]);
   });
 
   it('pins every image by an explicit version tag (no latest)', () => {

@@ -26,7 +26,16 @@ import cedar from '../../policies/cedar';
 import { PolicyEngine } from '../../policies/engine';
 import { Manifest } from '../../policies/manifest';
 import { DEFAULT_BUNDLE_DIR } from '../harness/policy';
-import { attackerKey, b64u, claimsFor, devPrivateJwk, KIND_SIGNER, privateKeyOf, signEd25519, type TokenKind } from '../harness/hostile-tokens';
+import {
+  attackerKey,
+  b64u,
+  claimsFor,
+  devPrivateJwk,
+  KIND_SIGNER,
+  privateKeyOf,
+  signEd25519,
+  type TokenKind,
+} from '../harness/hostile-tokens';
 
 /**
  * Fuzzing of everything the governor parses from untrusted or operator input (issue #8): tokens,
@@ -40,7 +49,10 @@ import { attackerKey, b64u, claimsFor, devPrivateJwk, KIND_SIGNER, privateKeyOf,
 
 const RUNS = runsFromEnv();
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : undefined;
-const params = (scale = 1): { numRuns: number; seed?: number } => ({ numRuns: Math.max(1, Math.round(RUNS * scale)), ...(SEED !== undefined ? { seed: SEED } : {}) });
+const params = (scale = 1): { numRuns: number; seed?: number } => ({
+  numRuns: Math.max(1, Math.round(RUNS * scale)),
+  ...(SEED !== undefined ? { seed: SEED } : {}),
+});
 /** Jest's per-test limit (a hang guard, not an assertion about speed): generous per run. */
 const LIMIT = Math.max(60_000, RUNS * 50);
 /**
@@ -53,7 +65,8 @@ function runsFromEnv(): number {
   const raw = process.env.FUZZ_RUNS;
   if (raw === undefined || raw === '') return 200;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`FUZZ_RUNS must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`FUZZ_RUNS must be a positive integer, got ${JSON.stringify(raw)}`);
   return n;
 }
 
@@ -66,7 +79,13 @@ function tally(property: string, outcome: string): void {
 }
 afterAll(() => {
   if (process.env.FUZZ_REPORT) {
-    const lines = [...tallies].map(([p, t]) => `${p}: ${[...t].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+    const lines = [...tallies].map(
+      ([p, t]) =>
+        `${p}: ${[...t]
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ')}`,
+    );
     process.stderr.write(`fuzz runs per property: ${RUNS}\n${lines.join('\n')}\n`);
   }
 });
@@ -89,7 +108,11 @@ let home: string;
 let otherHome: string;
 let manifest: Manifest;
 /** Every token each kind's verifier may accept: the validly signed originals, byte for byte. */
-const originals: Record<TokenKind, Set<string>> = { credential: new Set(), attestation: new Set(), approval: new Set() };
+const originals: Record<TokenKind, Set<string>> = {
+  credential: new Set(),
+  attestation: new Set(),
+  approval: new Set(),
+};
 /** Tokens to start mutations from or splice segments out of: the originals plus forged and cross-kind ones. */
 let pool: string[] = [];
 
@@ -100,41 +123,132 @@ function verify(kind: TokenKind, token: string): Promise<unknown> {
 }
 
 /** Verifies and classifies: 'accepted' or the rejection reason. Anything but a GovernorError of the kind's code fails. */
-async function outcome(kind: TokenKind, token: string): Promise<{ accepted: true; value: Record<string, unknown> } | { accepted: false; reason: string }> {
+async function outcome(
+  kind: TokenKind,
+  token: string,
+): Promise<{ accepted: true; value: Record<string, unknown> } | { accepted: false; reason: string }> {
   try {
     const value = (await verify(kind, token)) as Record<string, unknown>;
     return { accepted: true, value };
   } catch (err) {
-    if (!isGovernorError(err)) throw new Error(`${kind} verification threw a non-GovernorError: ${String((err as Error)?.name)}: ${String((err as Error)?.message)}`);
+    if (!isGovernorError(err))
+      throw new Error(
+        `${kind} verification threw a non-GovernorError: ${String((err as Error)?.name)}: ${String((err as Error)?.message)}`,
+      );
     expect(err.code).toBe(INVALID_CODE[kind]);
     expect(err.message).toMatch(new RegExp(`^${kind} `));
     // Never echo the token or any sizeable piece of it.
-    for (const piece of [token, ...token.split('.')].filter((p) => p.length >= 12)) expect(err.message).not.toContain(piece);
+    for (const piece of [token, ...token.split('.')].filter((p) => p.length >= 12))
+      expect(err.message).not.toContain(piece);
     return { accepted: false, reason: err.message };
   }
 }
 
 const B64U = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const b64uChar = fc.constantFrom(...B64U.split(''));
-const anyChar = fc.oneof(b64uChar, fc.constantFrom('.', '=', '+', '/', ' ', '\n', '\u0000', 'é', '\u{1F600}', '%', '"'));
+const anyChar = fc.oneof(
+  b64uChar,
+  fc.constantFrom('.', '=', '+', '/', ' ', '\n', '\u0000', 'é', '\u{1F600}', '%', '"'),
+);
 
 /** Values a hostile header or claim may take. */
 const hostileJson: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom<unknown>(
-    'none', 'None', 'NONE', 'HS256', 'RS256', 'ES256', 'EdDSA', 'Ed25519', 'PS256', '', null, true, 0, -1, 1e308, 2 ** 53, 1.5,
-    ['EdDSA'], {}, 'JWT', 'jwt', 'JOSE', 'attestation+jwt', 'approval+jwt', 'application/jwt', 'at+jwt',
-    DEV_ISSUER, DEV_ATTESTER, DEV_APPROVER, GOVERNOR_AUDIENCE, APPROVAL_AUDIENCE, [GOVERNOR_AUDIENCE, 'x'], [APPROVAL_AUDIENCE],
-    SUB, 'admin', NOW_S, NOW_S - 10, NOW_S + 10, NOW_S + 3600, NOW_S - 86_400, String(NOW_S), ['sre-lead'], [], ['x'.repeat(65)],
-    'approve', 'deny', 'sha256:' + 'a'.repeat(64), 'http://127.0.0.1:1/jwks.json', ['exp'], ['b64'], SECRET,
+    'none',
+    'None',
+    'NONE',
+    'HS256',
+    'RS256',
+    'ES256',
+    'EdDSA',
+    'Ed25519',
+    'PS256',
+    '',
+    null,
+    true,
+    0,
+    -1,
+    1e308,
+    2 ** 53,
+    1.5,
+    ['EdDSA'],
+    {},
+    'JWT',
+    'jwt',
+    'JOSE',
+    'attestation+jwt',
+    'approval+jwt',
+    'application/jwt',
+    'at+jwt',
+    DEV_ISSUER,
+    DEV_ATTESTER,
+    DEV_APPROVER,
+    GOVERNOR_AUDIENCE,
+    APPROVAL_AUDIENCE,
+    [GOVERNOR_AUDIENCE, 'x'],
+    [APPROVAL_AUDIENCE],
+    SUB,
+    'admin',
+    NOW_S,
+    NOW_S - 10,
+    NOW_S + 10,
+    NOW_S + 3600,
+    NOW_S - 86_400,
+    String(NOW_S),
+    ['sre-lead'],
+    [],
+    ['x'.repeat(65)],
+    'approve',
+    'deny',
+    'sha256:' + 'a'.repeat(64),
+    'http://127.0.0.1:1/jwks.json',
+    ['exp'],
+    ['b64'],
+    SECRET,
   ),
   fc.jsonValue({ maxDepth: 2 }),
 );
-const headerKey = fc.constantFrom('alg', 'typ', 'kid', 'crit', 'jku', 'x5u', 'jwk', 'x5c', 'b64', 'cty', 'zip', 'enc', '__proto__', 'constructor', 'x');
+const headerKey = fc.constantFrom(
+  'alg',
+  'typ',
+  'kid',
+  'crit',
+  'jku',
+  'x5u',
+  'jwk',
+  'x5c',
+  'b64',
+  'cty',
+  'zip',
+  'enc',
+  '__proto__',
+  'constructor',
+  'x',
+);
 const claimKey = fc.constantFrom(
-  'iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'imageDigest', 'trustZone', 'environment', 'roles', 'chainId', 'stepId', 'stepDigest', 'decision', 'reason', 'justification', '__proto__', 'x',
+  'iss',
+  'sub',
+  'aud',
+  'exp',
+  'nbf',
+  'iat',
+  'jti',
+  'imageDigest',
+  'trustZone',
+  'environment',
+  'roles',
+  'chainId',
+  'stepId',
+  'stepDigest',
+  'decision',
+  'reason',
+  'justification',
+  '__proto__',
+  'x',
 );
 
-type JsonEdit = { op: 'set'; key: string; value: unknown } | { op: 'delete'; key: string } | { op: 'replace'; value: unknown };
+type JsonEdit =
+  { op: 'set'; key: string; value: unknown } | { op: 'delete'; key: string } | { op: 'replace'; value: unknown };
 const jsonEdit = (keys: fc.Arbitrary<string>): fc.Arbitrary<JsonEdit> =>
   fc.oneof(
     { weight: 6, arbitrary: fc.record({ op: fc.constant('set' as const), key: keys, value: hostileJson }) },
@@ -147,7 +261,8 @@ function applyJsonEdits(json: Record<string, unknown>, edits: readonly JsonEdit[
   for (const e of edits) {
     if (e.op === 'replace') out = e.value;
     else if (typeof out === 'object' && out !== null && !Array.isArray(out)) {
-      if (e.op === 'set') Object.defineProperty(out, e.key, { value: e.value, enumerable: true, configurable: true, writable: true });
+      if (e.op === 'set')
+        Object.defineProperty(out, e.key, { value: e.value, enumerable: true, configurable: true, writable: true });
       else delete (out as Record<string, unknown>)[e.key];
     }
   }
@@ -189,18 +304,33 @@ const tokenMutation: fc.Arbitrary<TokenMutation> = fc.oneof(
   // The last character of a segment carries padding bits: a target of base64url malleability.
   fc.record({ op: fc.constant('segmentEnd' as const), segment: fc.integer({ min: 0, max: 2 }), ch: b64uChar }),
   fc.record({ op: fc.constant('splice' as const), segment: fc.integer({ min: 0, max: 2 }), from: fc.nat() }),
-  fc.record({ op: fc.constant('segments' as const), layout: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 0, maxLength: 6 }) }),
-  fc.record({ op: fc.constant('pad' as const), segment: fc.integer({ min: 0, max: 2 }), padding: fc.constantFrom('=', '==', '===') }),
+  fc.record({
+    op: fc.constant('segments' as const),
+    layout: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 0, maxLength: 6 }),
+  }),
+  fc.record({
+    op: fc.constant('pad' as const),
+    segment: fc.integer({ min: 0, max: 2 }),
+    padding: fc.constantFrom('=', '==', '==='),
+  }),
   fc.record({ op: fc.constant('standardBase64' as const), segment: fc.integer({ min: 0, max: 2 }) }),
-  fc.record({ op: fc.constant('header' as const), edits: fc.array(jsonEdit(headerKey), { minLength: 1, maxLength: 3 }) }),
-  fc.record({ op: fc.constant('payload' as const), edits: fc.array(jsonEdit(claimKey), { minLength: 1, maxLength: 3 }) }),
+  fc.record({
+    op: fc.constant('header' as const),
+    edits: fc.array(jsonEdit(headerKey), { minLength: 1, maxLength: 3 }),
+  }),
+  fc.record({
+    op: fc.constant('payload' as const),
+    edits: fc.array(jsonEdit(claimKey), { minLength: 1, maxLength: 3 }),
+  }),
   fc.record({
     op: fc.constant('random' as const),
     text: fc.oneof(
       fc.string({ maxLength: 64 }),
       fc.string({ unit: 'binary', maxLength: 64 }),
       fc.stringMatching(/^[A-Za-z0-9_-]{1,40}\.[A-Za-z0-9_-]{1,300}\.[A-Za-z0-9_-]{0,90}$/),
-      fc.tuple(fc.jsonValue({ maxDepth: 2 }), fc.jsonValue({ maxDepth: 2 }), fc.stringMatching(/^[A-Za-z0-9_-]{0,90}$/)).map(([h, p, s]) => `${encodeJson(h)}.${encodeJson(p)}.${s}`),
+      fc
+        .tuple(fc.jsonValue({ maxDepth: 2 }), fc.jsonValue({ maxDepth: 2 }), fc.stringMatching(/^[A-Za-z0-9_-]{0,90}$/))
+        .map(([h, p, s]) => `${encodeJson(h)}.${encodeJson(p)}.${s}`),
     ),
   }),
 );
@@ -268,19 +398,37 @@ beforeAll(async () => {
     trustedAttesters: [{ issuer: DEV_ATTESTER, jwks: { file: 'keys/attester.jwks.json' } }],
     trustedApprovers: [{ issuer: DEV_APPROVER, jwks: { file: 'keys/approver.jwks.json' } }],
   });
-  const vote = { sub: 'alice', roles: ['sre-lead'], chainId: 'chain-1', stepId: 'step-1', stepDigest: 'a'.repeat(64), decision: 'approve' as const, now: NOW };
+  const vote = {
+    sub: 'alice',
+    roles: ['sre-lead'],
+    chainId: 'chain-1',
+    stepId: 'step-1',
+    stepDigest: 'a'.repeat(64),
+    decision: 'approve' as const,
+    now: NOW,
+  };
   originals.credential.add(await issueCredential({ home, sub: SUB, now: NOW }));
   originals.attestation.add(await issueAttestation({ home, sub: SUB, now: NOW }));
   originals.approval.add(await issueApproval({ home, ...vote, reason: 'looks fine' }));
   // Hand-crafted but validly signed: typ absent (allowed for credentials), an aud array.
   const issuer = devPrivateJwk(home, 'issuer');
-  originals.credential.add(signEd25519({ alg: 'EdDSA', kid: issuer.kid }, claimsFor('credential', NOW_S, SUB, { aud: ['other', GOVERNOR_AUDIENCE] }), privateKeyOf(issuer)));
+  originals.credential.add(
+    signEd25519(
+      { alg: 'EdDSA', kid: issuer.kid },
+      claimsFor('credential', NOW_S, SUB, { aud: ['other', GOVERNOR_AUDIENCE] }),
+      privateKeyOf(issuer),
+    ),
+  );
   const attacker = attackerKey();
   pool = [
     ...KINDS.flatMap((k) => [...originals[k]]),
     await issueCredential({ home: otherHome, sub: SUB, now: NOW }),
     await issueApproval({ home: otherHome, ...vote }),
-    signEd25519({ alg: 'EdDSA', kid: 'attacker', typ: 'JWT' }, claimsFor('credential', NOW_S, SUB), attacker.privateKey),
+    signEd25519(
+      { alg: 'EdDSA', kid: 'attacker', typ: 'JWT' },
+      claimsFor('credential', NOW_S, SUB),
+      attacker.privateKey,
+    ),
     `${b64u({ alg: 'none', typ: 'JWT' })}.${b64u(claimsFor('credential', NOW_S, SUB))}.`,
   ];
   // Control: every original verifies as its own kind (so "accepted" below is reachable).
@@ -294,7 +442,7 @@ afterAll(() => {
 
 describe('fuzzed tokens', () => {
   it(
-    'mutated, spliced and random tokens: rejected with the kind\'s own error, or byte-identical to a validly signed original',
+    "mutated, spliced and random tokens: rejected with the kind's own error, or byte-identical to a validly signed original",
     async () => {
       await fc.assert(
         fc.asyncProperty(fc.nat(), fc.constantFrom(...KINDS), tokenMutations, async (from, kind, mutations) => {
@@ -312,7 +460,10 @@ describe('fuzzed tokens', () => {
   it(
     'header and claim edits re-signed with the real key: accepted only when every checked rule holds',
     async () => {
-      const signers = Object.fromEntries(KINDS.map((k) => [k, devPrivateJwk(home, KIND_SIGNER[k].key)])) as Record<TokenKind, ReturnType<typeof devPrivateJwk>>;
+      const signers = Object.fromEntries(KINDS.map((k) => [k, devPrivateJwk(home, KIND_SIGNER[k].key)])) as Record<
+        TokenKind,
+        ReturnType<typeof devPrivateJwk>
+      >;
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom(...KINDS),
@@ -321,7 +472,10 @@ describe('fuzzed tokens', () => {
           async (kind, headerEdits, claimEdits) => {
             const signer = signers[kind];
             const header = applyJsonEdits({ alg: 'EdDSA', kid: signer.kid, typ: KIND_SIGNER[kind].typ }, headerEdits);
-            const claims = applyJsonEdits(claimsFor(kind, NOW_S, SUB, {}, { chainId: 'chain-1', stepId: 'step-1', stepDigest: 'a'.repeat(64) }), claimEdits);
+            const claims = applyJsonEdits(
+              claimsFor(kind, NOW_S, SUB, {}, { chainId: 'chain-1', stepId: 'step-1', stepDigest: 'a'.repeat(64) }),
+              claimEdits,
+            );
             const input = `${encodeJson(header)}.${encodeJson(claims)}`;
             const token = `${input}.${crypto.sign(null, Buffer.from(input), privateKeyOf(signer)).toString('base64url')}`;
             const result = await outcome(kind, token);
@@ -334,13 +488,17 @@ describe('fuzzed tokens', () => {
             for (const name of ['jku', 'x5u', 'jwk', 'x5c', 'crit']) expect(Object.hasOwn(h, name)).toBe(false);
             expect(h.kid === undefined || h.kid === signer.kid).toBe(true);
             const typ = typeof h.typ === 'string' ? h.typ.toLowerCase() : h.typ;
-            if (kind === 'credential') expect([undefined, 'jwt', 'jose', 'application/jwt', 'application/jose']).toContain(typ);
+            if (kind === 'credential')
+              expect([undefined, 'jwt', 'jose', 'application/jwt', 'application/jose']).toContain(typ);
             else expect([`${kind}+jwt`, `application/${kind}+jwt`]).toContain(typ);
-            expect(c.iss).toBe(kind === 'credential' ? DEV_ISSUER : kind === 'attestation' ? DEV_ATTESTER : DEV_APPROVER);
+            expect(c.iss).toBe(
+              kind === 'credential' ? DEV_ISSUER : kind === 'attestation' ? DEV_ATTESTER : DEV_APPROVER,
+            );
             expect(typeof c.sub === 'string' && c.sub.length > 0).toBe(true);
             if (kind === 'attestation') expect(c.sub).toBe(SUB);
             expect(typeof c.iat === 'number' && c.iat <= NOW_S + 5).toBe(true);
-            if (kind !== 'attestation' || c.exp !== undefined) expect(typeof c.exp === 'number' && c.exp > NOW_S - 5).toBe(true);
+            if (kind !== 'attestation' || c.exp !== undefined)
+              expect(typeof c.exp === 'number' && c.exp > NOW_S - 5).toBe(true);
             if (c.nbf !== undefined) expect(typeof c.nbf === 'number' && c.nbf <= NOW_S + 5).toBe(true);
             if (kind !== 'attestation') {
               const audience = kind === 'credential' ? GOVERNOR_AUDIENCE : APPROVAL_AUDIENCE;
@@ -374,14 +532,20 @@ describe('token regressions found by fuzzing', () => {
     throw new Error('test setup: segment has no unused bits');
   }
 
-  it.each(KINDS)('a %s whose signature is spelled non-canonically (same bytes) is malformed, not accepted', async (kind) => {
-    const token = [...originals[kind]][0]!;
-    const [h, p, sig] = token.split('.') as [string, string, string];
-    const other = respelled(sig); // an Ed25519 signature is 64 bytes: 86 characters, the last with 4 unused bits
-    expect(Buffer.from(other, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
-    await expect(verify(kind, `${h}.${p}.${other}`)).rejects.toMatchObject({ code: INVALID_CODE[kind], message: `${kind} is malformed` });
-    await expect(verify(kind, token)).resolves.toBeDefined();
-  });
+  it.each(KINDS)(
+    'a %s whose signature is spelled non-canonically (same bytes) is malformed, not accepted',
+    async (kind) => {
+      const token = [...originals[kind]][0]!;
+      const [h, p, sig] = token.split('.') as [string, string, string];
+      const other = respelled(sig); // an Ed25519 signature is 64 bytes: 86 characters, the last with 4 unused bits
+      expect(Buffer.from(other, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
+      await expect(verify(kind, `${h}.${p}.${other}`)).rejects.toMatchObject({
+        code: INVALID_CODE[kind],
+        message: `${kind} is malformed`,
+      });
+      await expect(verify(kind, token)).resolves.toBeDefined();
+    },
+  );
 
   it('padding or a standard-base64 alphabet in any segment is malformed', async () => {
     const token = [...originals.credential][0]!;
@@ -390,7 +554,9 @@ describe('token regressions found by fuzzing', () => {
       for (const variant of [segs[i]! + '=', Buffer.from(segs[i]!, 'base64url').toString('base64')]) {
         if (variant === segs[i]) continue;
         const mutated = segs.map((s, j) => (j === i ? variant : s)).join('.');
-        await expect(verifyCredential(mutated, manifest, { now: NOW, home })).rejects.toMatchObject({ code: ErrorCode.CredentialInvalid });
+        await expect(verifyCredential(mutated, manifest, { now: NOW, home })).rejects.toMatchObject({
+          code: ErrorCode.CredentialInvalid,
+        });
       }
     }
   });
@@ -413,11 +579,23 @@ const VALID_CHAIN_INPUT = {
         resource: { type: 'Environment', id: 'staging' },
         input: { version: '1.2.3', replicas: 3 },
         context: { ticket: 'OPS-1' },
-        executor: { type: 'http', method: 'POST', url: 'http://127.0.0.1:9/deploy', headers: { 'x-trace': 'abc' }, body: { a: [1, 2] }, timeoutMs: 1000 },
+        executor: {
+          type: 'http',
+          method: 'POST',
+          url: 'http://127.0.0.1:9/deploy',
+          headers: { 'x-trace': 'abc' },
+          body: { a: [1, 2] },
+          timeoutMs: 1000,
+        },
         compensation: { action: 'rollback', executor: { type: 'noop' } },
         coordination: { priority: 5, plannedVersion: 2 },
       },
-      { id: 'notify', action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'activity', taskQueue: 'svc', activityType: 'perform', heartbeatTimeoutMs: 500 } },
+      {
+        id: 'notify',
+        action: 'notify',
+        resource: { type: 'Channel', id: 'releases' },
+        executor: { type: 'activity', taskQueue: 'svc', activityType: 'perform', heartbeatTimeoutMs: 500 },
+      },
     ],
   },
   credential: 'aaa.bbb.ccc',
@@ -429,7 +607,8 @@ const VALID_CHAIN_INPUT = {
 function pathsOf(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {
   const out: (string | number)[][] = [prefix];
   if (Array.isArray(value)) value.forEach((v, i) => out.push(...pathsOf(v, [...prefix, i])));
-  else if (typeof value === 'object' && value !== null) for (const [k, v] of Object.entries(value)) out.push(...pathsOf(v, [...prefix, k]));
+  else if (typeof value === 'object' && value !== null)
+    for (const [k, v] of Object.entries(value)) out.push(...pathsOf(v, [...prefix, k]));
   return out;
 }
 
@@ -442,16 +621,56 @@ type TreeEdit =
 
 const treeValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom<unknown>(
-    SECRET, `http://${SECRET}.example/x`, `${SECRET}::x`, '', ' ', 'x'.repeat(2000), -1, 0, 1.5, 1e21, 2 ** 53 + 2, null, true, [], {},
-    'noop', 'http', 'activity', 'GET', 'Environment', 'Db::Table', 'bad type', 'deploy', 'a b', 'ftp://host/x', 'javascript:alert(1)', [SECRET],
+    SECRET,
+    `http://${SECRET}.example/x`,
+    `${SECRET}::x`,
+    '',
+    ' ',
+    'x'.repeat(2000),
+    -1,
+    0,
+    1.5,
+    1e21,
+    2 ** 53 + 2,
+    null,
+    true,
+    [],
+    {},
+    'noop',
+    'http',
+    'activity',
+    'GET',
+    'Environment',
+    'Db::Table',
+    'bad type',
+    'deploy',
+    'a b',
+    'ftp://host/x',
+    'javascript:alert(1)',
+    [SECRET],
   ),
   fc.jsonValue({ maxDepth: 3 }),
 );
-const treeKey = fc.constantFrom('id', 'type', 'steps', 'executor', 'resume', 'extra', SECRET, '__proto__', 'constructor', 'toString', '');
+const treeKey = fc.constantFrom(
+  'id',
+  'type',
+  'steps',
+  'executor',
+  'resume',
+  'extra',
+  SECRET,
+  '__proto__',
+  'constructor',
+  'toString',
+  '',
+);
 const treeEdit: fc.Arbitrary<TreeEdit> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('set' as const), target: fc.nat(), value: treeValue }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('delete' as const), target: fc.nat() }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('addKey' as const), target: fc.nat(), key: treeKey, value: treeValue }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('addKey' as const), target: fc.nat(), key: treeKey, value: treeValue }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('duplicate' as const), target: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('wrap' as const), target: fc.nat() }) },
 );
@@ -464,7 +683,8 @@ function applyTreeEdits(root: unknown, edits: readonly TreeEdit[]): unknown {
     const target = paths[e.target % paths.length]!;
     const parentPath = target.slice(0, -1);
     const last = target[target.length - 1];
-    const parent = parentPath.reduce<unknown>((v, k) => (v as Record<string | number, unknown>)[k], doc) as Record<string | number, unknown> | unknown[] | undefined;
+    const parent = parentPath.reduce<unknown>((v, k) => (v as Record<string | number, unknown>)[k], doc) as
+      Record<string | number, unknown> | unknown[] | undefined;
     const current = target.reduce<unknown>((v, k) => (v as Record<string | number, unknown>)[k], doc);
     const put = (value: unknown) => {
       if (last === undefined) doc = value;
@@ -480,7 +700,12 @@ function applyTreeEdits(root: unknown, edits: readonly TreeEdit[]): unknown {
       if (Array.isArray(parent)) parent.splice(Number(last), 0, structuredClone(current));
       else if (Array.isArray(current)) current.push(structuredClone(current[0]));
     } else if (typeof current === 'object' && current !== null && !Array.isArray(current)) {
-      Object.defineProperty(current, e.key, { value: structuredClone(e.value), enumerable: true, configurable: true, writable: true });
+      Object.defineProperty(current, e.key, {
+        value: structuredClone(e.value),
+        enumerable: true,
+        configurable: true,
+        writable: true,
+      });
     }
   }
   return doc;
@@ -530,7 +755,16 @@ function withoutKeyNames(text: string): string {
 describe('fuzzed chain specs', () => {
   it('regression found by fuzzing: a duplicate step id is named by path, its value never echoed (even when invalid)', () => {
     const step = VALID_CHAIN_INPUT.chain.steps[1]!;
-    const input = { ...VALID_CHAIN_INPUT, chain: { ...VALID_CHAIN_INPUT.chain, steps: [{ ...step, id: SECRET }, { ...step, id: SECRET }] } };
+    const input = {
+      ...VALID_CHAIN_INPUT,
+      chain: {
+        ...VALID_CHAIN_INPUT.chain,
+        steps: [
+          { ...step, id: SECRET },
+          { ...step, id: SECRET },
+        ],
+      },
+    };
     const parsed = GovernedChainInput.safeParse(input);
     expect(parsed.success).toBe(false);
     const text = formatIssues(parsed.error!);
@@ -564,8 +798,23 @@ describe('fuzzed chain specs', () => {
       fc.assert(
         fc.property(
           fc.oneof(
-            fc.anything({ withNullPrototype: true, withMap: true, withSet: true, withBigInt: true, withDate: true, withTypedArray: true, withSparseArray: true, withBoxedValues: true, withObjectString: true }),
-            fc.record({ chainId: fc.anything(), chain: fc.record({ workload: fc.anything(), steps: fc.array(fc.anything(), { maxLength: 3 }) }), credential: fc.anything(), attestation: fc.anything() }),
+            fc.anything({
+              withNullPrototype: true,
+              withMap: true,
+              withSet: true,
+              withBigInt: true,
+              withDate: true,
+              withTypedArray: true,
+              withSparseArray: true,
+              withBoxedValues: true,
+              withObjectString: true,
+            }),
+            fc.record({
+              chainId: fc.anything(),
+              chain: fc.record({ workload: fc.anything(), steps: fc.array(fc.anything(), { maxLength: 3 }) }),
+              credential: fc.anything(),
+              attestation: fc.anything(),
+            }),
           ),
           (input) => checkChainInput(input, 'chain-random'),
         ),
@@ -582,17 +831,44 @@ describe('fuzzed chain specs', () => {
 
 const DEFAULT_MANIFEST = fs.readFileSync(path.join(DEFAULT_BUNDLE_DIR, 'manifest.yaml'), 'utf8');
 // A minimal schema and policy so each run checks the manifest, not the default policies.
-const TINY_SCHEMA = 'entity Workload;\nentity Thing;\naction "act" appliesTo { principal: [Workload], resource: [Thing] };\n';
+const TINY_SCHEMA =
+  'entity Workload;\nentity Thing;\naction "act" appliesTo { principal: [Workload], resource: [Thing] };\n';
 const TINY_POLICY = '@id("p")\npermit (principal, action == Action::"act", resource);\n';
 
 /** Hostile YAML constructs inserted as whole lines. */
 const YAML_SNIPPETS = [
   'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]',
-  '<<: 1', '<<: *nowhere', '<<: [1, 2]', 'x: !!binary aGVsbG8=', 'x: !!set { a, b }', 'x: !!omap [ a: 1 ]', 'x: !!js/function "function(){}"', 'x: !unknown 1',
-  'version: 1', 'version: 2', 'name: ""', '__proto__: { polluted: true }', 'constructor: { prototype: { polluted: true } }', `name: ${SECRET}`,
-  '\t- tab', '---', '...', '%YAML 1.2', '? [complex, key]\n: value', 'x: 0x1F', 'x: .inf', 'x: -.nan', 'x: 1e400', `x: ${'['.repeat(2000)}${']'.repeat(2000)}`,
-  'trustedIssuers: []', 'credential: { maxTokenBytes: 1 }', 'credential: { clockToleranceSeconds: 3600 }', 'credential: { gracePeriod: forever }',
-  `approvals: { breakGlassRole: ${SECRET} }`, 'approverRoles: { "": {} }', 'trustedApprovers: [{ issuer: x, jwks: { file: a, uri: "https://x" } }]',
+  '<<: 1',
+  '<<: *nowhere',
+  '<<: [1, 2]',
+  'x: !!binary aGVsbG8=',
+  'x: !!set { a, b }',
+  'x: !!omap [ a: 1 ]',
+  'x: !!js/function "function(){}"',
+  'x: !unknown 1',
+  'version: 1',
+  'version: 2',
+  'name: ""',
+  '__proto__: { polluted: true }',
+  'constructor: { prototype: { polluted: true } }',
+  `name: ${SECRET}`,
+  '\t- tab',
+  '---',
+  '...',
+  '%YAML 1.2',
+  '? [complex, key]\n: value',
+  'x: 0x1F',
+  'x: .inf',
+  'x: -.nan',
+  'x: 1e400',
+  `x: ${'['.repeat(2000)}${']'.repeat(2000)}`,
+  'trustedIssuers: []',
+  'credential: { maxTokenBytes: 1 }',
+  'credential: { clockToleranceSeconds: 3600 }',
+  'credential: { gracePeriod: forever }',
+  `approvals: { breakGlassRole: ${SECRET} }`,
+  'approverRoles: { "": {} }',
+  'trustedApprovers: [{ issuer: x, jwks: { file: a, uri: "https://x" } }]',
   'trustedIssuers: [{ issuer: i, audience: a, jwks: { uri: "file:///etc/passwd" } }]',
 ];
 
@@ -608,8 +884,16 @@ type TextEdit =
 
 const textEdit = (alphabet: string[], snippets: string[]): fc.Arbitrary<TextEdit> =>
   fc.oneof(
-    fc.record({ op: fc.constant('replaceChar' as const), at: fc.nat(), ch: fc.oneof(fc.constantFrom(...alphabet), fc.string({ minLength: 1, maxLength: 1 })) }),
-    fc.record({ op: fc.constant('insert' as const), at: fc.nat(), text: fc.oneof(fc.constantFrom(...alphabet), fc.string({ maxLength: 6 })) }),
+    fc.record({
+      op: fc.constant('replaceChar' as const),
+      at: fc.nat(),
+      ch: fc.oneof(fc.constantFrom(...alphabet), fc.string({ minLength: 1, maxLength: 1 })),
+    }),
+    fc.record({
+      op: fc.constant('insert' as const),
+      at: fc.nat(),
+      text: fc.oneof(fc.constantFrom(...alphabet), fc.string({ maxLength: 6 })),
+    }),
     fc.record({ op: fc.constant('deleteRange' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 20 }) }),
     fc.record({ op: fc.constant('deleteLine' as const), line: fc.nat() }),
     fc.record({ op: fc.constant('duplicateLine' as const), line: fc.nat() }),
@@ -662,7 +946,9 @@ function checkManifestBundle(text: string, property: string): void {
   try {
     result = analyseBundle(files, 'fuzz');
   } catch (err) {
-    throw new Error(`analyseBundle threw on a mutated manifest: ${String((err as Error)?.name)}: ${String((err as Error)?.message)}`);
+    throw new Error(
+      `analyseBundle threw on a mutated manifest: ${String((err as Error)?.name)}: ${String((err as Error)?.message)}`,
+    );
   }
   const errors = result.issues.filter((i) => i.severity === 'error');
   if (result.bundle) {
@@ -692,7 +978,37 @@ function checkManifestBundle(text: string, property: string): void {
   expect((thrown as Error).message).toContain('manifest.yaml');
 }
 
-const YAML_ALPHABET = [':', '-', ' ', '\n', '{', '}', '[', ']', ',', '&', '*', '!', '#', '"', "'", '|', '>', '?', '%', '@', '`', '<<', '0', '1', 'a', 'z', '\t', '\r', '\uFEFF'];
+const YAML_ALPHABET = [
+  ':',
+  '-',
+  ' ',
+  '\n',
+  '{',
+  '}',
+  '[',
+  ']',
+  ',',
+  '&',
+  '*',
+  '!',
+  '#',
+  '"',
+  "'",
+  '|',
+  '>',
+  '?',
+  '%',
+  '@',
+  '`',
+  '<<',
+  '0',
+  '1',
+  'a',
+  'z',
+  '\t',
+  '\r',
+  '\uFEFF',
+];
 
 describe('fuzzed manifests', () => {
   it('control: the default manifest loads', () => {
@@ -725,7 +1041,8 @@ describe('fuzzed manifests', () => {
           if (!parsed.success) {
             for (const issue of parsed.error.issues) {
               expect(issue.message.length).toBeGreaterThan(0);
-              if (issue.path.length === 0 && typeof mutated === 'object' && mutated !== null && !Array.isArray(mutated)) expect(['unrecognized_keys', 'custom']).toContain(issue.code);
+              if (issue.path.length === 0 && typeof mutated === 'object' && mutated !== null && !Array.isArray(mutated))
+                expect(['unrecognized_keys', 'custom']).toContain(issue.code);
             }
             for (const issue of parsed.error.issues) expect(withoutKeyNames(issue.message)).not.toContain(SECRET);
           }
@@ -747,22 +1064,31 @@ describe('fuzzed manifests', () => {
 });
 
 describe('manifest regressions found by fuzzing', () => {
-  const load = (text: string) => analyseBundle([
-    { path: 'manifest.yaml', content: text },
-    { path: 'schema.cedarschema', content: TINY_SCHEMA },
-    { path: 'p.cedar', content: TINY_POLICY },
-  ]);
+  const load = (text: string) =>
+    analyseBundle([
+      { path: 'manifest.yaml', content: text },
+      { path: 'schema.cedarschema', content: TINY_SCHEMA },
+      { path: 'p.cedar', content: TINY_POLICY },
+    ]);
 
   it('an alias bomb is an issue on manifest.yaml, not an exception', () => {
     const { bundle, issues } = load(`${YAML_SNIPPETS[0]}\n${DEFAULT_MANIFEST}`);
     expect(bundle).toBeUndefined();
-    expect(issues).toEqual([{ severity: 'error', file: 'manifest.yaml', message: 'YAML is not usable: too many aliases (resource exhaustion guard)' }]);
+    expect(issues).toEqual([
+      {
+        severity: 'error',
+        file: 'manifest.yaml',
+        message: 'YAML is not usable: too many aliases (resource exhaustion guard)',
+      },
+    ]);
   });
 
   it('an alias with no anchor is an issue on manifest.yaml, not an exception', () => {
     const { bundle, issues } = load(`${DEFAULT_MANIFEST}\nowners: *nowhere-${SECRET}\n`);
     expect(bundle).toBeUndefined();
-    expect(issues).toEqual([{ severity: 'error', file: 'manifest.yaml', message: 'YAML is not usable: an alias names no earlier anchor' }]);
+    expect(issues).toEqual([
+      { severity: 'error', file: 'manifest.yaml', message: 'YAML is not usable: an alias names no earlier anchor' },
+    ]);
   });
 
   it('a YAML syntax error does not quote the offending text', () => {
@@ -781,11 +1107,73 @@ describe('manifest regressions found by fuzzing', () => {
 // ---------------------------------------------------------------------------------------------
 
 const CEDAR_TOKENS = [
-  'permit', 'forbid', 'when', 'unless', 'principal', 'action', 'resource', 'context', '==', '!=', '<', '<=', '>', '>=', '&&', '||', '!', ' in ', ' has ',
-  ' like ', ' is ', 'if', 'then', 'else', 'true', 'false', '0', '-1', '9223372036854775807', '4611686018427387905', '"x"', '.', '(', ')', '{', '}', '[', ']',
-  ';', ',', '*', '+', '-', '@id("x")', '@escalate("sre-lead")', '@quorum("0")', '@deadline("0s")', '@reason("r")', 'context.rowCount', 'context.amount',
-  'context.attestation.trustZone', 'context.approvals', '.contains(', '.containsAll(', 'ip("1.2.3.4")', 'decimal("1.0")', 'datetime("x")', 'duration("1h")',
-  'context.rowCount * 4611686018427387905', 'context.nowEpochSeconds', 'context.now', 'Action::"deploy"', 'Workload::"x"', 'Environment::"prod"', '//', '/*', '\n',
+  'permit',
+  'forbid',
+  'when',
+  'unless',
+  'principal',
+  'action',
+  'resource',
+  'context',
+  '==',
+  '!=',
+  '<',
+  '<=',
+  '>',
+  '>=',
+  '&&',
+  '||',
+  '!',
+  ' in ',
+  ' has ',
+  ' like ',
+  ' is ',
+  'if',
+  'then',
+  'else',
+  'true',
+  'false',
+  '0',
+  '-1',
+  '9223372036854775807',
+  '4611686018427387905',
+  '"x"',
+  '.',
+  '(',
+  ')',
+  '{',
+  '}',
+  '[',
+  ']',
+  ';',
+  ',',
+  '*',
+  '+',
+  '-',
+  '@id("x")',
+  '@escalate("sre-lead")',
+  '@quorum("0")',
+  '@deadline("0s")',
+  '@reason("r")',
+  'context.rowCount',
+  'context.amount',
+  'context.attestation.trustZone',
+  'context.approvals',
+  '.contains(',
+  '.containsAll(',
+  'ip("1.2.3.4")',
+  'decimal("1.0")',
+  'datetime("x")',
+  'duration("1h")',
+  'context.rowCount * 4611686018427387905',
+  'context.nowEpochSeconds',
+  'context.now',
+  'Action::"deploy"',
+  'Workload::"x"',
+  'Environment::"prod"',
+  '//',
+  '/*',
+  '\n',
 ];
 const CEDAR_SNIPPETS = [
   '@id("fuzz-forbid-erroring")\nforbid (principal, action, resource) when { context.rowCount * 4611686018427387905 > 0 };',
@@ -819,7 +1207,20 @@ const contextEdit: fc.Arbitrary<ContextEdit> = fc.oneof(
   fc.record({
     op: fc.constant('set' as const),
     key: fc.constantFrom('rowCount', 'amount', 'currency', 'attestation', 'approvals', 'window', 'x'),
-    value: fc.constantFrom<unknown>(2 ** 62, 9007199254740991, -9007199254740991, 0, 10001, 'EUR', '', true, {}, [], { trustZone: 'trusted' }, { count: 1 }),
+    value: fc.constantFrom<unknown>(
+      2 ** 62,
+      9007199254740991,
+      -9007199254740991,
+      0,
+      10001,
+      'EUR',
+      '',
+      true,
+      {},
+      [],
+      { trustZone: 'trusted' },
+      { count: 1 },
+    ),
   }),
 );
 
@@ -838,12 +1239,16 @@ describe('fuzzed Cedar policy text', () => {
           fc.array(fc.tuple(fc.nat(), fc.array(contextEdit, { maxLength: 2 })), { minLength: 1, maxLength: 3 }),
           (which, edits, probes) => {
             const target = cedarFiles[which % cedarFiles.length]!;
-            const mutated = files.map((f) => (f.path === target ? { path: f.path, content: edits.reduce(applyTextEdit, f.content) } : f));
+            const mutated = files.map((f) =>
+              f.path === target ? { path: f.path, content: edits.reduce(applyTextEdit, f.content) } : f,
+            );
             let result: ReturnType<typeof analyseBundle>;
             try {
               result = analyseBundle(mutated, 'fuzz');
             } catch (err) {
-              throw new Error(`analyseBundle threw on mutated Cedar: ${String((err as Error)?.name)}: ${String((err as Error)?.message)}`);
+              throw new Error(
+                `analyseBundle threw on mutated Cedar: ${String((err as Error)?.name)}: ${String((err as Error)?.message)}`,
+              );
             }
             const errors = result.issues.filter((i) => i.severity === 'error');
             if (!result.bundle) {
@@ -853,7 +1258,9 @@ describe('fuzzed Cedar policy text', () => {
                 expect(issue.message.length).toBeGreaterThan(0);
                 expect([target, 'schema.cedarschema', 'manifest.yaml']).toContain(issue.file);
               }
-              expect(() => loadBundleFromFiles(mutated, 'fuzz')).toThrow(expect.objectContaining({ code: ErrorCode.PolicyError }));
+              expect(() => loadBundleFromFiles(mutated, 'fuzz')).toThrow(
+                expect.objectContaining({ code: ErrorCode.PolicyError }),
+              );
               return;
             }
             expect(errors).toEqual([]);
@@ -877,7 +1284,8 @@ describe('fuzzed Cedar policy text', () => {
               const base = requests[index % requests.length]!;
               const context: Record<string, unknown> = { ...(base.context as Record<string, unknown>) };
               for (const e of contextEdits) {
-                if (e.op === 'drop') delete context[Object.keys(context)[e.key % Math.max(1, Object.keys(context).length)] ?? ''];
+                if (e.op === 'drop')
+                  delete context[Object.keys(context)[e.key % Math.max(1, Object.keys(context).length)] ?? ''];
                 else context[e.key] = e.value;
               }
               const request = { ...base, context } as AuthzRequest;
@@ -887,13 +1295,20 @@ describe('fuzzed Cedar policy text', () => {
                 principal: { type: 'Workload', id: request.principal.id },
                 action: { type: 'Action', id: request.action },
                 resource: request.resource,
-                context: { ...(context as Record<string, never>), now: { __extn: { fn: 'datetime', arg: request.now } }, nowEpochSeconds: Math.floor(Date.parse(request.now) / 1000) },
+                context: {
+                  ...(context as Record<string, never>),
+                  now: { __extn: { fn: 'datetime', arg: request.now } },
+                  nowEpochSeconds: Math.floor(Date.parse(request.now) / 1000),
+                },
                 policies: { staticPolicies },
                 entities: [],
               });
               const cedarErrored = answer.type === 'failure' || answer.response.diagnostics.errors.length > 0;
               const cedarAllows = answer.type === 'success' && answer.response.decision === 'allow';
-              tally('cedar', `loaded, ${cedarErrored ? 'cedar errored' : cedarAllows ? 'cedar allows' : 'cedar denies'} → ${decision.effect}`);
+              tally(
+                'cedar',
+                `loaded, ${cedarErrored ? 'cedar errored' : cedarAllows ? 'cedar allows' : 'cedar denies'} → ${decision.effect}`,
+              );
               if (decision.errors.length > 0) expect(decision.effect).toBe('deny');
               if (cedarErrored) {
                 expect(decision.effect).toBe('deny');

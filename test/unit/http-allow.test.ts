@@ -91,10 +91,20 @@ describe('classifyAddress: every spelling of an address gets one class', () => {
     expect(classifyAddress(spelling)).toMatchObject({ address: canonical, class: cls });
   });
 
-  it.each(['localhost', 'LOCALHOST.', 'example.com', '', '1.2.3.4.5', '256.0.0.1', '[fe80::1%25eth0]', 'a b', 'user@127.0.0.1', '127.0.0.1:80', '::1::2', '1:2:3:4:5:6:7:8:9'])(
-    '%j is not an address',
-    (spelling) => expect(classifyAddress(spelling)).toBeUndefined(),
-  );
+  it.each([
+    'localhost',
+    'LOCALHOST.',
+    'example.com',
+    '',
+    '1.2.3.4.5',
+    '256.0.0.1',
+    '[fe80::1%25eth0]',
+    'a b',
+    'user@127.0.0.1',
+    '127.0.0.1:80',
+    '::1::2',
+    '1:2:3:4:5:6:7:8:9',
+  ])('%j is not an address', (spelling) => expect(classifyAddress(spelling)).toBeUndefined());
 });
 
 describe('canonicalHost', () => {
@@ -109,7 +119,9 @@ describe('canonicalHost', () => {
     ['BÜCHER.example.', 'xn--bcher-kva.example'],
   ])('%s → %s', (spelling, host) => expect(canonicalHost(spelling)).toEqual({ kind: 'name', host }));
 
-  it.each(['localhost..', 'a/b', 'a?b', 'a#b', 'a\\b'])('%j is refused', (spelling) => expect(canonicalHost(spelling)).toBeUndefined());
+  it.each(['localhost..', 'a/b', 'a?b', 'a#b', 'a\\b'])('%j is refused', (spelling) =>
+    expect(canonicalHost(spelling)).toBeUndefined(),
+  );
 });
 
 const section = (allow: unknown[]): HttpSection => HttpSection.parse({ allow });
@@ -122,34 +134,108 @@ describe('the manifest http section: strict, and errors name the field', () => {
   it('accepts origins, prefixes, pinned addresses and secret headers, with defaults', () => {
     const s = section([
       { origin: 'https://hooks.example.com' },
-      { prefix: 'https://api.example.com/v1/notify/', methods: ['POST', 'PUT'], headers: { Authorization: { secretRef: { env: 'API_TOKEN' } }, 'X-Source': { value: 'governor' } } },
+      {
+        prefix: 'https://api.example.com/v1/notify/',
+        methods: ['POST', 'PUT'],
+        headers: { Authorization: { secretRef: { env: 'API_TOKEN' } }, 'X-Source': { value: 'governor' } },
+      },
       { origin: 'http://127.0.0.1:8080', maxResponseBytes: 1024, timeout: '2s' },
       { origin: 'https://internal.example:8443', addresses: ['10.0.0.5'] },
     ]);
-    expect(s.allow[0]).toEqual({ origin: 'https://hooks.example.com', methods: ['POST'], headers: {}, maxResponseBytes: 1024 * 1024, timeout: '10s' });
+    expect(s.allow[0]).toEqual({
+      origin: 'https://hooks.example.com',
+      methods: ['POST'],
+      headers: {},
+      maxResponseBytes: 1024 * 1024,
+      timeout: '10s',
+    });
   });
 
   it.each<[string, unknown, string]>([
     ['a bare host name', { origin: 'hooks.example.com' }, '0.origin: must be an absolute http:// or https:// URL'],
     ['another scheme', { origin: 'ftp://hooks.example.com' }, '0.origin: must be an absolute http:// or https:// URL'],
-    ['a path on an origin', { origin: 'https://hooks.example.com/x' }, '0.origin: must be an origin, scheme://host[:port], without a path (use prefix for a path)'],
+    [
+      'a path on an origin',
+      { origin: 'https://hooks.example.com/x' },
+      '0.origin: must be an origin, scheme://host[:port], without a path (use prefix for a path)',
+    ],
     ['a query', { origin: 'https://hooks.example.com?x=1' }, '0.origin: must not have a query or fragment'],
-    ['credentials', { origin: 'https://u:p@hooks.example.com' }, '0.origin: must not carry credentials (user:password@): use headers with a secretRef'],
-    ['a wildcard', { origin: 'https://*.example.com' }, '0.origin: wildcards are not supported: name each host exactly'],
-    ['loopback without a port', { origin: 'http://127.0.0.1' }, '0.origin: 127.0.0.1 is a loopback address: write its port explicitly (scheme://address:port)'],
-    ['loopback in hex without a port', { origin: 'http://0x7f000001' }, '0.origin: 127.0.0.1 is a loopback address: write its port explicitly (scheme://address:port)'],
-    ['a default port only implied', { origin: 'http://[::1]' }, '0.origin: ::1 is a loopback address: write its port explicitly (scheme://address:port)'],
-    ['a private pinned address without a port', { origin: 'https://internal.example', addresses: ['10.0.0.5'] }, '0.addresses.0: is a private address: the origin must write its port explicitly'],
-    ['a pinned address that is not one', { origin: 'https://internal.example:8443', addresses: ['internal'] }, '0.addresses.0: must be an IP address'],
-    ['a prefix with dot segments', { prefix: 'https://api.example.com/v1/../admin/' }, '0.prefix: its path must be written in normal form (no dot segments, no characters that need percent-encoding)'],
-    ['a prefix of /', { prefix: 'https://api.example.com/' }, '0.prefix: must have a path below / (use origin for a whole origin)'],
-    ['both origin and prefix', { origin: 'https://a.example', prefix: 'https://a.example/x/' }, '0: exactly one of origin or prefix is required'],
+    [
+      'credentials',
+      { origin: 'https://u:p@hooks.example.com' },
+      '0.origin: must not carry credentials (user:password@): use headers with a secretRef',
+    ],
+    [
+      'a wildcard',
+      { origin: 'https://*.example.com' },
+      '0.origin: wildcards are not supported: name each host exactly',
+    ],
+    [
+      'loopback without a port',
+      { origin: 'http://127.0.0.1' },
+      '0.origin: 127.0.0.1 is a loopback address: write its port explicitly (scheme://address:port)',
+    ],
+    [
+      'loopback in hex without a port',
+      { origin: 'http://0x7f000001' },
+      '0.origin: 127.0.0.1 is a loopback address: write its port explicitly (scheme://address:port)',
+    ],
+    [
+      'a default port only implied',
+      { origin: 'http://[::1]' },
+      '0.origin: ::1 is a loopback address: write its port explicitly (scheme://address:port)',
+    ],
+    [
+      'a private pinned address without a port',
+      { origin: 'https://internal.example', addresses: ['10.0.0.5'] },
+      '0.addresses.0: is a private address: the origin must write its port explicitly',
+    ],
+    [
+      'a pinned address that is not one',
+      { origin: 'https://internal.example:8443', addresses: ['internal'] },
+      '0.addresses.0: must be an IP address',
+    ],
+    [
+      'a prefix with dot segments',
+      { prefix: 'https://api.example.com/v1/../admin/' },
+      '0.prefix: its path must be written in normal form (no dot segments, no characters that need percent-encoding)',
+    ],
+    [
+      'a prefix of /',
+      { prefix: 'https://api.example.com/' },
+      '0.prefix: must have a path below / (use origin for a whole origin)',
+    ],
+    [
+      'both origin and prefix',
+      { origin: 'https://a.example', prefix: 'https://a.example/x/' },
+      '0: exactly one of origin or prefix is required',
+    ],
     ['neither', { methods: ['POST'] }, '0: exactly one of origin or prefix is required'],
-    ['an unknown method', { origin: 'https://a.example', methods: ['TRACE'] }, '0.methods.0: Invalid option: expected one of "GET"|"POST"|"PUT"|"PATCH"|"DELETE"'],
-    ['a literal Authorization', { origin: 'https://a.example', headers: { Authorization: { value: 'Bearer x' } } }, '0.headers.Authorization.value: a credential header must come from a secretRef, never written in the bundle'],
-    ['a Host header', { origin: 'https://a.example', headers: { Host: { value: 'b.example' } } }, '0.headers.Host: is a hop-by-hop, proxy or transport header the executor sets itself'],
-    ['a Proxy-Authorization header', { origin: 'https://a.example', headers: { 'Proxy-Authorization': { secretRef: { env: 'X' } } } }, '0.headers.Proxy-Authorization: is a hop-by-hop, proxy or transport header the executor sets itself'],
-    ['a secretRef with both sources', { origin: 'https://a.example', headers: { 'X-Key': { secretRef: { env: 'X', file: 'x' } } } }, '0.headers.X-Key.secretRef: exactly one of env or file is required'],
+    [
+      'an unknown method',
+      { origin: 'https://a.example', methods: ['TRACE'] },
+      '0.methods.0: Invalid option: expected one of "GET"|"POST"|"PUT"|"PATCH"|"DELETE"',
+    ],
+    [
+      'a literal Authorization',
+      { origin: 'https://a.example', headers: { Authorization: { value: 'Bearer x' } } },
+      '0.headers.Authorization.value: a credential header must come from a secretRef, never written in the bundle',
+    ],
+    [
+      'a Host header',
+      { origin: 'https://a.example', headers: { Host: { value: 'b.example' } } },
+      '0.headers.Host: is a hop-by-hop, proxy or transport header the executor sets itself',
+    ],
+    [
+      'a Proxy-Authorization header',
+      { origin: 'https://a.example', headers: { 'Proxy-Authorization': { secretRef: { env: 'X' } } } },
+      '0.headers.Proxy-Authorization: is a hop-by-hop, proxy or transport header the executor sets itself',
+    ],
+    [
+      'a secretRef with both sources',
+      { origin: 'https://a.example', headers: { 'X-Key': { secretRef: { env: 'X', file: 'x' } } } },
+      '0.headers.X-Key.secretRef: exactly one of env or file is required',
+    ],
     ['a too long timeout', { origin: 'https://a.example', timeout: '5m' }, '0.timeout: must be between 100ms and 120s'],
     ['an unknown key', { origin: 'https://a.example', allowPrivate: true }, '0: Unrecognized key: "allowPrivate"'],
   ])('refuses %s', (_, entry, issue) => {
@@ -157,10 +243,16 @@ describe('the manifest http section: strict, and errors name the field', () => {
   });
 
   it('refuses the former allowedHosts and two entries naming the same target', () => {
-    expect(HttpSection.safeParse({ allowedHosts: ['127.0.0.1'] }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+    expect(
+      HttpSection.safeParse({ allowedHosts: ['127.0.0.1'] }).error?.issues.map(
+        (i) => `${i.path.join('.')}: ${i.message}`,
+      ),
+    ).toEqual([
       'allowedHosts: no longer supported: list exact origins (scheme://host[:port]) or URL prefixes under http.allow',
     ]);
-    expect(issuesOf([{ origin: 'https://A.example:443' }, { origin: 'https://a.example.' }])).toEqual(['allow.1: names the same target as http.allow.0']);
+    expect(issuesOf([{ origin: 'https://A.example:443' }, { origin: 'https://a.example.' }])).toEqual([
+      'allow.1: names the same target as http.allow.0',
+    ]);
   });
 
   it('policy check reports a bad http entry as manifest.yaml: http.allow.<i>.<field>: message', () => {
@@ -168,9 +260,19 @@ describe('the manifest http section: strict, and errors name the field', () => {
     try {
       cpSync(join(__dirname, '../../policies/default'), dir, { recursive: true });
       const file = join(dir, 'manifest.yaml');
-      writeFileSync(file, readFileSync(file, 'utf8').replace('  allow: []\n', '  allow:\n    - origin: http://localhost\n    - origin: http://2130706433\n'));
-      const lines = checkBundle(dir).filter((i) => i.severity === 'error').map(formatIssue);
-      expect(lines).toEqual(['manifest.yaml: http.allow.1.origin: 127.0.0.1 is a loopback address: write its port explicitly (scheme://address:port)']);
+      writeFileSync(
+        file,
+        readFileSync(file, 'utf8').replace(
+          '  allow: []\n',
+          '  allow:\n    - origin: http://localhost\n    - origin: http://2130706433\n',
+        ),
+      );
+      const lines = checkBundle(dir)
+        .filter((i) => i.severity === 'error')
+        .map(formatIssue);
+      expect(lines).toEqual([
+        'manifest.yaml: http.allow.1.origin: 127.0.0.1 is a loopback address: write its port explicitly (scheme://address:port)',
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -184,11 +286,16 @@ describe('matchHttpCall: exact origin, path prefix, method and headers, before a
     { prefix: 'https://api.example.com/v1/notify/urgent', methods: ['PUT'] },
     { origin: 'http://127.0.0.1:8080' },
   ]);
-  const match = (url: string, method = 'POST', headers?: Record<string, string>) => matchHttpCall(s, { url, method, headers });
+  const match = (url: string, method = 'POST', headers?: Record<string, string>) =>
+    matchHttpCall(s, { url, method, headers });
   const reason = (r: ReturnType<typeof match>): string => (r.ok ? 'ok' : r.reason);
 
   it('matches the canonical origin whatever the spelling', () => {
-    for (const url of ['https://hooks.example.com/a', 'HTTPS://HOOKS.EXAMPLE.COM./a?b=1', 'https://hooks.example.com:443/x#frag']) {
+    for (const url of [
+      'https://hooks.example.com/a',
+      'HTTPS://HOOKS.EXAMPLE.COM./a?b=1',
+      'https://hooks.example.com:443/x#frag',
+    ]) {
       const r = match(url);
       expect(r.ok && r.call.target.index).toBe(0);
     }
@@ -197,19 +304,37 @@ describe('matchHttpCall: exact origin, path prefix, method and headers, before a
   });
 
   it.each([
-    ['http://hooks.example.com/a', 'http://hooks.example.com:80 is not in the manifest\'s http.allow'],
-    ['https://hooks.example.com:8443/a', 'https://hooks.example.com:8443 is not in the manifest\'s http.allow'],
-    ['https://evil.hooks.example.com/a', 'https://evil.hooks.example.com:443 is not in the manifest\'s http.allow'],
-    ['https://hooks.example.com.evil.com/a', 'https://hooks.example.com.evil.com:443 is not in the manifest\'s http.allow'],
-    ['http://127.0.0.1:8081/x', 'http://127.0.0.1:8081 is not in the manifest\'s http.allow'],
-    ['http://localhost:8080/x', 'http://localhost:8080 is not in the manifest\'s http.allow'],
-    ['http://[::1]:8080/x', 'http://[::1]:8080 is not in the manifest\'s http.allow'],
-    ['http://[::ffff:127.0.0.1]:8080/x', 'http://[::ffff:7f00:1]:8080 is not in the manifest\'s http.allow'],
-    ['https://api.example.com/v1/notifyx', 'the path is outside every http.allow prefix for https://api.example.com:443'],
-    ['https://api.example.com/v1/notify/../admin', 'the path is outside every http.allow prefix for https://api.example.com:443'],
-    ['https://api.example.com/v1/notify/%2e%2e/admin', 'the path is outside every http.allow prefix for https://api.example.com:443'],
-    ['https://api.example.com/v1/notify/a%2F..%2F..%2Fadmin', 'the path has an encoded / or \\ (it could leave http.allow.1\'s prefix)'],
-    ['https://u:secret@hooks.example.com/a', 'the URL carries credentials (user:password@); credentials come only from the manifest'],
+    ['http://hooks.example.com/a', "http://hooks.example.com:80 is not in the manifest's http.allow"],
+    ['https://hooks.example.com:8443/a', "https://hooks.example.com:8443 is not in the manifest's http.allow"],
+    ['https://evil.hooks.example.com/a', "https://evil.hooks.example.com:443 is not in the manifest's http.allow"],
+    [
+      'https://hooks.example.com.evil.com/a',
+      "https://hooks.example.com.evil.com:443 is not in the manifest's http.allow",
+    ],
+    ['http://127.0.0.1:8081/x', "http://127.0.0.1:8081 is not in the manifest's http.allow"],
+    ['http://localhost:8080/x', "http://localhost:8080 is not in the manifest's http.allow"],
+    ['http://[::1]:8080/x', "http://[::1]:8080 is not in the manifest's http.allow"],
+    ['http://[::ffff:127.0.0.1]:8080/x', "http://[::ffff:7f00:1]:8080 is not in the manifest's http.allow"],
+    [
+      'https://api.example.com/v1/notifyx',
+      'the path is outside every http.allow prefix for https://api.example.com:443',
+    ],
+    [
+      'https://api.example.com/v1/notify/../admin',
+      'the path is outside every http.allow prefix for https://api.example.com:443',
+    ],
+    [
+      'https://api.example.com/v1/notify/%2e%2e/admin',
+      'the path is outside every http.allow prefix for https://api.example.com:443',
+    ],
+    [
+      'https://api.example.com/v1/notify/a%2F..%2F..%2Fadmin',
+      "the path has an encoded / or \\ (it could leave http.allow.1's prefix)",
+    ],
+    [
+      'https://u:secret@hooks.example.com/a',
+      'the URL carries credentials (user:password@); credentials come only from the manifest',
+    ],
   ])('refuses %s', (url, why) => {
     expect(reason(match(url))).toBe(why);
     expect(reason(match(url))).not.toContain('secret');
@@ -217,9 +342,13 @@ describe('matchHttpCall: exact origin, path prefix, method and headers, before a
 
   it('uses the most specific prefix, and its methods', () => {
     expect(match('https://api.example.com/v1/notify/a').ok).toBe(true);
-    expect(reason(match('https://api.example.com/v1/notify/urgent/page'))).toBe('method POST is not allowed for https://api.example.com:443 (http.allow.2.methods: PUT)');
+    expect(reason(match('https://api.example.com/v1/notify/urgent/page'))).toBe(
+      'method POST is not allowed for https://api.example.com:443 (http.allow.2.methods: PUT)',
+    );
     expect(match('https://api.example.com/v1/notify/urgent/page', 'PUT').ok).toBe(true);
-    expect(reason(match('https://hooks.example.com/a', 'GET'))).toBe('method GET is not allowed for https://hooks.example.com:443 (http.allow.0.methods: POST)');
+    expect(reason(match('https://hooks.example.com/a', 'GET'))).toBe(
+      'method GET is not allowed for https://hooks.example.com:443 (http.allow.0.methods: POST)',
+    );
   });
 
   it.each([
@@ -237,7 +366,7 @@ describe('matchHttpCall: exact origin, path prefix, method and headers, before a
     ['Upgrade', 'it is a hop-by-hop or transport header'],
     ['Content-Length', 'it is a hop-by-hop or transport header'],
     ['Idempotency-Key', 'it is a hop-by-hop or transport header'],
-    ['x-api-key', 'the manifest\'s http.allow entry sets it'],
+    ['x-api-key', "the manifest's http.allow entry sets it"],
   ])('refuses the chain header %s', (name, why) => {
     const r = match('https://hooks.example.com/a', 'POST', { [name]: 'value-from-chain' });
     expect(reason(r)).toContain(`header ${name} from the chain is refused: ${why}`);
@@ -245,15 +374,26 @@ describe('matchHttpCall: exact origin, path prefix, method and headers, before a
   });
 
   it('refuses header tricks and accepts ordinary headers', () => {
-    expect(reason(match('https://hooks.example.com/a', 'POST', { 'X-A': '1', 'x-a': '2' }))).toBe('header x-a appears twice (names are case-insensitive)');
-    expect(reason(match('https://hooks.example.com/a', 'POST', { 'X-A': 'a\r\nCookie: b' }))).toBe('header X-A from the chain contains CR, LF or NUL');
-    expect(reason(match('https://hooks.example.com/a', 'POST', { 'X A': '1' }))).toBe('a header name from the chain is not a valid HTTP token');
+    expect(reason(match('https://hooks.example.com/a', 'POST', { 'X-A': '1', 'x-a': '2' }))).toBe(
+      'header x-a appears twice (names are case-insensitive)',
+    );
+    expect(reason(match('https://hooks.example.com/a', 'POST', { 'X-A': 'a\r\nCookie: b' }))).toBe(
+      'header X-A from the chain contains CR, LF or NUL',
+    );
+    expect(reason(match('https://hooks.example.com/a', 'POST', { 'X A': '1' }))).toBe(
+      'a header name from the chain is not a valid HTTP token',
+    );
     const ok = match('https://hooks.example.com/a', 'POST', { 'X-Trace': 'abc', 'Content-Type': 'application/json' });
-    expect(ok.ok && [...ok.call.chainHeaders]).toEqual([['x-trace', 'abc'], ['content-type', 'application/json']]);
+    expect(ok.ok && [...ok.call.chainHeaders]).toEqual([
+      ['x-trace', 'abc'],
+      ['content-type', 'application/json'],
+    ]);
   });
 
   it('an empty allow-list refuses everything', () => {
-    expect(reason(matchHttpCall(section([]), { url: 'https://hooks.example.com/', method: 'POST' }))).toBe('https://hooks.example.com:443 is not in the manifest\'s http.allow');
+    expect(reason(matchHttpCall(section([]), { url: 'https://hooks.example.com/', method: 'POST' }))).toBe(
+      "https://hooks.example.com:443 is not in the manifest's http.allow",
+    );
   });
 });
 
@@ -265,7 +405,8 @@ describe('HttpGuard: addresses, Temporal endpoints and secrets (injected resolve
     'temporal.internal': ['10.0.0.9'],
     localhost: ['127.0.0.1', '::1'],
   };
-  const resolve: HttpResolver = (host) => (dns[host] ? Promise.resolve(dns[host]) : Promise.reject(new Error(`ENOTFOUND ${host}`)));
+  const resolve: HttpResolver = (host) =>
+    dns[host] ? Promise.resolve(dns[host]) : Promise.reject(new Error(`ENOTFOUND ${host}`));
   const s = section([
     { origin: 'https://mixed.example' },
     { origin: 'https://mapped.example' },
@@ -274,7 +415,8 @@ describe('HttpGuard: addresses, Temporal endpoints and secrets (injected resolve
     { origin: 'https://gone.example' },
     { origin: 'https://public.example:8443', headers: { 'X-Key': { secretRef: { file: 'no/such/file' } } } },
   ]);
-  const check = (guard: HttpGuard, url: string) => guard.check(s, { type: 'http', method: 'POST', url, timeoutMs: 1000 });
+  const check = (guard: HttpGuard, url: string) =>
+    guard.check(s, { type: 'http', method: 'POST', url, timeoutMs: 1000 });
   const reason = async (p: ReturnType<typeof check>): Promise<string> => {
     const r = await p;
     return r.ok ? 'ok' : r.reason;
@@ -282,29 +424,51 @@ describe('HttpGuard: addresses, Temporal endpoints and secrets (injected resolve
 
   it('checks every address a name resolves to, IPv4-mapped ones by their embedded address', async () => {
     const guard = new HttpGuard('/nonexistent', { resolve, env: { TOKEN: 't' } });
-    expect(await reason(check(guard, 'https://mixed.example/x'))).toBe('mixed.example resolves to 10.0.0.7 (private): only an http.allow entry that names that exact address and its port may reach it');
-    expect(await reason(check(guard, 'https://mapped.example/x'))).toBe('mapped.example resolves to ::ffff:a00:1 (private): only an http.allow entry that names that exact address and its port may reach it');
+    expect(await reason(check(guard, 'https://mixed.example/x'))).toBe(
+      'mixed.example resolves to 10.0.0.7 (private): only an http.allow entry that names that exact address and its port may reach it',
+    );
+    expect(await reason(check(guard, 'https://mapped.example/x'))).toBe(
+      'mapped.example resolves to ::ffff:a00:1 (private): only an http.allow entry that names that exact address and its port may reach it',
+    );
     expect(await reason(check(guard, 'https://gone.example/x'))).toBe('gone.example could not be resolved');
     const ok = await check(guard, 'https://public.example/x');
-    expect(ok.ok && ok.checked.addresses).toEqual([{ address: '93.184.215.14', family: 4 }, { address: '2606:2800:21f:cb07:6820:80da:af6b:8b2c', family: 6 }]);
+    expect(ok.ok && ok.checked.addresses).toEqual([
+      { address: '93.184.215.14', family: 4 },
+      { address: '2606:2800:21f:cb07:6820:80da:af6b:8b2c', family: 6 },
+    ]);
   });
 
   it('never calls a Temporal endpoint it knows, by name or by address, and fails closed when it cannot tell', async () => {
     const guard = new HttpGuard('/nonexistent', { resolve, protectedAddresses: ['temporal.internal:7233'] });
-    expect(await reason(check(guard, 'http://10.0.0.9:7233/api'))).toBe('10.0.0.9:7233 is a Temporal endpoint of this worker (temporal.internal:7233): never callable');
+    expect(await reason(check(guard, 'http://10.0.0.9:7233/api'))).toBe(
+      '10.0.0.9:7233 is a Temporal endpoint of this worker (temporal.internal:7233): never callable',
+    );
     const blind = new HttpGuard('/nonexistent', { resolve, protectedAddresses: ['unknown.internal:7233'] });
-    expect(await reason(check(blind, 'http://10.0.0.9:7233/api'))).toBe('10.0.0.9:7233 is a Temporal endpoint of this worker (unknown.internal:7233, which could not be resolved to rule it out): never callable');
-    expect(() => new HttpGuard('/nonexistent', { protectedAddresses: ['not a host'] })).toThrow('an entry is not host:port');
+    expect(await reason(check(blind, 'http://10.0.0.9:7233/api'))).toBe(
+      '10.0.0.9:7233 is a Temporal endpoint of this worker (unknown.internal:7233, which could not be resolved to rule it out): never callable',
+    );
+    expect(() => new HttpGuard('/nonexistent', { protectedAddresses: ['not a host'] })).toThrow(
+      'an entry is not host:port',
+    );
   });
 
   it('reads secrets by reference and names the reference, never the value, when one is unusable', async () => {
     const missing = new HttpGuard('/nonexistent', { resolve, env: {} });
-    expect(await reason(check(missing, 'https://public.example/x'))).toBe('the secret for http.allow.2.headers.Authorization.secretRef is not available (environment variable TOKEN is unset or empty)');
+    expect(await reason(check(missing, 'https://public.example/x'))).toBe(
+      'the secret for http.allow.2.headers.Authorization.secretRef is not available (environment variable TOKEN is unset or empty)',
+    );
     const injected = new HttpGuard('/nonexistent', { resolve, env: { TOKEN: 'Bearer abc\r\nX-Evil: 1' } });
     const why = await reason(check(injected, 'https://public.example/x'));
-    expect(why).toBe('the secret for http.allow.2.headers.Authorization.secretRef is empty, too long or contains CR, LF or NUL');
-    expect(await reason(check(missing, 'https://public.example:8443/x'))).toBe('the secret for http.allow.5.headers.X-Key.secretRef is not available (file no/such/file cannot be read)');
-    const good = await check(new HttpGuard('/nonexistent', { resolve, env: { TOKEN: 'Bearer abc' } }), 'https://public.example/x');
+    expect(why).toBe(
+      'the secret for http.allow.2.headers.Authorization.secretRef is empty, too long or contains CR, LF or NUL',
+    );
+    expect(await reason(check(missing, 'https://public.example:8443/x'))).toBe(
+      'the secret for http.allow.5.headers.X-Key.secretRef is not available (file no/such/file cannot be read)',
+    );
+    const good = await check(
+      new HttpGuard('/nonexistent', { resolve, env: { TOKEN: 'Bearer abc' } }),
+      'https://public.example/x',
+    );
     expect(good.ok && [...good.checked.entryHeaders]).toEqual([['authorization', 'Bearer abc']]);
   });
 });

@@ -74,8 +74,15 @@ function approvalClaims(overrides: Record<string, unknown> = {}): Record<string,
 }
 
 /** A vote signed with the real approver key, with any header and claims. */
-function approverSigned(header: Record<string, unknown> = {}, claims: Record<string, unknown> = approvalClaims()): string {
-  return signEd25519({ alg: 'EdDSA', kid: approverJwk.kid, typ: APPROVAL_TYP, ...header }, claims, privateKeyOf(approverJwk));
+function approverSigned(
+  header: Record<string, unknown> = {},
+  claims: Record<string, unknown> = approvalClaims(),
+): string {
+  return signEd25519(
+    { alg: 'EdDSA', kid: approverJwk.kid, typ: APPROVAL_TYP, ...header },
+    claims,
+    privateKeyOf(approverJwk),
+  );
 }
 
 function vote(overrides: Partial<IssueApprovalOptions> = {}): Promise<string> {
@@ -113,7 +120,12 @@ async function rejection(promise: Promise<unknown>): Promise<{ code?: string; me
   return { code: err!.code, message: err!.message };
 }
 
-async function expectApprovalRejected(token: string, message: string, m: Manifest = manifest, now: Date = NOW): Promise<void> {
+async function expectApprovalRejected(
+  token: string,
+  message: string,
+  m: Manifest = manifest,
+  now: Date = NOW,
+): Promise<void> {
   const err = await rejection(verifyApproval(token, m, { now, home }));
   expect(err).toEqual({ code: ErrorCode.ApprovalInvalid, message });
   if (typeof token === 'string' && token.length > 8) expect(err.message).not.toContain(token);
@@ -131,7 +143,11 @@ beforeAll(async () => {
   server = http.createServer((_req, res) => {
     requests += 1;
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ keys: [{ ...attacker.publicKey.export({ format: 'jwk' }), kid: 'attacker', alg: 'EdDSA', use: 'sig' }] }));
+    res.end(
+      JSON.stringify({
+        keys: [{ ...attacker.publicKey.export({ format: 'jwk' }), kid: 'attacker', alg: 'EdDSA', use: 'sig' }],
+      }),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -159,9 +175,16 @@ describe('set-up', () => {
     });
     expect(bare.trustedApprovers).toEqual([]);
     expect(manifest.trustedApprovers).toEqual([
-      { issuer: DEV_APPROVER, audience: APPROVAL_AUDIENCE, jwks: { file: 'keys/approver.jwks.json' }, algorithms: ['EdDSA', 'ES256'] },
+      {
+        issuer: DEV_APPROVER,
+        audience: APPROVAL_AUDIENCE,
+        jwks: { file: 'keys/approver.jwks.json' },
+        algorithms: ['EdDSA', 'ES256'],
+      },
     ]);
-    expect(() => devManifest({ trustedApprovers: [{ issuer: DEV_APPROVER, jwks: { file: 'k' }, extra: 1 }] })).toThrow();
+    expect(() =>
+      devManifest({ trustedApprovers: [{ issuer: DEV_APPROVER, jwks: { file: 'k' }, extra: 1 }] }),
+    ).toThrow();
   });
 
   test('manifest: the approvals ladder is optional and strict', () => {
@@ -175,7 +198,12 @@ describe('set-up', () => {
   test('the default bundle trusts the dev approver', () => {
     const { manifest: m } = loadBundle(path.join(__dirname, '../../policies/default'));
     expect(m.trustedApprovers).toEqual([
-      { issuer: DEV_APPROVER, audience: APPROVAL_AUDIENCE, jwks: { file: 'keys/approver.jwks.json' }, algorithms: ['EdDSA', 'ES256'] },
+      {
+        issuer: DEV_APPROVER,
+        audience: APPROVAL_AUDIENCE,
+        jwks: { file: 'keys/approver.jwks.json' },
+        algorithms: ['EdDSA', 'ES256'],
+      },
     ]);
   });
 });
@@ -226,7 +254,12 @@ describe('verifyApproval accepts', () => {
   });
 
   test('a valid deny vote with a justification', async () => {
-    const token = await vote({ sub: 'bob', decision: 'deny', justification: 'outside the change window', jti: 'vote-2' });
+    const token = await vote({
+      sub: 'bob',
+      decision: 'deny',
+      justification: 'outside the change window',
+      jti: 'vote-2',
+    });
     await expect(verifyApproval(token, manifest, { now: NOW, home })).resolves.toEqual({
       iss: DEV_APPROVER,
       sub: 'bob',
@@ -243,7 +276,9 @@ describe('verifyApproval accepts', () => {
   });
 
   test('the hand-crafting helper produces an accepted vote (control)', async () => {
-    await expect(verifyApproval(approverSigned(), manifest, { now: NOW, home })).resolves.toMatchObject({ sub: 'alice' });
+    await expect(verifyApproval(approverSigned(), manifest, { now: NOW, home })).resolves.toMatchObject({
+      sub: 'alice',
+    });
   });
 
   test('the snapshot is a copy: mutating it cannot reach another verification', async () => {
@@ -262,7 +297,10 @@ describe('verifyApproval rejects', () => {
   });
 
   test('a vote issued in the future', async () => {
-    await expectApprovalRejected(approverSigned({}, approvalClaims({ iat: NOW_S + 60 })), 'approval issued in the future');
+    await expectApprovalRejected(
+      approverSigned({}, approvalClaims({ iat: NOW_S + 60 })),
+      'approval issued in the future',
+    );
   });
 
   test('a vote forged with another home’s approver key', async () => {
@@ -276,7 +314,10 @@ describe('verifyApproval rejects', () => {
 
   test('a tampered payload', async () => {
     const [h, , s] = (await vote({ decision: 'deny' })).split('.');
-    await expectApprovalRejected(`${h}.${b64u(approvalClaims({ decision: 'approve' }))}.${s}`, 'approval signature invalid');
+    await expectApprovalRejected(
+      `${h}.${b64u(approvalClaims({ decision: 'approve' }))}.${s}`,
+      'approval signature invalid',
+    );
   });
 
   test('an issuer that is not a trusted approver, even signed with the trusted key', async () => {
@@ -297,20 +338,33 @@ describe('verifyApproval rejects', () => {
   });
 
   test('a vote signed by the workload-issuer key (a trusted key of another role)', async () => {
-    const token = signEd25519({ alg: 'EdDSA', kid: issuerJwk.kid, typ: APPROVAL_TYP }, approvalClaims(), privateKeyOf(issuerJwk));
+    const token = signEd25519(
+      { alg: 'EdDSA', kid: issuerJwk.kid, typ: APPROVAL_TYP },
+      approvalClaims(),
+      privateKeyOf(issuerJwk),
+    );
     await expectApprovalRejected(token, 'approval signing key not found');
   });
 });
 
 describe('token kinds never pass for one another', () => {
   test('a credential is not accepted as an approval', async () => {
-    const credential = await issueCredential({ home, sub: 'alice', audience: APPROVAL_AUDIENCE, issuer: DEV_APPROVER, now: NOW });
+    const credential = await issueCredential({
+      home,
+      sub: 'alice',
+      audience: APPROVAL_AUDIENCE,
+      issuer: DEV_APPROVER,
+      now: NOW,
+    });
     await expectApprovalRejected(credential, 'approval type not accepted');
     await expectApprovalRejected(await issueCredential({ home, sub: 'alice', now: NOW }), 'approval type not accepted');
   });
 
   test('an attestation is not accepted as an approval', async () => {
-    await expectApprovalRejected(await issueAttestation({ home, sub: 'alice', now: NOW }), 'approval type not accepted');
+    await expectApprovalRejected(
+      await issueAttestation({ home, sub: 'alice', now: NOW }),
+      'approval type not accepted',
+    );
   });
 
   test('a vote with the approver key but typ JWT or absent is not accepted', async () => {
@@ -325,7 +379,9 @@ describe('token kinds never pass for one another', () => {
     expect(err).toEqual({ code: ErrorCode.CredentialInvalid, message: 'credential type not accepted' });
     // Even when the manifest trusts the approver as a credential issuer.
     const confused = devManifest({
-      trustedIssuers: [{ issuer: DEV_APPROVER, audience: APPROVAL_AUDIENCE, jwks: { file: 'keys/approver.jwks.json' } }],
+      trustedIssuers: [
+        { issuer: DEV_APPROVER, audience: APPROVAL_AUDIENCE, jwks: { file: 'keys/approver.jwks.json' } },
+      ],
     });
     expect(await rejection(verifyCredential(token, confused, { now: NOW, home }))).toEqual({
       code: ErrorCode.CredentialInvalid,
@@ -334,20 +390,31 @@ describe('token kinds never pass for one another', () => {
   });
 
   test('an approval is not accepted as an attestation', async () => {
-    const err = await rejection(verifyAttestation(await vote(), manifest, { now: NOW, home, expectedSubject: 'alice' }));
+    const err = await rejection(
+      verifyAttestation(await vote(), manifest, { now: NOW, home, expectedSubject: 'alice' }),
+    );
     expect(err).toEqual({ code: ErrorCode.AttestationInvalid, message: 'attestation type not accepted' });
   });
 });
 
 describe('hostile headers', () => {
   test('alg none, any spelling, with or without a signature', async () => {
-    await expectApprovalRejected(`${b64u({ alg: 'none', typ: APPROVAL_TYP })}.${b64u(approvalClaims())}.`, 'approval is unsigned (alg none)');
-    await expectApprovalRejected(`${b64u({ alg: 'NONE', typ: APPROVAL_TYP })}.${b64u(approvalClaims())}.c2ln`, 'approval is unsigned (alg none)');
+    await expectApprovalRejected(
+      `${b64u({ alg: 'none', typ: APPROVAL_TYP })}.${b64u(approvalClaims())}.`,
+      'approval is unsigned (alg none)',
+    );
+    await expectApprovalRejected(
+      `${b64u({ alg: 'NONE', typ: APPROVAL_TYP })}.${b64u(approvalClaims())}.c2ln`,
+      'approval is unsigned (alg none)',
+    );
   });
 
   test('HS256 keyed with the approver public key (algorithm confusion)', async () => {
     const input = `${b64u({ alg: 'HS256', kid: approverJwk.kid, typ: APPROVAL_TYP })}.${b64u(approvalClaims())}`;
-    for (const secret of [Buffer.from(approverJwk.x!, 'base64url'), Buffer.from(JSON.stringify(loadPublicJwks(home, 'approver')))]) {
+    for (const secret of [
+      Buffer.from(approverJwk.x!, 'base64url'),
+      Buffer.from(JSON.stringify(loadPublicJwks(home, 'approver'))),
+    ]) {
       const token = `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
       await expectApprovalRejected(token, 'approval algorithm not allowed');
     }
@@ -362,7 +429,11 @@ describe('hostile headers', () => {
 
   test.each(['jku', 'x5u'])('%s pointing at attacker keys is refused without a fetch', async (name) => {
     const before = requests;
-    const token = signEd25519({ alg: 'EdDSA', kid: 'attacker', typ: APPROVAL_TYP, [name]: `${serverUrl}/jwks` }, approvalClaims(), attacker.privateKey);
+    const token = signEd25519(
+      { alg: 'EdDSA', kid: 'attacker', typ: APPROVAL_TYP, [name]: `${serverUrl}/jwks` },
+      approvalClaims(),
+      attacker.privateKey,
+    );
     await expectApprovalRejected(token, `approval header "${name}" is not accepted`);
     expect(requests).toBe(before);
   });
@@ -377,7 +448,10 @@ describe('hostile headers', () => {
   });
 
   test('crit is refused', async () => {
-    await expectApprovalRejected(approverSigned({ crit: ['exp'] }), 'approval has unsupported critical header parameters');
+    await expectApprovalRejected(
+      approverSigned({ crit: ['exp'] }),
+      'approval has unsupported critical header parameters',
+    );
   });
 
   test('an oversized token is refused before decoding', async () => {
@@ -419,12 +493,20 @@ describe('claims', () => {
 
   test('32 roles of 64 characters are accepted', async () => {
     const roles = Array.from({ length: 32 }, (_, i) => `${i}`.padStart(64, 'r'));
-    await expect(verifyApproval(approverSigned({}, approvalClaims({ roles })), manifest, { now: NOW, home })).resolves.toMatchObject({ roles });
+    await expect(
+      verifyApproval(approverSigned({}, approvalClaims({ roles })), manifest, { now: NOW, home }),
+    ).resolves.toMatchObject({ roles });
   });
 
-  test.each<unknown>(['APPROVE', 'maybe', '', true, 1, null, ['approve']])('decision %p is rejected', async (decision) => {
-    await expectApprovalRejected(approverSigned({}, approvalClaims({ decision })), 'approval claim "decision" is invalid');
-  });
+  test.each<unknown>(['APPROVE', 'maybe', '', true, 1, null, ['approve']])(
+    'decision %p is rejected',
+    async (decision) => {
+      await expectApprovalRejected(
+        approverSigned({}, approvalClaims({ decision })),
+        'approval claim "decision" is invalid',
+      );
+    },
+  );
 
   test.each<[string, unknown]>([
     ['sub', 42],
@@ -439,11 +521,17 @@ describe('claims', () => {
     ['reason', 5],
     ['justification', ['why']],
   ])('claim %s = %p is rejected', async (claim, value) => {
-    await expectApprovalRejected(approverSigned({}, approvalClaims({ [claim]: value })), `approval claim "${claim}" is invalid`);
+    await expectApprovalRejected(
+      approverSigned({}, approvalClaims({ [claim]: value })),
+      `approval claim "${claim}" is invalid`,
+    );
   });
 
   test('exp of the wrong type is rejected', async () => {
-    await expectApprovalRejected(approverSigned({}, approvalClaims({ exp: String(NOW_S + 300) })), 'approval claim "exp" is invalid');
+    await expectApprovalRejected(
+      approverSigned({}, approvalClaims({ exp: String(NOW_S + 300) })),
+      'approval claim "exp" is invalid',
+    );
   });
 
   test('nbf in the future is rejected', async () => {
@@ -452,10 +540,15 @@ describe('claims', () => {
 
   test('an empty reason and 1000-character notes are accepted', async () => {
     const token = approverSigned({}, approvalClaims({ reason: '', justification: 'j'.repeat(1000) }));
-    await expect(verifyApproval(token, manifest, { now: NOW, home })).resolves.toMatchObject({ reason: '', justification: 'j'.repeat(1000) });
+    await expect(verifyApproval(token, manifest, { now: NOW, home })).resolves.toMatchObject({
+      reason: '',
+      justification: 'j'.repeat(1000),
+    });
   });
 
   test('now must be a valid Date', async () => {
-    await expect(verifyApproval(await vote(), manifest, { now: new Date(NaN), home })).rejects.toMatchObject({ code: ErrorCode.InvalidInput });
+    await expect(verifyApproval(await vote(), manifest, { now: new Date(NaN), home })).rejects.toMatchObject({
+      code: ErrorCode.InvalidInput,
+    });
   });
 });

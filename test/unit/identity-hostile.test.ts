@@ -37,7 +37,15 @@ let canary: Canary;
 let serverUrl: string;
 
 function credentialClaims(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return { iss: DEV_ISSUER, sub: 'svc', aud: GOVERNOR_AUDIENCE, iat: NOW_S, exp: NOW_S + 300, jti: 'j-1', ...overrides };
+  return {
+    iss: DEV_ISSUER,
+    sub: 'svc',
+    aud: GOVERNOR_AUDIENCE,
+    iat: NOW_S,
+    exp: NOW_S + 300,
+    jti: 'j-1',
+    ...overrides,
+  };
 }
 
 function attestationClaims(overrides: Record<string, unknown> = {}): Record<string, unknown> {
@@ -101,18 +109,26 @@ afterAll(async () => {
 
 describe('hand-crafted tokens signed with the real issuer key', () => {
   test('the crafting helper itself produces an accepted credential (control)', async () => {
-    await expect(verifyCredential(issuerSigned({}), manifest, { now: NOW, home })).resolves.toMatchObject({ sub: 'svc' });
+    await expect(verifyCredential(issuerSigned({}), manifest, { now: NOW, home })).resolves.toMatchObject({
+      sub: 'svc',
+    });
   });
 
   test('typ absent or JOSE is accepted (JWT-SVID); another typ is not', async () => {
-    await expect(verifyCredential(issuerSigned({ typ: undefined }), manifest, { now: NOW, home })).resolves.toMatchObject({ sub: 'svc' });
-    await expect(verifyCredential(issuerSigned({ typ: 'JOSE' }), manifest, { now: NOW, home })).resolves.toMatchObject({ sub: 'svc' });
+    await expect(
+      verifyCredential(issuerSigned({ typ: undefined }), manifest, { now: NOW, home }),
+    ).resolves.toMatchObject({ sub: 'svc' });
+    await expect(verifyCredential(issuerSigned({ typ: 'JOSE' }), manifest, { now: NOW, home })).resolves.toMatchObject({
+      sub: 'svc',
+    });
     await expectCredentialRejected(issuerSigned({ typ: 'at+jwt' }), 'credential type not accepted');
   });
 
   test('an aud array containing the governor is accepted and normalized', async () => {
     const token = issuerSigned({}, credentialClaims({ aud: ['other', GOVERNOR_AUDIENCE] }));
-    await expect(verifyCredential(token, manifest, { now: NOW, home })).resolves.toMatchObject({ aud: ['other', GOVERNOR_AUDIENCE] });
+    await expect(verifyCredential(token, manifest, { now: NOW, home })).resolves.toMatchObject({
+      aud: ['other', GOVERNOR_AUDIENCE],
+    });
   });
 
   test.each(['iss', 'sub', 'aud', 'exp', 'iat'])('missing %s is rejected', async (claim) => {
@@ -124,13 +140,21 @@ describe('hand-crafted tokens signed with the real issuer key', () => {
   test('jti is optional but must be a string when present', async () => {
     const claims = credentialClaims();
     delete claims.jti;
-    await expect(verifyCredential(issuerSigned({}, claims), manifest, { now: NOW, home })).resolves.not.toHaveProperty('jti');
+    await expect(verifyCredential(issuerSigned({}, claims), manifest, { now: NOW, home })).resolves.not.toHaveProperty(
+      'jti',
+    );
     await expectCredentialRejected(issuerSigned({}, credentialClaims({ jti: 7 })), 'credential claim "jti" is invalid');
   });
 
   test('claims of the wrong type are rejected', async () => {
-    await expectCredentialRejected(issuerSigned({}, credentialClaims({ exp: String(NOW_S + 300) })), 'credential claim "exp" is invalid');
-    await expectCredentialRejected(issuerSigned({}, credentialClaims({ sub: 42 })), 'credential claim "sub" is invalid');
+    await expectCredentialRejected(
+      issuerSigned({}, credentialClaims({ exp: String(NOW_S + 300) })),
+      'credential claim "exp" is invalid',
+    );
+    await expectCredentialRejected(
+      issuerSigned({}, credentialClaims({ sub: 42 })),
+      'credential claim "sub" is invalid',
+    );
     await expectCredentialRejected(issuerSigned({}, credentialClaims({ iss: 42 })), 'credential issuer not trusted');
   });
 
@@ -140,13 +164,20 @@ describe('hand-crafted tokens signed with the real issuer key', () => {
 
   test('a tampered payload fails the signature check', async () => {
     const [h, , s] = issuerSigned({}).split('.');
-    await expectCredentialRejected(`${h}.${b64u(credentialClaims({ sub: 'admin' }))}.${s}`, 'credential signature invalid');
+    await expectCredentialRejected(
+      `${h}.${b64u(credentialClaims({ sub: 'admin' }))}.${s}`,
+      'credential signature invalid',
+    );
   });
 });
 
 describe('forged credentials', () => {
   test('signed by another key under the issuer kid', async () => {
-    const token = signEd25519({ alg: 'EdDSA', kid: issuerJwk.kid, typ: 'JWT' }, credentialClaims(), attacker.privateKey);
+    const token = signEd25519(
+      { alg: 'EdDSA', kid: issuerJwk.kid, typ: 'JWT' },
+      credentialClaims(),
+      attacker.privateKey,
+    );
     await expectCredentialRejected(token, 'credential signature invalid');
   });
 
@@ -161,20 +192,33 @@ describe('forged credentials', () => {
   });
 
   test('signed by a trusted key of another role (the attester)', async () => {
-    const token = signEd25519({ alg: 'EdDSA', kid: attesterJwk.kid, typ: 'JWT' }, credentialClaims(), privateKeyOf(attesterJwk));
+    const token = signEd25519(
+      { alg: 'EdDSA', kid: attesterJwk.kid, typ: 'JWT' },
+      credentialClaims(),
+      privateKeyOf(attesterJwk),
+    );
     await expectCredentialRejected(token, 'credential signing key not found');
   });
 
   test('alg none (any spelling, with or without a signature) is rejected', async () => {
     const unsigned = `${b64u({ alg: 'none', typ: 'JWT' })}.${b64u(credentialClaims())}.`;
     await expectCredentialRejected(unsigned, 'credential is unsigned (alg none)');
-    await expectCredentialRejected(`${b64u({ alg: 'None' })}.${b64u(credentialClaims())}.`, 'credential is unsigned (alg none)');
-    await expectCredentialRejected(`${b64u({ alg: 'none' })}.${b64u(credentialClaims())}.c2ln`, 'credential is unsigned (alg none)');
+    await expectCredentialRejected(
+      `${b64u({ alg: 'None' })}.${b64u(credentialClaims())}.`,
+      'credential is unsigned (alg none)',
+    );
+    await expectCredentialRejected(
+      `${b64u({ alg: 'none' })}.${b64u(credentialClaims())}.c2ln`,
+      'credential is unsigned (alg none)',
+    );
   });
 
   test('HS256 keyed with the issuer public key (algorithm confusion) is rejected', async () => {
     const input = `${b64u({ alg: 'HS256', kid: issuerJwk.kid, typ: 'JWT' })}.${b64u(credentialClaims())}`;
-    for (const secret of [Buffer.from(issuerJwk.x!, 'base64url'), Buffer.from(JSON.stringify(loadPublicJwks(home, 'issuer')))]) {
+    for (const secret of [
+      Buffer.from(issuerJwk.x!, 'base64url'),
+      Buffer.from(JSON.stringify(loadPublicJwks(home, 'issuer'))),
+    ]) {
       const token = `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
       await expectCredentialRejected(token, 'credential algorithm not allowed');
     }
@@ -214,7 +258,11 @@ describe('key-bearing headers are refused and never fetched', () => {
     // Signed by the attacker, with the header that would hand the verifier the attacker's key.
     const token = signEd25519({ alg: 'EdDSA', typ: 'JWT', ...extra() }, credentialClaims(), attacker.privateKey);
     await expectCredentialRejected(token, `credential header "${name}" is not accepted`);
-    const att = signEd25519({ alg: 'EdDSA', typ: 'attestation+jwt', ...extra() }, attestationClaims(), attacker.privateKey);
+    const att = signEd25519(
+      { alg: 'EdDSA', typ: 'attestation+jwt', ...extra() },
+      attestationClaims(),
+      attacker.privateKey,
+    );
     await expectAttestationRejected(att, `attestation header "${name}" is not accepted`);
     // Even with a valid signature from the real key, the header alone is enough to refuse.
     await expectCredentialRejected(issuerSigned(extra()), `credential header "${name}" is not accepted`);
@@ -230,8 +278,14 @@ describe('key-bearing headers are refused and never fetched', () => {
 
 describe('header guards', () => {
   test('crit is refused (we implement no extensions)', async () => {
-    await expectCredentialRejected(issuerSigned({ crit: ['exp'], exp: NOW_S + 300 }), 'credential has unsupported critical header parameters');
-    await expectCredentialRejected(issuerSigned({ crit: ['b64'], b64: false }), 'credential has unsupported critical header parameters');
+    await expectCredentialRejected(
+      issuerSigned({ crit: ['exp'], exp: NOW_S + 300 }),
+      'credential has unsupported critical header parameters',
+    );
+    await expectCredentialRejected(
+      issuerSigned({ crit: ['b64'], b64: false }),
+      'credential has unsupported critical header parameters',
+    );
   });
 
   test('a non-string kid or typ is malformed', async () => {
@@ -245,7 +299,11 @@ describe('size and shape, checked before anything is trusted', () => {
     const token = issuerSigned({}, credentialClaims({ pad: 'x'.repeat(8192) }));
     await expectCredentialRejected(token, 'credential exceeds 8192 bytes');
     const small = Manifest.parse({ ...manifest, credential: { maxTokenBytes: 512 } });
-    await expectCredentialRejected(issuerSigned({}, credentialClaims({ pad: 'x'.repeat(400) })), 'credential exceeds 512 bytes', small);
+    await expectCredentialRejected(
+      issuerSigned({}, credentialClaims({ pad: 'x'.repeat(400) })),
+      'credential exceeds 512 bytes',
+      small,
+    );
   });
 
   test('oversized garbage is rejected on size, not parsed', async () => {
@@ -291,30 +349,54 @@ describe('size and shape, checked before anything is trusted', () => {
 });
 
 describe('hostile attestations', () => {
-  function attesterSigned(header: Record<string, unknown>, claims: Record<string, unknown> = attestationClaims()): string {
-    return signEd25519({ alg: 'EdDSA', kid: attesterJwk.kid, typ: 'attestation+jwt', ...header }, claims, privateKeyOf(attesterJwk));
+  function attesterSigned(
+    header: Record<string, unknown>,
+    claims: Record<string, unknown> = attestationClaims(),
+  ): string {
+    return signEd25519(
+      { alg: 'EdDSA', kid: attesterJwk.kid, typ: 'attestation+jwt', ...header },
+      claims,
+      privateKeyOf(attesterJwk),
+    );
   }
 
   test('control: a hand-crafted attestation from the real attester is accepted', async () => {
-    await expect(verifyAttestation(attesterSigned({}), manifest, { now: NOW, home, expectedSubject: 'svc' })).resolves.toMatchObject({
+    await expect(
+      verifyAttestation(attesterSigned({}), manifest, { now: NOW, home, expectedSubject: 'svc' }),
+    ).resolves.toMatchObject({
       trustZone: 'trusted',
     });
   });
 
   test('by an untrusted attester', async () => {
-    const token = signEd25519({ alg: 'EdDSA', kid: 'attacker', typ: 'attestation+jwt' }, attestationClaims({ iss: 'https://rogue-attester' }), attacker.privateKey);
+    const token = signEd25519(
+      { alg: 'EdDSA', kid: 'attacker', typ: 'attestation+jwt' },
+      attestationClaims({ iss: 'https://rogue-attester' }),
+      attacker.privateKey,
+    );
     await expectAttestationRejected(token, 'attestation issuer not trusted');
   });
 
   test('claiming the trusted attester but signed by another key', async () => {
-    const sameKid = signEd25519({ alg: 'EdDSA', kid: attesterJwk.kid, typ: 'attestation+jwt' }, attestationClaims(), attacker.privateKey);
+    const sameKid = signEd25519(
+      { alg: 'EdDSA', kid: attesterJwk.kid, typ: 'attestation+jwt' },
+      attestationClaims(),
+      attacker.privateKey,
+    );
     await expectAttestationRejected(sameKid, 'attestation signature invalid');
-    const issuerKey = signEd25519({ alg: 'EdDSA', kid: issuerJwk.kid, typ: 'attestation+jwt' }, attestationClaims(), privateKeyOf(issuerJwk));
+    const issuerKey = signEd25519(
+      { alg: 'EdDSA', kid: issuerJwk.kid, typ: 'attestation+jwt' },
+      attestationClaims(),
+      privateKeyOf(issuerJwk),
+    );
     await expectAttestationRejected(issuerKey, 'attestation signing key not found');
   });
 
   test('alg none', async () => {
-    await expectAttestationRejected(`${b64u({ alg: 'none', typ: 'attestation+jwt' })}.${b64u(attestationClaims())}.`, 'attestation is unsigned (alg none)');
+    await expectAttestationRejected(
+      `${b64u({ alg: 'none', typ: 'attestation+jwt' })}.${b64u(attestationClaims())}.`,
+      'attestation is unsigned (alg none)',
+    );
   });
 
   test('typ must be attestation+jwt', async () => {
@@ -331,25 +413,48 @@ describe('hostile attestations', () => {
   test('exp is optional; staleness is then bounded by iat and maxAge alone', async () => {
     const fresh = attestationClaims({ iat: NOW_S - 60 });
     delete fresh.exp;
-    const verified = await verifyAttestation(attesterSigned({}, fresh), manifest, { now: NOW, home, expectedSubject: 'svc' });
+    const verified = await verifyAttestation(attesterSigned({}, fresh), manifest, {
+      now: NOW,
+      home,
+      expectedSubject: 'svc',
+    });
     expect(verified).not.toHaveProperty('exp');
     await expectAttestationRejected(attesterSigned({}, { ...fresh, iat: NOW_S - 3600 }), 'attestation is stale');
   });
 
   test('claims of the wrong shape', async () => {
-    await expectAttestationRejected(attesterSigned({}, attestationClaims({ imageDigest: 'latest' })), 'attestation claim "imageDigest" is invalid');
-    await expectAttestationRejected(attesterSigned({}, attestationClaims({ trustZone: '' })), 'attestation claim "trustZone" is invalid');
-    await expectAttestationRejected(attesterSigned({}, attestationClaims({ environment: { prod: true } })), 'attestation claim "environment" is invalid');
-    await expectAttestationRejected(attesterSigned({}, attestationClaims({ iat: 'yesterday' })), 'attestation claim "iat" is invalid');
+    await expectAttestationRejected(
+      attesterSigned({}, attestationClaims({ imageDigest: 'latest' })),
+      'attestation claim "imageDigest" is invalid',
+    );
+    await expectAttestationRejected(
+      attesterSigned({}, attestationClaims({ trustZone: '' })),
+      'attestation claim "trustZone" is invalid',
+    );
+    await expectAttestationRejected(
+      attesterSigned({}, attestationClaims({ environment: { prod: true } })),
+      'attestation claim "environment" is invalid',
+    );
+    await expectAttestationRejected(
+      attesterSigned({}, attestationClaims({ iat: 'yesterday' })),
+      'attestation claim "iat" is invalid',
+    );
   });
 
   test('for another subject', async () => {
-    await expectAttestationRejected(attesterSigned({}), 'attestation subject does not match the credential', 'billing-agent');
+    await expectAttestationRejected(
+      attesterSigned({}),
+      'attestation subject does not match the credential',
+      'billing-agent',
+    );
   });
 
   test('a real dev attestation with a tampered trust zone', async () => {
     const [h, , s] = (await issueAttestation({ home, sub: 'svc', trustZone: 'untrusted', now: NOW })).split('.');
-    await expectAttestationRejected(`${h}.${b64u(attestationClaims({ trustZone: 'trusted' }))}.${s}`, 'attestation signature invalid');
+    await expectAttestationRejected(
+      `${h}.${b64u(attestationClaims({ trustZone: 'trusted' }))}.${s}`,
+      'attestation signature invalid',
+    );
   });
 
   test('a credential from the real issuer is never an attestation, even when the attester trusts the issuer key', async () => {

@@ -153,10 +153,24 @@ describe('issue', () => {
   });
 
   test('credential: explicit audience, issuer, ttl and jti', async () => {
-    const token = await issueCredential({ home, sub: 's', audience: 'a', issuer: 'https://i', ttlSeconds: 60, jti: 'j-1', now: NOW });
+    const token = await issueCredential({
+      home,
+      sub: 's',
+      audience: 'a',
+      issuer: 'https://i',
+      ttlSeconds: 60,
+      jti: 'j-1',
+      now: NOW,
+    });
     expect(decodeJwt(token)).toEqual({ iss: 'https://i', sub: 's', aud: 'a', iat: NOW_S, exp: NOW_S + 60, jti: 'j-1' });
-    await expect(issueCredential({ home, sub: '', now: NOW })).rejects.toMatchObject({ code: ErrorCode.InvalidInput, field: 'sub' });
-    await expect(issueCredential({ home, sub: 's', ttlSeconds: 0 })).rejects.toMatchObject({ code: ErrorCode.InvalidInput, field: 'ttlSeconds' });
+    await expect(issueCredential({ home, sub: '', now: NOW })).rejects.toMatchObject({
+      code: ErrorCode.InvalidInput,
+      field: 'sub',
+    });
+    await expect(issueCredential({ home, sub: 's', ttlSeconds: 0 })).rejects.toMatchObject({
+      code: ErrorCode.InvalidInput,
+      field: 'ttlSeconds',
+    });
   });
 
   test('attestation: claims, dev defaults, typ attestation+jwt', async () => {
@@ -213,7 +227,9 @@ describe('verifyCredential', () => {
     const strict = devManifest({ credential: { clockToleranceSeconds: 0 } });
     const token = await issueCredential({ home, sub: 'svc', ttlSeconds: 60, now: NOW });
     await expect(verifyCredential(token, strict, { now: at(59), home })).resolves.toMatchObject({ sub: 'svc' });
-    await expect(verifyCredential(token, strict, { now: at(60), home })).rejects.toMatchObject({ message: 'credential expired' });
+    await expect(verifyCredential(token, strict, { now: at(60), home })).rejects.toMatchObject({
+      message: 'credential expired',
+    });
   });
 
   test('wrong audience is rejected', async () => {
@@ -243,7 +259,9 @@ describe('verifyCredential', () => {
 
   test('an attestation is not accepted as a credential', async () => {
     const m = devManifest({
-      trustedIssuers: [{ issuer: DEV_ATTESTER, audience: GOVERNOR_AUDIENCE, jwks: { file: 'keys/attester.jwks.json' } }],
+      trustedIssuers: [
+        { issuer: DEV_ATTESTER, audience: GOVERNOR_AUDIENCE, jwks: { file: 'keys/attester.jwks.json' } },
+      ],
     });
     const token = await issueAttestation({ home, sub: 'svc', now: NOW });
     await expect(verifyCredential(token, m, { now: NOW, home })).rejects.toMatchObject({
@@ -288,7 +306,9 @@ describe('verifyCredential', () => {
   test('inline keys and a uri JWKS (fetched once, then cached) are supported', async () => {
     const jwks = loadPublicJwks(home, 'issuer');
     const token = await issueCredential({ home, sub: 'svc', now: NOW });
-    const inline = devManifest({ trustedIssuers: [{ issuer: DEV_ISSUER, audience: GOVERNOR_AUDIENCE, jwks: { keys: jwks.keys } }] });
+    const inline = devManifest({
+      trustedIssuers: [{ issuer: DEV_ISSUER, audience: GOVERNOR_AUDIENCE, jwks: { keys: jwks.keys } }],
+    });
     await expect(verifyCredential(token, inline, { now: NOW, home })).resolves.toMatchObject({ sub: 'svc' });
 
     let requests = 0;
@@ -300,7 +320,9 @@ describe('verifyCredential', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
-      const remote = devManifest({ trustedIssuers: [{ issuer: DEV_ISSUER, audience: GOVERNOR_AUDIENCE, jwks: { uri } }] });
+      const remote = devManifest({
+        trustedIssuers: [{ issuer: DEV_ISSUER, audience: GOVERNOR_AUDIENCE, jwks: { uri } }],
+      });
       await expect(verifyCredential(token, remote, { now: NOW, home })).resolves.toMatchObject({ sub: 'svc' });
       await expect(verifyCredential(token, remote, { now: NOW, home })).resolves.toMatchObject({ sub: 'svc' });
       expect(requests).toBe(1);
@@ -315,7 +337,9 @@ describe('verifyCredential', () => {
     const port = (server.address() as AddressInfo).port;
     await new Promise((resolve) => server.close(resolve)); // nothing listens on `port` now
     const uri = `http://127.0.0.1:${port}/jwks.json?secret=1`;
-    const remote = devManifest({ trustedIssuers: [{ issuer: DEV_ISSUER, audience: GOVERNOR_AUDIENCE, jwks: { uri } }] });
+    const remote = devManifest({
+      trustedIssuers: [{ issuer: DEV_ISSUER, audience: GOVERNOR_AUDIENCE, jwks: { uri } }],
+    });
     const token = await issueCredential({ home, sub: 'svc', now: NOW });
     await expect(verifyCredential(token, remote, { now: NOW, home })).rejects.toMatchObject({
       code: ErrorCode.PolicyUnavailable,
@@ -327,7 +351,9 @@ describe('verifyCredential', () => {
 describe('verifyAttestation', () => {
   test('accepts a fresh attestation for the credential subject', async () => {
     const token = await issueAttestation({ home, sub: 'billing-agent', now: NOW });
-    await expect(verifyAttestation(token, manifest, { now: at(60), home, expectedSubject: 'billing-agent' })).resolves.toEqual({
+    await expect(
+      verifyAttestation(token, manifest, { now: at(60), home, expectedSubject: 'billing-agent' }),
+    ).resolves.toEqual({
       iss: DEV_ATTESTER,
       sub: 'billing-agent',
       iat: NOW_S,
@@ -341,20 +367,30 @@ describe('verifyAttestation', () => {
   test('an attestation older than maxAge is stale', async () => {
     const token = await issueAttestation({ home, sub: 'svc', ttlSeconds: 7200, now: NOW });
     // Default maxAge 15m: exactly 15m old is still fresh, one second more is stale.
-    await expect(verifyAttestation(token, manifest, { now: at(900), home, expectedSubject: 'svc' })).resolves.toMatchObject({ sub: 'svc' });
-    await expect(verifyAttestation(token, manifest, { now: at(901), home, expectedSubject: 'svc' })).rejects.toMatchObject({
+    await expect(
+      verifyAttestation(token, manifest, { now: at(900), home, expectedSubject: 'svc' }),
+    ).resolves.toMatchObject({ sub: 'svc' });
+    await expect(
+      verifyAttestation(token, manifest, { now: at(901), home, expectedSubject: 'svc' }),
+    ).rejects.toMatchObject({
       code: ErrorCode.AttestationInvalid,
       message: 'attestation is stale',
     });
-    const shortLived = devManifest({ trustedAttesters: [{ issuer: DEV_ATTESTER, jwks: { file: 'keys/attester.jwks.json' }, maxAge: '30s' }] });
-    await expect(verifyAttestation(token, shortLived, { now: at(31), home, expectedSubject: 'svc' })).rejects.toMatchObject({
+    const shortLived = devManifest({
+      trustedAttesters: [{ issuer: DEV_ATTESTER, jwks: { file: 'keys/attester.jwks.json' }, maxAge: '30s' }],
+    });
+    await expect(
+      verifyAttestation(token, shortLived, { now: at(31), home, expectedSubject: 'svc' }),
+    ).rejects.toMatchObject({
       message: 'attestation is stale',
     });
   });
 
   test('an expired attestation is rejected', async () => {
     const token = await issueAttestation({ home, sub: 'svc', ttlSeconds: 60, now: NOW });
-    await expect(verifyAttestation(token, manifest, { now: at(120), home, expectedSubject: 'svc' })).rejects.toMatchObject({
+    await expect(
+      verifyAttestation(token, manifest, { now: at(120), home, expectedSubject: 'svc' }),
+    ).rejects.toMatchObject({
       code: ErrorCode.AttestationInvalid,
       message: 'attestation expired',
     });
@@ -362,7 +398,9 @@ describe('verifyAttestation', () => {
 
   test('an attestation for another subject is rejected', async () => {
     const token = await issueAttestation({ home, sub: 'other-agent', now: NOW });
-    await expect(verifyAttestation(token, manifest, { now: NOW, home, expectedSubject: 'billing-agent' })).rejects.toMatchObject({
+    await expect(
+      verifyAttestation(token, manifest, { now: NOW, home, expectedSubject: 'billing-agent' }),
+    ).rejects.toMatchObject({
       code: ErrorCode.AttestationInvalid,
       message: 'attestation subject does not match the credential',
     });

@@ -8,7 +8,16 @@ import { loadChainFile } from '../../sdk/chain-file';
 import { GovernorClient } from '../../sdk/client';
 import { Chain } from '../../contracts/chain';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
-import { findTooDeep, findTooLarge, formatBytes, formatPath, jsonTextTooDeep, MAX_JSON_DEPTH, MAX_WORKFLOW_INPUT_BYTES, utf8Length } from '../../contracts/limits';
+import {
+  findTooDeep,
+  findTooLarge,
+  formatBytes,
+  formatPath,
+  jsonTextTooDeep,
+  MAX_JSON_DEPTH,
+  MAX_WORKFLOW_INPUT_BYTES,
+  utf8Length,
+} from '../../contracts/limits';
 
 /**
  * Issue 14, item 5: bad input to `run` and to votes is refused by the client before anything is
@@ -23,7 +32,13 @@ const write = (name: string, text: string): string => {
   fs.writeFileSync(file, text);
   return file;
 };
-const step = (input: unknown = {}) => ({ id: 'a', action: 'notify', resource: { type: 'Channel', id: 'releases' }, executor: { type: 'noop' }, input });
+const step = (input: unknown = {}) => ({
+  id: 'a',
+  action: 'notify',
+  resource: { type: 'Channel', id: 'releases' },
+  executor: { type: 'noop' },
+  input,
+});
 const chainWith = (input: unknown) => ({ workload: 'agent:release-bot', steps: [step(input)] });
 /** A credential-shaped placeholder (never verified here: the client refuses before sending). */
 const token = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
@@ -83,9 +98,15 @@ describe('limits (contracts/limits.ts)', () => {
   it('measures JSON in UTF-8 bytes and names the field that makes it large', () => {
     expect(utf8Length('aé€😀')).toBe(1 + 2 + 3 + 4);
     expect(formatBytes(MAX_WORKFLOW_INPUT_BYTES)).toBe('1,048,576 bytes (1 MiB)');
-    const issue = findTooLarge({ chain: chainWith({ small: 1, blob: 'x'.repeat(2 * 1024 * 1024) }) }, MAX_WORKFLOW_INPUT_BYTES, 'the input');
+    const issue = findTooLarge(
+      { chain: chainWith({ small: 1, blob: 'x'.repeat(2 * 1024 * 1024) }) },
+      MAX_WORKFLOW_INPUT_BYTES,
+      'the input',
+    );
     expect(issue?.path).toEqual(['chain', 'steps', 0, 'input', 'blob']);
-    expect(issue?.message).toMatch(/^the input is 2,097,\d{3} bytes \(2\.0 MiB\) as JSON; the limit is 1,048,576 bytes \(1 MiB\); most of it is chain\.steps\.0\.input\.blob \(2,097,154 bytes \(2\.0 MiB\)\)$/);
+    expect(issue?.message).toMatch(
+      /^the input is 2,097,\d{3} bytes \(2\.0 MiB\) as JSON; the limit is 1,048,576 bytes \(1 MiB\); most of it is chain\.steps\.0\.input\.blob \(2,097,154 bytes \(2\.0 MiB\)\)$/,
+    );
     expect(findTooLarge(chainWith({ blob: 'x' }), MAX_WORKFLOW_INPUT_BYTES, 'the input')).toBeUndefined();
   });
 
@@ -113,28 +134,50 @@ describe('chain files (sdk/chain-file.ts)', () => {
     const file = write('big.json', JSON.stringify(chainWith({ blob: 'x'.repeat(20 * 1024 * 1024) })));
     const err = await caught(() => loadChainFile(file));
     expect(err).toMatchObject({ code: ErrorCode.InvalidInput, field: 'file' });
-    expect(err.message).toBe(`${file}: the chain file is ${formatBytes(fs.statSync(file).size)}; the limit is 2,097,152 bytes (2 MiB) (nothing was sent)`);
+    expect(err.message).toBe(
+      `${file}: the chain file is ${formatBytes(fs.statSync(file).size)}; the limit is 2,097,152 bytes (2 MiB) (nothing was sent)`,
+    );
   });
 
   it('refuses 20,000 levels of nesting in JSON and in YAML (flow and block) with the field path, not a stack overflow', async () => {
     // JSON.stringify itself recurses: the deep file is written as text.
-    const json = write('deep.json', JSON.stringify(chainWith('@@')).replace('"@@"', `${'{"x":'.repeat(20_000)}1${'}'.repeat(20_000)}`));
+    const json = write(
+      'deep.json',
+      JSON.stringify(chainWith('@@')).replace('"@@"', `${'{"x":'.repeat(20_000)}1${'}'.repeat(20_000)}`),
+    );
     const j = await caught(() => loadChainFile(json));
     expect(j).toMatchObject({ code: ErrorCode.InvalidInput, field: 'steps.0.input.x.x.x.x.x.x.x.…(52 more).x.x' });
-    expect(j.message).toBe(`${json}: steps.0.input.x.x.x.x.x.x.x.…(52 more).x.x: nests deeper than 64 levels (the limit for a chain document)`);
+    expect(j.message).toBe(
+      `${json}: steps.0.input.x.x.x.x.x.x.x.…(52 more).x.x: nests deeper than 64 levels (the limit for a chain document)`,
+    );
 
-    const flow = write('deep-flow.yaml', `workload: agent:release-bot\nsteps:\n  - id: a\n    action: notify\n    resource: { type: Channel, id: releases }\n    executor: { type: noop }\n    input:\n      x: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`);
+    const flow = write(
+      'deep-flow.yaml',
+      `workload: agent:release-bot\nsteps:\n  - id: a\n    action: notify\n    resource: { type: Channel, id: releases }\n    executor: { type: noop }\n    input:\n      x: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`,
+    );
     const f = await caught(() => loadChainFile(flow));
     expect(f.code).toBe(ErrorCode.InvalidInput);
-    expect(f.message).toMatch(new RegExp(`^${escape(flow)}: steps\\.0\\.input\\.x\\.0\\.0\\.0\\.0\\.0\\.0\\.…\\(52 more\\)\\.0\\.0 \\(line 8, column \\d+\\): nests deeper than 64 levels`));
+    expect(f.message).toMatch(
+      new RegExp(
+        `^${escape(flow)}: steps\\.0\\.input\\.x\\.0\\.0\\.0\\.0\\.0\\.0\\.…\\(52 more\\)\\.0\\.0 \\(line 8, column \\d+\\): nests deeper than 64 levels`,
+      ),
+    );
 
-    const block = write('deep-block.yaml', `workload: agent:release-bot\nsteps:\n  - id: a\n    action: notify\n    resource: { type: Channel, id: releases }\n    executor: { type: noop }\n    input:\n      x:\n${Array.from({ length: 200 }, (_, i) => `${' '.repeat(8 + 2 * i)}k:`).join('\n')} 1\n`);
+    const block = write(
+      'deep-block.yaml',
+      `workload: agent:release-bot\nsteps:\n  - id: a\n    action: notify\n    resource: { type: Channel, id: releases }\n    executor: { type: noop }\n    input:\n      x:\n${Array.from({ length: 200 }, (_, i) => `${' '.repeat(8 + 2 * i)}k:`).join('\n')} 1\n`,
+    );
     const b = await caught(() => loadChainFile(block));
-    expect(b.message).toMatch(new RegExp(`^${escape(block)}: steps\\.0\\.input\\.x\\.k\\.k\\.k\\.k\\.k\\.k\\.…\\(52 more\\)\\.k\\.k \\(line \\d+, column \\d+\\): nests deeper than 64 levels`));
+    expect(b.message).toMatch(
+      new RegExp(
+        `^${escape(block)}: steps\\.0\\.input\\.x\\.k\\.k\\.k\\.k\\.k\\.k\\.…\\(52 more\\)\\.k\\.k \\(line \\d+, column \\d+\\): nests deeper than 64 levels`,
+      ),
+    );
   });
 
   it('refuses YAML tags outside the core schema, naming the tag and its line', async () => {
-    const base = 'workload: agent:release-bot\nsteps:\n  - id: a\n    action: notify\n    resource: { type: Channel, id: releases }\n    executor: { type: noop }\n';
+    const base =
+      'workload: agent:release-bot\nsteps:\n  - id: a\n    action: notify\n    resource: { type: Channel, id: releases }\n    executor: { type: noop }\n';
     for (const [tagged, tag] of [
       ["    input: { f: !!js/function 'function () { return 1 }' }\n", '!!js/function'],
       ['    input: { f: !foo bar }\n', '!foo'],
@@ -150,8 +193,13 @@ describe('chain files (sdk/chain-file.ts)', () => {
       });
     }
     // Core tags are fine, and so are the shipped examples.
-    expect(loadChainFile(write('core.yaml', `${base}    input: { n: !!str 5, m: !!int "7" }\n`)).steps[0]!.input).toEqual({ n: '5', m: 7 });
-    for (const name of ['deploy-staging.yaml', 'deploy-prod.yaml', 'drop-prod-table.yaml']) expect(loadChainFile(path.join(__dirname, '..', '..', 'examples', 'chains', name)).steps.length).toBeGreaterThan(0);
+    expect(
+      loadChainFile(write('core.yaml', `${base}    input: { n: !!str 5, m: !!int "7" }\n`)).steps[0]!.input,
+    ).toEqual({ n: '5', m: 7 });
+    for (const name of ['deploy-staging.yaml', 'deploy-prod.yaml', 'drop-prod-table.yaml'])
+      expect(loadChainFile(path.join(__dirname, '..', '..', 'examples', 'chains', name)).steps.length).toBeGreaterThan(
+        0,
+      );
     const dup = await caught(() => loadChainFile(write('dup.yaml', `${base}workload: other\n`)));
     expect(dup.message).toMatch(/: not valid YAML \(line 7, column 1\): Map keys must be unique/);
   });
@@ -163,13 +211,17 @@ describe('GovernorClient refuses before sending', () => {
   it('a 20 MB input: names the limit and the field', async () => {
     const err = await caught(() => gc.start(chainWith({ blob: 'x'.repeat(20 * 1024 * 1024) }), creds));
     expect(err).toMatchObject({ code: ErrorCode.InvalidInput, field: 'steps.0.input.blob' });
-    expect(err.message).toMatch(/^the workflow input is 20,97\d,\d{3} bytes \(20\.0 MiB\) as JSON; the limit is 1,048,576 bytes \(1 MiB\); most of it is steps\.0\.input\.blob \(20,971,522 bytes \(20\.0 MiB\)\) \(nothing was sent\)$/);
+    expect(err.message).toMatch(
+      /^the workflow input is 20,97\d,\d{3} bytes \(20\.0 MiB\) as JSON; the limit is 1,048,576 bytes \(1 MiB\); most of it is steps\.0\.input\.blob \(20,971,522 bytes \(20\.0 MiB\)\) \(nothing was sent\)$/,
+    );
   });
 
   it('20,000 levels of nesting: names the field path, no stack overflow', async () => {
     const err = await caught(() => gc.start(chainWith(nested(20_000)), creds));
     expect(err).toMatchObject({ code: ErrorCode.InvalidInput, field: 'steps.0.input.x.x.x.x.x.x.x.…(52 more).x.x' });
-    expect(err.message).toBe('steps.0.input.x.x.x.x.x.x.x.…(52 more).x.x: nests deeper than 64 levels (the limit for a chain document) (nothing was sent)');
+    expect(err.message).toBe(
+      'steps.0.input.x.x.x.x.x.x.x.…(52 more).x.x: nests deeper than 64 levels (the limit for a chain document) (nothing was sent)',
+    );
   });
 
   it('oversized and malformed tokens: credential, attestation, votes', async () => {
@@ -178,12 +230,26 @@ describe('GovernorClient refuses before sending', () => {
       field: 'credential',
       message: 'credential: is 20,000 characters; the limit is 16,384 (16 KiB) (nothing was sent)',
     });
-    expect(await caught(() => gc.start(chainWith({}), { credential: token, attestation: long }))).toMatchObject({ field: 'attestation' });
-    expect(await caught(() => gc.submitApproval('chain-1', long))).toMatchObject({ code: ErrorCode.InvalidInput, field: 'token', message: 'token: is 20,000 characters; the limit is 16,384 (16 KiB) (nothing was sent)' });
+    expect(await caught(() => gc.start(chainWith({}), { credential: token, attestation: long }))).toMatchObject({
+      field: 'attestation',
+    });
+    expect(await caught(() => gc.submitApproval('chain-1', long))).toMatchObject({
+      code: ErrorCode.InvalidInput,
+      field: 'token',
+      message: 'token: is 20,000 characters; the limit is 16,384 (16 KiB) (nothing was sent)',
+    });
     expect(await caught(() => gc.signalVote('chain-1', long, 'approve'))).toMatchObject({ field: 'token' });
-    expect(await caught(() => gc.signalVote('chain-1', 'not a jws', 'deny'))).toMatchObject({ field: 'token', message: 'token: must be a compact JWS (header.payload.signature) (nothing was sent)' });
-    expect(await caught(() => gc.submitApproval('chain-1', 42 as unknown as string))).toMatchObject({ field: 'token', message: 'token: must be a string (a compact JWS) (nothing was sent)' });
-    expect(await caught(() => gc.refreshCredential('chain-1', { credential: long }))).toMatchObject({ field: 'credential' });
+    expect(await caught(() => gc.signalVote('chain-1', 'not a jws', 'deny'))).toMatchObject({
+      field: 'token',
+      message: 'token: must be a compact JWS (header.payload.signature) (nothing was sent)',
+    });
+    expect(await caught(() => gc.submitApproval('chain-1', 42 as unknown as string))).toMatchObject({
+      field: 'token',
+      message: 'token: must be a string (a compact JWS) (nothing was sent)',
+    });
+    expect(await caught(() => gc.refreshCredential('chain-1', { credential: long }))).toMatchObject({
+      field: 'credential',
+    });
   });
 });
 

@@ -91,10 +91,25 @@ describe('loading the default bundle', () => {
   it('parses the manifest with the trusted issuer, attester, roles and http allow-list', () => {
     const m = bundle.manifest;
     expect(m.trustedIssuers).toEqual([
-      { issuer: 'https://governor.local/dev-issuer', audience: 'temporal-governor', jwks: { file: 'keys/issuer.jwks.json' }, algorithms: ['EdDSA', 'ES256'] },
+      {
+        issuer: 'https://governor.local/dev-issuer',
+        audience: 'temporal-governor',
+        jwks: { file: 'keys/issuer.jwks.json' },
+        algorithms: ['EdDSA', 'ES256'],
+      },
     ]);
-    expect(m.trustedAttesters[0]).toMatchObject({ issuer: 'https://governor.local/dev-attester', jwks: { file: 'keys/attester.jwks.json' }, maxAge: '15m' });
-    expect(Object.keys(m.approverRoles).sort()).toEqual(['data-steward', 'dba', 'finance-approver', 'security-officer', 'sre-lead']);
+    expect(m.trustedAttesters[0]).toMatchObject({
+      issuer: 'https://governor.local/dev-attester',
+      jwks: { file: 'keys/attester.jwks.json' },
+      maxAge: '15m',
+    });
+    expect(Object.keys(m.approverRoles).sort()).toEqual([
+      'data-steward',
+      'dba',
+      'finance-approver',
+      'security-officer',
+      'sre-lead',
+    ]);
     expect(m.approvals).toEqual({ defaultQuorum: 1, defaultDeadline: '30m', breakGlassRole: 'security-officer' });
     expect(m.http.allow).toEqual([]);
   });
@@ -102,9 +117,22 @@ describe('loading the default bundle', () => {
   it('covers manifest, schema and policies with the digest, and loads the test files separately', () => {
     expect(bundle.digest).toMatch(/^[0-9a-f]{64}$/);
     expect(bundle.files.map((f) => f.path)).toEqual([
-      'baseline.cedar', 'data.cedar', 'databases.cedar', 'deployments.cedar', 'manifest.yaml', 'notifications.cedar', 'payments.cedar', 'schema.cedarschema',
+      'baseline.cedar',
+      'data.cedar',
+      'databases.cedar',
+      'deployments.cedar',
+      'manifest.yaml',
+      'notifications.cedar',
+      'payments.cedar',
+      'schema.cedarschema',
     ]);
-    expect(bundle.tests.map((t) => t.file)).toEqual(['tests/data.yaml', 'tests/databases.yaml', 'tests/deployments.yaml', 'tests/general.yaml', 'tests/payments.yaml']);
+    expect(bundle.tests.map((t) => t.file)).toEqual([
+      'tests/data.yaml',
+      'tests/databases.yaml',
+      'tests/deployments.yaml',
+      'tests/general.yaml',
+      'tests/payments.yaml',
+    ]);
     expect(bundle.tests.every((t) => t.cases.length > 0)).toBe(true);
   });
 });
@@ -158,7 +186,11 @@ describe('checkBundle names the file, line or field of each problem', () => {
     const line = edit(dir, 'deployments.cedar', 'resource == Environment::"prod")', 'resource = Environment::"prod")');
     const issues = errorsOf(checkBundle(dir));
     expect(issues).toHaveLength(1);
-    expect(issues[0]).toMatchObject({ file: 'deployments.cedar', line, message: expect.stringMatching(/'=' is not a valid operator/) });
+    expect(issues[0]).toMatchObject({
+      file: 'deployments.cedar',
+      line,
+      message: expect.stringMatching(/'=' is not a valid operator/),
+    });
     const err = thrown(() => loadBundle(dir));
     expect(isGovernorError(err) && err.code).toBe(ErrorCode.PolicyError);
     expect((err as Error).message).toContain(`deployments.cedar:${line}:`);
@@ -174,7 +206,9 @@ describe('checkBundle names the file, line or field of each problem', () => {
         line,
         column: 8,
         policyId: 'data-export-bulk-requires-steward',
-        message: expect.stringMatching(/attribute `rowcount` in context for Action::"export_data" not found.*did you mean `rowCount`/),
+        message: expect.stringMatching(
+          /attribute `rowcount` in context for Action::"export_data" not found.*did you mean `rowCount`/,
+        ),
       }),
     ]);
     expect(formatIssue(issues[0]!)).toMatch(new RegExp(`^data\\.cedar:${line}:8: for policy`));
@@ -184,7 +218,11 @@ describe('checkBundle names the file, line or field of each problem', () => {
     const dir = copyDefault();
     const line = edit(dir, 'deployments.cedar', 'resource == Environment::"prod")', 'resource == Environment::"prdo")');
     expect(errorsOf(checkBundle(dir))).toEqual([
-      expect.objectContaining({ file: 'deployments.cedar', line, message: expect.stringMatching(/"prdo"` is not declared/) }),
+      expect.objectContaining({
+        file: 'deployments.cedar',
+        line,
+        message: expect.stringMatching(/"prdo"` is not declared/),
+      }),
     ]);
   });
 
@@ -210,7 +248,12 @@ describe('checkBundle names the file, line or field of each problem', () => {
   it('never echoes manifest values: neither in field errors nor in YAML syntax errors', () => {
     const secret = 'TOP-SECRET-d-4f9a8b7c';
     const fieldDir = copyDefault();
-    edit(fieldDir, 'manifest.yaml', 'jwks: { file: keys/issuer.jwks.json }', `jwks: { file: keys/issuer.jwks.json, keys: [{ kty: OKP, d: "${secret}" }] }`);
+    edit(
+      fieldDir,
+      'manifest.yaml',
+      'jwks: { file: keys/issuer.jwks.json }',
+      `jwks: { file: keys/issuer.jwks.json, keys: [{ kty: OKP, d: "${secret}" }] }`,
+    );
     edit(fieldDir, 'manifest.yaml', 'maxAge: 15m', `maxAge: "${secret}"`);
     const fieldIssues = checkBundle(fieldDir).map(formatIssue);
     expect(fieldIssues).toEqual([
@@ -221,9 +264,16 @@ describe('checkBundle names the file, line or field of each problem', () => {
     const line = edit(syntaxDir, 'manifest.yaml', 'credential:', `credential: "${secret}\n  extra: [`);
     const syntaxIssues = errorsOf(checkBundle(syntaxDir));
     expect(syntaxIssues.length).toBeGreaterThan(0);
-    expect(syntaxIssues[0]).toMatchObject({ file: 'manifest.yaml', message: expect.stringMatching(/^YAML syntax error: /) });
+    expect(syntaxIssues[0]).toMatchObject({
+      file: 'manifest.yaml',
+      message: expect.stringMatching(/^YAML syntax error: /),
+    });
     expect(syntaxIssues[0]!.line).toBeGreaterThanOrEqual(line);
-    for (const text of [...fieldIssues, ...syntaxIssues.map(formatIssue), (thrown(() => loadBundle(syntaxDir)) as Error).message]) {
+    for (const text of [
+      ...fieldIssues,
+      ...syntaxIssues.map(formatIssue),
+      (thrown(() => loadBundle(syntaxDir)) as Error).message,
+    ]) {
       expect(text).not.toContain(secret);
     }
   });
@@ -231,7 +281,10 @@ describe('checkBundle names the file, line or field of each problem', () => {
   it('requires a unique, well-formed @id on every policy', () => {
     const dir = copyDefault();
     const missing = edit(dir, 'notifications.cedar', '@id("notify-permit")\n', '');
-    writeFileSync(join(dir, 'zz-extra.cedar'), '// duplicate\n@id("payment-permit")\npermit (principal, action == Action::"pay", resource);\n@id("bad id!")\npermit (principal, action == Action::"read", resource);\n');
+    writeFileSync(
+      join(dir, 'zz-extra.cedar'),
+      '// duplicate\n@id("payment-permit")\npermit (principal, action == Action::"pay", resource);\n@id("bad id!")\npermit (principal, action == Action::"read", resource);\n',
+    );
     expect(errorsOf(checkBundle(dir)).map(formatIssue)).toEqual([
       `notifications.cedar:${missing}: policy has no @id("...") annotation; every policy needs a unique id`,
       'zz-extra.cedar:4: @id must be 1-128 characters: letters, digits, _ . : / - (starting with a letter or digit)',
@@ -245,7 +298,12 @@ describe('checkBundle names the file, line or field of each problem', () => {
     edit(dir, 'payments.cedar', '@escalate("finance-approver")', '@escalate("cfo")');
     edit(dir, 'deployments.cedar', '@quorum("2")', '@quorum("two")');
     edit(dir, 'databases.cedar', '@deadline("1h")', '@deadline("an hour")');
-    edit(dir, 'baseline.cedar', '@id("baseline-untrusted-zone-forbid")', '@id("baseline-untrusted-zone-forbid") @quorum("2")');
+    edit(
+      dir,
+      'baseline.cedar',
+      '@id("baseline-untrusted-zone-forbid")',
+      '@id("baseline-untrusted-zone-forbid") @quorum("2")',
+    );
     const messages = errorsOf(checkBundle(dir)).map((i) => `${i.file} ${i.policyId}: ${i.message}`);
     expect(messages).toEqual(
       expect.arrayContaining([
@@ -262,7 +320,9 @@ describe('checkBundle names the file, line or field of each problem', () => {
   it('rejects policy templates', () => {
     const dir = copyDefault();
     writeFileSync(join(dir, 'templates.cedar'), '@id("t") permit (principal == ?principal, action, resource);\n');
-    expect(errorsOf(checkBundle(dir)).map(formatIssue)).toEqual(['templates.cedar: policy templates are not supported; write static policies']);
+    expect(errorsOf(checkBundle(dir)).map(formatIssue)).toEqual([
+      'templates.cedar: policy templates are not supported; write static policies',
+    ]);
   });
 
   it('reports missing files and a schema syntax error with its line', () => {
@@ -270,12 +330,19 @@ describe('checkBundle names the file, line or field of each problem', () => {
     rmSync(join(dir, 'manifest.yaml'));
     const line = edit(dir, 'schema.cedarschema', 'entity Account;', 'entity Account');
     const issues = errorsOf(checkBundle(dir));
-    expect(issues.map((i) => `${i.file}${i.line ? `:${i.line}` : ''}`)).toEqual(['manifest.yaml', `schema.cedarschema:${line + 2}`]);
+    expect(issues.map((i) => `${i.file}${i.line ? `:${i.line}` : ''}`)).toEqual([
+      'manifest.yaml',
+      `schema.cedarschema:${line + 2}`,
+    ]);
     expect(issues[0]!.message).toBe('missing');
 
     const empty = mkdtempSync(join(tmpdir(), 'governor-empty-'));
     tmpDirs.push(empty);
-    expect(errorsOf(checkBundle(empty)).map(formatIssue)).toEqual(['manifest.yaml: missing', 'schema.cedarschema: missing', '*.cedar: the bundle has no policy files']);
+    expect(errorsOf(checkBundle(empty)).map(formatIssue)).toEqual([
+      'manifest.yaml: missing',
+      'schema.cedarschema: missing',
+      '*.cedar: the bundle has no policy files',
+    ]);
   });
 
   it('checks the test files: shape, and that expected policy ids exist', () => {
@@ -297,10 +364,14 @@ describe('checkBundle names the file, line or field of each problem', () => {
 
   it('loadBundleFromFiles is the same check without I/O', () => {
     const files: BundleFile[] = readBundleFiles(DEFAULT_DIR).files.map((f) =>
-      f.path === 'notifications.cedar' ? { ...f, content: f.content.replace('resource is Channel', 'resource is Chanel') } : f,
+      f.path === 'notifications.cedar'
+        ? { ...f, content: f.content.replace('resource is Channel', 'resource is Chanel') }
+        : f,
     );
     const err = thrown(() => loadBundleFromFiles(files, 'mem'));
     expect(isGovernorError(err) && err.code).toBe(ErrorCode.PolicyError);
-    expect((err as Error).message).toMatch(/^policy bundle mem is invalid:\nnotifications\.cedar:4:\d+: for policy `notify-permit`/);
+    expect((err as Error).message).toMatch(
+      /^policy bundle mem is invalid:\nnotifications\.cedar:4:\d+: for policy `notify-permit`/,
+    );
   });
 });

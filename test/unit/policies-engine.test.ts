@@ -80,8 +80,17 @@ describe('the release-bot scenario the examples rely on', () => {
     expect(defaultEngine.decide(request({ resource: { type: 'Environment', id: 'staging' } })).effect).toBe('allow');
     const prod = defaultEngine.decide(request());
     expect(prod.effect).toBe('escalate');
-    expect(prod.escalation).toEqual({ roles: ['sre-lead'], quorum: 2, deadline: '30m', policies: ['deploy-prod-requires-sre-approval'] });
-    expect(prod.annotations['deploy-prod-requires-sre-approval']).toMatchObject({ escalate: 'sre-lead', quorum: '2', deadline: '30m' });
+    expect(prod.escalation).toEqual({
+      roles: ['sre-lead'],
+      quorum: 2,
+      deadline: '30m',
+      policies: ['deploy-prod-requires-sre-approval'],
+    });
+    expect(prod.annotations['deploy-prod-requires-sre-approval']).toMatchObject({
+      escalate: 'sre-lead',
+      quorum: '2',
+      deadline: '30m',
+    });
     const drop = defaultEngine.decide(request({ action: 'drop_table', resource: { type: 'Database', id: 'prod' } }));
     expect(drop.effect).toBe('deny');
     expect(drop.determiningPolicies).toEqual(['db-drop-table-prod-forbid']);
@@ -89,10 +98,22 @@ describe('the release-bot scenario the examples rely on', () => {
 
   it('allows prod deploy once two distinct sre-leads approved (context built with the helpers)', () => {
     const roles = Object.keys(defaultBundle.manifest.approverRoles);
-    const one = approvalsContext([{ approver: 'alice', roles: ['sre-lead'] }, { approver: 'alice', roles: ['sre-lead'] }], roles);
+    const one = approvalsContext(
+      [
+        { approver: 'alice', roles: ['sre-lead'] },
+        { approver: 'alice', roles: ['sre-lead'] },
+      ],
+      roles,
+    );
     expect(one.count).toBe(1);
     expect(defaultEngine.decide(request({ context: requestContext({}, trusted, one) })).effect).toBe('escalate');
-    const two = approvalsContext([{ approver: 'alice', roles: ['sre-lead'] }, { approver: 'bob', roles: ['sre-lead', 'dba'] }], roles);
+    const two = approvalsContext(
+      [
+        { approver: 'alice', roles: ['sre-lead'] },
+        { approver: 'bob', roles: ['sre-lead', 'dba'] },
+      ],
+      roles,
+    );
     expect(two).toEqual({
       count: 2,
       approvers: ['alice', 'bob'],
@@ -103,10 +124,17 @@ describe('the release-bot scenario the examples rely on', () => {
   });
 
   it('requestContext ignores attestation and approvals a step tries to set itself', () => {
-    const forged = { attestation: { ...trusted, trustZone: 'trusted' }, approvals: { count: 9 }, now: 'x', ticket: 'OPS-1' };
+    const forged = {
+      attestation: { ...trusted, trustZone: 'trusted' },
+      approvals: { count: 9 },
+      now: 'x',
+      ticket: 'OPS-1',
+    };
     const context = requestContext(forged, { ...trusted, trustZone: 'sandbox' });
     expect(context).toEqual({ ticket: 'OPS-1', attestation: { ...trusted, trustZone: 'sandbox' } });
-    expect(defaultEngine.decide(request({ context, resource: { type: 'Environment', id: 'staging' } })).effect).toBe('deny');
+    expect(defaultEngine.decide(request({ context, resource: { type: 'Environment', id: 'staging' } })).effect).toBe(
+      'deny',
+    );
   });
 });
 
@@ -124,7 +152,10 @@ describe('determinism', () => {
     const a = request({ context: { attestation: trusted, version: '1.2.3' } });
     const b: AuthzRequest = {
       now: a.now,
-      context: { version: '1.2.3', attestation: { environment: 'dev', trustZone: 'trusted', imageDigest: 'sha256:abc' } },
+      context: {
+        version: '1.2.3',
+        attestation: { environment: 'dev', trustZone: 'trusted', imageDigest: 'sha256:abc' },
+      },
       resource: { id: 'prod', type: 'Environment' },
       action: 'deploy',
       principal: { id: 'agent:release-bot', type: 'Workload' },
@@ -199,7 +230,10 @@ describe('fail closed', () => {
   });
 
   it('denies a context Cedar cannot represent (null, fractions) instead of throwing', () => {
-    const contexts: AuthzRequest['context'][] = [{ attestation: trusted, version: null }, { attestation: trusted, ratio: 0.5 }];
+    const contexts: AuthzRequest['context'][] = [
+      { attestation: trusted, version: null },
+      { attestation: trusted, ratio: 0.5 },
+    ];
     for (const context of contexts) {
       const decision = defaultEngine.decide(request({ resource: { type: 'Environment', id: 'staging' }, context }));
       expect(decision.effect).toBe('deny');
@@ -232,8 +266,13 @@ describe('time', () => {
   it('uses request.now, not a now the caller put in the context', () => {
     const migrate = (now: string, context: AuthzRequest['context']) =>
       defaultEngine.decide(request({ action: 'migrate', resource: { type: 'Database', id: 'prod' }, now, context }));
-    expect(migrate(OFF_WINDOW, { attestation: trusted, now: IN_WINDOW }).escalation?.roles).toEqual(['dba', 'sre-lead']);
-    expect(migrate(IN_WINDOW, { attestation: trusted, now: OFF_WINDOW, nowEpochSeconds: 0 }).escalation?.roles).toEqual(['dba']);
+    expect(migrate(OFF_WINDOW, { attestation: trusted, now: IN_WINDOW }).escalation?.roles).toEqual([
+      'dba',
+      'sre-lead',
+    ]);
+    expect(migrate(IN_WINDOW, { attestation: trusted, now: OFF_WINDOW, nowEpochSeconds: 0 }).escalation?.roles).toEqual(
+      ['dba'],
+    );
   });
 
   it('exposes the time as a datetime (now) and as epoch seconds (nowEpochSeconds)', () => {
@@ -267,18 +306,33 @@ describe('escalation', () => {
     engine.decide(actRequest({ flags: { x: false, y: false, z: false, hard: false, ...flags } }));
 
   it('uses the annotations of a single escalatable forbid', () => {
-    expect(decide({ x: true }).escalation).toEqual({ roles: ['alpha'], quorum: 3, deadline: '2h', policies: ['esc-x'] });
+    expect(decide({ x: true }).escalation).toEqual({
+      roles: ['alpha'],
+      quorum: 3,
+      deadline: '2h',
+      policies: ['esc-x'],
+    });
   });
 
   it('falls back to the manifest defaults for quorum and deadline', () => {
-    expect(decide({ y: true }).escalation).toEqual({ roles: ['alpha', 'beta'], quorum: 2, deadline: '45m', policies: ['esc-y'] });
+    expect(decide({ y: true }).escalation).toEqual({
+      roles: ['alpha', 'beta'],
+      quorum: 2,
+      deadline: '45m',
+      policies: ['esc-y'],
+    });
   });
 
   it('merges: roles = union, quorum = max, deadline = min', () => {
     const decision = decide({ x: true, y: true, z: true });
     expect(decision.effect).toBe('escalate');
     expect(decision.determiningPolicies).toEqual(['esc-x', 'esc-y', 'esc-z']);
-    expect(decision.escalation).toEqual({ roles: ['alpha', 'beta', 'gamma'], quorum: 3, deadline: '10m', policies: ['esc-x', 'esc-y', 'esc-z'] });
+    expect(decision.escalation).toEqual({
+      roles: ['alpha', 'beta', 'gamma'],
+      quorum: 3,
+      deadline: '10m',
+      policies: ['esc-x', 'esc-y', 'esc-z'],
+    });
     expect(Object.keys(decision.annotations)).toEqual(['esc-x', 'esc-y', 'esc-z']);
     expect(decide({ y: true, z: true }).escalation).toMatchObject({ quorum: 2, deadline: '10m' });
   });
@@ -293,7 +347,11 @@ describe('escalation', () => {
 
   it('denies when nothing would permit the request even without the escalatable forbids', () => {
     const decision = defaultEngine.decide(
-      request({ action: 'export_data', resource: { type: 'Database', id: 'prod' }, context: { attestation: trusted, rowCount: 50_000 } }),
+      request({
+        action: 'export_data',
+        resource: { type: 'Database', id: 'prod' },
+        context: { attestation: trusted, rowCount: 50_000 },
+      }),
     );
     expect(decision.effect).toBe('deny');
     expect(decision.determiningPolicies).toEqual(['data-export-bulk-requires-steward']);
@@ -348,5 +406,11 @@ function syntheticBundle(policies: string): LoadedBundle {
 }
 
 function actRequest(context: AuthzRequest['context'], now = '2025-01-15T10:00:00.000Z'): AuthzRequest {
-  return { principal: { type: 'Workload', id: 'w' }, action: 'act', resource: { type: 'Thing', id: 't' }, context, now };
+  return {
+    principal: { type: 'Workload', id: 'w' },
+    action: 'act',
+    resource: { type: 'Thing', id: 't' },
+    context,
+    now,
+  };
 }

@@ -19,7 +19,8 @@ beforeAll(async () => {
 
 type Run = PolicyCliRun;
 
-const governor = (args: string[], options: { home?: string } = {}): Promise<Run> => policyCli(args, options.home ?? home);
+const governor = (args: string[], options: { home?: string } = {}): Promise<Run> =>
+  policyCli(args, options.home ?? home);
 
 const json = (r: Run) => JSON.parse(r.stdout) as Record<string, unknown>;
 
@@ -30,12 +31,20 @@ describe('governor policy check', () => {
     expect(r.code).toBe(0);
     expect(json(r)).toEqual({ ok: true, dir, digest: loadBundle(dir).digest, issues: [] });
     const human = await governor(['policy', 'check', dir]);
-    expect(human).toMatchObject({ code: 0, stdout: expect.stringContaining(`ok: ${dir} (digest ${loadBundle(dir).digest}`) });
+    expect(human).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining(`ok: ${dir} (digest ${loadBundle(dir).digest}`),
+    });
   });
 
   it('names file and line of a Cedar syntax error, exit 1', async () => {
     const dir = copyBundle();
-    const line = editBundleFile(dir, 'deployments.cedar', 'resource == Environment::"prod")', 'resource = Environment::"prod")');
+    const line = editBundleFile(
+      dir,
+      'deployments.cedar',
+      'resource == Environment::"prod")',
+      'resource = Environment::"prod")',
+    );
     const r = await governor(['policy', 'check', dir, '--json']);
     expect(r.code).toBe(1);
     const body = json(r) as { ok: boolean; issues: { file: string; line?: number; severity: string }[] };
@@ -48,11 +57,21 @@ describe('governor policy check', () => {
 
   it('names file, line and policy of a schema violation (Cedar validator)', async () => {
     const dir = copyBundle();
-    const line = editBundleFile(dir, 'data.cedar', 'when { context.rowCount > 10000 }', 'when { context.rowcount > 10000 }');
+    const line = editBundleFile(
+      dir,
+      'data.cedar',
+      'when { context.rowCount > 10000 }',
+      'when { context.rowcount > 10000 }',
+    );
     const r = await governor(['policy', 'check', dir, '--json']);
     expect(r.code).toBe(1);
     expect((json(r) as { issues: unknown[] }).issues).toContainEqual(
-      expect.objectContaining({ file: 'data.cedar', line, policyId: 'data-export-bulk-requires-steward', message: expect.stringContaining('rowcount') }),
+      expect.objectContaining({
+        file: 'data.cedar',
+        line,
+        policyId: 'data-export-bulk-requires-steward',
+        message: expect.stringContaining('rowcount'),
+      }),
     );
   });
 
@@ -79,7 +98,11 @@ describe('governor policy check', () => {
     const dir = copyBundle();
     const unsigned = await governor(['policy', 'check', dir, '--require-signed', '--json']);
     expect(unsigned.code).toBe(1);
-    expect(json(unsigned)).toMatchObject({ ok: false, signature: { status: 'unsigned' }, issues: [{ severity: 'error', file: SIGNATURE_FILE, message: expect.stringContaining('unsigned') }] });
+    expect(json(unsigned)).toMatchObject({
+      ok: false,
+      signature: { status: 'unsigned' },
+      issues: [{ severity: 'error', file: SIGNATURE_FILE, message: expect.stringContaining('unsigned') }],
+    });
 
     await signBundleDir(dir, await loadPrivateKey(home, 'policy-signing'));
     const signed = await governor(['policy', 'check', dir, '--require-signed', '--json']);
@@ -89,7 +112,11 @@ describe('governor policy check', () => {
     editBundleFile(dir, 'payments.cedar', 'context.amount > 10000', 'context.amount > 90000');
     const warned = await governor(['policy', 'check', dir, '--json']);
     expect(warned.code).toBe(0);
-    expect(json(warned)).toMatchObject({ ok: true, signature: { status: 'tampered' }, issues: [{ severity: 'warning', file: SIGNATURE_FILE }] });
+    expect(json(warned)).toMatchObject({
+      ok: true,
+      signature: { status: 'tampered' },
+      issues: [{ severity: 'warning', file: SIGNATURE_FILE }],
+    });
     const refused = await governor(['policy', 'check', dir, '--require-signed']);
     expect(refused.code).toBe(1);
     expect(refused.stdout).toContain('bundle.sig: tampered:');
@@ -103,7 +130,15 @@ describe('governor policy check', () => {
     const r = await governor(['policy', 'check', dir, '--require-signed', '--json']);
     expect(r.code).toBe(1);
     expect(json(r)).toMatchObject({ signature: { status: 'untrusted' } });
-    const ok = await governor(['policy', 'check', dir, '--require-signed', '--trusted-jwks', join(otherHome, 'keys', 'policy-signing.jwks.json'), '--json']);
+    const ok = await governor([
+      'policy',
+      'check',
+      dir,
+      '--require-signed',
+      '--trusted-jwks',
+      join(otherHome, 'keys', 'policy-signing.jwks.json'),
+      '--json',
+    ]);
     expect(ok.code).toBe(0);
   });
 });
@@ -115,11 +150,24 @@ describe('governor policy test', () => {
     expect(total).toBeGreaterThanOrEqual(39);
     const r = await governor(['policy', 'test', dir, '--json', '--require-coverage']);
     expect(r.code).toBe(0);
-    const body = json(r) as { ok: boolean; passed: number; failed: number; coverage: { uncoveredPolicies: string[]; uncoveredPaths: string[]; paths: Record<string, number> } };
+    const body = json(r) as {
+      ok: boolean;
+      passed: number;
+      failed: number;
+      coverage: { uncoveredPolicies: string[]; uncoveredPaths: string[]; paths: Record<string, number> };
+    };
     expect(body).toMatchObject({ ok: true, passed: total, failed: 0 });
     expect(body.coverage.uncoveredPolicies).toEqual([]);
     expect(body.coverage.uncoveredPaths).toEqual([]);
-    for (const path of ['invalid-request', 'evaluation-error', 'allow', 'default-deny', 'forbid', 'escalate', 'approval-cannot-help']) {
+    for (const path of [
+      'invalid-request',
+      'evaluation-error',
+      'allow',
+      'default-deny',
+      'forbid',
+      'escalate',
+      'approval-cannot-help',
+    ]) {
       expect(body.coverage.paths[path]).toBeGreaterThan(0);
     }
     const human = await governor(['policy', 'test', dir]);
@@ -128,10 +176,20 @@ describe('governor policy test', () => {
 
   it('exits 2 on a failing case and explains the decision it got', async () => {
     const dir = copyBundle();
-    editBundleFile(dir, 'tests/payments.yaml', 'expect: { effect: allow, determiningPolicies: [payment-permit] }', 'expect: { effect: deny }');
+    editBundleFile(
+      dir,
+      'tests/payments.yaml',
+      'expect: { effect: allow, determiningPolicies: [payment-permit] }',
+      'expect: { effect: deny }',
+    );
     const r = await governor(['policy', 'test', dir, '--json']);
     expect(r.code).toBe(2);
-    const body = json(r) as { ok: boolean; passed: number; failed: number; results: { passed: boolean; name: string; failures: string[] }[] };
+    const body = json(r) as {
+      ok: boolean;
+      passed: number;
+      failed: number;
+      results: { passed: boolean; name: string; failures: string[] }[];
+    };
     expect(body.ok).toBe(false);
     expect(body.failed).toBe(1);
     expect(body.results.filter((x) => !x.passed)).toEqual([
@@ -146,15 +204,31 @@ describe('governor policy test', () => {
 
   it('exits 1 (bad input) when the bundle itself is invalid, naming the file', async () => {
     const dir = copyBundle();
-    editBundleFile(dir, 'tests/data.yaml', 'determiningPolicies: [data-read-permit]', 'determiningPolicies: [data-read-permitt]');
+    editBundleFile(
+      dir,
+      'tests/data.yaml',
+      'determiningPolicies: [data-read-permit]',
+      'determiningPolicies: [data-read-permitt]',
+    );
     const r = await governor(['policy', 'test', dir, '--json']);
     expect(r.code).toBe(1);
-    expect(json(r)).toMatchObject({ ok: false, issues: [expect.objectContaining({ file: 'tests/data.yaml', field: expect.stringMatching(/^cases\.\d+\.expect\.determiningPolicies$/) })] });
+    expect(json(r)).toMatchObject({
+      ok: false,
+      issues: [
+        expect.objectContaining({
+          file: 'tests/data.yaml',
+          field: expect.stringMatching(/^cases\.\d+\.expect\.determiningPolicies$/),
+        }),
+      ],
+    });
   });
 
   it('with --require-coverage, exits 2 when a policy is exercised by no case', async () => {
     const dir = copyBundle();
-    writeFileSync(join(dir, 'extra.cedar'), '@id("notify-pager-permit")\npermit (principal is Workload, action == Action::"notify", resource == Channel::"pager");\n');
+    writeFileSync(
+      join(dir, 'extra.cedar'),
+      '@id("notify-pager-permit")\npermit (principal is Workload, action == Action::"notify", resource == Channel::"pager");\n',
+    );
     const lenient = await governor(['policy', 'test', dir, '--json']);
     expect(lenient.code).toBe(0);
     const strict = await governor(['policy', 'test', dir, '--require-coverage']);
@@ -169,7 +243,12 @@ describe('governor policy sign', () => {
     const r = await governor(['policy', 'sign', dir, '--json']);
     expect(r.code).toBe(0);
     const body = json(r) as { digest: string; kid: string; file: string };
-    expect(body).toMatchObject({ ok: true, digest: loadBundle(dir).digest, kid: (await loadPrivateKey(home, 'policy-signing')).kid, file: join(dir, SIGNATURE_FILE) });
+    expect(body).toMatchObject({
+      ok: true,
+      digest: loadBundle(dir).digest,
+      kid: (await loadPrivateKey(home, 'policy-signing')).kid,
+      file: join(dir, SIGNATURE_FILE),
+    });
     expect(readFileSync(body.file, 'utf8')).toMatch(/^[\w-]+\.\.[\w-]+\n$/);
     expect((await governor(['policy', 'check', dir, '--require-signed'])).code).toBe(0);
   });

@@ -23,7 +23,12 @@ const req = (env: string): AuthzRequest => ({
 });
 
 const payload = (value: unknown) => defaultPayloadConverter.toPayload(value)!;
-const authorizeResult = (stepId: string, request: AuthzRequest | null, decision: Decision, extra: Record<string, unknown> = {}) => ({
+const authorizeResult = (
+  stepId: string,
+  request: AuthzRequest | null,
+  decision: Decision,
+  extra: Record<string, unknown> = {},
+) => ({
   decision,
   ...(request ? { request } : {}),
   receipt: { seq: 1, chainId: 'c', stepId, kind: 'decision', digest: 'd', prevHash: 'p', hash: 'h', signature: 's' },
@@ -36,7 +41,9 @@ const laMarker = (eventId: number, activityType: string, result?: unknown) => ({
   markerRecordedEventAttributes: {
     markerName: 'core_local_activity',
     details: {
-      data: { payloads: [payload({ seq: eventId, attempt: 1, activity_id: String(eventId), activity_type: activityType })] },
+      data: {
+        payloads: [payload({ seq: eventId, attempt: 1, activity_id: String(eventId), activity_type: activityType })],
+      },
       ...(result !== undefined ? { result: { payloads: [payload(result)] } } : {}),
     },
   },
@@ -45,8 +52,22 @@ const laMarker = (eventId: number, activityType: string, result?: unknown) => ({
 describe('recordedDecisions: decisions out of a workflow history', () => {
   const staging = engine.decide(req('staging'));
   const prod = engine.decide(req('prod'));
-  const denied: Decision = { effect: 'deny', determiningPolicies: [], annotations: {}, errors: ['credential expired'], reason: 'credential expired', bundleDigest: engine.bundleDigest, inputDigest: 'x', evaluatedAt: '2025-01-15T10:00:00.000Z' };
-  const shadow = { bundleDigest: freezeEngine.bundleDigest, effect: 'deny', differs: true, determiningPolicies: ['deploy-staging-freeze'] };
+  const denied: Decision = {
+    effect: 'deny',
+    determiningPolicies: [],
+    annotations: {},
+    errors: ['credential expired'],
+    reason: 'credential expired',
+    bundleDigest: engine.bundleDigest,
+    inputDigest: 'x',
+    evaluatedAt: '2025-01-15T10:00:00.000Z',
+  };
+  const shadow = {
+    bundleDigest: freezeEngine.bundleDigest,
+    effect: 'deny',
+    differs: true,
+    determiningPolicies: ['deploy-staging-freeze'],
+  };
 
   const history = {
     events: [
@@ -58,8 +79,20 @@ describe('recordedDecisions: decisions out of a workflow history', () => {
       { eventId: 9, markerRecordedEventAttributes: { markerName: 'Version', details: {} } },
       { eventId: 10, activityTaskScheduledEventAttributes: { activityType: { name: 'authorize' } } },
       { eventId: 11, activityTaskScheduledEventAttributes: { activityType: { name: 'perform' } } },
-      { eventId: 12, activityTaskCompletedEventAttributes: { scheduledEventId: 11, result: { payloads: [payload(authorizeResult('x', req('dev'), staging))] } } },
-      { eventId: 13, activityTaskCompletedEventAttributes: { scheduledEventId: 10, result: { payloads: [payload(authorizeResult('s2', req('prod'), prod))] } } },
+      {
+        eventId: 12,
+        activityTaskCompletedEventAttributes: {
+          scheduledEventId: 11,
+          result: { payloads: [payload(authorizeResult('x', req('dev'), staging))] },
+        },
+      },
+      {
+        eventId: 13,
+        activityTaskCompletedEventAttributes: {
+          scheduledEventId: 10,
+          result: { payloads: [payload(authorizeResult('s2', req('prod'), prod))] },
+        },
+      },
       laMarker(14, 'authorize', authorizeResult('s3', null, denied)),
     ],
   } as unknown as History;
@@ -71,7 +104,13 @@ describe('recordedDecisions: decisions out of a workflow history', () => {
       [13, 's2', 'escalate', 'prod'],
       [14, 's3', 'deny', null],
     ]);
-    expect(recorded[0]).toMatchObject({ kind: 'decision', receiptSeq: 1, shadow, request: req('staging'), decision: staging });
+    expect(recorded[0]).toMatchObject({
+      kind: 'decision',
+      receiptSeq: 1,
+      shadow,
+      request: req('staging'),
+      decision: staging,
+    });
   });
 
   it('diffRecorded lists the decisions a candidate would flip, and skips those made before policy ran', () => {
@@ -81,9 +120,16 @@ describe('recordedDecisions: decisions out of a workflow history', () => {
     expect(diff.skipped).toBe(1);
     expect(diff.flipped).toEqual([
       expect.objectContaining({
-        chainId: 'chain-1', runId: 'run-1', stepId: 's1', eventId: 5,
+        chainId: 'chain-1',
+        runId: 'run-1',
+        stepId: 's1',
+        eventId: 5,
         recorded: expect.objectContaining({ effect: 'allow', bundleDigest: engine.bundleDigest }),
-        candidate: expect.objectContaining({ effect: 'deny', determiningPolicies: ['deploy-staging-freeze'], reason: expect.stringContaining('release freeze') }),
+        candidate: expect.objectContaining({
+          effect: 'deny',
+          determiningPolicies: ['deploy-staging-freeze'],
+          reason: expect.stringContaining('release freeze'),
+        }),
       }),
     ]);
     expect(diffRecorded(engine, 'chain-1', undefined, recorded).flipped).toEqual([]);
@@ -122,10 +168,13 @@ describe('explain: every deny and escalate names its determining policies and th
       expect(d.annotations[id]).toEqual(policy.annotations);
       // … and the explanation shows them.
       const line = lines.find((l) => l.startsWith(`  policy ${id}`))!;
-      for (const [key, value] of Object.entries(policy.annotations)) if (key !== 'id') expect(line).toContain(`@${key}(${JSON.stringify(value)})`);
+      for (const [key, value] of Object.entries(policy.annotations))
+        if (key !== 'id') expect(line).toContain(`@${key}(${JSON.stringify(value)})`);
     }
     if (d.effect === 'escalate') {
-      expect(lines).toContain(`  needs ${d.escalation!.quorum} approval(s) from [${d.escalation!.roles.join(', ')}] within ${d.escalation!.deadline}`);
+      expect(lines).toContain(
+        `  needs ${d.escalation!.quorum} approval(s) from [${d.escalation!.roles.join(', ')}] within ${d.escalation!.deadline}`,
+      );
     }
     if (d.determiningPolicies.length === 0) expect(d.reason).toMatch(/no policy permits|invalid request/);
   });

@@ -72,7 +72,11 @@ function policyText(p: PolicySpec, id: string): string {
   return `${annotations.join(' ')}\n${p.effect} (principal, action == Action::"act", resource) when { ${condition} };\n`;
 }
 
-function build(specs: readonly PolicySpec[], order?: readonly number[], duplicate: readonly number[] = []): { engine: PolicyEngine; ids: string[] } {
+function build(
+  specs: readonly PolicySpec[],
+  order?: readonly number[],
+  duplicate: readonly number[] = [],
+): { engine: PolicyEngine; ids: string[] } {
   const indices = order ?? specs.map((_, i) => i);
   const texts = indices.map((i) => policyText(specs[i]!, `p${i}`));
   for (const i of duplicate) texts.push(policyText(specs[i]!, `p${i}-dup`));
@@ -85,26 +89,48 @@ function build(specs: readonly PolicySpec[], order?: readonly number[], duplicat
 }
 
 function request(n: number): AuthzRequest {
-  return { principal: { type: 'Workload', id: 'w' }, action: 'act', resource: { type: 'Thing', id: 't' }, context: { n }, now: '2025-01-15T10:00:00.000Z' };
+  return {
+    principal: { type: 'Workload', id: 'w' },
+    action: 'act',
+    resource: { type: 'Thing', id: 't' },
+    context: { n },
+    now: '2025-01-15T10:00:00.000Z',
+  };
 }
 
 /** The reference model of the decision function. */
-function model(specs: readonly PolicySpec[], n: number): { effect: Decision['effect']; determining: string[]; escalation?: { roles: string[]; quorum: number; deadline: string } } {
+function model(
+  specs: readonly PolicySpec[],
+  n: number,
+): {
+  effect: Decision['effect'];
+  determining: string[];
+  escalation?: { roles: string[]; quorum: number; deadline: string };
+} {
   const applies = (p: PolicySpec): boolean | 'error' => {
     if (p.erroring) return Math.abs(n) >= 2 ? 'error' : n === 1;
     return p.op === '>' ? n > p.k : p.op === '<' ? n < p.k : n === p.k;
   };
   const results = specs.map((p, i) => ({ p, id: `p${i}`, r: applies(p) }));
-  const erroring = results.filter((x) => x.r === 'error').map((x) => x.id).sort();
+  const erroring = results
+    .filter((x) => x.r === 'error')
+    .map((x) => x.id)
+    .sort();
   if (erroring.length > 0) return { effect: 'deny', determining: erroring };
-  const permits = results.filter((x) => x.r === true && x.p.effect === 'permit').map((x) => x.id).sort();
+  const permits = results
+    .filter((x) => x.r === true && x.p.effect === 'permit')
+    .map((x) => x.id)
+    .sort();
   const forbids = results.filter((x) => x.r === true && x.p.effect === 'forbid');
-  if (forbids.length === 0) return permits.length > 0 ? { effect: 'allow', determining: permits } : { effect: 'deny', determining: [] };
+  if (forbids.length === 0)
+    return permits.length > 0 ? { effect: 'allow', determining: permits } : { effect: 'deny', determining: [] };
   const blocking = forbids.map((x) => x.id).sort();
   if (!forbids.every((x) => x.p.escalate) || permits.length === 0) return { effect: 'deny', determining: blocking };
   const roles = [...new Set(forbids.flatMap((x) => x.p.escalate!.roles))].sort();
   const quorum = Math.max(...forbids.map((x) => x.p.escalate!.quorum ?? 1));
-  const deadline = forbids.map((x) => x.p.escalate!.deadline ?? '30m').sort((a, b) => durationMs(a) - durationMs(b))[0]!;
+  const deadline = forbids
+    .map((x) => x.p.escalate!.deadline ?? '30m')
+    .sort((a, b) => durationMs(a) - durationMs(b))[0]!;
   return { effect: 'escalate', determining: blocking, escalation: { roles, quorum, deadline } };
 }
 
@@ -144,7 +170,10 @@ describe('named properties (DESIGN §3)', () => {
     const arb = bundleSpec.chain((specs) =>
       fc.tuple(
         fc.constant(specs),
-        fc.shuffledSubarray(specs.map((_, i) => i), { minLength: specs.length, maxLength: specs.length }),
+        fc.shuffledSubarray(
+          specs.map((_, i) => i),
+          { minLength: specs.length, maxLength: specs.length },
+        ),
         fc.subarray(specs.map((_, i) => i)),
         nArb,
       ),
@@ -156,7 +185,10 @@ describe('named properties (DESIGN §3)', () => {
         expect(shuffled.effect).toBe(plain.effect);
         const undup = (ids: readonly string[]) => [...new Set(ids.map((id) => id.replace(/-dup$/, '')))].sort();
         expect(undup(shuffled.determiningPolicies)).toEqual(undup(plain.determiningPolicies));
-        const req = (d: Decision) => (d.escalation ? { roles: d.escalation.roles, quorum: d.escalation.quorum, deadline: d.escalation.deadline } : undefined);
+        const req = (d: Decision) =>
+          d.escalation
+            ? { roles: d.escalation.roles, quorum: d.escalation.quorum, deadline: d.escalation.deadline }
+            : undefined;
         expect(req(shuffled)).toEqual(req(plain));
       }),
       { numRuns: 100 },
@@ -166,27 +198,49 @@ describe('named properties (DESIGN §3)', () => {
   it('default deny: when nothing permits the decision is deny; with nothing applying, it names no policy', () => {
     let nothingApplied = 0;
     fc.assert(
-      fc.property(bundleSpec.map((s) => s.map((p) => ({ ...p, effect: 'forbid' as const }))), nArb, (specs, n) => {
-        const { decision, path } = build(specs).engine.trace(request(n));
-        expect(decision.effect).toBe('deny');
-        expect([DecisionPath.DefaultDeny, DecisionPath.Forbid, DecisionPath.ApprovalCannotHelp, DecisionPath.EvaluationError]).toContain(path);
-        if (model(specs, n).determining.length === 0) {
-          nothingApplied += 1;
-          expect(path).toBe(DecisionPath.DefaultDeny);
-          expect(decision.determiningPolicies).toEqual([]);
-          expect(decision.errors).toEqual([]);
-        }
-      }),
+      fc.property(
+        bundleSpec.map((s) => s.map((p) => ({ ...p, effect: 'forbid' as const }))),
+        nArb,
+        (specs, n) => {
+          const { decision, path } = build(specs).engine.trace(request(n));
+          expect(decision.effect).toBe('deny');
+          expect([
+            DecisionPath.DefaultDeny,
+            DecisionPath.Forbid,
+            DecisionPath.ApprovalCannotHelp,
+            DecisionPath.EvaluationError,
+          ]).toContain(path);
+          if (model(specs, n).determining.length === 0) {
+            nothingApplied += 1;
+            expect(path).toBe(DecisionPath.DefaultDeny);
+            expect(decision.determiningPolicies).toEqual([]);
+            expect(decision.errors).toEqual([]);
+          }
+        },
+      ),
       { numRuns: 80 },
     );
     expect(nothingApplied).toBeGreaterThan(0);
     // And an action no policy of the shipped bundle mentions.
     const engine = PolicyEngine.fromBundle(loadBundle(DEFAULT_BUNDLE_DIR));
     fc.assert(
-      fc.property(fc.stringMatching(/^[a-z][a-z_]{2,12}$/).filter((a) => !['read', 'export_data', 'migrate', 'drop_table', 'deploy', 'rollback', 'notify', 'pay'].includes(a)), (action) => {
-        const d = engine.decide({ principal: { type: 'Workload', id: 'agent:x' }, action, resource: { type: 'Thing', id: 'y' }, context: { attestation: { imageDigest: 'sha256:0', trustZone: 'trusted', environment: 'dev' } }, now: '2025-01-15T10:00:00.000Z' });
-        expect(d).toMatchObject({ effect: 'deny', determiningPolicies: [], errors: [] });
-      }),
+      fc.property(
+        fc
+          .stringMatching(/^[a-z][a-z_]{2,12}$/)
+          .filter(
+            (a) => !['read', 'export_data', 'migrate', 'drop_table', 'deploy', 'rollback', 'notify', 'pay'].includes(a),
+          ),
+        (action) => {
+          const d = engine.decide({
+            principal: { type: 'Workload', id: 'agent:x' },
+            action,
+            resource: { type: 'Thing', id: 'y' },
+            context: { attestation: { imageDigest: 'sha256:0', trustZone: 'trusted', environment: 'dev' } },
+            now: '2025-01-15T10:00:00.000Z',
+          });
+          expect(d).toMatchObject({ effect: 'deny', determiningPolicies: [], errors: [] });
+        },
+      ),
       { numRuns: 50 },
     );
   });

@@ -39,16 +39,26 @@ describe('detached bundle signatures (RFC 7515 appendix F)', () => {
     const [header, payload, signature] = jws.split('.');
     expect(payload).toBe('');
     expect(signature).toMatch(/^[\w-]{86}$/);
-    expect(JSON.parse(Buffer.from(header!, 'base64url').toString())).toEqual({ alg: 'EdDSA', kid: k.kid, typ: SIGNATURE_TYP });
+    expect(JSON.parse(Buffer.from(header!, 'base64url').toString())).toEqual({
+      alg: 'EdDSA',
+      kid: k.kid,
+      typ: SIGNATURE_TYP,
+    });
     await expect(verifyDigestSignature(digest, jws, trusted())).resolves.toEqual({
-      status: 'valid', digest, kid: k.kid, message: `signed by trusted key "${k.kid}"`,
+      status: 'valid',
+      digest,
+      kid: k.kid,
+      message: `signed by trusted key "${k.kid}"`,
     });
   });
 
   it('reports a signature over another digest as tampered', async () => {
     const jws = await signDigest(digest, await key());
     const other = 'f'.repeat(64);
-    await expect(verifyDigestSignature(other, jws, trusted())).resolves.toMatchObject({ status: 'tampered', digest: other });
+    await expect(verifyDigestSignature(other, jws, trusted())).resolves.toMatchObject({
+      status: 'tampered',
+      digest: other,
+    });
   });
 
   it('reports a signature by a key outside the trusted JWKS as untrusted, naming its kid', async () => {
@@ -59,18 +69,32 @@ describe('detached bundle signatures (RFC 7515 appendix F)', () => {
   });
 
   it('reports a missing signature as unsigned', async () => {
-    await expect(verifyDigestSignature(digest, undefined, trusted())).resolves.toMatchObject({ status: 'unsigned', message: 'the bundle has no bundle.sig' });
+    await expect(verifyDigestSignature(digest, undefined, trusted())).resolves.toMatchObject({
+      status: 'unsigned',
+      message: 'the bundle has no bundle.sig',
+    });
   });
 
   it.each([
     ['garbage', async () => 'not a jws'],
-    ['an attached (non-detached) JWS', async () => new CompactSign(new TextEncoder().encode(digest)).setProtectedHeader({ alg: 'EdDSA', kid: (await key()).kid, typ: SIGNATURE_TYP }).sign((await key()).key)],
+    [
+      'an attached (non-detached) JWS',
+      async () =>
+        new CompactSign(new TextEncoder().encode(digest))
+          .setProtectedHeader({ alg: 'EdDSA', kid: (await key()).kid, typ: SIGNATURE_TYP })
+          .sign((await key()).key),
+    ],
     ['another typ', async () => detached({ typ: 'JWT' })],
-    ['a jku header (keys must come from the trusted JWKS)', async () => detached({ typ: SIGNATURE_TYP, jku: 'https://evil.example/jwks' })],
+    [
+      'a jku header (keys must come from the trusted JWKS)',
+      async () => detached({ typ: SIGNATURE_TYP, jku: 'https://evil.example/jwks' }),
+    ],
     ['an embedded jwk', async () => detached({ typ: SIGNATURE_TYP, jwk: { kty: 'OKP', crv: 'Ed25519', x: 'AAAA' } })],
     ['no kid', async () => detached({ typ: SIGNATURE_TYP }, false)],
   ])('refuses %s as malformed', async (_name, make) => {
-    await expect(verifyDigestSignature(digest, await make(), trusted())).resolves.toMatchObject({ status: 'malformed' });
+    await expect(verifyDigestSignature(digest, await make(), trusted())).resolves.toMatchObject({
+      status: 'malformed',
+    });
   });
 
   /** A detached JWS with a chosen header, signed by the trusted key. */
@@ -84,7 +108,10 @@ describe('detached bundle signatures (RFC 7515 appendix F)', () => {
   }
 
   it('refuses to sign something that is not a digest', async () => {
-    await expect(signDigest('../etc/passwd', await key())).rejects.toMatchObject({ code: ErrorCode.InvalidInput, field: 'digest' });
+    await expect(signDigest('../etc/passwd', await key())).rejects.toMatchObject({
+      code: ErrorCode.InvalidInput,
+      field: 'digest',
+    });
   });
 });
 
@@ -106,22 +133,28 @@ describe('signing and loading a bundle directory', () => {
     await signBundleDir(tampered, await key());
     editBundleFile(tampered, 'payments.cedar', 'context.amount > 10000', 'context.amount > 90000');
     await expect(loadSignedBundle(tampered, { trusted: trusted(), requireSigned: true })).rejects.toMatchObject({
-      code: ErrorCode.PolicyError, field: SIGNATURE_FILE, message: expect.stringContaining('refused (tampered)'),
+      code: ErrorCode.PolicyError,
+      field: SIGNATURE_FILE,
+      message: expect.stringContaining('refused (tampered)'),
     });
 
     const unsigned = copyBundle();
     await expect(loadSignedBundle(unsigned, { trusted: trusted(), requireSigned: true })).rejects.toMatchObject({
-      code: ErrorCode.PolicyError, message: expect.stringContaining('refused (unsigned)'),
+      code: ErrorCode.PolicyError,
+      message: expect.stringContaining('refused (unsigned)'),
     });
 
     const untrusted = copyBundle();
     await signBundleDir(untrusted, await loadPrivateKey(otherHome, 'policy-signing'));
     await expect(loadSignedBundle(untrusted, { trusted: trusted(), requireSigned: true })).rejects.toMatchObject({
-      code: ErrorCode.PolicyError, message: expect.stringContaining('refused (untrusted)'),
+      code: ErrorCode.PolicyError,
+      message: expect.stringContaining('refused (untrusted)'),
     });
 
     // Not required: loaded, and the check says what is wrong.
-    await expect(loadSignedBundle(tampered, { trusted: trusted() })).resolves.toMatchObject({ check: { status: 'tampered' } });
+    await expect(loadSignedBundle(tampered, { trusted: trusted() })).resolves.toMatchObject({
+      check: { status: 'tampered' },
+    });
   });
 
   it('a signature copied from another bundle does not transfer', async () => {
@@ -134,13 +167,19 @@ describe('signing and loading a bundle directory', () => {
   });
 
   it('requires trusted keys when signatures are required', async () => {
-    await expect(loadSignedBundle(copyBundle(), { requireSigned: true })).rejects.toMatchObject({ code: ErrorCode.PolicyError, field: 'policyTrustJwks' });
+    await expect(loadSignedBundle(copyBundle(), { requireSigned: true })).rejects.toMatchObject({
+      code: ErrorCode.PolicyError,
+      field: 'policyTrustJwks',
+    });
   });
 
   it('refuses to sign an invalid bundle, writing nothing', async () => {
     const dir = copyBundle();
     editBundleFile(dir, 'deployments.cedar', 'resource == Environment::"prod")', 'resource = Environment::"prod")');
-    await expect(signBundleDir(dir, await key())).rejects.toMatchObject({ code: ErrorCode.PolicyError, message: expect.stringContaining('deployments.cedar:') });
+    await expect(signBundleDir(dir, await key())).rejects.toMatchObject({
+      code: ErrorCode.PolicyError,
+      message: expect.stringContaining('deployments.cedar:'),
+    });
     expect(existsSync(join(dir, SIGNATURE_FILE))).toBe(false);
   });
 });
@@ -149,11 +188,22 @@ describe('trusted key files', () => {
   it('reads a public JWKS and refuses a missing file, a non-JWKS and private key material', () => {
     const dir = mkdtempSync(join(tmpdir(), 'governor-trust-'));
     expect(readTrustedKeys(join(home, 'keys', 'policy-signing.jwks.json')).keys).toHaveLength(1);
-    expect(() => readTrustedKeys(join(dir, 'absent.json'))).toThrow(expect.objectContaining({ code: ErrorCode.KeysMissing, message: expect.stringContaining('absent.json') }));
+    expect(() => readTrustedKeys(join(dir, 'absent.json'))).toThrow(
+      expect.objectContaining({ code: ErrorCode.KeysMissing, message: expect.stringContaining('absent.json') }),
+    );
     writeFileSync(join(dir, 'empty.json'), '{"keys":[]}');
-    expect(() => readTrustedKeys(join(dir, 'empty.json'))).toThrow(expect.objectContaining({ code: ErrorCode.KeysMissing, field: 'policyTrustJwks.keys' }));
-    writeFileSync(join(dir, 'private.json'), JSON.stringify({ keys: [JSON.parse(readFileSync(join(home, 'keys', 'policy-signing.private.jwk.json'), 'utf8'))] }));
-    expect(() => readTrustedKeys(join(dir, 'private.json'))).toThrow(expect.objectContaining({ message: expect.stringContaining('public keys only') }));
+    expect(() => readTrustedKeys(join(dir, 'empty.json'))).toThrow(
+      expect.objectContaining({ code: ErrorCode.KeysMissing, field: 'policyTrustJwks.keys' }),
+    );
+    writeFileSync(
+      join(dir, 'private.json'),
+      JSON.stringify({
+        keys: [JSON.parse(readFileSync(join(home, 'keys', 'policy-signing.private.jwk.json'), 'utf8'))],
+      }),
+    );
+    expect(() => readTrustedKeys(join(dir, 'private.json'))).toThrow(
+      expect.objectContaining({ message: expect.stringContaining('public keys only') }),
+    );
     // The error never echoes the key material.
     let message = '';
     try {
@@ -161,7 +211,8 @@ describe('trusted key files', () => {
     } catch (err) {
       message = (err as Error).message;
     }
-    const d = (JSON.parse(readFileSync(join(home, 'keys', 'policy-signing.private.jwk.json'), 'utf8')) as { d: string }).d;
+    const d = (JSON.parse(readFileSync(join(home, 'keys', 'policy-signing.private.jwk.json'), 'utf8')) as { d: string })
+      .d;
     expect(message).toContain('private.json');
     expect(message).not.toContain(d);
   });
@@ -190,9 +241,15 @@ describe('bundle archive', () => {
     const bundle = loadBundle(DEFAULT_BUNDLE_DIR);
     const target = archiveBundle(archiveHome, bundle);
     editBundleFile(target, 'payments.cedar', 'context.amount > 10000', 'context.amount > 90000');
-    expect(() => loadArchivedBundle(archiveHome, bundle.digest)).toThrow(expect.objectContaining({ code: ErrorCode.PolicyError, message: expect.stringContaining('corrupted') }));
-    expect(() => loadArchivedBundle(archiveHome, 'a'.repeat(64))).toThrow(expect.objectContaining({ code: ErrorCode.NotFound }));
-    expect(() => loadArchivedBundle(archiveHome, '../../etc')).toThrow(expect.objectContaining({ code: ErrorCode.InvalidInput, field: 'digest' }));
+    expect(() => loadArchivedBundle(archiveHome, bundle.digest)).toThrow(
+      expect.objectContaining({ code: ErrorCode.PolicyError, message: expect.stringContaining('corrupted') }),
+    );
+    expect(() => loadArchivedBundle(archiveHome, 'a'.repeat(64))).toThrow(
+      expect.objectContaining({ code: ErrorCode.NotFound }),
+    );
+    expect(() => loadArchivedBundle(archiveHome, '../../etc')).toThrow(
+      expect.objectContaining({ code: ErrorCode.InvalidInput, field: 'digest' }),
+    );
     renameSync(target, `${target}-moved`);
     expect(archivedDigests(archiveHome)).toEqual([]);
   });

@@ -56,27 +56,42 @@ describe('PolicyStore activation', () => {
 
     const unsigned = copyBundle();
     addStagingFreeze(unsigned);
-    await expect(store.activateFrom(unsigned)).rejects.toMatchObject({ code: ErrorCode.PolicyError, message: expect.stringContaining('(unsigned)') });
+    await expect(store.activateFrom(unsigned)).rejects.toMatchObject({
+      code: ErrorCode.PolicyError,
+      message: expect.stringContaining('(unsigned)'),
+    });
 
     const tampered = copyBundle();
     await sign(tampered);
     addStagingFreeze(tampered);
-    await expect(store.activateFrom(tampered)).rejects.toMatchObject({ message: expect.stringContaining('(tampered)') });
+    await expect(store.activateFrom(tampered)).rejects.toMatchObject({
+      message: expect.stringContaining('(tampered)'),
+    });
 
     const untrusted = copyBundle();
     addStagingFreeze(untrusted);
     await sign(untrusted, foreignHome);
-    await expect(store.activateFrom(untrusted)).rejects.toMatchObject({ message: expect.stringContaining('(untrusted)') });
+    await expect(store.activateFrom(untrusted)).rejects.toMatchObject({
+      message: expect.stringContaining('(untrusted)'),
+    });
 
     expect(store.current()!.bundle.digest).toBe(active.bundle.digest);
     expect(store.activations().map((a) => a.digest)).toEqual([active.bundle.digest]);
     // The synchronous path cannot check signatures, so a store that requires them refuses it.
-    expect(() => store.activateDir(tampered)).toThrow(expect.objectContaining({ code: ErrorCode.PolicyError, message: expect.stringContaining('signature not checked') }));
+    expect(() => store.activateDir(tampered)).toThrow(
+      expect.objectContaining({
+        code: ErrorCode.PolicyError,
+        message: expect.stringContaining('signature not checked'),
+      }),
+    );
   });
 
   it('refuses to start at all without trusted keys when signatures are required', async () => {
     const store = new PolicyStore({ home: mkdtempSync(join(tmpdir(), 'governor-store-empty-')), requireSigned: true });
-    await expect(store.activateFrom(DEFAULT_BUNDLE_DIR)).rejects.toMatchObject({ code: ErrorCode.KeysMissing, message: expect.stringContaining('policy-signing.jwks.json') });
+    await expect(store.activateFrom(DEFAULT_BUNDLE_DIR)).rejects.toMatchObject({
+      code: ErrorCode.KeysMissing,
+      message: expect.stringContaining('policy-signing.jwks.json'),
+    });
     expect(store.current()).toBeUndefined();
   });
 
@@ -90,7 +105,8 @@ describe('PolicyStore activation', () => {
     const second = await store.activateFrom(dir);
     expect(second.bundle.digest).not.toBe(first.bundle.digest);
     rmSync(dir, { recursive: true, force: true });
-    for (const digest of [first.bundle.digest, second.bundle.digest]) expect(loadArchivedBundle(archiveHome, digest).digest).toBe(digest);
+    for (const digest of [first.bundle.digest, second.bundle.digest])
+      expect(loadArchivedBundle(archiveHome, digest).digest).toBe(digest);
     expect(store.activations().map((a) => a.digest)).toEqual([first.bundle.digest, second.bundle.digest]);
     // Signatures are checked when trusted keys exist, even if not required, and reported.
     expect(second.signature).toMatchObject({ status: 'unsigned' });
@@ -98,9 +114,15 @@ describe('PolicyStore activation', () => {
 
   it('denies every decision while no valid bundle is loaded', async () => {
     const store = new PolicyStore({ home });
-    await expect(store.activateFrom(join(tmpdir(), 'no-such-bundle'))).rejects.toMatchObject({ code: ErrorCode.InvalidInput });
+    await expect(store.activateFrom(join(tmpdir(), 'no-such-bundle'))).rejects.toMatchObject({
+      code: ErrorCode.InvalidInput,
+    });
     const result = await authorizeAction(store, home, await input(), new Date());
-    expect(result.decision).toMatchObject({ effect: 'deny', reason: 'no valid policy bundle is loaded', bundleDigest: '' });
+    expect(result.decision).toMatchObject({
+      effect: 'deny',
+      reason: 'no valid policy bundle is loaded',
+      bundleDigest: '',
+    });
     expect(result.request).toBeUndefined();
   });
 });
@@ -124,12 +146,19 @@ describe('shadow mode', () => {
       effect: 'deny',
       differs: true,
       determiningPolicies: ['deploy-staging-freeze'],
-      annotations: { 'deploy-staging-freeze': { id: 'deploy-staging-freeze', reason: 'release freeze: no deployments to staging' } },
+      annotations: {
+        'deploy-staging-freeze': { id: 'deploy-staging-freeze', reason: 'release freeze: no deployments to staging' },
+      },
       errors: [],
       reason: 'denied by deploy-staging-freeze (release freeze: no deployments to staging)',
     });
 
-    const same = await authorizeAction(store, home, await input({ resource: { type: 'Environment', id: 'dev' } }), new Date());
+    const same = await authorizeAction(
+      store,
+      home,
+      await input({ resource: { type: 'Environment', id: 'dev' } }),
+      new Date(),
+    );
     expect(same.shadow).toMatchObject({ effect: 'allow', differs: false });
   });
 
@@ -139,7 +168,12 @@ describe('shadow mode', () => {
     const store = new PolicyStore({ home });
     store.activateDir(DEFAULT_BUNDLE_DIR);
     store.setShadowDir(quorum);
-    const prod = await authorizeAction(store, home, await input({ resource: { type: 'Environment', id: 'prod' } }), new Date());
+    const prod = await authorizeAction(
+      store,
+      home,
+      await input({ resource: { type: 'Environment', id: 'prod' } }),
+      new Date(),
+    );
     expect(prod.decision.escalation?.quorum).toBe(2);
     expect(prod.shadow).toMatchObject({ effect: 'escalate', differs: true, escalation: { quorum: 3 } });
 
@@ -164,7 +198,9 @@ describe('shadow mode', () => {
     };
     const activities = createActivities({ policies: store, home });
     const env = new MockActivityEnvironment(undefined, { logger });
-    const result = (await env.run(activities.authorize, await input())) as Awaited<ReturnType<typeof activities.authorize>>;
+    const result = (await env.run(activities.authorize, await input())) as Awaited<
+      ReturnType<typeof activities.authorize>
+    >;
     expect(result.decision.effect).toBe('allow');
     expect(result.shadow).toMatchObject({ differs: true, effect: 'deny' });
     // The receipt's digest covers a payload that includes the shadow block.
@@ -174,7 +210,15 @@ describe('shadow mode', () => {
     expect(result.receipt.digest).toBe(sha256Hex(canonicalJson(withShadow)));
     expect(result.receipt.digest).not.toBe(sha256Hex(canonicalJson(withoutShadow)));
     const warn = logged.find((l) => l.message === 'shadow policy bundle decides differently');
-    expect(warn).toMatchObject({ level: 'WARN', meta: { chainId: 'chain-1', stepId: 's1', enforced: { effect: 'allow' }, shadow: { effect: 'deny', determiningPolicies: ['deploy-staging-freeze'] } } });
+    expect(warn).toMatchObject({
+      level: 'WARN',
+      meta: {
+        chainId: 'chain-1',
+        stepId: 's1',
+        enforced: { effect: 'allow' },
+        shadow: { effect: 'deny', determiningPolicies: ['deploy-staging-freeze'] },
+      },
+    });
     expect(JSON.stringify(warn)).not.toContain((await input()).credential.slice(0, 40));
   });
 });
@@ -185,7 +229,8 @@ describe('live rollout: the policy watcher', () => {
 
   function recordingLogger(): WatchLogger & { lines: { level: string; msg: string; obj: Record<string, unknown> }[] } {
     const lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
-    const at = (level: string) => (obj: object, msg: string) => lines.push({ level, msg, obj: obj as Record<string, unknown> });
+    const at = (level: string) => (obj: object, msg: string) =>
+      lines.push({ level, msg, obj: obj as Record<string, unknown> });
     return { lines, info: at('info'), warn: at('warn'), error: at('error') };
   }
 
@@ -199,18 +244,33 @@ describe('live rollout: the policy watcher', () => {
     await expect(watcher.check()).resolves.toEqual({ kind: 'unchanged' });
 
     addStagingFreeze(dir);
-    await eventually('the changed bundle to be active', () => store.current()!.bundle.digest !== first.bundle.digest, { timeoutMs: 5000, intervalMs: 20 });
+    await eventually('the changed bundle to be active', () => store.current()!.bundle.digest !== first.bundle.digest, {
+      timeoutMs: 5000,
+      intervalMs: 20,
+    });
     const second = store.current()!.bundle.digest;
     expect(second).toBe(loadBundle(dir).digest);
-    expect(logger.lines).toContainEqual(expect.objectContaining({ level: 'info', msg: 'policy bundle activated (live rollout)', obj: expect.objectContaining({ digest: second, previous: first.bundle.digest }) }));
+    expect(logger.lines).toContainEqual(
+      expect.objectContaining({
+        level: 'info',
+        msg: 'policy bundle activated (live rollout)',
+        obj: expect.objectContaining({ digest: second, previous: first.bundle.digest }),
+      }),
+    );
 
     editBundleFile(dir, 'freeze.cedar', 'forbid (', 'forbid ((');
-    await eventually('the rejection to be logged', () => logger.lines.some((l) => l.level === 'error'), { timeoutMs: 5000, intervalMs: 20 });
+    await eventually('the rejection to be logged', () => logger.lines.some((l) => l.level === 'error'), {
+      timeoutMs: 5000,
+      intervalMs: 20,
+    });
     for (let i = 0; i < 3; i++) await watcher.check(); // polled again: the same broken bundle is not logged again
     expect(store.current()!.bundle.digest).toBe(second);
     const errors = logger.lines.filter((l) => l.level === 'error');
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ msg: 'new policy bundle rejected; the current one stays active', obj: { active: second, reason: expect.stringContaining('freeze.cedar:') } });
+    expect(errors[0]).toMatchObject({
+      msg: 'new policy bundle rejected; the current one stays active',
+      obj: { active: second, reason: expect.stringContaining('freeze.cedar:') },
+    });
 
     // Fixed again: the same content as `second`, so nothing new to roll out, and no further error.
     editBundleFile(dir, 'freeze.cedar', 'forbid ((', 'forbid (');
@@ -234,14 +294,19 @@ describe('live rollout: the policy watcher', () => {
     watchers.push(watcher);
 
     addStagingFreeze(dir);
-    await expect(watcher.check()).resolves.toMatchObject({ kind: 'rejected', reason: expect.stringContaining('(tampered)') });
+    await expect(watcher.check()).resolves.toMatchObject({
+      kind: 'rejected',
+      reason: expect.stringContaining('(tampered)'),
+    });
     expect(store.current()!.bundle.digest).toBe(first.bundle.digest);
 
     await sign(dir);
     const outcome = await watcher.check();
     expect(outcome).toEqual({ kind: 'activated', digest: loadBundle(dir).digest, previous: first.bundle.digest });
     expect(store.current()!.signature).toMatchObject({ status: 'valid' });
-    expect(readFileSync(join(bundleArchiveDir(home), loadBundle(dir).digest, SIGNATURE_FILE), 'utf8')).toBe(readFileSync(join(dir, SIGNATURE_FILE), 'utf8'));
+    expect(readFileSync(join(bundleArchiveDir(home), loadBundle(dir).digest, SIGNATURE_FILE), 'utf8')).toBe(
+      readFileSync(join(dir, SIGNATURE_FILE), 'utf8'),
+    );
   });
 
   it('replaces the shadow candidate when its directory changes', async () => {
@@ -259,7 +324,12 @@ describe('live rollout: the policy watcher', () => {
 
   it('closes itself on the next poll once told to stop', async () => {
     let stop = false;
-    const watcher = watchPolicyBundle({ dir: copyBundle(), store: new PolicyStore(), pollIntervalMs: 20, shouldStop: () => stop });
+    const watcher = watchPolicyBundle({
+      dir: copyBundle(),
+      store: new PolicyStore(),
+      pollIntervalMs: 20,
+      shouldStop: () => stop,
+    });
     watchers.push(watcher);
     expect(watcher.closed).toBe(false);
     stop = true;
@@ -275,7 +345,10 @@ describe('live rollout: the policy watcher', () => {
     watchers.push(watcher);
     const saved = readFileSync(join(dir, 'manifest.yaml'), 'utf8');
     rmSync(join(dir, 'manifest.yaml'));
-    await expect(watcher.check()).resolves.toMatchObject({ kind: 'rejected', reason: expect.stringContaining('manifest.yaml: missing') });
+    await expect(watcher.check()).resolves.toMatchObject({
+      kind: 'rejected',
+      reason: expect.stringContaining('manifest.yaml: missing'),
+    });
     writeFileSync(join(dir, 'manifest.yaml'), saved.replace('defaultQuorum: 1', 'defaultQuorum: 2'));
     await expect(watcher.check()).resolves.toMatchObject({ kind: 'activated', previous: first.bundle.digest });
   });

@@ -10,14 +10,21 @@ import { historyFromSavedJson } from '../harness/history';
  * a tie opened and expired, a malformed signal, a release. `coordinator-*` were recorded with it.
  */
 const dir = path.join(__dirname, '..', 'replay', 'coordinator');
-const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+const files = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 let code: string;
 
 beforeAll(async () => {
-  ({ code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } }));
+  ({ code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../workflows'),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+  }));
 }, 120_000);
 
-const load = (file: string): { workflowId: string; history: unknown } => JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { workflowId: string; history: unknown };
+const load = (file: string): { workflowId: string; history: unknown } =>
+  JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { workflowId: string; history: unknown };
 
 describe('coordinator replay regression suite', () => {
   it('has histories recorded before and after the validation patch', () => {
@@ -27,6 +34,8 @@ describe('coordinator replay regression suite', () => {
 
   it.each(files)('replays %s with the current workflow code', async (file) => {
     const { workflowId, history } = load(file);
-    await expect(Worker.runReplayHistory({ workflowBundle: { code } }, historyFromSavedJson(history), workflowId)).resolves.toBeUndefined();
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: { code } }, historyFromSavedJson(history), workflowId),
+    ).resolves.toBeUndefined();
   });
 });

@@ -9,32 +9,56 @@ import { chainIdOfSavedJson, historyFromSavedJson } from '../harness/history';
  * that breaks one is a workflow change that needs `patched()` or a new workflow type.
  */
 const dir = path.join(__dirname, '..', 'replay', 'histories');
-const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+const files = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 let code: string;
 
 beforeAll(async () => {
-  ({ code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } }));
+  ({ code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../workflows'),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+  }));
 }, 120_000);
 
-const raw = (file: string): { events: Record<string, unknown>[] } => JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { events: Record<string, unknown>[] };
+const raw = (file: string): { events: Record<string, unknown>[] } =>
+  JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { events: Record<string, unknown>[] };
 const load = (file: string) => historyFromSavedJson(raw(file));
 
 describe('replay regression suite', () => {
   it('has a recorded history for every outcome', () => {
-    expect(files).toEqual(expect.arrayContaining(['completed.json', 'denied.json', 'escalated-approved.json', 'approval-deadline.json', 'revoked.json', 'coordinated.json', 'continued-as-new-first-run.json', 'continued-as-new-last-run.json']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'completed.json',
+        'denied.json',
+        'escalated-approved.json',
+        'approval-deadline.json',
+        'revoked.json',
+        'coordinated.json',
+        'continued-as-new-first-run.json',
+        'continued-as-new-last-run.json',
+      ]),
+    );
   });
 
   it.each(files)('replays %s with the current workflow code', async (file) => {
-    await expect(Worker.runReplayHistory({ workflowBundle: { code } }, load(file), chainIdOfSavedJson(raw(file)))).resolves.toBeUndefined();
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: { code } }, load(file), chainIdOfSavedJson(raw(file))),
+    ).resolves.toBeUndefined();
   });
 
   it('fails on a deliberately altered history (an activity scheduled under another type)', async () => {
     const altered = raw('completed.json');
-    const scheduled = altered.events.find((e) => e.activityTaskScheduledEventAttributes) as { activityTaskScheduledEventAttributes: { activityType: { name: string } } };
+    const scheduled = altered.events.find((e) => e.activityTaskScheduledEventAttributes) as {
+      activityTaskScheduledEventAttributes: { activityType: { name: string } };
+    };
     expect(scheduled).toBeDefined();
     scheduled.activityTaskScheduledEventAttributes.activityType.name = 'somethingElse';
     // The replayer reports nondeterminism as a DeterminismViolationError naming the mismatch.
-    await expect(Worker.runReplayHistory({ workflowBundle: { code } }, historyFromSavedJson(altered), chainIdOfSavedJson(altered))).rejects.toMatchObject({
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: { code } }, historyFromSavedJson(altered), chainIdOfSavedJson(altered)),
+    ).rejects.toMatchObject({
       name: 'DeterminismViolationError',
       message: expect.stringContaining("Activity type of scheduled event 'somethingElse' does not match"),
     });

@@ -4,7 +4,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CompactSign } from 'jose';
 import { initKeys, loadPrivateKey, loadPublicJwks } from '../../identity';
-import { RevocationLogFile, RevocationVerifier, logHead, mergeRevocations, revocationHash, signRevocationEntry, verifyRevocationLog } from '../../activities/revocation-log';
+import {
+  RevocationLogFile,
+  RevocationVerifier,
+  logHead,
+  mergeRevocations,
+  revocationHash,
+  signRevocationEntry,
+  verifyRevocationLog,
+} from '../../activities/revocation-log';
 import { GENESIS_HASH } from '../../contracts/receipt';
 import { REVOCATION_TYP, type SignedRevocation } from '../../contracts/revocation';
 import type { ReceiptSigner } from '../../core/receipts';
@@ -35,27 +43,52 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
 /** A log of `workloads`, in order, signed with `by` (default the receipt key). */
-async function logOf(workloads: string[], by: ReceiptSigner = signer, registry = REGISTRY): Promise<SignedRevocation[]> {
+async function logOf(
+  workloads: string[],
+  by: ReceiptSigner = signer,
+  registry = REGISTRY,
+): Promise<SignedRevocation[]> {
   const out: SignedRevocation[] = [];
   for (const workload of workloads) {
     const { seq, head } = logHead(out);
-    out.push(await signRevocationEntry(by, { registry, seq: seq + 1, workload, reason: `revoked ${workload}`, by: 'security', prevHash: head }, AT));
+    out.push(
+      await signRevocationEntry(
+        by,
+        { registry, seq: seq + 1, workload, reason: `revoked ${workload}`, by: 'security', prevHash: head },
+        AT,
+      ),
+    );
   }
   return out;
 }
 
 /** Re-signs `entry` after `change`, with the hash recomputed (a forger who holds some key). */
-async function resigned(entry: SignedRevocation, change: Partial<SignedRevocation>, by: ReceiptSigner): Promise<SignedRevocation> {
+async function resigned(
+  entry: SignedRevocation,
+  change: Partial<SignedRevocation>,
+  by: ReceiptSigner,
+): Promise<SignedRevocation> {
   const body = { ...entry, ...change };
   const hash = revocationHash(body);
-  const signature = await new CompactSign(new TextEncoder().encode(hash)).setProtectedHeader({ alg: 'EdDSA', kid: by.kid, typ: REVOCATION_TYP }).sign(by.key);
+  const signature = await new CompactSign(new TextEncoder().encode(hash))
+    .setProtectedHeader({ alg: 'EdDSA', kid: by.kid, typ: REVOCATION_TYP })
+    .sign(by.key);
   return { ...body, hash, signature };
 }
 
 describe('entries', () => {
   test('a signed entry verifies; its JWS is EdDSA, typ governor-revocation+jws, over its hash', async () => {
     const [e] = await logOf(['agent:a']);
-    expect(e).toMatchObject({ v: 1, registry: REGISTRY, seq: 1, workload: 'agent:a', reason: 'revoked agent:a', by: 'security', at: AT.toISOString(), prevHash: GENESIS_HASH });
+    expect(e).toMatchObject({
+      v: 1,
+      registry: REGISTRY,
+      seq: 1,
+      workload: 'agent:a',
+      reason: 'revoked agent:a',
+      by: 'security',
+      at: AT.toISOString(),
+      prevHash: GENESIS_HASH,
+    });
     expect(e!.hash).toBe(revocationHash(e!));
     await expect(verifier.check(e, REGISTRY)).resolves.toEqual({ ok: true, entry: e });
   });
@@ -64,22 +97,56 @@ describe('entries', () => {
     const [e] = await logOf(['agent:a']);
     const genuine = e!;
     const cases: [string, unknown, string][] = [
-      ['signed by another key (same kid)', await resigned(genuine, { workload: 'agent:victim' }, attacker), 'is not signed by the governor receipt key'],
-      ['unsigned (empty signature segment)', { ...genuine, signature: `${genuine.signature.split('.')[0]}.${genuine.signature.split('.')[1]}.` }, 'is not signed (no canonical compact JWS)'],
+      [
+        'signed by another key (same kid)',
+        await resigned(genuine, { workload: 'agent:victim' }, attacker),
+        'is not signed by the governor receipt key',
+      ],
+      [
+        'unsigned (empty signature segment)',
+        { ...genuine, signature: `${genuine.signature.split('.')[0]}.${genuine.signature.split('.')[1]}.` },
+        'is not signed (no canonical compact JWS)',
+      ],
       ['no signature at all', { ...genuine, signature: 'unsigned' }, 'is not signed (no canonical compact JWS)'],
-      ['alg none', { ...genuine, signature: `${Buffer.from(JSON.stringify({ alg: 'none', typ: REVOCATION_TYP })).toString('base64url')}.${Buffer.from(genuine.hash).toString('base64url')}.` }, 'is not signed (no canonical compact JWS)'],
+      [
+        'alg none',
+        {
+          ...genuine,
+          signature: `${Buffer.from(JSON.stringify({ alg: 'none', typ: REVOCATION_TYP })).toString('base64url')}.${Buffer.from(genuine.hash).toString('base64url')}.`,
+        },
+        'is not signed (no canonical compact JWS)',
+      ],
       ['body changed, hash kept', { ...genuine, workload: 'agent:victim' }, 'does not hash to its hash'],
-      ['body changed, hash recomputed, old signature', { ...genuine, workload: 'agent:victim', hash: revocationHash({ ...genuine, workload: 'agent:victim' }) }, 'has a signature over another hash'],
-      ['signed by the governor for another registry', (await logOf(['agent:a'], signer, 'governor-revocations:other'))[0], 'belongs to another registry'],
+      [
+        'body changed, hash recomputed, old signature',
+        { ...genuine, workload: 'agent:victim', hash: revocationHash({ ...genuine, workload: 'agent:victim' }) },
+        'has a signature over another hash',
+      ],
+      [
+        'signed by the governor for another registry',
+        (await logOf(['agent:a'], signer, 'governor-revocations:other'))[0],
+        'belongs to another registry',
+      ],
       ['an unknown field', { ...genuine, note: 'x' }, 'is not a revocation entry'],
       ['not an object', 'agent:a', 'is not a revocation entry'],
     ];
     for (const [name, entry, problem] of cases) {
-      await expect(verifier.check(entry, REGISTRY).then((r) => [name, r])).resolves.toEqual([name, { ok: false, problem }]);
+      await expect(verifier.check(entry, REGISTRY).then((r) => [name, r])).resolves.toEqual([
+        name,
+        { ok: false, problem },
+      ]);
     }
     // A receipt signature (the governor's key, over a hash, but typed as a receipt) cannot pass for a revocation's.
-    const asReceipt = { ...genuine, signature: await new CompactSign(new TextEncoder().encode(genuine.hash)).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'governor-receipt+jws' }).sign(signer.key) };
-    await expect(verifier.check(asReceipt, REGISTRY)).resolves.toEqual({ ok: false, problem: 'is signed as something else than a revocation' });
+    const asReceipt = {
+      ...genuine,
+      signature: await new CompactSign(new TextEncoder().encode(genuine.hash))
+        .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'governor-receipt+jws' })
+        .sign(signer.key),
+    };
+    await expect(verifier.check(asReceipt, REGISTRY)).resolves.toEqual({
+      ok: false,
+      problem: 'is signed as something else than a revocation',
+    });
   });
 
   test('keys that cannot be loaded are not a verdict: the check throws (callers fail closed)', async () => {
@@ -100,13 +167,25 @@ describe('a log', () => {
 
   test('a gap, a broken link, a repeated workload or one forged entry fails the whole list', async () => {
     const log = await logOf(['agent:a', 'agent:b', 'agent:c']);
-    await expect(verifyRevocationLog([log[0], log[2]], REGISTRY, verifier)).resolves.toEqual({ ok: false, problem: 'entry 2 is missing' });
+    await expect(verifyRevocationLog([log[0], log[2]], REGISTRY, verifier)).resolves.toEqual({
+      ok: false,
+      problem: 'entry 2 is missing',
+    });
     const relinked = await resigned(log[1]!, { prevHash: 'f'.repeat(64) }, signer);
-    await expect(verifyRevocationLog([log[0], relinked], REGISTRY, verifier)).resolves.toEqual({ ok: false, problem: 'entry 2 does not link to entry 1' });
+    await expect(verifyRevocationLog([log[0], relinked], REGISTRY, verifier)).resolves.toEqual({
+      ok: false,
+      problem: 'entry 2 does not link to entry 1',
+    });
     const twice = await resigned(log[1]!, { workload: 'agent:a' }, signer);
-    await expect(verifyRevocationLog([log[0], twice], REGISTRY, verifier)).resolves.toEqual({ ok: false, problem: 'entry 2 revokes a workload twice' });
+    await expect(verifyRevocationLog([log[0], twice], REGISTRY, verifier)).resolves.toEqual({
+      ok: false,
+      problem: 'entry 2 revokes a workload twice',
+    });
     const forged = await resigned(log[2]!, {}, attacker);
-    await expect(verifyRevocationLog([...log.slice(0, 2), forged], REGISTRY, verifier)).resolves.toEqual({ ok: false, problem: 'an entry is not signed by the governor receipt key' });
+    await expect(verifyRevocationLog([...log.slice(0, 2), forged], REGISTRY, verifier)).resolves.toEqual({
+      ok: false,
+      problem: 'an entry is not signed by the governor receipt key',
+    });
   });
 });
 
@@ -123,7 +202,13 @@ describe('merging copies', () => {
     const fork: SignedRevocation[] = [base[0]!];
     for (const workload of ['agent:c', 'agent:d', 'agent:e']) {
       const { seq, head } = logHead(fork);
-      fork.push(await signRevocationEntry(signer, { registry: REGISTRY, seq: seq + 1, workload, reason: `revoked ${workload}`, prevHash: head }, AT));
+      fork.push(
+        await signRevocationEntry(
+          signer,
+          { registry: REGISTRY, seq: seq + 1, workload, reason: `revoked ${workload}`, prevHash: head },
+          AT,
+        ),
+      );
     }
     const merged = mergeRevocations([...base, ...fork]);
     expect(merged.chain).toEqual(fork);

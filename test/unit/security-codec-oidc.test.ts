@@ -36,7 +36,12 @@ beforeAll(async () => {
     codec,
     token: TOKEN,
     port: 0,
-    oidc: { issuer: ISSUER, audience: AUDIENCE, jwks: { keys: [publicJwk] }, role: { claim: 'groups', value: 'governor-auditors' } },
+    oidc: {
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      jwks: { keys: [publicJwk] },
+      role: { claim: 'groups', value: 'governor-auditors' },
+    },
   });
   const [enc] = await codec.encode([defaultPayloadConverter.toPayload({ secret: SECRET })!]);
   encrypted = payloadToJson(enc!);
@@ -45,7 +50,10 @@ afterAll(async () => {
   await server?.close();
 });
 
-async function userToken(claims: Record<string, unknown> = {}, options: { key?: Key; header?: Record<string, unknown>; exp?: number | string } = {}): Promise<string> {
+async function userToken(
+  claims: Record<string, unknown> = {},
+  options: { key?: Key; header?: Record<string, unknown>; exp?: number | string } = {},
+): Promise<string> {
   return new SignJWT({ sub: 'alice', groups: ['governor-auditors', 'staff'], ...claims })
     .setProtectedHeader({ alg: 'EdDSA', kid: 'idp-1', ...options.header })
     .setIssuer(typeof claims.iss === 'string' ? claims.iss : ISSUER)
@@ -80,7 +88,11 @@ describe('codec server: Temporal UI users (OIDC access tokens)', () => {
     ['another audience', async () => `Bearer ${await userToken({ aud: 'other-app' })}`],
     ['an expired token', async () => `Bearer ${await userToken({}, { exp: Math.floor(Date.now() / 1000) - 60 })}`],
     ['a token signed by an unknown key', async () => `Bearer ${await userToken({}, { key: stranger.privateKey })}`],
-    ['alg none', async () => `Bearer ${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISSUER, aud: AUDIENCE, sub: 'x', groups: ['governor-auditors'], exp: 9_999_999_999 })).toString('base64url')}.`],
+    [
+      'alg none',
+      async () =>
+        `Bearer ${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISSUER, aud: AUDIENCE, sub: 'x', groups: ['governor-auditors'], exp: 9_999_999_999 })).toString('base64url')}.`,
+    ],
     ['a jku header', async () => `Bearer ${await userToken({}, { header: { jku: 'http://127.0.0.1:1/jwks' } })}`],
     ['a token in the wrong scheme', async () => `Basic ${await userToken()}`],
   ])('answers 401 to %s, echoing nothing', async (_name, header) => {
@@ -97,22 +109,46 @@ describe('codec server: Temporal UI users (OIDC access tokens)', () => {
     const jwks = path.join(dir, 'jwks.json');
     fs.writeFileSync(jwks, JSON.stringify({ keys: [publicJwk] }));
     expect(oidcOptions({})).toBeUndefined();
-    expect(oidcOptions({ oidcIssuer: ISSUER, oidcAudience: AUDIENCE, oidcJwks: jwks, oidcRole: 'groups=governor-auditors' })).toMatchObject({
+    expect(
+      oidcOptions({ oidcIssuer: ISSUER, oidcAudience: AUDIENCE, oidcJwks: jwks, oidcRole: 'groups=governor-auditors' }),
+    ).toMatchObject({
       issuer: ISSUER,
       audience: AUDIENCE,
       role: { claim: 'groups', value: 'governor-auditors' },
     });
     expect(() => oidcOptions({ oidcIssuer: ISSUER })).toThrow(/^--oidc-audience: required with --oidc-issuer/);
-    expect(() => oidcOptions({ oidcIssuer: ISSUER, oidcAudience: AUDIENCE, oidcJwks: jwks, oidcRole: 'groups' })).toThrow(/^--oidc-role: expected <claim>=<value>/);
-    expect(() => oidcOptions({ oidcIssuer: ISSUER, oidcAudience: AUDIENCE, oidcJwks: path.join(dir, 'missing.json'), oidcRole: 'groups=a' })).toThrow(/^--oidc-jwks: cannot read/);
+    expect(() =>
+      oidcOptions({ oidcIssuer: ISSUER, oidcAudience: AUDIENCE, oidcJwks: jwks, oidcRole: 'groups' }),
+    ).toThrow(/^--oidc-role: expected <claim>=<value>/);
+    expect(() =>
+      oidcOptions({
+        oidcIssuer: ISSUER,
+        oidcAudience: AUDIENCE,
+        oidcJwks: path.join(dir, 'missing.json'),
+        oidcRole: 'groups=a',
+      }),
+    ).toThrow(/^--oidc-jwks: cannot read/);
     const privateJwks = path.join(dir, 'private.json');
     fs.writeFileSync(privateJwks, JSON.stringify({ keys: [{ ...publicJwk, d: 'secret' }] }));
-    expect(() => oidcOptions({ oidcIssuer: ISSUER, oidcAudience: AUDIENCE, oidcJwks: privateJwks, oidcRole: 'groups=a' })).toThrow(/^--oidc-jwks: must be a JWKS .* of public keys/);
+    expect(() =>
+      oidcOptions({ oidcIssuer: ISSUER, oidcAudience: AUDIENCE, oidcJwks: privateJwks, oidcRole: 'groups=a' }),
+    ).toThrow(/^--oidc-jwks: must be a JWKS .* of public keys/);
   });
 
   it('refuses HMAC or none as accepted algorithms', async () => {
     await expect(
-      startCodecServer({ codec, token: TOKEN, port: 0, oidc: { issuer: ISSUER, audience: AUDIENCE, jwks: { keys: [publicJwk] }, role: { claim: 'groups', value: 'x' }, algorithms: ['HS256'] } }),
+      startCodecServer({
+        codec,
+        token: TOKEN,
+        port: 0,
+        oidc: {
+          issuer: ISSUER,
+          audience: AUDIENCE,
+          jwks: { keys: [publicJwk] },
+          role: { claim: 'groups', value: 'x' },
+          algorithms: ['HS256'],
+        },
+      }),
     ).rejects.toThrow(/oidc.algorithms: HS256 is not accepted/);
   });
 });

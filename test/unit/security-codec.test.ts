@@ -59,7 +59,9 @@ describe('AES-256-GCM payload codec', () => {
     expect(text(decoded!.metadata!.encoding)).toBe('json/plain');
     expect(defaultPayloadConverter.fromPayload(decoded!)).toEqual({ secret: CANARY, n: 1 });
     // The plaintext is the serialized Payload message.
-    expect(temporal.api.common.v1.Payload.encode(decoded!).finish()).toEqual(temporal.api.common.v1.Payload.encode(original).finish());
+    expect(temporal.api.common.v1.Payload.encode(decoded!).finish()).toEqual(
+      temporal.api.common.v1.Payload.encode(original).finish(),
+    );
   });
 
   it('uses a fresh random IV per payload (same plaintext, different ciphertexts)', async () => {
@@ -125,7 +127,10 @@ describe('AES-256-GCM payload codec', () => {
   });
 
   it('refuses truncated data', async () => {
-    const short = { metadata: { encoding: Buffer.from(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: Buffer.from('k1') }, data: randomBytes(10) };
+    const short = {
+      metadata: { encoding: Buffer.from(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: Buffer.from('k1') },
+      data: randomBytes(10),
+    };
     expect((await thrown(() => codec.decode([short]))).message).toMatch(/too short/);
   });
 
@@ -137,7 +142,12 @@ describe('AES-256-GCM payload codec', () => {
 
 describe('codec key file', () => {
   it.each([
-    ['a 16-byte key', { primary: 'k1', keys: { k1: randomBytes(16).toString('base64') } }, 'keys.k1', /must be 32 bytes \(AES-256\), got 16/],
+    [
+      'a 16-byte key',
+      { primary: 'k1', keys: { k1: randomBytes(16).toString('base64') } },
+      'keys.k1',
+      /must be 32 bytes \(AES-256\), got 16/,
+    ],
     ['primary not in keys', { primary: 'k2', keys: { k1 } }, 'primary', /"k2" is not one of keys \(k1\)/],
     ['a key that is not base64', { primary: 'k1', keys: { k1: 'not base64!' } }, 'keys.k1', /standard base64/],
     ['no keys', { primary: 'k1', keys: {} }, 'keys', /at least one key/],
@@ -188,7 +198,9 @@ describe('codec key file', () => {
     expect(rotated).toMatchObject({ primary: 'k2', keyIds: ['k1', 'k2'], created: false });
     const ringAfter = loadKeyRing(file);
     expect(ringAfter.primary).toBe('k2');
-    expect(defaultPayloadConverter.fromPayload((await new AesGcmPayloadCodec(ringAfter).decode([old!]))[0]!)).toBe(CANARY);
+    expect(defaultPayloadConverter.fromPayload((await new AesGcmPayloadCodec(ringAfter).decode([old!]))[0]!)).toBe(
+      CANARY,
+    );
   });
 });
 
@@ -203,7 +215,9 @@ describe('history JSON decoding', () => {
     expect(defaultPayloadConverter.fromPayload(payloadFromJson(first))).toEqual({ secret: CANARY });
     expect(second).toEqual(plain);
     const other = new AesGcmPayloadCodec(ring('k1', { k1: k2 }));
-    await expect(decodeJsonPayloads(doc, other)).rejects.toThrow(/events\[0\]\.attrs\.input\.payloads\[0\]: .*failed authentication/);
+    await expect(decodeJsonPayloads(doc, other)).rejects.toThrow(
+      /events\[0\]\.attrs\.input\.payloads\[0\]: .*failed authentication/,
+    );
   });
 });
 
@@ -211,18 +225,31 @@ describe('codec server', () => {
   const TOKEN = randomBytes(24).toString('base64url');
   const codec = new AesGcmPayloadCodec(ring('k2', { k1, k2 }));
   const lines: string[] = [];
-  const logger = { info: (o: unknown, m?: string) => lines.push(JSON.stringify([o, m])), warn: (o: unknown, m?: string) => lines.push(JSON.stringify([o, m])) };
+  const logger = {
+    info: (o: unknown, m?: string) => lines.push(JSON.stringify([o, m])),
+    warn: (o: unknown, m?: string) => lines.push(JSON.stringify([o, m])),
+  };
   let server: CodecServer;
 
   beforeAll(async () => {
-    server = await startCodecServer({ codec, token: TOKEN, port: 0, corsOrigins: ['http://localhost:8233'], logger: logger as never });
+    server = await startCodecServer({
+      codec,
+      token: TOKEN,
+      port: 0,
+      corsOrigins: ['http://localhost:8233'],
+      logger: logger as never,
+    });
   });
   afterAll(async () => {
     await server?.close();
   });
 
   const post = (op: string, body: unknown, headers: Record<string, string> = {}) =>
-    fetch(`${server.url}${op}`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Namespace': 'default', ...headers }, body: JSON.stringify(body) });
+    fetch(`${server.url}${op}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Namespace': 'default', ...headers },
+      body: JSON.stringify(body),
+    });
   const auth = { Authorization: `Bearer ${TOKEN}` };
 
   it('refuses to start without a usable token', async () => {
@@ -236,7 +263,13 @@ describe('codec server', () => {
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toBe('Bearer');
     const wrongToken = `wrong-${randomBytes(16).toString('hex')}`;
-    for (const header of [`Bearer ${wrongToken}`, `Basic ${wrongToken}`, wrongToken, `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`]) {
+    for (const header of [
+      `Bearer ${wrongToken}`,
+      `Basic ${wrongToken}`,
+      wrongToken,
+      `Bearer ${TOKEN}x`,
+      `Bearer ${TOKEN.slice(0, -1)}`,
+    ]) {
       const res = await post('/decode', body, { Authorization: header });
       expect(res.status).toBe(401);
       const text = await res.text();
@@ -251,7 +284,9 @@ describe('codec server', () => {
   });
 
   it('decodes with a valid token (proto3 JSON in and out), under any path prefix', async () => {
-    const [enc] = await new AesGcmPayloadCodec(ring('k1', { k1 })).encode([defaultPayloadConverter.toPayload({ secret: CANARY })!]);
+    const [enc] = await new AesGcmPayloadCodec(ring('k1', { k1 })).encode([
+      defaultPayloadConverter.toPayload({ secret: CANARY })!,
+    ]);
     for (const op of ['/decode', '/default/decode']) {
       const res = await post(op, { payloads: [payloadToJson(enc!)] }, auth);
       expect(res.status).toBe(200);
@@ -266,7 +301,10 @@ describe('codec server', () => {
   });
 
   it('encodes and decodes over HTTP (round trip with the primary key)', async () => {
-    const plain = [payloadToJson(defaultPayloadConverter.toPayload({ secret: CANARY })!), payloadToJson(defaultPayloadConverter.toPayload(null)!)];
+    const plain = [
+      payloadToJson(defaultPayloadConverter.toPayload({ secret: CANARY })!),
+      payloadToJson(defaultPayloadConverter.toPayload(null)!),
+    ];
     const encRes = await post('/encode', { payloads: plain }, auth);
     expect(encRes.status).toBe(200);
     const encoded = (await encRes.json()) as { payloads: { metadata: Record<string, string>; data: string }[] };
@@ -282,12 +320,17 @@ describe('codec server', () => {
   it('answers 400 naming the field for malformed bodies and payloads that do not decode', async () => {
     const bad = await post('/decode', { payloads: [{ metadata: { encoding: 'not base64!' } }] }, auth);
     expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: string }).error).toMatch(/payloads\[0\]\.metadata\.encoding: not standard base64/);
+    expect(((await bad.json()) as { error: string }).error).toMatch(
+      /payloads\[0\]\.metadata\.encoding: not standard base64/,
+    );
     const notArray = await post('/decode', { nope: 1 }, auth);
     expect(notArray.status).toBe(400);
     const [enc] = await codec.encode([defaultPayloadConverter.toPayload(CANARY)!]);
     const json = payloadToJson(enc!);
-    const tampered = { ...json, data: Buffer.from(Buffer.from(json.data!, 'base64').map((b, i) => (i === 30 ? b ^ 1 : b))).toString('base64') };
+    const tampered = {
+      ...json,
+      data: Buffer.from(Buffer.from(json.data!, 'base64').map((b, i) => (i === 30 ? b ^ 1 : b))).toString('base64'),
+    };
     const res = await post('/decode', { payloads: [tampered] }, auth);
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toMatch(/decode failed: .*failed authentication/);
@@ -298,7 +341,11 @@ describe('codec server', () => {
   it('answers the CORS preflight of the configured UI origin only', async () => {
     const preflight = await fetch(`${server.url}/decode`, {
       method: 'OPTIONS',
-      headers: { Origin: 'http://localhost:8233', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization,content-type,x-namespace' },
+      headers: {
+        Origin: 'http://localhost:8233',
+        'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'authorization,content-type,x-namespace',
+      },
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('http://localhost:8233');
@@ -306,7 +353,10 @@ describe('codec server', () => {
     expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
     const allowed = (preflight.headers.get('access-control-allow-headers') ?? '').toLowerCase();
     for (const h of ['authorization', 'content-type', 'x-namespace']) expect(allowed).toContain(h);
-    const foreign = await fetch(`${server.url}/decode`, { method: 'OPTIONS', headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'POST' } });
+    const foreign = await fetch(`${server.url}/decode`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'POST' },
+    });
     expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
     // A real request from the UI origin carries the CORS header too, also on a 401.
     const unauth = await post('/decode', { payloads: [] }, { Origin: 'http://localhost:8233' });

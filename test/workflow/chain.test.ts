@@ -97,7 +97,10 @@ const expiredCredential = (gracePeriod: number): ReturnType<Policy> => ({
   extra: { credentialExpired: true, gracePeriod },
 });
 
-const status = (h: ChainHandle): (() => Promise<ChainState>) => () => h.query(statusQuery);
+const status =
+  (h: ChainHandle): (() => Promise<ChainState>) =>
+  () =>
+    h.query(statusQuery);
 
 it('denies an escalated step when no quorum arrives by the approval deadline', async () => {
   const escalation = { roles: ['lead'], quorum: 1, deadline: '1s', policies: ['prod-needs-lead'] };

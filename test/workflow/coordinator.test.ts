@@ -90,7 +90,10 @@ async function startCoordinator(taskQueue: string, domain: string, options?: Coo
   return t.env.client.workflow.start<typeof coordinatorWorkflow>(COORDINATOR_WORKFLOW_TYPE, start);
 }
 
-const state = (h: WorkflowHandle): (() => Promise<CoordinatorState>) => () => h.query(coordinatorStateQuery);
+const state =
+  (h: WorkflowHandle): (() => Promise<CoordinatorState>) =>
+  () =>
+    h.query(coordinatorStateQuery);
 /** The state once `done` holds between two rounds (`settled`: not while a round's verdicts are signed and sent). */
 const until = (h: WorkflowHandle, done: (s: CoordinatorState) => boolean, what: string): Promise<CoordinatorState> =>
   eventually(state(h), (s) => s.settled && done(s), what);

@@ -24,8 +24,7 @@ const MAX_STRAY_VERDICTS = 20;
 
 /** How an approval ended: the action may run (approved, break-glass), or not, and why. */
 export type ApprovalResult =
-  | { allowed: true; decision: Decision }
-  | { allowed: false; decision: Decision; reason?: string };
+  { allowed: true; decision: Decision } | { allowed: false; decision: Decision; reason?: string };
 
 // ---- messages ---------------------------------------------------------------------------------
 

@@ -15,8 +15,7 @@ import { Revoked, type ChainRun } from './run';
  * and approval rules), or no decision could be used and the action is denied (fail closed).
  */
 export type Authorization =
-  | { kind: 'decided'; result: GovernorAuthorizeResult }
-  | { kind: 'failed-closed'; decision: Decision };
+  { kind: 'decided'; result: GovernorAuthorizeResult } | { kind: 'failed-closed'; decision: Decision };
 
 /** An approver's vote as re-authorization puts it in the context. */
 export interface Vote {

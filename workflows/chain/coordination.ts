@@ -11,8 +11,7 @@ import { Revoked, type ChainRun } from './run';
 
 /** A step's place on a coordinated resource: granted (with the release to send when it is done), or not. */
 export type Slot =
-  | { granted: true; release?: (completed: boolean) => Promise<void> }
-  | { granted: false; reason: string };
+  { granted: true; release?: (completed: boolean) => Promise<void> } | { granted: false; reason: string };
 
 /** `slotVerdict`: a coordinator's verdict on one of this chain's slot requests (verified before use). */
 export function onSlotVerdict(run: ChainRun, raw: SlotVerdict): void {

@@ -18,9 +18,7 @@ import { Revoked, type ChainRun } from './run';
 
 /** How governing one action ended: it ran (with its outcome), or it was denied, or it failed. */
 export type GovernResult =
-  | { kind: 'ran'; outcome: ExecutionOutcome }
-  | { kind: 'denied'; reason: string }
-  | { kind: 'failed'; reason: string };
+  { kind: 'ran'; outcome: ExecutionOutcome } | { kind: 'denied'; reason: string } | { kind: 'failed'; reason: string };
 
 /** What an executor did: its outcome, and the execution receipt a built-in executor signs itself. */
 interface Executed {

@@ -328,12 +328,14 @@ export class Coordinator {
     }
     const scope = new CancellationScope();
     this.holdTimer = scope;
-    void scope.run(() => sleep(ms)).then(
-      () => {
-        if (this.holder?.grant === grant) this.holdExpired = true;
-      },
-      () => undefined, // cancelled: the holder released in time
-    );
+    void scope
+      .run(() => sleep(ms))
+      .then(
+        () => {
+          if (this.holder?.grant === grant) this.holdExpired = true;
+        },
+        () => undefined, // cancelled: the holder released in time
+      );
   }
 
   private endHold(): void {
@@ -468,7 +470,11 @@ export class Coordinator {
     const domainRules = this.rules;
     const resolution =
       domainRules && ok.size > 0
-        ? resolveBatch([...ok.values()].map((x) => contenderOf(x.r, x.authority)), domainRules, this.versions)
+        ? resolveBatch(
+            [...ok.values()].map((x) => contenderOf(x.r, x.authority)),
+            domainRules,
+            this.versions,
+          )
         : { queue: [], rejected: [], ties: [] };
     const tieIds = resolution.ties.map(() => `tie-${++this.counters.tie}`);
     this.record(`batch-${b.seq}`, 'batch', {

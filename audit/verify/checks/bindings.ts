@@ -41,7 +41,10 @@ import type { ChainReceipt } from './receipts';
  * the digest covers the request's content. Returns a problem per `<run>/<eventId>` of a slot request
  * (undefined when the seal and digest hold).
  */
-export async function checkSlotSeals(runs: DecodedRun[], keySet: TrustedKeys): Promise<Map<string, string | undefined>> {
+export async function checkSlotSeals(
+  runs: DecodedRun[],
+  keySet: TrustedKeys,
+): Promise<Map<string, string | undefined>> {
   const out = new Map<string, string | undefined>();
   for (const run of runs) {
     for (const slot of run.slots) {
@@ -59,7 +62,8 @@ export async function checkSlotSeals(runs: DecodedRun[], keySet: TrustedKeys): P
       else {
         const verified = await verifyCompactJws(request.seal, keySet, SLOT_SEAL_TYP);
         if (!verified.ok) problem = `its seal ${verified.problem}`;
-        else if (verified.payload !== canonicalJson({ domain: request.domain, requestDigest: digest })) problem = 'its seal covers another request';
+        else if (verified.payload !== canonicalJson({ domain: request.domain, requestDigest: digest }))
+          problem = 'its seal covers another request';
       }
       out.set(`${run.index}/${slot.eventId}`, problem);
     }
@@ -225,11 +229,18 @@ function slotRequest(w: Walk, run: number, eventId: number, slot: Record<string,
   const where = `slot request at event ${eventId} of run ${run + 1}`;
   const action = w.actions.get(stepId);
   const resource = action ? expectedResourceLabel(action) : undefined;
-  if (request.chainId !== w.chainId || !action || request.workload !== w.workload || request.action !== action.action || request.resource !== resource) {
+  if (
+    request.chainId !== w.chainId ||
+    !action ||
+    request.workload !== w.workload ||
+    request.action !== action.action ||
+    request.resource !== resource
+  ) {
     w.problems.add(`${where}: not for a step of this chain`);
     return;
   }
-  if (slot.requestId !== slotRequestId(w.chainId, stepId) || slot.domain !== request.domain) w.problems.add(`${where}: its request id or domain is not the request's`);
+  if (slot.requestId !== slotRequestId(w.chainId, stepId) || slot.domain !== request.domain)
+    w.problems.add(`${where}: its request id or domain is not the request's`);
   const seal = w.slotSeals.get(`${run}/${eventId}`);
   if (seal) w.problems.add(`${where}: ${seal}`);
   if (!allowed(w, stepId)) w.problems.add(`${where}: asked before an allowing decision`);
@@ -250,10 +261,16 @@ function coordinationVerdict(w: Walk, label: string, r: Receipt, entry: ReceiptE
     w.problems.add(`${label}: a recorded decision that is neither a revocation nor a coordination verdict`);
     return;
   }
-  const final = (verdict.status === 'granted' && verdict.granted === true) || (verdict.status === 'rejected' && verdict.granted === false);
-  if (!final || verdict.chainId !== w.chainId || verdict.stepId !== r.stepId) w.problems.add(`${label}: not a final coordination verdict for this step`);
+  const final =
+    (verdict.status === 'granted' && verdict.granted === true) ||
+    (verdict.status === 'rejected' && verdict.granted === false);
+  if (!final || verdict.chainId !== w.chainId || verdict.stepId !== r.stepId)
+    w.problems.add(`${label}: not a final coordination verdict for this step`);
   const signalled = w.runs[entry.run]!.signals.some(
-    (sg) => sg.name === SLOT_VERDICT_SIGNAL && sg.eventId < entry.eventId && canonicalJson(sg.arg ?? null) === canonicalJson(verdict),
+    (sg) =>
+      sg.name === SLOT_VERDICT_SIGNAL &&
+      sg.eventId < entry.eventId &&
+      canonicalJson(sg.arg ?? null) === canonicalJson(verdict),
   );
   if (!signalled) w.problems.add(`${label}: no coordinator signalled this verdict`);
   if (!w.awaitingSlot.delete(r.stepId)) w.problems.add(`${label}: a verdict for a slot the step never requested`);
@@ -270,7 +287,8 @@ function decision(
   action: ActionFacts,
 ): void {
   const compensation = expectedKind(stepId) === 'compensation';
-  if ((r.kind === 'compensation-decision') !== compensation) w.problems.add(`${label}: the kind does not match the step`);
+  if ((r.kind === 'compensation-decision') !== compensation)
+    w.problems.add(`${label}: the kind does not match the step`);
   const digest = expectedStepDigest(w.chainId, stepId, action);
   if (res.stepDigest !== digest) w.problems.add(`${label}: its step digest is not the digest of the chain's step`);
   w.stepDigests.set(stepId, digest);
@@ -287,15 +305,20 @@ function evaluatedRequest(w: Walk, label: string, request: unknown, stepId: stri
   const req = isRecord(request) ? request : {};
   const principal = isRecord(req.principal) ? req.principal : {};
   const resource = requestResource(action);
-  if (principal.id !== w.workload) w.problems.add(`${label}: evaluated for ${String(principal.id)}, not the chain's workload`);
-  if (req.action !== action.action || canonicalJson(req.resource ?? null) !== canonicalJson(resource ?? null)) w.problems.add(`${label}: evaluated another action or resource than the step's`);
+  if (principal.id !== w.workload)
+    w.problems.add(`${label}: evaluated for ${String(principal.id)}, not the chain's workload`);
+  if (req.action !== action.action || canonicalJson(req.resource ?? null) !== canonicalJson(resource ?? null))
+    w.problems.add(`${label}: evaluated another action or resource than the step's`);
   const context = isRecord(req.context) ? req.context : {};
-  if (canonicalJson(ownContext(context)) !== expectedOwnContext(action)) w.problems.add(`${label}: evaluated another context than the step's`);
+  if (canonicalJson(ownContext(context)) !== expectedOwnContext(action))
+    w.problems.add(`${label}: evaluated another context than the step's`);
   const approvals = isRecord(context.approvals) ? context.approvals : undefined;
   if (approvals) {
     const approvers = Array.isArray(approvals.approvers) ? approvals.approvers : [];
     const ok = w.counted.get(stepId) ?? new Set<string>();
-    for (const a of approvers) if (typeof a !== 'string' || !ok.has(a)) w.problems.add(`${label}: counts approver ${String(a)}, whose vote was not counted before`);
+    for (const a of approvers)
+      if (typeof a !== 'string' || !ok.has(a))
+        w.problems.add(`${label}: counts approver ${String(a)}, whose vote was not counted before`);
   }
 }
 
@@ -303,7 +326,11 @@ function evaluatedRequest(w: Walk, label: string, request: unknown, stepId: stri
 function vote(w: Walk, entry: ReceiptEntry, stepId: string): void {
   const verdict = isRecord(entry.result.verdict) ? entry.result.verdict : {};
   w.verdicts.set(`${entry.run}/${String(verdict.seq)}`, verdict);
-  if (verdict.counted === true && typeof verdict.approver === 'string' && (verdict.decision === 'approve' || verdict.breakGlass === true)) {
+  if (
+    verdict.counted === true &&
+    typeof verdict.approver === 'string' &&
+    (verdict.decision === 'approve' || verdict.breakGlass === true)
+  ) {
     const set = w.counted.get(stepId) ?? new Set<string>();
     set.add(verdict.approver);
     w.counted.set(stepId, set);
@@ -317,17 +344,24 @@ function execution(w: Walk, label: string, entry: ReceiptEntry, stepId: string):
   const payload = isRecord(res.payload) ? res.payload : {};
   if (payload.status !== 'completed') return; // a failed execution records the error, not an outcome
   w.executions++;
-  if (!allowed(w, stepId)) w.problems.add(`${label}: executed without an allowing decision (last: ${String(w.lastDecision.get(stepId)?.effect)})`);
+  if (!allowed(w, stepId))
+    w.problems.add(
+      `${label}: executed without an allowing decision (last: ${String(w.lastDecision.get(stepId)?.effect)})`,
+    );
   const outcome = isRecord(payload.outcome) ? payload.outcome : {};
   w.outcomes.set(stepId, payload.outcome);
   const key = expectedIdempotencyKey(w.chainId, stepId);
   if (outcome.idempotencyKey !== key) w.problems.add(`${label}: idempotency key is not ${key}`);
   if (entry.source === Activity.execute) {
-    if (canonicalJson(res.outcome ?? null) !== canonicalJson(payload.outcome ?? null)) w.problems.add(`${label}: the receipt's outcome differs from the executor's`);
+    if (canonicalJson(res.outcome ?? null) !== canonicalJson(payload.outcome ?? null))
+      w.problems.add(`${label}: the receipt's outcome differs from the executor's`);
   } else if (outcome.executor === 'activity') {
-    const ran = w.completedActivities.find((a) => isRecord(a.input) && a.input.idempotencyKey === outcome.idempotencyKey);
+    const ran = w.completedActivities.find(
+      (a) => isRecord(a.input) && a.input.idempotencyKey === outcome.idempotencyKey,
+    );
     if (!ran) w.problems.add(`${label}: no completed service activity ran with its idempotency key`);
-    else if (canonicalJson(ran.result ?? null) !== canonicalJson(outcome.result ?? null)) w.problems.add(`${label}: the recorded outcome differs from what the service activity returned`);
+    else if (canonicalJson(ran.result ?? null) !== canonicalJson(outcome.result ?? null))
+      w.problems.add(`${label}: the recorded outcome differs from what the service activity returned`);
   }
 }
 
@@ -365,9 +399,15 @@ function scheduledActivity(w: Walk, a: ScheduledActivity): void {
   let ok = input.chainId === w.chainId && input.idempotencyKey === key && sameJson(input.input, action.input);
   if (a.type === Activity.execute) {
     const receipt = isRecord(input.receipt) ? input.receipt : {};
-    ok &&= sameJson(input.executor, action.executor) && receipt.kind === (expectedKind(stepId) === 'compensation' ? 'compensation-execution' : 'execution');
+    ok &&=
+      sameJson(input.executor, action.executor) &&
+      receipt.kind === (expectedKind(stepId) === 'compensation' ? 'compensation-execution' : 'execution');
   } else {
-    ok &&= executor.type === 'activity' && executor.activityType === a.type && input.action === action.action && sameJson(input.resource, resource);
+    ok &&=
+      executor.type === 'activity' &&
+      executor.activityType === a.type &&
+      input.action === action.action &&
+      sameJson(input.resource, resource);
   }
   if (!ok) w.problems.add(`${where}: its input is not step ${stepId}'s`);
 }
@@ -380,12 +420,16 @@ function updateResult(w: Walk, run: DecodedRun, update: RecordedUpdate): void {
   const approval = isRecord(update.result.approval) ? update.result.approval : {};
   if (!recorded) {
     // Votes closed before they were verified get a rejection that no receipt records.
-    if (verdict.counted !== false) w.problems.add(`a vote update (seq ${String(verdict.seq)}) returned a verdict that no receipt records`);
+    if (verdict.counted !== false)
+      w.problems.add(`a vote update (seq ${String(verdict.seq)}) returned a verdict that no receipt records`);
     return;
   }
-  const withoutRepeat = (v: Record<string, unknown>): string => canonicalJson(Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'repeat')));
-  if (withoutRepeat(verdict) !== withoutRepeat(recorded)) w.problems.add(`a vote update (seq ${String(verdict.seq)}) returned another verdict than the receipt records`);
-  if (typeof approval.stepId !== 'string' || approval.stepDigest !== w.stepDigests.get(approval.stepId)) w.problems.add(`a vote update (seq ${String(verdict.seq)}) returned the approval of another step`);
+  const withoutRepeat = (v: Record<string, unknown>): string =>
+    canonicalJson(Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'repeat')));
+  if (withoutRepeat(verdict) !== withoutRepeat(recorded))
+    w.problems.add(`a vote update (seq ${String(verdict.seq)}) returned another verdict than the receipt records`);
+  if (typeof approval.stepId !== 'string' || approval.stepDigest !== w.stepDigests.get(approval.stepId))
+    w.problems.add(`a vote update (seq ${String(verdict.seq)}) returned the approval of another step`);
   if (recorded.counted === true) {
     const claims = jwtClaims(isRecord(update.arg) ? update.arg.token : undefined);
     const stepId = typeof approval.stepId === 'string' ? approval.stepId : '';
@@ -408,7 +452,9 @@ function slotVerdictReceived(w: Walk, run: DecodedRun, signal: DecodedRun['signa
   const v = isRecord(signal.arg) ? signal.arg : {};
   const stepId = typeof v.stepId === 'string' ? v.stepId : '';
   if (v.chainId !== w.chainId || !w.actions.has(stepId) || v.requestId !== slotRequestId(w.chainId, stepId)) {
-    w.problems.add(`a slot verdict received at event ${signal.eventId} of run ${run.index + 1} is not for a step of this chain`);
+    w.problems.add(
+      `a slot verdict received at event ${signal.eventId} of run ${run.index + 1} is not for a step of this chain`,
+    );
   }
 }
 
@@ -417,7 +463,9 @@ function signalSent(w: Walk, run: DecodedRun, sent: DecodedRun['sent'][number]):
   const arg = isRecord(sent.arg) ? sent.arg : {};
   const stepId = typeof arg.stepId === 'string' ? arg.stepId : '';
   if (arg.chainId !== w.chainId || !w.actions.has(stepId) || w.coordinators.get(stepId) !== sent.workflowId) {
-    w.problems.add(`the ${sent.name} signal sent at event ${sent.eventId} of run ${run.index + 1} is not for a coordinated step of this chain`);
+    w.problems.add(
+      `the ${sent.name} signal sent at event ${sent.eventId} of run ${run.index + 1} is not for a coordinated step of this chain`,
+    );
   }
 }
 
@@ -426,7 +474,12 @@ function signalSent(w: Walk, run: DecodedRun, sent: DecodedRun['sent'][number]):
 /** The workflow result's step states against the receipts (decisions, outcomes, break-glass). */
 function checkResultSteps({ runs, actions, lastAuthorize, outcomes, breakGlass, problems }: Walk): void {
   const last = runs[runs.length - 1];
-  if (last?.closure?.type !== 'completed' || !isRecord(last.closure.result) || !Array.isArray(last.closure.result.steps)) return;
+  if (
+    last?.closure?.type !== 'completed' ||
+    !isRecord(last.closure.result) ||
+    !Array.isArray(last.closure.result.steps)
+  )
+    return;
   const steps = last.input?.chain.steps ?? [];
   const decisionMatches = (stated: unknown, id: string): boolean => {
     const recorded = lastAuthorize.get(id)?.decision;
@@ -450,40 +503,65 @@ function checkResultSteps({ runs, actions, lastAuthorize, outcomes, breakGlass, 
       problems.add(`${where}: not the chain's step`);
       return;
     }
-    if (!decisionMatches(s.decision, step.id)) problems.add(`${where} (${step.id}): its decision is not the recorded one`);
-    if (!sameJson(s.outcome, outcomes.get(step.id))) problems.add(`${where} (${step.id}): its outcome is not the recorded one`);
+    if (!decisionMatches(s.decision, step.id))
+      problems.add(`${where} (${step.id}): its decision is not the recorded one`);
+    if (!sameJson(s.outcome, outcomes.get(step.id)))
+      problems.add(`${where} (${step.id}): its outcome is not the recorded one`);
     const comp = isRecord(s.compensation) ? s.compensation : undefined;
     const compId = compensationStepId(step.id);
     if (comp && actions.has(compId)) {
-      if (!decisionMatches(comp.decision, compId)) problems.add(`${where} (${step.id}): its compensation decision is not the recorded one`);
-      if (!sameJson(comp.outcome, outcomes.get(compId))) problems.add(`${where} (${step.id}): its compensation outcome is not the recorded one`);
-    } else if (comp || outcomes.has(compId)) problems.add(`${where} (${step.id}): its compensation is not the recorded one`);
+      if (!decisionMatches(comp.decision, compId))
+        problems.add(`${where} (${step.id}): its compensation decision is not the recorded one`);
+      if (!sameJson(comp.outcome, outcomes.get(compId)))
+        problems.add(`${where} (${step.id}): its compensation outcome is not the recorded one`);
+    } else if (comp || outcomes.has(compId))
+      problems.add(`${where} (${step.id}): its compensation is not the recorded one`);
     const glass = breakGlass.get(step.id);
-    if (s.breakGlass !== undefined && (!glass || !sameJson(s.breakGlass, { approver: glass.approver, justification: glass.justification ?? '' }))) {
+    if (
+      s.breakGlass !== undefined &&
+      (!glass || !sameJson(s.breakGlass, { approver: glass.approver, justification: glass.justification ?? '' }))
+    ) {
       problems.add(`${where} (${step.id}): a break-glass approval no receipt records`);
     }
   });
-  if (last.closure.result.steps.length !== steps.length) problems.add(`the result lists ${last.closure.result.steps.length} step(s), the chain has ${steps.length}`);
+  if (last.closure.result.steps.length !== steps.length)
+    problems.add(`the result lists ${last.closure.result.steps.length} step(s), the chain has ${steps.length}`);
 }
 
 /** Search attributes: the workload at start, policy digests that decisions name, the final status. */
-function checkSearchAttributes(runs: DecodedRun[], workload: string, chain: ChainReceipt[], finalStatus: string | null, problems: Problems): void {
-  const digests = new Set(chain.filter((c) => c.entry.source === Activity.authorize).map((c) => (isRecord(c.entry.result.decision) ? c.entry.result.decision.bundleDigest : undefined)));
+function checkSearchAttributes(
+  runs: DecodedRun[],
+  workload: string,
+  chain: ChainReceipt[],
+  finalStatus: string | null,
+  problems: Problems,
+): void {
+  const digests = new Set(
+    chain
+      .filter((c) => c.entry.source === Activity.authorize)
+      .map((c) => (isRecord(c.entry.result.decision) ? c.entry.result.decision.bundleDigest : undefined)),
+  );
   const statuses = Object.values(ChainStatus) as string[];
   for (const run of runs) {
     const started = run.startAttributes[GovernorWorkloadKey.name];
-    if (started !== undefined && started !== workload) problems.add(`run ${run.index + 1}: started with search attribute ${GovernorWorkloadKey.name} ${String(started)}`);
+    if (started !== undefined && started !== workload)
+      problems.add(
+        `run ${run.index + 1}: started with search attribute ${GovernorWorkloadKey.name} ${String(started)}`,
+      );
     for (const upsert of run.upserts) {
       const digest = upsert[GovernorPolicyDigestKey.name];
-      if (digest !== undefined && !digests.has(digest as string)) problems.add(`run ${run.index + 1}: ${GovernorPolicyDigestKey.name} set to a digest no decision names`);
+      if (digest !== undefined && !digests.has(digest as string))
+        problems.add(`run ${run.index + 1}: ${GovernorPolicyDigestKey.name} set to a digest no decision names`);
       const status = upsert[GovernorStatusKey.name];
-      if (status !== undefined && !statuses.includes(status as string)) problems.add(`run ${run.index + 1}: ${GovernorStatusKey.name} set to ${String(status)}`);
+      if (status !== undefined && !statuses.includes(status as string))
+        problems.add(`run ${run.index + 1}: ${GovernorStatusKey.name} set to ${String(status)}`);
     }
   }
   const last = runs[runs.length - 1];
   if (last?.closure?.type === 'completed' && finalStatus !== null) {
     const set = last.upserts.map((u) => u[GovernorStatusKey.name]).filter((v) => v !== undefined);
-    if (set[set.length - 1] !== finalStatus) problems.add(`the chain ended ${finalStatus}, its ${GovernorStatusKey.name} says ${String(set[set.length - 1])}`);
+    if (set[set.length - 1] !== finalStatus)
+      problems.add(`the chain ended ${finalStatus}, its ${GovernorStatusKey.name} says ${String(set[set.length - 1])}`);
   }
 }
 

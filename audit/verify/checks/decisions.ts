@@ -78,7 +78,11 @@ export function checkDecisions(
       let found: LoadedBundle | string;
       try {
         const b = lookup(digest);
-        found = !b ? 'not available' : bundleDigest(b.files) !== digest || b.digest !== digest ? 'its content does not hash to its digest' : b;
+        found = !b
+          ? 'not available'
+          : bundleDigest(b.files) !== digest || b.digest !== digest
+            ? 'its content does not hash to its digest'
+            : b;
       } catch (err) {
         found = oneLine((err as Error).message);
       }
@@ -98,7 +102,10 @@ export function checkDecisions(
     }
   }
   const { shadows, shadowsSkipped, failureDenies } = t;
-  const shadowNote = shadows > 0 ? `; ${shadows - shadowsSkipped} of ${shadows} shadow decision(s) re-evaluated (shadow bundles are not archived)` : '';
+  const shadowNote =
+    shadows > 0
+      ? `; ${shadows - shadowsSkipped} of ${shadows} shadow decision(s) re-evaluated (shadow bundles are not archived)`
+      : '';
   const check = t.problems.check(
     CheckName.Decisions,
     `${count - failureDenies} decision(s) re-evaluated with ${t.used.size} bundle(s): identical; ${failureDenies} made before policy ran, all deny${shadowNote}`,
@@ -122,7 +129,8 @@ function checkDecision(t: Tally, entry: ReceiptEntry, where: string): void {
   const rawRequest = entry.result.request;
   if (rawRequest === undefined || rawRequest === null) {
     // Verification failed before policy ran (credential, attestation, revoked workload, no bundle).
-    if (decision.effect !== 'deny' || decision.errors.length === 0) problems.add(`${where}: made without a request, yet not a deny with its reason`);
+    if (decision.effect !== 'deny' || decision.errors.length === 0)
+      problems.add(`${where}: made without a request, yet not a deny with its reason`);
     else t.failureDenies++;
     return;
   }
@@ -138,14 +146,27 @@ function checkDecision(t: Tally, entry: ReceiptEntry, where: string): void {
   }
   t.used.add(b.digest);
   // What the workflow acted on besides the decision comes from the same bundle.
-  const ladder = (b.manifest.approvals.ladder ?? []).map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] }));
+  const ladder = (b.manifest.approvals.ladder ?? []).map((l) => ({
+    afterMs: durationMs(l.after),
+    roles: [...l.roles],
+  }));
   const rules = decision.effect === 'escalate' ? { ladder } : undefined;
-  if (entry.result.credentialExpired !== false || entry.result.gracePeriod !== durationMs(b.manifest.credential.gracePeriod) || canonicalJson(entry.result.approvalRules ?? null) !== canonicalJson(rules ?? null)) {
+  if (
+    entry.result.credentialExpired !== false ||
+    entry.result.gracePeriod !== durationMs(b.manifest.credential.gracePeriod) ||
+    canonicalJson(entry.result.approvalRules ?? null) !== canonicalJson(rules ?? null)
+  ) {
     problems.add(`${where}: its grace period, approval rules or credential flag are not the bundle's`);
   }
   // A step `authorize` called uncoordinated skipped `requestSlot`: the bundle must agree.
   // The flag is not signed: a step executed inside governStep is checked against the bundle whatever it says.
-  if (entry.result.coordinated === false || (entry.executedInOne && entry.result.receipt && isRecord(entry.result.receipt) && entry.result.receipt.kind === 'decision')) {
+  if (
+    entry.result.coordinated === false ||
+    (entry.executedInOne &&
+      entry.result.receipt &&
+      isRecord(entry.result.receipt) &&
+      entry.result.receipt.kind === 'decision')
+  ) {
     const domain = findDomain(b.manifest.coordination.domains, resourceLabel(request.data.resource));
     if (domain) {
       problems.add(
@@ -157,7 +178,9 @@ function checkDecision(t: Tally, entry: ReceiptEntry, where: string): void {
   }
   const again = decide(b, request.data);
   if (canonicalJson(again) !== canonicalJson(entry.result.decision)) {
-    problems.add(`${where}: re-evaluation gives ${again.effect}${again.effect === decision.effect ? ' with other details' : ''}, recorded ${decision.effect}`);
+    problems.add(
+      `${where}: re-evaluation gives ${again.effect}${again.effect === decision.effect ? ' with other details' : ''}, recorded ${decision.effect}`,
+    );
   }
   if (entry.result.shadow !== undefined) checkShadow(t, where, decision, request.data, entry.result.shadow);
 }
@@ -185,5 +208,6 @@ function checkShadow(t: Tally, where: string, decision: Decision, request: Authz
     ...(d.reason !== undefined ? { reason: d.reason } : {}),
     ...(d.escalation !== undefined ? { escalation: d.escalation } : {}),
   };
-  if (canonicalJson(expected) !== canonicalJson(shadow)) t.problems.add(`${where}: the shadow decision differs on re-evaluation`);
+  if (canonicalJson(expected) !== canonicalJson(shadow))
+    t.problems.add(`${where}: the shadow decision differs on re-evaluation`);
 }

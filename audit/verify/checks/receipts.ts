@@ -13,14 +13,29 @@ export interface ChainReceipt {
 }
 
 /** The payload a receipt's digest covers, as recorded in history (see activities/index.ts). */
-function receiptPayload(entry: ReceiptEntry, approvalStepDigest: string | undefined): { ok: true; payload: unknown } | { ok: false; problem: string } {
+function receiptPayload(
+  entry: ReceiptEntry,
+  approvalStepDigest: string | undefined,
+): { ok: true; payload: unknown } | { ok: false; problem: string } {
   const r = entry.result;
   switch (entry.source) {
     case Activity.authorize:
-      return { ok: true, payload: { ...decisionReceiptPayload({ request: r.request, decision: r.decision, shadow: r.shadow, revocations: r.revocations }), stepDigest: r.stepDigest } };
+      return {
+        ok: true,
+        payload: {
+          ...decisionReceiptPayload({
+            request: r.request,
+            decision: r.decision,
+            shadow: r.shadow,
+            revocations: r.revocations,
+          }),
+          stepDigest: r.stepDigest,
+        },
+      };
     case Activity.verifyApproval:
       // The vote was verified against the step digest of the decision that escalated the step.
-      if (approvalStepDigest === undefined) return { ok: false, problem: 'an approval for a step that has no decision' };
+      if (approvalStepDigest === undefined)
+        return { ok: false, problem: 'an approval for a step that has no decision' };
       return { ok: true, payload: { verdict: r.verdict, stepDigest: approvalStepDigest } };
     default:
       return { ok: true, payload: r.payload ?? null };
@@ -32,7 +47,11 @@ function receiptPayload(entry: ReceiptEntry, approvalStepDigest: string | undefi
  * prevHash (also across runs), hash recomputed from the body, digest recomputed from what history
  * recorded, signed by a trusted receipt key. Returns the receipts in chain order.
  */
-export async function checkReceipts(runs: DecodedRun[], chainId: string | null, keySet: TrustedKeys): Promise<{ check: VerifyCheck; chain: ChainReceipt[] }> {
+export async function checkReceipts(
+  runs: DecodedRun[],
+  chainId: string | null,
+  keySet: TrustedKeys,
+): Promise<{ check: VerifyCheck; chain: ChainReceipt[] }> {
   const problems = new Problems();
   const chain: ChainReceipt[] = [];
   let head: ReceiptHead = { seq: 0, hash: GENESIS_HASH };
@@ -42,12 +61,16 @@ export async function checkReceipts(runs: DecodedRun[], chainId: string | null, 
   for (const run of runs) {
     orphans += run.orphans;
     if (run.index > 0 && run.input?.resume && canonicalJson(run.input.resume.head) !== canonicalJson(head)) {
-      problems.add(`run ${run.index + 1}: resumes from receipt ${run.input.resume.head.seq}, but run ${run.index} ended at receipt ${head.seq}`);
+      problems.add(
+        `run ${run.index + 1}: resumes from receipt ${run.input.resume.head.seq}, but run ${run.index} ended at receipt ${head.seq}`,
+      );
     }
     for (const entry of run.entries) {
       const parsed = Receipt.safeParse(entry.result.receipt);
       if (!parsed.success) {
-        problems.add(`event ${entry.eventId} of run ${run.index + 1}: the ${entry.source} result holds no valid receipt`);
+        problems.add(
+          `event ${entry.eventId} of run ${run.index + 1}: the ${entry.source} result holds no valid receipt`,
+        );
         continue;
       }
       const r = parsed.data;
@@ -55,7 +78,8 @@ export async function checkReceipts(runs: DecodedRun[], chainId: string | null, 
       if (chainId !== null && r.chainId !== chainId) problems.add(`${label}: belongs to chain ${r.chainId}`);
       if (r.seq !== head.seq + 1) problems.add(`${label}: out of sequence (expected ${head.seq + 1})`);
       if (r.prevHash !== head.hash) problems.add(`${label}: does not link to the previous receipt`);
-      if (!RECEIPT_KINDS_BY_SOURCE[entry.source].includes(r.kind)) problems.add(`${label}: a ${entry.source} result cannot hold a ${r.kind} receipt`);
+      if (!RECEIPT_KINDS_BY_SOURCE[entry.source].includes(r.kind))
+        problems.add(`${label}: a ${entry.source} result cannot hold a ${r.kind} receipt`);
       if (sha256Hex(canonicalJson(receiptBody(r))) !== r.hash) problems.add(`${label}: hash does not match its body`);
       const payload = receiptPayload(entry, r.stepId !== undefined ? stepDigests.get(r.stepId) : undefined);
       if (!payload.ok) problems.add(`${label}: ${payload.problem}`);
@@ -74,15 +98,19 @@ export async function checkReceipts(runs: DecodedRun[], chainId: string | null, 
         if (signature.payload !== r.hash) problems.add(`${label}: the signature signs another hash`);
         kids.add(signature.kid);
       }
-      if (entry.source === Activity.authorize && r.stepId !== undefined && typeof entry.result.stepDigest === 'string') stepDigests.set(r.stepId, entry.result.stepDigest);
+      if (entry.source === Activity.authorize && r.stepId !== undefined && typeof entry.result.stepDigest === 'string')
+        stepDigests.set(r.stepId, entry.result.stepDigest);
       head = { seq: r.seq, hash: r.hash };
       chain.push({ receipt: r, entry });
     }
   }
-  const orphanNote = orphans > 0 ? `; ${orphans} receipt(s) of activities cancelled before completing are not part of the chain` : '';
+  const orphanNote =
+    orphans > 0 ? `; ${orphans} receipt(s) of activities cancelled before completing are not part of the chain` : '';
   const check = problems.check(
     CheckName.Receipts,
-    chain.length === 0 ? `no receipts${orphanNote}` : `${chain.length} receipt(s), seq 1-${head.seq}: linked, hashes and digests recomputed, signed by ${[...kids].join(', ')}${orphanNote}`,
+    chain.length === 0
+      ? `no receipts${orphanNote}`
+      : `${chain.length} receipt(s), seq 1-${head.seq}: linked, hashes and digests recomputed, signed by ${[...kids].join(', ')}${orphanNote}`,
   );
   return { check, chain };
 }

@@ -14,5 +14,8 @@ export async function checkReplay(runs: DecodedRun[], workflowId: string, replay
     if (!outcome.ok) problems.add(`run ${run.index + 1}: ${outcome.error}`);
   }
   if (runs.length === 0) problems.add('nothing to replay');
-  return problems.check(CheckName.Replay, `${runs.length} run(s) replayed with the current workflow code: no nondeterminism`);
+  return problems.check(
+    CheckName.Replay,
+    `${runs.length} run(s) replayed with the current workflow code: no nondeterminism`,
+  );
 }

@@ -93,14 +93,20 @@ interface RunFacts {
  * failures listed in the file comment. `lineage` are the lineage's histories (decoded), `runs` the
  * run list (its out-of-lineage histories decoded); without a run list the check fails (fail closed).
  */
-export function checkRuns(workflowId: string | null, lineage: readonly unknown[], runs: readonly ChainRun[] | undefined): { check: VerifyCheck; runs: RunReport[] } {
+export function checkRuns(
+  workflowId: string | null,
+  lineage: readonly unknown[],
+  runs: readonly ChainRun[] | undefined,
+): { check: VerifyCheck; runs: RunReport[] } {
   const problems = new Problems();
   const done = (okDetail: string, reports: RunReport[]): { check: VerifyCheck; runs: RunReport[] } => ({
     check: problems.check(CheckName.Runs, okDetail),
     runs: reports,
   });
   if (!Array.isArray(runs)) {
-    problems.add('no run list: resets, terminations and other executions of the workflow id cannot be excluded (verify live, or a proof that carries its runs)');
+    problems.add(
+      'no run list: resets, terminations and other executions of the workflow id cannot be excluded (verify live, or a proof that carries its runs)',
+    );
     return done('', []);
   }
 
@@ -118,8 +124,15 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
     seen.add(runId);
     let history: unknown;
     if (run.lineage !== undefined) {
-      if (!Number.isInteger(run.lineage) || run.lineage < 0 || run.lineage >= lineage.length || positions.has(run.lineage)) {
-        problems.add(`run ${runId}: names lineage position ${String(run.lineage)}, which is not a run of the chain's lineage or is named twice`);
+      if (
+        !Number.isInteger(run.lineage) ||
+        run.lineage < 0 ||
+        run.lineage >= lineage.length ||
+        positions.has(run.lineage)
+      ) {
+        problems.add(
+          `run ${runId}: names lineage position ${String(run.lineage)}, which is not a run of the chain's lineage or is named twice`,
+        );
         continue;
       }
       positions.set(run.lineage, runId);
@@ -131,13 +144,15 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
     if (!f.readable) problems.add(`run ${runId}: no readable history`);
     facts.push(f);
   }
-  for (let i = 0; i < lineage.length; i++) if (!positions.has(i)) problems.add(`run ${i + 1} of the chain's lineage is not in the run list`);
+  for (let i = 0; i < lineage.length; i++)
+    if (!positions.has(i)) problems.add(`run ${i + 1} of the chain's lineage is not in the run list`);
   const byId = new Map(facts.map((f) => [f.runId, f]));
 
   // A history must be the run it is listed as: its own reset names it, or its start event does.
   for (const f of facts) {
     const own = f.reset?.newRunId ?? f.originalRunId;
-    if (f.readable && own !== undefined && own !== f.runId) problems.add(`run ${f.runId}: its history is that of run ${own}`);
+    if (f.readable && own !== undefined && own !== f.runId)
+      problems.add(`run ${f.runId}: its history is that of run ${own}`);
   }
 
   const chain = facts.filter((f) => f.lineage !== undefined).sort((a, b) => a.lineage! - b.lineage!);
@@ -145,11 +160,14 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
   // The chain's family: its first run's lineage through continue-as-new and resets; anything else is another execution.
   const family = new Set<string>(chain.map((f) => f.runId));
   const familyRoot = first?.firstRunId ?? first?.originalRunId;
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const f of facts) {
       if (family.has(f.runId) || f.workflowType !== WORKFLOW_TYPE) continue;
-      const linked = (familyRoot !== undefined && f.firstRunId === familyRoot) || (f.reset && family.has(f.reset.baseRunId)) || (f.continuedFrom && family.has(f.continuedFrom));
+      const linked =
+        (familyRoot !== undefined && f.firstRunId === familyRoot) ||
+        (f.reset && family.has(f.reset.baseRunId)) ||
+        (f.continuedFrom && family.has(f.continuedFrom));
       if (linked) {
         family.add(f.runId);
         changed = true;
@@ -160,8 +178,14 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
   // Resets: who was reset into whom, and where.
   const resets = facts.filter((f) => f.reset && family.has(f.runId)).map((f) => ({ ...f.reset!, newRunId: f.runId }));
   for (const r of resets) {
-    if (!byId.has(r.baseRunId)) problems.add(`run ${r.newRunId} was reset from run ${r.baseRunId} at event ${r.eventId}, which is not in the run list: what ran there after the reset point cannot be checked`);
-    if (chain.some((f) => f.runId === r.baseRunId)) problems.add(`run ${r.baseRunId} of the chain was reset into run ${r.newRunId} at event ${r.eventId}: the verified runs are not the chain's latest`);
+    if (!byId.has(r.baseRunId))
+      problems.add(
+        `run ${r.newRunId} was reset from run ${r.baseRunId} at event ${r.eventId}, which is not in the run list: what ran there after the reset point cannot be checked`,
+      );
+    if (chain.some((f) => f.runId === r.baseRunId))
+      problems.add(
+        `run ${r.baseRunId} of the chain was reset into run ${r.newRunId} at event ${r.eventId}: the verified runs are not the chain's latest`,
+      );
   }
 
   // Effects: each executor scheduled, identified by the run and event where it was first recorded.
@@ -176,7 +200,9 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
   };
   const effective = (e: Effect): boolean => !e.decisionOnly;
   const inChain = new Map<string, { run: string; eventId: number; key: string | undefined }>();
-  for (const f of chain) for (const e of f.effects.filter(effective)) inChain.set(origin(f, e.eventId), { run: f.runId, eventId: e.eventId, key: e.key });
+  for (const f of chain)
+    for (const e of f.effects.filter(effective))
+      inChain.set(origin(f, e.eventId), { run: f.runId, eventId: e.eventId, key: e.key });
   const reported = new Set<string>();
   for (const f of facts) {
     if (f.lineage !== undefined || !family.has(f.runId)) continue;
@@ -185,16 +211,26 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
       if (inChain.has(id) || reported.has(id)) continue;
       reported.add(id);
       const [originRun, originEvent] = [id.slice(0, id.lastIndexOf('/')), Number(id.slice(id.lastIndexOf('/') + 1))];
-      const reset = resets.find((r) => r.baseRunId === originRun && r.eventId <= originEvent) ?? resets.find((r) => r.baseRunId === originRun) ?? resets[0];
-      const point = reset ? `the reset of run ${reset.baseRunId} at event ${reset.eventId} (into run ${reset.newRunId})` : `no reset that explains run ${originRun}`;
+      const reset =
+        resets.find((r) => r.baseRunId === originRun && r.eventId <= originEvent) ??
+        resets.find((r) => r.baseRunId === originRun) ??
+        resets[0];
+      const point = reset
+        ? `the reset of run ${reset.baseRunId} at event ${reset.eventId} (into run ${reset.newRunId})`
+        : `no reset that explains run ${originRun}`;
       const step = e.key === undefined ? 'an executor whose input cannot be read' : `step ${stepOf(e.key)}`;
-      const what = e.outcome === 'ran' ? 'ran' : e.outcome === 'attempted' ? 'was attempted' : 'was started (it may have run)';
+      const what =
+        e.outcome === 'ran' ? 'ran' : e.outcome === 'attempted' ? 'was attempted' : 'was started (it may have run)';
       const twice = e.key === undefined ? [] : [...inChain.values()].filter((c) => c.key === e.key);
       if (twice.length > 0) {
         const again = twice.map((c) => `run ${c.run} event ${c.eventId}`).join(', ');
-        problems.add(`${step} ran in two branches of ${point}: in run ${originRun} at event ${originEvent} and again in ${again}`);
+        problems.add(
+          `${step} ran in two branches of ${point}: in run ${originRun} at event ${originEvent} and again in ${again}`,
+        );
       } else {
-        problems.add(`${step} ${what} in run ${originRun} at event ${originEvent}, a branch abandoned by ${point}: the chain's receipts do not record it`);
+        problems.add(
+          `${step} ${what} in run ${originRun} at event ${originEvent}, a branch abandoned by ${point}: the chain's receipts do not record it`,
+        );
       }
     }
   }
@@ -202,21 +238,35 @@ export function checkRuns(workflowId: string | null, lineage: readonly unknown[]
   // Other executions under the same workflow id.
   for (const f of facts) {
     if (family.has(f.runId)) continue;
-    problems.add(`run ${f.runId} (${f.status}${f.workflowType && f.workflowType !== WORKFLOW_TYPE ? `, a ${f.workflowType}` : ''}) is another execution of workflow id ${workflowId ?? '(unknown)'}: a chain id names one chain`);
+    problems.add(
+      `run ${f.runId} (${f.status}${f.workflowType && f.workflowType !== WORKFLOW_TYPE ? `, a ${f.workflowType}` : ''}) is another execution of workflow id ${workflowId ?? '(unknown)'}: a chain id names one chain`,
+    );
   }
 
   // How the chain ended.
   const last = chain[chain.length - 1];
   if (last && NOT_CLEAN.includes(last.status)) {
-    problems.add(`the chain's last run ${last.runId} ${last.status === 'Failed' ? 'failed as a workflow' : `was ${last.status === 'TimedOut' ? 'timed out' : last.status === 'Canceled' ? 'cancelled' : 'terminated'}`}: the chain did not end cleanly`);
+    problems.add(
+      `the chain's last run ${last.runId} ${last.status === 'Failed' ? 'failed as a workflow' : `was ${last.status === 'TimedOut' ? 'timed out' : last.status === 'Canceled' ? 'cancelled' : 'terminated'}`}: the chain did not end cleanly`,
+    );
   }
 
   const reports = facts.map((f) => report(f, family, resets));
-  const resetNote = resets.length > 0 ? `; ${resets.map((r) => `run ${r.newRunId} reset from run ${r.baseRunId} at event ${r.eventId}`).join(', ')}` : '';
-  return done(`${facts.length} run(s) of the workflow id, ${chain.length} in the chain${resetNote}; no executor ran outside the chain's runs`, reports);
+  const resetNote =
+    resets.length > 0
+      ? `; ${resets.map((r) => `run ${r.newRunId} reset from run ${r.baseRunId} at event ${r.eventId}`).join(', ')}`
+      : '';
+  return done(
+    `${facts.length} run(s) of the workflow id, ${chain.length} in the chain${resetNote}; no executor ran outside the chain's runs`,
+    reports,
+  );
 }
 
-function report(f: RunFacts, family: Set<string>, resets: { baseRunId: string; newRunId: string; eventId: number }[]): RunReport {
+function report(
+  f: RunFacts,
+  family: Set<string>,
+  resets: { baseRunId: string; newRunId: string; eventId: number }[],
+): RunReport {
   let relation: string;
   let detail: string;
   if (!family.has(f.runId)) {
@@ -226,14 +276,20 @@ function report(f: RunFacts, family: Set<string>, resets: { baseRunId: string; n
     relation = 'reset';
     detail = `reset from run ${f.reset.baseRunId} at event ${f.reset.eventId}`;
   } else if (f.continuedFrom) {
-    relation = f.initiator === 'CONTINUE_AS_NEW_INITIATOR_RETRY' ? 'retry' : f.initiator === 'CONTINUE_AS_NEW_INITIATOR_CRON_SCHEDULE' ? 'cron' : 'continued-as-new';
+    relation =
+      f.initiator === 'CONTINUE_AS_NEW_INITIATOR_RETRY'
+        ? 'retry'
+        : f.initiator === 'CONTINUE_AS_NEW_INITIATOR_CRON_SCHEDULE'
+          ? 'cron'
+          : 'continued-as-new';
     detail = `${relation === 'retry' ? 'a retry of' : relation === 'cron' ? 'a cron run after' : 'continued as new from'} run ${f.continuedFrom}`;
   } else {
     relation = f.readable ? 'first' : 'unknown';
     detail = f.readable ? 'first run' : 'no readable history';
   }
   const into = resets.filter((r) => r.baseRunId === f.runId);
-  if (into.length > 0) detail += `; reset into ${into.map((r) => `run ${r.newRunId} at event ${r.eventId}`).join(', ')}`;
+  if (into.length > 0)
+    detail += `; reset into ${into.map((r) => `run ${r.newRunId} at event ${r.eventId}`).join(', ')}`;
   if (f.lineage !== undefined) detail += `; run ${f.lineage + 1} of the chain`;
   else if (family.has(f.runId)) detail += '; not part of the chain (superseded)';
   return { runId: f.runId, status: f.status, relation, detail, lineage: f.lineage !== undefined };
@@ -245,7 +301,13 @@ function stepOf(key: string): string {
 }
 
 function runFacts(runId: string, history: unknown, lineage: number | undefined): RunFacts {
-  const facts: RunFacts = { runId, readable: false, status: 'Unknown', effects: [], ...(lineage !== undefined ? { lineage } : {}) };
+  const facts: RunFacts = {
+    runId,
+    readable: false,
+    status: 'Unknown',
+    effects: [],
+    ...(lineage !== undefined ? { lineage } : {}),
+  };
   const events = isRecord(history) && Array.isArray(history.events) ? (history.events as unknown[]) : undefined;
   if (!events || events.length === 0) return facts;
   facts.readable = true;
@@ -256,7 +318,10 @@ function runFacts(runId: string, history: unknown, lineage: number | undefined):
     const eventId = Number(raw.eventId);
     const started = raw.workflowExecutionStartedEventAttributes;
     if (isRecord(started)) {
-      facts.workflowType = isRecord(started.workflowType) && typeof started.workflowType.name === 'string' ? started.workflowType.name : undefined;
+      facts.workflowType =
+        isRecord(started.workflowType) && typeof started.workflowType.name === 'string'
+          ? started.workflowType.name
+          : undefined;
       facts.firstRunId = optionalString(started.firstExecutionRunId);
       facts.originalRunId = optionalString(started.originalExecutionRunId);
       facts.continuedFrom = optionalString(started.continuedExecutionRunId);
@@ -283,7 +348,13 @@ function runFacts(runId: string, history: unknown, lineage: number | undefined):
       const key = isRecord(input) && typeof input.idempotencyKey === 'string' ? input.idempotencyKey : undefined;
       // Only executors carry an idempotency key; an activity whose input cannot be read is counted (fail closed).
       if (key === undefined && input !== UNREADABLE) continue;
-      const effect: Effect = { eventId, type: typeof type === 'string' ? type : '', key, outcome: 'started', decisionOnly: false };
+      const effect: Effect = {
+        eventId,
+        type: typeof type === 'string' ? type : '',
+        key,
+        outcome: 'started',
+        decisionOnly: false,
+      };
       scheduled.set(String(eventId), effect);
       facts.effects.push(effect);
       continue;
@@ -318,7 +389,8 @@ function decodeFirst(payloads: unknown): unknown {
   const p = payloads.payloads[0];
   try {
     const metadata: Record<string, Uint8Array> = {};
-    for (const [k, v] of Object.entries(isRecord(p.metadata) ? p.metadata : {})) metadata[k] = new Uint8Array(Buffer.from(String(v), 'base64'));
+    for (const [k, v] of Object.entries(isRecord(p.metadata) ? p.metadata : {}))
+      metadata[k] = new Uint8Array(Buffer.from(String(v), 'base64'));
     const data = new Uint8Array(Buffer.from(typeof p.data === 'string' ? p.data : '', 'base64'));
     return defaultPayloadConverter.fromPayload({ metadata, data });
   } catch {
