@@ -1,7 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { resourceLabel } from '../core/step';
 import {
   Client,
+  isGrpcServiceError,
+  ServiceError,
   WithStartWorkflowOperation,
   WorkflowExecutionInfo,
   WorkflowExecutionAlreadyStartedError,
@@ -288,13 +290,20 @@ export class GovernorClient {
   /** Submits a signed vote by update; returns the verdict (counted or rejected, with its reason) and the approval state. */
   async submitApproval(chainId: string, token: string): Promise<SubmitApprovalResult> {
     checkVoteToken(token);
-    try {
-      return await this.handle(chainId).executeUpdate(submitApprovalUpdate, { args: [{ token }] });
-    } catch (err) {
-      const cause = (err as { cause?: { message?: string; type?: string } }).cause;
-      if (cause?.type === ErrorCode.InvalidInput)
-        throw new GovernorError(ErrorCode.InvalidInput, cause.message ?? 'vote rejected', 'token');
-      throw err;
+    // One update id per vote: a retry after the server aborted the update (its workflow task failed
+    // or timed out, e.g. while a worker restarts) is the same update, never a second vote.
+    const updateId = `vote-${createHash('sha256').update(token).digest('hex').slice(0, 32)}`;
+    const deadline = Date.now() + SUBMIT_RETRY_WINDOW_MS;
+    for (let wait = 250; ; wait = Math.min(wait * 2, 4000)) {
+      try {
+        return await this.handle(chainId).executeUpdate(submitApprovalUpdate, { args: [{ token }], updateId });
+      } catch (err) {
+        const cause = (err as { cause?: { message?: string; type?: string } }).cause;
+        if (cause?.type === ErrorCode.InvalidInput)
+          throw new GovernorError(ErrorCode.InvalidInput, cause.message ?? 'vote rejected', 'token');
+        if (!updateAborted(err) || Date.now() + wait > deadline) throw err;
+        await new Promise((r) => setTimeout(r, wait));
+      }
     }
   }
 
@@ -359,6 +368,19 @@ export class GovernorClient {
 }
 
 /** Refuses an oversized or malformed vote before it is sent (the workflow would reject it too, later). */
+/** How long `submitApproval` retries an update the server aborted before the workflow saw it. */
+const SUBMIT_RETRY_WINDOW_MS = 60_000;
+
+/**
+ * True when the server gave up on an update that the workflow had not accepted yet (gRPC UNAVAILABLE,
+ * after the client's own retries): the server documents this as retryable with the same update id.
+ */
+function updateAborted(err: unknown): boolean {
+  const cause = err instanceof ServiceError ? err.cause : undefined;
+  return isGrpcServiceError(cause) && cause.code === GRPC_UNAVAILABLE;
+}
+const GRPC_UNAVAILABLE = 14;
+
 function checkVoteToken(token: unknown): void {
   const tooLong = tokenTooLong(token);
   if (tooLong) throw new GovernorError(ErrorCode.InvalidInput, `token: ${tooLong} (nothing was sent)`, 'token');

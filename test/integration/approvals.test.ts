@@ -320,7 +320,10 @@ describe('votes that arrive early or while no worker runs', () => {
 
   it('loses no vote when the governor worker restarts while the chain waits', async () => {
     const taskQueue = uniqueQueue('governor-restart');
-    let worker = await startGovernorWorker({ home: g.home, taskQueue, policiesDir: bundleDir });
+    // A workflow cache, as in production: with none, SDK 1.24 evicts the run when the vote arrives
+    // during a local activity and the update is aborted until the task's 10 s timeout.
+    const options = { home: g.home, taskQueue, policiesDir: bundleDir, maxCachedWorkflows: 100 };
+    let worker = await startGovernorWorker(options);
     const gc = new GovernorClient(g.client, taskQueue);
     const handle = await gc.start(prodDeploy(), await g.creds());
     let digest = '';
@@ -331,7 +334,7 @@ describe('votes that arrive early or while no worker runs', () => {
     await worker.stop();
     // No worker runs now: the vote waits in history.
     await gc.signalVote(handle.workflowId, await vote(handle.workflowId, digest, 'alice', ['sre-lead']), 'approve');
-    worker = await startGovernorWorker({ home: g.home, taskQueue, policiesDir: bundleDir });
+    worker = await startGovernorWorker(options);
     try {
       const r = await gc.submitApproval(
         handle.workflowId,
@@ -361,7 +364,8 @@ describe('governor approve / deny / list --awaiting-approval', () => {
       listed = (JSON.parse(l.stdout) as { chains: typeof listed }).chains;
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(listed.find((c) => c.chainId === chainId)?.pendingRoles).toEqual(['sre-lead']);
+    // This suite's ladder makes `dba` eligible 2 s after the escalation; a loaded machine may list it.
+    expect([['sre-lead'], ['sre-lead', 'dba']]).toContainEqual(listed.find((c) => c.chainId === chainId)?.pendingRoles);
 
     const ok = await cli([
       'approve',
