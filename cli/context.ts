@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import type { DataConverter } from '@temporalio/common';
 
@@ -50,7 +51,24 @@ export function makeOut(json: boolean): Out {
   };
 }
 
-/** GOVERNOR_HOME: keys and state (default `.governor` in the working directory). */
+/**
+ * GOVERNOR_HOME: keys and state. Without it, the nearest `.governor` directory in the working directory
+ * or one of its parents (as git finds `.git`), so a command run from a subdirectory of the project uses
+ * the project's keys instead of creating untrusted ones; with none, `.governor` in the working directory.
+ */
 export function governorHome(): string {
-  return path.resolve(process.env.GOVERNOR_HOME ?? '.governor');
+  if (process.env.GOVERNOR_HOME) return path.resolve(process.env.GOVERNOR_HOME);
+  for (let dir = process.cwd(); ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, '.governor');
+    if (isDirectory(candidate)) return candidate;
+    if (path.dirname(dir) === dir) return path.resolve('.governor');
+  }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }

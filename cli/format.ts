@@ -1,4 +1,5 @@
 import type { ChainState } from '../contracts/state';
+import type { SubmitApprovalResult } from '../contracts/approval';
 import type { ChainExecution } from '../sdk/client';
 
 /** Human renderings of a chain for `status` and `run --wait` (`Out.print` makes them terminal-safe). */
@@ -83,4 +84,25 @@ export function formatStatus(state: ChainState, execution: ChainExecution): stri
     );
   }
   return lines.join('\n');
+}
+
+/**
+ * One line on what the vote did: counted (and what the step still needs, or how its approval ended),
+ * a repeat of a vote already counted (counted once, changes nothing), or rejected with the reason.
+ */
+export function voteSummary({ verdict: v, approval: a }: SubmitApprovalResult): string {
+  if (!v.counted) return `vote rejected: ${v.reason}`;
+  const who = `${v.approver} ${v.decision}${v.breakGlass ? ' (BREAK-GLASS)' : ''}`;
+  const approvedBy = a.approvedBy.map((x) => x.approver).join(', ') || 'nobody';
+  const standing =
+    a.outcome === 'pending'
+      ? `approved by ${approvedBy}; still needed: ${a.stillNeeded}`
+      : a.outcome === 'denied'
+        ? 'the step is denied: the chain ends Denied'
+        : a.outcome === 'expired'
+          ? 'the approval deadline had passed: the step is denied'
+          : `the step is approved (${a.outcome === 'break-glass' ? 'break-glass' : `approved by ${approvedBy}`})`;
+  return v.repeat
+    ? `repeat vote: ${who} was already counted; counted once, nothing changed; ${standing}`
+    : `vote counted: ${who}; ${standing}`;
 }

@@ -188,7 +188,8 @@ function readOrMissing(file: string, name: string): string {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new GovernorError(
         ErrorCode.KeysMissing,
-        `key "${name}" not found: ${file} is missing; run \`governor keys init\``,
+        `key "${name}" not found: ${file} is missing; set GOVERNOR_HOME to the governor's home ` +
+          '(the `.governor` directory the worker uses), or run `governor keys init` to create new keys there',
         name,
       );
     }

@@ -160,7 +160,7 @@ function unreachable(settings: TemporalSettings, err: unknown): GovernorError {
   const tls = settings.connectionOptions.tls;
   const hint = tls
     ? 'Check TEMPORAL_ADDRESS and the TLS settings (TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_TLS_CLIENT_CERT_PATH/KEY_PATH).'
-    : 'Start it with `npx governor server` or set TEMPORAL_ADDRESS.';
+    : 'Start the governor with `npx governor up` (dev server, UI and worker) or set TEMPORAL_ADDRESS.';
   return new GovernorError(
     ErrorCode.TemporalUnreachable,
     `cannot reach Temporal at ${address}: ${detail}. ${hint}`,

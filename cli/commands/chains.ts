@@ -10,7 +10,7 @@ import { loadChainFile } from '../../sdk/chain-file';
 import { GovernorClient, type ChainExecution } from '../../sdk/client';
 import { projectRoot } from '../../workers/temporal-cli';
 import { Exit, terminalSafe, type CommandContext, type Out } from '../context';
-import { formatState, formatStatus } from '../format';
+import { formatState, formatStatus, voteSummary } from '../format';
 
 /** `governor run`, `status`, `list`, `approve`, `deny`, `revoke` and `demo`: chains on a running governor. */
 
@@ -204,7 +204,10 @@ export function registerChainCommands(program: Command, ctx: CommandContext): vo
   for (const vote of ['approve', 'deny'] as const) {
     program
       .command(`${vote} <chainId>`)
-      .description(`${vote} the step of a chain awaiting approval (exit 0 when the vote counted, 1 when rejected)`)
+      .description(
+        `${vote} the step of a chain awaiting approval ` +
+          '(exit 0 when the vote counted, 1 when rejected or a repeat of a vote already counted)',
+      )
       .option('--step <id>', 'the step the vote is for (default: the step awaiting approval)')
       .option('--token <jwt>', 'a signed approval token')
       .option('--as <sub>', 'issue a local development approval token for this approver')
@@ -220,13 +223,8 @@ export function registerChainCommands(program: Command, ctx: CommandContext): vo
         const token = opts.token || (await developmentVote(ctx, gc, chainId, vote, opts));
         const result = await gc.submitApproval(chainId, token);
         const v = result.verdict;
-        const approvedBy = result.approval.approvedBy.map((a) => a.approver).join(', ') || 'nobody';
-        const human = v.counted
-          ? `vote counted: ${v.approver} ${v.decision}${v.breakGlass ? ' (BREAK-GLASS)' : ''}; ` +
-            `approved by ${approvedBy}; still needed: ${result.approval.stillNeeded}`
-          : `vote rejected: ${v.reason}`;
-        o.print(human, { chainId, counted: v.counted, verdict: v, approval: result.approval });
-        setExit(v.counted ? Exit.Ok : Exit.BadInput);
+        o.print(voteSummary(result), { chainId, counted: v.counted, verdict: v, approval: result.approval });
+        setExit(v.counted && !v.repeat ? Exit.Ok : Exit.BadInput);
       });
   }
 

@@ -9,10 +9,11 @@ export interface CliRun {
 }
 
 /** Runs the built CLI (`bin/governor.js`, `npm run build` first) with `env` added to this process's. */
-export function runGovernorCli(args: string[], env: Record<string, string>): Promise<CliRun> {
+export function runGovernorCli(args: string[], env: Record<string, string>, cwd?: string): Promise<CliRun> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'governor.js'), ...args], {
       env: { ...process.env, ...env },
+      ...(cwd ? { cwd } : {}),
     });
     let stdout = '';
     let stderr = '';

@@ -1,3 +1,6 @@
+import { existsSync, mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { runGovernorCli } from '../harness/cli';
 import { stepDigest } from '../../core/digests';
 import { issueApproval } from '../../identity';
@@ -402,5 +405,38 @@ describe('governor approve / deny / list --awaiting-approval', () => {
     const done = await cli(['approve', chainId, '--as', 'carol', '--roles', 'sre-lead', '--json']);
     expect(done.code).toBe(0);
     expect(((await g.client.workflow.getHandle(chainId).result()) as ChainResult).status).toBe('Completed');
+  });
+
+  it('finds the project keys from a subdirectory, reports a repeated vote as a repeat (exit 1) and a deny as the chain ending', async () => {
+    const { chainId } = await awaitingApproval(prodDeploy());
+    // A project whose `.governor` is the worker's home, and a shell two directories below it.
+    const project = mkdtempSync(path.join(tmpdir(), 'governor-project-'));
+    symlinkSync(g.home, path.join(project, '.governor'));
+    const sub = path.join(project, 'services', 'deploy');
+    mkdirSync(sub, { recursive: true });
+    const fromSub = (args: string[]) =>
+      runGovernorCli(
+        args,
+        { TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: '', GOVERNOR_TASK_QUEUE: g.taskQueue },
+        sub,
+      );
+
+    const first = await fromSub(['approve', chainId, '--as', 'alice', '--roles', 'sre-lead']);
+    expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(first.stdout.trim()).toBe('vote counted: alice approve; approved by alice; still needed: 1');
+    expect(existsSync(path.join(sub, '.governor'))).toBe(false);
+
+    const again = await fromSub(['approve', chainId, '--as', 'alice', '--roles', 'sre-lead']);
+    expect(again.code).toBe(1);
+    expect(again.stdout.trim()).toBe(
+      'repeat vote: alice approve was already counted; counted once, nothing changed; approved by alice; still needed: 1',
+    );
+
+    const no = await fromSub(['deny', chainId, '--as', 'dave', '--roles', 'sre-lead', '--reason', 'not today']);
+    expect({ code: no.code, stdout: no.stdout.trim() }).toEqual({
+      code: 0,
+      stdout: 'vote counted: dave deny; the step is denied: the chain ends Denied',
+    });
+    expect(((await g.client.workflow.getHandle(chainId).result()) as ChainResult).status).toBe('Denied');
   });
 });
