@@ -425,6 +425,10 @@ describe('governor approve / deny / list --awaiting-approval', () => {
     expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
     expect(first.stdout.trim()).toBe('vote counted: alice approve; approved by alice; still needed: 1');
     expect(existsSync(path.join(sub, '.governor'))).toBe(false);
+    // The headline and the step say the same thing about what is still needed.
+    const shown = (await fromSub(['status', chainId])).stdout;
+    expect(shown).toMatch(/status AwaitingApproval {2}pending: still needed: 1 approval\(s\) from sre-lead/);
+    expect(shown).toContain('approved by alice (sre-lead); still needed: 1');
 
     const again = await fromSub(['approve', chainId, '--as', 'alice', '--roles', 'sre-lead']);
     expect(again.code).toBe(1);

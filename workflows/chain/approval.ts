@@ -110,9 +110,14 @@ export async function awaitApproval(
   approvals.resume(a.stepId);
   s.status = 'awaiting-approval';
   run.setPendingRoles(approval.eligibleRoles);
-  const by = approval.deadlineAt ?? requirement.deadline;
-  const from = approval.eligibleRoles.join(' or ');
-  run.setStatus(ChainStatus.AwaitingApproval, `${approval.quorum} approval(s) from ${from} by ${by}`);
+  // The headline says what the step says: what is still needed, from whom, by when (details only, no command).
+  const showWaiting = () =>
+    run.setStatus(
+      ChainStatus.AwaitingApproval,
+      `still needed: ${approval.stillNeeded} approval(s) from ${approval.eligibleRoles.join(' or ')} ` +
+        `by ${approval.deadlineAt ?? requirement.deadline}`,
+    );
+  showWaiting();
 
   let expired = false;
   const timers = new CancellationScope();
@@ -129,7 +134,7 @@ export async function awaitApproval(
               if (!approval.eligibleRoles.includes(role)) approval.eligibleRoles.push(role);
             }
             run.setPendingRoles(approval.eligibleRoles);
-            run.publishDetails();
+            showWaiting();
           }),
         ),
       ]),
@@ -190,7 +195,7 @@ export async function awaitApproval(
         continue;
       }
       approvals.settle(verdict);
-      run.publishDetails();
+      showWaiting();
       if (verdict.counted && verdict.decision === 'deny') {
         const reason = `denied by approver ${verdict.approver}${verdict.reason ? `: ${verdict.reason}` : ''}`;
         return finish('denied', { allowed: false, decision, reason });
@@ -230,7 +235,7 @@ export async function awaitApproval(
       approval.quorum = Math.max(approval.quorum, next.quorum, approval.approvedBy.length + 1);
       approval.stillNeeded = Math.max(0, approval.quorum - approval.approvedBy.length);
       run.setPendingRoles(approval.eligibleRoles);
-      run.publishDetails();
+      showWaiting();
     }
     if (expired && approvals.pending.length === 0) {
       const reason = `no quorum of ${approval.quorum} by the approval deadline (${approval.deadline})`;
