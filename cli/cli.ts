@@ -6,7 +6,7 @@ import { registerChainCommands } from './commands/chains';
 import { registerCodecCommands } from './commands/codec';
 import { registerIdentityCommands } from './commands/identity';
 import { registerPolicyCommands } from './commands/policy';
-import { registerRuntimeCommands, waitForShutdown } from './commands/runtime';
+import { registerRuntimeCommands, runTemporalCli, waitForShutdown } from './commands/runtime';
 import { registerVerifyCommands } from './commands/verify';
 import { Exit, governorHome, makeOut, type CommandContext, type Out } from './context';
 
@@ -61,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
     code = c;
   });
   try {
+    // Every argument after `temporal` is the Temporal CLI's (its own --help, --output json, …).
+    if (argv[2] === 'temporal') return await runTemporalCli(argv.slice(3));
     await program.parseAsync(argv);
     return code;
   } catch (err) {

@@ -10,6 +10,7 @@ import {
 import { LRUCache } from 'lru-cache';
 import type { ApprovalClaims, ApprovalVote } from '../contracts/identity-claims';
 import { ErrorCode, GovernorError, isGovernorError } from '../contracts/errors';
+import { APPROVAL_TOKEN_TYPES } from '../core/jws-header';
 import { durationMs, type JwksSource, type Manifest } from '../policies/manifest';
 import { createJwksResolver, type JwksResolver } from './jwks';
 
@@ -91,7 +92,7 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const CREDENTIAL_TYPS = new Set(['jwt', 'jose', 'application/jwt', 'application/jose']);
 // Attestations and approvals must be explicitly typed, so no kind can ever be presented as another.
 const ATTESTATION_TYPS = new Set(['attestation+jwt', 'application/attestation+jwt']);
-const APPROVAL_TYPS = new Set(['approval+jwt', 'application/approval+jwt']);
+const APPROVAL_TYPS = new Set(APPROVAL_TOKEN_TYPES);
 const OCI_DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 const MAX_ROLES = 32;
 const MAX_ROLE_LENGTH = 64;

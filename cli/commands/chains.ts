@@ -214,13 +214,30 @@ export function registerChainCommands(program: Command, ctx: CommandContext): vo
       .option('--roles <roles>', 'with --as: comma-separated roles')
       .option('--reason <text>', 'reason recorded with the vote')
       .option('--justification <text>', 'break-glass justification (required for a break-glass approval)')
+      .option(
+        '--print-token',
+        'with --as: print the signed vote instead of sending it (to paste into the Temporal UI or CLI)',
+      )
       .action(async (chainId: string, opts: VoteOpts) => {
         const o = out();
         const gc = await client(taskQueue());
         if (opts.token && opts.as) {
           throw new GovernorError(ErrorCode.InvalidInput, '--token and --as are exclusive', '--as');
         }
+        if (opts.printToken && !opts.as) {
+          throw new GovernorError(
+            ErrorCode.InvalidInput,
+            '--print-token needs --as <sub> --roles <r,…>',
+            '--print-token',
+          );
+        }
         const token = opts.token || (await developmentVote(ctx, gc, chainId, vote, opts));
+        if (opts.printToken) {
+          // The token alone on stdout (a vote, not a secret key: it can only be this approver's vote on this step).
+          o.print(token, { chainId, signal: vote, input: { token } });
+          setExit(Exit.Ok);
+          return;
+        }
         const result = await gc.submitApproval(chainId, token);
         const v = result.verdict;
         o.print(voteSummary(result), { chainId, counted: v.counted, verdict: v, approval: result.approval });
@@ -313,6 +330,7 @@ interface VoteOpts {
   roles?: string;
   reason?: string;
   justification?: string;
+  printToken?: boolean;
 }
 
 interface DemoResult {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { DataConverter } from '@temporalio/common';
@@ -140,6 +141,16 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void> }> {
   };
 }
 
+/** Runs the pinned Temporal CLI with `args`, its stdio the terminal's; resolves to its exit code. */
+export async function runTemporalCli(args: string[]): Promise<number> {
+  const binary = resolveTemporalCli({ onProgress: (m) => process.stderr.write(`${m}\n`) });
+  const child = spawn(binary, args, { stdio: 'inherit' });
+  return new Promise<number>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (c) => resolve(c ?? Exit.BadInput));
+  });
+}
+
 /** Adds `governor server`, `governor worker` and `governor up`. */
 export function registerRuntimeCommands(program: Command, ctx: CommandContext): void {
   program
@@ -165,6 +176,14 @@ export function registerRuntimeCommands(program: Command, ctx: CommandContext): 
       await server.stop();
       ctx.setExit(Exit.Ok);
     });
+
+  // Listed for --help; `main` hands `governor temporal …` to the Temporal CLI before commander parses it.
+  program
+    .command('temporal')
+    .description('run the pinned Temporal CLI (the one `governor up` uses), e.g. `governor temporal workflow list`')
+    .argument('[args...]', 'arguments for the Temporal CLI')
+    .allowUnknownOption()
+    .action(async (args: string[]) => ctx.setExit(await runTemporalCli(args)));
 
   const workerCommand = program
     .command('worker')

@@ -407,6 +407,42 @@ describe('governor approve / deny / list --awaiting-approval', () => {
     expect(((await g.client.workflow.getHandle(chainId).result()) as ChainResult).status).toBe('Completed');
   });
 
+  it('prints a vote for the Temporal UI / CLI path, which the pinned Temporal CLI sends as a signal; a credential is no vote', async () => {
+    const { chainId } = await awaitingApproval(prodDeploy());
+    const printed = await cli(['approve', chainId, '--as', 'alice', '--roles', 'sre-lead', '--print-token']);
+    expect({ code: printed.code, stderr: printed.stderr }).toEqual({ code: 0, stderr: '' });
+    const token = printed.stdout.trim();
+    expect(token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    expect((await g.gc.status(chainId)).steps[0]!.approval!.verdicts).toEqual([]); // printed, not sent
+
+    const input = JSON.stringify({ token });
+    const sent = await cli([
+      'temporal',
+      'workflow',
+      'signal',
+      '--address',
+      testAddress(),
+      '-w',
+      chainId,
+      '--name',
+      'approve',
+      '--input',
+      input,
+    ]);
+    expect(sent.code).toBe(0);
+    const after = await g.waitFor(chainId, (s) => (s.steps[0]!.approval?.verdicts.length ?? 0) > 0);
+    expect(after.steps[0]!.approval!.verdicts).toEqual([
+      expect.objectContaining({ via: 'approve-signal', counted: true, approver: 'alice' }),
+    ]);
+
+    // A workload credential sent as a vote is refused by the update's validator, before history.
+    const wrong = await cli(['approve', chainId, '--token', (await g.creds()).credential]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('token: not an approval vote: its header has typ "jwt" (a workload credential?)');
+    expect((await g.gc.status(chainId)).steps[0]!.approval!.verdicts).toHaveLength(1);
+    await g.gc.revoke(chainId, { reason: 'print-token test done' });
+  });
+
   it('finds the project keys from a subdirectory, reports a repeated vote as a repeat (exit 1) and a deny as the chain ending', async () => {
     const { chainId } = await awaitingApproval(prodDeploy());
     // A project whose `.governor` is the worker's home, and a shell two directories below it.

@@ -154,6 +154,25 @@ describe('hostile approval votes on an escalated step', () => {
         vote: { chainId, stepId: 'export', stepDigest, roles: ['data-steward'] },
       });
 
+      if (variant === 'wrong typ') {
+        // Refused by the update's validator before history: the caller gets the reason, nothing is recorded.
+        await expect(g.gc.submitApproval(chainId, token)).rejects.toMatchObject({
+          code: 'GOVERNOR_INVALID_INPUT',
+          field: 'token',
+          message: expect.stringContaining('token: not an approval vote: its header has typ "jwt"'),
+        });
+        expect((await g.gc.status(chainId)).steps[0]!.approval).toMatchObject({ verdicts: [], stillNeeded: 1 });
+        // The Temporal UI path (a signal) cannot be validated: the verifier records the same refusal.
+        await g.gc.signalVote(chainId, token, 'approve');
+        const after = await g.waitFor(chainId, (s) => (s.steps[0]!.approval?.verdicts.length ?? 0) > 0);
+        expect(after.steps[0]!.approval!.verdicts).toEqual([
+          expect.objectContaining({ counted: false, reason: expect.stringMatching(/^approval type not accepted/) }),
+        ]);
+        await g.gc.revoke(chainId, { reason: 'hostile-token test done' });
+        expect(((await handle.result()) as ChainResult).status).toBe('Revoked');
+        expect(executedFor(chainId)).toEqual([]);
+        return;
+      }
       const { verdict, approval } = await g.gc.submitApproval(chainId, token);
       if (verdict.counted) accepted.push(chainId);
       expect(verdict).toMatchObject({

@@ -8,6 +8,7 @@ import {
 } from '../../contracts/approval';
 import type { Decision } from '../../contracts/decision';
 import { durationMs } from '../../contracts/duration';
+import { notAnApprovalVote } from '../../core/jws-header';
 import { invalidInputMessage } from '../../contracts/issues';
 import { GovernorBreakGlassKey } from '../../contracts/search-attributes';
 import type { StepState } from '../../contracts/state';
@@ -60,6 +61,10 @@ export function validateSubmission(run: ChainRun, submission: ApprovalSubmission
     );
   }
   if (!run.approvals.current) throw invalidInput('no step of this chain is awaiting approval');
+  // A workload credential or attestation pasted as a vote is refused here, before it reaches history
+  // (validators do not run on replay). Signals have no validator: their verdict records the same refusal.
+  const wrongKind = notAnApprovalVote(parsed.data.token);
+  if (wrongKind) throw invalidInput(wrongKind);
 }
 
 /** `submitApproval`: the vote's verdict and the approval after it. */

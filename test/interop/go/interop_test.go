@@ -327,6 +327,7 @@ func TestEscalatedChainApprovedFromGo(t *testing.T) {
 		"no token":                map[string]any{},
 		"unknown field":           map[string]any{"token": p.SignalVote, "approver": "alice"},
 		"a bare string":           p.SignalVote,
+		"a workload credential":   map[string]any{"token": p.Credential},
 	}
 	for name, arg := range malformedVotes {
 		handle, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: p.ChainID, UpdateName: "submitApproval", Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted})
