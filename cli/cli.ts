@@ -19,7 +19,9 @@ export { Exit, terminalSafe, type Out } from './context';
 
 /** Maps an error to the CLI exit code. */
 export function exitCodeFor(err: unknown): number {
-  if (isGovernorError(err) && err.code === ErrorCode.TemporalUnreachable) return Exit.Unreachable;
+  if (isGovernorError(err) && (err.code === ErrorCode.TemporalUnreachable || err.code === ErrorCode.NoWorker)) {
+    return Exit.Unreachable;
+  }
   return Exit.BadInput;
 }
 

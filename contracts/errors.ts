@@ -18,6 +18,8 @@ export const ErrorCode = {
   ServerStartFailed: 'GOVERNOR_SERVER_START_FAILED',
   KeysMissing: 'GOVERNOR_KEYS_MISSING',
   NotFound: 'GOVERNOR_NOT_FOUND',
+  /** No governor worker polls the task queue: a chain started now would wait without progress. */
+  NoWorker: 'GOVERNOR_NO_WORKER',
   /** The revocation list is not known (registry not running, recovering, unreachable or unverified). */
   RevocationsUnavailable: 'GOVERNOR_REVOCATIONS_UNAVAILABLE',
 } as const;

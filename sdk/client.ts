@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { temporal } from '@temporalio/proto';
 import { resourceLabel } from '../core/step';
 import {
   Client,
@@ -125,6 +126,16 @@ export class GovernorClient {
     readonly client: Client,
     readonly taskQueue: string = DEFAULT_TASK_QUEUE,
   ) {}
+
+  /** True when a governor worker has polled this client's task queue for workflow tasks recently. */
+  async workerPolling(): Promise<boolean> {
+    const { pollers } = await this.client.workflowService.describeTaskQueue({
+      namespace: this.client.options.namespace,
+      taskQueue: { name: this.taskQueue },
+      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    });
+    return (pollers ?? []).length > 0;
+  }
 
   /**
    * Validates the chain (nothing starts when it is malformed) and starts its workflow. Limits are

@@ -280,6 +280,14 @@ export function registerChainCommands(program: Command, ctx: CommandContext): vo
     .action(async (opts: { taskQueue: string }) => {
       const o = out();
       const gc = await client(opts.taskQueue);
+      if (!(await gc.workerPolling())) {
+        throw new GovernorError(
+          ErrorCode.NoWorker,
+          `no governor worker polls task queue ${opts.taskQueue}; start the governor with \`npx governor up\` ` +
+            '(dev server, UI and worker), or `npx governor worker` beside a running server (nothing was started)',
+          '--task-queue',
+        );
+      }
       const examples = path.join(projectRoot(), 'examples', 'chains');
       const results: DemoResult[] = [];
       for (const name of ['deploy-staging.yaml', 'drop-prod-table.yaml', 'deploy-prod.yaml']) {

@@ -65,3 +65,24 @@ it('demo: staging completes, the prod table drop is denied, the prod deploy wait
     expect(outcome).toEqual({ file: r.file, code: 0, verdict: 'verified', ok: true });
   }
 });
+
+it('demo without a governor worker says so at once and starts nothing; the unreachable hint names governor up', async () => {
+  const idle = `no-worker-${Date.now()}`;
+  const demo = await runGovernorCli(['demo', '--task-queue', idle], {
+    TEMPORAL_ADDRESS: testAddress(),
+    GOVERNOR_HOME: g.home,
+  });
+  expect(demo.code).toBe(3);
+  expect(demo.stderr).toContain(
+    `no governor worker polls task queue ${idle}; start the governor with \`npx governor up\``,
+  );
+  const started = await g.client.workflow.count(`TaskQueue = "${idle}"`);
+  expect(started.count).toBe(0);
+
+  const down = await runGovernorCli(['status', 'any-chain'], {
+    TEMPORAL_ADDRESS: '127.0.0.1:1',
+    GOVERNOR_HOME: g.home,
+  });
+  expect(down.code).toBe(3);
+  expect(down.stderr).toContain('Start the governor with `npx governor up` (dev server, UI and worker)');
+});
