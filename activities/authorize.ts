@@ -9,7 +9,13 @@ import type { RevocationListRef } from '../contracts/revocation';
 import { approvalsContext, requestContext, type ApprovalVote } from '../policies/context';
 import { decisionsDiffer } from '../policies/decision-diff';
 import type { ActiveBundle, PolicyStore } from './policy-store';
-import { isTokenExpired, verifyAttestation, verifyCredential, type VerifiedCredential } from '../identity';
+import {
+  isAttestationStale,
+  isTokenExpired,
+  verifyAttestation,
+  verifyCredential,
+  type VerifiedCredential,
+} from '../identity';
 
 /** Input of the `authorize` activity: one action of a chain, with the credentials to re-check. */
 export interface AuthorizeInput {
@@ -40,6 +46,11 @@ export interface AuthorizeResult {
   credentialExpired: boolean;
   /** The manifest's credential grace period, in ms. */
   gracePeriod: number;
+  /**
+   * True when the only problem was an attestation that went stale or expired (e.g. while people decided):
+   * after an approval the workflow waits up to the grace period for a fresh one. Absent: false.
+   */
+  attestationOutdated?: boolean;
   /** Shadow mode: the candidate bundle's verdict on the same request (never enforced). Absent without a candidate or a request. */
   shadow?: ShadowDecision;
   /** The verified revocation list the decision saw (absent when it was not known: then the decision is a deny saying so). */
@@ -134,7 +145,10 @@ export async function authorizeAction(
   try {
     attestation = await verifyAttestation(input.attestation, manifest, { now, home, expectedSubject: subject });
   } catch (err) {
-    if (isGovernorError(err) && err.code === ErrorCode.AttestationInvalid) return deny(err.message);
+    if (isGovernorError(err) && err.code === ErrorCode.AttestationInvalid) {
+      const outdated = isTokenExpired(err) || isAttestationStale(err);
+      return outdated ? { ...deny(err.message), attestationOutdated: true } : deny(err.message);
+    }
     throw err;
   }
 

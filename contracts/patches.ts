@@ -24,3 +24,10 @@ export const COORDINATOR_VALIDATION_PATCH = 'coordinator-validated-input-carried
 
 /** `revocationRegistryWorkflow`: a signed, append-only revocation log recovered by every run. */
 export const SIGNED_REVOCATIONS_PATCH = 'revocation-registry-signed-log';
+
+/**
+ * `governedChainWorkflow`: when the re-authorization after an approval finds only the attestation
+ * outdated (stale or expired while people decided), the chain waits in `AwaitingAttestation` up to the
+ * grace period for a fresh one (`refreshCredential`) instead of denying at once.
+ */
+export const AWAIT_FRESH_ATTESTATION_PATCH = 'await-fresh-attestation';

@@ -18,6 +18,7 @@ export const StepStatus = z.enum([
   'pending',
   'authorizing',
   'awaiting-credential',
+  'awaiting-attestation',
   'awaiting-approval',
   'executing',
   'completed',

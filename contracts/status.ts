@@ -3,6 +3,8 @@ export const ChainStatus = {
   Running: 'Running',
   AwaitingApproval: 'AwaitingApproval',
   AwaitingCredential: 'AwaitingCredential',
+  /** After an approval, the attestation went stale: waiting for a fresh one (`refreshCredential`). */
+  AwaitingAttestation: 'AwaitingAttestation',
   Completed: 'Completed',
   Denied: 'Denied',
   Failed: 'Failed',

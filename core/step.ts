@@ -116,6 +116,15 @@ export function refusedInputDigestInput(chainId: string, a: Omit<StepFacts, 'con
 }
 
 /**
+ * The reason a step is denied when, after an approval, its attestation was outdated and no fresh one
+ * arrived within the grace period: the recorded decision's reason with what the workflow waited for.
+ * The workflow writes it and the verifier expects exactly it.
+ */
+export function outdatedAttestationReason(recordedReason: string | undefined, gracePeriodMs: number): string {
+  return `${recordedReason ?? 'attestation outdated'}; no fresh attestation arrived within ${gracePeriodMs} ms`;
+}
+
+/**
  * The deny recorded when no decision could be made (verification failed, no bundle, authorization
  * could not run): every path that cannot decide ends here.
  */

@@ -37,6 +37,7 @@ export {
 } from './issue';
 export { createJwksResolver, type JwksResolver } from './jwks';
 export {
+  isAttestationStale,
   isTokenExpired,
   verifyApproval,
   verifyAttestation,

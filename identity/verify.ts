@@ -179,7 +179,11 @@ export async function verifyAttestation(
   const sub = nonEmptyString(payload.sub, kind, 'sub');
   if (sub !== options.expectedSubject) throw invalid(kind, 'attestation subject does not match the credential');
   const iat = notInFuture(payload.iat as number, now, manifest.credential.clockToleranceSeconds, kind);
-  if (now.getTime() - iat * 1000 > durationMs(trusted.maxAge)) throw invalid(kind, 'attestation is stale');
+  if (now.getTime() - iat * 1000 > durationMs(trusted.maxAge)) {
+    const stale = invalid(kind, 'attestation is stale');
+    staleErrors.add(stale);
+    throw stale;
+  }
   const imageDigest = nonEmptyString(payload.imageDigest, kind, 'imageDigest');
   if (!OCI_DIGEST.test(imageDigest)) throw invalid(kind, 'attestation claim "imageDigest" is invalid');
   const attestation: VerifiedAttestation = {
@@ -490,6 +494,13 @@ function expired(kind: Kind): GovernorError {
   const err = invalid(kind, `${kind} expired`);
   expiredErrors.add(err);
   return err;
+}
+
+const staleErrors = new WeakSet<GovernorError>();
+
+/** True when an attestation failed only because it is older than its attester's `maxAge`. */
+export function isAttestationStale(err: unknown): boolean {
+  return err instanceof GovernorError && staleErrors.has(err);
 }
 
 /** True when a verification failed only because the token expired (jose's `ERR_JWT_EXPIRED`, or the cached check's `exp`). */

@@ -81,10 +81,10 @@ async function pollStatus<T>(
   }
 }
 
-/** Until the chain ends or waits for a person (approval or credential). */
+/** Until the chain ends or waits for someone (approval, a refreshed credential or attestation). */
 function untilSettled(gc: GovernorClient, chainId: string): Promise<ChainState> {
-  const settled = (s: ChainState) =>
-    TERMINAL_STATUSES.includes(s.status) || s.status === 'AwaitingApproval' || s.status === 'AwaitingCredential';
+  const waiting: readonly ChainStatus[] = ['AwaitingApproval', 'AwaitingCredential', 'AwaitingAttestation'];
+  const settled = (s: ChainState) => TERMINAL_STATUSES.includes(s.status) || waiting.includes(s.status);
   return pollStatus(gc, chainId, (state) => (settled(state) ? state : undefined));
 }
 
@@ -244,6 +244,23 @@ export function registerChainCommands(program: Command, ctx: CommandContext): vo
         setExit(v.counted && !v.repeat ? Exit.Ok : Exit.BadInput);
       });
   }
+
+  program
+    .command('refresh <chainId>')
+    .description(
+      'send a fresh credential and attestation to a chain (AwaitingCredential / AwaitingAttestation waits for one)',
+    )
+    .option('--token <jwt>', 'the workload credential')
+    .option('--attestation <jwt>', 'its attestation (required with --token)')
+    .option('--as <sub>', 'issue both locally with the development keys for this workload')
+    .action(async (chainId: string, opts: { token?: string; attestation?: string; as?: string }) => {
+      const gc = await client(taskQueue());
+      const state = await gc.status(chainId); // NotFound → exit 1 naming the chain
+      const creds = await credentialsFor(ctx, opts, state.workload);
+      const after = await gc.refreshCredential(chainId, creds);
+      out().print(`refreshed chain ${chainId}: ${after.status}`, { chainId, status: after.status });
+      setExit(Exit.Ok);
+    });
 
   program
     .command('revoke')

@@ -1,10 +1,11 @@
-import { condition, upsertSearchAttributes } from '@temporalio/workflow';
+import { condition, patched, upsertSearchAttributes } from '@temporalio/workflow';
 import type { GovernorAuthorizeResult, GovernStepInput } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { GovernorPolicyDigestKey, GovernorShadowDiffersKey } from '../../contracts/search-attributes';
 import type { StepState } from '../../contracts/state';
+import { AWAIT_FRESH_ATTESTATION_PATCH } from '../../contracts/patches';
 import { ChainStatus } from '../../contracts/status';
-import { failClosedDecision, resourceLabel, type GovernedAction } from '../../core/step';
+import { failClosedDecision, outdatedAttestationReason, resourceLabel, type GovernedAction } from '../../core/step';
 import { failureMessage } from '../failure';
 import { LOCAL_ACTIVITY } from '../retry';
 import { governor } from './proxies';
@@ -85,6 +86,24 @@ export async function authorize(
       // Shadow mode: recorded (receipt, log, search attribute), never enforced.
       state.shadowDiffers = true;
       upsertSearchAttributes([{ key: GovernorShadowDiffersKey, value: true }]);
+    }
+    if (result.attestationOutdated && votes && patched(AWAIT_FRESH_ATTESTATION_PATCH)) {
+      // People took longer to decide than the attestation lives: wait for a fresh one, then decide again.
+      run.attestationRefreshed = false;
+      const previous = s.status;
+      const { status: shown, pending } = run.state;
+      s.status = 'awaiting-attestation';
+      const awaited = `a fresh attestation (refreshCredential with attestation) within ${result.gracePeriod} ms`;
+      run.setStatus(ChainStatus.AwaitingAttestation, awaited);
+      const fresh = await condition(() => run.attestationRefreshed || run.revoked !== undefined, result.gracePeriod);
+      run.stopIfRevoked();
+      if (!fresh) {
+        const reason = outdatedAttestationReason(result.decision.reason, result.gracePeriod);
+        return { kind: 'failed-closed', decision: { ...result.decision, reason } };
+      }
+      s.status = previous;
+      run.setStatus(shown, pending);
+      continue;
     }
     if (!result.credentialExpired) return { kind: 'decided', result };
 

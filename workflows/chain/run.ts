@@ -48,6 +48,8 @@ export class ChainRun {
   attestation: string;
   /** Set when a refreshed credential arrives (the credential-expiry wait clears it first). */
   credentialRefreshed = false;
+  /** Set when a refresh carries an attestation (the outdated-attestation wait clears it first). */
+  attestationRefreshed = false;
   revoked: RevokeInput | undefined;
   head: ReceiptHead;
   lastSignature: string | undefined;
@@ -92,7 +94,10 @@ export class ChainRun {
   /** `refreshCredential` (update, already validated): the credential (and attestation) for the next authorizations. */
   refresh(refresh: RefreshCredentialInput): ChainState {
     this.credential = refresh.credential;
-    if (refresh.attestation) this.attestation = refresh.attestation;
+    if (refresh.attestation) {
+      this.attestation = refresh.attestation;
+      this.attestationRefreshed = true;
+    }
     this.credentialRefreshed = true;
     return this.state;
   }

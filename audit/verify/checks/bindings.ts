@@ -1,6 +1,6 @@
 import { canonicalJson, sha256Hex } from '../../../core/canonical';
 import { Activity, SLOT_VERDICT_SIGNAL } from '../../../core/history';
-import { compensationStepId, ownContext, resourceLabel } from '../../../core/step';
+import { compensationStepId, outdatedAttestationReason, ownContext, resourceLabel } from '../../../core/step';
 import { requestDigestInput, SLOT_SEAL_TYP, slotRequestId } from '../../../contracts/coordination';
 import type { Receipt } from '../../../contracts/receipt';
 import { GovernorPolicyDigestKey, GovernorStatusKey, GovernorWorkloadKey } from '../../../contracts/search-attributes';
@@ -492,6 +492,12 @@ function checkResultSteps({ runs, actions, lastAuthorize, outcomes, breakGlass, 
     // A credential that expired without a refresh: the recorded decision with the workflow's reason.
     if (typeof d.reason === 'string' && d.reason.startsWith('credential expired and no refresh arrived')) {
       return sameJson({ ...d, reason: undefined }, { ...recorded, reason: undefined });
+    }
+    // An attestation outdated after an approval, with no fresh one in time: exactly the workflow's reason.
+    const authorized = lastAuthorize.get(id);
+    if (authorized?.attestationOutdated === true && typeof authorized.gracePeriod === 'number') {
+      const reason = outdatedAttestationReason(recorded.reason as string | undefined, authorized.gracePeriod);
+      if (d.reason === reason) return sameJson({ ...d, reason: undefined }, { ...recorded, reason: undefined });
     }
     return sameJson(d, recorded);
   };
