@@ -4,6 +4,7 @@ import { ErrorCode, isGovernorError } from '../contracts/errors';
 import { CODEC_KEYS_ENV, loadCodec } from '../runtime/codec';
 import { registerChainCommands } from './commands/chains';
 import { registerCodecCommands } from './commands/codec';
+import { registerCoordinationCommands } from './commands/coordination';
 import { registerIdentityCommands } from './commands/identity';
 import { registerPolicyCommands } from './commands/policy';
 import { registerRuntimeCommands, runTemporalCli, waitForShutdown } from './commands/runtime';
@@ -53,6 +54,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerRuntimeCommands(program, ctx);
   registerIdentityCommands(program, ctx);
   registerChainCommands(program, ctx);
+  registerCoordinationCommands(program, ctx);
   return program;
 }
 

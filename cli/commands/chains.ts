@@ -15,11 +15,11 @@ import { formatState, formatStatus, voteSummary } from '../format';
 /** `governor run`, `status`, `list`, `approve`, `deny`, `revoke` and `demo`: chains on a running governor. */
 
 /** The governor's task queue for commands without `--task-queue` (GOVERNOR_TASK_QUEUE, as the worker). */
-function taskQueue(): string {
+export function taskQueue(): string {
   return process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE;
 }
 
-async function governorClient(ctx: CommandContext, queue: string): Promise<GovernorClient> {
+export async function governorClient(ctx: CommandContext, queue: string): Promise<GovernorClient> {
   const dataConverter = ctx.dataConverter();
   const settings = loadTemporalSettings();
   const connection = await connectClient(settings);

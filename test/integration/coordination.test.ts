@@ -14,6 +14,7 @@ import {
 import type { Receipt } from '../../contracts/receipt';
 import type { Manifest } from '../../policies/manifest';
 import { defaultBundleWith } from '../harness/bundles';
+import { runGovernorCli } from '../harness/cli';
 import { sealSlotRequestWithKey } from '../harness/coordinator';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createGovernorWorker } from '../../workers/worker';
@@ -43,6 +44,7 @@ const bundleDir = defaultBundleWith((m) => {
       domain('requeue', { onConflict: 'requeue' }),
       domain('tie'),
       domain('tie-expiry', { decisionDeadline: '2s' }),
+      domain('tie-cli'),
       domain('versions', { batchingWindow: '500ms' }),
       domain('can', { batchingWindow: '500ms' }),
       domain('forged', { batchingWindow: '300ms' }),
@@ -351,6 +353,76 @@ describe('ties between equal authorities', () => {
       reason: `lost tie-break ${tie.tieId} to ${idOf(b)} (chosen by sally)`,
     });
     expect(final(after, idOf(b))).toMatchObject({ status: 'granted', tieId: tie.tieId });
+  });
+
+  it('governor coordination show lists a tie with its contenders side by side; pick settles it', async () => {
+    const a = await seal('tie-cli', ask(`cli-a-${randomUUID()}`, 'agent:peer-a', 'deploy'));
+    const b = await seal('tie-cli', ask(`cli-b-${randomUUID()}`, 'agent:peer-b', 'rollback'));
+    await cc.send(a);
+    await cc.send(b);
+    const opened = await waitState('tie-cli', (x) => x.ties[0]?.digest !== undefined, 'opened a tie');
+    const tieId = opened.ties[0]!.tieId;
+    const cli = (args: string[]) =>
+      runGovernorCli(args, { TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: home, GOVERNOR_TASK_QUEUE: taskQueue });
+
+    const shown = await cli(['coordination', 'show', 'tie-cli']);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`tie ${tieId}: sre-lead decides by`);
+    for (const r of [a, b]) expect(shown.stdout).toContain(idOf(r));
+    expect(shown.stdout).toContain(`settle: npx governor coordination pick tie-cli ${tieId} --winner <chainId/stepId>`);
+
+    const stranger = await cli([
+      'coordination',
+      'pick',
+      'tie-cli',
+      tieId,
+      '--winner',
+      'nope/x',
+      '--as',
+      'sally',
+      '--roles',
+      'sre-lead',
+    ]);
+    expect(stranger.code).toBe(1);
+    expect(stranger.stderr).toContain('--winner: nope/x is not a contender');
+    const wrongRole = await cli([
+      'coordination',
+      'pick',
+      'tie-cli',
+      tieId,
+      '--winner',
+      idOf(a),
+      '--as',
+      'bob',
+      '--roles',
+      'viewer',
+    ]);
+    expect({ code: wrongRole.code, out: wrongRole.stdout.trim() }).toEqual({
+      code: 1,
+      out: 'tie-break vote rejected: approver does not hold the tie-breaker role (sre-lead)',
+    });
+
+    const picked = await cli([
+      'coordination',
+      'pick',
+      'tie-cli',
+      tieId,
+      '--winner',
+      idOf(b),
+      '--as',
+      'sally',
+      '--roles',
+      'sre-lead',
+    ]);
+    expect({ code: picked.code, stderr: picked.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(picked.stdout.trim()).toBe(
+      `tie ${tieId} settled by sally: ${idOf(b)} goes first; the other contenders are rejected`,
+    );
+    const after = await waitState('tie-cli', (x) => x.holder?.requestId === idOf(b), 'granted the chosen winner');
+    expect(final(after, idOf(a))).toMatchObject({
+      status: 'rejected',
+      reason: `lost tie-break ${tieId} to ${idOf(b)} (chosen by sally)`,
+    });
   });
 
   it('denies every contender when nobody chooses by the decision deadline', async () => {
