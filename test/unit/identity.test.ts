@@ -109,7 +109,9 @@ describe('keys', () => {
       const file = path.join(h, 'keys', 'receipt.private.jwk.json');
       await expect(loadPrivateKey(h, 'receipt')).rejects.toMatchObject({
         code: ErrorCode.KeysMissing,
-        message: `key "receipt" not found: ${file} is missing; run \`governor keys init\``,
+        message:
+          `key "receipt" not found: ${file} is missing; set GOVERNOR_HOME to the governor's home ` +
+          '(the `.governor` directory the worker uses), or run `governor keys init` to create new keys there',
       });
       await expect(issueCredential({ home: h, sub: 'svc' })).rejects.toMatchObject({ code: ErrorCode.KeysMissing });
     } finally {

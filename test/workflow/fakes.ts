@@ -62,5 +62,6 @@ export function authorized(
   };
 }
 
-/** A string shaped like a compact JWS, as the message schemas require of votes (`name` must be [A-Za-z0-9_-]). */
-export const fakeToken = (name: string): string => `eyJhbGciOiJFZERTQSJ9.${name}.c2lnbmF0dXJl`;
+/** A string shaped like a compact JWS vote (header `{"alg":"EdDSA","typ":"approval+jwt"}`, as the update validator requires; `name` must be [A-Za-z0-9_-]). */
+export const fakeToken = (name: string): string =>
+  `eyJhbGciOiJFZERTQSIsInR5cCI6ImFwcHJvdmFsK2p3dCJ9.${name}.c2lnbmF0dXJl`;
