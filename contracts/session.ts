@@ -98,6 +98,12 @@ export const SessionChain = z
       if (first !== undefined)
         ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id (same as steps.${first}.id)` });
       else seen.set(step.id, i);
+      if (Object.prototype.hasOwnProperty.call(step.context, SESSION_CONTEXT_KEY))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', i, 'context', SESSION_CONTEXT_KEY],
+          message: 'reserved (the governor fills it with the session summary)',
+        });
     });
   });
 

@@ -102,6 +102,14 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
   let result: ChainResult | undefined;
   let ended = false;
 
+  // Declared steps first, before any proposal can be queued (the handlers below are set after this).
+  if (!resume) {
+    for (const step of input.chain.steps) {
+      reserved.add(step.id);
+      queue.push({ seq: ++nextSeq, step, credential: input.credential, declared: true });
+    }
+  }
+
   setHandler(statusQuery, () => run.state);
   setHandler(refreshCredentialSignal, (refresh) => run.onRefreshSignal(refresh));
   setHandler(refreshCredentialUpdate, (refresh) => run.refresh(refresh), { validator: validateRefresh });
@@ -204,13 +212,6 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     );
   } catch {
     settings = { idleTimeoutMs: 30 * 60_000, maxOutputBytes: 65_536 };
-  }
-
-  if (!resume) {
-    for (const step of input.chain.steps) {
-      reserved.add(step.id);
-      queue.push({ seq: ++nextSeq, step, credential: input.credential, declared: true });
-    }
   }
 
   const stepsThisRun = input.options?.continueAsNewAfterSteps;

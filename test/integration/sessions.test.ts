@@ -306,18 +306,29 @@ describe('agent sessions', () => {
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(report.verdict).toBe('verified');
 
-    // Tamper with the output the service returned for v1: the execution receipt no longer matches.
-    const text = JSON.stringify(histories[0]);
-    const tampered = text.replace(Buffer.from(JSON.stringify(`${sessionId}/v1`)).toString('base64'), (m) =>
-      m.replace(/.$/, m.endsWith('A') ? 'B' : 'A'),
-    );
-    expect(tampered).not.toBe(text);
+    // Tamper with the output digest the session returned for v1 (its proposeStep update result).
+    type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const first = JSON.parse(JSON.stringify(histories[0])) as Json;
+    let tampered = 0;
+    for (const event of first.events as Json[]) {
+      const payload = event.workflowExecutionUpdateCompletedEventAttributes?.outcome?.success?.payloads?.[0];
+      if (!payload) continue;
+      const outcome = JSON.parse(Buffer.from(payload.data, 'base64').toString('utf8'));
+      if (outcome.stepId !== 'v1') continue;
+      outcome.outputDigest = sha256Hex('something else');
+      payload.data = Buffer.from(JSON.stringify(outcome)).toString('base64');
+      tampered++;
+    }
+    expect(tampered).toBe(1);
     const bad = await verifyChain({
-      histories: [JSON.parse(tampered), ...histories.slice(1)],
+      histories: [first, ...histories.slice(1)],
       runs: histories.runs,
       home: g.home,
       chainId: sessionId,
     });
+    const failed = bad.checks.filter((c) => !c.ok);
+    expect(failed.map((c) => c.name)).toEqual(['bindings']);
+    expect(JSON.stringify(failed)).toMatch(/the proposeStep outcome of v1: its output digest is not the recorded output's/);
     expect(bad.verdict).toBe('failed');
   });
 
