@@ -77,7 +77,9 @@ const MAX_OUTPUTS_KEPT = 50;
 
 /** Runs an agent session: declared steps, then proposals as they arrive, until closed, idle or revoked. */
 export async function governedSessionWorkflow(raw: GovernedSessionInput): Promise<ChainResult> {
-  const input = await acceptSessionInput(raw);
+  // Parsed at once and the handlers set before anything is awaited: an update delivered with the first
+  // task (a proposal that arrived during continue-as-new) finds its handler. The resume is verified next.
+  const input = parseSessionInput(raw);
   const resume = input.resume;
   const governed: Step[] = resume ? [...resume.governed] : [];
   const chainInput = {
@@ -199,6 +201,7 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     },
   );
 
+  if (resume) await verifySessionResume(input, resume);
   upsertSearchAttributes([{ key: GovernorWorkloadKey, value: input.chain.workload }]);
   run.setStatus(ChainStatus.Running);
   run.publishDetails();
@@ -530,62 +533,73 @@ function base64UrlToLatin1(text: string): string {
   return out;
 }
 
-/**
- * Parses the session's own input; anything invalid ends the run at once as `Rejected` with a
- * non-retryable `GOVERNOR_INVALID_INPUT` naming the field, before anything is governed.
- */
-async function acceptSessionInput(raw: unknown): Promise<GovernedSessionInput> {
+/** Ends the run as `Rejected` with a non-retryable `GOVERNOR_INVALID_INPUT` naming the field. */
+function rejectInput(message: string): never {
   const info = workflowInfo();
-  const reject = (message: string): never => {
-    const state: ChainState = {
-      chainId: info.workflowId,
-      workload: '',
-      status: ChainStatus.Rejected,
-      reason: message,
-      steps: [],
-      receiptHead: { seq: 0, hash: GENESIS_HASH },
-    };
-    setHandler(statusQuery, () => state);
-    upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
-    throw invalidInput(`invalid workflow input: ${message}`);
+  const state: ChainState = {
+    chainId: info.workflowId,
+    workload: '',
+    status: ChainStatus.Rejected,
+    reason: message,
+    steps: [],
+    receiptHead: { seq: 0, hash: GENESIS_HASH },
   };
+  setHandler(statusQuery, () => state);
+  upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
+  throw invalidInput(`invalid workflow input: ${message}`);
+}
+
+/**
+ * Parses the session's own input (synchronously); anything invalid ends the run at once as `Rejected`,
+ * before anything is governed.
+ */
+function parseSessionInput(raw: unknown): GovernedSessionInput {
+  const info = workflowInfo();
   const undecodable =
     typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[UNDECODABLE_PAYLOAD] : null;
-  if (typeof undecodable === 'string') return reject('(root): the payload could not be decoded');
+  if (typeof undecodable === 'string') return rejectInput('(root): the payload could not be decoded');
   const claimsResume = typeof raw === 'object' && raw !== null && (raw as { resume?: unknown }).resume !== undefined;
   if (claimsResume && !info.continuedFromExecutionRunId)
-    return reject('resume: set only by the governor when a session continues as new; a new session must not carry it');
+    return rejectInput(
+      'resume: set only by the governor when a session continues as new; a new session must not carry it',
+    );
   const deep = findTooDeep(raw);
-  if (deep) return reject(`${formatIssuePath(deep)}: ${deep.message}`);
+  if (deep) return rejectInput(`${formatIssuePath(deep)}: ${deep.message}`);
   const parsed = GovernedSessionInput.safeParse(raw);
-  if (!parsed.success) return reject(invalidInputMessage(parsed.error));
+  if (!parsed.success) return rejectInput(invalidInputMessage(parsed.error));
   const input = parsed.data;
   if (input.chainId !== info.workflowId)
-    return reject('chainId: is not this workflow id (start the session with workflow id = chainId)');
-  const { resume } = input;
-  if (resume) {
-    let reason: string | undefined;
-    try {
-      const checked = await governor.verifyResume.executeWithOptions(
-        { ...LOCAL_ACTIVITY, summary: 'verify the signed checkpoint this run resumes from' },
-        [
-          {
-            chainId: input.chainId,
-            firstRunId: info.firstExecutionRunId,
-            continuedFromRunId: info.continuedFromExecutionRunId,
-            nextStep: resume.nextStep,
-            runs: resume.runs,
-            head: resume.head,
-            ...(resume.checkpoint ? { checkpoint: resume.checkpoint } : {}),
-          },
-        ],
-      );
-      if (!checked.ok) reason = checked.reason;
-    } catch (err) {
-      reason = `resume: the checkpoint could not be verified: ${failureMessage(err)}`;
-    }
-    if (reason !== undefined) return reject(reason);
-    if (resume.nextStep !== resume.governed.length) return reject('resume.nextStep: not the number of governed steps');
-  }
+    return rejectInput('chainId: is not this workflow id (start the session with workflow id = chainId)');
+  if (input.resume && input.resume.nextStep !== input.resume.governed.length)
+    return rejectInput('resume.nextStep: not the number of governed steps');
   return input;
+}
+
+/** A continued run: its head must be the checkpoint the previous run of this session signed. */
+async function verifySessionResume(
+  input: GovernedSessionInput,
+  resume: NonNullable<GovernedSessionInput['resume']>,
+): Promise<void> {
+  const info = workflowInfo();
+  let reason: string | undefined;
+  try {
+    const checked = await governor.verifyResume.executeWithOptions(
+      { ...LOCAL_ACTIVITY, summary: 'verify the signed checkpoint this run resumes from' },
+      [
+        {
+          chainId: input.chainId,
+          firstRunId: info.firstExecutionRunId,
+          continuedFromRunId: info.continuedFromExecutionRunId,
+          nextStep: resume.nextStep,
+          runs: resume.runs,
+          head: resume.head,
+          ...(resume.checkpoint ? { checkpoint: resume.checkpoint } : {}),
+        },
+      ],
+    );
+    if (!checked.ok) reason = checked.reason;
+  } catch (err) {
+    reason = `resume: the checkpoint could not be verified: ${failureMessage(err)}`;
+  }
+  if (reason !== undefined) rejectInput(reason);
 }

@@ -65,11 +65,14 @@ const bundle = (idleTimeout: string) =>
 
 let g: Governed;
 let policiesDir: string;
+/** The governor worker started again by the worker-down test. */
+let restarted: Awaited<ReturnType<typeof startGovernorWorker>> | undefined;
 beforeAll(async () => {
   policiesDir = bundle('5m');
   g = await setupGoverned({ policiesDir });
 }, 60_000);
 afterAll(async () => {
+  await restarted?.stop();
   await g?.stop();
 });
 
@@ -345,7 +348,7 @@ describe('agent sessions', () => {
     // Not an assertion on time: gives the update the chance to reach the server while no worker runs.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     expect(settled).toBe(false);
-    g.governor = await startGovernorWorker({
+    restarted = await startGovernorWorker({
       home: g.home,
       taskQueue: g.taskQueue,
       policiesDir,
