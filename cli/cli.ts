@@ -8,6 +8,7 @@ import { registerIdentityCommands } from './commands/identity';
 import { registerPolicyCommands } from './commands/policy';
 import { registerRuntimeCommands, waitForShutdown } from './commands/runtime';
 import { registerVerifyCommands } from './commands/verify';
+import { registerSessionCommands } from './commands/session';
 import { Exit, governorHome, makeOut, type CommandContext, type Out } from './context';
 
 /**
@@ -51,6 +52,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerRuntimeCommands(program, ctx);
   registerIdentityCommands(program, ctx);
   registerChainCommands(program, ctx);
+  registerSessionCommands(program, ctx);
   return program;
 }
 

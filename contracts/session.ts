@@ -96,7 +96,11 @@ export const SessionChain = z
     chain.steps.forEach((step, i) => {
       const first = seen.get(step.id);
       if (first !== undefined)
-        ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: `duplicate step id (same as steps.${first}.id)` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', i, 'id'],
+          message: `duplicate step id (same as steps.${first}.id)`,
+        });
       else seen.set(step.id, i);
       if (Object.prototype.hasOwnProperty.call(step.context, SESSION_CONTEXT_KEY))
         ctx.addIssue({

@@ -451,7 +451,10 @@ export class GovernorClient {
     });
     if (!parsed.success) throw zodInvalid('invalid proposal', parsed.error);
     if (Object.prototype.hasOwnProperty.call(parsed.data.step.context, SESSION_CONTEXT_KEY))
-      throw invalid('step.context.session', 'reserved: the governor fills it with the session summary (nothing was sent)');
+      throw invalid(
+        'step.context.session',
+        'reserved: the governor fills it with the session summary (nothing was sent)',
+      );
     return ProposeOutcome.parse(await this.sessionUpdate(sessionId, proposeStepUpdate, parsed.data));
   }
 
@@ -526,7 +529,11 @@ function invalid(field: string, message: string): GovernorError {
 function zodInvalid(what: string, error: import('zod').ZodError): GovernorError {
   const issue = error.issues[0];
   const field = issue ? formatIssuePath(issue) : '(root)';
-  return new GovernorError(ErrorCode.InvalidInput, `${field}: ${what}: ${invalidInputMessage(error)} (nothing was sent)`, field);
+  return new GovernorError(
+    ErrorCode.InvalidInput,
+    `${field}: ${what}: ${invalidInputMessage(error)} (nothing was sent)`,
+    field,
+  );
 }
 
 /** Refuses missing or oversized tokens before anything is sent. */

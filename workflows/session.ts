@@ -89,7 +89,9 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     attestation: input.attestation,
   } as GovernedChainInput;
   const run = new ChainRun(chainInput, true, resume as ChainResume | undefined);
-  run.session = resume ? { steps: resume.summary.steps, actions: { ...resume.summary.actions } } : { steps: 0, actions: {} };
+  run.session = resume
+    ? { steps: resume.summary.steps, actions: { ...resume.summary.actions } }
+    : { steps: 0, actions: {} };
 
   const queue: Proposal[] = [];
   const answers = new Map<number, Answer>();
@@ -101,7 +103,8 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
   const reserved = new Set<string>(governed.map((s) => s.id));
   let nextSeq = 0;
   let closing: CloseSessionInput | undefined;
-  let result: ChainResult | undefined;
+  /** The session's result, once it ended (what `closeSession` returns). */
+  const final: { result?: ChainResult } = {};
   let ended = false;
 
   // Declared steps first, before any proposal can be queued (the handlers below are set after this).
@@ -149,9 +152,12 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
       validator: (proposal) => {
         refuseIfEnded();
         const p = checkProposal(proposal, run.chain.workload);
-        if (reserved.has(p.step.id)) throw invalidInput(`step.id: duplicate step id (already proposed in this session)`);
+        if (reserved.has(p.step.id))
+          throw invalidInput(`step.id: duplicate step id (already proposed in this session)`);
         if (reserved.size >= MAX_SESSION_STEPS)
-          throw invalidInput(`step: the session already holds ${MAX_SESSION_STEPS} steps (the most one session may govern)`);
+          throw invalidInput(
+            `step: the session already holds ${MAX_SESSION_STEPS} steps (the most one session may govern)`,
+          );
       },
     },
   );
@@ -189,8 +195,8 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     closeSessionUpdate,
     async (close) => {
       closing ??= CloseSessionInput.parse(close ?? {});
-      await condition(() => result !== undefined);
-      return result!;
+      await condition(() => final.result !== undefined);
+      return final.result!;
     },
     {
       validator: (close) => {
@@ -306,7 +312,15 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
   run.setPendingRoles(undefined);
   run.setStatus(outcome);
   const { chainId } = run;
-  result = { chainId, status: outcome, reason: state.reason, steps: state.steps, receiptHead: run.head, checkpoint };
+  const result: ChainResult = {
+    chainId,
+    status: outcome,
+    reason: state.reason,
+    steps: state.steps,
+    receiptHead: run.head,
+    checkpoint,
+  };
+  final.result = result;
   await condition(allHandlersFinished);
   log.info('session ended', { chainId, status: outcome });
   return result;
@@ -414,7 +428,9 @@ async function governProposal(
         kept =
           measured.bytes <= settings.maxOutputBytes
             ? { output: output as JsonValue }
-            : { outputOmitted: `output is ${measured.bytes} bytes; session.maxOutputBytes is ${settings.maxOutputBytes}` };
+            : {
+                outputOmitted: `output is ${measured.bytes} bytes; session.maxOutputBytes is ${settings.maxOutputBytes}`,
+              };
       } catch (err) {
         outputDigest = '';
         kept = { outputOmitted: `output could not be digested: ${failureMessage(err)}` };

@@ -15,11 +15,11 @@ import { formatState, formatStatus } from '../format';
 /** `governor run`, `status`, `list`, `approve`, `deny`, `revoke` and `demo`: chains on a running governor. */
 
 /** The governor's task queue for commands without `--task-queue` (GOVERNOR_TASK_QUEUE, as the worker). */
-function taskQueue(): string {
+export function taskQueue(): string {
   return process.env.GOVERNOR_TASK_QUEUE ?? DEFAULT_TASK_QUEUE;
 }
 
-async function governorClient(ctx: CommandContext, queue: string): Promise<GovernorClient> {
+export async function governorClient(ctx: CommandContext, queue: string): Promise<GovernorClient> {
   const dataConverter = ctx.dataConverter();
   const settings = loadTemporalSettings();
   const connection = await connectClient(settings);
@@ -28,7 +28,7 @@ async function governorClient(ctx: CommandContext, queue: string): Promise<Gover
 }
 
 /** The credential and attestation of `run`/`demo`: given (`--token`, `--attestation`) or issued locally (`--as`). */
-async function credentialsFor(
+export async function credentialsFor(
   ctx: CommandContext,
   opts: { token?: string; attestation?: string; as?: string },
   workload: string,

@@ -219,7 +219,9 @@ describe('agent sessions', () => {
       expect(sdk.message).toMatch(field);
       // The same proposal sent raw (another SDK): the workflow's validator refuses it, naming the field.
       const raw = await refusal(
-        g.client.workflow.getHandle(sessionId).executeUpdate(proposeStepUpdate, { args: [{ step, credential } as never] }),
+        g.client.workflow
+          .getHandle(sessionId)
+          .executeUpdate(proposeStepUpdate, { args: [{ step, credential } as never] }),
       );
       expect(raw).toBeInstanceOf(WorkflowUpdateFailedError);
       expect((raw as unknown as { cause: { message: string; type: string } }).cause).toMatchObject({
@@ -331,7 +333,9 @@ describe('agent sessions', () => {
     });
     const failed = bad.checks.filter((c) => !c.ok);
     expect(failed.map((c) => c.name)).toEqual(['bindings']);
-    expect(JSON.stringify(failed)).toMatch(/the proposeStep outcome of v1: its output digest is not the recorded output's/);
+    expect(JSON.stringify(failed)).toMatch(
+      /the proposeStep outcome of v1: its output digest is not the recorded output's/,
+    );
     expect(bad.verdict).toBe('failed');
   });
 

@@ -462,14 +462,17 @@ function updateResult(w: Walk, run: DecodedRun, update: RecordedUpdate): void {
  */
 function checkSessionOutcomes(w: Walk, chain: ChainReceipt[]): void {
   const executionHash = new Map<string, string>();
-  for (const c of chain) if (c.receipt.kind === 'execution' && c.receipt.stepId) executionHash.set(c.receipt.stepId, c.receipt.hash);
+  for (const c of chain)
+    if (c.receipt.kind === 'execution' && c.receipt.stepId) executionHash.set(c.receipt.stepId, c.receipt.hash);
   for (const run of w.runs) {
     for (const [id, u] of run.updates) {
       if (!u.completed || u.result === undefined) continue;
       if (u.name === 'proposeStep') {
         const claims = jwtClaims(isRecord(u.arg) ? u.arg.credential : undefined);
         if (!claims || claims.sub !== w.workload)
-          w.problems.add(`run ${run.index + 1}: proposal ${id} was not made with a credential of the session's workload`);
+          w.problems.add(
+            `run ${run.index + 1}: proposal ${id} was not made with a credential of the session's workload`,
+          );
       }
       if ((u.name !== 'proposeStep' && u.name !== 'awaitStep') || !isRecord(u.result)) continue;
       const o = u.result;
@@ -486,7 +489,8 @@ function checkSessionOutcomes(w: Walk, chain: ChainReceipt[]): void {
       if (o.outputDigest !== digest) w.problems.add(`${where}: its output digest is not the recorded output's`);
       if (o.output !== undefined && canonicalJson(o.output) !== canonicalJson(output))
         w.problems.add(`${where}: its output is not the recorded output`);
-      if (o.receiptHash !== executionHash.get(stepId)) w.problems.add(`${where}: its receipt is not the execution receipt`);
+      if (o.receiptHash !== executionHash.get(stepId))
+        w.problems.add(`${where}: its receipt is not the execution receipt`);
     }
   }
 }
