@@ -4,7 +4,10 @@ import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { NULL_OUTPUT_DIGEST, proposeStepUpdate, type ProposeOutcome } from '../../contracts/session';
 import { GovernorStatusKey } from '../../contracts/search-attributes';
 import { canonicalJson, sha256Hex } from '../../core/canonical';
-import { fetchChainHistories, verifyChain } from '../../audit/verify';
+import { createReplayer, fetchChainHistories, verifyChain } from '../../audit/verify';
+import { buildProof, verifyProof } from '../../audit/proof';
+import { loadArchivedBundle } from '../../policies/bundle-archive';
+import { loadPrivateKey, loadPublicJwks } from '../../identity';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 import { startGovernorWorker } from '../harness/temporal';
@@ -307,9 +310,26 @@ describe('agent sessions', () => {
     await g.gc.closeSession(sessionId);
     const histories = await fetchChainHistories(g.client, sessionId);
     expect(histories.length).toBeGreaterThan(1); // continued as new
-    const report = await verifyChain({ histories, home: g.home, chainId: sessionId });
+    // The worker's own workflow bundle (prebuilt by the global setup), one replayer for every verification.
+    const replayer = createReplayer({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } });
+    const report = await verifyChain({ histories, home: g.home, chainId: sessionId, replayer });
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(report.verdict).toBe('verified');
+
+    // Offline: a sealed proof of the session verifies without the server.
+    const proof = await buildProof({
+      chainId: sessionId,
+      histories,
+      bundleDigests: report.bundleDigests,
+      bundles: (d) => loadArchivedBundle(g.home, d),
+      receiptKeys: loadPublicJwks(g.home, 'receipt'),
+      signer: await loadPrivateKey(g.home, 'receipt'),
+    });
+    const offline = await verifyProof(JSON.parse(JSON.stringify(proof)), {
+      trustedReceiptJwks: loadPublicJwks(g.home, 'receipt'),
+      replayer,
+    });
+    expect(offline.checks.filter((c) => !c.ok)).toEqual([]);
 
     // Tamper with the output digest the session returned for v1 (its proposeStep update result).
     type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -330,7 +350,9 @@ describe('agent sessions', () => {
       runs: histories.runs,
       home: g.home,
       chainId: sessionId,
+      replayer,
     });
+    await replayer.close();
     const failed = bad.checks.filter((c) => !c.ok);
     expect(failed.map((c) => c.name)).toEqual(['bindings']);
     expect(JSON.stringify(failed)).toMatch(
