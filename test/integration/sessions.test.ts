@@ -10,7 +10,8 @@ import { loadArchivedBundle } from '../../policies/bundle-archive';
 import { loadPrivateKey, loadPublicJwks } from '../../identity';
 import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
-import { startGovernorWorker } from '../harness/temporal';
+import { startGovernorWorker, testAddress } from '../harness/temporal';
+import { runGovernorCli } from '../harness/cli';
 
 /*
  * Agent sessions (DESIGN §9, issue 16 item 1) on the real dev server: proposals governed like declared
@@ -383,6 +384,44 @@ describe('agent sessions', () => {
     expect(await pending).toMatchObject({ outcome: 'executed', stepId: 'while-down' });
     expect(ledgerKeys(sessionId)).toHaveLength(2);
     await g.gc.closeSession(sessionId);
+  });
+});
+
+describe('agent sessions from the CLI', () => {
+  const cli = (args: string[]) =>
+    runGovernorCli(args, { TEMPORAL_ADDRESS: testAddress(), GOVERNOR_HOME: g.home, GOVERNOR_TASK_QUEUE: g.taskQueue });
+
+  it('opens, proposes (executed: exit 0; denied: exit 2; malformed: exit 1 naming the field) and closes, printing JSON', async () => {
+    const opened = await cli(['session', 'open', '--workload', WORKLOAD, '--as', WORKLOAD, '--json']);
+    expect(opened).toMatchObject({ code: 0 });
+    const { sessionId } = JSON.parse(opened.stdout) as { sessionId: string };
+    const step = (id: string, resource: string) =>
+      JSON.stringify({ id, action: 'fs.read', resource: file(resource), executor: { type: 'noop' } });
+    const ok = await cli(['session', 'propose', sessionId, '--step', step('one', 'notes'), '--as', WORKLOAD, '--json']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      outcome: 'executed',
+      stepId: 'one',
+      outputDigest: NULL_OUTPUT_DIGEST,
+    });
+    const no = await cli([
+      'session',
+      'propose',
+      sessionId,
+      '--step',
+      step('two', 'secrets'),
+      '--as',
+      WORKLOAD,
+      '--json',
+    ]);
+    expect(no.code).toBe(2);
+    expect(JSON.parse(no.stdout)).toMatchObject({ outcome: 'denied', determiningPolicies: ['fs-secrets-forbid'] });
+    const bad = await cli(['session', 'propose', sessionId, '--step', '{"id":"three"}', '--as', WORKLOAD, '--json']);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout + bad.stderr).toMatch(/step\.action/);
+    const closed = await cli(['session', 'close', sessionId, '--reason', 'cli done', '--json']);
+    expect(closed.code).toBe(0);
+    expect(JSON.parse(closed.stdout)).toMatchObject({ status: 'Completed', reason: 'closed: cli done' });
   });
 });
 
