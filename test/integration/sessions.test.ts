@@ -12,6 +12,7 @@ import { defaultBundleWith } from '../harness/bundles';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 import { startGovernorWorker, testAddress } from '../harness/temporal';
 import { runGovernorCli } from '../harness/cli';
+import { eventually } from '../harness/eventually';
 
 /*
  * Agent sessions (DESIGN §9, issue 16 item 1) on the real dev server: proposals governed like declared
@@ -163,6 +164,24 @@ describe('agent sessions', () => {
     expect(ledgerKeys(sessionId)).toHaveLength(1);
     expect(g.ledger.all().filter((e) => e.idempotencyKey === `${sessionId}/w1`)).toHaveLength(1);
     await g.gc.closeSession(sessionId);
+  });
+
+  it('a revocation while a step awaits approval denies it: awaitStep says so, nothing runs', async () => {
+    const { sessionId, credential } = await open();
+    const first = await g.gc.proposeStep(sessionId, { step: fsStep('w1', 'fs.write', 'protected'), credential });
+    expect(first.outcome).toBe('awaiting-approval');
+    const waiting = g.gc.awaitStep(sessionId, 'w1', { credential });
+    // The awaitStep update is accepted before the revocation (its handler then waits for the outcome).
+    await eventually('the awaitStep update to be accepted', async () => {
+      const history = await g.client.workflow.getHandle(sessionId).fetchHistory();
+      return (history.events ?? []).some(
+        (e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'awaitStep',
+      );
+    });
+    await g.gc.revoke(sessionId, { reason: 'stop', by: 'sec' });
+    expect(await waiting).toMatchObject({ outcome: 'denied', stepId: 'w1', reason: 'revoked: stop' });
+    expect(await g.gc.result(sessionId)).toMatchObject({ status: 'Revoked' });
+    expect(ledgerKeys(sessionId)).toHaveLength(0);
   });
 
   it('refuses proposals without a credential, with another workload’s, after close and after revoke; nothing changes', async () => {
