@@ -167,7 +167,7 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     async (ask) => {
       const { stepId, credential } = AwaitStepInput.parse(ask);
       // Only the session's agent reads its outputs: the credential is verified like a proposal's.
-      const checked = await verifyTokens(run, stepId, credential, run.attestation);
+      const checked = await verifyTokens(run, stepId, credential);
       if (checked) throw invalidInput(checked);
       const final = () => {
         const o = outcomes.get(stepId);
@@ -242,7 +242,12 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
           // Every answered handler returns first; a proposal that arrives meanwhile is governed here.
           await condition(() => allHandlersFinished() || queue.length > 0 || closing !== undefined || !!run.revoked);
           if (queue.length === 0 && !closing && !run.revoked) {
-            return await continueSession(run, input, { governed, outcomes });
+            const continued = await continueSession(run, input, { governed, outcomes });
+            if (continued) return continued;
+            // No checkpoint, no continuation: the session ends Failed (fail closed), with what it has.
+            state.reason = run.receiptFailure;
+            outcome = ChainStatus.Failed;
+            break;
           }
           continue;
         }
@@ -354,12 +359,20 @@ async function verifyTokens(
   run: ChainRun,
   stepId: string,
   credential: string,
-  attestation: string,
+  attestation?: string,
 ): Promise<string | undefined> {
   try {
     const v = await governor.verifyProposal.executeWithOptions(
       { ...LOCAL_ACTIVITY, summary: `verify the credential proposing ${stepId}` },
-      [{ chainId: run.chainId, stepId, workload: run.chain.workload, credential, attestation }],
+      [
+        {
+          chainId: run.chainId,
+          stepId,
+          workload: run.chain.workload,
+          credential,
+          ...(attestation !== undefined ? { attestation } : {}),
+        },
+      ],
     );
     return v.ok ? undefined : `${v.field}: ${v.reason}`;
   } catch (err) {
@@ -444,17 +457,19 @@ async function governProposal(
   return { kind: 'outcome', outcome };
 }
 
-/** Continues the session as new, carrying its state; the signed checkpoint closes this run's receipts. */
+/**
+ * Continues the session as new, carrying its state; the signed checkpoint closes this run's receipts.
+ * Undefined when the checkpoint could not be recorded (the session then ends Failed).
+ */
 async function continueSession(
   run: ChainRun,
   input: GovernedSessionInput,
   carry: { governed: Step[]; outcomes: Map<string, ProposeOutcome> },
-): Promise<ChainResult> {
+): Promise<ChainResult | undefined> {
   const runs = run.resume?.runs ?? 1;
   const nextStep = carry.governed.length;
   const payload = { continuedAsNew: true, nextStep, run: runs, firstRunId: run.firstRunId };
-  if (!(await run.record(undefined, 'checkpoint', payload)))
-    throw invalidInput(`the session could not continue as new: ${run.receiptFailure ?? 'no checkpoint'}`);
+  if (!(await run.record(undefined, 'checkpoint', payload))) return undefined;
   const outcomes: Record<string, Record<string, unknown>> = {};
   for (const [id, o] of carry.outcomes) {
     if (o.outcome === 'executed' && o.output !== undefined) {
