@@ -136,6 +136,12 @@ describe('agent sessions', () => {
     ]);
     expect(result.checkpoint).toEqual(expect.any(String));
     expect(ledgerKeys(sessionId).map((e) => e.idempotencyKey)).toEqual([`${sessionId}/r1`]);
+    // `list` (and so `revoke --workload`, which uses the same query) covers sessions.
+    const listed = await eventually('the session to be listed', async () => {
+      const found = await g.gc.list({ workload: WORKLOAD, status: 'Completed' });
+      return found.find((c) => c.chainId === sessionId);
+    });
+    expect(listed).toMatchObject({ workload: WORKLOAD, status: 'Completed' });
   });
 
   it('escalates: awaiting-approval at once, then votes, then awaitStep returns the execution, which happened once', async () => {
