@@ -34,6 +34,8 @@ export interface AuthorizeInput {
   prev: ReceiptHead;
   /** Counted approve votes for this step (re-authorization after quorum): policy has the last word. */
   approvals?: ApprovalVote[];
+  /** Agent sessions only: what the session executed so far, as `context.session` (the step's own key is dropped). */
+  session?: { steps: number; actions: Record<string, number> };
 }
 
 /** What `authorize` returns (recorded in history). */
@@ -161,6 +163,7 @@ export async function authorizeAction(
       input.context,
       attestation,
       input.approvals ? approvalsContext(input.approvals, Object.keys(manifest.approverRoles)) : undefined,
+      input.session,
     ),
     now: evaluatedAt,
   };

@@ -48,6 +48,7 @@ import {
 import type { CredentialClaims } from './credential-claims';
 import { decisionReceiptPayload, makeReceipt, type ReceiptSigner } from '../core/receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
+import { createSessionActivities } from './sessions';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
 export type {
@@ -110,6 +111,7 @@ export interface VerifyApprovalInput extends VoteContext {
 }
 export type { ExecuteInput } from './executors';
 export type { VerifyResumeInput } from './resume';
+export type { SessionOutputResult, VerifyProposalInput, VerifyProposalResult } from './sessions';
 export type { HttpExecutorOptions, HttpResolver } from './http-guard';
 
 /** Result of `recordReceipt`: the receipt and the exact payload it commits to. */
@@ -307,6 +309,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     authorize,
     execute,
+    ...createSessionActivities({ policies: deps.policies, home: deps.home, clock }),
 
     /**
      * `authorize` and, when the decision allows the action outright, its built-in executor, in one

@@ -9,6 +9,7 @@ import { registerIdentityCommands } from './commands/identity';
 import { registerPolicyCommands } from './commands/policy';
 import { registerRuntimeCommands, runTemporalCli, waitForShutdown } from './commands/runtime';
 import { registerVerifyCommands } from './commands/verify';
+import { registerSessionCommands } from './commands/session';
 import { Exit, governorHome, makeOut, type CommandContext, type Out } from './context';
 
 /**
@@ -55,6 +56,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerIdentityCommands(program, ctx);
   registerChainCommands(program, ctx);
   registerCoordinationCommands(program, ctx);
+  registerSessionCommands(program, ctx);
   return program;
 }
 

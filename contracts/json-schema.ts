@@ -3,6 +3,7 @@ import { ApprovalSubmission, SubmitApprovalResult } from './approval';
 import { GovernedChainInput, JsonValue } from './chain';
 import { ApprovalClaims, AttestationClaims, CredentialClaims, TOKEN_HEADER_RULES } from './identity-claims';
 import { ChainResult, ChainState } from './state';
+import { ProposeOutcome, ProposeStepInput } from './session';
 
 /**
  * The published JSON Schemas (draft 2020-12), generated from the zod schemas the governor itself
@@ -100,6 +101,28 @@ export const PUBLISHED_SCHEMAS: readonly PublishedSchema[] = [
     description:
       'What the `submitApproval` update returns (contracts/approval.ts): the verdict on this vote (counted, or rejected with its reason) and the approval state ' +
       'after it (`approval.outcome` is `approved` once the vote completed the quorum). Fields are only ever added: ignore fields you do not know.',
+  },
+  {
+    file: 'propose-step-input.schema.json',
+    title: 'proposeStep update input (agent sessions)',
+    io: 'input',
+    schema: ProposeStepInput,
+    description:
+      'The argument of the `proposeStep` update of a `governedSessionWorkflow` (contracts/session.ts, DESIGN §9): one step, with exactly the schema of a declared step ' +
+      "(chain-input.schema.json), and the agent's current credential (and optionally a fresh attestation). The update's validator refuses, before anything reaches history, " +
+      'a malformed proposal, a step id the session already holds, a step whose `context.session` is set (the governor fills it with the session summary), a credential whose ' +
+      "`sub` is not the session's workload, and any proposal once the session is closed or revoked (GOVERNOR_INVALID_INPUT, naming the field). The credential and attestation " +
+      'are then verified before the step is governed; a proposal that fails is refused and changes nothing.',
+  },
+  {
+    file: 'propose-outcome.schema.json',
+    title: 'proposeStep / awaitStep update result (agent sessions)',
+    io: 'output',
+    schema: ProposeOutcome,
+    description:
+      'What the `proposeStep` and `awaitStep` updates return (contracts/session.ts): `executed` with the output (bounded by the manifest `session.maxOutputBytes`; ' +
+      '`outputOmitted` says why it is absent), the SHA-256 of its canonical JSON and the hash of the execution receipt; `denied` with the reason and determining policies; ' +
+      '`awaiting-approval` (then `awaitStep` waits for the final outcome); or `failed` (the executor failed). Fields are only ever added: ignore fields you do not know.',
   },
   {
     file: 'credential-claims.schema.json',

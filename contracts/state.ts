@@ -77,6 +77,8 @@ export const StepState = z.strictObject({
   /** Set when a break-glass approval let the step through. */
   breakGlass: z.strictObject({ approver: z.string(), justification: z.string() }).optional(),
   error: z.string().optional(),
+  /** Session steps that ran: SHA-256 (hex) of the canonical JSON of the executor's output (DESIGN §9). */
+  outputDigest: z.string().optional(),
 });
 export type StepState = z.infer<typeof StepState>;
 

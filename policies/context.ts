@@ -64,9 +64,12 @@ export function requestContext(
   stepContext: Readonly<Record<string, JsonValue>>,
   attestation: AttestationContext,
   approvals?: ApprovalsContext,
+  session?: { steps: number; actions: Record<string, number> },
 ): Record<string, JsonValue> {
   const context: Record<string, JsonValue> = {};
   for (const [key, value] of Object.entries(stepContext)) {
+    // A session step's `session` is the governor's summary, never the step's own (declared chains: unchanged).
+    if (session && key === 'session') continue;
     if (!(RESERVED_CONTEXT_KEYS as readonly string[]).includes(key)) context[key] = value;
   }
   context.attestation = {
@@ -75,5 +78,6 @@ export function requestContext(
     environment: attestation.environment,
   };
   if (approvals) context.approvals = { ...approvals, byRole: { ...approvals.byRole } };
+  if (session) context.session = { steps: session.steps, actions: { ...session.actions } };
   return context;
 }

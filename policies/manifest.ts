@@ -128,6 +128,15 @@ export const Manifest = z.strictObject({
   owners: z.record(z.string(), z.string()).default({}),
   /** Coordination domains and authority ranks (schema in contracts/coordination.ts); default: none. */
   coordination: Coordination.prefault({}),
+  /** Agent sessions (DESIGN §9): how long a session may stay idle, and the largest step output it returns. */
+  session: z
+    .strictObject({
+      /** A session with no proposal for this long closes (with its final signed checkpoint). */
+      idleTimeout: Duration.default('30m'),
+      /** Largest step output (canonical JSON bytes) recorded in the session and returned to the agent. */
+      maxOutputBytes: z.int().min(0).max(1_048_576).default(65_536),
+    })
+    .prefault({}),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

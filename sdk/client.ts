@@ -15,6 +15,7 @@ import {
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { ApprovalSubmission, type SubmitApprovalResult } from '../contracts/approval';
+import { formatIssuePath, invalidInputMessage } from '../contracts/issues';
 import {
   findTooDeep,
   findTooLarge,
@@ -48,6 +49,20 @@ import {
 } from '../contracts/search-attributes';
 import type { ChainResult, ChainState } from '../contracts/state';
 import { ChainStatus, DEFAULT_TASK_QUEUE, WORKFLOW_TYPE } from '../contracts/status';
+import {
+  AwaitStepInput,
+  CloseSessionInput,
+  GovernedSessionInput,
+  MAX_PROPOSAL_BYTES,
+  ProposeOutcome,
+  ProposeStepInput,
+  SESSION_CONTEXT_KEY,
+  SESSION_WORKFLOW_TYPE,
+  SessionChain,
+  awaitStepUpdate,
+  closeSessionUpdate,
+  proposeStepUpdate,
+} from '../contracts/session';
 
 /** Options to start a chain. */
 export interface StartChainOptions {
@@ -58,6 +73,30 @@ export interface StartChainOptions {
   /** Run options, e.g. `continueAsNewAfterSteps`. */
   options?: GovernedChainInput['options'];
 }
+
+/** Options of `openSession`: the chain's workload, owner and summary, the declared steps (zero or more), the agent's tokens. */
+export interface OpenSessionOptions {
+  workload: string;
+  owner?: string;
+  summary?: string;
+  steps?: unknown[];
+  credential: string;
+  attestation: string;
+  /** Workflow id of the session (default `<workload>-session-<uuid>`). */
+  sessionId?: string;
+  /** Run options, e.g. `continueAsNewAfterSteps`. */
+  options?: GovernedSessionInput['options'];
+}
+
+/** A proposal: the step (same schema as a declared step) and the agent's current credential. */
+export interface ProposeStepOptions {
+  step: unknown;
+  credential: string;
+  attestation?: string;
+}
+
+/** Workflow types `list` and `revokeWorkload` cover: declared chains and agent sessions. */
+const CHAIN_TYPES_QUERY = `(WorkflowType = '${WORKFLOW_TYPE}' OR WorkflowType = '${SESSION_WORKFLOW_TYPE}')`;
 
 /** One line of `list`. */
 export interface ChainSummary {
@@ -354,7 +393,7 @@ export class GovernorClient {
       startWorkflowOperation,
     });
     const chains: string[] = [];
-    const query = `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND GovernorWorkload = ${quote(input.workload)}`;
+    const query = `${CHAIN_TYPES_QUERY} AND ExecutionStatus = 'Running' AND GovernorWorkload = ${quote(input.workload)}`;
     for await (const wf of this.client.workflow.list({ query })) {
       await this.revoke(wf.workflowId, { reason: input.reason, by: input.by });
       chains.push(wf.workflowId);
@@ -362,9 +401,132 @@ export class GovernorClient {
     return { revocations, chains };
   }
 
+  // ---- agent sessions (DESIGN §9) --------------------------------------------------------------
+
+  /**
+   * Opens an agent session: a governed chain with zero or more declared steps, to which the agent then
+   * proposes steps one at a time. Validated before anything is sent; the workflow validates again.
+   */
+  async openSession(options: OpenSessionOptions): Promise<{ sessionId: string }> {
+    if (typeof options !== 'object' || options === null) throw invalid('(root)', 'options are required');
+    checkTokens({ credential: options.credential, attestation: options.attestation });
+    const chain = {
+      workload: options.workload,
+      ...(options.owner !== undefined ? { owner: options.owner } : {}),
+      ...(options.summary !== undefined ? { summary: options.summary } : {}),
+      steps: options.steps ?? [],
+    };
+    const deep = findTooDeep(chain, MAX_JSON_DEPTH);
+    if (deep) throw invalid(formatPath(deep.path), `${deep.message} (nothing was sent)`);
+    const parsedChain = SessionChain.safeParse(chain);
+    if (!parsedChain.success) throw zodInvalid('invalid session', parsedChain.error);
+    const c = parsedChain.data;
+    const sessionId = options.sessionId ?? `${c.workload.replace(/[^A-Za-z0-9_.-]/g, '-')}-session-${randomUUID()}`;
+    const input = GovernedSessionInput.safeParse({
+      chainId: sessionId,
+      chain: c,
+      credential: options.credential,
+      attestation: options.attestation,
+      ...(options.options ? { options: options.options } : {}),
+    });
+    if (!input.success) throw zodInvalid('invalid session input', input.error);
+    checkInputSize(input.data);
+    try {
+      await this.client.workflow.start(SESSION_WORKFLOW_TYPE, {
+        taskQueue: this.taskQueue,
+        workflowId: sessionId,
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        args: [input.data],
+        typedSearchAttributes: [
+          { key: GovernorStatusKey, value: ChainStatus.Running },
+          { key: GovernorWorkloadKey, value: c.workload },
+        ],
+        staticSummary: (c.summary ?? `${c.workload}: agent session`).slice(0, 200),
+        staticDetails: `Agent session of **${c.workload}**${c.owner ? ` (owner ${c.owner})` : ''}`,
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError)
+        throw invalid('sessionId', `session ${sessionId} already exists (session ids are never reused)`);
+      throw err;
+    }
+    return { sessionId };
+  }
+
+  /**
+   * Proposes one step to a session and returns its outcome: `executed` (with the output), `denied`
+   * (reason, determining policies), `failed`, or `awaiting-approval` at once when it escalates (then
+   * `awaitStep`). A proposal the workflow refuses throws `GovernorError(InvalidInput)` naming the field.
+   */
+  async proposeStep(sessionId: string, proposal: ProposeStepOptions): Promise<ProposeOutcome> {
+    if (typeof proposal !== 'object' || proposal === null) throw invalid('(root)', 'a proposal is required');
+    checkTokens({ credential: proposal.credential, attestation: proposal.attestation }, ['attestation']);
+    const deep = findTooDeep(proposal.step, MAX_JSON_DEPTH);
+    if (deep) throw invalid(formatPath(deep.path, 'step'), `${deep.message} (nothing was sent)`);
+    const large = findTooLarge(proposal, MAX_PROPOSAL_BYTES, 'the proposal');
+    if (large) throw invalid(formatPath(large.path), `${large.message} (nothing was sent)`);
+    const parsed = ProposeStepInput.safeParse({
+      step: proposal.step,
+      credential: proposal.credential,
+      ...(proposal.attestation !== undefined ? { attestation: proposal.attestation } : {}),
+    });
+    if (!parsed.success) throw zodInvalid('invalid proposal', parsed.error);
+    if (Object.prototype.hasOwnProperty.call(parsed.data.step.context, SESSION_CONTEXT_KEY))
+      throw invalid(
+        'step.context.session',
+        'reserved: the governor fills it with the session summary (nothing was sent)',
+      );
+    return ProposeOutcome.parse(await this.sessionUpdate(sessionId, proposeStepUpdate, parsed.data));
+  }
+
+  /** Waits for the final outcome of a session step (an escalated one: until approved and executed, or denied). */
+  async awaitStep(sessionId: string, stepId: string, options: { credential: string }): Promise<ProposeOutcome> {
+    checkTokens({ credential: options?.credential });
+    const parsed = AwaitStepInput.safeParse({ stepId, credential: options?.credential });
+    if (!parsed.success) throw zodInvalid('invalid awaitStep', parsed.error);
+    return ProposeOutcome.parse(await this.sessionUpdate(sessionId, awaitStepUpdate, parsed.data));
+  }
+
+  /** Ends the session (after the steps already accepted) and returns its result with the final signed checkpoint. */
+  async closeSession(sessionId: string, options: { reason?: string } = {}): Promise<ChainResult> {
+    const parsed = CloseSessionInput.safeParse(options ?? {});
+    if (!parsed.success) throw zodInvalid('invalid closeSession', parsed.error);
+    return this.sessionUpdate(sessionId, closeSessionUpdate, parsed.data);
+  }
+
+  /** Sends a session update; a refusal by the workflow becomes `GovernorError(InvalidInput)` naming the field. */
+  private async sessionUpdate<R, A>(
+    sessionId: string,
+    update: import('@temporalio/common').UpdateDefinition<R, [A]>,
+    arg: A,
+  ): Promise<R> {
+    try {
+      return await this.handle(sessionId).executeUpdate(update, { args: [arg] });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        // The server answers "not found" for an update to a workflow that has ended: say which.
+        const ended = await this.handle(sessionId)
+          .describe()
+          .catch(() => undefined);
+        if (!ended) throw new GovernorError(ErrorCode.NotFound, `no session ${sessionId}`, 'sessionId');
+        const status = ended.typedSearchAttributes.get(GovernorStatusKey) ?? executionStatusName(ended.status.name);
+        throw new GovernorError(
+          ErrorCode.InvalidInput,
+          `session: closed (the session has ended: ${status}); no further step is accepted`,
+          'session',
+        );
+      }
+      const cause = (err as { cause?: { message?: string; type?: string } }).cause;
+      if (cause?.type === ErrorCode.InvalidInput) {
+        const message = cause.message ?? 'refused';
+        throw new GovernorError(ErrorCode.InvalidInput, message, message.split(':')[0]);
+      }
+      throw err;
+    }
+  }
+
   /** Lists chains through the governor's search attributes. */
   async list(filter: ListFilter = {}): Promise<ChainSummary[]> {
-    const clauses = [`WorkflowType = '${WORKFLOW_TYPE}'`];
+    const clauses = [CHAIN_TYPES_QUERY];
     if (filter.status) clauses.push(`GovernorStatus = ${quote(filter.status)}`);
     if (filter.workload) clauses.push(`GovernorWorkload = ${quote(filter.workload)}`);
     if (filter.breakGlass) clauses.push('GovernorBreakGlass = true');
@@ -375,6 +537,32 @@ export class GovernorClient {
       if (out.length >= limit) break;
     }
     return out;
+  }
+}
+
+/** `GovernorError(InvalidInput)` for `field`. */
+function invalid(field: string, message: string): GovernorError {
+  return new GovernorError(ErrorCode.InvalidInput, `${field}: ${message}`, field);
+}
+
+/** `GovernorError(InvalidInput)` from zod issues, naming the first field. */
+function zodInvalid(what: string, error: import('zod').ZodError): GovernorError {
+  const issue = error.issues[0];
+  const field = issue ? formatIssuePath(issue) : '(root)';
+  return new GovernorError(
+    ErrorCode.InvalidInput,
+    `${field}: ${what}: ${invalidInputMessage(error)} (nothing was sent)`,
+    field,
+  );
+}
+
+/** Refuses missing or oversized tokens before anything is sent. */
+function checkTokens(tokens: Record<string, unknown>, optional: string[] = []): void {
+  for (const [field, token] of Object.entries(tokens)) {
+    if (token === undefined && optional.includes(field)) continue;
+    if (token === undefined || token === '') throw invalid(field, 'is required (nothing was sent)');
+    const problem = tokenTooLong(token);
+    if (problem) throw invalid(field, `${problem} (nothing was sent)`);
   }
 }
 

@@ -186,7 +186,7 @@ async function runSteps(run: ChainRun): Promise<ChainStatus> {
 }
 
 /** Governs the compensation of a completed step like any step; a revocation does not stop it. */
-async function compensate(run: ChainRun, step: Step, comp: Compensation): Promise<void> {
+export async function compensate(run: ChainRun, step: Step, comp: Compensation): Promise<void> {
   const s = run.stepState(step.id);
   s.status = 'compensating';
   s.compensation = {};

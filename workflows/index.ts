@@ -1,5 +1,6 @@
 /** Workflow entry point bundled for the worker. Deterministic code only. */
 export { governedChainWorkflow } from './governed-chain';
+export { governedSessionWorkflow } from './session';
 export { revocationRegistryWorkflow } from './revocation-registry';
 export { coordinatorWorkflow } from './coordinator';
 export { credentialClaimWorkflow } from './credential-claim';

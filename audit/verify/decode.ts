@@ -16,6 +16,7 @@ import {
 import type { ReceiptSource } from '../../core/receipts';
 import { GovernedChainInput } from '../../contracts/chain';
 import { WORKFLOW_TYPE } from '../../contracts/status';
+import { GovernedSessionInput, SESSION_WORKFLOW_TYPE } from '../../contracts/session';
 import type { HistoryJson } from './history-fetch';
 import { isRecord, oneLine, optionalString } from './util';
 
@@ -71,7 +72,13 @@ export interface DecodedRun {
   /** The run id a reset gave this run (its last `RESET_WORKFLOW` workflow task failure's `newRunId`). */
   resetAs?: string;
   rawInput?: unknown;
+  /**
+   * The chain input. For an agent session (`governedSessionWorkflow`), its chain's steps are every step
+   * the session governed, declared and proposed, across all its runs (audit/verify/session.ts).
+   */
   input?: GovernedChainInput;
+  /** An agent session's own input, parsed. */
+  session?: GovernedSessionInput;
   closure?: Closure;
   entries: ReceiptEntry[];
   /** Receipts of activities whose result the workflow never consumed (cancelled before they completed). */
@@ -170,9 +177,30 @@ export function decodeRun(raw: unknown, index: number): DecodedRun {
   });
   run.replayable = structural;
 
-  if (run.workflowType !== WORKFLOW_TYPE)
+  const isSession = run.workflowType === SESSION_WORKFLOW_TYPE;
+  if (run.workflowType !== WORKFLOW_TYPE && !isSession)
     problem(`workflow type ${JSON.stringify(run.workflowType ?? null)}, not ${WORKFLOW_TYPE}`);
-  if (run.rawInput !== undefined) {
+  if (run.rawInput !== undefined && isSession) {
+    const parsed = GovernedSessionInput.safeParse(run.rawInput);
+    if (parsed.success) {
+      run.session = parsed.data;
+      const { chainId, chain, credential, attestation, resume } = parsed.data;
+      // Steps are filled in once every run is decoded (sessionSteps); the resume as the chain checks read it.
+      run.input = {
+        chainId,
+        chain: { workload: chain.workload, owner: chain.owner, summary: chain.summary, steps: [] },
+        credential,
+        attestation,
+        ...(resume ? { resume: { ...resume, steps: resume.steps as Record<string, unknown>[] } } : {}),
+      } as GovernedChainInput;
+    } else
+      problem(
+        `workflow input is not a session input (${parsed.error.issues
+          .map((i) => i.path.join('.') || '(root)')
+          .slice(0, 3)
+          .join(', ')})`,
+      );
+  } else if (run.rawInput !== undefined) {
     const parsed = GovernedChainInput.safeParse(run.rawInput);
     if (parsed.success) run.input = parsed.data;
     else

@@ -38,7 +38,7 @@ export type Actions = Map<string, ActionFacts>;
  * workflow (and so `authorize`) saw it.
  */
 export function governedActions(run: DecodedRun): Actions {
-  return actionsOf(run.patches.includes(VALIDATED_INPUT_PATCH) ? run.input : run.rawInput);
+  return actionsOf(run.session || run.patches.includes(VALIDATED_INPUT_PATCH) ? run.input : run.rawInput);
 }
 
 /** The governed actions of a chain input by step id: each step, and the compensation of each step that has one. */

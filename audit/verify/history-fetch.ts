@@ -3,6 +3,7 @@ import type { PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { WORKFLOW_TYPE } from '../../contracts/status';
+import { SESSION_WORKFLOW_TYPE } from '../../contracts/session';
 import { decodeJsonPayloads, ENCRYPTED_ENCODING } from '../../runtime/codec';
 import { isRecord, oneLine } from './util';
 
@@ -45,7 +46,7 @@ export async function fetchChainHistories(client: Client, chainId: string, maxRu
   const others: ChainRun[] = [];
   try {
     const described = await client.workflow.getHandle(chainId).describe();
-    if (described.type !== WORKFLOW_TYPE) {
+    if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE) {
       throw new GovernorError(
         ErrorCode.InvalidInput,
         `workflow ${chainId} is a ${described.type}, not a governed chain`,

@@ -11,6 +11,7 @@ import { checkReceipts } from './checks/receipts';
 import { checkReplay } from './checks/replay';
 import { checkRuns } from './checks/runs';
 import { decodeRun } from './decode';
+import { linkSessionSteps } from './session';
 import { decodeHistories, decodeRunList, type ChainHistories, type ChainRun } from './history-fetch';
 import { trustedKeys } from './jws';
 import { createReplayer, type Replayer } from './replayer';
@@ -117,6 +118,7 @@ export async function verifyChain(input: VerifyChainInput): Promise<VerifyReport
   codecProblems.forEach((p) => history.add(p));
   runs.forEach((r) => r.problems.forEach((p) => history.add(p)));
   if (runs.length === 0) history.add('no history');
+  linkSessionSteps(runs).forEach((p) => history.add(p));
   const chainId = input.chainId ?? runs[0]?.input?.chainId ?? null;
   checkRunLinks(runs, chainId, history);
   const runCodecProblems: string[] = [];

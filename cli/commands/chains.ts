@@ -28,7 +28,7 @@ export async function governorClient(ctx: CommandContext, queue: string): Promis
 }
 
 /** The credential and attestation of `run`/`demo`: given (`--token`, `--attestation`) or issued locally (`--as`). */
-async function credentialsFor(
+export async function credentialsFor(
   ctx: CommandContext,
   opts: { token?: string; attestation?: string; as?: string },
   workload: string,

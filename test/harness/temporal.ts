@@ -58,10 +58,14 @@ export async function startGovernorWorker(
   }
   const { worker } = created;
   const running = worker.run();
+  let stopped = false;
   return {
     ...created,
     connection,
     async stop() {
+      // Idempotent: a test may stop the worker itself (to show what happens while none runs).
+      if (stopped) return;
+      stopped = true;
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       created.watchers.forEach((w) => w.close());

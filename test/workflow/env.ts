@@ -44,6 +44,9 @@ const ACTIVITY_NAMES: Record<keyof GovernorActivities, true> = {
   verifyTieBreak: true,
   signRevocation: true,
   recoverRevocations: true,
+  sessionSettings: true,
+  verifyProposal: true,
+  sessionOutput: true,
 };
 
 export interface WorkflowTestEnv {

@@ -43,6 +43,8 @@ export function authorizeInput(run: ChainRun, a: GovernedAction): Omit<GovernSte
     prev: run.head,
     binding: { input: a.input, executor: a.executor },
     ...(run.strict ? { coordinateCompensations: true } : {}),
+    // Agent sessions only (`governedSessionWorkflow`): declared chains send exactly what they always sent.
+    ...(run.session ? { session: { steps: run.session.steps, actions: { ...run.session.actions } } } : {}),
   };
 }
 

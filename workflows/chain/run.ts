@@ -58,6 +58,8 @@ export class ChainRun {
   receiptFailure: string | undefined;
   /** The step in flight runs in its own scope so a revocation can cancel it. */
   inFlight: CancellationScope | undefined;
+  /** Agent sessions only: what the session executed so far (`context.session` of its next decision). */
+  session: { steps: number; actions: Record<string, number> } | undefined;
   private publishedStatus: ChainStatus | undefined;
 
   constructor(

@@ -5,6 +5,7 @@ import { requestDigestInput, SLOT_SEAL_TYP, slotRequestId } from '../../../contr
 import type { Receipt } from '../../../contracts/receipt';
 import { GovernorPolicyDigestKey, GovernorStatusKey, GovernorWorkloadKey } from '../../../contracts/search-attributes';
 import { ChainStatus } from '../../../contracts/status';
+import { NULL_OUTPUT_DIGEST, SESSION_CONTEXT_KEY } from '../../../contracts/session';
 import type { DecodedRun, ReceiptEntry, RecordedUpdate, ScheduledActivity } from '../decode';
 import {
   expectedIdempotencyKey,
@@ -79,6 +80,8 @@ interface Walk {
   chainId: string;
   workload: string;
   actions: Actions;
+  /** An agent session: proposals and their outcomes are checked too (checkSessionOutcomes). */
+  session: boolean;
   runs: DecodedRun[];
   problems: Problems;
   /** Seal problems of slot requests, by `<run>/<eventId>` (`checkSlotSeals`). */
@@ -158,6 +161,7 @@ export function checkBindings(
     chainId,
     workload: firstRun.input.chain.workload,
     actions: governedActions(firstRun),
+    session: firstRun.session !== undefined,
     runs,
     problems,
     slotSeals,
@@ -193,6 +197,7 @@ export function checkBindings(
     for (const signal of run.signals) slotVerdictReceived(w, run, signal);
     for (const sent of run.sent) signalSent(w, run, sent);
   }
+  if (w.session) checkSessionOutcomes(w, chain);
   checkSearchAttributes(runs, w.workload, chain, finalStatus, problems);
   return problems.check(
     CheckName.Bindings,
@@ -310,7 +315,10 @@ function evaluatedRequest(w: Walk, label: string, request: unknown, stepId: stri
   if (req.action !== action.action || canonicalJson(req.resource ?? null) !== canonicalJson(resource ?? null))
     w.problems.add(`${label}: evaluated another action or resource than the step's`);
   const context = isRecord(req.context) ? req.context : {};
-  if (canonicalJson(ownContext(context)) !== expectedOwnContext(action))
+  // A session step's `context.session` is the governor's summary of the session, not the step's own.
+  const own = ownContext(context);
+  if (w.session) delete own[SESSION_CONTEXT_KEY];
+  if (canonicalJson(own) !== expectedOwnContext(action))
     w.problems.add(`${label}: evaluated another context than the step's`);
   const approvals = isRecord(context.approvals) ? context.approvals : undefined;
   if (approvals) {
@@ -442,6 +450,47 @@ function updateResult(w: Walk, run: DecodedRun, update: RecordedUpdate): void {
       claims.decision !== recorded.decision
     ) {
       w.problems.add(`the counted vote ${String(verdict.seq)} was not cast by its token's approver for this step`);
+    }
+  }
+}
+
+/**
+ * An agent session: every answered proposal carried a credential of the session's workload, and every
+ * `executed` outcome the session returned (proposeStep, awaitStep) is bound to the recorded execution:
+ * its output digest is the digest of the output the execution receipt commits to, its output (when
+ * returned) is that output, and its receipt hash is the step's execution receipt.
+ */
+function checkSessionOutcomes(w: Walk, chain: ChainReceipt[]): void {
+  const executionHash = new Map<string, string>();
+  for (const c of chain)
+    if (c.receipt.kind === 'execution' && c.receipt.stepId) executionHash.set(c.receipt.stepId, c.receipt.hash);
+  for (const run of w.runs) {
+    for (const [id, u] of run.updates) {
+      if (!u.completed || u.result === undefined) continue;
+      if (u.name === 'proposeStep') {
+        const claims = jwtClaims(isRecord(u.arg) ? u.arg.credential : undefined);
+        if (!claims || claims.sub !== w.workload)
+          w.problems.add(
+            `run ${run.index + 1}: proposal ${id} was not made with a credential of the session's workload`,
+          );
+      }
+      if ((u.name !== 'proposeStep' && u.name !== 'awaitStep') || !isRecord(u.result)) continue;
+      const o = u.result;
+      if (o.outcome !== 'executed') continue;
+      const stepId = typeof o.stepId === 'string' ? o.stepId : '';
+      const recorded = w.outcomes.get(stepId);
+      const output = isRecord(recorded) ? (recorded.result ?? null) : undefined;
+      const where = `run ${run.index + 1}: the ${u.name} outcome of ${stepId || '(no step)'}`;
+      if (output === undefined) {
+        w.problems.add(`${where}: no execution receipt records it`);
+        continue;
+      }
+      const digest = output === null ? NULL_OUTPUT_DIGEST : sha256Hex(canonicalJson(output));
+      if (o.outputDigest !== digest) w.problems.add(`${where}: its output digest is not the recorded output's`);
+      if (o.output !== undefined && canonicalJson(o.output) !== canonicalJson(output))
+        w.problems.add(`${where}: its output is not the recorded output`);
+      if (o.receiptHash !== executionHash.get(stepId))
+        w.problems.add(`${where}: its receipt is not the execution receipt`);
     }
   }
 }

@@ -1,6 +1,10 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import { Activity } from '../../../core/history';
 import { WORKFLOW_TYPE } from '../../../contracts/status';
+import { SESSION_WORKFLOW_TYPE } from '../../../contracts/session';
+
+/** The governor's workflow types a chain id may name (a declared chain, an agent session). */
+const CHAIN_TYPES: readonly (string | undefined)[] = [WORKFLOW_TYPE, SESSION_WORKFLOW_TYPE];
 import type { ChainRun } from '../history-fetch';
 import { CheckName, Problems, type VerifyCheck } from '../report';
 import { isRecord, optionalString } from '../util';
@@ -163,7 +167,7 @@ export function checkRuns(
   for (let changed = true; changed;) {
     changed = false;
     for (const f of facts) {
-      if (family.has(f.runId) || f.workflowType !== WORKFLOW_TYPE) continue;
+      if (family.has(f.runId) || !CHAIN_TYPES.includes(f.workflowType)) continue;
       const linked =
         (familyRoot !== undefined && f.firstRunId === familyRoot) ||
         (f.reset && family.has(f.reset.baseRunId)) ||
@@ -239,7 +243,7 @@ export function checkRuns(
   for (const f of facts) {
     if (family.has(f.runId)) continue;
     problems.add(
-      `run ${f.runId} (${f.status}${f.workflowType && f.workflowType !== WORKFLOW_TYPE ? `, a ${f.workflowType}` : ''}) is another execution of workflow id ${workflowId ?? '(unknown)'}: a chain id names one chain`,
+      `run ${f.runId} (${f.status}${f.workflowType && !CHAIN_TYPES.includes(f.workflowType) ? `, a ${f.workflowType}` : ''}) is another execution of workflow id ${workflowId ?? '(unknown)'}: a chain id names one chain`,
     );
   }
 
