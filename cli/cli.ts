@@ -5,6 +5,7 @@ import { CODEC_KEYS_ENV, loadCodec } from '../runtime/codec';
 import { registerChainCommands } from './commands/chains';
 import { registerCodecCommands } from './commands/codec';
 import { registerIdentityCommands } from './commands/identity';
+import { registerMcpCommands } from './commands/mcp';
 import { registerPolicyCommands } from './commands/policy';
 import { registerRuntimeCommands, waitForShutdown } from './commands/runtime';
 import { registerVerifyCommands } from './commands/verify';
@@ -51,6 +52,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerRuntimeCommands(program, ctx);
   registerIdentityCommands(program, ctx);
   registerChainCommands(program, ctx);
+  registerMcpCommands(program, ctx);
   return program;
 }
 
