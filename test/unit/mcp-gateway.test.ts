@@ -4,19 +4,18 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { Step } from '../../contracts/chain';
-import { MCP_TOOL_CALL_ACTIVITY, type McpToolCallInput } from '../../contracts/executor';
+import { MCP_TOOL_CALL_ACTIVITY } from '../../contracts/executor';
 import { parseGatewayConfig } from '../../gateway/config';
 import { mapToolCall, ruleFor } from '../../gateway/mapping';
 import { neverAllowedActions } from '../../gateway/policy-notes';
 import { secretFromEnv } from '../../gateway/run';
 import { AgentSession, createGatewayServer, type GatewayOptions } from '../../gateway/server';
-import type { ProposeOutcome, SessionPort } from '../../gateway/session-port';
 import { Upstreams } from '../../gateway/upstreams';
 import { createMcpActivities } from '../../gateway/worker';
 import { loadBundle } from '../../policies/bundle';
 import { McpToolRule } from '../../policies/manifest';
 import { defaultPoliciesDir } from '../../workers/worker';
+import { FakeGovernor } from '../harness/mcp';
 
 /*
  * The gateway's mapping and error paths, with the REAL @modelcontextprotocol/server-filesystem (and a
@@ -32,85 +31,6 @@ const HOSTILE = path.join(ROOT, 'test/fixtures/mcp/hostile-upstream.js');
 const bundle = loadBundle(defaultPoliciesDir());
 const rules = bundle.manifest.mcp.tools;
 const CREDENTIAL = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ2VudDp0ZXN0In0.c2VjcmV0LWNyZWRlbnRpYWw';
-
-type Decide = (step: Step) => 'allow' | 'deny' | 'escalate';
-
-/** The fake governor: records proposals; allowed steps run the gateway's real mcpToolCall activity once. */
-class FakeGovernor implements SessionPort {
-  opened = 0;
-  closed: string[] = [];
-  proposals: { sessionId: string; step: Step; credential: string }[] = [];
-  /** Escalated steps, released by `approve`. */
-  private readonly waiting = new Map<
-    string,
-    { step: Step; release: (o: ProposeOutcome) => void; done: Promise<ProposeOutcome> }
-  >();
-
-  constructor(
-    private readonly run: (input: McpToolCallInput) => Promise<unknown>,
-    public decide: Decide = () => 'allow',
-  ) {}
-
-  async openSession(): Promise<{ sessionId: string }> {
-    this.opened++;
-    return { sessionId: `session-${this.opened}` };
-  }
-
-  private async execute(sessionId: string, step: Step): Promise<ProposeOutcome> {
-    if (step.executor.type !== 'mcp') throw new Error('not an mcp step');
-    try {
-      const output = await this.run({
-        idempotencyKey: `${sessionId}/${step.id}`,
-        chainId: sessionId,
-        stepId: step.id,
-        action: step.action,
-        resource: step.resource,
-        input: step.input,
-        server: step.executor.server,
-        tool: step.executor.tool,
-      });
-      return { outcome: 'executed', stepId: step.id, output, outputDigest: 'd', receiptHash: 'h' };
-    } catch (err) {
-      return { outcome: 'failed', stepId: step.id, reason: (err as Error).message };
-    }
-  }
-
-  async proposeStep(sessionId: string, p: { step: Step; credential: string }): Promise<ProposeOutcome> {
-    this.proposals.push({ sessionId, step: p.step, credential: p.credential });
-    const verdict = this.decide(p.step);
-    if (verdict === 'deny') {
-      return {
-        outcome: 'denied',
-        stepId: p.step.id,
-        reason: 'agents may write only inside the agent workspace',
-        determiningPolicies: ['fs-write-outside-workspace-forbid'],
-      };
-    }
-    if (verdict === 'escalate') {
-      let release!: (o: ProposeOutcome) => void;
-      const done = new Promise<ProposeOutcome>((r) => (release = r));
-      this.waiting.set(p.step.id, { step: p.step, release, done });
-      return { outcome: 'awaiting-approval', stepId: p.step.id, pendingRoles: ['data-steward'] };
-    }
-    return this.execute(sessionId, p.step);
-  }
-
-  async awaitStep(_sessionId: string, stepId: string): Promise<ProposeOutcome> {
-    const w = this.waiting.get(stepId);
-    if (!w) throw new Error(`no step ${stepId}`);
-    return w.done;
-  }
-
-  async approve(sessionId: string, stepId: string): Promise<void> {
-    const w = this.waiting.get(stepId)!;
-    w.release(await this.execute(sessionId, w.step));
-  }
-
-  async closeSession(sessionId: string): Promise<never> {
-    this.closed.push(sessionId);
-    return undefined as never;
-  }
-}
 
 let dir: string;
 let outside: string;
