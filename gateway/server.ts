@@ -282,7 +282,7 @@ async function waitForApproval(
           params: {
             progressToken: token,
             progress: ++progress,
-            message: `step ${outcome.stepId} awaits approval${roles}`,
+            message: `step ${outcome.stepId} of session ${sessionId} awaits approval${roles}`,
           },
         })
         .catch(() => undefined);

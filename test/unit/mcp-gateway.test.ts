@@ -231,7 +231,9 @@ describe('tools/call', () => {
     });
     const result = (await call) as CallToolResult;
     expect(progress.length).toBeGreaterThanOrEqual(3);
-    expect(progress[0]).toBe(`step ${governor.proposals[0]!.step.id} awaits approval by data-steward`);
+    expect(progress[0]).toBe(
+      `step ${governor.proposals[0]!.step.id} of session session-1 awaits approval by data-steward`,
+    );
     expect(result.isError).toBeFalsy();
     expect(fs.readFileSync(target, 'utf8')).toBe('v2');
     expect(governor.proposals).toHaveLength(1);
