@@ -118,9 +118,9 @@ describe.skip('MCP gateway in front of the real filesystem server, governed on T
       arguments: { path: target, content: 'secrets' },
     })) as CallToolResult;
     expect(denied.isError).toBe(true);
-    expect(textOf(denied)).toBe(
-      'denied by the governor: agents may write only inside the agent workspace (/srv/agent-workspace/ or /tmp/agent-workspace-*/) (policies: fs-write-outside-workspace-forbid)',
-    );
+    // The reason is the policy's @reason (the session may prefix it with the policy id).
+    expect(textOf(denied)).toMatch(/^denied by the governor: .*agents may write only inside the agent workspace/);
+    expect(textOf(denied)).toContain('(policies: fs-write-outside-workspace-forbid)');
     expect(fs.existsSync(target)).toBe(false);
 
     // Overwriting a file under the protected folder escalates; two data stewards approve while the
@@ -171,7 +171,7 @@ describe.skip('MCP gateway in front of the real filesystem server, governed on T
       ['fs.write', 'denied'],
       ['fs.write', 'completed'],
     ]);
-    const verified = await runVerifyCli([sessionId], { home: g.home });
+    const verified = await runVerifyCli([sessionId], { home: g.home, env: { TEMPORAL_ADDRESS: testAddress() } });
     expect(verified.error).toBeUndefined();
     expect(verified.code).toBe(0);
   });
@@ -228,7 +228,12 @@ describe('the mcp executor in a declared chain (real filesystem server, real gov
     fs.mkdirSync(path.join(dir, 'protected'));
     fs.writeFileSync(path.join(dir, 'protected', 'config.txt'), 'v1\n');
     queue = uniqueQueue('mcp-gateway');
-    upstreams = new Upstreams({ upstreams: { fs: { command: FS_SERVER, args: [dir, elsewhere] } } });
+    upstreams = new Upstreams({
+      upstreams: {
+        fs: { command: FS_SERVER, args: [dir, elsewhere] },
+        h: { command: process.execPath, args: [path.join(ROOT, 'test/fixtures/mcp/hostile-upstream.js')] },
+      },
+    });
     await upstreams.connectAll();
     connection = await NativeConnection.connect({ address: testAddress() });
     worker = await createGatewayWorker({
@@ -237,7 +242,7 @@ describe('the mcp executor in a declared chain (real filesystem server, real gov
       taskQueue: queue,
       upstreams,
       maxResultBytes: 1 << 20,
-      toolTimeoutMs: 10_000,
+      toolTimeoutMs: 2_000,
     });
     running = worker.run();
   });
@@ -262,10 +267,13 @@ describe('the mcp executor in a declared chain (real filesystem server, real gov
     expect(result.steps[0]!.outcome).toEqual({
       executor: 'mcp',
       idempotencyKey: `${handle.workflowId}/read`,
-      result: { content: [{ type: 'text', text: 'hello\n' }] },
+      result: { content: [{ type: 'text', text: 'hello\n' }], structuredContent: { content: 'hello\n' } },
     });
     expect(await toolCalls(handle.workflowId, 'read')).toBe(1);
-    const verified = await runVerifyCli([handle.workflowId], { home: g.home });
+    const verified = await runVerifyCli([handle.workflowId], {
+      home: g.home,
+      env: { TEMPORAL_ADDRESS: testAddress() },
+    });
     expect(verified.error).toBeUndefined();
     expect(verified.code).toBe(0);
   });
@@ -280,7 +288,8 @@ describe('the mcp executor in a declared chain (real filesystem server, real gov
     expect(result.status).toBe('Denied');
     expect(result.steps[0]!.decision).toMatchObject({
       effect: 'deny',
-      reason: 'agents may write only inside the agent workspace (/srv/agent-workspace/ or /tmp/agent-workspace-*/)',
+      reason:
+        'denied by fs-write-outside-workspace-forbid (agents may write only inside the agent workspace (/srv/agent-workspace/ or /tmp/agent-workspace-*/))',
       determiningPolicies: ['fs-write-outside-workspace-forbid'],
     });
     expect(await toolCalls(handle.workflowId, 'write')).toBe(0);
@@ -313,19 +322,36 @@ describe('the mcp executor in a declared chain (real filesystem server, real gov
     expect(result.status).toBe('Completed');
     expect(fs.readFileSync(file, 'utf8')).toBe('v2\n');
     expect(await toolCalls(handle.workflowId, 'overwrite')).toBe(1);
-    const verified = await runVerifyCli([handle.workflowId], { home: g.home });
+    const verified = await runVerifyCli([handle.workflowId], {
+      home: g.home,
+      env: { TEMPORAL_ADDRESS: testAddress() },
+    });
     expect(verified.code).toBe(0);
   });
 
-  it('a tool call that fails upstream fails its step with the reason, attempted once', async () => {
-    // read_file of a path the upstream does not allow: server-filesystem answers with a tool error
-    // (isError), which is the tool's result; a missing tool is a protocol error, which fails the step.
+  it('an upstream that crashes mid-call fails its step with the reason, attempted once (never retried)', async () => {
     const file = path.join(dir, 'notes.txt');
-    const step = { ...mcpStep('missing', 'fs.read', 'no_such_tool', file) };
+    const step = {
+      ...mcpStep('crash', 'fs.read', 'crash', file),
+      executor: { ...mcpStep('x', 'x', 'crash', file).executor, server: 'h' },
+    };
     const handle = await g.gc.start({ workload: 'agent:coder', steps: [step] }, await g.creds('agent:coder'));
     const result = await handle.result();
     expect(result.status).toBe('Failed');
-    expect(result.steps[0]!.error ?? result.reason).toMatch(/upstream fs: tool no_such_tool failed/);
-    expect(await toolCalls(handle.workflowId, 'missing')).toBe(1);
+    expect(result.steps[0]!.error).toMatch(/upstream h: tool crash failed: /);
+    expect(await toolCalls(handle.workflowId, 'crash')).toBe(1);
+  });
+
+  it('a hanging upstream fails its step at the timeout, attempted once', async () => {
+    const file = path.join(dir, 'notes.txt');
+    const step = {
+      ...mcpStep('hang', 'fs.read', 'hang', file),
+      executor: { ...mcpStep('x', 'x', 'hang', file).executor, server: 'h' },
+    };
+    const handle = await g.gc.start({ workload: 'agent:coder', steps: [step] }, await g.creds('agent:coder'));
+    const result = await handle.result();
+    expect(result.status).toBe('Failed');
+    expect(result.steps[0]!.error).toMatch(/upstream h: tool hang failed: .*timed out/i);
+    expect(await toolCalls(handle.workflowId, 'hang')).toBe(1);
   });
 });
