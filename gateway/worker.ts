@@ -2,7 +2,6 @@ import { ApplicationFailure, type DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { MCP_TOOL_CALL_ACTIVITY, type McpToolCallInput } from '../contracts/executor';
 import { ErrorCode } from '../contracts/errors';
-import { PAYLOAD_CONVERTER_PATH } from '../workers/worker';
 import type { Upstreams } from './upstreams';
 
 /**
@@ -13,6 +12,9 @@ import type { Upstreams } from './upstreams';
 
 /** The activity's result: the upstream's `CallToolResult` as JSON. */
 export type McpToolCallResult = Record<string, unknown>;
+
+/** The payload converter every governor worker loads (workers/worker.ts loads the same module). */
+const PAYLOAD_CONVERTER_PATH = require.resolve('../runtime/payload-converter');
 
 export function createMcpActivities(
   upstreams: Upstreams,

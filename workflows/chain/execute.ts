@@ -9,7 +9,13 @@ import type { ExecutionOutcome, StepState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
 import { idempotencyKey, resourceLabel, type GovernedAction } from '../../core/step';
 import { failureMessage } from '../failure';
-import { EXECUTOR_RETRY, executeTimeout, governStepTimeout, mcpActivityOptions, serviceActivityOptions } from '../retry';
+import {
+  EXECUTOR_RETRY,
+  executeTimeout,
+  governStepTimeout,
+  mcpActivityOptions,
+  serviceActivityOptions,
+} from '../retry';
 import { awaitApproval } from './approval';
 import { authorize, authorizeInput } from './authorize';
 import { coordinate, type Slot } from './coordination';
