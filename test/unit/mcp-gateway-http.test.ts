@@ -6,7 +6,12 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { MCP_TOOL_CALL_ACTIVITY } from '../../contracts/executor';
+import { parseGatewayConfig } from '../../gateway/config';
 import { createHttpGateway, type HttpGateway } from '../../gateway/http';
+import { identifier } from '../../gateway/run';
+import { governorSessionPort } from '../../gateway/session-port';
+import { initKeys, issueCredential } from '../../identity';
+import type { GovernorClient } from '../../sdk/client';
 import { neverAllowedActions } from '../../gateway/policy-notes';
 import { Upstreams } from '../../gateway/upstreams';
 import { createMcpActivities } from '../../gateway/worker';
@@ -190,5 +195,77 @@ describe('Streamable HTTP: a real MCP client', () => {
     await client.close();
     expect(governor.closed.length).toBe(sessionsBefore + 1);
     expect(logs.join('\n')).not.toContain('cred.agent.a');
+  });
+});
+
+describe('identifier: the real credential check of the HTTP endpoint', () => {
+  it("verifies with the bundle's trusted issuers; the session workload is the credential's sub", async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-home-'));
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-home-'));
+    try {
+      await initKeys(home);
+      await initKeys(other);
+      const config = parseGatewayConfig({ upstreams: { fs: { command: 'x' } } });
+      const identify = identifier(bundle, config, home);
+      const credential = await issueCredential({ home, sub: 'agent:coder' });
+      await expect(identify(credential, 'att')).resolves.toEqual({
+        credential,
+        attestation: 'att',
+        workload: 'agent:coder',
+      });
+      // Signed by a key the bundle does not trust (another home's issuer key): refused, token not echoed.
+      const foreign = await issueCredential({ home: other, sub: 'agent:coder' });
+      const refused = await identify(foreign, 'att').then(
+        () => 'accepted',
+        (err: Error) => err.message,
+      );
+      expect(refused).not.toBe('accepted');
+      expect(refused).not.toContain(foreign);
+      await expect(identify('not-a-jwt', 'att')).rejects.toThrow();
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('governorSessionPort', () => {
+  it('refuses a client without the session operations, naming them', () => {
+    expect(() => governorSessionPort({} as GovernorClient)).toThrow(
+      'this governor SDK has no agent sessions (missing openSession, proposeStep, awaitStep, closeSession); the MCP gateway needs them',
+    );
+  });
+
+  it('delegates each operation to the client, bound to it', async () => {
+    const calls: unknown[][] = [];
+    const client = {
+      tag: 'gc',
+      async openSession(this: { tag: string }, input: unknown) {
+        calls.push([this.tag, 'open', input]);
+        return { sessionId: 's1' };
+      },
+      async proposeStep(this: { tag: string }, id: string, p: unknown) {
+        calls.push([this.tag, 'propose', id, p]);
+        return { outcome: 'failed', stepId: 'x', reason: 'r' };
+      },
+      async awaitStep(this: { tag: string }, id: string, step: string, o: unknown) {
+        calls.push([this.tag, 'await', id, step, o]);
+        return { outcome: 'failed', stepId: step, reason: 'r' };
+      },
+      async closeSession(this: { tag: string }, id: string, o: unknown) {
+        calls.push([this.tag, 'close', id, o]);
+        return {};
+      },
+    };
+    const port = governorSessionPort(client as unknown as GovernorClient);
+    const open = { workload: 'w', credential: 'c', attestation: 'a' };
+    await expect(port.openSession(open)).resolves.toEqual({ sessionId: 's1' });
+    await port.awaitStep('s1', 'st', { credential: 'c' });
+    await port.closeSession('s1', { reason: 'done' });
+    expect(calls).toEqual([
+      ['gc', 'open', open],
+      ['gc', 'await', 's1', 'st', { credential: 'c' }],
+      ['gc', 'close', 's1', { reason: 'done' }],
+    ]);
   });
 });
