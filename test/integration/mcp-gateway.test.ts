@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { NativeConnection } from '@temporalio/worker';
@@ -174,6 +175,47 @@ describe.skip('MCP gateway in front of the real filesystem server, governed on T
     const verified = await runVerifyCli([sessionId], { home: g.home, env: { TEMPORAL_ADDRESS: testAddress() } });
     expect(verified.error).toBeUndefined();
     expect(verified.code).toBe(0);
+  });
+
+  it('`governor mcp` on stdio (the built CLI, as an MCP client host starts it): credential from the environment', async () => {
+    // Needs `npm run build` (bin/governor.js runs dist/).
+    const { credential, attestation } = await g.creds('agent:stdio');
+    const config = path.join(outside, 'gateway.json');
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        upstreams: { fs: { command: FS_SERVER, args: [workspace] } },
+        taskQueue: uniqueQueue('mcp-stdio'),
+      }),
+    );
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [path.join(ROOT, 'bin/governor.js'), 'mcp', '--config', config],
+      env: {
+        ...(process.env as Record<string, string>),
+        TEMPORAL_ADDRESS: testAddress(),
+        GOVERNOR_HOME: g.home,
+        GOVERNOR_TASK_QUEUE: g.taskQueue,
+        GOVERNOR_AGENT_CREDENTIAL: credential,
+        GOVERNOR_AGENT_ATTESTATION: attestation,
+      },
+      stderr: 'pipe',
+    });
+    let stderr = '';
+    transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const client = new Client({ name: 'stdio-agent', version: '1.0.0' });
+    await client.connect(transport);
+    const read = (await client.callTool({
+      name: 'read_file',
+      arguments: { path: path.join(workspace, 'notes.txt') },
+    })) as CallToolResult;
+    expect(textOf(read)).toBe('meeting at noon\n');
+    const { sessionId } = governorMeta(read);
+    await client.close(); // the gateway closes the session on stdin's end
+    const closed = await g.waitFor(sessionId, (s) => s.status === 'Completed');
+    expect(closed.steps.map((s) => s.status)).toEqual(['completed']);
+    expect(stderr).toContain('serving MCP on stdio');
+    expect(stderr).not.toContain(credential);
   });
 
   it('a revoked session refuses the next call, and nothing runs', async () => {
