@@ -255,6 +255,24 @@ describe('tools/call', () => {
     expect(fs.existsSync(target)).toBe(false);
   });
 
+  it('a client that goes away mid-escalation stops the wait; the step stays recorded and runs once when approved', async () => {
+    const governor = new FakeGovernor(fsActivity(), () => 'escalate');
+    const { client } = await agentFor(governor, { escalationWaitMs: 60_000 });
+    const target = path.join(dir, 'protected', 'left.txt');
+    const abort = new AbortController();
+    const call = client.callTool({ name: 'write_file', arguments: { path: target, content: 'late' } }, undefined, {
+      signal: abort.signal,
+      onprogress: () => abort.abort(),
+    });
+    await expect(call).rejects.toThrow(/abort/i);
+    await client.close();
+    expect(fs.existsSync(target)).toBe(false);
+    const { step } = governor.proposals[0]!;
+    await governor.approve('session-1', step.id); // approvers decide after the agent left
+    expect(fs.readFileSync(target, 'utf8')).toBe('late');
+    expect(governor.proposals).toHaveLength(1);
+  });
+
   it('closing the session closes it once at the governor', async () => {
     const governor = new FakeGovernor(fsActivity());
     const { client, session } = await agentFor(governor);
