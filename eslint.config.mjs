@@ -22,6 +22,8 @@ export default tseslint.config(
       'bin/**',
       '*.config.js',
       'test/harness/summary-reporter.js',
+      // A plain-Node upstream MCP server the gateway's tests spawn (no build step).
+      'test/fixtures/mcp/*.js',
       'eslint.config.mjs',
     ],
   },

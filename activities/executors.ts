@@ -52,9 +52,10 @@ export async function runBuiltInExecutor(
       return { executor: 'http', idempotencyKey, httpStatus: status };
     }
     case 'activity':
-      // The workflow schedules service activities on the service's task queue itself.
+    case 'mcp':
+      // The workflow schedules service activities (and MCP tool calls) on their own task queue itself.
       throw ApplicationFailure.nonRetryable(
-        'activity executors run on the service task queue, not here',
+        `${executor.type} executors run on their own task queue, not here`,
         ErrorCode.InvalidInput,
       );
   }

@@ -325,7 +325,8 @@ export function createActivities(deps: ActivityDeps) {
         authorized.decision.effect === 'allow' &&
         !authorized.credentialExpired &&
         ((input.kind === 'compensation' && !input.coordinateCompensations) || authorized.coordinated === false);
-      if (!outright || input.binding.executor.type === 'activity') return { authorized };
+      const type = input.binding.executor.type;
+      if (!outright || type === 'activity' || type === 'mcp') return { authorized };
       try {
         const executed = await execute({
           chainId: input.chainId,

@@ -6,6 +6,7 @@ import { registerChainCommands } from './commands/chains';
 import { registerCodecCommands } from './commands/codec';
 import { registerCoordinationCommands } from './commands/coordination';
 import { registerIdentityCommands } from './commands/identity';
+import { registerMcpCommands } from './commands/mcp';
 import { registerPolicyCommands } from './commands/policy';
 import { registerRuntimeCommands, runTemporalCli, waitForShutdown } from './commands/runtime';
 import { registerVerifyCommands } from './commands/verify';
@@ -57,6 +58,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerChainCommands(program, ctx);
   registerCoordinationCommands(program, ctx);
   registerSessionCommands(program, ctx);
+  registerMcpCommands(program, ctx);
   return program;
 }
 

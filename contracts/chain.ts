@@ -54,7 +54,23 @@ export const ActivityExecutor = z.strictObject({
   heartbeatTimeoutMs: z.int().min(100).max(3_600_000).optional(),
 });
 
-export const Executor = z.discriminatedUnion('type', [NoopExecutor, HttpExecutor, ActivityExecutor]);
+/**
+ * A tool of an upstream MCP server, called by the MCP gateway (`governor mcp`) that holds the upstream
+ * connection: an activity `mcpToolCall` on the gateway's own task queue, attempted once (an MCP tool
+ * call carries no idempotency key, so the governor never repeats it; SECURITY.md).
+ */
+export const McpExecutor = z.strictObject({
+  type: z.literal('mcp'),
+  /** The gateway's own task queue: the governor worker never holds the upstream connections. */
+  taskQueue: z.string().min(1).max(200),
+  /** The upstream's name in the gateway's configuration. */
+  server: z.string().min(1).max(128),
+  /** The upstream's own tool name (without the gateway's prefix). */
+  tool: z.string().min(1).max(128),
+  timeoutMs: z.int().min(100).max(3_600_000).default(60_000),
+});
+
+export const Executor = z.discriminatedUnion('type', [NoopExecutor, HttpExecutor, ActivityExecutor, McpExecutor]);
 export type Executor = z.infer<typeof Executor>;
 
 export const Compensation = z.strictObject({

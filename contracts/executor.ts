@@ -13,3 +13,14 @@ export interface ServiceActivityInput {
   resource: ResourceRef;
   input: Record<string, JsonValue>;
 }
+
+/** The activity type the MCP gateway's worker registers (recorded in history: never rename). */
+export const MCP_TOOL_CALL_ACTIVITY = 'mcpToolCall';
+
+/** What the gateway's `mcpToolCall` activity receives for a step with the `mcp` executor. */
+export interface McpToolCallInput extends ServiceActivityInput {
+  /** The upstream's name in the gateway's configuration. */
+  server: string;
+  /** The upstream's own tool name; `input` holds the tool's arguments. */
+  tool: string;
+}

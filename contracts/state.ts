@@ -34,11 +34,11 @@ export type StepStatus = z.infer<typeof StepStatus>;
 
 /** Outcome of an executor run, as recorded (no raw response bodies: digests only). */
 export const ExecutionOutcome = z.strictObject({
-  executor: z.enum(['noop', 'http', 'activity']),
+  executor: z.enum(['noop', 'http', 'activity', 'mcp']),
   idempotencyKey: z.string(),
   /** HTTP status for the http executor. */
   httpStatus: z.int().optional(),
-  /** The executor's result (http: status only; activity: what the service returned). */
+  /** The executor's result (http: status only; activity: what the service returned; mcp: the tool's result). */
   result: z.unknown().optional(),
 });
 export type ExecutionOutcome = z.infer<typeof ExecutionOutcome>;

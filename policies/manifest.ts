@@ -72,6 +72,36 @@ export const ApprovalLadderStep = z.strictObject({
 });
 export type ApprovalLadderStep = z.infer<typeof ApprovalLadderStep>;
 
+/** `{name}`: a tool argument the mapping places into a template. */
+const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** `Type::"<template>"`: the resource of a mapped tool call. */
+export const RESOURCE_TEMPLATE = /^([A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*)::"([^"\\]*)"$/;
+
+/** A string template: literal text and `{argument}` placeholders, nothing else in braces. */
+const Template = z
+  .string()
+  .min(1)
+  .max(512)
+  .refine((t) => !/[{}]/.test(t.replace(PLACEHOLDER, '')), 'braces only around an argument name, as in {path}');
+
+/**
+ * How the MCP gateway maps one tool's calls to a governed step: the action, the resource
+ * (`File::"{path}"`), and context attributes (`path: "{path}"`) filled from the call's string arguments.
+ */
+export const McpToolRule = z.strictObject({
+  action: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, 'must be 1-128 characters: letters, digits, _ . : @ -'),
+  resource: Template.refine((t) => RESOURCE_TEMPLATE.test(t), 'must look like Type::"{argument}"'),
+  context: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an identifier'), Template).default({}),
+});
+export type McpToolRule = z.infer<typeof McpToolRule>;
+
+/** The argument names a template places, in order. */
+export function templateArguments(template: string): string[] {
+  return [...template.matchAll(PLACEHOLDER)].map((m) => m[1]!);
+}
+
 export const ApproverRole = z.strictObject({
   description: z.string().optional(),
 });
@@ -137,6 +167,11 @@ export const Manifest = z.strictObject({
       maxOutputBytes: z.int().min(0).max(1_048_576).default(65_536),
     })
     .prefault({}),
+  /**
+   * The MCP gateway (`governor mcp`): a rule per tool name (`read_file`) or per upstream and tool
+   * (`fs/read_file`, which wins). A tool without a rule is never called: the gateway refuses it.
+   */
+  mcp: z.strictObject({ tools: z.record(z.string().min(1).max(257), McpToolRule).default({}) }).prefault({}),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

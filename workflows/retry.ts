@@ -57,6 +57,24 @@ export function serviceActivityOptions(executor: Extract<Executor, { type: 'acti
   };
 }
 
+/**
+ * An MCP tool call (the `mcp` executor), on the gateway's own task queue: attempted exactly once. An MCP
+ * tool call carries no idempotency key, so a retry could repeat the effect; a call whose gateway
+ * crashed fails its step instead (SECURITY.md). A call that no gateway picks up within the step's
+ * timeout (no gateway on the queue) fails too, instead of running later by surprise.
+ */
+export const MCP_RETRY: RetryPolicy = { maximumAttempts: 1 };
+
+/** Options of an MCP tool call on the gateway's task queue, bounded by the step's timeout. */
+export function mcpActivityOptions(executor: Extract<Executor, { type: 'mcp' }>): ActivityOptions {
+  return {
+    taskQueue: executor.taskQueue,
+    startToCloseTimeout: executor.timeoutMs,
+    scheduleToStartTimeout: executor.timeoutMs,
+    retry: MCP_RETRY,
+  };
+}
+
 /** The coordinator's local activities (admission, vote verification, receipt signing): quick retries; bad input or no policy is final. */
 export const COORDINATOR_LOCAL_RETRY: RetryPolicy = {
   maximumAttempts: 5,

@@ -69,6 +69,11 @@ describe('loading the default bundle', () => {
       'databases.cedar:34 db-drop-table-prod-forbid',
       'deployments.cedar:3 deploy-environments-permit',
       'deployments.cedar:16 deploy-prod-requires-sre-approval',
+      'files.cedar:9 fs-read-workspace-permit',
+      'files.cedar:15 fs-write-workspace-permit',
+      'files.cedar:21 fs-write-outside-workspace-forbid',
+      'files.cedar:28 fs-move-outside-workspace-forbid',
+      'files.cedar:39 fs-protected-write-requires-two',
       'notifications.cedar:3 notify-permit',
       'payments.cedar:3 payment-permit',
       'payments.cedar:6 payment-nonpositive-amount-forbid',
@@ -84,6 +89,7 @@ describe('loading the default bundle', () => {
       'db-migrate-requires-dba',
       'db-migrate-prod-outside-window-requires-sre',
       'deploy-prod-requires-sre-approval',
+      'fs-protected-write-requires-two',
       'payment-large-requires-finance',
     ]);
   });
@@ -121,6 +127,7 @@ describe('loading the default bundle', () => {
       'data.cedar',
       'databases.cedar',
       'deployments.cedar',
+      'files.cedar',
       'manifest.yaml',
       'notifications.cedar',
       'payments.cedar',
@@ -130,6 +137,7 @@ describe('loading the default bundle', () => {
       'tests/data.yaml',
       'tests/databases.yaml',
       'tests/deployments.yaml',
+      'tests/files.yaml',
       'tests/general.yaml',
       'tests/payments.yaml',
     ]);

@@ -2,14 +2,20 @@ import { CancellationScope, isCancellation, log, patched, proxyActivities } from
 import type { GovernStepResult } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { ErrorCode } from '../../contracts/errors';
-import type { ServiceActivityInput } from '../../contracts/executor';
+import { MCP_TOOL_CALL_ACTIVITY, type McpToolCallInput, type ServiceActivityInput } from '../../contracts/executor';
 import { GOVERN_STEP_PATCH } from '../../contracts/patches';
 import type { Receipt, ReceiptKind } from '../../contracts/receipt';
 import type { ExecutionOutcome, StepState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
 import { idempotencyKey, resourceLabel, type GovernedAction } from '../../core/step';
 import { failureMessage } from '../failure';
-import { EXECUTOR_RETRY, executeTimeout, governStepTimeout, serviceActivityOptions } from '../retry';
+import {
+  EXECUTOR_RETRY,
+  executeTimeout,
+  governStepTimeout,
+  mcpActivityOptions,
+  serviceActivityOptions,
+} from '../retry';
 import { awaitApproval } from './approval';
 import { authorize, authorizeInput } from './authorize';
 import { coordinate, type Slot } from './coordination';
@@ -56,6 +62,24 @@ async function execute(run: ChainRun, a: GovernedAction): Promise<Executed> {
         const activity = service[a.executor.activityType]!;
         const result = await activity.executeWithOptions({ ...options, summary }, [serviceInput]);
         return { outcome: { executor: 'activity' as const, idempotencyKey: key, result: result ?? null } };
+      }
+      if (a.executor.type === 'mcp') {
+        // An upstream MCP tool, called once by the MCP gateway that holds the connection (its own task queue).
+        const options = mcpActivityOptions(a.executor);
+        const gateway = proxyActivities<Record<string, (arg: McpToolCallInput) => Promise<unknown>>>(options);
+        const callInput: McpToolCallInput = {
+          idempotencyKey: key,
+          chainId,
+          stepId: a.stepId,
+          action: a.action,
+          resource: a.resource,
+          input: a.input,
+          server: a.executor.server,
+          tool: a.executor.tool,
+        };
+        const call = gateway[MCP_TOOL_CALL_ACTIVITY]!;
+        const result = await call.executeWithOptions({ ...options, summary }, [callInput]);
+        return { outcome: { executor: 'mcp' as const, idempotencyKey: key, result: result ?? null } };
       }
       const done = await executors.execute.executeWithOptions(
         { startToCloseTimeout: executeTimeout(a.executor), retry: EXECUTOR_RETRY, summary },
@@ -119,7 +143,9 @@ export async function govern(
   run.stopIfRevoked();
   // Built-in executors: decision and execution in one activity (histories written before this
   // existed have no patch marker and replay through `authorize` + `execute`, as they ran).
-  const inOne = a.executor.type !== 'activity' && patched(GOVERN_STEP_PATCH) ? await governInOne(run, a) : undefined;
+  // (An `mcp` executor runs on the gateway's queue like a service activity; it never runs in `governStep`.)
+  const builtIn = a.executor.type !== 'activity' && a.executor.type !== 'mcp';
+  const inOne = builtIn && patched(GOVERN_STEP_PATCH) ? await governInOne(run, a) : undefined;
   const first = await authorize(run, a, s, undefined, inOne?.authorized);
   if (first.kind === 'failed-closed') {
     onDecision(first.decision);

@@ -1,4 +1,5 @@
 import { canonicalJson, sha256Hex } from '../../../core/canonical';
+import { MCP_TOOL_CALL_ACTIVITY } from '../../../contracts/executor';
 import { Activity, SLOT_VERDICT_SIGNAL } from '../../../core/history';
 import { compensationStepId, outdatedAttestationReason, ownContext, resourceLabel } from '../../../core/step';
 import { requestDigestInput, SLOT_SEAL_TYP, slotRequestId } from '../../../contracts/coordination';
@@ -363,7 +364,7 @@ function execution(w: Walk, label: string, entry: ReceiptEntry, stepId: string):
   if (entry.source === Activity.execute) {
     if (canonicalJson(res.outcome ?? null) !== canonicalJson(payload.outcome ?? null))
       w.problems.add(`${label}: the receipt's outcome differs from the executor's`);
-  } else if (outcome.executor === 'activity') {
+  } else if (outcome.executor === 'activity' || outcome.executor === 'mcp') {
     const ran = w.completedActivities.find(
       (a) => isRecord(a.input) && a.input.idempotencyKey === outcome.idempotencyKey,
     );
@@ -410,6 +411,14 @@ function scheduledActivity(w: Walk, a: ScheduledActivity): void {
     ok &&=
       sameJson(input.executor, action.executor) &&
       receipt.kind === (expectedKind(stepId) === 'compensation' ? 'compensation-execution' : 'execution');
+  } else if (executor.type === 'mcp') {
+    // An MCP tool call on the gateway's queue: that upstream's tool, with the step's arguments.
+    ok &&=
+      a.type === MCP_TOOL_CALL_ACTIVITY &&
+      input.server === executor.server &&
+      input.tool === executor.tool &&
+      input.action === action.action &&
+      sameJson(input.resource, resource);
   } else {
     ok &&=
       executor.type === 'activity' &&
