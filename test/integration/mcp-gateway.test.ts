@@ -23,11 +23,6 @@ import { runVerifyCli } from '../harness/verify-cli';
  * upstream on a temporary workspace, `governor mcp` (startGateway, Streamable HTTP) in front of it with
  * its own worker hosting the `mcp` executor, an MCP SDK Client as the agent, and a real governor on the
  * Temporal dev server enforcing the default bundle (policies/default/files.cedar).
- *
- * SKIPPED UNTIL AGENT SESSIONS LAND: the gateway proposes every call through `GovernorClient.openSession`
- * / `proposeStep` / `awaitStep` / `closeSession` (issue 16 item 1, branch h-session), which this branch
- * does not have yet; `governorSessionPort` refuses a client without them. Once that branch is merged,
- * remove `.skip` below: nothing else in this file depends on it.
  */
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -65,7 +60,7 @@ async function toolCalls(chainId: string, stepId: string): Promise<number> {
   }).length;
 }
 
-describe.skip('MCP gateway in front of the real filesystem server, governed on Temporal', () => {
+describe('MCP gateway in front of the real filesystem server, governed on Temporal', () => {
   beforeAll(async () => {
     g = await setupGoverned({ revocationCacheTtlMs: 0 });
     // files.cedar's workspace: /tmp/agent-workspace-*/ (the test fails loudly elsewhere, never passes vacuously).
