@@ -20,44 +20,45 @@ import { eventually } from '../harness/eventually';
  * idle timeout or by revocation, and proven by `verify` like any chain.
  */
 
-// A test bundle: files the agent may read and delete (at most two deletions per session, from
-// `context.session`), and a protected file whose writes need two SRE leads.
+// A test bundle with its own `Doc` entity and `doc.*` actions (the default bundle's `File` belongs to the
+// MCP gateway): documents the agent may read and delete (at most two deletions per session, from
+// `context.session`), and a protected document whose writes need two SRE leads.
 const FS_SCHEMA = `
-type SessionActions = { "fs.delete"?: Long, "fs.read"?: Long };
+type SessionActions = { "doc.delete"?: Long, "doc.read"?: Long };
 type Session = { steps: Long, actions: SessionActions };
-type FsContext = {
+type DocContext = {
   now: __cedar::datetime,
   nowEpochSeconds: Long,
   attestation: Attestation,
   approvals?: Approvals,
   session?: Session,
 };
-entity File;
-action "fs.read", "fs.write", "fs.delete" appliesTo {
+entity Doc;
+action "doc.read", "doc.write", "doc.delete" appliesTo {
   principal: [Workload],
-  resource: [File],
-  context: FsContext,
+  resource: [Doc],
+  context: DocContext,
 };
 `;
 const FS_POLICIES = `
 @id("fs-permit")
-permit (principal is Workload, action in [Action::"fs.read", Action::"fs.write", Action::"fs.delete"], resource is File);
+permit (principal is Workload, action in [Action::"doc.read", Action::"doc.write", Action::"doc.delete"], resource is Doc);
 
 @id("fs-secrets-forbid")
 @reason("the secrets file is never touched by an agent")
-forbid (principal, action, resource == File::"secrets");
+forbid (principal, action, resource == Doc::"secrets");
 
 @id("fs-session-delete-limit")
 @reason("at most two deletions per session")
-forbid (principal, action == Action::"fs.delete", resource)
-when { context has session && context.session.actions has "fs.delete" && context.session.actions["fs.delete"] >= 2 };
+forbid (principal, action == Action::"doc.delete", resource)
+when { context has session && context.session.actions has "doc.delete" && context.session.actions["doc.delete"] >= 2 };
 
 @id("fs-protected-write-requires-sre")
 @escalate("sre-lead")
 @quorum("2")
 @deadline("10m")
 @reason("writing the protected file needs two SRE leads")
-forbid (principal, action == Action::"fs.write", resource == File::"protected")
+forbid (principal, action == Action::"doc.write", resource == Doc::"protected")
 unless { context has approvals.byRole && context.approvals.byRole["sre-lead"] >= 2 };
 `;
 const bundle = (idleTimeout: string) =>
@@ -65,7 +66,7 @@ const bundle = (idleTimeout: string) =>
     (m) => {
       m.session = { idleTimeout, maxOutputBytes: 4096 };
     },
-    { 'schema.cedarschema': (text) => text + FS_SCHEMA, 'fs.cedar': FS_POLICIES },
+    { 'schema.cedarschema': (text) => text + FS_SCHEMA, 'docs.cedar': FS_POLICIES },
   );
 
 let g: Governed;
@@ -81,7 +82,7 @@ afterAll(async () => {
   await g?.stop();
 });
 
-const file = (id: string) => ({ type: 'File', id });
+const file = (id: string) => ({ type: 'Doc', id });
 const fsStep = (id: string, action: string, resource: string, extra: Record<string, unknown> = {}) =>
   g.serviceStep(id, action, file(resource), extra);
 
@@ -106,7 +107,7 @@ const ledgerKeys = (sessionId: string) => g.ledger.all().filter((e) => e.idempot
 describe('agent sessions', () => {
   it('executes an allowed proposal and returns its output, digest and receipt; denies another with reason and policies', async () => {
     const { sessionId, credential } = await open();
-    const read = await g.gc.proposeStep(sessionId, { step: fsStep('r1', 'fs.read', 'notes'), credential });
+    const read = await g.gc.proposeStep(sessionId, { step: fsStep('r1', 'doc.read', 'notes'), credential });
     expect(read).toMatchObject({ outcome: 'executed', stepId: 'r1', output: { executed: `${sessionId}/r1` } });
     const executed = read as Extract<ProposeOutcome, { outcome: 'executed' }>;
     expect(executed.outputDigest).toBe(sha256Hex(canonicalJson(executed.output)));
@@ -114,7 +115,7 @@ describe('agent sessions', () => {
     expect(state.receiptHead.hash).toBe(executed.receiptHash);
     expect(state.steps[0]).toMatchObject({ id: 'r1', status: 'completed', outputDigest: executed.outputDigest });
 
-    const denied = await g.gc.proposeStep(sessionId, { step: fsStep('s1', 'fs.read', 'secrets'), credential });
+    const denied = await g.gc.proposeStep(sessionId, { step: fsStep('s1', 'doc.read', 'secrets'), credential });
     expect(denied).toEqual({
       outcome: 'denied',
       stepId: 's1',
@@ -123,7 +124,7 @@ describe('agent sessions', () => {
     });
     // A denied step does not end the session: the agent goes on.
     const noop = await g.gc.proposeStep(sessionId, {
-      step: { id: 'n1', action: 'fs.read', resource: file('notes'), executor: { type: 'noop' } },
+      step: { id: 'n1', action: 'doc.read', resource: file('notes'), executor: { type: 'noop' } },
       credential,
     });
     expect(noop).toMatchObject({ outcome: 'executed', output: null, outputDigest: NULL_OUTPUT_DIGEST });
@@ -146,7 +147,7 @@ describe('agent sessions', () => {
 
   it('escalates: awaiting-approval at once, then votes, then awaitStep returns the execution, which happened once', async () => {
     const { sessionId, credential } = await open();
-    const first = await g.gc.proposeStep(sessionId, { step: fsStep('w1', 'fs.write', 'protected'), credential });
+    const first = await g.gc.proposeStep(sessionId, { step: fsStep('w1', 'doc.write', 'protected'), credential });
     expect(first).toMatchObject({ outcome: 'awaiting-approval', stepId: 'w1', pendingRoles: ['sre-lead'] });
     const state = await g.gc.status(sessionId);
     expect(state.status).toBe('AwaitingApproval');
@@ -174,7 +175,7 @@ describe('agent sessions', () => {
 
   it('a revocation while a step awaits approval denies it: awaitStep says so, nothing runs', async () => {
     const { sessionId, credential } = await open();
-    const first = await g.gc.proposeStep(sessionId, { step: fsStep('w1', 'fs.write', 'protected'), credential });
+    const first = await g.gc.proposeStep(sessionId, { step: fsStep('w1', 'doc.write', 'protected'), credential });
     expect(first.outcome).toBe('awaiting-approval');
     const waiting = g.gc.awaitStep(sessionId, 'w1', { credential });
     // The awaitStep update is accepted before the revocation (its handler then waits for the outcome).
@@ -192,21 +193,21 @@ describe('agent sessions', () => {
 
   it('refuses proposals without a credential, with another workload’s, after close and after revoke; nothing changes', async () => {
     const { sessionId, credential } = await open();
-    await g.gc.proposeStep(sessionId, { step: fsStep('a', 'fs.read', 'notes'), credential });
+    await g.gc.proposeStep(sessionId, { step: fsStep('a', 'doc.read', 'notes'), credential });
     const before = await g.gc.status(sessionId);
 
-    const missing = await refusal(g.gc.proposeStep(sessionId, { step: fsStep('b', 'fs.read', 'notes') } as never));
+    const missing = await refusal(g.gc.proposeStep(sessionId, { step: fsStep('b', 'doc.read', 'notes') } as never));
     expect(missing).toMatchObject({ code: ErrorCode.InvalidInput, field: 'credential' });
     const other = await g.creds('agent:someone-else');
     const foreign = await refusal(
-      g.gc.proposeStep(sessionId, { step: fsStep('b', 'fs.read', 'notes'), credential: other.credential }),
+      g.gc.proposeStep(sessionId, { step: fsStep('b', 'doc.read', 'notes'), credential: other.credential }),
     );
     expect(foreign).toMatchObject({ code: ErrorCode.InvalidInput, field: 'credential' });
     expect(foreign.message).toMatch(/another workload/);
     expect(await g.gc.status(sessionId)).toEqual(before);
 
     await g.gc.closeSession(sessionId);
-    const closed = await refusal(g.gc.proposeStep(sessionId, { step: fsStep('c', 'fs.read', 'notes'), credential }));
+    const closed = await refusal(g.gc.proposeStep(sessionId, { step: fsStep('c', 'doc.read', 'notes'), credential }));
     expect(closed).toMatchObject({ code: ErrorCode.InvalidInput, field: 'session' });
     expect(closed.message).toMatch(/^session: closed \(the session has ended: Completed\)/);
     expect(ledgerKeys(sessionId)).toHaveLength(1);
@@ -214,7 +215,7 @@ describe('agent sessions', () => {
     // Revoked: the session ends Revoked with its checkpoint; a later proposal is refused.
     const second = await open();
     await g.gc.proposeStep(second.sessionId, {
-      step: fsStep('a', 'fs.read', 'notes'),
+      step: fsStep('a', 'doc.read', 'notes'),
       credential: second.credential,
     });
     await g.gc.revoke(second.sessionId, { reason: 'agent misbehaved', by: 'sec' });
@@ -222,7 +223,7 @@ describe('agent sessions', () => {
     expect(result).toMatchObject({ status: 'Revoked', reason: 'revoked by sec: agent misbehaved' });
     expect(result.checkpoint).toEqual(expect.any(String));
     const after = await refusal(
-      g.gc.proposeStep(second.sessionId, { step: fsStep('b', 'fs.read', 'notes'), credential: second.credential }),
+      g.gc.proposeStep(second.sessionId, { step: fsStep('b', 'doc.read', 'notes'), credential: second.credential }),
     );
     expect(after).toMatchObject({ code: ErrorCode.InvalidInput, field: 'session' });
     expect(after.message).toMatch(/ended: Revoked/);
@@ -233,14 +234,14 @@ describe('agent sessions', () => {
 
   it('refuses malformed proposals naming the field, in the SDK and (raw updates) in the workflow', async () => {
     const { sessionId, credential } = await open();
-    await g.gc.proposeStep(sessionId, { step: fsStep('dup', 'fs.read', 'notes'), credential });
+    await g.gc.proposeStep(sessionId, { step: fsStep('dup', 'doc.read', 'notes'), credential });
     const before = await g.gc.status(sessionId);
-    const { resource: _r, ...noResource } = fsStep('x', 'fs.read', 'notes');
+    const { resource: _r, ...noResource } = fsStep('x', 'doc.read', 'notes');
     const cases: [string, unknown, RegExp][] = [
       ['missing resource', noResource, /^step\.resource: /],
-      ['unknown executor', { ...fsStep('x', 'fs.read', 'notes'), executor: { type: 'shell' } }, /^step\.executor/],
-      ['oversize input', fsStep('x', 'fs.read', 'notes', { input: { blob: 'x'.repeat(300_000) } }), /step\.input/],
-      ['session context', fsStep('x', 'fs.read', 'notes', { context: { session: { steps: 0 } } }), /context\.session/],
+      ['unknown executor', { ...fsStep('x', 'doc.read', 'notes'), executor: { type: 'shell' } }, /^step\.executor/],
+      ['oversize input', fsStep('x', 'doc.read', 'notes', { input: { blob: 'x'.repeat(300_000) } }), /step\.input/],
+      ['session context', fsStep('x', 'doc.read', 'notes', { context: { session: { steps: 0 } } }), /context\.session/],
     ];
     for (const [, step, field] of cases) {
       const sdk = await refusal(g.gc.proposeStep(sessionId, { step, credential }));
@@ -258,15 +259,15 @@ describe('agent sessions', () => {
         message: expect.stringMatching(field),
       });
     }
-    const dup = await refusal(g.gc.proposeStep(sessionId, { step: fsStep('dup', 'fs.read', 'notes'), credential }));
+    const dup = await refusal(g.gc.proposeStep(sessionId, { step: fsStep('dup', 'doc.read', 'notes'), credential }));
     expect(dup).toMatchObject({ code: ErrorCode.InvalidInput, field: 'step.id' });
 
     // Hostile raw updates: not an object, a credential that is no JWT, a forged one naming this workload.
     const handle = g.client.workflow.getHandle(sessionId);
     const hostile: [unknown, RegExp][] = [
       ['just a string', /\(root\)/],
-      [{ step: fsStep('h1', 'fs.read', 'notes'), credential: 'not-a-jwt' }, /^credential: not a JWT/],
-      [{ step: fsStep('h2', 'fs.read', 'notes'), credential, extra: true }, /Unrecognized key/],
+      [{ step: fsStep('h1', 'doc.read', 'notes'), credential: 'not-a-jwt' }, /^credential: not a JWT/],
+      [{ step: fsStep('h2', 'doc.read', 'notes'), credential, extra: true }, /Unrecognized key/],
     ];
     for (const [arg, message] of hostile) {
       const raw = await refusal(handle.executeUpdate('proposeStep', { args: [arg] }));
@@ -280,7 +281,7 @@ describe('agent sessions', () => {
     );
     const forged = await refusal(
       handle.executeUpdate(proposeStepUpdate, {
-        args: [{ step: fsStep('h3', 'fs.read', 'notes'), credential: `${h}.${forgedBody}.${sig}` } as never],
+        args: [{ step: fsStep('h3', 'doc.read', 'notes'), credential: `${h}.${forgedBody}.${sig}` } as never],
       }),
     );
     expect((forged as unknown as { cause: { message: string } }).cause.message).toMatch(/^credential: /);
@@ -295,7 +296,7 @@ describe('agent sessions', () => {
     const { sessionId, credential } = await open();
     const ids = ['c1', 'c2', 'c3', 'c4', 'c5'];
     const outcomes = await Promise.all(
-      ids.map((id) => g.gc.proposeStep(sessionId, { step: fsStep(id, 'fs.read', 'notes'), credential })),
+      ids.map((id) => g.gc.proposeStep(sessionId, { step: fsStep(id, 'doc.read', 'notes'), credential })),
     );
     expect(outcomes.map((o) => o.outcome)).toEqual(ids.map(() => 'executed'));
     const result = await g.gc.closeSession(sessionId);
@@ -313,7 +314,8 @@ describe('agent sessions', () => {
 
   it('gives policy a session summary: the third deletion of a session is denied', async () => {
     const { sessionId, credential } = await open();
-    const del = (id: string) => g.gc.proposeStep(sessionId, { step: fsStep(id, 'fs.delete', `tmp-${id}`), credential });
+    const del = (id: string) =>
+      g.gc.proposeStep(sessionId, { step: fsStep(id, 'doc.delete', `tmp-${id}`), credential });
     expect((await del('d1')).outcome).toBe('executed');
     expect((await del('d2')).outcome).toBe('executed');
     expect(await del('d3')).toMatchObject({
@@ -330,7 +332,7 @@ describe('agent sessions', () => {
   it('a session verifies like any chain, and a tampered output is detected', async () => {
     const { sessionId, credential } = await open({ options: { continueAsNewAfterSteps: 2 } });
     for (const id of ['v1', 'v2', 'v3']) {
-      const o = await g.gc.proposeStep(sessionId, { step: fsStep(id, 'fs.read', 'notes'), credential });
+      const o = await g.gc.proposeStep(sessionId, { step: fsStep(id, 'doc.read', 'notes'), credential });
       expect(o.outcome).toBe('executed');
     }
     await g.gc.closeSession(sessionId);
@@ -389,9 +391,9 @@ describe('agent sessions', () => {
 
   it('a proposal sent while no governor worker runs is not lost', async () => {
     const { sessionId, credential } = await open();
-    await g.gc.proposeStep(sessionId, { step: fsStep('before', 'fs.read', 'notes'), credential });
+    await g.gc.proposeStep(sessionId, { step: fsStep('before', 'doc.read', 'notes'), credential });
     await g.governor.stop();
-    const pending = g.gc.proposeStep(sessionId, { step: fsStep('while-down', 'fs.read', 'notes'), credential });
+    const pending = g.gc.proposeStep(sessionId, { step: fsStep('while-down', 'doc.read', 'notes'), credential });
     let settled = false;
     void pending.then(
       () => (settled = true),
@@ -421,7 +423,7 @@ describe('agent sessions from the CLI', () => {
     expect(opened).toMatchObject({ code: 0 });
     const { sessionId } = JSON.parse(opened.stdout) as { sessionId: string };
     const step = (id: string, resource: string) =>
-      JSON.stringify({ id, action: 'fs.read', resource: file(resource), executor: { type: 'noop' } });
+      JSON.stringify({ id, action: 'doc.read', resource: file(resource), executor: { type: 'noop' } });
     const ok = await cli(['session', 'propose', sessionId, '--step', step('one', 'notes'), '--as', WORKLOAD, '--json']);
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({
