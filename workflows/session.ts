@@ -43,7 +43,7 @@ import { resourceLabel, stepAction } from '../core/step';
 import { onVoteSignal, submitApproval, validateSubmission } from './chain/approval';
 import { onSlotVerdict } from './chain/coordination';
 import { govern } from './chain/execute';
-import type { ChainResume } from './chain/input';
+import { resumeCheckpointProblem, type ChainResume } from './chain/input';
 import { governor } from './chain/proxies';
 import { ChainRun, Revoked, validateRefresh } from './chain/run';
 import { failureMessage, invalidInput } from './failure';
@@ -611,26 +611,6 @@ async function verifySessionResume(
   input: GovernedSessionInput,
   resume: NonNullable<GovernedSessionInput['resume']>,
 ): Promise<void> {
-  const info = workflowInfo();
-  let reason: string | undefined;
-  try {
-    const checked = await governor.verifyResume.executeWithOptions(
-      { ...LOCAL_ACTIVITY, summary: 'verify the signed checkpoint this run resumes from' },
-      [
-        {
-          chainId: input.chainId,
-          firstRunId: info.firstExecutionRunId,
-          continuedFromRunId: info.continuedFromExecutionRunId,
-          nextStep: resume.nextStep,
-          runs: resume.runs,
-          head: resume.head,
-          ...(resume.checkpoint ? { checkpoint: resume.checkpoint } : {}),
-        },
-      ],
-    );
-    if (!checked.ok) reason = checked.reason;
-  } catch (err) {
-    reason = `resume: the checkpoint could not be verified: ${failureMessage(err)}`;
-  }
+  const reason = await resumeCheckpointProblem(input.chainId, resume);
   if (reason !== undefined) rejectInput(reason);
 }

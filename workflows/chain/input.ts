@@ -83,30 +83,41 @@ export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
   const { resume } = input;
   if (resume) {
     // A continued run: its head must be the checkpoint the previous run of this chain signed.
-    let reason: string | undefined;
-    try {
-      const checked = await governor.verifyResume.executeWithOptions(
-        { ...LOCAL_ACTIVITY, summary: 'verify the signed checkpoint this run resumes from' },
-        [
-          {
-            chainId: input.chainId,
-            firstRunId: info.firstExecutionRunId,
-            continuedFromRunId: info.continuedFromExecutionRunId,
-            nextStep: resume.nextStep,
-            runs: resume.runs,
-            head: resume.head,
-            ...(resume.checkpoint ? { checkpoint: resume.checkpoint } : {}),
-          },
-        ],
-      );
-      if (!checked.ok) reason = checked.reason;
-    } catch (err) {
-      reason = `resume: the checkpoint could not be verified: ${failureMessage(err)}`;
-    }
+    const reason = await resumeCheckpointProblem(input.chainId, resume);
     if (reason !== undefined) return reject(reason);
     if (resume.nextStep > input.chain.steps.length) return reject('resume.nextStep: beyond the last step of the chain');
     // The steps' states as the previous run showed them (`GovernedChainInput` checks only that each is a record).
     if (!isChainResume(resume)) return reject(resumeIssues(resume));
   }
   return input;
+}
+
+/**
+ * Checks a continued run's `resume` (chain or session) against the checkpoint the previous run signed:
+ * undefined when it is that checkpoint, else why not (the run then refuses its input: fail closed).
+ */
+export async function resumeCheckpointProblem(
+  chainId: string,
+  resume: Pick<NonNullable<GovernedChainInput['resume']>, 'nextStep' | 'runs' | 'head' | 'checkpoint'>,
+): Promise<string | undefined> {
+  const info = workflowInfo();
+  try {
+    const checked = await governor.verifyResume.executeWithOptions(
+      { ...LOCAL_ACTIVITY, summary: 'verify the signed checkpoint this run resumes from' },
+      [
+        {
+          chainId,
+          firstRunId: info.firstExecutionRunId,
+          continuedFromRunId: info.continuedFromExecutionRunId,
+          nextStep: resume.nextStep,
+          runs: resume.runs,
+          head: resume.head,
+          ...(resume.checkpoint ? { checkpoint: resume.checkpoint } : {}),
+        },
+      ],
+    );
+    return checked.ok ? undefined : checked.reason;
+  } catch (err) {
+    return `resume: the checkpoint could not be verified: ${failureMessage(err)}`;
+  }
 }
