@@ -1,5 +1,5 @@
 /**
- * Reads the protected header of a compact JWS without verifying it: sandbox-safe (no Buffer, atob or
+ * Reads the protected header (and claims) of a compact JWS without verifying it: sandbox-safe (no Buffer, atob or
  * TextDecoder), so the workflow's update validator can refuse a token of the wrong kind before it
  * reaches history. Never a basis for trust: the signature is verified by an activity.
  */
@@ -11,8 +11,16 @@ export const APPROVAL_TOKEN_TYPES: readonly string[] = ['approval+jwt', 'applica
 
 /** The decoded protected header, or undefined when the first segment is not base64url JSON of an object. */
 export function jwsHeader(token: string): Record<string, unknown> | undefined {
-  const segment = token.slice(0, token.indexOf('.'));
-  if (!segment || segment.length > 4096) return undefined;
+  return jsonSegment(token.split('.', 1)[0] ?? '', 4096);
+}
+
+/** The decoded payload (claims), unverified, or undefined when the second segment is not base64url JSON of an object. */
+export function jwsPayload(token: string): Record<string, unknown> | undefined {
+  return jsonSegment(token.split('.', 2)[1] ?? '', 16_384);
+}
+
+function jsonSegment(segment: string, maxLength: number): Record<string, unknown> | undefined {
+  if (!segment || segment.length > maxLength) return undefined;
   const bytes: number[] = [];
   let bits = 0;
   let value = 0;
@@ -29,10 +37,8 @@ export function jwsHeader(token: string): Record<string, unknown> | undefined {
   try {
     // Percent-encoding the bytes lets decodeURIComponent do strict UTF-8 decoding (it throws on invalid input).
     const text = decodeURIComponent(bytes.map((b) => `%${b.toString(16).padStart(2, '0')}`).join(''));
-    const header: unknown = JSON.parse(text);
-    return header && typeof header === 'object' && !Array.isArray(header)
-      ? (header as Record<string, unknown>)
-      : undefined;
+    const json: unknown = JSON.parse(text);
+    return json && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }

@@ -20,8 +20,7 @@ import {
   statusQuery,
   submitApprovalUpdate,
 } from '../contracts/messages';
-import { GENESIS_HASH } from '../contracts/receipt';
-import { GovernorStatusKey, GovernorWorkloadKey } from '../contracts/search-attributes';
+import { GovernorWorkloadKey } from '../contracts/search-attributes';
 import {
   AwaitStepInput,
   CloseSessionInput,
@@ -37,13 +36,14 @@ import {
   type ProposeOutcome,
   type SessionSettings,
 } from '../contracts/session';
-import type { ChainResult, ChainState, StepState } from '../contracts/state';
+import type { ChainResult, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
+import { jwsPayload } from '../core/jws-header';
 import { resourceLabel, stepAction } from '../core/step';
 import { onVoteSignal, submitApproval, validateSubmission } from './chain/approval';
 import { onSlotVerdict } from './chain/coordination';
 import { govern } from './chain/execute';
-import { resumeCheckpointProblem, type ChainResume } from './chain/input';
+import { rejectInput, resumeCheckpointProblem, type ChainResume } from './chain/input';
 import { governor } from './chain/proxies';
 import { ChainRun, Revoked, validateRefresh } from './chain/run';
 import { failureMessage, invalidInput } from './failure';
@@ -534,50 +534,8 @@ function subjectProblem(sub: string | undefined): string {
  * event; the step's `verifyProposal` and `authorize` verify the signature).
  */
 function unverifiedSubject(token: string): string | undefined {
-  const part = token.split('.')[1];
-  if (!part || part.length > 16_384) return undefined;
-  try {
-    const claims = JSON.parse(base64UrlToLatin1(part)) as { sub?: unknown };
-    return typeof claims?.sub === 'string' ? claims.sub : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-
-/** base64url to a string of byte values (ASCII claims read exactly; other bytes stay bytes). */
-function base64UrlToLatin1(text: string): string {
-  let bits = 0;
-  let value = 0;
-  let out = '';
-  for (const ch of text) {
-    const v = B64.indexOf(ch);
-    if (v < 0) throw new Error('not base64url');
-    value = (value << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += String.fromCharCode((value >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-
-/** Ends the run as `Rejected` with a non-retryable `GOVERNOR_INVALID_INPUT` naming the field. */
-function rejectInput(message: string): never {
-  const info = workflowInfo();
-  const state: ChainState = {
-    chainId: info.workflowId,
-    workload: '',
-    status: ChainStatus.Rejected,
-    reason: message,
-    steps: [],
-    receiptHead: { seq: 0, hash: GENESIS_HASH },
-  };
-  setHandler(statusQuery, () => state);
-  upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
-  throw invalidInput(`invalid workflow input: ${message}`);
+  const sub = jwsPayload(token)?.sub;
+  return typeof sub === 'string' ? sub : undefined;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { jwsHeader, notAnApprovalVote } from '../../core/jws-header';
+import { jwsHeader, jwsPayload, notAnApprovalVote } from '../../core/jws-header';
 
 const b64u = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 const token = (header: unknown) => `${b64u(header)}.${b64u({ sub: 'x' })}.c2ln`;
@@ -37,5 +37,16 @@ describe('notAnApprovalVote', () => {
     );
     expect(notAnApprovalVote(token({ alg: 'EdDSA' }))).toMatch(/its header has no typ \(a workload credential\?\)/);
     expect(notAnApprovalVote('@@@.e30.c2ln')).toBe('token: not an approval vote (its header is not base64url JSON)');
+  });
+});
+
+describe('jwsPayload (the session validator reads the unverified sub)', () => {
+  it('decodes the claims, UTF-8 included, and nothing that is not a JSON object', () => {
+    expect(jwsPayload(`${b64u({ alg: 'EdDSA' })}.${b64u({ sub: 'agent:bøt-€' })}.c2ln`)).toEqual({
+      sub: 'agent:bøt-€',
+    });
+    expect(jwsPayload(`${b64u({ alg: 'EdDSA' })}.${b64u('[1]')}.c2ln`)).toBeUndefined();
+    expect(jwsPayload('e30')).toBeUndefined();
+    expect(jwsPayload(`e30.${'A'.repeat(16_385)}.c2ln`)).toBeUndefined();
   });
 });

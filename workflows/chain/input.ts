@@ -39,6 +39,21 @@ export function readResume(resume: GovernedChainInput['resume'] | null): ChainRe
   throw invalidInput(`invalid workflow input: ${resumeIssues(resume)}`);
 }
 
+/** Ends the run as `Rejected` with a non-retryable `GOVERNOR_INVALID_INPUT` naming the field (chains and sessions). */
+export function rejectInput(message: string): never {
+  const state: ChainState = {
+    chainId: workflowInfo().workflowId,
+    workload: '',
+    status: ChainStatus.Rejected,
+    reason: message,
+    steps: [],
+    receiptHead: { seq: 0, hash: GENESIS_HASH },
+  };
+  setHandler(statusQuery, () => state);
+  upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
+  throw invalidInput(`invalid workflow input: ${message}`);
+}
+
 /**
  * Parses the workflow's own input (defaults applied) and checks `resume`; anything invalid ends the run
  * at once as `Rejected` with a non-retryable `GOVERNOR_INVALID_INPUT` naming the field, before anything
@@ -46,19 +61,7 @@ export function readResume(resume: GovernedChainInput['resume'] | null): ChainRe
  */
 export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
   const info = workflowInfo();
-  const reject = (message: string): never => {
-    const state: ChainState = {
-      chainId: info.workflowId,
-      workload: '',
-      status: ChainStatus.Rejected,
-      reason: message,
-      steps: [],
-      receiptHead: { seq: 0, hash: GENESIS_HASH },
-    };
-    setHandler(statusQuery, () => state);
-    upsertSearchAttributes([{ key: GovernorStatusKey, value: ChainStatus.Rejected }]);
-    throw invalidInput(`invalid workflow input: ${message}`);
-  };
+  const reject = rejectInput;
   const undecodable =
     typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[UNDECODABLE_PAYLOAD] : null;
   if (typeof undecodable === 'string') {
