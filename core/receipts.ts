@@ -68,12 +68,24 @@ export function decisionReceiptPayload(result: {
 
 /** The activities whose results carry a receipt of the chain. */
 export type ReceiptSource =
-  typeof Activity.authorize | typeof Activity.verifyApproval | typeof Activity.recordReceipt | typeof Activity.execute;
+  | typeof Activity.authorize
+  | typeof Activity.verifyApproval
+  | typeof Activity.recordReceipt
+  | typeof Activity.execute
+  | typeof Activity.governStep;
 
-/** The receipt kinds each source's result may hold (`coordination`: receipts of a coordinator's own chain). */
+/**
+ * The receipt kinds each source's result may hold (`coordination`: receipts of a coordinator's own chain).
+ * A `governStep` result's decision and execution are read as an `authorize` and an `execute` result; what
+ * it holds on its own is the chain's final checkpoint (LEAN_CHAIN_PATCH), only after its execution.
+ */
 export const RECEIPT_KINDS_BY_SOURCE: Record<ReceiptSource, readonly string[]> = {
   [Activity.authorize]: ['decision', 'compensation-decision'],
   [Activity.verifyApproval]: ['approval'],
   [Activity.recordReceipt]: ['decision', 'coordination', 'execution', 'compensation-execution', 'checkpoint'],
   [Activity.execute]: ['execution', 'compensation-execution'],
+  [Activity.governStep]: ['checkpoint'],
 };
+
+/** The sources whose result may hold the receipt that seals a completed chain (its final checkpoint). */
+export const FINAL_CHECKPOINT_SOURCES: readonly ReceiptSource[] = [Activity.recordReceipt, Activity.governStep];

@@ -109,10 +109,10 @@ export async function awaitApproval(
   approvals.current = approval;
   approvals.resume(a.stepId);
   s.status = 'awaiting-approval';
-  run.setPendingRoles(approval.eligibleRoles);
   const by = approval.deadlineAt ?? requirement.deadline;
   const from = approval.eligibleRoles.join(' or ');
-  run.setStatus(ChainStatus.AwaitingApproval, `${approval.quorum} approval(s) from ${from} by ${by}`);
+  const awaited = `${approval.quorum} approval(s) from ${from} by ${by}`;
+  run.setRolesAndStatus(approval.eligibleRoles, ChainStatus.AwaitingApproval, awaited);
 
   let expired = false;
   const timers = new CancellationScope();
@@ -143,8 +143,7 @@ export async function awaitApproval(
     approvals.close(`the approval of step ${a.stepId} is no longer pending (${outcome})`);
     timers.cancel();
     await timersDone;
-    run.setPendingRoles(undefined);
-    run.setStatus(ChainStatus.Running);
+    run.setRolesAndStatus(undefined, ChainStatus.Running);
     return result;
   };
 
