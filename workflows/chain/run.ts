@@ -60,6 +60,8 @@ export class ChainRun {
   /** A folded final checkpoint the last step's `governStep` signed (LEAN_CHAIN_PATCH), until it is used. */
   foldedCheckpoint: Receipt | undefined;
   private publishedStatus: ChainStatus | undefined;
+  /** Lean runs: pending roles were set at least once (so ending the chain clears them). */
+  private rolesPublished = false;
 
   constructor(
     readonly input: GovernedChainInput,
@@ -163,6 +165,7 @@ export class ChainRun {
 
   setPendingRoles(roles: string[] | undefined): void {
     this.state.pendingRoles = roles;
+    this.rolesPublished = true;
     upsertSearchAttributes([{ key: GovernorPendingRolesKey, value: roles ?? [] }]);
   }
 
@@ -180,9 +183,12 @@ export class ChainRun {
     const changed = status !== this.state.status || pending !== this.state.pending;
     this.state.status = status;
     this.state.pending = pending;
-    const pairs: SearchAttributeUpdatePair[] = [{ key: GovernorPendingRolesKey, value: roles ?? [] }];
+    const pairs: SearchAttributeUpdatePair[] = [];
+    // No roles to clear when none were ever set (the attribute is then absent, which reads as none).
+    if (roles !== undefined || this.rolesPublished) pairs.push({ key: GovernorPendingRolesKey, value: roles ?? [] });
+    if (roles !== undefined) this.rolesPublished = true;
     if (status !== this.publishedStatus) pairs.push({ key: GovernorStatusKey, value: status });
-    upsertSearchAttributes(pairs);
+    if (pairs.length > 0) upsertSearchAttributes(pairs);
     this.publishedStatus = status;
     if (changed) this.publishDetails();
   }
