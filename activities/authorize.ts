@@ -133,20 +133,36 @@ export async function authorizeAction(
     throw err;
   }
   if (subject !== input.workload) return deny('credential subject does not match the chain workload');
+  // The replay check of the verified credential (a server round trip the first time a chain presents
+  // it) runs while the attestation is verified and policy evaluated; its verdict is awaited before
+  // anything is returned and comes first, exactly as when it ran before them (a replay is a deny whatever
+  // the attestation or policy say; a check that cannot decide throws).
+  let replayCheck: Promise<{ replayed: string | undefined } | { failed: unknown }> | undefined;
   if (manifest.credential.jtiReplay === 'bind-to-chain' && hooks.bindCredential) {
     if (credential.jti === undefined)
       return deny('credential has no jti: replay protection (credential.jtiReplay: bind-to-chain) needs one');
-    const replayed = await hooks.bindCredential(
-      { ...credential, jti: credential.jti },
-      { chainId: input.chainId, ...(input.firstRunId !== undefined ? { firstRunId: input.firstRunId } : {}) },
-    );
-    if (replayed) return deny(replayed);
+    replayCheck = hooks
+      .bindCredential(
+        { ...credential, jti: credential.jti },
+        { chainId: input.chainId, ...(input.firstRunId !== undefined ? { firstRunId: input.firstRunId } : {}) },
+      )
+      .then(
+        (replayed) => ({ replayed }),
+        (err: unknown) => ({ failed: err }),
+      );
   }
+  const notReplayed = async (): Promise<Omit<AuthorizeResult, 'receipt'> | undefined> => {
+    const checked = await replayCheck;
+    if (checked && 'failed' in checked) throw checked.failed;
+    return checked?.replayed ? deny(checked.replayed) : undefined;
+  };
 
   let attestation: Awaited<ReturnType<typeof verifyAttestation>>;
   try {
     attestation = await verifyAttestation(input.attestation, manifest, { now, home, expectedSubject: subject });
   } catch (err) {
+    const replayed = await notReplayed();
+    if (replayed) return replayed;
     if (isGovernorError(err) && err.code === ErrorCode.AttestationInvalid) {
       const outdated = isTokenExpired(err) || isAttestationStale(err);
       return outdated ? { ...deny(err.message), attestationOutdated: true } : deny(err.message);
@@ -169,6 +185,8 @@ export async function authorizeAction(
   };
   const decision = active.engine.decide(request);
   const shadow = shadowDecision(store, request, decision);
+  const replayed = await notReplayed();
+  if (replayed) return replayed;
   return { decision, request, credentialExpired: false, gracePeriod, ...(shadow ? { shadow } : {}) };
 }
 

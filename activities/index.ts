@@ -8,6 +8,7 @@ import { ErrorCode } from '../contracts/errors';
 import { judgeVote, type VoteContext } from './approvals';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 import type { ExecutionOutcome } from '../contracts/state';
+import { ChainStatus } from '../contracts/status';
 import { authorizeAction, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
@@ -87,6 +88,12 @@ export interface GovernorAuthorizeResult extends AuthorizeResult {
 export interface GovernStepInput extends GovernorAuthorizeInput {
   binding: { input: Record<string, JsonValue>; executor: Executor };
   idempotencyKey: string;
+  /**
+   * Set for the chain's last step (LEAN_CHAIN_PATCH): when the step runs here the chain is complete, so
+   * this activity also signs its final checkpoint (`{ status: 'Completed', reason: null, steps }`), after
+   * the execution receipt.
+   */
+  checkpoint?: { steps: number };
 }
 
 /**
@@ -102,6 +109,8 @@ export interface GovernStepResult {
   executionError?: string;
   /** A final executor error (non-retryable, e.g. a 4xx answer or a redirect): the step failed, nothing is retried. A refused http target is a deny instead (`authorized`). */
   executionFailed?: string;
+  /** The chain's final checkpoint, after `executed`, when the input asked for it (`checkpoint`) and the step ran here. */
+  checkpoint?: RecordedReceipt;
 }
 
 /** Input of `verifyApproval`. */
@@ -319,7 +328,7 @@ export function createActivities(deps: ActivityDeps) {
      * as after `authorize`. A retried attempt re-authorizes: a step never runs on a stale decision.
      */
     async governStep(input: GovernStepInput): Promise<GovernStepResult> {
-      const { idempotencyKey, ...authorizeInput } = input;
+      const { idempotencyKey, checkpoint, ...authorizeInput } = input;
       const authorized = await authorize(authorizeInput);
       const outright =
         authorized.decision.effect === 'allow' &&
@@ -339,7 +348,16 @@ export function createActivities(deps: ActivityDeps) {
             prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash },
           },
         });
-        return { authorized, executed };
+        if (!checkpoint || input.kind !== 'step') return { authorized, executed };
+        // The last step ran: the chain is complete, and its checkpoint is signed here rather than by one
+        // more local activity (exactly the payload the workflow records for a completed chain). A
+        // checkpoint that cannot be signed is left to the workflow's own `recordReceipt`, as before.
+        const payload = { status: ChainStatus.Completed, reason: null, steps: checkpoint.steps };
+        const prev = { seq: executed.receipt.seq, hash: executed.receipt.hash };
+        const signed = await receiptSigner()
+          .then((key) => makeReceipt(key, { chainId: input.chainId, kind: 'checkpoint', payload, prev }))
+          .catch(() => undefined);
+        return signed ? { authorized, executed, checkpoint: { receipt: signed, payload } } : { authorized, executed };
       } catch (err) {
         const message = (err as Error)?.message ?? String(err);
         if (err instanceof ApplicationFailure && err.type === ErrorCode.HostNotAllowed) {

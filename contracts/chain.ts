@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Receipt } from './receipt';
+import { PackedSteps } from './state';
 
 /**
  * The chain contract: the single source of truth for what a service submits. The JSON Schema in
@@ -146,8 +147,10 @@ export const GovernedChainInput = z.strictObject({
     .strictObject({
       nextStep: z.int().min(0),
       head: z.strictObject({ seq: z.int().min(0), hash: z.string() }),
-      /** Step states so far (status query shape). */
+      /** Step states so far (status query shape); empty when they travel packed (`packedSteps`). */
       steps: z.array(z.record(z.string(), z.unknown())),
+      /** The step states so far, packed (runs with the lean-chain patch): the same states, fewer bytes. */
+      packedSteps: PackedSteps.optional(),
       /** Ids of completed steps, oldest first (for compensation). */
       completed: z.array(z.string()),
       policyDigest: z.string().optional(),

@@ -31,3 +31,13 @@ export const SIGNED_REVOCATIONS_PATCH = 'revocation-registry-signed-log';
  * grace period for a fresh one (`refreshCredential`) instead of denying at once.
  */
 export const AWAIT_FRESH_ATTESTATION_PATCH = 'await-fresh-attestation';
+
+/**
+ * `governedChainWorkflow` doing less per chain (issue 15, performance): when the chain's last step runs
+ * outright in `governStep`, that activity also signs the chain's final checkpoint (no separate
+ * `recordReceipt` local activity after the loop); search attributes set in the same workflow task are
+ * upserted in one command, and at start only those the run does not already carry; continue-as-new
+ * carries the step states packed (`resume.packedSteps`), and the chain's result leaves out what every
+ * step repeats.
+ */
+export const LEAN_CHAIN_PATCH = 'lean-chain-folded-checkpoint';

@@ -105,12 +105,47 @@ export const ChainState = z.strictObject({
 });
 export type ChainState = z.infer<typeof ChainState>;
 
+/**
+ * One step's state packed (`workflows/packed-steps.ts`): its decision is a reference into a table of
+ * decisions kept once; what the chain itself gives may be left out (in a `resume`, where the chain is at
+ * hand: id, action, resource label, a built-in executor's outcome).
+ */
+export const PackedStep = z.strictObject({
+  /** The step's status. */
+  s: StepStatus,
+  /** Index of the decision in `decisions` (which holds it without `inputDigest` and `evaluatedAt`). */
+  d: z.int().min(0).optional(),
+  /** The decision's `inputDigest`. */
+  i: z.string().optional(),
+  /** The decision's `evaluatedAt`. */
+  t: z.string().optional(),
+  /** 1: the outcome is the built-in executor's `{ executor, idempotencyKey }` for this step (resume only). */
+  o: z.literal(1).optional(),
+  /** Every other field of the step state, as is. */
+  x: z.record(z.string(), z.unknown()).optional(),
+});
+export type PackedStep = z.infer<typeof PackedStep>;
+
+/** Step states packed: one entry per chain step, in order, and each distinct decision once. */
+export const PackedSteps = z.strictObject({
+  /** Distinct decisions, each without `inputDigest` and `evaluatedAt`. */
+  decisions: z.array(z.record(z.string(), z.unknown())),
+  steps: z.array(PackedStep),
+});
+export type PackedSteps = z.infer<typeof PackedSteps>;
+
 /** What the workflow returns. */
 export const ChainResult = z.strictObject({
   chainId: z.string(),
   status: ChainStatusSchema,
   reason: z.string().optional(),
+  /** Every step's state; empty when they come packed (`packedSteps`, long chains). */
   steps: z.array(StepState),
+  /**
+   * The step states packed, instead of `steps`, when the chain is long enough that they would make the
+   * result large (see `workflows/packed-steps.ts`; the SDK client's `result` unpacks them into `steps`).
+   */
+  packedSteps: PackedSteps.optional(),
   receiptHead: ReceiptHead,
   /** Signed checkpoint of the chain's receipts (compact JWS). */
   checkpoint: z.string().optional(),

@@ -144,12 +144,15 @@ export class RecordedActivities {
   }
 }
 
-/** A `governStep` result's parts: its `authorize` result, and its `execute` result (as recorded) when it executed. */
+/**
+ * A `governStep` result's parts: its `authorize` result, its `execute` result (as recorded) when it
+ * executed, and the chain's final checkpoint when it signed one (LEAN_CHAIN_PATCH).
+ */
 export function readGovernStepResult(
   value: unknown,
-): { authorized: Record<string, unknown>; executed: unknown } | undefined {
+): { authorized: Record<string, unknown>; executed: unknown; checkpoint: unknown } | undefined {
   if (!isObject(value) || !isObject(value.authorized)) return undefined;
-  return { authorized: value.authorized, executed: value.executed };
+  return { authorized: value.authorized, executed: value.executed, checkpoint: value.checkpoint };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

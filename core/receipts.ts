@@ -1,3 +1,4 @@
+import { KeyObject as NodeKeyObject, sign as nodeSign } from 'node:crypto';
 import { CompactSign, type CryptoKey, type KeyObject } from 'jose';
 import { canonicalJson, sha256Hex } from './canonical';
 import { Activity } from './history';
@@ -28,10 +29,42 @@ export async function makeReceipt(
     prevHash: args.prev.hash,
   });
   const hash = sha256Hex(canonicalJson(body));
-  const signature = await new CompactSign(new TextEncoder().encode(hash))
-    .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'governor-receipt+jws' })
-    .sign(signer.key);
+  const header = { alg: 'EdDSA', kid: signer.kid, typ: 'governor-receipt+jws' };
+  const ed25519 = ed25519PrivateKey(signer.key);
+  const signature = ed25519
+    ? compactEd25519(header, hash, ed25519)
+    : await new CompactSign(new TextEncoder().encode(hash)).setProtectedHeader(header).sign(signer.key);
   return { ...body, hash, signature };
+}
+
+/** Node key objects of the Ed25519 private keys receipts are signed with (null: another kind of key). */
+const nodeKeys = new WeakMap<object, NodeKeyObject | null>();
+
+function ed25519PrivateKey(key: ReceiptSigner['key']): NodeKeyObject | undefined {
+  if (key instanceof Uint8Array) return undefined;
+  let known = nodeKeys.get(key);
+  if (known === undefined) {
+    let k: NodeKeyObject | undefined;
+    try {
+      k = key instanceof NodeKeyObject ? key : NodeKeyObject.from(key as Parameters<typeof NodeKeyObject.from>[0]);
+    } catch {
+      k = undefined;
+    }
+    known = k && k.type === 'private' && k.asymmetricKeyType === 'ed25519' ? k : null;
+    nodeKeys.set(key, known);
+  }
+  return known ?? undefined;
+}
+
+/**
+ * The compact JWS jose's `CompactSign` makes (same protected header serialization, same payload
+ * encoding), signed synchronously: Ed25519 signatures are deterministic, so the bytes are the same with
+ * one WebCrypto job (a thread-pool round trip and its promises) fewer per receipt.
+ */
+function compactEd25519(header: Record<string, string>, payload: string, key: NodeKeyObject): string {
+  const encoded = (text: string): string => Buffer.from(text).toString('base64url');
+  const signingInput = `${encoded(JSON.stringify(header))}.${encoded(payload)}`;
+  return `${signingInput}.${nodeSign(null, Buffer.from(signingInput), key).toString('base64url')}`;
 }
 
 /** The hashed part of a receipt (`stepId` omitted when absent, so the hash is well defined). */
@@ -68,12 +101,24 @@ export function decisionReceiptPayload(result: {
 
 /** The activities whose results carry a receipt of the chain. */
 export type ReceiptSource =
-  typeof Activity.authorize | typeof Activity.verifyApproval | typeof Activity.recordReceipt | typeof Activity.execute;
+  | typeof Activity.authorize
+  | typeof Activity.verifyApproval
+  | typeof Activity.recordReceipt
+  | typeof Activity.execute
+  | typeof Activity.governStep;
 
-/** The receipt kinds each source's result may hold (`coordination`: receipts of a coordinator's own chain). */
+/**
+ * The receipt kinds each source's result may hold (`coordination`: receipts of a coordinator's own chain).
+ * A `governStep` result's decision and execution are read as an `authorize` and an `execute` result; what
+ * it holds on its own is the chain's final checkpoint (LEAN_CHAIN_PATCH), only after its execution.
+ */
 export const RECEIPT_KINDS_BY_SOURCE: Record<ReceiptSource, readonly string[]> = {
   [Activity.authorize]: ['decision', 'compensation-decision'],
   [Activity.verifyApproval]: ['approval'],
   [Activity.recordReceipt]: ['decision', 'coordination', 'execution', 'compensation-execution', 'checkpoint'],
   [Activity.execute]: ['execution', 'compensation-execution'],
+  [Activity.governStep]: ['checkpoint'],
 };
+
+/** The sources whose result may hold the receipt that seals a completed chain (its final checkpoint). */
+export const FINAL_CHECKPOINT_SOURCES: readonly ReceiptSource[] = [Activity.recordReceipt, Activity.governStep];

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { temporal } from '@temporalio/proto';
 import { resourceLabel } from '../core/step';
+import { chainResultSteps } from '../core/packed-steps';
 import {
   Client,
   isGrpcServiceError,
@@ -322,7 +323,13 @@ export class GovernorClient {
 
   /** Waits for the chain to end and returns its result. */
   async result(chainId: string): Promise<ChainResult> {
-    return (await this.handle(chainId).result()) as ChainResult;
+    const result = (await this.handle(chainId).result()) as ChainResult;
+    if (result.packedSteps === undefined) return result;
+    // A long chain's step states come packed (lean runs): unpacked here, so `steps` always holds them.
+    const { packedSteps: _packed, ...rest } = result;
+    const steps = chainResultSteps(result);
+    if (!steps) throw new Error(`chain ${chainId}: its result's packedSteps are not packed step states`);
+    return { ...rest, steps: steps as ChainResult['steps'] };
   }
 
   /** Sends a refreshed credential and returns the chain state after the workflow accepted it. */

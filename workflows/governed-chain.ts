@@ -5,7 +5,6 @@ import {
   log,
   patched,
   setHandler,
-  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Compensation, GovernedChainInput, Step } from '../contracts/chain';
@@ -19,8 +18,7 @@ import {
   statusQuery,
   submitApprovalUpdate,
 } from '../contracts/messages';
-import { VALIDATED_INPUT_PATCH } from '../contracts/patches';
-import { GovernorWorkloadKey } from '../contracts/search-attributes';
+import { LEAN_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
 import type { ChainResult } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { compensationAction, stepAction } from '../core/step';
@@ -30,6 +28,7 @@ import { govern } from './chain/execute';
 import { acceptInput, readResume, type ChainResume } from './chain/input';
 import { ChainRun, Revoked, validateRefresh } from './chain/run';
 import { invalidInput } from './failure';
+import { packSteps } from '../core/packed-steps';
 
 /*
  * Deterministic code only: no Node built-ins, no clocks, no randomness, no I/O. Every decision,
@@ -50,7 +49,9 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     const given = JSON.stringify(String(input.chainId).slice(0, 200));
     throw invalidInput(`chainId: ${given} is not this workflow's id (start the chain with workflow id = chainId)`);
   }
-  const run = new ChainRun(input, strict, readResume(input.resume));
+  // Less work per chain (folded checkpoint, search attributes together, packed states); validated runs only.
+  const lean = strict && patched(LEAN_CHAIN_PATCH);
+  const run = new ChainRun(input, strict, readResume(input.resume), lean);
 
   // Handlers only record what arrived; the chain acts on it. Registered in this order (signals that
   // arrived before are delivered in the order their handlers are set).
@@ -65,9 +66,8 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
   setHandler(slotVerdictSignal, (verdict) => onSlotVerdict(run, verdict));
   setHandler(revokeSignal, (revoke) => run.revoke(revoke));
 
-  // Set by the workflow itself, so `revoke --workload` finds chains started from any SDK.
-  if (strict) upsertSearchAttributes([{ key: GovernorWorkloadKey, value: input.chain.workload }]);
-  run.setStatus(ChainStatus.Running);
+  // The workload is set by the workflow itself, so `revoke --workload` finds chains started from any SDK.
+  run.publishStart();
   run.publishDetails();
 
   let outcome = await runSteps(run);
@@ -86,7 +86,12 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
   const { state } = run;
   let checkpoint: string | undefined;
   const summary = { status: outcome, reason: state.reason ?? null, steps: state.steps.length };
-  if (await run.record(undefined, 'checkpoint', summary)) {
+  const folded = run.foldedCheckpoint;
+  if (folded && outcome === ChainStatus.Completed && !run.receiptFailure && folded.prevHash === run.head.hash) {
+    // Signed by the last step's governStep with exactly this summary (LEAN_CHAIN_PATCH).
+    run.advance(folded);
+    checkpoint = folded.signature;
+  } else if (await run.record(undefined, 'checkpoint', summary)) {
     checkpoint = run.lastSignature;
   } else if (outcome === ChainStatus.Completed) {
     outcome = ChainStatus.Failed;
@@ -96,13 +101,19 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     outcome = ChainStatus.Failed;
     state.reason = run.receiptFailure;
   }
-  run.setPendingRoles(undefined);
-  run.setStatus(outcome);
+  run.setRolesAndStatus(undefined, outcome);
   await condition(allHandlersFinished);
   const { chainId } = run;
   log.info('chain ended', { chainId, status: outcome });
-  return { chainId, status: outcome, reason: state.reason, steps: state.steps, receiptHead: run.head, checkpoint };
+  // A long chain's step states come packed (lean runs): in full, 1,000 steps passed the 512 KB payload warning.
+  const packed =
+    run.lean && state.steps.length > PACK_RESULT_STEPS ? packSteps(chainId, undefined, state.steps) : undefined;
+  const steps = packed ? { steps: [], packedSteps: packed } : { steps: state.steps };
+  return { chainId, status: outcome, reason: state.reason, ...steps, receiptHead: run.head, checkpoint };
 }
+
+/** Results of chains with more steps than this carry the step states packed (lean runs). */
+const PACK_RESULT_STEPS = 100;
 
 /**
  * The steps in order, from where this run resumes; continues as new when Temporal suggests it (or after
@@ -132,10 +143,13 @@ async function runSteps(run: ChainRun): Promise<ChainStatus> {
           break;
         }
         await condition(allHandlersFinished);
+        // Lean runs: the step states travel packed (the same states, a fraction of the bytes).
+        const packedSteps = run.lean ? packSteps(run.chainId, chain.steps, state.steps) : undefined;
         const next: ChainResume = {
           nextStep: i,
           head: run.head,
-          steps: state.steps,
+          steps: packedSteps ? [] : state.steps,
+          ...(packedSteps ? { packedSteps } : {}),
           completed: run.completed,
           policyDigest: state.policyDigest,
           breakGlass: state.breakGlass,

@@ -13,6 +13,7 @@ import {
   type Decoded,
   type RecordedActivity,
 } from '../../core/history';
+import { chainResultSteps } from '../../core/packed-steps';
 import type { ReceiptSource } from '../../core/receipts';
 import { GovernedChainInput } from '../../contracts/chain';
 import { WORKFLOW_TYPE } from '../../contracts/status';
@@ -265,6 +266,18 @@ function started(attrs: Record<string, unknown>, { run, problem }: EventContext)
   else run.rawInput = input.value;
 }
 
+/**
+ * A long chain's lean result carries its step states packed (`packedSteps`): the checks read them
+ * unpacked, as `steps`; packed states that do not unpack are a problem (and the result keeps no steps).
+ */
+function unpackedResult(value: unknown, problem: (message: string) => void): unknown {
+  if (!isRecord(value) || value.packedSteps === undefined) return value;
+  const { packedSteps: _packed, ...rest } = value;
+  const steps = chainResultSteps(value);
+  if (!steps) problem('workflow result: packedSteps are not packed step states');
+  return { ...rest, steps: steps ?? [] };
+}
+
 /** How the run closed; a closure must be the last event. */
 function closed(type: Closure['type']): EventHandler {
   return (attrs, { run, where, last, problem, malformed }) => {
@@ -272,7 +285,7 @@ function closed(type: Closure['type']): EventHandler {
     if (type === 'completed') {
       const result = firstPayload(attrs.result);
       if (!result.ok) problem(`workflow result: ${result.problem}`);
-      run.closure = { type: 'completed', result: result.ok ? result.value : undefined };
+      run.closure = { type: 'completed', result: result.ok ? unpackedResult(result.value, problem) : undefined };
     } else if (type === 'continued-as-new') {
       run.closure = { type: 'continued-as-new', newRunId: optionalString(attrs.newExecutionRunId) ?? '' };
     } else {
@@ -345,8 +358,15 @@ function activityCompleted(attrs: Record<string, unknown>, c: EventContext): voi
     }
     const executed = isRecord(parts.executed) ? parts.executed : undefined;
     const executedInOne = executed !== undefined;
+    // The chain's final checkpoint (LEAN_CHAIN_PATCH) is signed only after the step's execution.
+    const { checkpoint } = parts;
+    if (checkpoint !== undefined && (!isRecord(checkpoint) || !executed)) {
+      problem(`${where}: governStep result holds a checkpoint without an execution before it`);
+      return;
+    }
     run.entries.push({ run: run.index, eventId, source: Activity.authorize, result: parts.authorized, executedInOne });
     if (executed) run.entries.push({ run: run.index, eventId, source: Activity.execute, result: executed });
+    if (checkpoint) run.entries.push({ run: run.index, eventId, source: Activity.governStep, result: checkpoint });
     return;
   }
   if (activity.type !== Activity.execute) return;

@@ -1,4 +1,4 @@
-import { GOVERN_STEP_PATCH } from '../../contracts/patches';
+import { GOVERN_STEP_PATCH, LEAN_CHAIN_PATCH } from '../../contracts/patches';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -171,6 +171,70 @@ describe('governStep: decision and built-in execution in one activity', () => {
     expectVerified(report);
     // decision + execution per step, then the checkpoint
     expect(report).toMatchObject({ receipts: 7, decisions: 3 });
+  });
+
+  it("signs the chain's final checkpoint in the last step's governStep, and verify reads it only after an execution", async () => {
+    const r = await g.run({ workload: WORKLOAD, steps: [notify('a', 'releases'), notify('b', 'releases')] });
+    expect(r.status).toBe('Completed');
+    const histories = await fetchChainHistories(g.client, r.chainId);
+    const events = histories[0]!.events as Record<string, Record<string, unknown>>[];
+    const payloads = (h: Record<string, Record<string, unknown>>[]) =>
+      h
+        .map(
+          (e) =>
+            (e.activityTaskCompletedEventAttributes as { result?: { payloads?: { data?: string }[] } } | undefined)
+              ?.result?.payloads?.[0],
+        )
+        .filter((p): p is { data?: string } => p !== undefined);
+    const decode = (p: { data?: string }) =>
+      JSON.parse(Buffer.from(p.data ?? '', 'base64').toString('utf8')) as Record<string, unknown>;
+    const results = payloads(events).map(decode) as {
+      executed?: { receipt: { seq: number; hash: string } };
+      checkpoint?: { receipt: { kind: string; seq: number; prevHash: string; signature: string }; payload: unknown };
+    }[];
+    // Only the last step's governStep holds a checkpoint, right after its execution receipt.
+    expect(results.map((d) => d.checkpoint?.receipt.kind)).toEqual([undefined, 'checkpoint']);
+    const { checkpoint, executed } = results[1]!;
+    expect(checkpoint!.receipt.prevHash).toBe(executed!.receipt.hash);
+    expect(checkpoint!.receipt.seq).toBe(executed!.receipt.seq + 1);
+    expect(checkpoint!.payload).toEqual({ status: 'Completed', reason: null, steps: 2 });
+    expect(checkpoint!.receipt.signature).toBe(r.checkpoint);
+    expect(r.receiptHead).toEqual({
+      seq: checkpoint!.receipt.seq,
+      hash: (checkpoint!.receipt as { hash?: string }).hash,
+    });
+    // No recordReceipt local activity after the loop, and the lean patch is recorded once.
+    const markers = events
+      .map(
+        (e) =>
+          e.markerRecordedEventAttributes as
+            { markerName?: string; details?: Record<string, { payloads?: { data?: string }[] }> } | undefined,
+      )
+      .filter((m) => m !== undefined);
+    const text = (m: (typeof markers)[number]) =>
+      Buffer.from(
+        m!.details?.data?.payloads?.[0]?.data ?? m!.details?.['patch-data']?.payloads?.[0]?.data ?? '',
+        'base64',
+      ).toString('utf8');
+    expect(markers.filter((m) => m!.markerName === 'core_local_activity' && text(m).includes('recordReceipt'))).toEqual(
+      [],
+    );
+    expect(markers.filter((m) => m!.markerName === 'core_patch' && text(m).includes(LEAN_CHAIN_PATCH))).toHaveLength(1);
+    const report = await verified(r.chainId, histories);
+    expectVerified(report);
+    expect(report).toMatchObject({ receipts: 5, decisions: 2, status: 'Completed' });
+
+    // The same history with the last step's execution taken out of its result: refused.
+    const altered = JSON.parse(JSON.stringify(histories)) as HistoryJson[];
+    const last = payloads(altered[0]!.events as Record<string, Record<string, unknown>>[])[1]!;
+    const value = decode(last);
+    delete value.executed;
+    last.data = Buffer.from(JSON.stringify(value)).toString('base64');
+    const refused = await verified(r.chainId, altered);
+    expect(refused.verdict).not.toBe('verified');
+    expect(refused.checks.flatMap((c) => c.problems ?? []).join('\n')).toContain(
+      'governStep result holds a checkpoint without an execution before it',
+    );
   });
 
   it('records a deny decided by governStep and runs nothing', async () => {

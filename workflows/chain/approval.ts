@@ -114,15 +114,12 @@ export async function awaitApproval(
   approvals.current = approval;
   approvals.resume(a.stepId);
   s.status = 'awaiting-approval';
-  run.setPendingRoles(approval.eligibleRoles);
   // The headline says what the step says: what is still needed, from whom, by when (details only, no command).
-  const showWaiting = () =>
-    run.setStatus(
-      ChainStatus.AwaitingApproval,
-      `still needed: ${approval.stillNeeded} approval(s) from ${approval.eligibleRoles.join(' or ')} ` +
-        `by ${approval.deadlineAt ?? requirement.deadline}`,
-    );
-  showWaiting();
+  const waiting = () =>
+    `still needed: ${approval.stillNeeded} approval(s) from ${approval.eligibleRoles.join(' or ')} ` +
+    `by ${approval.deadlineAt ?? requirement.deadline}`;
+  const showWaiting = () => run.setStatus(ChainStatus.AwaitingApproval, waiting());
+  run.setRolesAndStatus(approval.eligibleRoles, ChainStatus.AwaitingApproval, waiting());
 
   let expired = false;
   const timers = new CancellationScope();
@@ -153,8 +150,7 @@ export async function awaitApproval(
     approvals.close(`the approval of step ${a.stepId} is no longer pending (${outcome})`);
     timers.cancel();
     await timersDone;
-    run.setPendingRoles(undefined);
-    run.setStatus(ChainStatus.Running);
+    run.setRolesAndStatus(undefined, ChainStatus.Running);
     return result;
   };
 

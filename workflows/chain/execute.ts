@@ -114,16 +114,28 @@ async function governInOne(run: ChainRun, a: GovernedAction): Promise<GovernStep
     // Not cancellable: a built-in executor cannot be interrupted mid-request anyway, so a revocation
     // that arrives meanwhile lets the step finish and be recorded (and compensated like any completed
     // step) instead of leaving an effect without a receipt; the chain stops at its next step.
-    return await CancellationScope.nonCancellable(() =>
+    // Lean runs: one shared scope for every call (scopes are not in history); the chain's last step also
+    // asks for the final checkpoint, signed after its execution when it runs here (LEAN_CHAIN_PATCH).
+    const steps = run.chain.steps;
+    const last = run.lean && a.kind === 'step' && !run.receiptFailure && steps[steps.length - 1]!.id === a.stepId;
+    const call = () =>
       executors.governStep.executeWithOptions(
         {
           startToCloseTimeout: governStepTimeout(a.executor),
           retry: EXECUTOR_RETRY,
           summary: `authorize and execute ${a.action} on ${resourceLabel(a.resource)}`,
         },
-        [{ ...authorizeInput(run, a), idempotencyKey: idempotencyKey(run.chainId, a.stepId) }],
-      ),
-    );
+        [
+          {
+            ...authorizeInput(run, a),
+            idempotencyKey: idempotencyKey(run.chainId, a.stepId),
+            ...(last ? { checkpoint: { steps: steps.length } } : {}),
+          },
+        ],
+      );
+    const result = run.lean ? await run.uncancellable.run(call) : await CancellationScope.nonCancellable(call);
+    if (last && result.executed && result.checkpoint) run.foldedCheckpoint = result.checkpoint.receipt;
+    return result;
   } catch (err) {
     if (isCancellation(err)) throw err;
     const reason = failureMessage(err);

@@ -8,6 +8,7 @@ import { GENESIS_HASH } from '../../contracts/receipt';
 import { GovernorStatusKey } from '../../contracts/search-attributes';
 import { StepState, type ChainState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
+import { packedStepsProblem } from '../../core/packed-steps';
 import { failureMessage, invalidInput } from '../failure';
 import { LOCAL_ACTIVITY } from '../retry';
 import { governor } from './proxies';
@@ -89,6 +90,8 @@ export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
     const reason = await resumeCheckpointProblem(input.chainId, resume);
     if (reason !== undefined) return reject(reason);
     if (resume.nextStep > input.chain.steps.length) return reject('resume.nextStep: beyond the last step of the chain');
+    const packed = resume.packedSteps ? packedStepsProblem(input.chain.steps, resume.packedSteps) : undefined;
+    if (packed !== undefined) return reject(`resume.${packed}`);
     // The steps' states as the previous run showed them (`GovernedChainInput` checks only that each is a record).
     if (!isChainResume(resume)) return reject(resumeIssues(resume));
   }

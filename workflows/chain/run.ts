@@ -1,20 +1,16 @@
-import {
-  log,
-  setCurrentDetails,
-  upsertSearchAttributes,
-  workflowInfo,
-  type CancellationScope,
-} from '@temporalio/workflow';
+import { CancellationScope, log, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { Chain, GovernedChainInput, ResourceRef } from '../../contracts/chain';
 import type { SlotVerdict } from '../../contracts/coordination';
 import type { RefreshCredentialInput, RevokeInput } from '../../contracts/messages';
 import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../../contracts/receipt';
-import { GovernorPendingRolesKey, GovernorStatusKey } from '../../contracts/search-attributes';
+import { GovernorPendingRolesKey, GovernorStatusKey, GovernorWorkloadKey } from '../../contracts/search-attributes';
 import type { ChainState, StepState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
 import { resourceLabel } from '../../core/step';
 import { ApprovalQueue } from '../approval-queue';
 import { failureMessage, invalidInput } from '../failure';
+import { unpackSteps } from '../../core/packed-steps';
 import type { ChainResume } from './input';
 import { governor } from './proxies';
 
@@ -60,13 +56,24 @@ export class ChainRun {
   inFlight: CancellationScope | undefined;
   /** Agent sessions only: what the session executed so far (`context.session` of its next decision). */
   session: { steps: number; actions: Record<string, number> } | undefined;
+  /**
+   * Every `governStep` call runs in this one scope: not cancellable (a built-in executor cannot be
+   * interrupted mid-request, so a step that started is finished and recorded). Scopes are not in history.
+   */
+  readonly uncancellable = new CancellationScope({ cancellable: false });
+  /** A folded final checkpoint the last step's `governStep` signed (LEAN_CHAIN_PATCH), until it is used. */
+  foldedCheckpoint: Receipt | undefined;
   private publishedStatus: ChainStatus | undefined;
+  /** Lean runs: pending roles were set at least once (so ending the chain clears them). */
+  private rolesPublished = false;
 
   constructor(
     readonly input: GovernedChainInput,
     /** The run took the `validated-input` path (`patched(VALIDATED_INPUT_PATCH)`). */
     readonly strict: boolean,
     resume: ChainResume | undefined,
+    /** The run does less per chain (`patched(LEAN_CHAIN_PATCH)`, strict runs only). */
+    readonly lean = false,
   ) {
     this.chainId = input.chainId;
     this.chain = input.chain;
@@ -79,7 +86,9 @@ export class ChainRun {
       chainId: this.chainId,
       workload: this.chain.workload,
       status: ChainStatus.Running,
-      steps: resume?.steps ?? this.chain.steps.map((s) => pendingStep(s.id, s.action, s.resource)),
+      steps: resume?.packedSteps
+        ? unpackSteps(this.chainId, this.chain.steps, resume.packedSteps)
+        : (resume?.steps ?? this.chain.steps.map((s) => pendingStep(s.id, s.action, s.resource))),
       receiptHead: this.head,
       policyDigest: resume?.policyDigest,
       breakGlass: resume?.breakGlass,
@@ -163,7 +172,54 @@ export class ChainRun {
 
   setPendingRoles(roles: string[] | undefined): void {
     this.state.pendingRoles = roles;
+    this.rolesPublished = true;
     upsertSearchAttributes([{ key: GovernorPendingRolesKey, value: roles ?? [] }]);
+  }
+
+  /**
+   * The pending roles and the status together: lean runs upsert both in one command (one history event),
+   * others as before (roles, then status).
+   */
+  setRolesAndStatus(roles: string[] | undefined, status: ChainStatus, pending?: string): void {
+    if (!this.lean) {
+      this.setPendingRoles(roles);
+      this.setStatus(status, pending);
+      return;
+    }
+    this.state.pendingRoles = roles;
+    const changed = status !== this.state.status || pending !== this.state.pending;
+    this.state.status = status;
+    this.state.pending = pending;
+    const pairs: SearchAttributeUpdatePair[] = [];
+    // No roles to clear when none were ever set (the attribute is then absent, which reads as none).
+    if (roles !== undefined || this.rolesPublished) pairs.push({ key: GovernorPendingRolesKey, value: roles ?? [] });
+    if (roles !== undefined) this.rolesPublished = true;
+    if (status !== this.publishedStatus) pairs.push({ key: GovernorStatusKey, value: status });
+    if (pairs.length > 0) upsertSearchAttributes(pairs);
+    this.publishedStatus = status;
+    if (changed) this.publishDetails();
+  }
+
+  /**
+   * At the start of the run: the workload (strict runs) and the `Running` status. Lean runs upsert only
+   * what the run does not already carry (the SDK client starts chains with both; continue-as-new keeps
+   * them), in one command.
+   */
+  publishStart(): void {
+    if (!this.lean) {
+      if (this.strict) upsertSearchAttributes([{ key: GovernorWorkloadKey, value: this.chain.workload }]);
+      this.setStatus(ChainStatus.Running);
+      return;
+    }
+    const carried = workflowInfo().typedSearchAttributes;
+    const pairs: SearchAttributeUpdatePair[] = [];
+    if (carried.get(GovernorWorkloadKey) !== this.chain.workload)
+      pairs.push({ key: GovernorWorkloadKey, value: this.chain.workload });
+    if (carried.get(GovernorStatusKey) !== ChainStatus.Running)
+      pairs.push({ key: GovernorStatusKey, value: ChainStatus.Running });
+    if (pairs.length > 0) upsertSearchAttributes(pairs);
+    this.state.status = ChainStatus.Running;
+    this.publishedStatus = ChainStatus.Running;
   }
 
   // ---- receipts -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import { canonicalJson } from '../../../core/canonical';
 import { Activity } from '../../../core/history';
+import { FINAL_CHECKPOINT_SOURCES } from '../../../core/receipts';
 import { TERMINAL_STATUSES } from '../../../contracts/status';
 import type { DecodedRun } from '../decode';
 import { CheckName, Problems, type VerifyCheck } from '../report';
@@ -64,7 +65,7 @@ export function checkCheckpoint(
   if (
     !lastReceipt ||
     lastReceipt.receipt.kind !== 'checkpoint' ||
-    lastReceipt.entry.source !== Activity.recordReceipt
+    !FINAL_CHECKPOINT_SOURCES.includes(lastReceipt.entry.source)
   ) {
     problems.add('the chain completed, but its last receipt is not a checkpoint');
     return { check: problems.check(CheckName.Checkpoint, ''), status: null };
