@@ -12,7 +12,7 @@ import { ChainStatus } from '../contracts/status';
 import { authorizeAction, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
-import { loadPrivateKey, loadPublicJwks } from '../identity';
+import { loadPrivateKeyObject, loadPublicJwks } from '../identity';
 import {
   admitRequests,
   checkSlotVerdict,
@@ -183,7 +183,7 @@ export function createActivities(deps: ActivityDeps) {
   const receiptSigner = (): Promise<ReceiptSigner> => {
     const pending =
       signer ??
-      loadPrivateKey(deps.home, 'receipt').catch((err: unknown) => {
+      loadPrivateKeyObject(deps.home, 'receipt').catch((err: unknown) => {
         signer = undefined; // try again next time (keys may be created meanwhile)
         throw err;
       });

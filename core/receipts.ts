@@ -44,12 +44,9 @@ function ed25519PrivateKey(key: ReceiptSigner['key']): NodeKeyObject | undefined
   if (key instanceof Uint8Array) return undefined;
   let known = nodeKeys.get(key);
   if (known === undefined) {
-    let k: NodeKeyObject | undefined;
-    try {
-      k = key instanceof NodeKeyObject ? key : NodeKeyObject.from(key as Parameters<typeof NodeKeyObject.from>[0]);
-    } catch {
-      k = undefined;
-    }
+    // Only a Node key object (identity/keys.ts loadPrivateKeyObject): converting a non-extractable
+    // WebCrypto key is deprecated from Node 24 (DEP0204), so those sign through jose.
+    const k = key instanceof NodeKeyObject ? key : undefined;
     known = k && k.type === 'private' && k.asymmetricKeyType === 'ed25519' ? k : null;
     nodeKeys.set(key, known);
   }

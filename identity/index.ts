@@ -7,6 +7,7 @@ export {
   keyPaths,
   keysDir,
   loadPrivateKey,
+  loadPrivateKeyObject,
   loadPublicJwks,
   publicJwk,
   type DevKeyName,

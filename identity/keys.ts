@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes, type JsonWebKey as NodeJwk, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
@@ -109,6 +109,24 @@ export async function loadPrivateKey(home: string | undefined, name: string): Pr
   const key = await importJWK(jwk, KEY_ALG);
   if (!isCryptoKey(key)) throw keyFileInvalid(privateKeyPath, name);
   return { name, kid: jwk.kid as string, alg: KEY_ALG, key };
+}
+
+/**
+ * Loads the private key of pair `name` as a Node key object, for signing synchronously with node:crypto
+ * (receipts). A Node key object made directly from the JWK file: converting a non-extractable WebCrypto
+ * key instead is deprecated from Node 24 (DEP0204).
+ */
+export async function loadPrivateKeyObject(
+  home: string | undefined,
+  name: string,
+): Promise<{ kid: string; key: KeyObject }> {
+  const { privateKeyPath } = keyPaths(home, name);
+  const jwk = await readPrivateJwk(privateKeyPath, name);
+  try {
+    return { kid: jwk.kid as string, key: createPrivateKey({ key: jwk as NodeJwk, format: 'jwk' }) };
+  } catch {
+    throw keyFileInvalid(privateKeyPath, name);
+  }
 }
 
 /** Loads the public JWKS of pair `name` (what verifiers trust). Throws `GovernorError(KeysMissing)` when absent. */

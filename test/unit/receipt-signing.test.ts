@@ -1,10 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KeyObject } from 'node:crypto';
 import { CompactSign, compactVerify, createLocalJWKSet } from 'jose';
 import { makeReceipt } from '../../core/receipts';
-import { initKeys, loadPrivateKey, loadPublicJwks } from '../../identity';
+import { initKeys, loadPrivateKey, loadPrivateKeyObject, loadPublicJwks } from '../../identity';
 import { GENESIS_HASH } from '../../contracts/receipt';
 
 /*
@@ -60,10 +59,7 @@ describe('makeReceipt signatures', () => {
       prev: { seq: 0, hash: GENESIS_HASH },
     };
     const fromCryptoKey = await makeReceipt(signer, args);
-    const fromKeyObject = await makeReceipt(
-      { kid: signer.kid, key: KeyObject.from(signer.key as Parameters<typeof KeyObject.from>[0]) },
-      args,
-    );
+    const fromKeyObject = await makeReceipt(await loadPrivateKeyObject(home, 'receipt'), args);
     expect(fromKeyObject).toEqual(fromCryptoKey);
   });
 });
