@@ -1,4 +1,16 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { parseGatewayConfig } from '../../gateway/config';
+import { startGateway, type RunningGateway } from '../../gateway/run';
+import { governorSessionPort } from '../../gateway/session-port';
+import { loadBundle } from '../../policies/bundle';
+import { defaultPoliciesDir } from '../../workers/worker';
+import { testAddress, uniqueQueue } from '../harness/temporal';
 import { issueApproval } from '../../identity';
 import { ErrorCode } from '../../contracts/errors';
 import { SESSION_WORKFLOW_TYPE } from '../../contracts/session';
@@ -378,5 +390,221 @@ describe('governedSessionWorkflow started raw with hostile input', () => {
     expect(JSON.stringify(outcome)).not.toMatch(/"outcome":"executed"/);
     expect(ledgerKeys(`${id}-4`)).toHaveLength(0);
     await handle.executeUpdate('closeSession', { args: [{}] });
+  });
+});
+
+/*
+ * The MCP gateway attacked from outside: raw HTTP requests to its Streamable HTTP endpoint, and tool
+ * arguments that try to walk out of the workspace, in front of the REAL filesystem server and the
+ * default bundle (files.cedar), on a real governor.
+ */
+describe('MCP gateway under hostile requests and arguments', () => {
+  const FS_SERVER = path.resolve(__dirname, '../../node_modules/.bin/mcp-server-filesystem');
+  let gm: Governed;
+  let gateway: RunningGateway;
+  let connection: NativeConnection;
+  let workspace: string;
+  let outside: string;
+  const textOf = (r: CallToolResult): string => (r.content[0] as { text: string }).text;
+
+  beforeAll(async () => {
+    gm = await setupGoverned({ revocationCacheTtlMs: 0 });
+    workspace = fs.realpathSync(fs.mkdtempSync('/tmp/agent-workspace-'));
+    outside = fs.realpathSync(fs.mkdtempSync('/tmp/elsewhere-'));
+    fs.writeFileSync(path.join(workspace, 'notes.txt'), 'hello\n');
+    fs.mkdirSync(path.join(workspace, 'protected'));
+    fs.writeFileSync(path.join(workspace, 'protected', 'config.txt'), 'v1\n');
+    connection = await NativeConnection.connect({ address: testAddress() });
+    gateway = await startGateway({
+      config: parseGatewayConfig({
+        upstreams: { fs: { command: FS_SERVER, args: [workspace, outside] } },
+        taskQueue: uniqueQueue('mcp-hostile'),
+        escalationWaitMs: 0,
+        maxBodyBytes: 4096,
+      }),
+      bundle: loadBundle(defaultPoliciesDir()),
+      home: gm.home,
+      port: governorSessionPort(gm.gc),
+      connection,
+      namespace: 'default',
+      http: { port: 0 },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await gateway?.close('test over');
+    await connection?.close();
+    await gm?.stop();
+    for (const d of [workspace, outside]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  async function agent(workload = 'agent:coder') {
+    const { credential, attestation } = await gm.creds(workload);
+    const transport = new StreamableHTTPClientTransport(new URL(gateway.url!), {
+      requestInit: { headers: { authorization: `Bearer ${credential}`, 'x-governor-attestation': attestation } },
+    });
+    const client = new McpClient({ name: 'hostile-agent', version: '1.0.0' });
+    await client.connect(transport);
+    return { client, transport, credential, attestation };
+  }
+
+  const initialize = {
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+  };
+  const post = (headers: Record<string, string>, body: string) =>
+    fetch(gateway.url!, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      body,
+    });
+
+  it('raw HTTP: no or bad Authorization, no attestation, another workload on a session, unknown session, oversized and bad bodies', async () => {
+    const { credential, attestation } = await gm.creds('agent:coder');
+    const auth = { authorization: `Bearer ${credential}`, 'x-governor-attestation': attestation };
+    const none = await post({}, JSON.stringify(initialize));
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toMatch(/^Bearer /);
+    const garbage = await post({ ...auth, authorization: 'Bearer not.a.jwt' }, JSON.stringify(initialize));
+    expect(garbage.status).toBe(401);
+    expect(await garbage.text()).not.toContain('not.a.jwt');
+    const noAttestation = await post({ authorization: auth.authorization }, JSON.stringify(initialize));
+    expect(noAttestation.status).toBe(401);
+    expect(((await noAttestation.json()) as { error: { message: string } }).error.message).toMatch(
+      /x-governor-attestation/,
+    );
+    // The credential in a query string or a Basic header is not a bearer credential.
+    expect((await post({ ...auth, authorization: `Basic ${credential}` }, JSON.stringify(initialize))).status).toBe(
+      401,
+    );
+
+    // A session opened by agent:coder, then used with agent:other's (valid) credential: 403.
+    const { client, transport } = await agent('agent:coder');
+    const sid = transport.sessionId!;
+    expect(sid).toEqual(expect.any(String));
+    const other = await gm.creds('agent:other');
+    const list = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list', params: {} });
+    const foreign = await post(
+      {
+        authorization: `Bearer ${other.credential}`,
+        'x-governor-attestation': other.attestation,
+        'mcp-session-id': sid,
+      },
+      list,
+    );
+    expect(foreign.status).toBe(403);
+    const call = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'tools/call',
+      params: { name: 'read_file', arguments: { path: path.join(workspace, 'notes.txt') } },
+    });
+    expect(
+      (
+        await post(
+          {
+            authorization: `Bearer ${other.credential}`,
+            'x-governor-attestation': other.attestation,
+            'mcp-session-id': sid,
+          },
+          call,
+        )
+      ).status,
+    ).toBe(403);
+    expect((await post({ ...auth, 'mcp-session-id': 'no-such-session' }, list)).status).toBe(404);
+    // A request without a session that is not an initialize: refused, nothing opened.
+    expect((await post(auth, call)).status).toBe(400);
+    const big = await post(
+      { ...auth, 'mcp-session-id': sid },
+      JSON.stringify({ ...initialize, pad: 'x'.repeat(10_000) }),
+    );
+    expect(big.status).toBe(413);
+    const notJson = await post({ ...auth, 'mcp-session-id': sid }, '{"jsonrpc":');
+    expect(notJson.status).toBe(400);
+    expect((await fetch(new URL('/other', gateway.url!), { method: 'POST', headers: auth })).status).toBe(404);
+    // The connection still works for its own workload.
+    const read = (await client.callTool({
+      name: 'read_file',
+      arguments: { path: path.join(workspace, 'notes.txt') },
+    })) as CallToolResult;
+    expect(textOf(read)).toBe('hello\n');
+    await transport.terminateSession();
+    await client.close();
+  });
+
+  it('tool arguments that try to leave the workspace are refused or denied; nothing is written outside', async () => {
+    const { client, transport } = await agent();
+    const write = async (p: string) =>
+      (await client.callTool({ name: 'write_file', arguments: { path: p, content: 'pwned' } })) as CallToolResult;
+    const refusedBeforeProposal: [string, RegExp][] = [
+      [`${workspace}/../${path.basename(outside)}/a.txt`, /argument path holds a \. or \.\. path segment/],
+      [`${workspace}/./a.txt`, /argument path holds a \. or \.\. path segment/],
+      [`${workspace}//a.txt`, /empty path segment/],
+      [`${workspace}\\..\\a.txt`, /backslash/],
+      ['C:\\Windows\\system32\\a.txt', /backslash/],
+      [`${workspace}/a\u0000.txt`, /control character/],
+      [`${workspace}/a\n.txt`, /control character/],
+      [`${workspace}/a".txt`, /quote/],
+      [`${workspace}/${'a'.repeat(300)}`, /longer than 256 characters/],
+      ['', /must not be empty/],
+    ];
+    for (const [p, why] of refusedBeforeProposal) {
+      const r = await write(p);
+      expect(r.isError).toBe(true);
+      expect(textOf(r)).toMatch(why);
+      expect(textOf(r)).toMatch(/the call was not proposed/);
+    }
+    const deniedByPolicy = [
+      path.join(outside, 'a.txt'),
+      'a.txt',
+      '~/a.txt',
+      `/tmp/agent-workspace-${path.basename(outside)}`,
+      '/etc/passwd',
+    ];
+    for (const p of deniedByPolicy) {
+      const r = await write(p);
+      expect(r.isError).toBe(true);
+      expect(textOf(r)).toMatch(/^denied by the governor: .*\(policies: fs-write-outside-workspace-forbid\)/);
+    }
+    // Non-string and missing arguments are refused by name.
+    for (const args of [{ path: 42, content: 'x' }, { content: 'x' }, { path: [workspace] }]) {
+      const r = (await client.callTool({ name: 'write_file', arguments: args })) as CallToolResult;
+      expect(r.isError).toBe(true);
+      expect(textOf(r)).toMatch(/argument path (must be a string|is missing)/);
+    }
+    // Percent-encoding is not decoded by anyone: `%2e%2e` is a literal name inside the workspace.
+    const encoded = await write(`${workspace}/%2e%2e/a.txt`);
+    expect(textOf(encoded)).not.toMatch(/^denied/);
+    // A tool that is not exposed, and one without a mapping rule.
+    await expect(client.callTool({ name: 'no_such_tool', arguments: {} })).rejects.toThrow(/unknown tool/);
+    expect(fs.readdirSync(outside)).toEqual([]);
+    await transport.terminateSession();
+    await client.close();
+  });
+
+  it('moving the protected folder itself out, or a folder in as it, escalates; nothing moves before approval', async () => {
+    // Each in its own session: a session governs one step at a time, so a step awaiting approval holds
+    // the session's next proposals until it is decided.
+    const cases = [
+      { source: path.join(workspace, 'protected'), destination: path.join(workspace, 'open') },
+      { source: path.join(workspace, 'staging'), destination: path.join(workspace, 'x', 'protected') },
+    ];
+    fs.mkdirSync(path.join(workspace, 'staging'));
+    for (const args of cases) {
+      const { client, transport } = await agent();
+      const r = (await client.callTool({ name: 'move_file', arguments: args })) as CallToolResult;
+      expect(r.isError).toBe(true);
+      expect(textOf(r)).toMatch(/^awaiting approval by data-steward/);
+      const { sessionId } = (r._meta as { governor: { sessionId: string } }).governor;
+      // Revoked (a close would wait for the pending approval): the escalated move never runs.
+      await gm.gc.revoke(sessionId, { reason: 'test over', by: 'test' });
+      expect(await gm.gc.result(sessionId)).toMatchObject({ status: 'Revoked' });
+      await transport.terminateSession();
+      await client.close();
+    }
+    expect(fs.existsSync(path.join(workspace, 'protected', 'config.txt'))).toBe(true);
+    expect(fs.existsSync(path.join(workspace, 'open'))).toBe(false);
+    expect(fs.existsSync(path.join(workspace, 'staging'))).toBe(true);
   });
 });
