@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { Chain, GovernedChainInput, JsonValue, Step } from './chain';
 import { ApprovalState } from './approval';
 import { StepState, type ChainResult } from './state';
+import { isCompensationStepId } from '../core/step';
 
 /*
  * Agent sessions (DESIGN §9): a governed chain opened with zero or more declared steps, to which the
@@ -83,6 +84,14 @@ export const ProposeOutcome = z.discriminatedUnion('outcome', [
 ]);
 export type ProposeOutcome = z.infer<typeof ProposeOutcome>;
 
+/**
+ * Why a session step may not end in `.compensation`: that is the governed id of a step's compensation
+ * (core/step.ts), so the two would share an idempotency key and the compensation would be taken for a
+ * duplicate of the step (never performed), and `verify` would read the step as a compensation.
+ */
+export const COMPENSATION_ID_PROBLEM =
+  'must not end in ".compensation" (reserved for the governed id of a step\'s compensation)';
+
 /** The chain of a session: like a chain, but zero declared steps are allowed. */
 export const SessionChain = z
   .strictObject({
@@ -102,6 +111,8 @@ export const SessionChain = z
           message: `duplicate step id (same as steps.${first}.id)`,
         });
       else seen.set(step.id, i);
+      if (isCompensationStepId(step.id))
+        ctx.addIssue({ code: 'custom', path: ['steps', i, 'id'], message: COMPENSATION_ID_PROBLEM });
       if (Object.prototype.hasOwnProperty.call(step.context, SESSION_CONTEXT_KEY))
         ctx.addIssue({
           code: 'custom',

@@ -24,6 +24,7 @@ import { GovernorWorkloadKey } from '../contracts/search-attributes';
 import {
   AwaitStepInput,
   CloseSessionInput,
+  COMPENSATION_ID_PROBLEM,
   GovernedSessionInput,
   MAX_PROPOSAL_BYTES,
   MAX_SESSION_STEPS,
@@ -39,7 +40,7 @@ import {
 import type { ChainResult, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { jwsPayload } from '../core/jws-header';
-import { resourceLabel, stepAction } from '../core/step';
+import { isCompensationStepId, resourceLabel, stepAction } from '../core/step';
 import { onVoteSignal, submitApproval, validateSubmission } from './chain/approval';
 import { onSlotVerdict } from './chain/coordination';
 import { govern } from './chain/execute';
@@ -516,6 +517,7 @@ function checkProposal(proposal: unknown, workload: string): ProposeStepInput {
   const parsed = ProposeStepInput.safeParse(proposal);
   if (!parsed.success) throw invalidInput(invalidInputMessage(parsed.error));
   const { step, credential } = parsed.data;
+  if (isCompensationStepId(step.id)) throw invalidInput(`step.id: ${COMPENSATION_ID_PROBLEM}`);
   if (Object.prototype.hasOwnProperty.call(step.context, SESSION_CONTEXT_KEY))
     throw invalidInput('step.context.session: reserved (the governor fills it with the session summary)');
   const sub = unverifiedSubject(credential);
