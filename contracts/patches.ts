@@ -41,3 +41,9 @@ export const AWAIT_FRESH_ATTESTATION_PATCH = 'await-fresh-attestation';
  * step repeats.
  */
 export const LEAN_CHAIN_PATCH = 'lean-chain-folded-checkpoint';
+
+/**
+ * `governedChainWorkflow`: a declared step whose id ends in `.compensation` (the governed id of a step's
+ * compensation, so its idempotency key would make the real compensation a duplicate) is refused at input.
+ */
+export const RESERVED_COMPENSATION_ID_PATCH = 'reserved-compensation-step-ids';

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { temporal } from '@temporalio/proto';
-import { resourceLabel } from '../core/step';
+import { isCompensationStepId, resourceLabel } from '../core/step';
 import { chainResultSteps } from '../core/packed-steps';
 import {
   Client,
@@ -15,6 +15,7 @@ import {
 } from '@temporalio/client';
 import { Chain, formatIssues, GovernedChainInput } from '../contracts/chain';
 import { ErrorCode, GovernorError } from '../contracts/errors';
+import { COMPENSATION_ID_PROBLEM } from '../contracts/session';
 import { ApprovalSubmission, type SubmitApprovalResult } from '../contracts/approval';
 import { formatIssuePath, invalidInputMessage } from '../contracts/issues';
 import {
@@ -214,6 +215,11 @@ export class GovernorClient {
       );
     }
     const c = parsedChain.data;
+    const reserved = c.steps.findIndex((s) => isCompensationStepId(s.id));
+    if (reserved >= 0) {
+      const field = `steps.${reserved}.id`;
+      throw new GovernorError(ErrorCode.InvalidInput, `invalid chain:\n${field}: ${COMPENSATION_ID_PROBLEM}`, field);
+    }
     const chainId = options.chainId ?? `${c.workload.replace(/[^A-Za-z0-9_.-]/g, '-')}-${randomUUID()}`;
     const input = GovernedChainInput.safeParse({
       chainId,

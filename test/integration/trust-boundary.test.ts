@@ -326,6 +326,22 @@ describe('resume is honoured only from the governor’s own continue-as-new', ()
     expect(r.message).toContain('resume: set only by the governor');
   });
 
+  it('a declared step with a compensation id (its key would dedupe the real compensation) is Rejected; the SDK refuses it', async () => {
+    const steps = [
+      { ...staging('a'), compensation: { action: 'rollback', resource: staging().resource, executor: noop } },
+      staging('a.compensation'),
+    ];
+    const chainId = `reserved-id-${randomUUID()}`;
+    const creds = await g.creds();
+    const r = await rejection(await startRaw({ chainId, chain: { workload: WORKLOAD, steps }, ...creds }));
+    expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected', activities: 0 });
+    expect(r.message).toContain('chain.steps[1].id: must not end in ".compensation"');
+    await expect(g.gc.start({ workload: WORKLOAD, steps }, creds)).rejects.toMatchObject({
+      code: 'GOVERNOR_INVALID_INPUT',
+      field: 'steps.1.id',
+    });
+  });
+
   it('a continued run with a forged or replayed checkpoint is Rejected; the governor’s own continue-as-new verifies', async () => {
     // A real chain that continues as new after each step: its second run carries a genuine checkpoint.
     const chainId = `can-${randomUUID()}`;

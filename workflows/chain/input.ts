@@ -1,14 +1,17 @@
-import { setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { patched, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { z } from 'zod';
 import { GovernedChainInput } from '../../contracts/chain';
 import { UNDECODABLE_PAYLOAD, formatIssuePath, invalidInputMessage } from '../../contracts/issues';
 import { findTooDeep } from '../../contracts/limits';
 import { statusQuery } from '../../contracts/messages';
+import { RESERVED_COMPENSATION_ID_PATCH } from '../../contracts/patches';
 import { GENESIS_HASH } from '../../contracts/receipt';
 import { GovernorStatusKey } from '../../contracts/search-attributes';
+import { COMPENSATION_ID_PROBLEM } from '../../contracts/session';
 import { StepState, type ChainState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
 import { packedStepsProblem } from '../../core/packed-steps';
+import { isCompensationStepId } from '../../core/step';
 import { failureMessage, invalidInput } from '../failure';
 import { LOCAL_ACTIVITY } from '../retry';
 import { governor } from './proxies';
@@ -94,6 +97,11 @@ export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
     if (packed !== undefined) return reject(`resume.${packed}`);
     // The steps' states as the previous run showed them (`GovernedChainInput` checks only that each is a record).
     if (!isChainResume(resume)) return reject(resumeIssues(resume));
+  }
+  // A step may not take the id the governor gives a compensation (its key would dedupe the real one).
+  const reserved = input.chain.steps.findIndex((s) => isCompensationStepId(s.id));
+  if (reserved >= 0 && patched(RESERVED_COMPENSATION_ID_PATCH)) {
+    return reject(`chain.steps[${reserved}].id: ${COMPENSATION_ID_PROBLEM}`);
   }
   return input;
 }
