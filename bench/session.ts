@@ -61,6 +61,8 @@ export interface SessionResults {
     p50Ratio: number;
     p99Ratio: number;
     target: string;
+    /** Diagnostic: what each step costs in history, from the last session and plain workflow. */
+    historyPerStep: { governed: HistoryShape; plain: HistoryShape };
   };
   gateway: {
     calls: number;
@@ -72,10 +74,39 @@ export interface SessionResults {
     /** viaGateway minus direct, at each percentile. */
     addedMs: { p50: number; p99: number };
     target: string;
+    /** Diagnostic: what each tool call costs in the agent session's history. */
+    historyPerCall: HistoryShape;
   };
   /** 1-minute load average at the start and at the end of the phase. */
   loadAverage: { start: number; end: number };
   note: string;
+}
+
+/** Events per accepted update in a workflow's current run, and the activities and local activities they hold. */
+export interface HistoryShape {
+  updates: number;
+  events: number;
+  activities: Record<string, number>;
+  localActivities: number;
+}
+
+async function historyShape(client: BenchCluster['client'], workflowId: string): Promise<HistoryShape> {
+  const events = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+  const updates = events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length;
+  const per = (n: number): number => round(n / Math.max(updates, 1));
+  const activities: Record<string, number> = {};
+  let localActivities = 0;
+  for (const e of events) {
+    const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+    if (name) activities[name] = (activities[name] ?? 0) + 1;
+    if (e.markerRecordedEventAttributes?.markerName === 'core_local_activity') localActivities++;
+  }
+  return {
+    updates,
+    events: per(events.length),
+    activities: Object.fromEntries(Object.entries(activities).map(([k, v]) => [k, per(v)])),
+    localActivities: per(localActivities),
+  };
 }
 
 const load = (): number => Math.round(os.loadavg()[0]! * 100) / 100;
@@ -168,6 +199,7 @@ async function proposals(
 
   const g: number[] = [];
   const b: number[] = [];
+  let historyPerStep: SessionResults['proposeStep']['historyPerStep'] | undefined;
   try {
     let pair = await open();
     progress(`session: warm-up ${p.warmup} proposals and plain updates`);
@@ -188,6 +220,10 @@ async function proposals(
       }
       pair.next++;
     }
+    historyPerStep = {
+      governed: await historyShape(cluster.client, pair.sessionId),
+      plain: await historyShape(cluster.client, pair.plain.workflowId),
+    };
   } finally {
     for (const pair of opened) {
       await gc.closeSession(pair.sessionId, { reason: 'bench done' }).catch(() => undefined);
@@ -204,6 +240,7 @@ async function proposals(
     p50Ratio: ratio(gs.p50, bs.p50),
     p99Ratio: ratio(gs.p99, bs.p99),
     target: '≤ 1.5× at p50',
+    historyPerStep,
   };
 }
 
@@ -262,11 +299,13 @@ async function toolCalls(
     direct = new McpClient({ name: 'bench-direct', version: '1.0.0' });
     await direct.connect(directTransport);
 
+    let sessionId: string | undefined;
     const viaGateway = async (): Promise<number> => {
       const t0 = nowMs();
       const r = (await agent!.callTool({ name: 'read_file', arguments: args })) as CallToolResult;
       const ms = nowMs() - t0;
       check('through the gateway', r);
+      sessionId ??= (r._meta as { governor?: { sessionId?: string } } | undefined)?.governor?.sessionId;
       return ms;
     };
     const directly = async (): Promise<number> => {
@@ -304,6 +343,9 @@ async function toolCalls(
       direct: { latencyMs: rounded(ds) },
       addedMs: { p50: round(gs.p50 - ds.p50), p99: round(gs.p99 - ds.p99) },
       target: '≤ 15 ms added at p50',
+      historyPerCall: sessionId
+        ? await historyShape(cluster.client, sessionId)
+        : { updates: 0, events: NaN, activities: {}, localActivities: NaN },
     };
   } finally {
     await agentTransport?.terminateSession().catch(() => undefined);
