@@ -1,4 +1,12 @@
-import { condition, defineSignal, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  defineSignal,
+  defineUpdate,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+} from '@temporalio/workflow';
 import type { GovernorActivities } from '../activities';
 import type { GovernedChainInput } from '../contracts/chain';
 
@@ -91,4 +99,33 @@ export async function plainWaitWorkflow(input: GovernedChainInput): Promise<numb
   });
   await condition(() => released, '10m');
   return input.chain.steps.length;
+}
+
+/** One step of the plain update baseline (the `session` phase): runs the no-op activity, returns its result. */
+export const plainStepUpdate = defineUpdate<unknown, [{ stepId: string }]>('benchStep');
+
+/**
+ * Plain baseline of an agent session (the `session` phase): a workflow that stays open and, for each
+ * `benchStep` update, runs the same no-op activity as the other baselines and returns its result; ends
+ * on `benchRelease` (or after 30m) once every update has finished.
+ */
+export async function plainUpdateWorkflow(input: { chainId: string }): Promise<number> {
+  let released = false;
+  let steps = 0;
+  setHandler(releaseSignal, () => {
+    released = true;
+  });
+  setHandler(plainStepUpdate, async ({ stepId }) => {
+    steps++;
+    return executors.plainNoop({
+      chainId: input.chainId,
+      stepId,
+      idempotencyKey: `${input.chainId}/${stepId}`,
+      executor: { type: 'noop' },
+      input: {},
+    });
+  });
+  await condition(() => released, '30m');
+  await condition(allHandlersFinished);
+  return steps;
 }

@@ -13,6 +13,7 @@ import { benchHistory, type HistoryFigures } from './history';
 import { machineInfo, type MachineInfo } from './machine';
 import { summarizeProfiles, type ProfileSummary } from './profile';
 import { renderMarkdown } from './report';
+import { benchSession, type SessionResults } from './session';
 import { closedLoop, nowMs, processCpuSeconds, ratio, round, rounded, sleep, summarize, type Summary } from './stats';
 
 /*
@@ -21,7 +22,7 @@ import { closedLoop, nowMs, processCpuSeconds, ratio, round, rounded, sleep, sum
  * Prints figures; never fails on timing (exit 1 only when a phase could not run at all).
  */
 
-const PHASES = ['decision', 'overhead', 'throughput', 'scaling', 'memory', 'stock'] as const;
+const PHASES = ['decision', 'overhead', 'throughput', 'scaling', 'session', 'memory', 'stock'] as const;
 type Phase = (typeof PHASES)[number];
 
 interface Args {
@@ -175,6 +176,8 @@ export interface BenchResults {
   throughput?: ThroughputResults;
   scaling?: { rows: ScalingRow[]; continueAsNew: string; memory?: MemoryResults; history?: HistoryFigures };
   stockDevServer?: StockServerResults;
+  /** Agent sessions and the MCP gateway (issue 16): proposeStep vs a plain update, tools/call via the gateway vs direct. */
+  session?: SessionResults;
   profile?: ProfileSummary;
   notes: string[];
   errors: { phase: string; message: string }[];
@@ -195,6 +198,7 @@ function params(quick: boolean) {
         tpConcurrency: 10,
         runs100: 1,
         waiting: 300,
+        session: { proposals: 40, toolCalls: 30, warmup: 3 },
       }
     : {
         stockRuns: 5,
@@ -205,6 +209,7 @@ function params(quick: boolean) {
         tpConcurrency: 20,
         runs100: 3,
         waiting: 1000,
+        session: { proposals: 200, toolCalls: 150, warmup: 5 },
       };
 }
 
@@ -547,7 +552,7 @@ async function main(): Promise<number> {
     }
   };
 
-  const needsServer = ['overhead', 'throughput', 'scaling', 'memory'].some((x) => args.only.has(x as Phase));
+  const needsServer = ['overhead', 'throughput', 'scaling', 'session', 'memory'].some((x) => args.only.has(x as Phase));
   let cluster: BenchCluster | undefined;
   try {
     if (args.only.has('decision')) {
@@ -593,6 +598,8 @@ async function main(): Promise<number> {
             }
           }
         }
+        if (args.only.has('session'))
+          results.session = await attempt('session', () => benchSession(cluster!, worker, p.session, progress));
       } finally {
         await worker.stop();
       }

@@ -93,6 +93,25 @@ export function renderMarkdown(r: BenchResults): string {
       ]);
     }
   }
+  const ss = r.session;
+  if (ss) {
+    const ps = ss.proposeStep;
+    rows.push([
+      `Agent session: \`proposeStep\` round trip of an allowed no-op step vs a plain Temporal update running the same activity, p50 / p99`,
+      `${ps.governed.latencyMs.p50} / ${ps.governed.latencyMs.p99} ms`,
+      `${ps.plain.latencyMs.p50} / ${ps.plain.latencyMs.p99} ms`,
+      `${x(ps.p50Ratio)} / ${x(ps.p99Ratio)}`,
+      ps.target,
+    ]);
+    const gw = ss.gateway;
+    rows.push([
+      `MCP \`tools/call\` (\`read_file\`, mcp-server-filesystem) through \`governor mcp\` (Streamable HTTP) vs a direct MCP client call, p50 / p99`,
+      `${gw.viaGateway.latencyMs.p50} / ${gw.viaGateway.latencyMs.p99} ms`,
+      `${gw.direct.latencyMs.p50} / ${gw.direct.latencyMs.p99} ms`,
+      `+${gw.addedMs.p50} / +${gw.addedMs.p99} ms`,
+      gw.target,
+    ]);
+  }
   const st = r.stockDevServer;
   if (st) {
     rows.push([

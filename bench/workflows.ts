@@ -3,4 +3,4 @@
  * revocation registry, coordinator and credential claims `createGovernorWorker` relies on), plus the baselines.
  */
 export * from '../workflows';
-export { plainChainWorkflow, plainWaitWorkflow, shapedChainWorkflow } from './baseline-workflows';
+export { plainChainWorkflow, plainUpdateWorkflow, plainWaitWorkflow, shapedChainWorkflow } from './baseline-workflows';
