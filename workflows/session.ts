@@ -196,6 +196,7 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     closeSessionUpdate,
     async (close) => {
       closing ??= CloseSessionInput.parse(close ?? {});
+      run.closeRequested = true; // a step awaiting approval is denied rather than holding the close
       await condition(() => final.result !== undefined);
       return final.result!;
     },

@@ -191,6 +191,31 @@ describe('agent sessions', () => {
     expect(ledgerKeys(sessionId)).toHaveLength(0);
   });
 
+  it('closing while a step awaits approval denies that step at once instead of waiting out its deadline', async () => {
+    const { sessionId, credential } = await open();
+    await g.gc.proposeStep(sessionId, { step: fsStep('r1', 'doc.read', 'notes'), credential });
+    const first = await g.gc.proposeStep(sessionId, { step: fsStep('w1', 'doc.write', 'protected'), credential });
+    expect(first.outcome).toBe('awaiting-approval');
+    const result = await g.gc.closeSession(sessionId, { reason: 'agent done' });
+    expect(result.status).toBe('Completed');
+    expect(result.steps.map((s) => [s.id, s.status])).toEqual([
+      ['r1', 'completed'],
+      ['w1', 'denied'],
+    ]);
+    expect(result.steps[1]!.approval?.outcome).toBe('denied');
+    expect(result.steps[1]!.error).toBe('the session was closed while the step awaited approval');
+    expect(await g.gc.awaitStep(sessionId, 'w1', { credential }).catch((e: Error) => e.message)).toMatch(/closed/);
+    expect(ledgerKeys(sessionId).map((e) => e.idempotencyKey)).toEqual([`${sessionId}/r1`]);
+    const replayer = createReplayer({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } });
+    try {
+      const histories = await fetchChainHistories(g.client, sessionId);
+      const report = await verifyChain({ histories, home: g.home, chainId: sessionId, replayer });
+      expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+    } finally {
+      await replayer.close();
+    }
+  });
+
   it('refuses proposals without a credential, with another workload’s, after close and after revoke; nothing changes', async () => {
     const { sessionId, credential } = await open();
     await g.gc.proposeStep(sessionId, { step: fsStep('a', 'doc.read', 'notes'), credential });

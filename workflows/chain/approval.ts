@@ -155,10 +155,15 @@ export async function awaitApproval(
   };
 
   for (;;) {
-    await condition(() => approvals.pending.length > 0 || expired || run.revoked !== undefined);
+    await condition(() => approvals.pending.length > 0 || expired || run.revoked !== undefined || run.closeRequested);
     if (run.revoked) {
       await finish('denied', { allowed: false, decision });
       throw new Revoked();
+    }
+    if (run.closeRequested) {
+      // Only sessions set it (chains never do): closing does not wait out an approval deadline.
+      const reason = 'the session was closed while the step awaited approval';
+      return finish('denied', { allowed: false, decision, reason });
     }
     let breakGlass: VoteVerdict | undefined;
     while (approvals.pending.length > 0 && !breakGlass) {

@@ -47,6 +47,8 @@ export class ChainRun {
   /** Set when a refresh carries an attestation (the outdated-attestation wait clears it first). */
   attestationRefreshed = false;
   revoked: RevokeInput | undefined;
+  /** Agent sessions: `closeSession` arrived, so a step awaiting approval is denied instead of holding the close. */
+  closeRequested = false;
   head: ReceiptHead;
   lastSignature: string | undefined;
   lastReceipt: Receipt | undefined;
