@@ -14,7 +14,7 @@ import { testAddress, uniqueQueue } from '../harness/temporal';
 import { issueApproval } from '../../identity';
 import { ErrorCode } from '../../contracts/errors';
 import { SESSION_WORKFLOW_TYPE } from '../../contracts/session';
-import { defaultBundleWith } from '../harness/bundles';
+import { sessionTestBundle } from '../harness/session-bundle';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 
 /*
@@ -23,44 +23,9 @@ import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
  * boundary: every refusal names the field, and nothing is governed or executed by a refused message.
  */
 
-const FS_SCHEMA = `
-type SessionActions = { "doc.delete"?: Long, "doc.read"?: Long };
-type Session = { steps: Long, actions: SessionActions };
-type DocContext = {
-  now: __cedar::datetime,
-  nowEpochSeconds: Long,
-  attestation: Attestation,
-  approvals?: Approvals,
-  session?: Session,
-};
-entity Doc;
-action "doc.read", "doc.write", "doc.delete" appliesTo {
-  principal: [Workload],
-  resource: [Doc],
-  context: DocContext,
-};
-`;
-const FS_POLICIES = `
-@id("fs-permit")
-permit (principal is Workload, action in [Action::"doc.read", Action::"doc.write", Action::"doc.delete"], resource is Doc);
-
-@id("fs-protected-write-requires-sre")
-@escalate("sre-lead")
-@quorum("2")
-@deadline("10m")
-@reason("writing the protected file needs two SRE leads")
-forbid (principal, action == Action::"doc.write", resource == Doc::"protected")
-unless { context has approvals.byRole && context.approvals.byRole["sre-lead"] >= 2 };
-`;
-
 let g: Governed;
 beforeAll(async () => {
-  const policiesDir = defaultBundleWith(
-    (m) => {
-      m.session = { idleTimeout: '5m', maxOutputBytes: 4096 };
-    },
-    { 'schema.cedarschema': (text) => text + FS_SCHEMA, 'docs.cedar': FS_POLICIES },
-  );
+  const policiesDir = sessionTestBundle();
   g = await setupGoverned({ policiesDir });
 }, 60_000);
 afterAll(async () => {

@@ -1,4 +1,11 @@
-import { CancellationScope, isCancellation, log, patched, proxyActivities } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  isCancellation,
+  log,
+  patched,
+  proxyActivities,
+  type ActivityOptions,
+} from '@temporalio/workflow';
 import type { GovernStepResult } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { ErrorCode } from '../../contracts/errors';
@@ -47,39 +54,25 @@ async function execute(run: ChainRun, a: GovernedAction): Promise<Executed> {
   run.inFlight = scope;
   try {
     return await scope.run(async () => {
+      // The step as the remote activity sees it (a service's, or the MCP gateway's): the same binding for both.
+      const binding: ServiceActivityInput = {
+        idempotencyKey: key,
+        chainId,
+        stepId: a.stepId,
+        action: a.action,
+        resource: a.resource,
+        input: a.input,
+      };
       if (a.executor.type === 'activity') {
         // The service's own activity, on the service's own task queue: the governor never holds its credentials.
-        const options = serviceActivityOptions(a.executor);
-        const service = proxyActivities<Record<string, (arg: ServiceActivityInput) => Promise<unknown>>>(options);
-        const serviceInput: ServiceActivityInput = {
-          idempotencyKey: key,
-          chainId,
-          stepId: a.stepId,
-          action: a.action,
-          resource: a.resource,
-          input: a.input,
-        };
-        const activity = service[a.executor.activityType]!;
-        const result = await activity.executeWithOptions({ ...options, summary }, [serviceInput]);
-        return { outcome: { executor: 'activity' as const, idempotencyKey: key, result: result ?? null } };
+        const result = await remote(serviceActivityOptions(a.executor), a.executor.activityType, binding, summary);
+        return { outcome: { executor: 'activity' as const, idempotencyKey: key, result } };
       }
       if (a.executor.type === 'mcp') {
         // An upstream MCP tool, called once by the MCP gateway that holds the connection (its own task queue).
-        const options = mcpActivityOptions(a.executor);
-        const gateway = proxyActivities<Record<string, (arg: McpToolCallInput) => Promise<unknown>>>(options);
-        const callInput: McpToolCallInput = {
-          idempotencyKey: key,
-          chainId,
-          stepId: a.stepId,
-          action: a.action,
-          resource: a.resource,
-          input: a.input,
-          server: a.executor.server,
-          tool: a.executor.tool,
-        };
-        const call = gateway[MCP_TOOL_CALL_ACTIVITY]!;
-        const result = await call.executeWithOptions({ ...options, summary }, [callInput]);
-        return { outcome: { executor: 'mcp' as const, idempotencyKey: key, result: result ?? null } };
+        const call: McpToolCallInput = { ...binding, server: a.executor.server, tool: a.executor.tool };
+        const result = await remote(mcpActivityOptions(a.executor), MCP_TOOL_CALL_ACTIVITY, call, summary);
+        return { outcome: { executor: 'mcp' as const, idempotencyKey: key, result } };
       }
       const done = await executors.execute.executeWithOptions(
         { startToCloseTimeout: executeTimeout(a.executor), retry: EXECUTOR_RETRY, summary },
@@ -212,4 +205,10 @@ export async function govern(
     return { kind: 'failed', reason: run.receiptFailure ?? 'receipt could not be recorded' };
   }
   return { kind: 'ran', outcome };
+}
+
+/** Runs `activityType` on another worker's task queue (a service's, the MCP gateway's); its result or null. */
+async function remote<T>(options: ActivityOptions, activityType: string, input: T, summary: string): Promise<unknown> {
+  const activities = proxyActivities<Record<string, (arg: T) => Promise<unknown>>>(options);
+  return (await activities[activityType]!.executeWithOptions({ ...options, summary }, [input])) ?? null;
 }
