@@ -1,32 +1,13 @@
-import {
-  allHandlersFinished,
-  condition,
-  continueAsNew,
-  log,
-  patched,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, log, patched, workflowInfo } from '@temporalio/workflow';
 import type { Compensation, GovernedChainInput, Step } from '../contracts/chain';
-import { slotVerdictSignal } from '../contracts/coordination';
-import {
-  approveSignal,
-  denySignal,
-  refreshCredentialSignal,
-  refreshCredentialUpdate,
-  revokeSignal,
-  statusQuery,
-  submitApprovalUpdate,
-} from '../contracts/messages';
 import { LEAN_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
 import type { ChainResult } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { compensationAction, stepAction } from '../core/step';
-import { onVoteSignal, submitApproval, validateSubmission } from './chain/approval';
-import { onSlotVerdict } from './chain/coordination';
+import { setChainHandlers } from './chain/handlers';
 import { govern } from './chain/execute';
 import { acceptInput, readResume, type ChainResume } from './chain/input';
-import { ChainRun, Revoked, validateRefresh } from './chain/run';
+import { ChainRun, Revoked } from './chain/run';
 import { invalidInput } from './failure';
 import { packSteps } from '../core/packed-steps';
 
@@ -55,16 +36,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
 
   // Handlers only record what arrived; the chain acts on it. Registered in this order (signals that
   // arrived before are delivered in the order their handlers are set).
-  setHandler(statusQuery, () => run.state);
-  setHandler(refreshCredentialSignal, (refresh) => run.onRefreshSignal(refresh));
-  setHandler(refreshCredentialUpdate, (refresh) => run.refresh(refresh), { validator: validateRefresh });
-  setHandler(approveSignal, (submission) => onVoteSignal(run, 'approve-signal', submission));
-  setHandler(denySignal, (submission) => onVoteSignal(run, 'deny-signal', submission));
-  setHandler(submitApprovalUpdate, (submission) => submitApproval(run, submission), {
-    validator: (submission) => validateSubmission(run, submission),
-  });
-  setHandler(slotVerdictSignal, (verdict) => onSlotVerdict(run, verdict));
-  setHandler(revokeSignal, (revoke) => run.revoke(revoke));
+  setChainHandlers(run);
 
   // The workload is set by the workflow itself, so `revoke --workload` finds chains started from any SDK.
   run.publishStart();

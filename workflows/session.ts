@@ -8,18 +8,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { GovernedChainInput, JsonValue, Step } from '../contracts/chain';
-import { slotVerdictSignal } from '../contracts/coordination';
 import { formatIssuePath, invalidInputMessage, UNDECODABLE_PAYLOAD } from '../contracts/issues';
 import { findTooDeep, findTooLarge, formatPath } from '../contracts/limits';
-import {
-  approveSignal,
-  denySignal,
-  refreshCredentialSignal,
-  refreshCredentialUpdate,
-  revokeSignal,
-  statusQuery,
-  submitApprovalUpdate,
-} from '../contracts/messages';
 import { GovernorWorkloadKey } from '../contracts/search-attributes';
 import {
   AwaitStepInput,
@@ -41,12 +31,11 @@ import type { ChainResult, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { jwsPayload } from '../core/jws-header';
 import { isCompensationStepId, resourceLabel, stepAction } from '../core/step';
-import { onVoteSignal, submitApproval, validateSubmission } from './chain/approval';
-import { onSlotVerdict } from './chain/coordination';
+import { setChainHandlers } from './chain/handlers';
 import { govern } from './chain/execute';
 import { rejectInput, resumeCheckpointProblem, type ChainResume } from './chain/input';
 import { governor } from './chain/proxies';
-import { ChainRun, Revoked, validateRefresh } from './chain/run';
+import { ChainRun, Revoked } from './chain/run';
 import { failureMessage, invalidInput } from './failure';
 import { compensate } from './governed-chain';
 import { LOCAL_ACTIVITY } from './retry';
@@ -116,16 +105,7 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     }
   }
 
-  setHandler(statusQuery, () => run.state);
-  setHandler(refreshCredentialSignal, (refresh) => run.onRefreshSignal(refresh));
-  setHandler(refreshCredentialUpdate, (refresh) => run.refresh(refresh), { validator: validateRefresh });
-  setHandler(approveSignal, (submission) => onVoteSignal(run, 'approve-signal', submission));
-  setHandler(denySignal, (submission) => onVoteSignal(run, 'deny-signal', submission));
-  setHandler(submitApprovalUpdate, (submission) => submitApproval(run, submission), {
-    validator: (submission) => validateSubmission(run, submission),
-  });
-  setHandler(slotVerdictSignal, (verdict) => onSlotVerdict(run, verdict));
-  setHandler(revokeSignal, (revoke) => run.revoke(revoke));
+  setChainHandlers(run);
 
   const refuseIfEnded = (): void => {
     if (run.revoked || (ended && run.state.status === ChainStatus.Revoked))
