@@ -13,6 +13,12 @@ const files = fs
   .readdirSync(dir)
   .filter((f) => f.endsWith('.json'))
   .sort();
+// Agent sessions (workflows/session.ts), recorded by test/integration/replay-session-histories.test.ts.
+const sessionDir = path.join(__dirname, '..', 'replay', 'sessions');
+const sessionFiles = fs
+  .readdirSync(sessionDir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 let code: string;
 
 beforeAll(async () => {
@@ -40,11 +46,19 @@ describe('replay regression suite', () => {
         'continued-as-new-last-run.json',
       ]),
     );
+    expect(sessionFiles).toEqual(expect.arrayContaining(['session-closed.json', 'session-idle.json']));
   });
 
   it.each(files)('replays %s with the current workflow code', async (file) => {
     await expect(
       Worker.runReplayHistory({ workflowBundle: { code } }, load(file), chainIdOfSavedJson(raw(file))),
+    ).resolves.toBeUndefined();
+  });
+
+  it.each(sessionFiles)('replays session history %s with the current workflow code', async (file) => {
+    const json = JSON.parse(fs.readFileSync(path.join(sessionDir, file), 'utf8')) as unknown;
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: { code } }, historyFromSavedJson(json), chainIdOfSavedJson(json)),
     ).resolves.toBeUndefined();
   });
 
