@@ -10,6 +10,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Step } from '../contracts/chain';
+import { SessionEndedError } from '../sdk/client';
 import type { McpToolRule } from '../policies/manifest';
 import { mapToolCall, ruleFor } from './mapping';
 import { governorNote } from './policy-notes';
@@ -89,6 +90,14 @@ export class AgentSession {
         this.opening = undefined;
       });
     return this.opening;
+  }
+
+  /**
+   * Forgets a session that has completed (idle timeout, or closed), so that the next call opens a new one
+   * instead of being refused until the agent reconnects (a reconnect opens a new session too).
+   */
+  forget(sessionId: string): void {
+    if (this.sessionId === sessionId) this.sessionId = undefined;
   }
 
   /** Closes the session if it was opened (the final signed checkpoint). */
@@ -236,6 +245,9 @@ export function createGatewayServer(options: GatewayOptions, session: AgentSessi
       outcome = await options.port.proposeStep(sessionId, { step, credential, attestation });
     } catch (err) {
       log('proposal refused', { sessionId, stepId: step.id, error: messageOf(err) });
+      // A session that ended by itself (idle timeout) or was closed is replaced at the next call; one that
+      // was revoked or denied stays refused on this connection (an operator stopped it).
+      if (err instanceof SessionEndedError && err.status === 'Completed') session.forget(sessionId);
       return refusal(`the governor refused the call: ${messageOf(err)}`, { sessionId, stepId: step.id });
     }
     log('step proposed', { sessionId, stepId: step.id, action: step.action, outcome: outcome.outcome });

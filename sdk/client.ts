@@ -522,11 +522,7 @@ export class GovernorClient {
           .catch(() => undefined);
         if (!ended) throw new GovernorError(ErrorCode.NotFound, `no session ${sessionId}`, 'sessionId');
         const status = ended.typedSearchAttributes.get(GovernorStatusKey) ?? executionStatusName(ended.status.name);
-        throw new GovernorError(
-          ErrorCode.InvalidInput,
-          `session: closed (the session has ended: ${status}); no further step is accepted`,
-          'session',
-        );
+        throw new SessionEndedError(status);
       }
       const cause = (err as { cause?: { message?: string; type?: string } }).cause;
       if (cause?.type === ErrorCode.InvalidInput) {
@@ -550,6 +546,17 @@ export class GovernorClient {
       if (out.length >= limit) break;
     }
     return out;
+  }
+}
+
+/** A session update refused because the session has ended; `status` is how it ended (e.g. Completed, Revoked). */
+export class SessionEndedError extends GovernorError {
+  constructor(readonly status: string) {
+    super(
+      ErrorCode.InvalidInput,
+      `session: closed (the session has ended: ${status}); no further step is accepted`,
+      'session',
+    );
   }
 }
 

@@ -38,10 +38,15 @@ let taskQueue: string;
 const textOf = (r: CallToolResult): string => (r.content[0] as { text: string }).text;
 const governorMeta = (r: CallToolResult) => (r._meta as { governor: { sessionId: string; stepId: string } }).governor;
 
-async function agent(workload = 'agent:coder'): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+async function agent(
+  workload = 'agent:coder',
+  headers: Record<string, string> = {},
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const { credential, attestation } = await g.creds(workload);
   const transport = new StreamableHTTPClientTransport(new URL(gateway.url!), {
-    requestInit: { headers: { authorization: `Bearer ${credential}`, 'x-governor-attestation': attestation } },
+    requestInit: {
+      headers: { authorization: `Bearer ${credential}`, 'x-governor-attestation': attestation, ...headers },
+    },
   });
   const client = new Client({ name: 'scripted-agent', version: '1.0.0' });
   await client.connect(transport);
@@ -230,7 +235,58 @@ describe('MCP gateway in front of the real filesystem server, governed on Tempor
     expect(refused.isError).toBe(true);
     expect(textOf(refused)).toMatch(/revoked/i);
     expect(fs.existsSync(target)).toBe(false);
+    // Revoked stays revoked on this connection: the gateway does not open a new session behind it.
+    const again = (await client.callTool({
+      name: 'write_file',
+      arguments: { path: target, content: 'x' },
+    })) as CallToolResult;
+    expect(again.isError).toBe(true);
+    expect(textOf(again)).toMatch(/revoked/i);
+    expect(fs.existsSync(target)).toBe(false);
     await client.close();
+  });
+
+  it('X-Governor-Agent-Id shares one session between connections of the same workload, never across workloads', async () => {
+    const read = async (c: Client) =>
+      governorMeta(
+        (await c.callTool({
+          name: 'read_file',
+          arguments: { path: path.join(workspace, 'notes.txt') },
+        })) as CallToolResult,
+      ).sessionId;
+    const a = await agent('agent:coder-3', { 'x-governor-agent-id': 'planner-1' });
+    const b = await agent('agent:coder-3', { 'x-governor-agent-id': 'planner-1' });
+    const other = await agent('agent:coder-3', { 'x-governor-agent-id': 'planner-2' });
+    const squatter = await agent('agent:coder-4', { 'x-governor-agent-id': 'planner-1' });
+    const malformed = await agent('agent:coder-3', { 'x-governor-agent-id': '../planner-1 x' });
+    const shared = await read(a.client);
+    expect(await read(b.client)).toBe(shared);
+    expect(await read(other.client)).not.toBe(shared);
+    expect(await read(squatter.client)).not.toBe(shared); // another workload never joins it
+    expect(await read(malformed.client)).not.toBe(shared); // an invalid id is ignored: a session of its own
+    const state = await g.gc.status(shared);
+    expect(state.workload).toBe('agent:coder-3');
+    expect(state.steps.map((s) => s.status)).toEqual(['completed', 'completed']);
+
+    // One connection going away does not close the shared session: the other goes on in it.
+    await a.transport.terminateSession();
+    await a.client.close();
+    expect(await read(b.client)).toBe(shared);
+    expect((await g.gc.status(shared)).steps).toHaveLength(3);
+
+    // Once the shared session has completed (closed here; an idle timeout alike), the next call says so
+    // and the one after opens a new session, governed from its start.
+    await g.gc.closeSession(shared, { reason: 'operator closed it' });
+    const refused = (await b.client.callTool({
+      name: 'read_file',
+      arguments: { path: path.join(workspace, 'notes.txt') },
+    })) as CallToolResult;
+    expect(refused.isError).toBe(true);
+    expect(textOf(refused)).toMatch(/session has ended: Completed/);
+    const next = await read(b.client);
+    expect(next).not.toBe(shared);
+    expect((await g.gc.status(next)).workload).toBe('agent:coder-3');
+    for (const c of [b, other, squatter, malformed]) await c.client.close();
   });
 });
 
