@@ -499,11 +499,30 @@ export class GovernorClient {
     return ProposeOutcome.parse(await this.sessionUpdate(sessionId, awaitStepUpdate, parsed.data));
   }
 
-  /** Ends the session (after the steps already accepted) and returns its result with the final signed checkpoint. */
+  /**
+   * Ends the session (after the steps already accepted) and returns its result with the final signed
+   * checkpoint. Idempotent: a session that has already ended (closed by another caller at the same time,
+   * timed out, revoked) answers with the result it ended with.
+   */
   async closeSession(sessionId: string, options: { reason?: string } = {}): Promise<ChainResult> {
     const parsed = CloseSessionInput.safeParse(options ?? {});
     if (!parsed.success) throw zodInvalid('invalid closeSession', parsed.error);
-    return this.sessionUpdate(sessionId, closeSessionUpdate, parsed.data);
+    try {
+      return await this.sessionUpdate(sessionId, closeSessionUpdate, parsed.data);
+    } catch (err) {
+      // The session ended before this update was delivered, or while it was in flight (the server aborts
+      // the updates still open when a workflow completes): its result is the answer.
+      if (err instanceof SessionEndedError || (await this.hasEnded(sessionId))) return this.result(sessionId);
+      throw err;
+    }
+  }
+
+  /** Whether the workflow's latest run has closed (false when it cannot be described). */
+  private async hasEnded(workflowId: string): Promise<boolean> {
+    const described = await this.handle(workflowId)
+      .describe()
+      .catch(() => undefined);
+    return described !== undefined && described.status.name !== 'RUNNING';
   }
 
   /** Sends a session update; a refusal by the workflow becomes `GovernorError(InvalidInput)` naming the field. */

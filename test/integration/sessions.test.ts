@@ -98,6 +98,23 @@ describe('agent sessions', () => {
     expect(listed).toMatchObject({ workload: WORKLOAD, status: 'Completed' });
   });
 
+  it('closeSession is idempotent: concurrent closes and a close after the end all answer the one result', async () => {
+    const { sessionId, credential } = await open();
+    await g.gc.proposeStep(sessionId, { step: fsStep('r1', 'doc.read', 'notes'), credential });
+    const closes = await Promise.all(
+      ['a', 'b', 'c'].map((who) => g.gc.closeSession(sessionId, { reason: `closed by ${who}` })),
+    );
+    const ended = await g.gc.result(sessionId);
+    expect(ended).toMatchObject({ status: 'Completed', reason: expect.stringMatching(/^closed: closed by [abc]$/) });
+    for (const r of closes) expect(r).toEqual(ended);
+    expect(await g.gc.closeSession(sessionId, { reason: 'late' })).toEqual(ended);
+    // An ended session still refuses proposals, and nothing ran twice.
+    await expect(g.gc.proposeStep(sessionId, { step: fsStep('r2', 'doc.read', 'notes'), credential })).rejects.toThrow(
+      /session has ended: Completed/,
+    );
+    expect(ledgerKeys(sessionId)).toHaveLength(1);
+  });
+
   it('escalates: awaiting-approval at once, then votes, then awaitStep returns the execution, which happened once', async () => {
     const { sessionId, credential } = await open();
     const first = await g.gc.proposeStep(sessionId, { step: fsStep('w1', 'doc.write', 'protected'), credential });
