@@ -375,13 +375,42 @@ describe('agent sessions', () => {
       chainId: sessionId,
       replayer,
     });
-    await replayer.close();
     const failed = bad.checks.filter((c) => !c.ok);
     expect(failed.map((c) => c.name)).toEqual(['bindings']);
     expect(JSON.stringify(failed)).toMatch(
       /the proposeStep outcome of v1: its output digest is not the recorded output's/,
     );
     expect(bad.verdict).toBe('failed');
+
+    // A worker that gave policy a false session summary (v3, decided in the second run after two reads
+    // completed, claims none had) is caught: the summary is recomputed from the receipts across runs.
+    const second = JSON.parse(JSON.stringify(histories[1])) as Json;
+    let lied = 0;
+    for (const event of second.events as Json[]) {
+      for (const field of Object.values(event.markerRecordedEventAttributes?.details ?? {}) as Json[]) {
+        for (const payload of field.payloads ?? []) {
+          const value = JSON.parse(Buffer.from(payload.data, 'base64').toString('utf8'));
+          if (value?.receipt?.stepId !== 'v3' || !value.request?.context?.session) continue;
+          expect(value.request.context.session).toEqual({ steps: 2, actions: { 'doc.read': 2 } });
+          value.request.context.session = { steps: 0, actions: {} };
+          payload.data = Buffer.from(JSON.stringify(value)).toString('base64');
+          lied++;
+        }
+      }
+    }
+    expect(lied).toBe(1);
+    const liar = await verifyChain({
+      histories: [histories[0], second, ...histories.slice(2)],
+      runs: histories.runs,
+      home: g.home,
+      chainId: sessionId,
+      replayer,
+    });
+    expect(liar.verdict).toBe('failed');
+    expect(JSON.stringify(liar.checks.filter((c) => !c.ok))).toMatch(
+      /receipt \d+ \(decision, step v3\): evaluated with a session summary \(context.session\) that is not the count of the steps completed before it/,
+    );
+    await replayer.close();
   });
 
   it('a proposal sent while no governor worker runs is not lost', async () => {

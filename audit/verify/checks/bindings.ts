@@ -111,6 +111,11 @@ interface Walk {
   coordinators: Map<string, string>;
   /** Completed executions seen. */
   executions: number;
+  /**
+   * An agent session's summary as the governor must have given it to policy (`context.session`): the
+   * steps that completed before the decision, in total and per action, recomputed from the receipts.
+   */
+  sessionSummary?: { steps: number; actions: Record<string, number> };
 }
 
 /** Whether `stepId` may run now: allowed (or escalated with break-glass), and no slot pending or refused. */
@@ -180,6 +185,7 @@ export function checkBindings(
     slotRefused: new Set(),
     coordinators: new Map(),
     executions: 0,
+    ...(firstRun.session !== undefined ? { sessionSummary: { steps: 0, actions: {} } } : {}),
   };
 
   // An activity must be scheduled only after an allowing decision for its step, with exactly the step's input.
@@ -319,6 +325,12 @@ function evaluatedRequest(w: Walk, label: string, request: unknown, stepId: stri
   // A session step's `context.session` is the governor's summary of the session, not the step's own.
   const own = ownContext(context);
   if (w.session) delete own[SESSION_CONTEXT_KEY];
+  // Policy may count a session's steps (e.g. "at most two deletions per session"): the summary it was given
+  // must be the one the receipts show, or a lying worker could have had a step allowed on a false count.
+  if (w.sessionSummary && canonicalJson(context[SESSION_CONTEXT_KEY] ?? null) !== canonicalJson(w.sessionSummary))
+    w.problems.add(
+      `${label}: evaluated with a session summary (context.session) that is not the count of the steps completed before it`,
+    );
   if (canonicalJson(own) !== expectedOwnContext(action))
     w.problems.add(`${label}: evaluated another context than the step's`);
   const approvals = isRecord(context.approvals) ? context.approvals : undefined;
@@ -353,6 +365,12 @@ function execution(w: Walk, label: string, entry: ReceiptEntry, stepId: string):
   const payload = isRecord(res.payload) ? res.payload : {};
   if (payload.status !== 'completed') return; // a failed execution records the error, not an outcome
   w.executions++;
+  const summary = w.sessionSummary;
+  const action = w.actions.get(stepId)?.action;
+  if (summary && typeof action === 'string') {
+    summary.steps++;
+    summary.actions[action] = (summary.actions[action] ?? 0) + 1;
+  }
   if (!allowed(w, stepId))
     w.problems.add(
       `${label}: executed without an allowing decision (last: ${String(w.lastDecision.get(stepId)?.effect)})`,
