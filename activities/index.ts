@@ -50,7 +50,7 @@ import type { CredentialClaims } from './credential-claims';
 import { decisionReceiptPayload, makeReceipt, type ReceiptSigner } from '../core/receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
 import { createSessionActivities } from './sessions';
-import { NOTIFY_EVENTS, type NotifyEvent } from '../contracts/notification';
+import { subscribedEvents, type NotifyEvent } from '../contracts/notification';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
 export type {
@@ -265,8 +265,7 @@ export function createActivities(deps: ActivityDeps) {
     logShadowDifference(input, result);
     const digest = stepDigest(input.chainId, input, binding ?? null);
     const ladder = active?.bundle.manifest.approvals.ladder ?? [];
-    const hooks = active?.bundle.manifest.notifications.webhooks ?? [];
-    const notify = NOTIFY_EVENTS.filter((e) => hooks.some((h) => h.events.includes(e)));
+    const notify = subscribedEvents(active?.bundle.manifest.notifications.webhooks ?? []);
     const approvalRules =
       result.decision.effect === 'escalate'
         ? {

@@ -44,3 +44,8 @@ export interface NotificationEvent {
 export function notifyWorkflowId(event: Pick<NotificationEvent, 'key'>): string {
   return `governor-notify:${event.key}`.slice(0, 900);
 }
+
+/** The events at least one of `webhooks` asked for, in {@link NOTIFY_EVENTS} order (what `authorize` reports). */
+export function subscribedEvents(webhooks: readonly { events: readonly NotifyEvent[] }[]): NotifyEvent[] {
+  return NOTIFY_EVENTS.filter((e) => webhooks.some((h) => h.events.includes(e)));
+}

@@ -12,6 +12,9 @@ import { defaultBundleWith } from '../harness/bundles';
 import { eventually } from '../harness/eventually';
 import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
 import { freePort } from '../../workers/dev-server';
+import { parse, stringify } from 'yaml';
+import { createReplayer, fetchChainHistories, verifyChain } from '../../audit/verify';
+import { sessionTestBundle } from '../harness/session-bundle';
 import { makeHome, startGovernorWorker, uniqueQueue } from '../harness/temporal';
 
 /**
@@ -252,6 +255,21 @@ describe('webhook notifications on the real server', () => {
       `Chain Completed: ${WORKLOAD}`,
     ]);
 
+    // The chain still verifies (its history now holds the notification workflows' starts).
+    const replayer = createReplayer({ workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! } });
+    try {
+      const report = await verifyChain({
+        histories: await fetchChainHistories(g.client, chainId),
+        home: g.home,
+        chainId,
+        replayer,
+      });
+      expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+      expect(report.verdict).toBe('verified');
+    } finally {
+      await replayer.close();
+    }
+
     // No secret anywhere in history: not in the chain's, not in the notification workflows'.
     const histories = [chainId, ...all.map((r) => `governor-notify:${(r.body as { key: string }).key}`)];
     for (const id of histories) {
@@ -394,4 +412,57 @@ describe('a bad webhook in the manifest', () => {
     expect(message).toMatch(/notifications\.webhooks\.0\.secret/);
     expect(message).not.toContain('hunter2-inline-secret');
   });
+});
+
+describe('agent sessions', () => {
+  let sg: Governed;
+  beforeAll(async () => {
+    const dir = sessionTestBundle('5m');
+    const file = path.join(dir, 'manifest.yaml');
+    const manifest = parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    manifest.notifications = { webhooks: [{ url: `${receiver.url}/json`, secret: { env: SECRET_ENV } }] };
+    fs.writeFileSync(file, stringify(manifest));
+    sg = await setupGoverned({ policiesDir: dir });
+  });
+  afterAll(async () => {
+    await sg?.stop();
+  });
+
+  it('notifies a session step waiting for approval, its votes, and the session outcome', async () => {
+    const c = await sg.creds();
+    const { sessionId } = await sg.gc.openSession({ workload: WORKLOAD, owner: 'team-agents', ...c });
+    const step = sg.serviceStep('w1', 'doc.write', { type: 'Doc', id: 'protected' });
+    const first = await sg.gc.proposeStep(sessionId, { step, credential: c.credential });
+    expect(first.outcome).toBe('awaiting-approval');
+    const waiting = await eventually('the waiting notification', async () => receiver.of('/json', sessionId)[0]);
+    expect(waiting.body).toMatchObject({
+      event: 'waiting',
+      kind: 'session',
+      chainId: sessionId,
+      step: { id: 'w1', action: 'doc.write', resource: 'Doc::"protected"' },
+      approval: { roles: ['sre-lead'], quorum: 2, stillNeeded: 2 },
+    });
+    const digest = (await sg.gc.status(sessionId)).steps[0]!.approval!.stepDigest;
+    for (const sub of ['alice', 'bob']) {
+      const token = await issueApproval({
+        home: sg.home,
+        sub,
+        roles: ['sre-lead'],
+        chainId: sessionId,
+        stepId: 'w1',
+        stepDigest: digest,
+        decision: 'approve',
+      });
+      await sg.gc.submitApproval(sessionId, token);
+    }
+    await sg.gc.awaitStep(sessionId, 'w1', { credential: c.credential });
+    expect((await sg.gc.closeSession(sessionId)).status).toBe('Completed');
+    const all = await eventually('the outcome notification', async () => {
+      const got = receiver.of('/json', sessionId);
+      return got.some((r) => r.body.event === 'outcome') ? got : undefined;
+    });
+    expect(all.map((r) => r.body.event)).toEqual(['waiting', 'vote', 'vote', 'outcome']);
+    expect(all[3]!.body).toMatchObject({ kind: 'session', outcome: { status: 'Completed' } });
+    for (const r of all) expect(signatureValid(r, SECRET)).toBe(true);
+  }, 90_000);
 });
