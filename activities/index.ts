@@ -50,6 +50,7 @@ import type { CredentialClaims } from './credential-claims';
 import { decisionReceiptPayload, makeReceipt, type ReceiptSigner } from '../core/receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
 import { createSessionActivities } from './sessions';
+import { subscribedEvents, type NotifyEvent } from '../contracts/notification';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
 export type {
@@ -75,7 +76,11 @@ export interface GovernorAuthorizeInput extends AuthorizeInput {
 export interface GovernorAuthorizeResult extends AuthorizeResult {
   stepDigest: string;
   /** Present when the decision escalates: the manifest's escalation ladder and break-glass role. */
-  approvalRules?: { ladder: { afterMs: number; roles: string[] }[] };
+  approvalRules?: {
+    ladder: { afterMs: number; roles: string[] }[];
+    /** The events the manifest's webhooks asked for; absent when it has none (nothing is sent). */
+    notify?: NotifyEvent[];
+  };
   /**
    * Whether the active manifest puts the step's resource in a coordination domain (steps only). `false`
    * lets the workflow skip `requestSlot` (one local activity fewer per step); `governor verify` checks it
@@ -260,9 +265,13 @@ export function createActivities(deps: ActivityDeps) {
     logShadowDifference(input, result);
     const digest = stepDigest(input.chainId, input, binding ?? null);
     const ladder = active?.bundle.manifest.approvals.ladder ?? [];
+    const notify = subscribedEvents(active?.bundle.manifest.notifications.webhooks ?? []);
     const approvalRules =
       result.decision.effect === 'escalate'
-        ? { ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })) }
+        ? {
+            ladder: ladder.map((l) => ({ afterMs: durationMs(l.after), roles: [...l.roles] })),
+            ...(notify.length > 0 ? { notify } : {}),
+          }
         : undefined;
     const domains = active?.bundle.manifest.coordination.domains;
     // Unknown (no bundle) counts as coordinated: the workflow then asks requestSlot, which fails closed.

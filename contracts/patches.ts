@@ -47,3 +47,11 @@ export const LEAN_CHAIN_PATCH = 'lean-chain-folded-checkpoint';
  * compensation, so its idempotency key would make the real compensation a duplicate) is refused at input.
  */
 export const RESERVED_COMPENSATION_ID_PATCH = 'reserved-compensation-step-ids';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow`: when the manifest has webhooks
+ * (`notifications.webhooks`, reported by `authorize` with an escalation), the run starts a detached
+ * `governorNotifyWorkflow` (parent close: abandon) when a step starts waiting for approval, on each
+ * counted vote, and at its outcome. Only the start is awaited, never the delivery.
+ */
+export const WEBHOOK_NOTIFY_PATCH = 'webhook-notifications';

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { DURATION_PATTERN, durationMs } from '../contracts/duration';
 import { Coordination } from '../contracts/coordination';
-import { HttpSection } from './http-allow';
+import { HttpSection, SecretRef } from './http-allow';
+import { NOTIFY_EVENTS } from '../contracts/notification';
 
 /**
  * The governance manifest (`manifest.yaml` of a policy bundle). Strict: an unknown key is an error,
@@ -102,6 +103,35 @@ export function templateArguments(template: string): string[] {
   return [...template.matchAll(PLACEHOLDER)].map((m) => m[1]!);
 }
 
+/** An http(s) URL without credentials in it (`user:password@`): other schemes are refused. */
+const WebhookUrl = z
+  .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
+  .refine((u) => !URL.canParse(u) || (new URL(u).username === '' && new URL(u).password === ''), {
+    message: 'must not carry credentials (user:password@)',
+  });
+
+/**
+ * A webhook told about approvals (README "Notifications"): a POST signed with HMAC-SHA256 under the
+ * secret (`X-Governor-Signature: t=<unix>,v1=<hex>`), read by the worker from an environment variable
+ * or a file, never written in the bundle.
+ */
+export const Webhook = z.strictObject({
+  url: WebhookUrl,
+  secret: SecretRef,
+  /** Which events it receives (default all): a step starts waiting, a counted vote, the chain's outcome. */
+  events: z
+    .array(z.enum(NOTIFY_EVENTS))
+    .min(1)
+    .default([...NOTIFY_EVENTS]),
+  /** `json` (default): the event as JSON; `slack`: a Slack-compatible message (`text` + `blocks`). */
+  format: z.enum(['json', 'slack']).default('json'),
+  /** The approval inbox the message links to (default: GOVERNOR_INBOX_URL of the worker, if set). */
+  inboxUrl: WebhookUrl.optional(),
+  /** The Temporal Web UI the message links to (default: GOVERNOR_TEMPORAL_UI_URL, else http://localhost:8233). */
+  temporalUiUrl: WebhookUrl.optional(),
+});
+export type Webhook = z.infer<typeof Webhook>;
+
 export const ApproverRole = z.strictObject({
   description: z.string().optional(),
 });
@@ -172,6 +202,8 @@ export const Manifest = z.strictObject({
    * (`fs/read_file`, which wins). A tool without a rule is never called: the gateway refuses it.
    */
   mcp: z.strictObject({ tools: z.record(z.string().min(1).max(257), McpToolRule).default({}) }).prefault({}),
+  /** Webhooks told when a step starts waiting for approval, on each counted vote and on the outcome; default none. */
+  notifications: z.strictObject({ webhooks: z.array(Webhook).max(10).default([]) }).prefault({}),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

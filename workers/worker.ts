@@ -8,6 +8,7 @@ import {
 import type { Logger as PinoLogger } from 'pino';
 import { createActivities, type HttpExecutorOptions } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
+import { createNotifyActivities } from '../activities/notify';
 import { RevocationCache, RevocationStore } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
 import { Client } from '@temporalio/client';
@@ -136,6 +137,8 @@ export async function createGovernorWorker(
     taskQueue,
     activities: {
       ...options.extraActivities,
+      // Webhook notifications (notifications.webhooks): secrets read here, from this worker's environment or files.
+      ...createNotifyActivities({ policies, home: options.home }),
       ...createActivities({
         policies,
         home: options.home,

@@ -74,6 +74,8 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     state.reason = run.receiptFailure;
   }
   run.setRolesAndStatus(undefined, outcome);
+  // Webhooks (runs that escalated with some configured): the outcome; only the starts are awaited.
+  await run.notifications?.outcome(outcome, state.reason);
   await condition(allHandlersFinished);
   const { chainId } = run;
   log.info('chain ended', { chainId, status: outcome });

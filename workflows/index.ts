@@ -4,3 +4,4 @@ export { governedSessionWorkflow } from './session';
 export { revocationRegistryWorkflow } from './revocation-registry';
 export { coordinatorWorkflow } from './coordinator';
 export { credentialClaimWorkflow } from './credential-claim';
+export { governorNotifyWorkflow } from './notify';

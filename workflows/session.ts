@@ -308,6 +308,8 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     checkpoint,
   };
   final.result = result;
+  // Webhooks (sessions that escalated with some configured): the outcome; only the starts are awaited.
+  await run.notifications?.outcome(outcome, state.reason);
   await condition(allHandlersFinished);
   log.info('session ended', { chainId, status: outcome });
   return result;

@@ -1,4 +1,12 @@
-import { CancellationScope, condition, isCancellation, log, sleep, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  condition,
+  isCancellation,
+  log,
+  patched,
+  sleep,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type { GovernorAuthorizeResult } from '../../activities';
 import {
   ApprovalSubmission,
@@ -13,10 +21,12 @@ import { invalidInputMessage } from '../../contracts/issues';
 import { GovernorBreakGlassKey } from '../../contracts/search-attributes';
 import type { StepState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
+import { WEBHOOK_NOTIFY_PATCH } from '../../contracts/patches';
 import type { GovernedAction } from '../../core/step';
 import { failureMessage, invalidInput } from '../failure';
 import { LOCAL_ACTIVITY } from '../retry';
 import { authorize, type Authorization } from './authorize';
+import { Notifications } from './notify';
 import { governor } from './proxies';
 import { Revoked, type ChainRun } from './run';
 
@@ -120,6 +130,13 @@ export async function awaitApproval(
     `by ${approval.deadlineAt ?? requirement.deadline}`;
   const showWaiting = () => run.setStatus(ChainStatus.AwaitingApproval, waiting());
   run.setRolesAndStatus(approval.eligibleRoles, ChainStatus.AwaitingApproval, waiting());
+  // Webhooks (only when the manifest has some): told now, on each counted vote, and at the run's outcome.
+  const notify = first.approvalRules?.notify;
+  if (notify && notify.length > 0 && patched(WEBHOOK_NOTIFY_PATCH)) {
+    if (run.notifications) run.notifications.events = notify;
+    else run.notifications = new Notifications(run, notify, run.session ? 'session' : 'chain');
+    run.notifications.waiting(a, approval);
+  }
 
   let expired = false;
   const timers = new CancellationScope();
@@ -202,6 +219,7 @@ export async function awaitApproval(
       }
       approvals.settle(verdict);
       showWaiting();
+      if (verdict.counted && !verdict.repeat) run.notifications?.vote(a, approval, verdict);
       if (verdict.counted && verdict.decision === 'deny') {
         const reason = `denied by approver ${verdict.approver}${verdict.reason ? `: ${verdict.reason}` : ''}`;
         return finish('denied', { allowed: false, decision, reason });

@@ -12,6 +12,7 @@ import { ApprovalQueue } from '../approval-queue';
 import { failureMessage, invalidInput } from '../failure';
 import { unpackSteps } from '../../core/packed-steps';
 import type { ChainResume } from './input';
+import type { Notifications } from './notify';
 import { governor } from './proxies';
 
 /** Thrown inside the chain when it was revoked; never leaves the workflow. */
@@ -65,6 +66,8 @@ export class ChainRun {
   readonly uncancellable = new CancellationScope({ cancellable: false });
   /** A folded final checkpoint the last step's `governStep` signed (LEAN_CHAIN_PATCH), until it is used. */
   foldedCheckpoint: Receipt | undefined;
+  /** Webhook notifications (WEBHOOK_NOTIFY_PATCH), from the first escalation of a manifest with webhooks. */
+  notifications: Notifications | undefined;
   private publishedStatus: ChainStatus | undefined;
   /** Lean runs: pending roles were set at least once (so ending the chain clears them). */
   private rolesPublished = false;

@@ -6,6 +6,7 @@ import { findDomain } from '../../../contracts/coordination';
 import { AuthzRequest, Decision } from '../../../contracts/decision';
 import { durationMs } from '../../../contracts/duration';
 import { RevocationListRef } from '../../../contracts/revocation';
+import { subscribedEvents } from '../../../contracts/notification';
 import { bundleDigest, type LoadedBundle } from '../../../policies/bundle';
 import { decisionsDiffer } from '../../../policies/decision-diff';
 import { PolicyEngine } from '../../../policies/engine';
@@ -150,7 +151,9 @@ function checkDecision(t: Tally, entry: ReceiptEntry, where: string): void {
     afterMs: durationMs(l.after),
     roles: [...l.roles],
   }));
-  const rules = decision.effect === 'escalate' ? { ladder } : undefined;
+  // Webhook notifications: the events the bundle's webhooks asked for (absent when none).
+  const notify = subscribedEvents(b.manifest.notifications.webhooks);
+  const rules = decision.effect === 'escalate' ? { ladder, ...(notify.length > 0 ? { notify } : {}) } : undefined;
   if (
     entry.result.credentialExpired !== false ||
     entry.result.gracePeriod !== durationMs(b.manifest.credential.gracePeriod) ||
