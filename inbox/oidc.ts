@@ -18,7 +18,11 @@ export function mapRoles(claims: Record<string, unknown>, settings: InboxOidc): 
   const raw = claims[settings.rolesClaim];
   const values = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw.filter((v) => typeof v === 'string') : [];
   const roles = new Set<string>();
-  for (const value of values) for (const role of settings.roleMap[value] ?? []) roles.add(role);
+  for (const value of values) {
+    // Own keys only: a claim value such as `constructor` names no role.
+    if (!Object.hasOwn(settings.roleMap, value)) continue;
+    for (const role of settings.roleMap[value]!) roles.add(role);
+  }
   return [...roles].sort();
 }
 
