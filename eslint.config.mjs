@@ -24,6 +24,8 @@ export default tseslint.config(
       'test/harness/summary-reporter.js',
       // A plain-Node upstream MCP server the gateway's tests spawn (no build step).
       'test/fixtures/mcp/*.js',
+      // The test IdP (oidc-provider is ESM-only): plain Node, spawned by test/harness/oidc-idp.ts.
+      'test/harness/oidc-idp-server.mjs',
       'eslint.config.mjs',
     ],
   },

@@ -7,8 +7,8 @@ const swc = [
   '@swc/jest',
   { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } },
 ];
-const transform = { '^.+\\.ts$': swc, '^.+/node_modules/jose/.+\\.js$': swc };
-const transformIgnorePatterns = ['/node_modules/(?!jose/)'];
+const transform = { '^.+\\.ts$': swc, '^.+/node_modules/(jose|openid-client|oauth4webapi)/.+\\.js$': swc };
+const transformIgnorePatterns = ['/node_modules/(?!(jose|openid-client|oauth4webapi)/)'];
 
 module.exports = {
   testTimeout: 60_000,

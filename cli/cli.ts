@@ -6,6 +6,7 @@ import { registerChainCommands } from './commands/chains';
 import { registerCodecCommands } from './commands/codec';
 import { registerCoordinationCommands } from './commands/coordination';
 import { registerIdentityCommands } from './commands/identity';
+import { registerInboxCommands } from './commands/inbox';
 import { registerMcpCommands } from './commands/mcp';
 import { registerPolicyCommands } from './commands/policy';
 import { registerRuntimeCommands, runTemporalCli, waitForShutdown } from './commands/runtime';
@@ -59,6 +60,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerCoordinationCommands(program, ctx);
   registerSessionCommands(program, ctx);
   registerMcpCommands(program, ctx);
+  registerInboxCommands(program, ctx);
   return program;
 }
 

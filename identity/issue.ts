@@ -49,7 +49,8 @@ export interface AttestationClaims {
 }
 
 /** Claims of an issued approval vote: the vote and the registered claims (contracts/identity-claims.ts). */
-export type ApprovalClaims = ApprovalVote & Pick<ApprovalTokenClaims, 'iss' | 'aud' | 'iat' | 'exp' | 'jti'>;
+export type ApprovalClaims = ApprovalVote &
+  Pick<ApprovalTokenClaims, 'iss' | 'aud' | 'iat' | 'exp' | 'jti'> & { idp?: { iss: string; sub: string } };
 
 /** Inputs of `issueCredential`. */
 export interface IssueCredentialOptions {
@@ -97,6 +98,8 @@ export type IssueApprovalOptions = ApprovalVote & {
   audience?: string;
   /** Default: a random UUID. */
   jti?: string;
+  /** Who signed in at the IdP the vote came through (the approval inbox): recorded in the vote as claim `idp`. */
+  idp?: { iss: string; sub: string };
 };
 
 /** The registered claims credentials and approvals share: `iss`, `sub`, `aud`, `iat`, `exp`, `jti`. */
@@ -182,6 +185,8 @@ export async function issueApproval(options: IssueApprovalOptions): Promise<stri
   };
   if (options.reason !== undefined) claims.reason = note(options.reason, 'reason');
   if (options.justification !== undefined) claims.justification = note(options.justification, 'justification');
+  if (options.idp !== undefined)
+    claims.idp = { iss: text(options.idp.iss, 'idp.iss'), sub: text(options.idp.sub, 'idp.sub') };
   return sign(options.home, 'approver', APPROVAL_TYP, claims);
 }
 

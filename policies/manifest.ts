@@ -106,6 +106,42 @@ export const ApproverRole = z.strictObject({
   description: z.string().optional(),
 });
 
+/**
+ * The approval inbox's sign-in (`governor inbox`, DESIGN §10): OpenID Connect authorization code + PKCE
+ * against the organisation's IdP. Roles come from an ID-token claim mapped here; the client secret is
+ * never written in the manifest, only the environment variable that holds it.
+ */
+export const InboxOidc = z.strictObject({
+  /** The IdP's issuer URL (discovery at `<issuer>/.well-known/openid-configuration`); http only on loopback. */
+  issuer: z.url({ protocol: /^https?$/ }),
+  clientId: z.string().min(1).max(256),
+  /** Environment variable holding the client secret (a public client with PKCE only when absent). */
+  clientSecretEnv: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name')
+    .optional(),
+  /** Where the IdP sends the browser back: `<inbox URL>/auth/callback`. */
+  redirectUri: z.url({ protocol: /^https?$/ }),
+  scopes: z.array(z.string().min(1)).min(1).default(['openid', 'profile', 'email']),
+  /** The ID-token claim that names the approver (the vote's `sub`; separation of duties compares it). */
+  approverClaim: z.string().min(1).default('sub'),
+  /** The ID-token claim holding the person's groups (a string or a list of strings). */
+  rolesClaim: z.string().min(1).default('groups'),
+  /** Claim value → governor roles. A value not listed grants nothing. */
+  roleMap: z.record(z.string().min(1), z.array(z.string().min(1).max(64)).min(1)).default({}),
+});
+export type InboxOidc = z.infer<typeof InboxOidc>;
+
+/** The approval inbox: its IdP (none: development sign-in, refused when NODE_ENV=production) and the vote signer. */
+export const InboxSection = z.strictObject({
+  oidc: InboxOidc.optional(),
+  /** `iss` of the votes the inbox signs with `<home>/keys/approver.private.jwk.json`: one of `trustedApprovers`. */
+  approverIssuer: z.string().min(1).optional(),
+  /** How long a signed-in session lasts. */
+  sessionTtl: Duration.default('8h'),
+});
+export type InboxSection = z.infer<typeof InboxSection>;
+
 export const Manifest = z.strictObject({
   version: z.literal(1),
   name: z.string().min(1),
@@ -172,6 +208,8 @@ export const Manifest = z.strictObject({
    * (`fs/read_file`, which wins). A tool without a rule is never called: the gateway refuses it.
    */
   mcp: z.strictObject({ tools: z.record(z.string().min(1).max(257), McpToolRule).default({}) }).prefault({}),
+  /** The approval inbox (`governor inbox`): OIDC sign-in; absent means development sign-in only. */
+  inbox: InboxSection.optional(),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

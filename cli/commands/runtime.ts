@@ -11,6 +11,7 @@ import { startDevServer, type DevServer } from '../../workers/dev-server';
 import { resolveTemporalCli } from '../../workers/temporal-cli';
 import { createGovernorWorker, defaultPoliciesDir } from '../../workers/worker';
 import { Exit, type CommandContext, type Out } from '../context';
+import { runInbox } from './inbox';
 
 /** `governor server`, `governor worker` and `governor up`: the processes the governor runs as. */
 
@@ -204,8 +205,9 @@ export function registerRuntimeCommands(program: Command, ctx: CommandContext): 
     .description('server + worker together (the embedded default); creates development keys on first start')
     .option('--port <port>', 'frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
-    .option('--task-queue <name>', 'task queue', DEFAULT_TASK_QUEUE);
-  workerOptions(upCommand).action(async (opts: WorkerOpts & { port: string; uiPort: string }) => {
+    .option('--task-queue <name>', 'task queue', DEFAULT_TASK_QUEUE)
+    .option('--inbox-port <port>', 'approval inbox port (0: none)', '8234');
+  workerOptions(upCommand).action(async (opts: WorkerOpts & { port: string; uiPort: string; inboxPort: string }) => {
     const o = ctx.out();
     const home = ctx.home();
     const keys = await initKeys(home);
@@ -226,11 +228,27 @@ export function registerRuntimeCommands(program: Command, ctx: CommandContext): 
       await server.stop();
       throw err;
     }
+    // The approval inbox (DESIGN §10); a failure to start it leaves the server and worker running.
+    let inbox: Awaited<ReturnType<typeof runInbox>> | undefined;
+    if (opts.inboxPort !== '0') {
+      try {
+        inbox = await runInbox(ctx, {
+          port: parsePort(opts.inboxPort, '--inbox-port'),
+          policies: opts.policies,
+          taskQueue: opts.taskQueue,
+          temporalUiUrl: server.uiUrl,
+          address: server.address,
+        });
+      } catch (err) {
+        process.stderr.write(`approval inbox not started: ${(err as Error).message}\n`);
+      }
+    }
     if (!o.json) {
       process.stdout.write(
         [
           '',
           `Temporal UI:  ${server.uiUrl}`,
+          ...(inbox ? [`Approval inbox: ${inbox.url}`] : []),
           'Try next:',
           '  npx governor demo                         # allowed, denied and escalated example chains',
           '  npx governor run examples/chains/deploy-staging.yaml --as agent:release-bot --wait',
@@ -242,6 +260,7 @@ export function registerRuntimeCommands(program: Command, ctx: CommandContext): 
     }
     const signal = await waitForShutdown();
     process.stderr.write(`${signal}: stopping…\n`);
+    await inbox?.closeAll();
     await worker.stop();
     await server.stop();
     ctx.setExit(Exit.Ok);
