@@ -1,3 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { startInbox } from '../../inbox/server';
+import { loadBundle } from '../../policies/bundle';
 import type { Governed } from './governed';
 
 /** The approval inbox of a test, on loopback. */
@@ -7,15 +11,35 @@ export interface TestInbox {
   stop(): Promise<void>;
 }
 
-/**
- * Whether the approval inbox (inbox/, built on branch h-inbox) is present in this tree: until it is,
- * the browser test of the inbox is skipped.
- */
+/** Whether the approval inbox (inbox/server.ts) is in this tree (the browser test is skipped without it). */
 export function inboxAvailable(): boolean {
-  return false;
+  return fs.existsSync(path.join(__dirname, '..', '..', 'inbox', 'server.ts'));
 }
 
-/** Starts the approval inbox on the governed test setup's client and task queue, with the bundle's manifest. */
-export function startInboxForTest(_options: { g: Governed; policiesDir: string; port: number }): Promise<TestInbox> {
-  return Promise.reject(new Error('the approval inbox (inbox/) is not in this tree yet'));
+/**
+ * Starts the approval inbox on the governed test setup (its client, task queue and GOVERNOR_HOME, whose
+ * approver key signs the votes) with the bundle's manifest, on 127.0.0.1:`port` (the redirect URI the
+ * IdP knows). The client secret comes from the environment variable the manifest names.
+ */
+export async function startInboxForTest(options: {
+  g: Governed;
+  policiesDir: string;
+  port: number;
+  log?: (line: string) => void;
+}): Promise<TestInbox> {
+  const manifest = loadBundle(options.policiesDir).manifest;
+  const secretEnv = manifest.inbox?.oidc?.clientSecretEnv;
+  const inbox = await startInbox({
+    client: options.g.client,
+    taskQueue: options.g.taskQueue,
+    manifest,
+    home: options.g.home,
+    namespace: 'default',
+    temporalUiUrl: 'http://localhost:8233',
+    host: '127.0.0.1',
+    port: options.port,
+    clientSecret: secretEnv ? process.env[secretEnv] : undefined,
+    log: options.log,
+  });
+  return { url: inbox.url, stop: () => inbox.close() };
 }
