@@ -6,6 +6,7 @@ import { defaultPoliciesDir } from '../../workers/worker';
 import { InboxSection, type Manifest } from '../../policies/manifest';
 import { startInbox, type Inbox } from '../../inbox/server';
 import type { ChainState } from '../../contracts/state';
+import { defaultBundleWith } from '../harness/bundles';
 import { eventually } from '../harness/eventually';
 import { setupGoverned, type Governed } from '../harness/governed';
 import { CookieBrowser, inputValue, type Page } from '../harness/inbox-client';
@@ -384,6 +385,94 @@ describe('development sign-in', () => {
       expect(browser.cookie(dev.url, 'governor_inbox')).toBeUndefined();
     } finally {
       await dev.close();
+    }
+  });
+});
+
+describe('ties in the inbox', () => {
+  // Staging deploys (no approval needed) of two equal authorities in one domain: a tie for sre-lead.
+  const tieBundle = defaultBundleWith((m) => {
+    m.coordination = {
+      domains: [
+        {
+          name: 'cluster:staging',
+          resources: ['Environment::"staging"'],
+          conflicts: [['deploy', 'deploy']],
+          onConflict: 'reject',
+          batchingWindow: '1s',
+          tieBreakerRole: 'sre-lead',
+          decisionDeadline: '60s',
+        },
+      ],
+      authority: { workloads: { 'agent:peer-a': 5, 'agent:peer-b': 5 }, default: 0 },
+    };
+  });
+
+  it('shows a tie to the tie-breaker role with both contenders side by side, and settles it with a pick', async () => {
+    const t = await setupGoverned({ policiesDir: tieBundle });
+    const dev = await startInbox({
+      client: t.client,
+      taskQueue: t.taskQueue,
+      manifest: loadBundle(tieBundle).manifest,
+      home: t.home,
+      nodeEnv: 'development',
+    });
+    try {
+      const deploy = (workload: string, version: string) => ({
+        workload,
+        steps: [t.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' }, { input: { version } })],
+      });
+      const [a, b] = await Promise.all([
+        t.gc.start(deploy('agent:peer-a', '2.0.0'), await t.creds('agent:peer-a')),
+        t.gc.start(deploy('agent:peer-b', '3.0.0'), await t.creds('agent:peer-b')),
+      ]);
+      const signIn = async (name: string, roles: string[]) => {
+        const browser = new CookieBrowser();
+        const form = await browser.go(`${dev.url}/`);
+        await browser.go(`${dev.url}/auth/dev`, { form: { csrf: inputValue(form.html, 'csrf')!, name, roles } });
+        return browser;
+      };
+      // Someone without the tie-breaker role sees no tie.
+      const dba = await signIn('dana', ['dba']);
+      const sally = await signIn('sally', ['sre-lead']);
+      const page = await eventually('the inbox to show the tie', async () => {
+        const p = await sally.go(`${dev.url}/`);
+        return p.html.includes('id="ties-heading"') ? p : undefined;
+      });
+      const tie = page.html.slice(page.html.indexOf('<article class="tie"'));
+      for (const [id, version] of [
+        [a.workflowId, '2.0.0'],
+        [b.workflowId, '3.0.0'],
+      ] as const) {
+        expect(tie).toContain(`value="${id}/deploy"`);
+        expect(tie).toContain(`&#34;version&#34;: &#34;${version}&#34;`);
+      }
+      expect(tie).toContain('<code>deploy</code> on <code>Environment::&#34;staging&#34;</code>');
+      expect((await dba.go(`${dev.url}/`)).html).not.toContain('id="ties-heading"');
+
+      const action = /<form method="post" action="([^"]+)" id="pick-form-/
+        .exec(tie)![1]!
+        .replace(/&#(\d+);/g, (_m, d: string) => String.fromCharCode(Number(d)));
+      // A pick without the CSRF token is refused.
+      const forged = await sally.go(`${dev.url}${action}`, {
+        form: { choice: 'winner', winner: `${b.workflowId}/deploy` },
+      });
+      expect(forged.status).toBe(403);
+      const picked = await sally.go(`${dev.url}${action}`, {
+        form: {
+          csrf: inputValue(page.html, 'csrf')!,
+          choice: 'winner',
+          winner: `${b.workflowId}/deploy`,
+          reason: 'newer',
+        },
+      });
+      expect(picked.html).toContain(`Tie settled: ${b.workflowId}/deploy goes first`);
+      const [ra, rb] = await Promise.all([t.gc.result(a.workflowId), t.gc.result(b.workflowId)]);
+      expect(rb.status).toBe('Completed');
+      expect(ra.status).toBe('Denied');
+    } finally {
+      await dev.close();
+      await t.stop();
     }
   });
 });

@@ -35,9 +35,13 @@ describe('governor up (the embedded default)', () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-up-'));
     const port = await freePort();
     const uiPort = await freePort();
+    const inboxPort = await freePort();
     const env = { GOVERNOR_HOME: home, TEMPORAL_ADDRESS: `127.0.0.1:${port}`, LOG_LEVEL: 'info' };
 
-    const first = start(['up', '--port', String(port), '--ui-port', String(uiPort)], env);
+    const first = start(
+      ['up', '--port', String(port), '--ui-port', String(uiPort), '--inbox-port', String(inboxPort)],
+      env,
+    );
     await eventually(
       'the UI URL and the worker',
       () => first.stdout().includes('Temporal UI:') || first.child.exitCode !== null,
@@ -48,6 +52,11 @@ describe('governor up (the embedded default)', () => {
     expect(fs.existsSync(path.join(home, 'keys', 'receipt.private.jwk.json'))).toBe(true);
     const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
     expect(ui.status).toBe(200);
+    // The approval inbox, with the development sign-in (the default bundle names no IdP).
+    expect(first.stdout()).toContain(`Approval inbox: http://127.0.0.1:${inboxPort}`);
+    const inbox = await fetch(`http://127.0.0.1:${inboxPort}/`);
+    expect(inbox.status).toBe(200);
+    expect(await inbox.text()).toContain('id="dev-banner"');
 
     const chain = await run(
       ['run', path.join(root, 'examples/chains/deploy-staging.yaml'), '--as', 'agent:release-bot', '--wait', '--json'],
