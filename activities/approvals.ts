@@ -44,7 +44,8 @@ export async function judgeVote(
     if (isGovernorError(err) && err.code === ErrorCode.ApprovalInvalid) return reject(err.message);
     throw err; // keys unavailable: retry, never a verdict on the vote
   }
-  const who = { approver: vote.sub, decision: vote.decision };
+  // The IdP sign-in the vote came through (the approval inbox) is part of who voted, in every verdict.
+  const who = { approver: vote.sub, decision: vote.decision, ...(vote.idp ? { idp: vote.idp } : {}) };
   if (vote.chainId !== ctx.chainId) return reject('approval is for another chain', who);
   if (vote.stepId !== ctx.stepId) return reject('approval is for another step', { ...who, forStep: vote.stepId });
   if (vote.stepDigest !== ctx.stepDigest) return reject('approval is for a different version of this step', who);
@@ -76,6 +77,7 @@ export async function judgeVote(
       decision: 'approve',
       breakGlass: true,
       justification: vote.justification,
+      ...(vote.idp ? { idp: vote.idp } : {}),
     };
   }
   if (eligible.length === 0)
@@ -87,5 +89,6 @@ export async function judgeVote(
     approver: vote.sub,
     roles: eligible,
     decision: vote.decision,
+    ...(vote.idp ? { idp: vote.idp } : {}),
   };
 }

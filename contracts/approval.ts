@@ -36,6 +36,8 @@ export const VoteVerdict = z.strictObject({
   repeat: z.boolean().optional(),
   /** The verified step the vote names, when it was not the step awaiting approval (kept for that step). */
   forStep: z.string().optional(),
+  /** The approver as signed in at the identity provider (the approval inbox): issuer and subject. */
+  idp: z.strictObject({ iss: z.string(), sub: z.string() }).optional(),
 });
 export type VoteVerdict = z.infer<typeof VoteVerdict>;
 

@@ -86,6 +86,12 @@ export const ApprovalClaims = z.looseObject({
   justification: Note.optional().describe(
     "Required, 10+ characters, with a break-glass vote (the manifest's `approvals.breakGlassRole`).",
   ),
+  idp: z
+    .looseObject({ iss: ClaimText, sub: ClaimText })
+    .optional()
+    .describe(
+      'Who signed in at the identity provider the vote came through (the approval inbox): its issuer and subject, recorded in the verdict and its receipt.',
+    ),
 });
 export type ApprovalClaims = z.infer<typeof ApprovalClaims>;
 
@@ -95,7 +101,7 @@ export type ApprovalClaims = z.infer<typeof ApprovalClaims>;
  */
 export type ApprovalVote = Pick<
   ApprovalClaims,
-  'sub' | 'roles' | 'chainId' | 'stepId' | 'stepDigest' | 'decision' | 'reason' | 'justification'
+  'sub' | 'roles' | 'chainId' | 'stepId' | 'stepDigest' | 'decision' | 'reason' | 'justification' | 'idp'
 >;
 
 /** JOSE header rules shared by the three tokens (stated in the schemas' descriptions). */

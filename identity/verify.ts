@@ -8,7 +8,7 @@ import {
   type ProtectedHeaderParameters,
 } from 'jose';
 import { LRUCache } from 'lru-cache';
-import type { ApprovalClaims, ApprovalVote } from '../contracts/identity-claims';
+import { ApprovalClaims, type ApprovalVote } from '../contracts/identity-claims';
 import { ErrorCode, GovernorError, isGovernorError } from '../contracts/errors';
 import { APPROVAL_TOKEN_TYPES } from '../core/jws-header';
 import { durationMs, type JwksSource, type Manifest } from '../policies/manifest';
@@ -242,6 +242,11 @@ export async function verifyApproval(
   };
   if (payload.reason !== undefined) approval.reason = note(payload.reason, kind, 'reason');
   if (payload.justification !== undefined) approval.justification = note(payload.justification, kind, 'justification');
+  if (payload.idp !== undefined) {
+    const idp = ApprovalClaims.shape.idp.safeParse(payload.idp);
+    if (!idp.success || idp.data === undefined) throw invalid(kind, 'approval claim "idp" is invalid');
+    approval.idp = { iss: idp.data.iss, sub: idp.data.sub }; // only these two reach the verdict
+  }
   return approval;
 }
 

@@ -174,6 +174,12 @@ describe('approval inbox with OIDC sign-in (real IdP, real server)', () => {
       .map((m) => JSON.parse(Buffer.from(m[1]!, 'base64url').toString()) as Record<string, unknown>);
     const aliceVote = tokens.find((c) => c.sub === 'alice' && c.decision === 'approve');
     expect(aliceVote?.idp).toEqual({ iss: idp.issuer, sub: 'alice' });
+    // …and so do the verdict and its signed receipt (the verifyApproval result).
+    const judged = payloads
+      .filter((p) => p.startsWith('{'))
+      .map((p) => JSON.parse(p) as { verdict?: { approver?: string; idp?: unknown }; receipt?: { kind?: string } })
+      .find((r) => r.verdict?.approver === 'alice' && r.receipt?.kind === 'approval');
+    expect(judged?.verdict?.idp).toEqual({ iss: idp.issuer, sub: 'alice' });
   });
 
   it('a person without an eligible role sees nothing to approve, and a forged vote from them is refused', async () => {

@@ -17,7 +17,11 @@ const recordedResume = (file: string): unknown => {
 };
 
 describe('the resume of a continued chain', () => {
-  const continued = ['continued-as-new-last-run.json', 'v1-continued-as-new-last-run.json'];
+  const continued = [
+    'continued-as-new-last-run.json',
+    'v2-continued-as-new-last-run.json',
+    'v1-continued-as-new-last-run.json',
+  ];
   it.each(continued)('parses the resume recorded in %s, kept as received', (file) => {
     const resume = recordedResume(file) as Parameters<typeof readResume>[0];
     expect(resume).toBeDefined();
@@ -31,7 +35,8 @@ describe('the resume of a continued chain', () => {
   });
 
   it('refuses a step state the governor never writes, naming the field, as a non-retryable invalid input', () => {
-    const resume = recordedResume('continued-as-new-last-run.json') as { steps: Record<string, unknown>[] };
+    // A resume with its step states unpacked (recorded before the lean-chain patch packed them).
+    const resume = recordedResume('v2-continued-as-new-last-run.json') as { steps: Record<string, unknown>[] };
     const bad = { ...resume, steps: [{ ...resume.steps[0], status: 'teleported' }, ...resume.steps.slice(1)] };
     let thrown: unknown;
     try {

@@ -275,6 +275,30 @@ describe('verifyApproval accepts', () => {
     });
   });
 
+  test('a vote from the approval inbox carries the IdP issuer and subject (claim idp)', async () => {
+    const idp = { iss: 'https://idp.example.com', sub: 'alice@example.com' };
+    await expect(
+      verifyApproval(approverSigned({}, approvalClaims({ idp })), manifest, { now: NOW, home }),
+    ).resolves.toMatchObject({ sub: 'alice', idp });
+    // Claims stay open (extra members are ignored), but only iss and sub are kept.
+    await expect(
+      verifyApproval(approverSigned({}, approvalClaims({ idp: { ...idp, amr: ['pwd'] } })), manifest, {
+        now: NOW,
+        home,
+      }),
+    ).resolves.toMatchObject({ idp: { iss: idp.iss, sub: idp.sub } });
+    expect(
+      (
+        await verifyApproval(approverSigned({}, approvalClaims({ idp: { ...idp, amr: ['pwd'] } })), manifest, {
+          now: NOW,
+          home,
+        })
+      ).idp,
+    ).toEqual(idp);
+    for (const bad of ['https://idp.example.com', { iss: 'x' }, { iss: 'x', sub: 7 }, { iss: '', sub: 'y' }])
+      await expectApprovalRejected(approverSigned({}, approvalClaims({ idp: bad })), 'approval claim "idp" is invalid');
+  });
+
   test('the hand-crafting helper produces an accepted vote (control)', async () => {
     await expect(verifyApproval(approverSigned(), manifest, { now: NOW, home })).resolves.toMatchObject({
       sub: 'alice',
