@@ -15,6 +15,7 @@ import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
+import type { ActivityObserver } from '../runtime/observer';
 
 /** Options of the governor worker. */
 export interface GovernorWorkerOptions {
@@ -65,6 +66,8 @@ export interface GovernorWorkerOptions {
    * its HTTP API, Web UI), never callable even when allow-listed; pass at least the frontend address.
    */
   http?: HttpExecutorOptions;
+  /** Metrics and decision log of the activities (runtime/operations.ts `Operations.observer`). */
+  observer?: ActivityObserver;
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -141,6 +144,7 @@ export async function createGovernorWorker(
         home: options.home,
         clock: options.clock,
         ...(options.http ? { http: options.http } : {}),
+        ...(options.observer ? { observer: options.observer } : {}),
         revocations,
         credentialClaims: new CredentialClaims(client, taskQueue, () =>
           (options.clock ? options.clock() : new Date()).getTime(),
