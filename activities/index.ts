@@ -49,6 +49,8 @@ import {
 import type { CredentialClaims } from './credential-claims';
 import { decisionReceiptPayload, makeReceipt as signReceipt, type ReceiptSigner } from '../core/receipts';
 import type { ActivityObserver } from '../runtime/observer';
+import { actionAttributes, decisionAttributes, inSpan } from '../runtime/spans';
+import { classifyVoteRejection } from '../runtime/metrics';
 import { checkResume, type VerifyResumeInput } from './resume';
 import { createSessionActivities } from './sessions';
 
@@ -214,6 +216,13 @@ export function createActivities(deps: ActivityDeps) {
       throw err;
     }
   };
+  /** `authorize` in a `governor.decision` span (identifiers and outcome as attributes). */
+  const decide = (input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> =>
+    inSpan('governor.decision', actionAttributes(input), async (annotate) => {
+      const result = await authorize(input);
+      annotate(decisionAttributes(result.decision));
+      return result;
+    });
   /** Reports a decision `authorize` or `governStep` returns (metrics, decision log). */
   const observeDecision = (
     input: GovernorAuthorizeInput,
@@ -347,10 +356,15 @@ export function createActivities(deps: ActivityDeps) {
     if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
     const { receipt: r, ...executeInput } = input;
     const kind = r.kind === 'compensation-execution' ? 'compensation' : 'step';
-    const outcome = await runBuiltInExecutor(executeInput, {
-      section: active.bundle.manifest.http,
-      guard: httpGuard,
-    }).catch((err: unknown) => {
+    const where = {
+      'governor.chain_id': input.chainId,
+      'governor.step_id': input.stepId,
+      'governor.kind': kind,
+      'governor.executor': input.executor.type,
+    };
+    const outcome = await inSpan('governor.execution', where, () =>
+      runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard }),
+    ).catch((err: unknown) => {
       deps.observer?.executed({ executor: input.executor.type, kind, outcome: 'error' });
       throw err;
     });
@@ -376,7 +390,7 @@ export function createActivities(deps: ActivityDeps) {
   async function governStep(input: GovernStepInput, took: { ms: number }): Promise<GovernStepResult> {
     const { idempotencyKey, checkpoint, ...authorizeInput } = input;
     const t0 = performance.now();
-    const authorized = await authorize(authorizeInput);
+    const authorized = await decide(authorizeInput);
     took.ms = performance.now() - t0;
     const outright =
       authorized.decision.effect === 'allow' &&
@@ -436,7 +450,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     async authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
       const t0 = performance.now();
-      const result = await authorize(input);
+      const result = await decide(input);
       observeDecision(input, result, performance.now() - t0);
       return result;
     },
@@ -452,7 +466,11 @@ export function createActivities(deps: ActivityDeps) {
      */
     async governStep(input: GovernStepInput): Promise<GovernStepResult> {
       const took = { ms: 0 };
-      const result = await governStep(input, took);
+      const result = await inSpan('governor.step', actionAttributes(input), async (annotate) => {
+        const r = await governStep(input, took);
+        annotate({ ...decisionAttributes(r.authorized.decision), 'governor.executed': r.executed !== undefined });
+        return r;
+      });
       const { idempotencyKey: _key, checkpoint: _checkpoint, ...authorizeInput } = input;
       observeDecision(authorizeInput, result.authorized, took.ms);
       return result;
@@ -462,9 +480,21 @@ export function createActivities(deps: ActivityDeps) {
     async verifyApproval(input: VerifyApprovalInput): Promise<{ verdict: VoteVerdict; receipt: Receipt }> {
       const active = deps.policies.current();
       const { token, prev, ...ctx } = input;
-      const verdict: VoteVerdict = active
-        ? await judgeVote(token, active.bundle.manifest, ctx, { now: clock(), home: deps.home })
-        : { seq: ctx.seq, via: ctx.via, counted: false, reason: 'no valid policy bundle is loaded' };
+      const verdict: VoteVerdict = await inSpan(
+        'governor.approval_vote',
+        { 'governor.chain_id': input.chainId, 'governor.step_id': input.stepId, 'governor.workload': input.workload },
+        async (annotate) => {
+          const v: VoteVerdict = active
+            ? await judgeVote(token, active.bundle.manifest, ctx, { now: clock(), home: deps.home })
+            : { seq: ctx.seq, via: ctx.via, counted: false, reason: 'no valid policy bundle is loaded' };
+          annotate({
+            'governor.vote_counted': v.counted,
+            ...(v.counted ? {} : { 'governor.vote_rejected': classifyVoteRejection(v.reason) }),
+            ...(active ? { 'governor.bundle_digest': active.bundle.digest } : {}),
+          });
+          return v;
+        },
+      );
       deps.observer?.voted({ chainId: input.chainId, stepId: input.stepId, verdict });
       const receipt = await makeReceipt(await receiptSigner(), {
         chainId: input.chainId,

@@ -10,6 +10,7 @@ import { createLogger, installRuntimeLogger } from '../../runtime/logger';
 import { freePort, startDevServer, type DevServer } from '../../workers/dev-server';
 import { decisionLogSettingsFromEnv } from '../../runtime/decision-log';
 import { Operations } from '../../workers/operations';
+import { startTracing, tracingRequested } from '../../runtime/tracing';
 import { resolveTemporalCli } from '../../workers/temporal-cli';
 import { createGovernorWorker, defaultPoliciesDir } from '../../workers/worker';
 import { Exit, type CommandContext, type Out } from '../context';
@@ -145,6 +146,8 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void>; opsUr
     ...(ops.settings.sdkMetricsAddress ? { sdkMetricsAddress: ops.settings.sdkMetricsAddress } : {}),
   });
   const settings = loadTemporalSettings(run.addressOverride ? { address: run.addressOverride } : {});
+  // OpenTelemetry traces, off unless the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables ask for them.
+  const tracing = tracingRequested() ? startTracing({ serviceName: 'temporal-governor-worker' }) : undefined;
   const connection = await connectWorker(settings);
   const extraProtected = (process.env.GOVERNOR_HTTP_PROTECTED ?? '')
     .split(',')
@@ -165,6 +168,7 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void>; opsUr
     // Temporal's own endpoints are never http executor targets (SECURITY.md, "Confused deputy").
     http: { protectedAddresses: [settings.address, ...(run.serverEndpoints ?? []), ...extraProtected] },
     observer: ops.observer,
+    ...(tracing ? { tracing: tracing.worker } : {}),
   });
   const running = worker.run();
   const opsServer = await ops.start({
@@ -200,6 +204,7 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void>; opsUr
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await ops.close();
+      await tracing?.shutdown().catch(() => undefined);
       await connection.close();
     },
   };
