@@ -47,7 +47,10 @@ import {
   type SignedRevocation,
 } from '../contracts/revocation';
 import type { CredentialClaims } from './credential-claims';
-import { decisionReceiptPayload, makeReceipt, type ReceiptSigner } from '../core/receipts';
+import { decisionReceiptPayload, makeReceipt as signReceipt, type ReceiptSigner } from '../core/receipts';
+import type { ActivityObserver } from '../runtime/observer';
+import { actionAttributes, decisionAttributes, inSpan } from '../runtime/spans';
+import { classifyVoteRejection } from '../runtime/metrics';
 import { checkResume, type VerifyResumeInput } from './resume';
 import { createSessionActivities } from './sessions';
 import { subscribedEvents, type NotifyEvent } from '../contracts/notification';
@@ -156,6 +159,17 @@ export interface ActivityDeps {
   clock?: () => Date;
   /** The http executor's Temporal endpoints (never callable) and, for tests, its resolver. */
   http?: HttpExecutorOptions;
+  /** Metrics and decision log (runtime/observer.ts); never changes what an activity returns. */
+  observer?: ActivityObserver;
+}
+
+/** The attempt of the running activity (1 outside an activity context). */
+function currentAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1;
+  }
 }
 
 /**
@@ -190,10 +204,48 @@ export function createActivities(deps: ActivityDeps) {
       signer ??
       loadPrivateKeyObject(deps.home, 'receipt').catch((err: unknown) => {
         signer = undefined; // try again next time (keys may be created meanwhile)
+        deps.observer?.receiptFailed('key-unavailable');
         throw err;
       });
     signer = pending;
     return pending;
+  };
+  /** Signs a receipt, reporting it (or its failure) to the observer. */
+  const makeReceipt: typeof signReceipt = async (key, input) => {
+    try {
+      const receipt = await signReceipt(key, input);
+      deps.observer?.receiptSigned(input.kind, input.payload);
+      return receipt;
+    } catch (err) {
+      deps.observer?.receiptFailed(input.kind);
+      throw err;
+    }
+  };
+  /** `authorize` in a `governor.decision` span (identifiers and outcome as attributes). */
+  const decide = (input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> =>
+    inSpan('governor.decision', actionAttributes(input), async (annotate) => {
+      const result = await authorize(input);
+      annotate(decisionAttributes(result.decision));
+      return result;
+    });
+  /** Reports a decision `authorize` or `governStep` returns (metrics, decision log). */
+  const observeDecision = (
+    input: GovernorAuthorizeInput,
+    result: GovernorAuthorizeResult,
+    durationMs: number,
+  ): void => {
+    deps.observer?.decided({
+      chainId: input.chainId,
+      stepId: input.stepId,
+      kind: input.kind === 'compensation' ? 'compensation' : 'step',
+      workload: input.workload,
+      action: input.action,
+      resource: input.resource,
+      decision: result.decision,
+      receipt: result.receipt,
+      durationMs,
+      attempt: currentAttempt(),
+    });
   };
 
   const bindCredential = (active: ActiveBundle | undefined) => {
@@ -312,7 +364,20 @@ export function createActivities(deps: ActivityDeps) {
     const active = deps.policies.current();
     if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
     const { receipt: r, ...executeInput } = input;
-    const outcome = await runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard });
+    const kind = r.kind === 'compensation-execution' ? 'compensation' : 'step';
+    const where = {
+      'governor.chain_id': input.chainId,
+      'governor.step_id': input.stepId,
+      'governor.kind': kind,
+      'governor.executor': input.executor.type,
+    };
+    const outcome = await inSpan('governor.execution', where, () =>
+      runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard }),
+    ).catch((err: unknown) => {
+      deps.observer?.executed({ executor: input.executor.type, kind, outcome: 'error' });
+      throw err;
+    });
+    deps.observer?.executed({ executor: input.executor.type, kind, outcome: 'ok' });
     const payload = { status: 'completed', outcome };
     const receipt = await makeReceipt(await receiptSigner(), {
       chainId: input.chainId,
@@ -324,8 +389,80 @@ export function createActivities(deps: ActivityDeps) {
     return { outcome, receipt, payload };
   }
 
+  /**
+   * `authorize` and, when the decision allows the action outright, its built-in executor, in one
+   * activity: a step that needs neither approval nor coordination costs one workflow task and one
+   * activity, like the same step without governance. Anything else (deny, escalate, coordinated
+   * resource, expired credential, executor error) returns the decision alone and the workflow goes on
+   * as after `authorize`. A retried attempt re-authorizes: a step never runs on a stale decision.
+   */
+  async function governStep(input: GovernStepInput, took: { ms: number }): Promise<GovernStepResult> {
+    const { idempotencyKey, checkpoint, ...authorizeInput } = input;
+    const t0 = performance.now();
+    const authorized = await decide(authorizeInput);
+    took.ms = performance.now() - t0;
+    const outright =
+      authorized.decision.effect === 'allow' &&
+      !authorized.credentialExpired &&
+      ((input.kind === 'compensation' && !input.coordinateCompensations) || authorized.coordinated === false);
+    const type = input.binding.executor.type;
+    if (!outright || type === 'activity' || type === 'mcp') return { authorized };
+    try {
+      const executed = await execute({
+        chainId: input.chainId,
+        stepId: input.stepId,
+        idempotencyKey,
+        executor: input.binding.executor,
+        input: input.binding.input,
+        receipt: {
+          kind: input.kind === 'step' ? 'execution' : 'compensation-execution',
+          prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash },
+        },
+      });
+      if (!checkpoint || input.kind !== 'step') return { authorized, executed };
+      // The last step ran: the chain is complete, and its checkpoint is signed here rather than by one
+      // more local activity (exactly the payload the workflow records for a completed chain). A
+      // checkpoint that cannot be signed is left to the workflow's own `recordReceipt`, as before.
+      const payload = { status: ChainStatus.Completed, reason: null, steps: checkpoint.steps };
+      const prev = { seq: executed.receipt.seq, hash: executed.receipt.hash };
+      const signed = await receiptSigner()
+        .then((key) => makeReceipt(key, { chainId: input.chainId, kind: 'checkpoint', payload, prev }))
+        .catch(() => undefined);
+      return signed ? { authorized, executed, checkpoint: { receipt: signed, payload } } : { authorized, executed };
+    } catch (err) {
+      const message = (err as Error)?.message ?? String(err);
+      if (err instanceof ApplicationFailure && err.type === ErrorCode.HostNotAllowed) {
+        // Refused at connect time (the target resolved elsewhere than at the decision, or the bundle
+        // changed): nothing was sent. The step is denied, with this deny as its one decision receipt
+        // (the allow above is discarded unreturned, so it is in no history).
+        const denied = targetDenied(
+          authorizeInput,
+          message,
+          authorized.decision.bundleDigest,
+          authorized.gracePeriod,
+          clock(),
+        );
+        const { coordinated, stepDigest } = authorized;
+        return {
+          authorized: await signDecision(authorizeInput, denied, {
+            stepDigest,
+            ...(coordinated !== undefined ? { coordinated } : {}),
+          }),
+        };
+      }
+      return err instanceof ApplicationFailure && err.nonRetryable
+        ? { authorized, executionFailed: message }
+        : { authorized, executionError: message };
+    }
+  }
+
   return {
-    authorize,
+    async authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
+      const t0 = performance.now();
+      const result = await decide(input);
+      observeDecision(input, result, performance.now() - t0);
+      return result;
+    },
     execute,
     ...createSessionActivities({ policies: deps.policies, home: deps.home, clock }),
 
@@ -337,70 +474,37 @@ export function createActivities(deps: ActivityDeps) {
      * as after `authorize`. A retried attempt re-authorizes: a step never runs on a stale decision.
      */
     async governStep(input: GovernStepInput): Promise<GovernStepResult> {
-      const { idempotencyKey, checkpoint, ...authorizeInput } = input;
-      const authorized = await authorize(authorizeInput);
-      const outright =
-        authorized.decision.effect === 'allow' &&
-        !authorized.credentialExpired &&
-        ((input.kind === 'compensation' && !input.coordinateCompensations) || authorized.coordinated === false);
-      const type = input.binding.executor.type;
-      if (!outright || type === 'activity' || type === 'mcp') return { authorized };
-      try {
-        const executed = await execute({
-          chainId: input.chainId,
-          stepId: input.stepId,
-          idempotencyKey,
-          executor: input.binding.executor,
-          input: input.binding.input,
-          receipt: {
-            kind: input.kind === 'step' ? 'execution' : 'compensation-execution',
-            prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash },
-          },
-        });
-        if (!checkpoint || input.kind !== 'step') return { authorized, executed };
-        // The last step ran: the chain is complete, and its checkpoint is signed here rather than by one
-        // more local activity (exactly the payload the workflow records for a completed chain). A
-        // checkpoint that cannot be signed is left to the workflow's own `recordReceipt`, as before.
-        const payload = { status: ChainStatus.Completed, reason: null, steps: checkpoint.steps };
-        const prev = { seq: executed.receipt.seq, hash: executed.receipt.hash };
-        const signed = await receiptSigner()
-          .then((key) => makeReceipt(key, { chainId: input.chainId, kind: 'checkpoint', payload, prev }))
-          .catch(() => undefined);
-        return signed ? { authorized, executed, checkpoint: { receipt: signed, payload } } : { authorized, executed };
-      } catch (err) {
-        const message = (err as Error)?.message ?? String(err);
-        if (err instanceof ApplicationFailure && err.type === ErrorCode.HostNotAllowed) {
-          // Refused at connect time (the target resolved elsewhere than at the decision, or the bundle
-          // changed): nothing was sent. The step is denied, with this deny as its one decision receipt
-          // (the allow above is discarded unreturned, so it is in no history).
-          const denied = targetDenied(
-            authorizeInput,
-            message,
-            authorized.decision.bundleDigest,
-            authorized.gracePeriod,
-            clock(),
-          );
-          const { coordinated, stepDigest } = authorized;
-          return {
-            authorized: await signDecision(authorizeInput, denied, {
-              stepDigest,
-              ...(coordinated !== undefined ? { coordinated } : {}),
-            }),
-          };
-        }
-        return err instanceof ApplicationFailure && err.nonRetryable
-          ? { authorized, executionFailed: message }
-          : { authorized, executionError: message };
-      }
+      const took = { ms: 0 };
+      const result = await inSpan('governor.step', actionAttributes(input), async (annotate) => {
+        const r = await governStep(input, took);
+        annotate({ ...decisionAttributes(r.authorized.decision), 'governor.executed': r.executed !== undefined });
+        return r;
+      });
+      const { idempotencyKey: _key, checkpoint: _checkpoint, ...authorizeInput } = input;
+      observeDecision(authorizeInput, result.authorized, took.ms);
+      return result;
     },
 
     /** Verifies one approval vote and records the verdict (counted, or rejected with its reason). */
     async verifyApproval(input: VerifyApprovalInput): Promise<{ verdict: VoteVerdict; receipt: Receipt }> {
       const active = deps.policies.current();
       const { token, prev, ...ctx } = input;
-      const verdict: VoteVerdict = active
-        ? await judgeVote(token, active.bundle.manifest, ctx, { now: clock(), home: deps.home })
-        : { seq: ctx.seq, via: ctx.via, counted: false, reason: 'no valid policy bundle is loaded' };
+      const verdict: VoteVerdict = await inSpan(
+        'governor.approval_vote',
+        { 'governor.chain_id': input.chainId, 'governor.step_id': input.stepId, 'governor.workload': input.workload },
+        async (annotate) => {
+          const v: VoteVerdict = active
+            ? await judgeVote(token, active.bundle.manifest, ctx, { now: clock(), home: deps.home })
+            : { seq: ctx.seq, via: ctx.via, counted: false, reason: 'no valid policy bundle is loaded' };
+          annotate({
+            'governor.vote_counted': v.counted,
+            ...(v.counted ? {} : { 'governor.vote_rejected': classifyVoteRejection(v.reason) }),
+            ...(active ? { 'governor.bundle_digest': active.bundle.digest } : {}),
+          });
+          return v;
+        },
+      );
+      deps.observer?.voted({ chainId: input.chainId, stepId: input.stepId, verdict });
       const receipt = await makeReceipt(await receiptSigner(), {
         chainId: input.chainId,
         stepId: input.stepId,

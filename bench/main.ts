@@ -1,3 +1,4 @@
+import { benchOperations, type OperationsResults } from './operations';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,7 +23,7 @@ import { closedLoop, nowMs, processCpuSeconds, ratio, round, rounded, sleep, sum
  * Prints figures; never fails on timing (exit 1 only when a phase could not run at all).
  */
 
-const PHASES = ['decision', 'overhead', 'throughput', 'scaling', 'session', 'memory', 'stock'] as const;
+const PHASES = ['decision', 'operations', 'overhead', 'throughput', 'scaling', 'session', 'memory', 'stock'] as const;
 type Phase = (typeof PHASES)[number];
 
 interface Args {
@@ -173,6 +174,8 @@ export interface BenchResults {
   };
   overhead?: OverheadResults;
   decision?: DecisionResults;
+  /** Tracing + metrics + decision log on vs off, per decision (issue 19; target ≤ 5 % at p50). */
+  operations?: OperationsResults;
   throughput?: ThroughputResults;
   scaling?: { rows: ScalingRow[]; continueAsNew: string; memory?: MemoryResults; history?: HistoryFigures };
   stockDevServer?: StockServerResults;
@@ -559,6 +562,14 @@ async function main(): Promise<number> {
       const { dir, home } = await tempHome();
       try {
         results.decision = await attempt('decision', () => benchDecision(home, p.decisionIterations, progress));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    if (args.only.has('operations')) {
+      const { dir, home } = await tempHome();
+      try {
+        results.operations = await attempt('operations', () => benchOperations(home, p.decisionIterations, progress));
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }

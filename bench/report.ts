@@ -57,6 +57,16 @@ export function renderMarkdown(r: BenchResults): string {
       'p99 < 100 µs',
     ]);
   }
+  const ops = r.operations;
+  if (ops) {
+    rows.push([
+      'authorize with tracing + metrics + decision log on vs off, p50 / p99',
+      `${ops.on.p50Micros} / ${ops.on.p99Micros} µs`,
+      `${ops.off.p50Micros} / ${ops.off.p99Micros} µs`,
+      `${ops.p50OverheadPercent} % at p50`,
+      `≤ ${ops.targetPercent} % at p50`,
+    ]);
+  }
   const s = r.scaling;
   if (s) {
     for (const row of s.rows) {

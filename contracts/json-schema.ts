@@ -4,6 +4,7 @@ import { GovernedChainInput, JsonValue } from './chain';
 import { ApprovalClaims, AttestationClaims, CredentialClaims, TOKEN_HEADER_RULES } from './identity-claims';
 import { ChainResult, ChainState } from './state';
 import { ProposeOutcome, ProposeStepInput } from './session';
+import { DecisionLogLine } from './decision-log';
 
 /**
  * The published JSON Schemas (draft 2020-12), generated from the zod schemas the governor itself
@@ -158,6 +159,16 @@ export const PUBLISHED_SCHEMAS: readonly PublishedSchema[] = [
       '`audience` (default `temporal-governor-approval`); not expired, `iat` not in the future; `chainId`, `stepId` and `stepDigest` name the step awaiting approval as the ' +
       '`status` query shows it; `sub` is neither the workload nor its owner; at least one of `roles` is eligible. Header `typ` must be `approval+jwt`. ' +
       TOKEN_HEADER_RULES,
+  },
+  {
+    file: 'decision-log-line.schema.json',
+    title: 'decision log line',
+    io: 'output',
+    schema: DecisionLogLine,
+    description:
+      "One line of the governor's decision log (`governor worker --decision-log <file>` or `--decision-log-url <url>`): every decision a worker signs, " +
+      'as one JSON object per line (contracts/decision-log.ts). Identifiers and outcomes only: never a token, step input or context value. ' +
+      'Losing the log never changes a decision. Fields are only ever added, never renamed or removed: a reader should ignore fields it does not know.',
   },
 ];
 

@@ -78,12 +78,20 @@ export class PinoTemporalLogger implements Logger {
 
 let installed = false;
 
-/** Installs pino as Temporal's runtime logger; once per process (Temporal's Runtime is a singleton). */
-export function installRuntimeLogger(logger: PinoLogger): void {
+/**
+ * Installs pino as Temporal's runtime logger; once per process (Temporal's Runtime is a singleton).
+ * `sdkMetricsAddress`: also export the SDK's own worker metrics (Prometheus, e.g. `127.0.0.1:9465`).
+ */
+export function installRuntimeLogger(logger: PinoLogger, options: { sdkMetricsAddress?: string } = {}): void {
   if (installed) return;
   Runtime.install({
     logger: new PinoTemporalLogger(logger),
-    telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } },
+    telemetryOptions: {
+      logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} },
+      ...(options.sdkMetricsAddress
+        ? { metrics: { prometheus: { bindAddress: options.sdkMetricsAddress, countersTotalSuffix: true } } }
+        : {}),
+    },
   });
   installed = true;
 }

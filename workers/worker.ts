@@ -16,6 +16,8 @@ import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
+import type { ActivityObserver } from '../runtime/observer';
+import type { WorkerTracing } from '../runtime/tracing';
 
 /** Options of the governor worker. */
 export interface GovernorWorkerOptions {
@@ -66,6 +68,13 @@ export interface GovernorWorkerOptions {
    * its HTTP API, Web UI), never callable even when allow-listed; pass at least the frontend address.
    */
   http?: HttpExecutorOptions;
+  /** Metrics and decision log of the activities (runtime/operations.ts `Operations.observer`). */
+  observer?: ActivityObserver;
+  /**
+   * OpenTelemetry (runtime/tracing.ts `startTracing().worker`): workflow and activity interceptors and the
+   * workflow span sink. A prebuilt `workflowBundle` must have been bundled with `TRACING_WORKFLOW_INTERCEPTORS`.
+   */
+  tracing?: WorkerTracing;
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -144,6 +153,7 @@ export async function createGovernorWorker(
         home: options.home,
         clock: options.clock,
         ...(options.http ? { http: options.http } : {}),
+        ...(options.observer ? { observer: options.observer } : {}),
         revocations,
         credentialClaims: new CredentialClaims(client, taskQueue, () =>
           (options.clock ? options.clock() : new Date()).getTime(),
@@ -153,7 +163,15 @@ export async function createGovernorWorker(
     ...workflowOption,
     dataConverter: { ...options.dataConverter, payloadConverterPath: PAYLOAD_CONVERTER_PATH },
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
-    ...(options.activityInterceptors?.length ? { interceptors: { activity: options.activityInterceptors } } : {}),
+    ...(options.activityInterceptors?.length || options.tracing
+      ? {
+          interceptors: {
+            activity: [...(options.tracing?.activity ?? []), ...(options.activityInterceptors ?? [])],
+            ...(options.tracing && !options.workflowBundle ? { workflowModules: options.tracing.workflowModules } : {}),
+          },
+        }
+      : {}),
+    ...(options.tracing ? { sinks: options.tracing.sinks } : {}),
   });
   // The registry's first task is queued before this worker polls, ahead of any burst of chains.
   await revocations.warm();

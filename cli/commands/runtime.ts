@@ -7,7 +7,10 @@ import { DEFAULT_TASK_QUEUE } from '../../contracts/status';
 import { initKeys } from '../../identity';
 import { connectWorker, loadTemporalSettings } from '../../runtime/connection';
 import { createLogger, installRuntimeLogger } from '../../runtime/logger';
-import { startDevServer, type DevServer } from '../../workers/dev-server';
+import { freePort, startDevServer, type DevServer } from '../../workers/dev-server';
+import { decisionLogSettingsFromEnv } from '../../runtime/decision-log';
+import { Operations } from '../../workers/operations';
+import { startTracing, tracingRequested } from '../../runtime/tracing';
 import { resolveTemporalCli } from '../../workers/temporal-cli';
 import { createGovernorWorker, defaultPoliciesDir } from '../../workers/worker';
 import { Exit, type CommandContext, type Out } from '../context';
@@ -67,6 +70,10 @@ interface WorkerOpts {
   policyTrustJwks?: string;
   shadowPolicies?: string;
   watchPolicies?: boolean;
+  metricsPort?: string;
+  metricsHost?: string;
+  decisionLog?: string;
+  decisionLogUrl?: string;
 }
 
 function workerOptions(cmd: Command): Command {
@@ -82,7 +89,19 @@ function workerOptions(cmd: Command): Command {
       'trusted policy-signing keys (default <GOVERNOR_HOME>/keys/policy-signing.jwks.json)',
     )
     .option('--shadow-policies <dir>', 'candidate bundle evaluated beside the active one, never enforced')
-    .option('--no-watch-policies', 'do not pick up bundle changes without a restart');
+    .option('--no-watch-policies', 'do not pick up bundle changes without a restart')
+    .option(
+      '--metrics-port <port>',
+      '/metrics (Prometheus), /healthz and /readyz on this port (GOVERNOR_METRICS_PORT; 0: any free port)',
+      process.env.GOVERNOR_METRICS_PORT,
+    )
+    .option(
+      '--metrics-host <ip>',
+      'interface of the metrics port (GOVERNOR_METRICS_HOST, default 127.0.0.1)',
+      process.env.GOVERNOR_METRICS_HOST,
+    )
+    .option('--decision-log <file>', 'every decision as a JSON line, rotated by size (GOVERNOR_DECISION_LOG)')
+    .option('--decision-log-url <url>', 'POST decision lines in batches to this URL (GOVERNOR_DECISION_LOG_URL)');
 }
 
 interface WorkerRun {
@@ -95,17 +114,47 @@ interface WorkerRun {
   serverEndpoints?: string[];
 }
 
-async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void> }> {
+/** The operations settings of `worker`/`up` (flags over environment). */
+async function operationsOf(opts: WorkerOpts): Promise<Operations> {
+  const metricsPort =
+    opts.metricsPort !== undefined && opts.metricsPort !== ''
+      ? opts.metricsPort === '0'
+        ? 0
+        : parsePort(opts.metricsPort, '--metrics-port')
+      : undefined;
+  let decisionLog;
+  try {
+    decisionLog = decisionLogSettingsFromEnv();
+  } catch (err) {
+    throw new GovernorError(ErrorCode.InvalidInput, (err as Error).message, 'decision log');
+  }
+  if (opts.decisionLog) decisionLog.file = opts.decisionLog;
+  if (opts.decisionLogUrl) decisionLog.url = opts.decisionLogUrl;
+  return new Operations({
+    ...(metricsPort !== undefined ? { metricsPort } : {}),
+    ...(opts.metricsHost ? { metricsHost: opts.metricsHost } : {}),
+    decisionLog,
+    // The SDK's own worker metrics: Core's exporter on a loopback port, served through /metrics.
+    ...(metricsPort !== undefined ? { sdkMetricsAddress: `127.0.0.1:${await freePort()}` } : {}),
+  });
+}
+
+async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void>; opsUrl?: string }> {
   const { opts, out, dataConverter } = run;
   const logger = createLogger({ name: 'governor-worker' });
-  installRuntimeLogger(logger);
+  const ops = await operationsOf(opts);
+  installRuntimeLogger(logger, {
+    ...(ops.settings.sdkMetricsAddress ? { sdkMetricsAddress: ops.settings.sdkMetricsAddress } : {}),
+  });
   const settings = loadTemporalSettings(run.addressOverride ? { address: run.addressOverride } : {});
+  // OpenTelemetry traces, off unless the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables ask for them.
+  const tracing = tracingRequested() ? startTracing({ serviceName: 'temporal-governor-worker' }) : undefined;
   const connection = await connectWorker(settings);
   const extraProtected = (process.env.GOVERNOR_HTTP_PROTECTED ?? '')
     .split(',')
     .map((a) => a.trim())
     .filter(Boolean);
-  const { worker } = await createGovernorWorker({
+  const { worker, policies } = await createGovernorWorker({
     connection,
     namespace: settings.namespace,
     taskQueue: opts.taskQueue,
@@ -119,8 +168,25 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void> }> {
     ...(dataConverter ? { dataConverter } : {}),
     // Temporal's own endpoints are never http executor targets (SECURITY.md, "Confused deputy").
     http: { protectedAddresses: [settings.address, ...(run.serverEndpoints ?? []), ...extraProtected] },
+    observer: ops.observer,
+    ...(tracing ? { tracing: tracing.worker } : {}),
   });
   const running = worker.run();
+  const opsServer = await ops.start({
+    worker,
+    connection,
+    namespace: settings.namespace,
+    taskQueue: opts.taskQueue,
+    policies,
+    policiesDir: path.resolve(opts.policies),
+    home: run.home,
+  });
+  if (opsServer)
+    out.print(`metrics ${opsServer.url}/metrics, health ${opsServer.url}/healthz, readiness ${opsServer.url}/readyz`, {
+      metricsUrl: `${opsServer.url}/metrics`,
+      healthUrl: `${opsServer.url}/healthz`,
+      readyUrl: `${opsServer.url}/readyz`,
+    });
   const encryption = dataConverter ? ', payload encryption on' : '';
   out.print(
     `governor worker connected to ${settings.address} (namespace ${settings.namespace}, ` +
@@ -133,10 +199,13 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void> }> {
     },
   );
   return {
+    ...(opsServer ? { opsUrl: opsServer.url } : {}),
     async stop() {
       // Temporal's Runtime also reacts to SIGINT/SIGTERM by shutting workers down itself.
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
+      await ops.close();
+      await tracing?.shutdown().catch(() => undefined);
       await connection.close();
     },
   };
@@ -210,6 +279,8 @@ export function registerRuntimeCommands(program: Command, ctx: CommandContext): 
   workerOptions(upCommand).action(async (opts: WorkerOpts & { port: string; uiPort: string; inboxPort: string }) => {
     const o = ctx.out();
     const home = ctx.home();
+    // `up` always serves metrics and health (any free port unless --metrics-port or GOVERNOR_METRICS_PORT says).
+    if (opts.metricsPort === undefined) opts.metricsPort = '0';
     const keys = await initKeys(home);
     if (keys.created.length > 0) process.stderr.write(`created development keys in ${keys.dir}\n`);
     const converter = ctx.dataConverter(); // a bad key file fails before the server starts
@@ -249,6 +320,12 @@ export function registerRuntimeCommands(program: Command, ctx: CommandContext): 
           '',
           `Temporal UI:  ${server.uiUrl}`,
           ...(inbox ? [`Approval inbox: ${inbox.url}`] : []),
+          ...(worker.opsUrl
+            ? [
+                `Metrics:      ${worker.opsUrl}/metrics`,
+                `Health:       ${worker.opsUrl}/healthz  (ready: ${worker.opsUrl}/readyz)`,
+              ]
+            : []),
           'Try next:',
           '  npx governor demo                         # allowed, denied and escalated example chains',
           '  npx governor run examples/chains/deploy-staging.yaml --as agent:release-bot --wait',
