@@ -50,6 +50,8 @@ import type { CredentialClaims } from './credential-claims';
 import { decisionReceiptPayload, makeReceipt, type ReceiptSigner } from '../core/receipts';
 import { checkResume, type VerifyResumeInput } from './resume';
 import { createSessionActivities } from './sessions';
+import { GrantSigner } from './grants';
+import type { MintGrantInput } from '../contracts/grant';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
 export type {
@@ -179,6 +181,7 @@ function targetDenied(
 export function createActivities(deps: ActivityDeps) {
   const clock = deps.clock ?? (() => new Date());
   const httpGuard = new HttpGuard(deps.home, deps.http);
+  const grants = new GrantSigner(deps.home, clock);
   let signer: Promise<ReceiptSigner> | undefined;
   const receiptSigner = (): Promise<ReceiptSigner> => {
     const pending =
@@ -302,8 +305,29 @@ export function createActivities(deps: ActivityDeps) {
   ): Promise<{ outcome: ExecutionOutcome } & RecordedReceipt> {
     const active = deps.policies.current();
     if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
-    const { receipt: r, ...executeInput } = input;
-    const outcome = await runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard });
+    const { receipt: r, grant, ...executeInput } = input;
+    // An http request carries its execution grant, bound to the receipt its execution links to (the
+    // step's allow, or the approval or slot verdict after it), for the host actually called.
+    const mint = grant
+      ? (audience: string) =>
+          grants.mint({
+            chainId: input.chainId,
+            stepId: input.stepId,
+            idempotencyKey: input.idempotencyKey,
+            stepDigest: grant.stepDigest,
+            receipt: r.prev.hash,
+            audience,
+            action: grant.action,
+            resource: grant.resource,
+            input: input.input,
+            ttlMs: input.executor.type === 'http' ? input.executor.timeoutMs * 2 : 60_000,
+          })
+      : undefined;
+    const outcome = await runBuiltInExecutor(
+      executeInput,
+      { section: active.bundle.manifest.http, guard: httpGuard },
+      mint,
+    );
     const payload = { status: 'completed', outcome };
     const receipt = await makeReceipt(await receiptSigner(), {
       chainId: input.chainId,
@@ -343,6 +367,7 @@ export function createActivities(deps: ActivityDeps) {
           idempotencyKey,
           executor: input.binding.executor,
           input: input.binding.input,
+          grant: { stepDigest: authorized.stepDigest, action: input.action, resource: input.resource },
           receipt: {
             kind: input.kind === 'step' ? 'execution' : 'compensation-execution',
             prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash },
@@ -495,6 +520,14 @@ export function createActivities(deps: ActivityDeps) {
         );
       const signer = await receiptSigner();
       return store.recover(input, (next) => signRevocationEntry(signer, next, clock()));
+    },
+
+    /**
+     * The execution grant of a service activity or MCP tool call (contracts/grant.ts), minted right
+     * before the workflow schedules it: the workflow never signs anything itself.
+     */
+    async mintGrant(input: MintGrantInput): Promise<{ grant: string }> {
+      return { grant: await grants.mint(input) };
     },
 
     /** Signs and links the next receipt of a chain. */

@@ -47,3 +47,11 @@ export const LEAN_CHAIN_PATCH = 'lean-chain-folded-checkpoint';
  * compensation, so its idempotency key would make the real compensation a duplicate) is refused at input.
  */
 export const RESERVED_COMPENSATION_ID_PATCH = 'reserved-compensation-step-ids';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow`: every execution that leaves the governor carries
+ * an execution grant (contracts/grant.ts). Before a service activity or MCP tool call the workflow runs the
+ * `mintGrant` local activity and passes the grant in the activity input (`ServiceActivityInput.grant`); the
+ * `execute` activity of an http step receives what its grant binds (`ExecuteInput.grant`).
+ */
+export const EXECUTION_GRANT_PATCH = 'execution-grants';

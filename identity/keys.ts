@@ -21,7 +21,7 @@ import { ErrorCode, GovernorError } from '../contracts/errors';
  */
 
 /** Key pairs created by `governor keys init`. Helpers accept any valid name, so further pairs can be added later. */
-export const DEV_KEY_NAMES = ['issuer', 'attester', 'receipt', 'policy-signing', 'approver'] as const;
+export const DEV_KEY_NAMES = ['issuer', 'attester', 'receipt', 'policy-signing', 'approver', 'grant'] as const;
 /** One of `DEV_KEY_NAMES`. */
 export type DevKeyName = (typeof DEV_KEY_NAMES)[number];
 
