@@ -12,7 +12,8 @@ import { ChainStatus } from '../contracts/status';
 import { authorizeAction, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
-import { loadPrivateKeyObject, loadPublicJwks } from '../identity';
+import { keyPaths, loadPrivateKeyObject, loadPublicJwks } from '../identity';
+import { statSync } from 'node:fs';
 import {
   admitRequests,
   checkSlotVerdict,
@@ -183,7 +184,22 @@ export function createActivities(deps: ActivityDeps) {
   const httpGuard = new HttpGuard(deps.home, deps.http);
   const grants = new GrantSigner(deps.home, clock);
   let signer: Promise<ReceiptSigner> | undefined;
+  // A rotation (`governor keys rotate receipt`) replaces the key file: checked at most once a second, so
+  // receipts are signed by the retired key at most that long after its retirement (verify's grace covers it).
+  const receiptKeyFile = keyPaths(deps.home, 'receipt').privateKeyPath;
+  let receiptKeyStamp = '';
+  let receiptKeyCheckedAt = 0;
   const receiptSigner = (): Promise<ReceiptSigner> => {
+    const now = Date.now();
+    if (signer && now - receiptKeyCheckedAt >= 1000) {
+      receiptKeyCheckedAt = now;
+      const stamp = fileStampOf(receiptKeyFile);
+      if (stamp !== receiptKeyStamp) signer = undefined;
+    }
+    if (!signer) {
+      receiptKeyStamp = fileStampOf(receiptKeyFile);
+      receiptKeyCheckedAt = now;
+    }
     const pending =
       signer ??
       loadPrivateKeyObject(deps.home, 'receipt').catch((err: unknown) => {
@@ -537,6 +553,16 @@ export function createActivities(deps: ActivityDeps) {
       return { receipt: await makeReceipt(await receiptSigner(), input), payload: input.payload ?? null };
     },
   };
+}
+
+/** Identity of a file's current content (inode, mtime, size), or '' when it cannot be read. */
+function fileStampOf(file: string): string {
+  try {
+    const s = statSync(file, { bigint: true });
+    return `${s.ino}:${s.mtimeNs}:${s.size}`;
+  } catch {
+    return '';
+  }
 }
 
 /** The activity interface the workflow proxies (type only: workflows never import activity code). */
