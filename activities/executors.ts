@@ -1,8 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { Executor, JsonValue } from '../contracts/chain';
+import type { Executor, JsonValue, ResourceRef } from '../contracts/chain';
 import { ErrorCode } from '../contracts/errors';
+import { GRANT_HEADER } from '../contracts/grant';
 import type { ExecutionOutcome } from '../contracts/state';
 import { entryLabel, type HttpSection } from '../policies/http-allow';
 import type { CheckedCall, HttpGuard } from './http-guard';
@@ -14,7 +15,15 @@ export interface ExecuteInput {
   idempotencyKey: string;
   executor: Executor;
   input: Record<string, JsonValue>;
+  /**
+   * Set by workflows that grant executions (EXECUTION_GRANT_PATCH): what the http request's execution
+   * grant binds besides the chain, step and key (the receipt is the one the step's execution links to).
+   */
+  grant?: { stepDigest: string; action: string; resource: ResourceRef };
 }
+
+/** Mints the execution grant of an http request for its audience (the target's `host[:port]`). */
+export type MintHttpGrant = (audience: string) => Promise<string>;
 
 /** Prefix of every refusal before sending (error type `GOVERNOR_HOST_NOT_ALLOWED`): what `governStep` turns into a deny. */
 export const HTTP_REFUSED = 'http target refused';
@@ -31,6 +40,7 @@ export const HTTP_REFUSED = 'http target refused';
 export async function runBuiltInExecutor(
   input: ExecuteInput,
   http: { section: HttpSection; guard: HttpGuard },
+  mintGrant?: MintHttpGrant,
 ): Promise<ExecutionOutcome> {
   const { executor, idempotencyKey } = input;
   switch (executor.type) {
@@ -42,10 +52,13 @@ export async function runBuiltInExecutor(
         throw ApplicationFailure.nonRetryable(`${HTTP_REFUSED}: ${decided.reason}`, ErrorCode.HostNotAllowed);
       const hasBody = executor.method !== 'GET' && executor.method !== 'DELETE';
       const body = hasBody ? Buffer.from(JSON.stringify(executor.body ?? input.input), 'utf8') : undefined;
+      // The grant names the host actually called (after the guard's check), never one from the step's input.
+      const grant = mintGrant ? await mintGrant(decided.checked.call.url.host) : undefined;
       const status = await send(
         decided.checked,
         executor.method,
         idempotencyKey,
+        grant,
         body,
         Math.min(executor.timeoutMs, decided.checked.call.target.timeoutMs),
       );
@@ -66,6 +79,7 @@ function send(
   checked: CheckedCall,
   method: string,
   idempotencyKey: string,
+  grant: string | undefined,
   body: Buffer | undefined,
   timeoutMs: number,
 ): Promise<number> {
@@ -79,6 +93,7 @@ function send(
     ...Object.fromEntries(entryHeaders),
     host: hostHeader,
     'idempotency-key': idempotencyKey,
+    ...(grant ? { [GRANT_HEADER]: grant } : {}),
     ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}),
   };
   const address = addresses[0]!;

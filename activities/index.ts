@@ -12,7 +12,8 @@ import { ChainStatus } from '../contracts/status';
 import { authorizeAction, logShadowDifference, type AuthorizeInput, type AuthorizeResult } from './authorize';
 import { HTTP_REFUSED, runBuiltInExecutor, type ExecuteInput } from './executors';
 import { HttpGuard, type HttpExecutorOptions } from './http-guard';
-import { loadPrivateKeyObject, loadPublicJwks } from '../identity';
+import { keyPaths, loadPrivateKeyObject, loadPublicJwks } from '../identity';
+import { statSync } from 'node:fs';
 import {
   admitRequests,
   checkSlotVerdict,
@@ -54,6 +55,8 @@ import { classifyVoteRejection } from '../runtime/metrics';
 import { checkResume, type VerifyResumeInput } from './resume';
 import { createSessionActivities } from './sessions';
 import { subscribedEvents, type NotifyEvent } from '../contracts/notification';
+import { GrantSigner } from './grants';
+import type { MintGrantInput } from '../contracts/grant';
 
 export type { AuthorizeInput, AuthorizeResult } from './authorize';
 export type {
@@ -198,8 +201,24 @@ function targetDenied(
 export function createActivities(deps: ActivityDeps) {
   const clock = deps.clock ?? (() => new Date());
   const httpGuard = new HttpGuard(deps.home, deps.http);
+  const grants = new GrantSigner(deps.home, clock);
   let signer: Promise<ReceiptSigner> | undefined;
+  // A rotation (`governor keys rotate receipt`) replaces the key file: checked at most once a second, so
+  // receipts are signed by the retired key at most that long after its retirement (verify's grace covers it).
+  const receiptKeyFile = keyPaths(deps.home, 'receipt').privateKeyPath;
+  let receiptKeyStamp = '';
+  let receiptKeyCheckedAt = 0;
   const receiptSigner = (): Promise<ReceiptSigner> => {
+    const now = Date.now();
+    if (signer && now - receiptKeyCheckedAt >= 1000) {
+      receiptKeyCheckedAt = now;
+      const stamp = fileStampOf(receiptKeyFile);
+      if (stamp !== receiptKeyStamp) signer = undefined;
+    }
+    if (!signer) {
+      receiptKeyStamp = fileStampOf(receiptKeyFile);
+      receiptKeyCheckedAt = now;
+    }
     const pending =
       signer ??
       loadPrivateKeyObject(deps.home, 'receipt').catch((err: unknown) => {
@@ -363,7 +382,7 @@ export function createActivities(deps: ActivityDeps) {
   ): Promise<{ outcome: ExecutionOutcome } & RecordedReceipt> {
     const active = deps.policies.current();
     if (!active) throw ApplicationFailure.nonRetryable('no valid policy bundle is loaded', ErrorCode.PolicyUnavailable);
-    const { receipt: r, ...executeInput } = input;
+    const { receipt: r, grant, ...executeInput } = input;
     const kind = r.kind === 'compensation-execution' ? 'compensation' : 'step';
     const where = {
       'governor.chain_id': input.chainId,
@@ -371,8 +390,25 @@ export function createActivities(deps: ActivityDeps) {
       'governor.kind': kind,
       'governor.executor': input.executor.type,
     };
+    // An http request carries its execution grant, bound to the receipt its execution links to (the
+    // step's allow, or the approval or slot verdict after it), for the host actually called.
+    const mint = grant
+      ? (audience: string) =>
+          grants.mint({
+            chainId: input.chainId,
+            stepId: input.stepId,
+            idempotencyKey: input.idempotencyKey,
+            stepDigest: grant.stepDigest,
+            receipt: r.prev.hash,
+            audience,
+            action: grant.action,
+            resource: grant.resource,
+            input: input.input,
+            ttlMs: input.executor.type === 'http' ? input.executor.timeoutMs * 2 : 60_000,
+          })
+      : undefined;
     const outcome = await inSpan('governor.execution', where, () =>
-      runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard }),
+      runBuiltInExecutor(executeInput, { section: active.bundle.manifest.http, guard: httpGuard }, mint),
     ).catch((err: unknown) => {
       deps.observer?.executed({ executor: input.executor.type, kind, outcome: 'error' });
       throw err;
@@ -414,6 +450,7 @@ export function createActivities(deps: ActivityDeps) {
         idempotencyKey,
         executor: input.binding.executor,
         input: input.binding.input,
+        grant: { stepDigest: authorized.stepDigest, action: input.action, resource: input.resource },
         receipt: {
           kind: input.kind === 'step' ? 'execution' : 'compensation-execution',
           prev: { seq: authorized.receipt.seq, hash: authorized.receipt.hash },
@@ -610,6 +647,14 @@ export function createActivities(deps: ActivityDeps) {
       return store.recover(input, (next) => signRevocationEntry(signer, next, clock()));
     },
 
+    /**
+     * The execution grant of a service activity or MCP tool call (contracts/grant.ts), minted right
+     * before the workflow schedules it: the workflow never signs anything itself.
+     */
+    async mintGrant(input: MintGrantInput): Promise<{ grant: string }> {
+      return { grant: await grants.mint(input) };
+    },
+
     /** Signs and links the next receipt of a chain. */
     async recordReceipt(input: RecordReceiptInput): Promise<RecordedReceipt> {
       // The payload is echoed back so history (which keeps local activity results, not inputs)
@@ -617,6 +662,16 @@ export function createActivities(deps: ActivityDeps) {
       return { receipt: await makeReceipt(await receiptSigner(), input), payload: input.payload ?? null };
     },
   };
+}
+
+/** Identity of a file's current content (inode, mtime, size), or '' when it cannot be read. */
+function fileStampOf(file: string): string {
+  try {
+    const s = statSync(file, { bigint: true });
+    return `${s.ino}:${s.mtimeNs}:${s.size}`;
+  } catch {
+    return '';
+  }
 }
 
 /** The activity interface the workflow proxies (type only: workflows never import activity code). */

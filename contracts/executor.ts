@@ -12,6 +12,12 @@ export interface ServiceActivityInput {
   action: string;
   resource: ResourceRef;
   input: Record<string, JsonValue>;
+  /**
+   * The execution grant (contracts/grant.ts): a short-lived JWS the governor signed for exactly this call,
+   * audience the service's task queue. Absent only in calls scheduled by workflows that ran before grants
+   * existed; a service that requires grants (sdk/grant.ts `verifyServiceActivityGrant`) refuses those.
+   */
+  grant?: string;
 }
 
 /** The activity type the MCP gateway's worker registers (recorded in history: never rename). */

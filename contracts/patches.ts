@@ -55,3 +55,11 @@ export const RESERVED_COMPENSATION_ID_PATCH = 'reserved-compensation-step-ids';
  * counted vote, and at its outcome. Only the start is awaited, never the delivery.
  */
 export const WEBHOOK_NOTIFY_PATCH = 'webhook-notifications';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow`: every execution that leaves the governor carries
+ * an execution grant (contracts/grant.ts). Before a service activity or MCP tool call the workflow runs the
+ * `mintGrant` local activity and passes the grant in the activity input (`ServiceActivityInput.grant`); the
+ * `execute` activity of an http step receives what its grant binds (`ExecuteInput.grant`).
+ */
+export const EXECUTION_GRANT_PATCH = 'execution-grants';

@@ -107,12 +107,27 @@ function fileResolver(file: string): JwksResolver {
       throw err;
     }
     try {
-      return { set: createLocalJWKSet(JSON.parse(text) as JSONWebKeySet), stamp };
+      return { set: createLocalJWKSet(liveKeys(JSON.parse(text) as JSONWebKeySet)), stamp };
     } catch {
       throw new GovernorError(ErrorCode.KeysMissing, `JWKS file ${file} is not a valid JWKS`, 'jwks.file');
     }
   };
+  let checkedAt = 0;
   const resolver: JwksResolver = async (header, token) => {
+    // A rotation retires a key the loaded set still holds: the file is checked again at most once a
+    // second, so a retired key stops verifying new tokens within a second of `governor keys rotate`.
+    const now = Date.now();
+    if (loaded && now - checkedAt >= 1000) {
+      checkedAt = now;
+      let stamp: string | undefined;
+      try {
+        stamp = fileStamp(file);
+      } catch {
+        stamp = undefined; // vanished: keep the loaded set until a miss says otherwise
+      }
+      if (stamp !== undefined && stamp !== loaded.stamp) loaded = load();
+    }
+    if (!loaded) checkedAt = now;
     const current = (loaded ??= load());
     try {
       return await current.set(header, token);
@@ -133,6 +148,15 @@ function fileResolver(file: string): JwksResolver {
   };
   resolver.generation = () => generation;
   return resolver;
+}
+
+/**
+ * The keys of a JWKS that may verify a token presented now: a key retired by `governor keys rotate`
+ * (`retired` member, identity/keys.ts) stays published for stored evidence but accepts no new token.
+ */
+function liveKeys(jwks: JSONWebKeySet): JSONWebKeySet {
+  if (!Array.isArray(jwks?.keys)) return jwks;
+  return { keys: jwks.keys.filter((k) => (k as { retired?: unknown }).retired === undefined) };
 }
 
 function uriResolver(uri: string): JwksResolver {

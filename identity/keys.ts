@@ -21,9 +21,29 @@ import { ErrorCode, GovernorError } from '../contracts/errors';
  */
 
 /** Key pairs created by `governor keys init`. Helpers accept any valid name, so further pairs can be added later. */
-export const DEV_KEY_NAMES = ['issuer', 'attester', 'receipt', 'policy-signing', 'approver'] as const;
+export const DEV_KEY_NAMES = ['issuer', 'attester', 'receipt', 'policy-signing', 'approver', 'grant'] as const;
 /** One of `DEV_KEY_NAMES`. */
 export type DevKeyName = (typeof DEV_KEY_NAMES)[number];
+
+/**
+ * Kinds `governor keys rotate` rotates, by the key pair each names. Their JWKS keeps every retired public
+ * key with its validity window, so what it signed before a rotation still verifies.
+ */
+export const ROTATABLE_KEYS = { receipt: 'receipt', approver: 'approver', policy: 'policy-signing' } as const;
+/** One of `ROTATABLE_KEYS`' kinds. */
+export type RotatableKind = keyof typeof ROTATABLE_KEYS;
+
+/**
+ * A published key's validity window (members of its JWK in the JWKS, epoch seconds): `nbf`, when it
+ * became the signing key (absent for a key created before key history existed: valid from the start),
+ * and `retired`, when a rotation replaced it (absent for the current key). Verifiers of stored evidence
+ * accept a signature by a key only when it was made inside the key's window; verifiers of live tokens
+ * (jwks.ts) no longer accept a retired key at all.
+ */
+export interface KeyWindow {
+  nbf?: number;
+  retired?: number;
+}
 
 /** JWS algorithm of every dev key (Ed25519). */
 export const KEY_ALG = 'EdDSA';
@@ -106,6 +126,7 @@ export async function initKeys(
 export async function loadPrivateKey(home: string | undefined, name: string): Promise<SigningKey> {
   const { privateKeyPath } = keyPaths(home, name);
   const jwk = await readPrivateJwk(privateKeyPath, name);
+  markUsed(home, name, jwk.kid as string);
   const key = await importJWK(jwk, KEY_ALG);
   if (!isCryptoKey(key)) throw keyFileInvalid(privateKeyPath, name);
   return { name, kid: jwk.kid as string, alg: KEY_ALG, key };
@@ -122,6 +143,7 @@ export async function loadPrivateKeyObject(
 ): Promise<{ kid: string; key: KeyObject }> {
   const { privateKeyPath } = keyPaths(home, name);
   const jwk = await readPrivateJwk(privateKeyPath, name);
+  markUsed(home, name, jwk.kid as string);
   try {
     return { kid: jwk.kid as string, key: createPrivateKey({ key: jwk as NodeJwk, format: 'jwk' }) };
   } catch {
@@ -148,10 +170,105 @@ export function publicJwk(jwk: JWK): JWK {
   return { kty: jwk.kty, crv: jwk.crv, x: jwk.x, kid: jwk.kid, alg: KEY_ALG, use: 'sig' } as JWK;
 }
 
+/**
+ * Rotates key pair `name`: a new private key replaces the current one (which can sign nothing more), and
+ * the JWKS publishes the new key (`nbf` now) before every earlier one, the replaced key with `retired`
+ * now. Evidence signed before the rotation keeps verifying; the replaced key signs nothing valid after it.
+ */
+export async function rotateKey(
+  home: string | undefined,
+  name: string,
+  now: Date = new Date(),
+): Promise<{ name: string; kid: string; retiredKid: string; jwksPath: string }> {
+  const paths = keyPaths(home, name);
+  const current = await readPrivateJwk(paths.privateKeyPath, name);
+  const at = Math.floor(now.getTime() / 1000);
+  const next = await generatePrivateJwk();
+  const published = publishedKeys(paths.jwksPath).filter((k) => k.kid !== current.kid && k.kid !== next.kid);
+  const previous = publishedKeys(paths.jwksPath).find((k) => k.kid === current.kid);
+  const retired = { ...publicJwk(current), ...windowOf(previous), retired: at };
+  const jwks = { keys: [{ ...publicJwk(next), nbf: at }, retired, ...published] };
+  // The JWKS first: a verifier must know the new key before anything is signed with it.
+  writeFileAtomic(paths.jwksPath, `${JSON.stringify(jwks, null, 2)}\n`, 0o644, true);
+  writeFileAtomic(paths.privateKeyPath, `${JSON.stringify(next, null, 2)}\n`, 0o600, true);
+  return { name, kid: next.kid as string, retiredKid: current.kid as string, jwksPath: paths.jwksPath };
+}
+
+/** The validity window a published JWK carries (`nbf`, `retired`), when it carries one. */
+export function keyWindow(jwk: unknown): KeyWindow {
+  return windowOf(isObject(jwk) ? jwk : undefined);
+}
+
+function windowOf(jwk: Record<string, unknown> | undefined): KeyWindow {
+  const w: KeyWindow = {};
+  if (typeof jwk?.nbf === 'number' && Number.isFinite(jwk.nbf)) w.nbf = jwk.nbf;
+  if (typeof jwk?.retired === 'number' && Number.isFinite(jwk.retired)) w.retired = jwk.retired;
+  return w;
+}
+
+/** The keys a JWKS file publishes (empty when absent or unreadable). */
+function publishedKeys(file: string): Record<string, unknown>[] {
+  const text = readIfExists(file);
+  if (text === undefined) return [];
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return isJwks(parsed) ? (parsed.keys as Record<string, unknown>[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** `<home>/keys/<name>.used.json`: key ids of pair `name` that were loaded to sign something (rotatable kinds only). */
+function usedPath(home: string | undefined, name: string): string {
+  return path.join(keysDir(home), `${name}.used.json`);
+}
+
+const ROTATABLE_NAMES: readonly string[] = Object.values(ROTATABLE_KEYS);
+
+/** Notes that `kid` of a rotatable pair signs evidence, so `keys init --force` will not drop it. */
+function markUsed(home: string | undefined, name: string, kid: string): void {
+  if (!ROTATABLE_NAMES.includes(name)) return;
+  const used = usedKids(home, name);
+  if (used.includes(kid)) return;
+  try {
+    writeFileAtomic(usedPath(home, name), `${JSON.stringify([...used, kid])}\n`, 0o644, true);
+  } catch {
+    // Best effort: a read-only home still signs (the JWKS history protects verification either way).
+  }
+}
+
+function usedKids(home: string | undefined, name: string): string[] {
+  const text = readIfExists(usedPath(home, name));
+  if (text === undefined) return [];
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return Array.isArray(parsed) ? parsed.filter((k): k is string => typeof k === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 async function ensureKeyPair(home: string | undefined, name: string, force: boolean): Promise<KeySummary> {
   const paths = keyPaths(home, name);
   let created = false;
   let jwk: JWK | undefined;
+  const published = publishedKeys(paths.jwksPath);
+  if (force && ROTATABLE_NAMES.includes(name)) {
+    // Replacing a key that signed evidence (or whose JWKS keeps retired keys) would make that evidence
+    // unverifiable: rotation keeps it.
+    const used = usedKids(home, name);
+    const drops = published.filter(
+      (k) => typeof k.kid === 'string' && (used.includes(k.kid) || k.retired !== undefined),
+    );
+    if (drops.length > 0) {
+      throw new GovernorError(
+        ErrorCode.InvalidInput,
+        `keys init --force would drop ${name} key(s) ${drops.map((k) => String(k.kid)).join(', ')} that signed ` +
+          `existing evidence; use \`governor keys rotate ${kindOf(name)}\` instead`,
+        name,
+      );
+    }
+  }
   if (!force && fs.existsSync(paths.privateKeyPath)) {
     jwk = await readPrivateJwk(paths.privateKeyPath, name);
   } else {
@@ -160,7 +277,10 @@ async function ensureKeyPair(home: string | undefined, name: string, force: bool
     created = writeFileAtomic(paths.privateKeyPath, `${JSON.stringify(jwk, null, 2)}\n`, 0o600, force);
     if (!created) jwk = await readPrivateJwk(paths.privateKeyPath, name);
   }
-  const jwks = `${JSON.stringify({ keys: [publicJwk(jwk)] }, null, 2)}\n`;
+  // The current key first (keeping its window), then every retired key the JWKS already publishes.
+  const current = published.find((k) => k.kid === jwk.kid);
+  const retired = force ? [] : published.filter((k) => k.kid !== jwk.kid && k.retired !== undefined);
+  const jwks = `${JSON.stringify({ keys: [{ ...publicJwk(jwk), ...windowOf(current) }, ...retired] }, null, 2)}\n`;
   if (readIfExists(paths.jwksPath) !== jwks) writeFileAtomic(paths.jwksPath, jwks, 0o644, true);
   return { name, kid: jwk.kid as string, alg: KEY_ALG, created, ...paths };
 }
@@ -252,6 +372,10 @@ function keyFileInvalid(file: string, name: string): GovernorError {
     `key "${name}" is unusable: ${file} is not a valid Ed25519 key file; run \`governor keys init --force\``,
     name,
   );
+}
+
+function kindOf(name: string): string {
+  return Object.entries(ROTATABLE_KEYS).find(([, n]) => n === name)?.[0] ?? name;
 }
 
 function assertKeyName(name: string): void {

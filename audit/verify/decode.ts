@@ -28,6 +28,15 @@ import { isRecord, oneLine, optionalString } from './util';
  * strictly (canonical base64, exactly one payload) and every problem is recorded, never thrown.
  */
 
+/** An event's time as epoch ms: proto3 JSON (RFC 3339 string) or the message form (`{seconds, nanos}`). */
+function eventTimeMs(t: unknown): number | undefined {
+  let ms = NaN;
+  if (typeof t === 'string') ms = Date.parse(t);
+  else if (isRecord(t) && (typeof t.seconds === 'string' || typeof t.seconds === 'number'))
+    ms = Number(t.seconds) * 1000 + (typeof t.nanos === 'number' ? Math.floor(t.nanos / 1e6) : 0);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 /** A receipt as history recorded it, with the result that carried it. */
 export interface ReceiptEntry {
   run: number;
@@ -59,6 +68,8 @@ export interface RecordedUpdate {
 export interface DecodedRun {
   index: number;
   events: number;
+  /** When the server recorded each event (epoch ms), by event id; absent for events without a readable time. */
+  eventTimes?: Map<number, number>;
   /** Well-formedness problems (the `history` check). */
   problems: string[];
   /** Sound enough to hand to the replay worker. */
@@ -162,8 +173,12 @@ export function decodeRun(raw: unknown, index: number): DecodedRun {
     structural = false;
   };
   const activities = new RecordedActivities(firstPayload);
+  const eventTimes = new Map<number, number>();
+  run.eventTimes = eventTimes;
   events.forEach((event, i) => {
     const where = `event ${i + 1}`;
+    const time = isRecord(event) ? eventTimeMs(event.eventTime) : undefined;
+    if (time !== undefined) eventTimes.set(i + 1, time);
     const found = eventAttributes(event, i, where, malformed);
     if (!found) return;
     const last = i === events.length - 1;

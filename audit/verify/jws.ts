@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { canonicalJson, sha256Hex } from '../../core/canonical';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { isRecord } from './util';
+import { keyWindow, type KeyWindow } from '../../identity/keys';
 
 /*
  * Compact JWS of the governor's receipt key (receipts, slot request seals, proof seals), checked with
@@ -16,6 +17,8 @@ export type JwsCheck = { ok: true; payload: string; kid: string } | { ok: false;
 export interface TrustedKeys {
   id: string;
   keySet: ReturnType<typeof createLocalJWKSet>;
+  /** Validity windows of rotated keys (`governor keys rotate`), by kid. */
+  windows: Map<string, KeyWindow>;
 }
 
 /**
@@ -71,7 +74,9 @@ export function trustedKeys(jwks: JSONWebKeySet): TrustedKeys {
   let keys = keySets.get(id);
   if (!keys) {
     try {
-      keys = { id, keySet: createLocalJWKSet(snapshot) };
+      const windows = new Map<string, KeyWindow>();
+      for (const k of snapshot.keys) if (typeof k.kid === 'string') windows.set(k.kid, keyWindow(k));
+      keys = { id, keySet: createLocalJWKSet(snapshot), windows };
     } catch {
       throw new GovernorError(ErrorCode.InvalidInput, 'trusted receipt keys: not a valid JWKS', 'receiptJwks');
     }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { initKeys, issueAttestation, issueCredential } from '../../identity';
+import { ROTATABLE_KEYS, rotateKey, type RotatableKind } from '../../identity/keys';
 import { Exit, type CommandContext } from '../context';
 
 /** `governor keys init`, `governor token issue`, `governor attest issue`: development key material. */
@@ -55,11 +56,31 @@ export function registerIdentityCommands(program: Command, ctx: CommandContext):
     .description(
       'create issuer, attester, approver, receipt and policy-signing keys (and JWKS) under <GOVERNOR_HOME>/keys',
     )
-    .option('--force', 'replace existing keys')
+    .option('--force', 'replace existing keys (refused for keys that signed evidence: use `keys rotate`)')
     .action(async (opts: { force?: boolean }) => {
       const result = await initKeys(ctx.home(), { force: Boolean(opts.force) });
       const created = result.created.length ? ` (created: ${result.created.join(', ')})` : ' (already present, kept)';
       ctx.out().print(`keys in ${result.dir}${created}`, result);
+      ctx.setExit(Exit.Ok);
+    });
+
+  keys
+    .command('rotate')
+    .description(
+      'rotate the receipt, approver or policy-signing key: a new key signs from now on, the old public key ' +
+        'stays in the JWKS with its validity window so what it signed still verifies',
+    )
+    .argument('<kind>', `one of ${Object.keys(ROTATABLE_KEYS).join(', ')}`)
+    .action(async (kind: string) => {
+      if (!Object.hasOwn(ROTATABLE_KEYS, kind)) {
+        throw new GovernorError(
+          ErrorCode.InvalidInput,
+          `keys rotate: kind must be one of ${Object.keys(ROTATABLE_KEYS).join(', ')}`,
+          'kind',
+        );
+      }
+      const result = await rotateKey(ctx.home(), ROTATABLE_KEYS[kind as RotatableKind]);
+      ctx.out().print(`${result.name}: ${result.kid} signs from now on; ${result.retiredKid} retired`, result);
       ctx.setExit(Exit.Ok);
     });
 

@@ -3,7 +3,7 @@ import { eventually } from './eventually';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import type { HttpExecutorOptions } from '../../activities';
-import { issueAttestation, issueCredential } from '../../identity';
+import { issueAttestation, issueCredential, loadPublicJwks } from '../../identity';
 import type { ChainResult, ChainState } from '../../contracts/state';
 import { GovernorClient } from '../../sdk/client';
 import { createServiceActivities } from '../../examples/service/activities';
@@ -55,6 +55,8 @@ export async function setupGoverned(
     http?: HttpExecutorOptions;
     /** The worker's revocation cache TTL (0: every decision reads the registry, so a test need not wait). */
     revocationCacheTtlMs?: number;
+    /** The example service refuses calls without a valid execution grant (sdk/grant.ts), as the example worker does. */
+    requireGrants?: boolean;
   } = {},
 ): Promise<Governed> {
   const home = options.home ?? (await makeHome());
@@ -84,7 +86,13 @@ export async function setupGoverned(
     connection: serviceConnection,
     taskQueue: serviceQueue,
     ...dc,
-    activities: { ...createServiceActivities(ledger), ...(options.extraActivities?.(ledger) ?? {}) },
+    activities: {
+      ...createServiceActivities(
+        ledger,
+        options.requireGrants ? { grants: { keys: loadPublicJwks(home, 'grant'), audience: serviceQueue } } : {},
+      ),
+      ...(options.extraActivities?.(ledger) ?? {}),
+    },
   });
   const serviceRun = serviceWorker.run();
 

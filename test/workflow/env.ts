@@ -47,6 +47,7 @@ const ACTIVITY_NAMES: Record<keyof GovernorActivities, true> = {
   sessionSettings: true,
   verifyProposal: true,
   sessionOutput: true,
+  mintGrant: true,
 };
 
 export interface WorkflowTestEnv {

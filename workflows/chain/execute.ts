@@ -10,7 +10,8 @@ import type { GovernStepResult } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { ErrorCode } from '../../contracts/errors';
 import { MCP_TOOL_CALL_ACTIVITY, type McpToolCallInput, type ServiceActivityInput } from '../../contracts/executor';
-import { GOVERN_STEP_PATCH } from '../../contracts/patches';
+import { grantLifetimeMs } from '../../contracts/grant';
+import { EXECUTION_GRANT_PATCH, GOVERN_STEP_PATCH } from '../../contracts/patches';
 import type { Receipt, ReceiptKind } from '../../contracts/receipt';
 import type { ExecutionOutcome, StepState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
@@ -18,6 +19,7 @@ import { idempotencyKey, resourceLabel, type GovernedAction } from '../../core/s
 import { failureMessage } from '../failure';
 import {
   EXECUTOR_RETRY,
+  LOCAL_ACTIVITY,
   executeTimeout,
   governStepTimeout,
   mcpActivityOptions,
@@ -26,7 +28,7 @@ import {
 import { awaitApproval } from './approval';
 import { authorize, authorizeInput } from './authorize';
 import { coordinate, type Slot } from './coordination';
-import { executors } from './proxies';
+import { executors, governor } from './proxies';
 import { Revoked, type ChainRun } from './run';
 
 /** How governing one action ended: it ran (with its outcome), or it was denied, or it failed. */
@@ -46,7 +48,7 @@ const executionKind = (a: GovernedAction): ReceiptKind => (a.kind === 'step' ? '
  * Runs the executor. Built-in executors sign their own execution receipt (returned here); a
  * service activity's outcome is recorded by the caller with `recordReceipt`.
  */
-async function execute(run: ChainRun, a: GovernedAction): Promise<Executed> {
+async function execute(run: ChainRun, a: GovernedAction, stepDigest: string): Promise<Executed> {
   const { chainId } = run;
   const key = idempotencyKey(chainId, a.stepId);
   const summary = `execute ${a.action} on ${resourceLabel(a.resource)}`;
@@ -63,6 +65,29 @@ async function execute(run: ChainRun, a: GovernedAction): Promise<Executed> {
         resource: a.resource,
         input: a.input,
       };
+      // Runs before grants existed carry none (their histories have no mintGrant marker).
+      const granted = a.executor.type !== 'noop' && patched(EXECUTION_GRANT_PATCH);
+      if (granted && (a.executor.type === 'activity' || a.executor.type === 'mcp')) {
+        // Signed by a local activity (never in workflow code), bound to the receipt that allowed this execution.
+        const minted = await governor.mintGrant.executeWithOptions(
+          { ...LOCAL_ACTIVITY, summary: `grant ${a.action} on ${resourceLabel(a.resource)}` },
+          [
+            {
+              chainId,
+              stepId: a.stepId,
+              idempotencyKey: key,
+              stepDigest,
+              receipt: run.head.hash,
+              audience: a.executor.taskQueue,
+              action: a.action,
+              resource: a.resource,
+              input: a.input,
+              ttlMs: grantLifetimeMs(a.executor.timeoutMs),
+            },
+          ],
+        );
+        binding.grant = minted.grant;
+      }
       if (a.executor.type === 'activity') {
         // The service's own activity, on the service's own task queue: the governor never holds its credentials.
         const result = await remote(serviceActivityOptions(a.executor), a.executor.activityType, binding, summary);
@@ -83,6 +108,7 @@ async function execute(run: ChainRun, a: GovernedAction): Promise<Executed> {
             idempotencyKey: key,
             executor: a.executor,
             input: a.input,
+            ...(granted ? { grant: { stepDigest, action: a.action, resource: a.resource } } : {}),
             receipt: { kind: executionKind(a), prev: run.head },
           },
         ],
@@ -185,7 +211,7 @@ export async function govern(
   run.publishDetails(); // step progress changed even when the chain's status did not
   let executed: Executed;
   try {
-    executed = await execute(run, a);
+    executed = await execute(run, a, first.result.stepDigest);
     await slot.release?.(true);
   } catch (err) {
     // A holder that did not complete releases without advancing the resource's version.

@@ -3,6 +3,7 @@ import { Activity } from '../../../core/history';
 import { decisionReceiptPayload, receiptBody, RECEIPT_KINDS_BY_SOURCE } from '../../../core/receipts';
 import { GENESIS_HASH, Receipt, type ReceiptHead } from '../../../contracts/receipt';
 import type { DecodedRun, ReceiptEntry } from '../decode';
+import type { KeyWindow } from '../../../identity/keys';
 import { verifyCompactJws, type TrustedKeys } from '../jws';
 import { CheckName, Problems, type VerifyCheck } from '../report';
 
@@ -40,6 +41,27 @@ function receiptPayload(
     default:
       return { ok: true, payload: r.payload ?? null };
   }
+}
+
+/**
+ * How long after a key's retirement a receipt signed with it is still accepted: a worker notices a
+ * rotation within a second (activities/index.ts), and the history's event time is when the server
+ * recorded the result, a little after the signature.
+ */
+export const ROTATION_GRACE_MS = 60_000;
+
+/**
+ * Why a receipt recorded at `recordedAt` (epoch ms, the server's event time) may not carry a signature by a
+ * key with `window`; undefined when it may. A key without a window (never rotated) is valid throughout.
+ */
+export function outsideWindow(window: KeyWindow | undefined, recordedAt: number | undefined): string | undefined {
+  if (!window || (window.nbf === undefined && window.retired === undefined)) return undefined;
+  if (recordedAt === undefined) return 'that was rotated, in an event without a time';
+  if (window.retired !== undefined && recordedAt > window.retired * 1000 + ROTATION_GRACE_MS)
+    return `after it was retired (${new Date(window.retired * 1000).toISOString()})`;
+  if (window.nbf !== undefined && recordedAt < window.nbf * 1000 - ROTATION_GRACE_MS)
+    return `before it was introduced (${new Date(window.nbf * 1000).toISOString()})`;
+  return undefined;
 }
 
 /**
@@ -97,6 +119,8 @@ export async function checkReceipts(
       else {
         if (signature.payload !== r.hash) problems.add(`${label}: the signature signs another hash`);
         kids.add(signature.kid);
+        const outside = outsideWindow(keySet.windows.get(signature.kid), run.eventTimes?.get(entry.eventId));
+        if (outside) problems.add(`${label}: signed by key ${signature.kid} ${outside}`);
       }
       if (entry.source === Activity.authorize && r.stepId !== undefined && typeof entry.result.stepDigest === 'string')
         stepDigests.set(r.stepId, entry.result.stepDigest);
