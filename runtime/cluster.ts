@@ -415,7 +415,7 @@ export function serviceConfig(name: TemporalProcessName, ports: ClusterPorts, pa
     persistence: {
       defaultStore: 'postgres-default',
       visibilityStore: 'postgres-visibility',
-      numHistoryShards: 8,
+      numHistoryShards: 4,
       datastores: { 'postgres-default': store('temporal', 12), 'postgres-visibility': store('temporal_visibility', 4) },
     },
     global: {
