@@ -3,6 +3,7 @@ import type { DataConverter } from '@temporalio/common';
 import { ErrorCode, isGovernorError } from '../contracts/errors';
 import { CODEC_KEYS_ENV, loadCodec } from '../runtime/codec';
 import { registerChainCommands } from './commands/chains';
+import { registerClusterCommands } from './commands/cluster';
 import { registerCodecCommands } from './commands/codec';
 import { registerCoordinationCommands } from './commands/coordination';
 import { registerIdentityCommands } from './commands/identity';
@@ -61,6 +62,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerSessionCommands(program, ctx);
   registerMcpCommands(program, ctx);
   registerInboxCommands(program, ctx);
+  registerClusterCommands(program, ctx);
   return program;
 }
 

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { SEARCH_ATTRIBUTES_FOR_CLI } from '../../contracts/search-attributes';
+import { TEMPORAL_SERVER_VERSION } from '../../runtime/cluster';
 
 // Docker cannot run on the development machines, so the production topology is checked as data.
 const root = path.join(__dirname, '..', '..');
@@ -27,6 +28,7 @@ describe('docker-compose.yml', () => {
       'postgresql',
       'temporal',
       'temporal-admin-tools',
+      'temporal-schema',
       'temporal-ui',
     ]);
   });
@@ -43,6 +45,18 @@ describe('docker-compose.yml', () => {
     expect(services.temporal!.environment!.DB).toBe('postgres12');
     expect(services.temporal!.environment!.POSTGRES_SEEDS).toBe('postgresql');
     expect(services.temporal!.depends_on).toHaveProperty('postgresql');
+  });
+
+  it('sets up the schemas with the SQL tool of the same server version, as `governor cluster up` does', () => {
+    const schema = services['temporal-schema']!;
+    expect(schema.image).toBe(services.temporal!.image!.replace('temporalio/server', 'temporalio/admin-tools'));
+    const script = schema.command!.join(' ');
+    expect(script).toContain('setup-schema -v 0.0');
+    expect(script).toContain('update-schema -d "/etc/temporal/schema/postgresql/v12/$$dir/versioned"');
+    expect(script).toContain('temporal_visibility:visibility');
+    expect(services.temporal!.depends_on).toHaveProperty('temporal-schema');
+    // The version `governor cluster up` builds (runtime/cluster.ts), which the pinned CLI embeds.
+    expect(services.temporal!.image).toBe(`temporalio/server:${TEMPORAL_SERVER_VERSION.slice(1)}`);
   });
 
   it('wires the UI and the worker to the Temporal frontend through environment variables', () => {
