@@ -6,6 +6,7 @@ import { CoordinationClient } from '../../sdk/coordination';
 import type { GovernorClient } from '../../sdk/client';
 import { Exit, type CommandContext } from '../context';
 import { governorClient, taskQueue } from './chains';
+import { splitRequestId as requestParts } from '../../inbox/chains';
 
 /**
  * `governor coordination show|pick`: a domain's queue and open ties with their contenders side by side,
@@ -33,11 +34,9 @@ interface Contender {
 
 /** `chainId/stepId` → its parts (a chain id may not contain `/`: the step id is after the last one). */
 function splitRequestId(requestId: string, field: string): { chainId: string; stepId: string } {
-  const at = requestId.lastIndexOf('/');
-  if (at <= 0 || at === requestId.length - 1) {
-    throw new GovernorError(ErrorCode.InvalidInput, `${field}: must be <chainId>/<stepId>`, field);
-  }
-  return { chainId: requestId.slice(0, at), stepId: requestId.slice(at + 1) };
+  const parts = requestParts(requestId);
+  if (!parts) throw new GovernorError(ErrorCode.InvalidInput, `${field}: must be <chainId>/<stepId>`, field);
+  return parts;
 }
 
 async function contenders(gc: GovernorClient, tie: PendingTie): Promise<Contender[]> {
