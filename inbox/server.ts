@@ -7,7 +7,7 @@ import { APPROVAL_AUDIENCE, DEV_APPROVER, issueApproval } from '../identity';
 import { durationMs, type Manifest } from '../policies/manifest';
 import { GovernorClient } from '../sdk/client';
 import { CoordinationClient } from '../sdk/coordination';
-import { awaitingChainIds, openTies, pendingChain, splitRequestId } from './chains';
+import { awaitingChainIds, openTies, pendingChain, rolesFor, splitRequestId } from './chains';
 import { chainCard, CSS, esc, JS, layout, tieCard, verdictBanner, type PageContext } from './html';
 import { OidcSignIn, SignInError } from './oidc';
 import { randomToken, sameSecret, SessionStore, type InboxSession, type InboxUser } from './sessions';
@@ -264,6 +264,16 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     let body: string;
     try {
       const c = await pendingChain(gc, chainId, session.user, manifest);
+      const { eligible, breakGlass } = c
+        ? rolesFor(session.user, c.step, manifest)
+        : { eligible: [], breakGlass: false };
+      if (c && eligible.length === 0 && !breakGlass) {
+        // What would run (its input) is shown to the people who may decide it, not to every signed-in person.
+        throw new Refusal(
+          403,
+          `You hold none of the roles that may decide this chain's step (${c.step.approval!.eligibleRoles.join(', ')}); its details are shown to its approvers only.`,
+        );
+      }
       if (c) body = chainCard(ctx, c, manifest.approvals.breakGlassRole);
       else {
         const state = await gc.status(chainId);

@@ -240,7 +240,9 @@ afterAll(async () => {
       expect(await page.$(`#chain-${domId(chainId)}`)).toBeNull();
       expect(await page.$$('article.chain')).toHaveLength(0);
       // Going to the chain's page directly does not offer a vote either.
-      await page.goto(`${inbox.url}/chains/${encodeURIComponent(chainId)}`);
+      const direct = await page.goto(`${inbox.url}/chains/${encodeURIComponent(chainId)}`);
+      expect(direct?.status()).toBe(403); // the chain's details are for its approvers only
+      expect(await page.content()).not.toContain('1.4.2');
       expect(await page.$(`#vote-form-${domId(chainId)}`)).toBeNull();
       expect(await verdicts()).toEqual([]);
     });

@@ -23,6 +23,8 @@ const accounts = {
   alice: { password: PASSWORD, claims: { name: 'Alice', groups: ['sre'] } },
   bob: { password: PASSWORD, claims: { name: 'Bob', groups: ['sre', 'staff'] } },
   carol: { password: PASSWORD, claims: { name: 'Carol', groups: ['finance'] } },
+  // The manifest's break-glass role (security-officer): may approve any waiting step, with a justification.
+  sam: { password: PASSWORD, claims: { name: 'Sam', groups: ['security'] } },
   // The deploy chain's declared owner: holds the role, but separation of duties forbids the vote.
   'team-release': { password: PASSWORD, claims: { name: 'Release team', groups: ['sre'] } },
 };
@@ -51,7 +53,7 @@ beforeAll(async () => {
         redirectUri,
         scopes: ['openid', 'profile', 'groups'],
         rolesClaim: 'groups',
-        roleMap: { sre: ['sre-lead'], finance: ['finance-approver'] },
+        roleMap: { sre: ['sre-lead'], finance: ['finance-approver'], security: ['security-officer'] },
       },
     }),
   };
@@ -191,12 +193,47 @@ describe('approval inbox with OIDC sign-in (real IdP, real server)', () => {
     const page = await carol.browser.go(`${inbox.url}/`);
     expect(page.html).toContain('id="nothing-to-approve"');
     expect(page.html).not.toContain(chainId);
+    // Nor by the chain's own URL: what would run is shown to its approvers only.
+    expect(alicePage.html).toContain('1.4.2'); // the deploy's input, shown to an approver
+    const direct = await carol.browser.go(`${inbox.url}/chains/${encodeURIComponent(chainId)}`);
+    expect(direct.status).toBe(403);
+    expect(direct.html).toContain('its details are shown to its approvers only');
+    expect(direct.html).not.toContain('1.4.2');
     const before = await votes(chainId);
     const forged = { ...voteForm(alicePage, chainId), csrf: inputValue(page.html, 'csrf')! };
     const res = await carol.browser.go(voteUrl(chainId), { form: forged });
     expect(res.status).toBe(403);
     expect(res.html).toContain('You hold none of the roles that may decide this step (sre-lead)');
     expect(await votes(chainId)).toEqual(before);
+  });
+
+  it('break-glass: the security officer sees the waiting chain, must justify, and the vote counts as break-glass', async () => {
+    const chainId = await escalatedDeploy();
+    const sam = await signIn('sam');
+    const page = await pageListing(sam.browser, chainId);
+    const id = cardId(chainId).slice('chain-'.length);
+    expect(page.html).toContain(`id="justification-${id}"`);
+    // Without a justification the vote does not count, and the step still waits.
+    const bare = await sam.browser.go(voteUrl(chainId), { form: voteForm(page, chainId) });
+    expect(bare.html).toContain('break-glass approval requires a justification');
+    expect((await votes(chainId))!.verdicts.filter((v) => v.counted)).toEqual([]);
+    expect((await g.gc.status(chainId)).status).toBe('AwaitingApproval');
+    const again = await sam.browser.go(`${inbox.url}/chains/${encodeURIComponent(chainId)}`);
+    const justified = await sam.browser.go(voteUrl(chainId), {
+      form: { ...voteForm(again, chainId), justification: 'INC-4711: production outage, fix must ship now' },
+    });
+    expect(justified.status).toBe(200);
+    const done = await g.waitFor(chainId, (s) => s.status === 'Completed');
+    const counted = done.steps[0]!.approval!.verdicts.filter((v) => v.counted);
+    expect(counted).toEqual([
+      expect.objectContaining({
+        approver: 'sam',
+        breakGlass: true,
+        justification: 'INC-4711: production outage, fix must ship now',
+        idp: { iss: idp.issuer, sub: 'sam' },
+      }),
+    ]);
+    expect(done.steps[0]!.approval!.outcome).toBe('break-glass');
   });
 
   it("refuses the requester's owner (separation of duties), explaining the disabled buttons", async () => {
