@@ -11,6 +11,10 @@ import { eventually } from '../harness/eventually';
 import { setupGoverned, type Governed } from '../harness/governed';
 import { CookieBrowser, inputValue, type Page } from '../harness/inbox-client';
 import { freePort, startTestIdp, type TestIdp } from '../harness/oidc-idp';
+import { makeTestCerts } from '../harness/grpc-front';
+import https from 'node:https';
+import http from 'node:http';
+import fs from 'node:fs';
 
 // The approval inbox against the real dev server and a real OpenID Provider (oidc-provider) on loopback:
 // sign-in through the authorization-code + PKCE flow with plain HTTP requests, votes counted by the
@@ -453,6 +457,50 @@ describe('ties in the inbox', () => {
       ],
       authority: { workloads: { 'agent:peer-a': 5, 'agent:peer-b': 5 }, default: 0 },
     };
+  });
+
+  it('over TLS every cookie it sets is Secure (and over plain HTTP none is)', async () => {
+    const plain = loadBundle(defaultPoliciesDir()).manifest;
+    const certs = makeTestCerts();
+    const served = await startInbox({
+      client: g.client,
+      taskQueue: g.taskQueue,
+      manifest: plain,
+      home: g.home,
+      nodeEnv: 'development',
+      tls: { key: fs.readFileSync(certs.serverKey), cert: fs.readFileSync(certs.serverCert) },
+    });
+    const cookiesOf = (url: string, ca?: Buffer) =>
+      new Promise<string[]>((resolve, reject) => {
+        const get = url.startsWith('https:') ? https.get : http.get;
+        get(url, ca ? { ca } : {}, (res) => {
+          res.resume();
+          resolve(res.headers['set-cookie'] ?? []);
+        }).on('error', reject);
+      });
+    try {
+      expect(served.url).toMatch(/^https:/);
+      const secure = await cookiesOf(`${served.url}/`, fs.readFileSync(certs.caCert));
+      expect(secure.length).toBeGreaterThan(0); // the development sign-in form's login cookie
+      for (const c of secure) expect(c).toMatch(/; HttpOnly; SameSite=Lax; .*Secure/);
+      const dev = await startInbox({
+        client: g.client,
+        taskQueue: g.taskQueue,
+        manifest: plain,
+        home: g.home,
+        nodeEnv: 'development',
+      });
+      try {
+        const insecure = await cookiesOf(`${dev.url}/`);
+        expect(insecure.length).toBeGreaterThan(0);
+        for (const c of insecure) expect(c).not.toMatch(/Secure/);
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      await served.close();
+      fs.rmSync(certs.dir, { recursive: true, force: true });
+    }
   });
 
   it('shows a tie to the tie-breaker role with both contenders side by side, and settles it with a pick', async () => {
