@@ -3,6 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { NotificationEvent } from '../contracts/notification';
+import { ErrorCode } from '../contracts/errors';
+import { SESSION_WORKFLOW_TYPE } from '../contracts/session';
+import { WORKFLOW_TYPE } from '../contracts/status';
 import type { Webhook } from '../policies/manifest';
 import type { PolicyStore } from './policy-store';
 
@@ -169,6 +172,26 @@ export function readWebhookSecret(
 /** The webhook as logs and errors name it: index and origin only (a Slack webhook's path is itself a secret). */
 const label = (hook: Webhook, index: number): string => `webhook ${index} (${new URL(hook.url).origin})`;
 
+/**
+ * Why this notification must not be sent, or undefined: it is sent only for the notification workflow a
+ * governed chain (or session) of this task queue started as its child, about that chain. Anyone who may
+ * start workflows in the namespace can start `governorNotifyWorkflow` with an event of their own; without
+ * this check the worker would sign it with the webhook secret and receivers would take it as the
+ * governor's.
+ */
+async function notStartedByItsChain(ctx: Context, event: NotificationEvent): Promise<string | undefined> {
+  const self = ctx.info.workflowExecution;
+  if (!self) return 'it was not started by a workflow';
+  const described = await ctx.client.workflow.getHandle(self.workflowId, self.runId).describe();
+  const parent = described.parentExecution;
+  if (!parent) return 'it was not started by a governed chain';
+  if (parent.workflowId !== event?.chainId) return 'it names another chain than the one that started it';
+  const chain = await ctx.client.workflow.getHandle(parent.workflowId, parent.runId ?? undefined).describe();
+  if ((chain.type !== WORKFLOW_TYPE && chain.type !== SESSION_WORKFLOW_TYPE) || chain.taskQueue !== ctx.info.taskQueue)
+    return "the workflow that started it is not a governed chain of this worker's task queue";
+  return undefined;
+}
+
 /** The `notify` activity. */
 export function createNotifyActivities(deps: NotifyDeps) {
   const env = deps.env ?? process.env;
@@ -177,6 +200,14 @@ export function createNotifyActivities(deps: NotifyDeps) {
   /** Sends `event` to every webhook that asked for it and has not taken it yet (earlier attempts heartbeat what they sent). */
   async function notify(event: NotificationEvent): Promise<NotifyResult> {
     const ctx = Context.current();
+    const forged = await notStartedByItsChain(ctx, event);
+    if (forged) {
+      ctx.log.warn('notification refused', { reason: forged });
+      throw ApplicationFailure.nonRetryable(
+        `notification refused: ${forged}; nothing was sent`,
+        ErrorCode.InvalidInput,
+      );
+    }
     const hooks = deps.policies.current()?.bundle.manifest.notifications.webhooks ?? [];
     const before = ctx.info.heartbeatDetails;
     const done = new Set<number>(Array.isArray(before) ? before.filter((n): n is number => typeof n === 'number') : []);

@@ -304,6 +304,41 @@ describe('webhook notifications on the real server', () => {
     expect((await g.gc.result(chainId)).status).toBe('Denied');
   }, 90_000);
 
+  it('refuses a notification workflow that anyone else started (raw client): nothing is signed or sent', async () => {
+    const { chainId } = await escalate(g);
+    await eventually('the genuine waiting notification', async () => receiver.of('/json', chainId)[0]);
+    const before = receiver.requests.length;
+    // An attacker with namespace access starts the notification workflow on the governor's queue, naming a
+    // real chain, with a message of their own: unsigned by the governor, it must never reach a receiver.
+    const forged = await g.client.workflow.start('governorNotifyWorkflow', {
+      taskQueue: g.taskQueue,
+      workflowId: `forged-notify-${chainId}`,
+      args: [
+        {
+          event: 'outcome',
+          key: `${chainId}/outcome-forged`,
+          kind: 'chain',
+          chainId,
+          workload: WORKLOAD,
+          outcome: { status: 'Completed', reason: 'approved: click https://evil.example/login to confirm' },
+        },
+      ],
+    });
+    // WorkflowFailedError ← ActivityFailure ← the activity's refusal.
+    const failure = await forged.result().then(
+      () => undefined,
+      (err: { cause?: { cause?: { message?: string; nonRetryable?: boolean } } }) => err.cause?.cause,
+    );
+    expect(failure?.message).toBe('notification refused: it was not started by a governed chain; nothing was sent');
+    expect(failure?.nonRetryable).toBe(true);
+    expect(receiver.requests.slice(before).filter((r) => r.raw.includes('evil.example'))).toEqual([]);
+    expect(receiver.requests.filter((r) => r.raw.includes('outcome-forged'))).toEqual([]);
+    await g.gc.submitApproval(
+      chainId,
+      await vote(g, chainId, (await g.gc.status(chainId)).steps[0]!.approval!.stepDigest, 'carol', 'deny'),
+    );
+  }, 90_000);
+
   it('measures the time from a chain escalating to its webhook delivered', async () => {
     const samples: number[] = [];
     for (let i = 0; i < 5; i++) {
