@@ -646,16 +646,31 @@ export async function registerNamespace(address: string, namespace: string, time
   );
 }
 
+/** Fails if a recorded process has exited, with the tail of its log. */
+function assertAlive(processes: ClusterProcess[]): void {
+  const dead = processes.find((p) => !isAlive(p.pid));
+  if (!dead) return;
+  const tail = fs.existsSync(dead.log) ? fs.readFileSync(dead.log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+  throw new GovernorError(ErrorCode.ServerStartFailed, `${dead.name} (pid ${dead.pid}) exited at start:\n${tail}`);
+}
+
+/** Waits until one Temporal service listens on its gRPC port. */
+async function waitForService(
+  name: string,
+  port: number,
+  timeoutMs: number,
+  processes: ClusterProcess[],
+): Promise<void> {
+  await retry(`Temporal ${name} on 127.0.0.1:${port}`, timeoutMs, async () => {
+    assertAlive(processes);
+    if (!(await portOpen(port))) throw new Error(`${name} does not listen on ${port} yet`);
+  });
+}
+
 /** Waits until the frontend answers and the history ring owns every shard (a workflow list works). */
 async function waitForFrontend(address: string, timeoutMs: number, processes: ClusterProcess[]): Promise<void> {
   await retry(`Temporal frontend on ${address}`, timeoutMs, async () => {
-    const dead = processes.find((p) => !isAlive(p.pid));
-    if (dead) {
-      const tail = fs.existsSync(dead.log)
-        ? fs.readFileSync(dead.log, 'utf8').trim().split('\n').slice(-5).join('\n')
-        : '';
-      throw new GovernorError(ErrorCode.ServerStartFailed, `${dead.name} (pid ${dead.pid}) exited at start:\n${tail}`);
-    }
+    assertAlive(processes);
     await withConnection(address, (c) => c.workflowService.getSystemInfo({}));
   }).catch((err) => {
     throw err;
@@ -741,7 +756,15 @@ export async function clusterUp(options: ClusterOptions): Promise<ClusterState> 
     setupSchemas(dir, tools, ports.postgres, password);
     writeConfigs(dir, ports, password);
     progress(`Temporal ${TEMPORAL_SERVER_VERSION}: ${TEMPORAL_SERVICES.map((s) => s.name).join(', ')}…`);
-    for (const s of TEMPORAL_SERVICES) state.processes.push(startTemporalProcess(dir, s.name, ports));
+    // On a new database every service writes the cluster metadata and the system namespace at start, and
+    // together they race (PostgreSQL: duplicate key on namespaces_pkey; the frontend exits with "Failed to
+    // apply cluster metadata"). So one service starts first; the others start once its gRPC port is open,
+    // which the server does only after both are written (temporal/server_impl.go: Start).
+    const [first, ...rest] = TEMPORAL_SERVICES;
+    state.processes.push(startTemporalProcess(dir, first.name, ports));
+    writeClusterState(state);
+    await waitForService(first.name, ports.services[first.name].grpc, 60_000, state.processes);
+    for (const s of rest) state.processes.push(startTemporalProcess(dir, s.name, ports));
     writeClusterState(state);
     await waitForFrontend(state.address, 90_000, state.processes);
     progress(`namespace ${namespace} and search attributes…`);
