@@ -63,3 +63,11 @@ export const WEBHOOK_NOTIFY_PATCH = 'webhook-notifications';
  * `execute` activity of an http step receives what its grant binds (`ExecuteInput.grant`).
  */
 export const EXECUTION_GRANT_PATCH = 'execution-grants';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow`: when the chain (or session) closes with its final
+ * checkpoint, the run starts a detached `governorArchiveWorkflow` (workflow id `governor-archive:<chainId>`,
+ * parent close: abandon), which waits until the chain's execution is closed and exports its sealed proof to
+ * the proof archive (contracts/archive.ts). Only the start is awaited; a failed start is logged and ignored.
+ */
+export const ARCHIVE_PROOF_PATCH = 'archive-proof-on-close';

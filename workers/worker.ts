@@ -9,6 +9,8 @@ import type { Logger as PinoLogger } from 'pino';
 import { createActivities, type HttpExecutorOptions } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
 import { createNotifyActivities } from '../activities/notify';
+import { createArchiveActivities } from '../activities/archive';
+import { archiveFromEnv, type ArchiveStore, type ProofAnchor } from '../audit/archive';
 import { RevocationCache, RevocationStore } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
 import { Client } from '@temporalio/client';
@@ -75,6 +77,14 @@ export interface GovernorWorkerOptions {
    * workflow span sink. A prebuilt `workflowBundle` must have been bundled with `TRACING_WORKFLOW_INTERCEPTORS`.
    */
   tracing?: WorkerTracing;
+  /**
+   * The proof archive closed chains' sealed proofs are exported to (README "Archived proofs"): a store,
+   * `false` (off), or default: from GOVERNOR_ARCHIVE (a directory, `s3://bucket/prefix`, `off`), else
+   * `<home>/archive`.
+   */
+  archive?: ArchiveStore | false;
+  /** Called with each sealed proof before it is archived (the transparency log's inclusion proof); default none. */
+  archiveAnchor?: ProofAnchor;
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -140,6 +150,9 @@ export async function createGovernorWorker(
   const revocations = new RevocationCache(new RevocationStore(client, options.home), taskQueue, {
     ...(options.revocationCacheTtlMs !== undefined ? { ttlMs: options.revocationCacheTtlMs } : {}),
   });
+  // Refuses to start on a bad archive configuration (an unusable S3 location, credentials missing).
+  const archive = options.archive === false ? undefined : (options.archive ?? archiveFromEnv(options.home));
+  options.logger?.info({ archive: archive?.location ?? 'off' }, 'proof archive');
   const worker = await Worker.create({
     connection: options.connection,
     namespace: options.namespace,
@@ -148,6 +161,13 @@ export async function createGovernorWorker(
       ...options.extraActivities,
       // Webhook notifications (notifications.webhooks): secrets read here, from this worker's environment or files.
       ...createNotifyActivities({ policies, home: options.home }),
+      // Sealed proofs of closed chains, exported to the proof archive (detached archive workflow).
+      ...createArchiveActivities({
+        home: options.home,
+        store: archive,
+        ...(options.dataConverter?.payloadCodecs ? { codecs: options.dataConverter.payloadCodecs } : {}),
+        ...(options.archiveAnchor ? { anchor: options.archiveAnchor } : {}),
+      }),
       ...createActivities({
         policies,
         home: options.home,

@@ -4,6 +4,7 @@ import { LEAN_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
 import type { ChainResult } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { compensationAction, stepAction } from '../core/step';
+import { startArchive } from './chain/archive';
 import { setChainHandlers } from './chain/handlers';
 import { govern } from './chain/execute';
 import { acceptInput, readResume, type ChainResume } from './chain/input';
@@ -74,8 +75,11 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     state.reason = run.receiptFailure;
   }
   run.setRolesAndStatus(undefined, outcome);
-  // Webhooks (runs that escalated with some configured): the outcome; only the starts are awaited.
+  // The proof archive (ARCHIVE_PROOF_PATCH) and webhooks (runs that escalated with some configured): only
+  // the starts of their detached workflows are awaited, together.
+  const archived = startArchive(run.chainId, 'chain');
   await run.notifications?.outcome(outcome, state.reason);
+  await archived;
   await condition(allHandlersFinished);
   const { chainId } = run;
   log.info('chain ended', { chainId, status: outcome });

@@ -31,6 +31,7 @@ import type { ChainResult, StepState } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { jwsPayload } from '../core/jws-header';
 import { isCompensationStepId, resourceLabel, stepAction } from '../core/step';
+import { startArchive } from './chain/archive';
 import { setChainHandlers } from './chain/handlers';
 import { govern } from './chain/execute';
 import { rejectInput, resumeCheckpointProblem, type ChainResume } from './chain/input';
@@ -308,8 +309,11 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     checkpoint,
   };
   final.result = result;
-  // Webhooks (sessions that escalated with some configured): the outcome; only the starts are awaited.
+  // The proof archive (ARCHIVE_PROOF_PATCH) and webhooks (sessions that escalated with some configured):
+  // only the starts of their detached workflows are awaited, together.
+  const archived = startArchive(chainId, 'session');
   await run.notifications?.outcome(outcome, state.reason);
+  await archived;
   await condition(allHandlersFinished);
   log.info('session ended', { chainId, status: outcome });
   return result;

@@ -10,6 +10,7 @@ import { loadArchivedBundle } from '../../policies/bundle-archive';
 import { loadCodec } from '../../runtime/codec';
 import { connectClient, loadTemporalSettings } from '../../runtime/connection';
 import { buildProof, readProofFile, verifyProof, writeProofFile } from '../../audit/proof';
+import { openArchive, readArchivedProof } from '../../audit/archive';
 import {
   createReplayer,
   fetchChainHistories,
@@ -42,6 +43,7 @@ const Exit = { Ok: 0, Failed: 2 } as const;
 interface VerifyOpts {
   export?: string;
   proof?: string;
+  archive?: string;
   receiptJwks?: string;
 }
 
@@ -58,6 +60,11 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
       'also write a self-contained proof sealed with the receipt key (histories, bundles, receipt keys)',
     )
     .option('--proof <file>', 'verify an exported proof offline, without a Temporal server')
+    .option(
+      '--archive <dir|s3://bucket/prefix>',
+      "verify the chain's archived proof offline (after Temporal's retention deleted its history); S3: " +
+        'GOVERNOR_ARCHIVE_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY',
+    )
     .option('--receipt-jwks <file>', 'trusted receipt public keys (default <GOVERNOR_HOME>/keys/receipt.jwks.json)')
     .action(async (chainId: string | undefined, opts: VerifyOpts) => {
       const o = ctx.out();
@@ -69,6 +76,12 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
           '--export: cannot export from a proof; export from the chain',
           '--export',
         );
+      if (opts.archive !== undefined && (opts.proof || opts.export || !chainId))
+        throw new GovernorError(
+          ErrorCode.InvalidInput,
+          '--archive: give the chain id, and neither --proof nor --export',
+          '--archive',
+        );
       const home = ctx.home();
       const trusted = readTrustedReceiptKeys(home, opts.receiptJwks);
       const keyFile = ctx.codecKeys?.();
@@ -79,7 +92,18 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
       try {
         let report: VerifyReport;
         let exported: string | undefined;
-        if (opts.proof) {
+        let archived: string | undefined;
+        if (opts.archive !== undefined) {
+          // The archived proof is checked exactly like an exported one; the chain id must match its key's.
+          const { raw, where } = await readArchivedProof(openArchive(opts.archive), chainId!);
+          archived = where;
+          report = await verifyProof(raw, {
+            trustedReceiptJwks: trusted,
+            replayer,
+            chainId: chainId!,
+            ...(codec ? { codec } : {}),
+          });
+        } else if (opts.proof) {
           const raw = readProofFile(path.resolve(opts.proof));
           report = await verifyProof(raw, {
             trustedReceiptJwks: trusted,
@@ -121,7 +145,14 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
             writeProofFile(exported, proof);
           }
         }
-        const lines = [formatReport(report)];
+        const lines = [
+          ...(archived
+            ? [
+                `archived proof ${archived}${report.verdict === 'verified' ? '' : ': does NOT verify (altered, or not the proof this governor sealed)'}`,
+              ]
+            : []),
+          formatReport(report),
+        ];
         if (exported)
           lines.push(
             `proof written to ${exported}${report.verdict === 'verified' ? '' : ' (it records a chain that did not verify)'}`,
@@ -130,6 +161,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
           ok: report.verdict === 'verified',
           ...report,
           ...(exported ? { proof: exported } : {}),
+          ...(archived ? { archived } : {}),
         });
         ctx.setExit(report.verdict === 'verified' ? Exit.Ok : Exit.Failed);
       } finally {

@@ -1,0 +1,28 @@
+import { log, ParentClosePolicy, patched, startChild, WorkflowIdReusePolicy } from '@temporalio/workflow';
+import { ARCHIVE_WORKFLOW, archiveWorkflowId, type ArchiveInput } from '../../contracts/archive';
+import { ARCHIVE_PROOF_PATCH } from '../../contracts/patches';
+import { failureMessage } from '../failure';
+
+/**
+ * Starts the chain's archive workflow (ARCHIVE_PROOF_PATCH) when the chain or session closes: detached
+ * (parent close: abandon), so the export, its waits and retries never hold up or fail the chain. Returns the
+ * start to await before the run ends (a child must have started before its parent closes); a failed start
+ * (e.g. an archive workflow of this chain still running) is logged and ignored. Runs recorded before the
+ * patch start nothing. Deterministic.
+ */
+export function startArchive(chainId: string, kind: 'chain' | 'session'): Promise<void> {
+  if (!patched(ARCHIVE_PROOF_PATCH)) return Promise.resolve();
+  const input: ArchiveInput = { chainId };
+  return startChild(ARCHIVE_WORKFLOW, {
+    workflowId: archiveWorkflowId(chainId),
+    args: [input],
+    parentClosePolicy: ParentClosePolicy.ABANDON,
+    // A chain closed again (a reset of a closed chain) is exported again: the export compares and refuses to
+    // overwrite a different proof, visibly.
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    staticSummary: `archive the proof of ${kind} ${chainId}`,
+  }).then(
+    () => undefined,
+    (err: unknown) => log.warn('proof archive not started', { chainId, reason: failureMessage(err) }),
+  );
+}
