@@ -27,8 +27,9 @@ import { isRecord } from './verify/util';
  *   same histories and run list is left as it is (`unchanged`). A different one is never overwritten: the
  *   export is refused (ArchiveConflict, not retried) and logged. Writes create only (a directory: a hard
  *   link of a complete temp file, which fails if the name exists; S3: `If-None-Match: *`).
- * - The proof's `exportedAt` is the chain's close time, and Ed25519 signatures are deterministic, so
- *   exporting the same closed chain again with the same keys gives the same bytes.
+ * - The proof's `exportedAt` is the chain's close time, keys are written in canonical order and Ed25519
+ *   signatures are deterministic, so exporting the same closed chain again with the same keys gives the
+ *   same bytes.
  * - `anchor` (optional, default none) is called with the sealed proof before it is written and returns the
  *   proof to write (the transparency log adds its inclusion proof and tree head there, and re-seals).
  *
@@ -328,7 +329,13 @@ function closedAt(histories: readonly unknown[]): Date | undefined {
   const events = isRecord(last) && Array.isArray(last.events) ? last.events : [];
   const event = events[events.length - 1];
   const time = isRecord(event) ? event.eventTime : undefined;
-  const date = typeof time === 'string' ? new Date(time) : undefined;
+  // proto3 JSON of a Timestamp as protobufjs writes it (`{ seconds, nanos }`), or an RFC 3339 string.
+  const date =
+    typeof time === 'string'
+      ? new Date(time)
+      : isRecord(time) && (typeof time.seconds === 'string' || typeof time.seconds === 'number')
+        ? new Date(Number(time.seconds) * 1000 + Math.floor(Number(time.nanos ?? 0) / 1e6))
+        : undefined;
   return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
@@ -350,6 +357,14 @@ function compareArchived(
     throw new ArchiveConflict(
       `the archive already holds a different proof of chain ${chainId} at ${where}: not overwritten (the history changed since it was archived, or the archive was altered)`,
     );
+}
+
+/**
+ * The bytes of an archived proof: indented JSON with keys in canonical order (the server lists map entries in
+ * no fixed order; the seal covers the canonical JSON either way), so the same proof is always the same bytes.
+ */
+export function proofBytes(proof: Proof): Buffer {
+  return Buffer.from(`${JSON.stringify(JSON.parse(canonicalJson(proof)), null, 2)}\n`);
 }
 
 /** What `exportProof` needs. */
@@ -396,7 +411,7 @@ export async function exportProof(input: ExportProofInput): Promise<ArchiveResul
     ...(closedAt(histories) ? { now: closedAt(histories) } : {}),
   });
   if (input.anchor) proof = await input.anchor(proof);
-  const written = await store.putIfAbsent(key, Buffer.from(`${JSON.stringify(proof, null, 2)}\n`));
+  const written = await store.putIfAbsent(key, proofBytes(proof));
   if (written === 'exists') {
     // Another export got there first: fine when it is the same evidence.
     const now = await store.get(key);

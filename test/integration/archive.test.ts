@@ -1,0 +1,388 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AwsClient } from 'aws4fetch';
+import { WorkflowFailedError } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { issueApproval, loadPrivateKey, loadPublicJwks } from '../../identity';
+import { ARCHIVE_WORKFLOW, archiveWorkflowId, type ArchiveResult } from '../../contracts/archive';
+import type { ChainResult } from '../../contracts/state';
+import { ArchiveConflict, DirectoryArchive, exportProof, S3Archive, type ArchiveStore } from '../../audit/archive';
+import { fetchChainHistories } from '../../audit/verify';
+import { loadArchivedBundle } from '../../policies/bundle-archive';
+import { GovernorClient } from '../../sdk/client';
+import { sessionTestBundle } from '../harness/session-bundle';
+import { setupGoverned, WORKLOAD, type Governed } from '../harness/governed';
+import { startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
+import { eventually } from '../harness/eventually';
+import { runVerifyCli } from '../harness/verify-cli';
+import { s3TestsEnabled, startGofakes3 } from '../harness/gofakes3';
+
+/*
+ * Archived proofs (issue 20 item 2) on the real dev server: chains and sessions that close export their sealed
+ * proof to the archive (by default `<GOVERNOR_HOME>/archive`); once Temporal no longer has their history
+ * (deleted here with DeleteWorkflowExecution, as the namespace retention does), `governor verify --archive`
+ * still verifies them; an altered archived proof does not verify; exporting a closed chain again writes
+ * nothing new and never overwrites a different proof; unsafe chain ids are refused. The S3 path runs against
+ * a real S3-compatible server (gofakes3, built by .ci/run).
+ */
+
+let g: Governed;
+let archiveDir: string;
+beforeAll(async () => {
+  g = await setupGoverned({ policiesDir: sessionTestBundle('5m') });
+  archiveDir = path.join(g.home, 'archive');
+}, 60_000);
+afterAll(async () => {
+  await g?.stop();
+});
+
+const staging = { type: 'Environment', id: 'staging' };
+const prod = { type: 'Environment', id: 'prod' };
+
+const archivedFile = (chainId: string) => path.join(archiveDir, `${chainId}.proof.json`);
+
+/** The archive workflow's result (it runs detached: started by the chain as it closed). */
+async function archived(chainId: string): Promise<ArchiveResult> {
+  const handle = g.client.workflow.getHandle(archiveWorkflowId(chainId));
+  return await eventually(`the archive workflow of ${chainId}`, async () => (await handle.result()) as ArchiveResult, {
+    timeoutMs: 60_000,
+  });
+}
+
+/** Deletes every run of a chain from Temporal (what the namespace retention does) and waits until it is gone. */
+async function deleteHistory(chainId: string): Promise<void> {
+  await g.client.workflowService.deleteWorkflowExecution({
+    namespace: 'default',
+    workflowExecution: { workflowId: chainId },
+  });
+  await eventually(`the history of ${chainId} to be deleted`, async () => {
+    try {
+      await g.client.workflow.getHandle(chainId).describe();
+      return false;
+    } catch (err) {
+      return (err as { name?: string }).name === 'WorkflowNotFoundError';
+    }
+  });
+}
+
+async function approve(chainId: string, stepId: string, digest: string, sub: string): Promise<void> {
+  const token = await issueApproval({
+    home: g.home,
+    sub,
+    roles: ['sre-lead'],
+    chainId,
+    stepId,
+    stepDigest: digest,
+    decision: 'approve',
+  });
+  await g.gc.submitApproval(chainId, token);
+}
+
+const failedChecks = (json: Record<string, unknown>) =>
+  (json.checks as { name: string; ok: boolean; detail: string }[]).filter((c) => !c.ok);
+
+describe('archived proofs (directory)', () => {
+  const closed: { chainId: string; status: string }[] = [];
+
+  it('archives an allowed, a denied, an escalated-and-approved chain and a session as they close', async () => {
+    const allowed = await g.run({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', staging)] });
+    expect(allowed.status).toBe('Completed');
+    const denied = await g.run({
+      workload: WORKLOAD,
+      steps: [g.serviceStep('drop', 'drop_table', { type: 'Database', id: 'prod' })],
+    });
+    expect(denied.status).toBe('Denied');
+
+    const handle = await g.gc.start(
+      { workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', prod)] },
+      await g.creds(),
+    );
+    const waiting = await g.waitFor(handle.workflowId, (s) => s.status === 'AwaitingApproval');
+    const digest = waiting.steps[0]!.approval!.stepDigest;
+    await approve(handle.workflowId, 'deploy', digest, 'alice');
+    await approve(handle.workflowId, 'deploy', digest, 'carol');
+    const escalated = (await handle.result()) as ChainResult;
+    expect(escalated.status).toBe('Completed');
+
+    const c = await g.creds();
+    const { sessionId } = await g.gc.openSession({ workload: WORKLOAD, owner: 'team-agents', ...c });
+    const read = await g.gc.proposeStep(sessionId, {
+      step: g.serviceStep('r1', 'doc.read', { type: 'Doc', id: 'notes' }),
+      credential: c.credential,
+    });
+    expect(read.outcome).toBe('executed');
+    const session = await g.gc.closeSession(sessionId, { reason: 'done' });
+    expect(session.status).toBe('Completed');
+
+    for (const r of [allowed, denied, escalated, session]) {
+      // The chain started its archive workflow detached (parent close: abandon) as it closed.
+      const events = (await g.client.workflow.getHandle(r.chainId).fetchHistory()).events ?? [];
+      const starts = events.flatMap((e) => e.startChildWorkflowExecutionInitiatedEventAttributes ?? []);
+      expect(
+        starts
+          .filter((a) => a.workflowType?.name === ARCHIVE_WORKFLOW)
+          .map((a) => ({ id: a.workflowId, policy: a.parentClosePolicy })),
+      ).toEqual([
+        {
+          id: archiveWorkflowId(r.chainId),
+          policy: temporal.api.enums.v1.ParentClosePolicy.PARENT_CLOSE_POLICY_ABANDON,
+        },
+      ]);
+      const result = await archived(r.chainId);
+      expect(result).toEqual({ outcome: 'written', location: archivedFile(r.chainId) });
+      const proof = JSON.parse(fs.readFileSync(archivedFile(r.chainId), 'utf8')) as Record<string, unknown>;
+      expect(proof).toMatchObject({ format: 'temporal-governor/proof@2', chainId: r.chainId });
+      closed.push({ chainId: r.chainId, status: r.status });
+    }
+    // One object per chain, nothing else (no temp files left behind).
+    expect(fs.readdirSync(archiveDir).sort()).toEqual(closed.map((x) => `${x.chainId}.proof.json`).sort());
+  }, 120_000);
+
+  it('exports a closed chain again without writing anything new, and never overwrites a different proof', async () => {
+    const { chainId } = closed[0]!;
+    const file = archivedFile(chainId);
+    const before = fs.readFileSync(file);
+    const mtime = fs.statSync(file).mtimeMs;
+    // The archive workflow again (as a reset of a closed chain would start it): the same evidence, unchanged.
+    const again = await g.client.workflow.execute(ARCHIVE_WORKFLOW, {
+      workflowId: archiveWorkflowId(chainId),
+      taskQueue: g.taskQueue,
+      args: [{ chainId }],
+    });
+    expect(again).toEqual({ outcome: 'unchanged', location: file });
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    expect(fs.statSync(file).mtimeMs).toBe(mtime);
+
+    // Built again from the same history into an empty archive: byte for byte the archived proof (close time as
+    // the export time, deterministic Ed25519), so a second export, wherever it lands, is the same object.
+    const histories = await fetchChainHistories(g.client, chainId);
+    const common = {
+      chainId,
+      histories,
+      bundles: (digest: string) => loadArchivedBundle(g.home, digest),
+      receiptKeys: loadPublicJwks(g.home, 'receipt'),
+      signer: await loadPrivateKey(g.home, 'receipt'),
+    };
+    const other = new DirectoryArchive(fs.mkdtempSync(path.join(os.tmpdir(), 'governor-archive-')));
+    expect(await exportProof({ store: other, ...common })).toMatchObject({ outcome: 'written' });
+    expect(fs.readFileSync(path.join(other.location, `${chainId}.proof.json`)).equals(before)).toBe(true);
+
+    // A different proof under the chain's key (another chain's histories): refused, the file left as it is.
+    const foreign = JSON.parse(fs.readFileSync(archivedFile(closed[1]!.chainId), 'utf8')) as Record<string, unknown>;
+    const target = path.join(other.location, `${chainId}.proof.json`);
+    fs.rmSync(target);
+    const planted = JSON.stringify({ ...foreign, chainId });
+    fs.writeFileSync(target, planted);
+    await expect(exportProof({ store: other, ...common })).rejects.toThrow(ArchiveConflict);
+    await expect(exportProof({ store: other, ...common })).rejects.toThrow(
+      /already holds a different proof of chain .*not overwritten/,
+    );
+    expect(fs.readFileSync(target, 'utf8')).toBe(planted);
+  }, 60_000);
+
+  it('never holds up or fails a chain when the archive is down: the archive workflow retries on its own', async () => {
+    const broken: ArchiveStore = {
+      location: 'broken://archive',
+      where: (key) => `broken://archive/${key}`,
+      get: () => Promise.reject(new Error('archive: the store is down')),
+      putIfAbsent: () => Promise.reject(new Error('archive: the store is down')),
+    };
+    const taskQueue = uniqueQueue('governor-broken-archive');
+    const worker = await startGovernorWorker({
+      home: g.home,
+      taskQueue,
+      policiesDir: sessionTestBundle('5m'),
+      archive: broken,
+    });
+    try {
+      const gc = new GovernorClient(g.client, taskQueue);
+      const started = await gc.start(
+        { workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', staging)] },
+        await g.creds(),
+      );
+      expect(((await started.result()) as ChainResult).status).toBe('Completed');
+      const archive = g.client.workflow.getHandle(archiveWorkflowId(started.workflowId));
+      const pending = await eventually('the archive activity retrying', async () => {
+        const d = await archive.describe();
+        const a = d.raw.pendingActivities?.[0];
+        return d.status.name === 'RUNNING' && a && Number(a.attempt) >= 2 ? a : undefined;
+      });
+      expect(pending.lastFailure?.message).toBe('archive: the store is down');
+      await archive.terminate('test: the broken archive is not repaired');
+    } finally {
+      await worker.stop();
+    }
+  }, 90_000);
+
+  it('verifies every archived chain with --archive once Temporal has deleted its history', async () => {
+    for (const { chainId, status } of closed) {
+      await deleteHistory(chainId);
+      // The live verification has nothing left to read.
+      const live = await runVerifyCli([chainId], { home: g.home, env: { TEMPORAL_ADDRESS: testAddress() } });
+      expect(live.code).toBe(1);
+      expect(String((live.error as Error).message)).toMatch(/no chain/);
+
+      const r = await runVerifyCli(['--archive', archiveDir, chainId], { home: g.home });
+      expect(failedChecks(r.json)).toEqual([]);
+      expect(r.code).toBe(0);
+      expect(r.json).toMatchObject({ ok: true, verdict: 'verified', chainId, status, archived: archivedFile(chainId) });
+    }
+  }, 180_000);
+
+  it('fails an altered archived proof, naming the seal', async () => {
+    const { chainId } = closed[0]!;
+    const tamperedDir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-archive-'));
+    const text = fs.readFileSync(archivedFile(chainId), 'utf8');
+    // One character of a recorded history changed (the staging environment named prod).
+    const altered = text.replace('"staging', '"stagin9');
+    expect(altered).not.toBe(text);
+    fs.writeFileSync(path.join(tamperedDir, `${chainId}.proof.json`), altered);
+    const r = await runVerifyCli(['--archive', tamperedDir, chainId], { home: g.home });
+    expect(r.code).toBe(2);
+    expect(r.json.verdict).toBe('failed');
+    expect(failedChecks(r.json)).toContainEqual(
+      expect.objectContaining({ name: 'seal', detail: 'the proof content differs from what was sealed' }),
+    );
+
+    // Truncated: not JSON, a bad-input error naming the archived file.
+    fs.writeFileSync(path.join(tamperedDir, `${chainId}.proof.json`), text.slice(0, 100));
+    const cut = await runVerifyCli(['--archive', tamperedDir, chainId], { home: g.home });
+    expect(cut.code).toBe(1);
+    expect(String((cut.error as Error).message)).toMatch(/is not JSON \(altered or truncated\)/);
+
+    // Another chain's proof under this chain's name: not this chain.
+    const swapped = fs.readFileSync(archivedFile(closed[1]!.chainId));
+    fs.writeFileSync(path.join(tamperedDir, `${chainId}.proof.json`), swapped);
+    const wrong = await runVerifyCli(['--archive', tamperedDir, chainId], { home: g.home });
+    expect(wrong.code).toBe(2);
+    expect(failedChecks(wrong.json)).toContainEqual(
+      expect.objectContaining({ name: 'proof', detail: `a proof of chain ${closed[1]!.chainId}, not ${chainId}` }),
+    );
+  }, 60_000);
+
+  it('refuses chain ids that are not safe object keys, writing nothing', async () => {
+    for (const bad of ['../escape', '/etc/passwd', 'a/b', 'a..b', '..', '']) {
+      const r = await runVerifyCli(['--archive', archiveDir, bad], { home: g.home });
+      expect(r.code).toBe(1);
+      expect(String((r.error as Error).message)).toMatch(/not a safe object key|give a chain id/);
+    }
+    await expect(new DirectoryArchive(archiveDir).get('../outside.json')).rejects.toThrow(/leaves the archive/);
+    // The archive workflow started directly with a hostile chain id fails without retries; nothing is written.
+    const listing = fs.readdirSync(archiveDir).sort();
+    for (const bad of ['../../escape', '/tmp/abs']) {
+      const err = await g.client.workflow
+        .execute(ARCHIVE_WORKFLOW, {
+          workflowId: `hostile-${Math.random()}`,
+          taskQueue: g.taskQueue,
+          args: [{ chainId: bad }],
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(String(((err as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toMatch(
+        /not a safe object key; nothing written/,
+      );
+    }
+    expect(fs.readdirSync(archiveDir).sort()).toEqual(listing);
+    expect(fs.existsSync(path.join(g.home, 'escape.proof.json'))).toBe(false);
+  }, 60_000);
+});
+
+const describeS3 = s3TestsEnabled() ? describe : describe.skip;
+
+describeS3('archived proofs (S3-compatible bucket, gofakes3)', () => {
+  let s3: Awaited<ReturnType<typeof startGofakes3>>;
+  let worker: Awaited<ReturnType<typeof startGovernorWorker>>;
+  let store: S3Archive;
+  const env = () => ({
+    GOVERNOR_ARCHIVE_S3_ENDPOINT: s3.endpoint,
+    AWS_REGION: 'eu-central-1',
+    AWS_ACCESS_KEY_ID: 'test-access-key',
+    AWS_SECRET_ACCESS_KEY: 'test-secret-key-never-logged',
+  });
+  const location = 's3://governor-proofs/prod/eu';
+  let taskQueue: string;
+
+  beforeAll(async () => {
+    s3 = await startGofakes3();
+    store = new S3Archive({
+      bucket: 'governor-proofs',
+      prefix: 'prod/eu',
+      region: 'eu-central-1',
+      endpoint: s3.endpoint,
+      accessKeyId: 'test-access-key',
+      secretAccessKey: 'test-secret-key-never-logged',
+    });
+    taskQueue = uniqueQueue('governor-s3');
+    worker = await startGovernorWorker({
+      home: g.home,
+      taskQueue,
+      policiesDir: sessionTestBundle('5m'),
+      archive: store,
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await worker?.stop();
+    await s3?.stop();
+  });
+
+  it('archives a closed chain to the bucket, verifies it after the history is gone, fails it altered, and exports it once', async () => {
+    const gc = new GovernorClient(g.client, taskQueue);
+    const started = await gc.start(
+      { workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', staging)] },
+      await g.creds(),
+    );
+    const chainId = started.workflowId;
+    expect(((await started.result()) as ChainResult).status).toBe('Completed');
+
+    const key = `${chainId}.proof.json`;
+    const result = await archived(chainId);
+    expect(result).toEqual({ outcome: 'written', location: `${location}/${key}` });
+    const bytes = await store.get(key);
+    expect(JSON.parse(bytes!.toString('utf8'))).toMatchObject({ chainId, format: 'temporal-governor/proof@2' });
+
+    // Again: unchanged, the same bytes.
+    const again = await g.client.workflow.execute(ARCHIVE_WORKFLOW, {
+      workflowId: archiveWorkflowId(chainId),
+      taskQueue,
+      args: [{ chainId }],
+    });
+    expect(again).toEqual({ outcome: 'unchanged', location: `${location}/${key}` });
+    expect((await store.get(key))!.equals(bytes!)).toBe(true);
+
+    await deleteHistory(chainId);
+    const r = await runVerifyCli(['--archive', location, chainId], { home: g.home, env: env() });
+    expect(failedChecks(r.json)).toEqual([]);
+    expect(r.code).toBe(0);
+    expect(r.json).toMatchObject({ verdict: 'verified', chainId, archived: `${location}/${key}` });
+
+    // Altered in the bucket (a plain PUT, as someone with write access to it could): fails on the seal.
+    const aws = new AwsClient({ accessKeyId: 'k', secretAccessKey: 's', service: 's3', region: 'eu-central-1' });
+    const put = await aws.fetch(`${s3.endpoint}/governor-proofs/prod/eu/${encodeURIComponent(key)}`, {
+      method: 'PUT',
+      body: bytes!.toString('utf8').replace('"staging', '"stagin9'),
+    });
+    expect(put.status).toBe(200);
+    const tampered = await runVerifyCli(['--archive', location, chainId], { home: g.home, env: env() });
+    expect(tampered.code).toBe(2);
+    expect(failedChecks(tampered.json)).toContainEqual(
+      expect.objectContaining({ name: 'seal', detail: 'the proof content differs from what was sealed' }),
+    );
+
+    // A missing object and an unreachable endpoint: bad input, and no credential in the message.
+    const missing = await runVerifyCli(['--archive', location, 'no-such-chain'], { home: g.home, env: env() });
+    expect(missing.code).toBe(1);
+    expect(String((missing.error as Error).message)).toMatch(/no archived proof of chain no-such-chain/);
+    const down = await runVerifyCli(['--archive', location, chainId], {
+      home: g.home,
+      env: { ...env(), GOVERNOR_ARCHIVE_S3_ENDPOINT: 'http://127.0.0.1:9' },
+    });
+    expect(down.code).toBe(1);
+    expect(String((down.error as Error).message)).toMatch(/cannot read s3:\/\/governor-proofs\/prod\/eu\//);
+    expect(String((down.error as Error).message)).not.toContain('test-secret-key-never-logged');
+    expect(String((down.error as Error).message)).not.toContain('test-access-key');
+  }, 120_000);
+});
