@@ -308,12 +308,12 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     receiptHead: run.head,
     checkpoint,
   };
+  // The proof archive (ARCHIVE_PROOF_PATCH): its detached workflow's start is awaited before the result is
+  // handed out, so `closeSession` still answers in the workflow task that ends the session.
+  await startArchive(chainId, 'session');
   final.result = result;
-  // The proof archive (ARCHIVE_PROOF_PATCH) and webhooks (sessions that escalated with some configured):
-  // only the starts of their detached workflows are awaited, together.
-  const archived = startArchive(chainId, 'session');
+  // Webhooks (sessions that escalated with some configured): the outcome; only the starts are awaited.
   await run.notifications?.outcome(outcome, state.reason);
-  await archived;
   await condition(allHandlersFinished);
   log.info('session ended', { chainId, status: outcome });
   return result;
