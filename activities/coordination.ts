@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
+import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import {
   COORDINATION_RECEIPT_KIND,
   COORDINATOR_WORKFLOW_TYPE,
@@ -24,7 +24,7 @@ import { formatIssues } from '../contracts/chain';
 import { canonicalJson, sha256Hex } from '../policies/engine';
 import type { Manifest } from '../policies/manifest';
 import { verifyApproval } from '../identity';
-import { makeReceipt, type ReceiptSigner } from '../core/receipts';
+import { makeReceipt, signCompact, type ReceiptSigning } from '../core/receipts';
 
 /** A domain's rules as the coordinator uses them (durations in milliseconds). */
 export interface DomainRules {
@@ -124,7 +124,7 @@ export function domainRules(d: Coordination['domains'][number]): DomainRules {
 export async function sealSlotRequest(
   manifest: Pick<Manifest, 'coordination'>,
   ask: SlotAsk,
-  signer: ReceiptSigner,
+  signer: ReceiptSigning,
   options: { domain?: string } = {},
 ): Promise<SlotRequest | undefined> {
   const parsed = SlotAsk.safeParse(ask);
@@ -164,9 +164,7 @@ export async function sealSlotRequest(
     ...(approverRoles ? { approverRoles } : {}),
   };
   const requestDigest = sha256Hex(canonicalJson(requestDigestInput(body)));
-  const seal = await new CompactSign(new TextEncoder().encode(canonicalJson({ domain: domain.name, requestDigest })))
-    .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: SLOT_SEAL_TYP })
-    .sign(signer.key);
+  const seal = await signCompact(signer, SLOT_SEAL_TYP, canonicalJson({ domain: domain.name, requestDigest }));
   const request: SlotRequest = { ...body, domain: domain.name, requestDigest, seal };
   if (request.plannedVersion === undefined) delete request.plannedVersion;
   return request;
@@ -306,7 +304,7 @@ export async function judgeTieBreak(
 
 /** Signs the coordinator's next receipts, linked after `prev`, in order. */
 export async function signCoordination(
-  signer: ReceiptSigner,
+  signer: ReceiptSigning,
   input: SignCoordinationInput,
   options: { now?: Date } = {},
 ): Promise<SignCoordinationResult> {

@@ -48,7 +48,8 @@ import {
   type SignedRevocation,
 } from '../contracts/revocation';
 import type { CredentialClaims } from './credential-claims';
-import { decisionReceiptPayload, makeReceipt as signReceipt, type ReceiptSigner } from '../core/receipts';
+import { decisionReceiptPayload, makeReceipt as signReceipt, type ReceiptSigning } from '../core/receipts';
+import { referencedReceiptSigner, type KeyRef } from '../identity/key-ref';
 import type { ActivityObserver } from '../runtime/observer';
 import { actionAttributes, decisionAttributes, inSpan } from '../runtime/spans';
 import { classifyVoteRejection } from '../runtime/metrics';
@@ -154,6 +155,8 @@ export interface ActivityDeps {
   policies: PolicyStore;
   /** GOVERNOR_HOME: keys and JWKS files. */
   home: string;
+  /** The receipt key given by reference (a key file or a signer socket; identity/key-ref.ts); absent: `<home>/keys`. */
+  receiptKey?: KeyRef;
   /** The deployment's revocation list and log store (absent: nothing is ever treated as revoked, e.g. in-process benchmarks). */
   revocations?: RevocationCache;
   /** Binds credentials to the chain that first presents them (absent: no replay check, e.g. in-process benchmarks). */
@@ -202,13 +205,20 @@ export function createActivities(deps: ActivityDeps) {
   const clock = deps.clock ?? (() => new Date());
   const httpGuard = new HttpGuard(deps.home, deps.http);
   const grants = new GrantSigner(deps.home, clock);
-  let signer: Promise<ReceiptSigner> | undefined;
+  let signer: Promise<ReceiptSigning> | undefined;
   // A rotation (`governor keys rotate receipt`) replaces the key file: checked at most once a second, so
   // receipts are signed by the retired key at most that long after its retirement (verify's grace covers it).
   const receiptKeyFile = keyPaths(deps.home, 'receipt').privateKeyPath;
   let receiptKeyStamp = '';
   let receiptKeyCheckedAt = 0;
-  const receiptSigner = (): Promise<ReceiptSigner> => {
+  // A key given by reference is used as given, or not at all (never a fall back to the home's key).
+  const referenced = deps.receiptKey ? referencedReceiptSigner(deps.home, deps.receiptKey) : undefined;
+  const receiptSigner = (): Promise<ReceiptSigning> => {
+    if (referenced)
+      return referenced().catch((err: unknown) => {
+        deps.observer?.receiptFailed('key-unavailable');
+        throw err;
+      });
     const now = Date.now();
     if (signer && now - receiptKeyCheckedAt >= 1000) {
       receiptKeyCheckedAt = now;

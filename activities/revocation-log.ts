@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
+import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { GENESIS_HASH } from '../contracts/receipt';
 import {
   REVOCATION_TYP,
@@ -11,7 +11,7 @@ import {
   type SignRevocationInput,
 } from '../contracts/revocation';
 import { canonicalJson, sha256Hex } from '../core/canonical';
-import type { ReceiptSigner } from '../core/receipts';
+import { signCompact, type ReceiptSigning } from '../core/receipts';
 
 /*
  * The signed, append-only revocation log (issue 14 item 2). Every entry is a hash-chained record
@@ -27,15 +27,13 @@ import type { ReceiptSigner } from '../core/receipts';
 
 /** Signs the next entry of a log. */
 export async function signRevocationEntry(
-  signer: ReceiptSigner,
+  signer: ReceiptSigning,
   input: SignRevocationInput,
   at: Date,
 ): Promise<SignedRevocation> {
   const body = RevocationBody.parse({ v: 1, ...input, at: at.toISOString() });
   const hash = revocationHash(body);
-  const signature = await new CompactSign(new TextEncoder().encode(hash))
-    .setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: REVOCATION_TYP })
-    .sign(signer.key);
+  const signature = await signCompact(signer, REVOCATION_TYP, hash);
   return { ...body, hash, signature };
 }
 

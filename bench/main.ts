@@ -34,6 +34,8 @@ interface Args {
   v8Defaults: boolean;
   only: Set<Phase>;
   outDir: string;
+  /** `--cluster`: only the real-cluster bench (bench/real-cluster.ts). */
+  cluster: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [--json] [--quick] [--skip-1000] [--profile] [--v8-defaults] [--only=${PHASES.join(',')}] [--out=DIR]
@@ -43,7 +45,8 @@ const USAGE = `usage: npm run bench -- [--json] [--quick] [--skip-1000] [--profi
   --profile     also CPU-profile the worker during overhead and throughput (adds overhead; figures differ)
   --v8-defaults do not turn off V8's JS→Wasm call inlining (Node 20 may abort; see bench/run.ts)
   --only=...    run only these phases (stock: the 10-step comparison on a stock dev server)
-  --out=DIR     where latest.json and latest.md go (default bench/results)`;
+  --out=DIR     where latest.json and latest.md go (default bench/results)
+  --cluster     only: 10-step chains with 1, 2, 3 worker processes on a real cluster (governor cluster up), vs plain`;
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
@@ -54,9 +57,11 @@ function parseArgs(argv: string[]): Args {
     v8Defaults: false,
     only: new Set(PHASES),
     outDir: path.join(projectRoot(), 'bench', 'results'),
+    cluster: false,
   };
   for (const arg of argv) {
     if (arg === '--json') args.json = true;
+    else if (arg === '--cluster') args.cluster = true;
     else if (arg === '--quick') args.quick = true;
     else if (arg === '--profile') args.profile = true;
     else if (arg === '--skip-1000') args.skip1000 = true;
@@ -518,6 +523,18 @@ async function main(): Promise<number> {
   const progress = (m: string): void => {
     process.stderr.write(`[bench] ${m}\n`);
   };
+  if (args.cluster) {
+    Runtime.install({
+      logger: new DefaultLogger('WARN'),
+      telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } },
+    });
+    const { benchRealCluster, renderRealCluster } = await import('./real-cluster');
+    const r = await benchRealCluster({ progress });
+    fs.mkdirSync(args.outDir, { recursive: true });
+    fs.writeFileSync(path.join(args.outDir, 'cluster.json'), `${JSON.stringify(r, null, 2)}\n`);
+    process.stdout.write(args.json ? `${JSON.stringify(r, null, 2)}\n` : renderRealCluster(r));
+    return 0;
+  }
   const started = nowMs();
   // Every log of this process goes to stderr: core's own (e.g. the SDK's payload-size warnings) is
   // forwarded to the JS logger instead of printed by Rust on stdout, which `--json` keeps for the JSON.

@@ -4,6 +4,9 @@ import { canonicalJson, sha256Hex } from './canonical';
 import { Activity } from './history';
 import type { Receipt, ReceiptHead, ReceiptKind } from '../contracts/receipt';
 
+/** JWS `typ` of a chain receipt's signature. */
+export const RECEIPT_TYP = 'governor-receipt+jws';
+
 /** A key that signs receipts (the governor's Ed25519 receipt key) and its key id. */
 export interface ReceiptSigner {
   key: CryptoKey | KeyObject | Uint8Array;
@@ -11,11 +14,33 @@ export interface ReceiptSigner {
 }
 
 /**
+ * A receipt key held elsewhere (identity/signer.ts: a signer process over a local socket): `sign`
+ * returns the compact EdDSA JWS of `payload` with header `{alg, kid, typ}`, made and checked by the
+ * caller's side (identity/key-ref.ts checks it against the published JWKS before it is used).
+ */
+export interface RemoteSigner {
+  remote: (typ: string, payload: string) => Promise<string>;
+}
+
+/** What the worker signs receipts (and its other receipt-key statements) with: a key in hand, or a signer. */
+export type ReceiptSigning = ReceiptSigner | RemoteSigner;
+
+/** Signs `payload` as a compact EdDSA JWS of type `typ` with the receipt key, wherever it is held. */
+export async function signCompact(signer: ReceiptSigning, typ: string, payload: string): Promise<string> {
+  if ('remote' in signer) return signer.remote(typ, payload);
+  const header = { alg: 'EdDSA', kid: signer.kid, typ };
+  const ed25519 = ed25519PrivateKey(signer.key);
+  return ed25519
+    ? compactEd25519(header, payload, ed25519)
+    : new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader(header).sign(signer.key);
+}
+
+/**
  * Builds the next receipt after `prev`: links it by hash and signs the hash (EdDSA JWS).
  * Deterministic in its inputs except the signature bytes, which Ed25519 also makes deterministic.
  */
 export async function makeReceipt(
-  signer: ReceiptSigner,
+  signer: ReceiptSigning,
   args: { chainId: string; stepId?: string; kind: ReceiptKind; payload: unknown; prev: ReceiptHead },
 ): Promise<Receipt> {
   const digest = sha256Hex(canonicalJson(args.payload ?? null));
@@ -29,11 +54,7 @@ export async function makeReceipt(
     prevHash: args.prev.hash,
   });
   const hash = sha256Hex(canonicalJson(body));
-  const header = { alg: 'EdDSA', kid: signer.kid, typ: 'governor-receipt+jws' };
-  const ed25519 = ed25519PrivateKey(signer.key);
-  const signature = ed25519
-    ? compactEd25519(header, hash, ed25519)
-    : await new CompactSign(new TextEncoder().encode(hash)).setProtectedHeader(header).sign(signer.key);
+  const signature = await signCompact(signer, RECEIPT_TYP, hash);
   return { ...body, hash, signature };
 }
 
@@ -58,7 +79,7 @@ function ed25519PrivateKey(key: ReceiptSigner['key']): NodeKeyObject | undefined
  * encoding), signed synchronously: Ed25519 signatures are deterministic, so the bytes are the same with
  * one WebCrypto job (a thread-pool round trip and its promises) fewer per receipt.
  */
-function compactEd25519(header: Record<string, string>, payload: string, key: NodeKeyObject): string {
+export function compactEd25519(header: Record<string, string>, payload: string, key: NodeKeyObject): string {
   const encoded = (text: string): string => Buffer.from(text).toString('base64url');
   const signingInput = `${encoded(JSON.stringify(header))}.${encoded(payload)}`;
   return `${signingInput}.${nodeSign(null, Buffer.from(signingInput), key).toString('base64url')}`;

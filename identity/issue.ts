@@ -2,7 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { ApprovalClaims as ApprovalTokenClaims, ApprovalVote } from '../contracts/identity-claims';
 import { SignJWT } from 'jose';
 import { ErrorCode, GovernorError } from '../contracts/errors';
-import { loadPrivateKey } from './keys';
+import { governorHome, loadPrivateKey } from './keys';
+import { keyRefFromEnv, signJwtByRef } from './key-ref';
 
 /**
  * Dev issuance of credentials (JWT-SVID shape), attestations and approval votes, signed with the keys from `governor keys init`.
@@ -201,6 +202,9 @@ async function sign(
   typ: string,
   claims: CredentialClaims | AttestationClaims | ApprovalClaims,
 ): Promise<string> {
+  // The approver key may be given by reference (a key file or a signer socket): used as given, or not at all.
+  const ref = keyName === 'approver' ? keyRefFromEnv('approver') : undefined;
+  if (ref) return signJwtByRef(governorHome(home), 'approver', ref, typ, { ...claims });
   const signer = await loadPrivateKey(home, keyName);
   return new SignJWT({ ...claims }).setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ }).sign(signer.key);
 }

@@ -179,8 +179,14 @@ export async function rotateKey(
   home: string | undefined,
   name: string,
   now: Date = new Date(),
+  options: { privateKeyPath?: string } = {},
 ): Promise<{ name: string; kid: string; retiredKid: string; jwksPath: string }> {
-  const paths = keyPaths(home, name);
+  // `privateKeyPath`: the private key lives outside the home (a key file given by reference,
+  // identity/key-ref.ts); the JWKS stays in the home.
+  const paths = {
+    ...keyPaths(home, name),
+    ...(options.privateKeyPath ? { privateKeyPath: options.privateKeyPath } : {}),
+  };
   const current = await readPrivateJwk(paths.privateKeyPath, name);
   const at = Math.floor(now.getTime() / 1000);
   const next = await generatePrivateJwk();
@@ -226,6 +232,10 @@ function usedPath(home: string | undefined, name: string): string {
 const ROTATABLE_NAMES: readonly string[] = Object.values(ROTATABLE_KEYS);
 
 /** Notes that `kid` of a rotatable pair signs evidence, so `keys init --force` will not drop it. */
+export function markKeyUsed(home: string | undefined, name: string, kid: string): void {
+  markUsed(home, name, kid);
+}
+
 function markUsed(home: string | undefined, name: string, kid: string): void {
   if (!ROTATABLE_NAMES.includes(name)) return;
   const used = usedKids(home, name);
@@ -296,7 +306,8 @@ async function generatePrivateJwk(): Promise<JWK> {
   return jwk;
 }
 
-async function readPrivateJwk(file: string, name: string): Promise<JWK> {
+/** Reads and checks an Ed25519 private JWK file (its kid must be its thumbprint); errors name the file, never its content. */
+export async function readPrivateJwk(file: string, name: string): Promise<JWK> {
   const text = readOrMissing(file, name);
   let jwk: unknown;
   try {

@@ -589,7 +589,13 @@ async function withConnection<T>(address: string, fn: (c: Connection) => Promise
   }
 }
 
-/** Retries `fn` until it succeeds or `timeoutMs` passes (then throws its last error). */
+/** A process of the cluster exited while it was starting: no retry can bring it back. */
+class ProcessExited extends GovernorError {}
+
+/**
+ * Retries `fn` until it succeeds or `timeoutMs` passes (then throws its last error). A `ProcessExited`
+ * ends the wait at once: a service that died at start does not come back by waiting for it.
+ */
 async function retry<T>(what: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -597,6 +603,7 @@ async function retry<T>(what: string, timeoutMs: number, fn: () => Promise<T>): 
     try {
       return await fn();
     } catch (err) {
+      if (err instanceof ProcessExited) throw err;
       last = err;
       await sleep(500);
     }
@@ -646,16 +653,19 @@ export async function registerNamespace(address: string, namespace: string, time
   );
 }
 
-/** Fails if a recorded process has exited, with the tail of its log. */
+/** Fails (at once, see `retry`) if a recorded process has exited, with the tail of its log. */
 function assertAlive(processes: ClusterProcess[]): void {
   const dead = processes.find((p) => !isAlive(p.pid));
   if (!dead) return;
   const tail = fs.existsSync(dead.log) ? fs.readFileSync(dead.log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
-  throw new GovernorError(ErrorCode.ServerStartFailed, `${dead.name} (pid ${dead.pid}) exited at start:\n${tail}`);
+  throw new ProcessExited(ErrorCode.ServerStartFailed, `${dead.name} (pid ${dead.pid}) exited at start:\n${tail}`);
 }
 
-/** Waits until one Temporal service listens on its gRPC port. */
-async function waitForService(
+/**
+ * Waits until one Temporal service listens on its gRPC port; fails as soon as any of `processes` has
+ * exited (with the tail of its log) rather than at the timeout.
+ */
+export async function waitForService(
   name: string,
   port: number,
   timeoutMs: number,
@@ -672,8 +682,6 @@ async function waitForFrontend(address: string, timeoutMs: number, processes: Cl
   await retry(`Temporal frontend on ${address}`, timeoutMs, async () => {
     assertAlive(processes);
     await withConnection(address, (c) => c.workflowService.getSystemInfo({}));
-  }).catch((err) => {
-    throw err;
   });
 }
 

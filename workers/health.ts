@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { NativeConnection } from '@temporalio/worker';
 import type { PolicyStore } from '../activities/policy-store';
 import { loadPrivateKeyObject, loadPublicJwks } from '../identity';
+import { checkKeyRef, keyRefFromEnv, type KeyRef } from '../identity/key-ref';
 import { bundleFingerprint } from './policy-watch';
 import { fetchSdkMetrics, type GovernorMetrics } from '../runtime/metrics';
 
@@ -57,9 +58,21 @@ export function bundleCheck(policies: PolicyStore, dir?: string): ReadinessCheck
   };
 }
 
-/** The receipt signing key and its public JWKS are readable. */
-export function keysCheck(home: string): ReadinessCheck {
+/**
+ * The receipt signing key and its public JWKS are readable; for a key given by reference (default: from
+ * the environment), the key file is private and published, or the signer answers with a published key.
+ */
+export function keysCheck(home: string, ref: KeyRef | undefined = keyRefFromEnv('receipt')): ReadinessCheck {
   return async () => {
+    if (ref) {
+      try {
+        await checkKeyRef(home, 'receipt', ref);
+        return { ok: true };
+      } catch (err) {
+        // Paths and kids only (key-ref.ts messages never carry key material).
+        return { ok: false, reason: `receipt key unusable: ${(err as Error).message}` };
+      }
+    }
     try {
       await loadPrivateKeyObject(home, 'receipt');
       loadPublicJwks(home, 'receipt');

@@ -16,6 +16,7 @@ import { CredentialClaims } from '../activities/credential-claims';
 import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
+import { checkKeyRef, describeKeyRef, keyRefFromEnv, type KeyRef } from '../identity/key-ref';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
 import type { ActivityObserver } from '../runtime/observer';
@@ -30,6 +31,12 @@ export interface GovernorWorkerOptions {
   policiesDir?: string;
   /** GOVERNOR_HOME (keys, JWKS). */
   home: string;
+  /**
+   * The receipt key by reference (identity/key-ref.ts): a key file (mode 0600) or a `governor signer`
+   * socket. Default: `GOVERNOR_RECEIPT_KEY_FILE` / `GOVERNOR_RECEIPT_SIGNER`, else `<home>/keys`. The worker
+   * refuses to start when the reference cannot sign (unreadable, too open, unpublished, no answer).
+   */
+  receiptKey?: KeyRef;
   logger?: PinoLogger;
   /** A prebuilt workflow bundle (tests build it once); default: bundle from source. */
   workflowBundle?: WorkflowBundleOption;
@@ -102,6 +109,11 @@ export const PAYLOAD_CONVERTER_PATH = require.resolve('../runtime/payload-conver
 export async function createGovernorWorker(
   options: GovernorWorkerOptions,
 ): Promise<{ worker: Worker; policies: PolicyStore; watchers: PolicyWatcher[] }> {
+  const receiptKey = options.receiptKey ?? keyRefFromEnv('receipt');
+  if (receiptKey) {
+    const { kid } = await checkKeyRef(options.home, 'receipt', receiptKey);
+    options.logger?.info({ key: describeKeyRef('receipt', receiptKey), kid }, 'receipt key by reference');
+  }
   const policies = new PolicyStore({
     home: options.home,
     requireSigned: options.requireSignedPolicy === true,
@@ -171,6 +183,7 @@ export async function createGovernorWorker(
       ...createActivities({
         policies,
         home: options.home,
+        ...(receiptKey ? { receiptKey } : {}),
         clock: options.clock,
         ...(options.http ? { http: options.http } : {}),
         ...(options.observer ? { observer: options.observer } : {}),

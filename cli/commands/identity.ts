@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { initKeys, issueAttestation, issueCredential } from '../../identity';
@@ -71,7 +72,11 @@ export function registerIdentityCommands(program: Command, ctx: CommandContext):
         'stays in the JWKS with its validity window so what it signed still verifies',
     )
     .argument('<kind>', `one of ${Object.keys(ROTATABLE_KEYS).join(', ')}`)
-    .action(async (kind: string) => {
+    .option(
+      '--key-file <file>',
+      'the private key lives in this file (given to workers by reference), not under <GOVERNOR_HOME>/keys; the JWKS stays there',
+    )
+    .action(async (kind: string, opts: { keyFile?: string }) => {
       if (!Object.hasOwn(ROTATABLE_KEYS, kind)) {
         throw new GovernorError(
           ErrorCode.InvalidInput,
@@ -79,7 +84,12 @@ export function registerIdentityCommands(program: Command, ctx: CommandContext):
           'kind',
         );
       }
-      const result = await rotateKey(ctx.home(), ROTATABLE_KEYS[kind as RotatableKind]);
+      const result = await rotateKey(
+        ctx.home(),
+        ROTATABLE_KEYS[kind as RotatableKind],
+        new Date(),
+        opts.keyFile ? { privateKeyPath: path.resolve(opts.keyFile) } : {},
+      );
       ctx.out().print(`${result.name}: ${result.kid} signs from now on; ${result.retiredKid} retired`, result);
       ctx.setExit(Exit.Ok);
     });

@@ -14,7 +14,17 @@ interface Config {
   };
   persistence: { datastores: Record<string, { sql: Record<string, unknown> }> };
 }
-import { CLUSTER_PORT_SPAN, clusterPorts, serviceConfig, TEMPORAL_SERVICES } from '../../runtime/cluster';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  CLUSTER_PORT_SPAN,
+  clusterPorts,
+  serviceConfig,
+  TEMPORAL_SERVICES,
+  waitForService,
+} from '../../runtime/cluster';
 
 // The per-process configs of `governor cluster up` (runtime/cluster.ts), checked as data: the traps
 // issue 18's probe measured (membership ports are a SMALLINT; metrics listeners are process-wide).
@@ -58,4 +68,21 @@ describe('cluster configs', () => {
     expect(c.global.membership.broadcastAddress).toBe('127.0.0.1');
     for (const s of Object.values(c.services)) expect(s.rpc.bindOnLocalHost).toBe(true);
   });
+});
+
+describe('cluster start', () => {
+  it('fails as soon as a starting process exits, with its log, not at the wait timeout', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-cluster-start-'));
+    const log = path.join(dir, 'frontend.log');
+    fs.writeFileSync(log, '{"level":"fatal","msg":"Failed to apply cluster metadata"}\n');
+    const child = spawn('sh', ['-c', 'exit 1'], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
+    await exited;
+    const processes = [{ name: 'frontend', kind: 'temporal' as const, pid: child.pid!, log }];
+    // The wait would last ten minutes (past this test's timeout) if an exited process were retried.
+    await expect(waitForService('frontend', 1, 600_000, processes)).rejects.toThrow(
+      /frontend \(pid \d+\) exited at start:\n.*Failed to apply cluster metadata/,
+    );
+    fs.rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
 });
