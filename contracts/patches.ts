@@ -63,3 +63,12 @@ export const WEBHOOK_NOTIFY_PATCH = 'webhook-notifications';
  * `execute` activity of an http step receives what its grant binds (`ExecuteInput.grant`).
  */
 export const EXECUTION_GRANT_PATCH = 'execution-grants';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow`, steps run by a service activity or an MCP tool call
+ * (issue 15/16, performance): the `authorize` local activity also mints the execution grant when it allows
+ * the step outright (no `mintGrant` local activity when that decision's receipt is still the head as the
+ * step runs), and a session step's execution receipt (`recordReceipt`) also digests the executor's output
+ * (no `sessionOutput` local activity). Declared chains of built-in executors never take this path.
+ */
+export const FOLDED_REMOTE_STEP_PATCH = 'remote-step-grant-and-output-folded';
