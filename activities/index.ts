@@ -54,7 +54,7 @@ import type { ActivityObserver } from '../runtime/observer';
 import { actionAttributes, decisionAttributes, inSpan } from '../runtime/spans';
 import { classifyVoteRejection } from '../runtime/metrics';
 import { checkResume, type VerifyResumeInput } from './resume';
-import { createSessionActivities } from './sessions';
+import { createSessionActivities, sessionOutputOf, type SessionOutputResult } from './sessions';
 import { subscribedEvents, type NotifyEvent } from '../contracts/notification';
 import { GrantSigner } from './grants';
 import type { MintGrantInput } from '../contracts/grant';
@@ -77,6 +77,13 @@ export interface GovernorAuthorizeInput extends AuthorizeInput {
    * reported for compensations too, and `governStep` never runs a coordinated compensation outright.
    */
   coordinateCompensations?: boolean;
+  /**
+   * FOLDED_REMOTE_STEP_PATCH: the execution grant of a service activity or MCP tool call, asked with the
+   * decision. Minted only when the decision allows the action outright (no escalation, no coordination,
+   * credential valid), bound to this decision's receipt; the workflow uses it only if that receipt is still
+   * the head when the step runs (otherwise it mints one with `mintGrant`, as before).
+   */
+  grant?: { audience: string; idempotencyKey: string; ttlMs: number };
 }
 
 /** `authorize` result: the decision, the step digest approvals bind to, and the approval rules that apply. */
@@ -94,6 +101,8 @@ export interface GovernorAuthorizeResult extends AuthorizeResult {
    * against the recorded bundle. Absent in histories written before it existed: the workflow asks anyway.
    */
   coordinated?: boolean;
+  /** The execution grant the input asked for (`grant`), when the decision allows the action outright. */
+  grant?: string;
 }
 
 /** Input of `governStep`: one action to authorize and, when allowed outright, run with its built-in executor. */
@@ -139,6 +148,11 @@ export type { HttpExecutorOptions, HttpResolver } from './http-guard';
 export interface RecordedReceipt {
   receipt: Receipt;
   payload: unknown;
+  /**
+   * FOLDED_REMOTE_STEP_PATCH (agent sessions): digest and size of the executor's output (`payload.outcome.result`,
+   * canonical JSON), what `sessionOutput` computes, when the input asked for it and the output is not null.
+   */
+  output?: SessionOutputResult;
 }
 
 /** Input of `recordReceipt`. */
@@ -148,6 +162,8 @@ export interface RecordReceiptInput {
   kind: ReceiptKind;
   payload: unknown;
   prev: ReceiptHead;
+  /** Also digest the recorded outcome's output (`output` in the result): a session step's execution receipt. */
+  digestOutput?: boolean;
 }
 
 /** What the governor worker needs to run its activities. */
@@ -306,7 +322,7 @@ export function createActivities(deps: ActivityDeps) {
 
   /** Re-verifies credential + attestation and evaluates policy; returns the decision and its receipt. */
   async function authorize(input: GovernorAuthorizeInput): Promise<GovernorAuthorizeResult> {
-    const { binding, coordinateCompensations, ...action } = input;
+    const { binding, coordinateCompensations, grant: grantAsk, ...action } = input;
     const now = clock();
     // One bundle snapshot for the decision and everything derived from it (ladder, coordination), even
     // if a rollout activates another bundle while this call awaits the server.
@@ -360,11 +376,32 @@ export function createActivities(deps: ActivityDeps) {
       input.kind === 'step' || coordinateCompensations
         ? !domains || findDomain(domains, resourceLabel(input.resource)) !== undefined
         : undefined;
-    return signDecision(input, result, {
+    const signed = await signDecision(input, result, {
       stepDigest: digest,
       ...(approvalRules ? { approvalRules } : {}),
       ...(coordinated !== undefined ? { coordinated } : {}),
     });
+    // The grant of a remote execution that follows this decision at once, minted here rather than by one
+    // more local activity (FOLDED_REMOTE_STEP_PATCH): only for an outright allow of a step that is not coordinated.
+    const outright =
+      signed.decision.effect === 'allow' &&
+      !signed.credentialExpired &&
+      (input.kind === 'compensation' && !coordinateCompensations ? true : coordinated === false);
+    const remote = binding?.executor.type === 'activity' || binding?.executor.type === 'mcp';
+    if (!grantAsk || !binding || !remote || !outright) return signed;
+    const grant = await grants.mint({
+      chainId: input.chainId,
+      stepId: input.stepId,
+      idempotencyKey: grantAsk.idempotencyKey,
+      stepDigest: digest,
+      receipt: signed.receipt.hash,
+      audience: grantAsk.audience,
+      action: input.action,
+      resource: input.resource,
+      input: binding.input,
+      ttlMs: grantAsk.ttlMs,
+    });
+    return { ...signed, grant };
   }
 
   /** Signs a decision receipt and assembles the `authorize` result. */
@@ -669,9 +706,22 @@ export function createActivities(deps: ActivityDeps) {
     async recordReceipt(input: RecordReceiptInput): Promise<RecordedReceipt> {
       // The payload is echoed back so history (which keeps local activity results, not inputs)
       // holds everything `governor verify` needs to recompute the receipt's digest.
-      return { receipt: await makeReceipt(await receiptSigner(), input), payload: input.payload ?? null };
+      const { digestOutput, ...receiptInput } = input;
+      const recorded = {
+        receipt: await makeReceipt(await receiptSigner(), receiptInput),
+        payload: input.payload ?? null,
+      };
+      const output = digestOutput ? recordedOutput(input.payload) : undefined;
+      return output === undefined ? recorded : { ...recorded, output: sessionOutputOf(output) };
     },
   };
+}
+
+/** The output an execution receipt's payload records (`{ status, outcome: { result } }`); undefined when null or absent. */
+function recordedOutput(payload: unknown): unknown {
+  const outcome = (payload as { outcome?: { result?: unknown } } | null)?.outcome;
+  const result = outcome?.result;
+  return result === null ? undefined : result;
 }
 
 /** Identity of a file's current content (inode, mtime, size), or '' when it cannot be read. */

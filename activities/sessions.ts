@@ -37,6 +37,12 @@ export interface SessionOutputResult {
   bytes: number;
 }
 
+/** SHA-256 and size of the canonical JSON of a step's output (`null` when it returned nothing). */
+export function sessionOutputOf(output: unknown): SessionOutputResult {
+  const text = canonicalJson(output ?? null);
+  return { digest: sha256Hex(text), bytes: Buffer.byteLength(text, 'utf8') };
+}
+
 /** Defaults when no bundle is loaded (a session then denies every step anyway). */
 const DEFAULT_SETTINGS: SessionSettings = { idleTimeoutMs: 30 * 60_000, maxOutputBytes: 65_536 };
 
@@ -80,8 +86,7 @@ export function createSessionActivities(deps: { policies: PolicyStore; home: str
 
     /** SHA-256 and size of the canonical JSON of a step's output (`null` when it returned nothing). */
     async sessionOutput(input: SessionOutputInput): Promise<SessionOutputResult> {
-      const text = canonicalJson(input.output ?? null);
-      return { digest: sha256Hex(text), bytes: Buffer.byteLength(text, 'utf8') };
+      return sessionOutputOf(input.output);
     },
   };
 }

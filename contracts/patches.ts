@@ -71,3 +71,12 @@ export const EXECUTION_GRANT_PATCH = 'execution-grants';
  * the proof archive (contracts/archive.ts). Only the start is awaited; a failed start is logged and ignored.
  */
 export const ARCHIVE_PROOF_PATCH = 'archive-proof-on-close';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow`, steps run by a service activity or an MCP tool call
+ * (issue 15/16, performance): the `authorize` local activity also mints the execution grant when it allows
+ * the step outright (no `mintGrant` local activity when that decision's receipt is still the head as the
+ * step runs), and a session step's execution receipt (`recordReceipt`) also digests the executor's output
+ * (no `sessionOutput` local activity). Declared chains of built-in executors never take this path.
+ */
+export const FOLDED_REMOTE_STEP_PATCH = 'remote-step-grant-and-output-folded';

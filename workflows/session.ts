@@ -419,7 +419,16 @@ async function governProposal(
     const output = result.outcome.result;
     let outputDigest = NULL_OUTPUT_DIGEST;
     let kept: { output: JsonValue } | { outputOmitted: string } = { output: null };
-    if (output !== undefined && output !== null) {
+    const folded = result.output; // digested with the execution receipt (FOLDED_REMOTE_STEP_PATCH)
+    if (output !== undefined && output !== null && folded) {
+      outputDigest = folded.digest;
+      kept =
+        folded.bytes <= settings.maxOutputBytes
+          ? { output: output as JsonValue }
+          : {
+              outputOmitted: `output is ${folded.bytes} bytes; session.maxOutputBytes is ${settings.maxOutputBytes}`,
+            };
+    } else if (output !== undefined && output !== null) {
       try {
         const measured = await governor.sessionOutput.executeWithOptions(
           { ...LOCAL_ACTIVITY, summary: `digest the output of ${step.id}` },

@@ -89,6 +89,35 @@ function serviceInputs(histories: HistoryJson[], activityType: string): Map<stri
   return found;
 }
 
+/** The activity type of every local activity marker in the histories, in order. */
+function localActivityTypes(histories: HistoryJson[]): string[] {
+  return localActivityMarkers(histories).map((m) => m.type);
+}
+
+/** The grants the `authorize` local activities returned (their recorded results), in order. */
+function recordedGrants(histories: HistoryJson[]): string[] {
+  return localActivityMarkers(histories)
+    .filter((m) => m.type === 'authorize' && typeof (m.result as { grant?: unknown })?.grant === 'string')
+    .map((m) => (m.result as { grant: string }).grant);
+}
+
+/** Local activity markers: their activity type and decoded result. */
+function localActivityMarkers(histories: HistoryJson[]): { type: string; result: unknown }[] {
+  const decode = (p: { data?: string } | undefined): unknown =>
+    JSON.parse(Buffer.from(p?.data ?? '', 'base64').toString('utf8') || 'null');
+  const out: { type: string; result: unknown }[] = [];
+  for (const h of histories) {
+    for (const event of h.events as Record<string, Record<string, unknown>>[]) {
+      const attrs = event.markerRecordedEventAttributes as
+        { markerName?: string; details?: Record<string, { payloads?: { data?: string }[] }> } | undefined;
+      if (attrs?.markerName !== 'core_local_activity') continue;
+      const data = decode(attrs.details?.data?.payloads?.[0]) as { activity_type?: string } | null;
+      out.push({ type: data?.activity_type ?? '', result: decode(attrs.details?.result?.payloads?.[0]) });
+    }
+  }
+  return out;
+}
+
 /** Every receipt the histories record (in local activity markers and activity results), by hash. */
 function recordedReceipts(histories: HistoryJson[]): Map<string, { kind: string; stepId?: string; seq: number }> {
   const found = new Map<string, { kind: string; stepId?: string; seq: number }>();
@@ -160,6 +189,13 @@ test('a governed chain: each service call carries a grant for exactly its step, 
     // Every attempt of the service's retry policy at the step's (default, 60 s) timeout, plus a minute of queueing.
     expect(claims.exp - claims.iat).toBe(grantLifetimeMs(60_000) / 1000);
   }
+  // Minted by `authorize` with each outright allow (patch remote-step-grant-and-output-folded): the history
+  // holds no `mintGrant` local activity, and each decision's recorded result carries the grant the service got.
+  const types = localActivityTypes(histories);
+  expect(types.filter((t) => t === 'mintGrant')).toEqual([]);
+  expect(types.filter((t) => t === 'authorize')).toHaveLength(2);
+  const decided = recordedGrants(histories);
+  expect(decided.sort()).toEqual([...granted.values()].map((i) => i.grant).sort());
 });
 
 test('a workflow that schedules the service activity directly without a grant is refused; nothing is written', async () => {

@@ -17,6 +17,7 @@ import { defaultPoliciesDir } from '../../workers/worker';
 import { setupGoverned, type Governed } from '../harness/governed';
 import { testAddress, uniqueQueue } from '../harness/temporal';
 import { runVerifyCli } from '../harness/verify-cli';
+import { fetchChainHistories } from '../../audit/verify';
 
 /*
  * The MCP gateway end to end, no mocks of MCP: the REAL @modelcontextprotocol/server-filesystem as the
@@ -63,6 +64,21 @@ async function toolCalls(chainId: string, stepId: string): Promise<number> {
       .toString()
       .includes(`"stepId":"${stepId}"`);
   }).length;
+}
+
+/** The activity type of every local activity marker in a chain's histories, in order. */
+async function localActivityTypes(chainId: string): Promise<string[]> {
+  const types: string[] = [];
+  for (const h of await fetchChainHistories(g.client, chainId)) {
+    for (const event of h.events as Record<string, Record<string, unknown>>[]) {
+      const attrs = event.markerRecordedEventAttributes as
+        { markerName?: string; details?: Record<string, { payloads?: { data?: string }[] }> } | undefined;
+      if (attrs?.markerName !== 'core_local_activity') continue;
+      const data = Buffer.from(attrs.details?.data?.payloads?.[0]?.data ?? '', 'base64').toString('utf8');
+      types.push((JSON.parse(data || 'null') as { activity_type?: string } | null)?.activity_type ?? '');
+    }
+  }
+  return types;
 }
 
 describe('MCP gateway in front of the real filesystem server, governed on Temporal', () => {
@@ -175,6 +191,11 @@ describe('MCP gateway in front of the real filesystem server, governed on Tempor
     const verified = await runVerifyCli([sessionId], { home: g.home, env: { TEMPORAL_ADDRESS: testAddress() } });
     expect(verified.error).toBeUndefined();
     expect(verified.code).toBe(0);
+    // Patch remote-step-grant-and-output-folded: the outright read's grant came with its decision, and every
+    // output digest with its execution receipt; only the approved overwrite minted its grant after the votes.
+    const types = await localActivityTypes(sessionId);
+    expect(types.filter((t) => t === 'sessionOutput')).toEqual([]);
+    expect(types.filter((t) => t === 'mintGrant')).toEqual(['mintGrant']);
   });
 
   it('`governor mcp` on stdio (the built CLI, as an MCP client host starts it): credential from the environment', async () => {

@@ -1,5 +1,5 @@
 import { condition, patched, upsertSearchAttributes } from '@temporalio/workflow';
-import type { GovernorAuthorizeResult, GovernStepInput } from '../../activities';
+import type { GovernorAuthorizeInput, GovernorAuthorizeResult, GovernStepInput } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { GovernorPolicyDigestKey, GovernorShadowDiffersKey } from '../../contracts/search-attributes';
 import type { StepState } from '../../contracts/state';
@@ -58,6 +58,8 @@ export async function authorize(
   s: StepState,
   votes?: Vote[],
   recorded?: GovernorAuthorizeResult,
+  /** FOLDED_REMOTE_STEP_PATCH: ask the first `authorize` call for the execution grant too. */
+  grant?: GovernorAuthorizeInput['grant'],
 ): Promise<Authorization> {
   for (;;) {
     let result: GovernorAuthorizeResult;
@@ -69,8 +71,9 @@ export async function authorize(
         run.stopIfRevoked();
         result = await governor.authorize.executeWithOptions(
           { ...LOCAL_ACTIVITY, summary: `authorize ${a.action} on ${resourceLabel(a.resource)}` },
-          [{ ...authorizeInput(run, a), ...(votes ? { approvals: votes } : {}) }],
+          [{ ...authorizeInput(run, a), ...(votes ? { approvals: votes } : {}), ...(grant ? { grant } : {}) }],
         );
+        grant = undefined; // a re-authorization (fresh credential or attestation) asks for no grant
       } catch (err) {
         if (err instanceof Revoked) throw err;
         // Fail closed: authorization that cannot complete is a deny, never an allow.

@@ -6,12 +6,12 @@ import {
   proxyActivities,
   type ActivityOptions,
 } from '@temporalio/workflow';
-import type { GovernStepResult } from '../../activities';
+import type { GovernStepResult, SessionOutputResult } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { ErrorCode } from '../../contracts/errors';
 import { MCP_TOOL_CALL_ACTIVITY, type McpToolCallInput, type ServiceActivityInput } from '../../contracts/executor';
 import { grantLifetimeMs } from '../../contracts/grant';
-import { EXECUTION_GRANT_PATCH, GOVERN_STEP_PATCH } from '../../contracts/patches';
+import { EXECUTION_GRANT_PATCH, FOLDED_REMOTE_STEP_PATCH, GOVERN_STEP_PATCH } from '../../contracts/patches';
 import type { Receipt, ReceiptKind } from '../../contracts/receipt';
 import type { ExecutionOutcome, StepState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';
@@ -33,7 +33,15 @@ import { Revoked, type ChainRun } from './run';
 
 /** How governing one action ended: it ran (with its outcome), or it was denied, or it failed. */
 export type GovernResult =
-  { kind: 'ran'; outcome: ExecutionOutcome } | { kind: 'denied'; reason: string } | { kind: 'failed'; reason: string };
+  | { kind: 'ran'; outcome: ExecutionOutcome; output?: SessionOutputResult }
+  | { kind: 'denied'; reason: string }
+  | { kind: 'failed'; reason: string };
+
+/** FOLDED_REMOTE_STEP_PATCH: a grant `authorize` minted with its decision, bound to that decision's receipt. */
+interface Preminted {
+  grant: string;
+  receipt: string;
+}
 
 /** What an executor did: its outcome, and the execution receipt a built-in executor signs itself. */
 interface Executed {
@@ -48,7 +56,7 @@ const executionKind = (a: GovernedAction): ReceiptKind => (a.kind === 'step' ? '
  * Runs the executor. Built-in executors sign their own execution receipt (returned here); a
  * service activity's outcome is recorded by the caller with `recordReceipt`.
  */
-async function execute(run: ChainRun, a: GovernedAction, stepDigest: string): Promise<Executed> {
+async function execute(run: ChainRun, a: GovernedAction, stepDigest: string, preminted?: Preminted): Promise<Executed> {
   const { chainId } = run;
   const key = idempotencyKey(chainId, a.stepId);
   const summary = `execute ${a.action} on ${resourceLabel(a.resource)}`;
@@ -67,7 +75,10 @@ async function execute(run: ChainRun, a: GovernedAction, stepDigest: string): Pr
       };
       // Runs before grants existed carry none (their histories have no mintGrant marker).
       const granted = a.executor.type !== 'noop' && patched(EXECUTION_GRANT_PATCH);
-      if (granted && (a.executor.type === 'activity' || a.executor.type === 'mcp')) {
+      if (granted && preminted !== undefined && preminted.receipt === run.head.hash) {
+        // Minted by `authorize` with the decision that allows this execution, which is still the head.
+        binding.grant = preminted.grant;
+      } else if (granted && (a.executor.type === 'activity' || a.executor.type === 'mcp')) {
         // Signed by a local activity (never in workflow code), bound to the receipt that allowed this execution.
         const minted = await governor.mintGrant.executeWithOptions(
           { ...LOCAL_ACTIVITY, summary: `grant ${a.action} on ${resourceLabel(a.resource)}` },
@@ -177,7 +188,18 @@ export async function govern(
   // (An `mcp` executor runs on the gateway's queue like a service activity; it never runs in `governStep`.)
   const builtIn = a.executor.type !== 'activity' && a.executor.type !== 'mcp';
   const inOne = builtIn && patched(GOVERN_STEP_PATCH) ? await governInOne(run, a) : undefined;
-  const first = await authorize(run, a, s, undefined, inOne?.authorized);
+  // Service activities and MCP tool calls: the grant is asked with the decision, a session step's output
+  // digested with its execution receipt (runs recorded before this replay as they ran).
+  const folded = !builtIn && patched(FOLDED_REMOTE_STEP_PATCH);
+  const grantAsk =
+    folded && a.executor.type !== 'noop' && a.executor.type !== 'http'
+      ? {
+          audience: a.executor.taskQueue,
+          idempotencyKey: idempotencyKey(run.chainId, a.stepId),
+          ttlMs: grantLifetimeMs(a.executor.timeoutMs),
+        }
+      : undefined;
+  const first = await authorize(run, a, s, undefined, inOne?.authorized, grantAsk);
   if (first.kind === 'failed-closed') {
     onDecision(first.decision);
     return { kind: 'denied', reason: first.decision.reason ?? 'denied' };
@@ -211,7 +233,9 @@ export async function govern(
   run.publishDetails(); // step progress changed even when the chain's status did not
   let executed: Executed;
   try {
-    executed = await execute(run, a, first.result.stepDigest);
+    const { grant, receipt } = first.result;
+    const preminted = folded && grant !== undefined ? { grant, receipt: receipt.hash } : undefined;
+    executed = await execute(run, a, first.result.stepDigest, preminted);
     await slot.release?.(true);
   } catch (err) {
     // A holder that did not complete releases without advancing the resource's version.
@@ -227,10 +251,11 @@ export async function govern(
   }
   const { outcome } = executed;
   if (executed.receipt) run.advance(executed.receipt);
-  else if (!(await run.record(a.stepId, executionKind(a), { status: 'completed', outcome }))) {
+  else if (!(await run.record(a.stepId, executionKind(a), { status: 'completed', outcome }, folded && !!run.session))) {
     return { kind: 'failed', reason: run.receiptFailure ?? 'receipt could not be recorded' };
   }
-  return { kind: 'ran', outcome };
+  const output = executed.receipt ? undefined : run.recordedOutput;
+  return output ? { kind: 'ran', outcome, output } : { kind: 'ran', outcome };
 }
 
 /** Runs `activityType` on another worker's task queue (a service's, the MCP gateway's); its result or null. */

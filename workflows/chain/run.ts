@@ -1,5 +1,6 @@
 import { CancellationScope, log, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import type { SessionOutputResult } from '../../activities';
 import type { Chain, GovernedChainInput, ResourceRef } from '../../contracts/chain';
 import type { SlotVerdict } from '../../contracts/coordination';
 import type { RefreshCredentialInput, RevokeInput } from '../../contracts/messages';
@@ -66,6 +67,8 @@ export class ChainRun {
   readonly uncancellable = new CancellationScope({ cancellable: false });
   /** A folded final checkpoint the last step's `governStep` signed (LEAN_CHAIN_PATCH), until it is used. */
   foldedCheckpoint: Receipt | undefined;
+  /** The output digest the last `record(…, digestOutput)` returned (FOLDED_REMOTE_STEP_PATCH). */
+  recordedOutput: SessionOutputResult | undefined;
   /** Webhook notifications (WEBHOOK_NOTIFY_PATCH), from the first escalation of a manifest with webhooks. */
   notifications: Notifications | undefined;
   private publishedStatus: ChainStatus | undefined;
@@ -237,11 +240,29 @@ export class ChainRun {
     this.state.receiptHead = this.head;
   }
 
-  /** Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. */
-  async record(stepId: string | undefined, kind: ReceiptKind, payload: unknown): Promise<boolean> {
+  /**
+   * Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. With
+   * `digestOutput` (FOLDED_REMOTE_STEP_PATCH, a session step's execution), the same local activity also
+   * digests the outcome's output, kept in {@link recordedOutput}.
+   */
+  async record(
+    stepId: string | undefined,
+    kind: ReceiptKind,
+    payload: unknown,
+    digestOutput = false,
+  ): Promise<boolean> {
+    this.recordedOutput = undefined;
     try {
-      const recorded = await governor.recordReceipt({ chainId: this.chainId, stepId, kind, payload, prev: this.head });
+      const recorded = await governor.recordReceipt({
+        chainId: this.chainId,
+        stepId,
+        kind,
+        payload,
+        prev: this.head,
+        ...(digestOutput ? { digestOutput } : {}),
+      });
       this.advance(recorded.receipt);
+      this.recordedOutput = recorded.output;
       return true;
     } catch (err) {
       this.receiptFailure ??= `a ${kind} receipt could not be recorded: ${failureMessage(err)}`;
