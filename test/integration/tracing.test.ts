@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -306,6 +309,94 @@ describe('OpenTelemetry traces of a governed chain', () => {
       await governor.stop();
       await connection.close();
       fs.rmSync(workspace, { recursive: true, force: true });
+    }
+  }, 240_000);
+  it('`governor run` with OTEL_* set starts the trace: its StartWorkflow span (sent over OTLP/HTTP) is the parent of the chain run', async () => {
+    const code = await tracedBundle();
+    const home = await makeHome();
+    const taskQueue = uniqueQueue('traced-cli');
+    const governor = await startGovernorWorker({
+      home,
+      taskQueue,
+      workflowBundle: { code },
+      maxCachedWorkflows: 100,
+      tracing: tracing.worker,
+    });
+    // A collector: records the OTLP/HTTP (JSON) bodies the CLI posts.
+    const bodies: string[] = [];
+    const collector = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        bodies.push(body);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    try {
+      const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}/v1/traces`;
+      const root = path.resolve(__dirname, '../..');
+      const child = spawn(
+        process.execPath,
+        [
+          path.join(root, 'bin/governor.js'),
+          'run',
+          path.join(root, 'examples/chains/deploy-staging.yaml'),
+          '--as',
+          'agent:release-bot',
+          '--wait',
+          '--json',
+        ],
+        {
+          env: {
+            ...process.env,
+            GOVERNOR_HOME: home,
+            TEMPORAL_ADDRESS: testAddress(),
+            GOVERNOR_TASK_QUEUE: taskQueue,
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: endpoint,
+          },
+        },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const exit = await new Promise<number | null>((r) => child.on('close', r));
+      expect({ exit, out: exit === 0 ? '' : out }).toEqual({ exit: 0, out: '' });
+      const { chainId } = JSON.parse(out.trim().split('\n').pop()!) as { chainId: string };
+
+      // The chain's run on the worker, and its trace.
+      const attr = (s: ReadableSpan, k: string) => s.attributes[k];
+      const decision = await eventually('the chain decision span', () =>
+        exporter
+          .getFinishedSpans()
+          .find((s) => s.name === 'governor.decision' && attr(s, 'governor.chain_id') === chainId),
+      );
+      const traceId = decision.spanContext().traceId;
+      const run = exporter
+        .getFinishedSpans()
+        .find((s) => s.name === 'RunWorkflow:governedChainWorkflow' && s.spanContext().traceId === traceId);
+      expect(run).toBeDefined();
+      // The CLI exported its StartWorkflow span before exiting: same trace, and the run's parent.
+      interface OtlpSpan {
+        traceId: string;
+        spanId: string;
+        parentSpanId?: string;
+        name: string;
+        attributes?: unknown[];
+      }
+      const exported: OtlpSpan[] = bodies.flatMap((b) =>
+        (JSON.parse(b) as { resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[] }).resourceSpans.flatMap((r) =>
+          r.scopeSpans.flatMap((sc) => sc.spans),
+        ),
+      );
+      const start = exported.find((s) => s.name === 'StartWorkflow:governedChainWorkflow');
+      expect(start).toBeDefined();
+      expect(start!.traceId).toBe(traceId);
+      expect(run!.parentSpanId).toBe(start!.spanId);
+      expect(bodies.join('')).not.toMatch(/eyJ[\w-]+\.eyJ/); // no token in what the CLI exported
+    } finally {
+      collector.close();
+      await governor.stop();
     }
   }, 240_000);
 });
