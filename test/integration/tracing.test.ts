@@ -34,7 +34,10 @@ import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harn
  * workflow span sink, activity interceptors) and the example service worker (activity interceptors)
  * continue its trace. The span tree is one trace from the client's StartWorkflow down to the service's
  * activity, with the governor's decision/step/vote spans carrying workload, action, resource, effect,
- * determining policies and bundle digest, and no token or input value in any attribute.
+ * determining policies and bundle digest, and no token or input value in any attribute. Also: a
+ * tools/call through the real MCP gateway (real filesystem server upstream) is one trace from the
+ * gateway's span down to its step's decision and the executor's activity; and `governor run` with OTEL_*
+ * set exports the StartWorkflow span that parents the chain's run.
  */
 
 const WORKLOAD = 'agent:release-bot';
