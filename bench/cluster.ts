@@ -17,6 +17,8 @@ export interface WorkerChild {
   taskQueue: string;
   pid: number;
   startupMs: number;
+  /** Base URL of the worker's metrics/health endpoint (operations on). */
+  opsUrl?: string;
   stats(gc?: boolean): Promise<WorkerStats>;
   stop(): Promise<void>;
 }
@@ -35,6 +37,7 @@ export interface BenchCluster {
     profileDir?: string;
     nodeFlags?: string[];
     bundlePath?: string;
+    operations?: WorkerProcessConfig['operations'];
   }): Promise<WorkerChild>;
   /** CPU seconds used so far by the server, the load generator (this process). */
   cpu(): { server: number; client: number };
@@ -139,6 +142,7 @@ export async function startCluster(
         home,
         bundlePath: options.bundlePath ?? bundlePath,
         maxCachedWorkflows: options.maxCachedWorkflows,
+        ...(options.operations ? { operations: options.operations } : {}),
       };
       const execArgv = ['--expose-gc', ...(options.nodeFlags ?? [])];
       if (options.profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
@@ -190,6 +194,7 @@ export async function startCluster(
         taskQueue,
         pid: child.pid ?? -1,
         startupMs: ready.startupMs,
+        ...(ready.opsUrl ? { opsUrl: ready.opsUrl } : {}),
         async stats(gc = false) {
           const reply = next('stats');
           ask({ type: 'stats', gc });

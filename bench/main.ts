@@ -1,4 +1,3 @@
-import { benchOperations, type OperationsResults } from './operations';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import { ChainRunner, escalatedChain, noopChain, type Kind } from './chains';
 import { BENCH_SERVER_DYNAMIC_CONFIG, startCluster, type BenchCluster, type WorkerChild } from './cluster';
 import { benchDecision, type DecisionResults } from './decision';
 import { benchHistory, type HistoryFigures } from './history';
+import { benchOperations, benchOperationsEndToEnd, type OperationsResults } from './operations';
 import { machineInfo, type MachineInfo } from './machine';
 import { summarizeProfiles, type ProfileSummary } from './profile';
 import { renderMarkdown } from './report';
@@ -207,6 +207,7 @@ function params(quick: boolean) {
         runs100: 1,
         waiting: 300,
         session: { proposals: 40, toolCalls: 30, warmup: 3 },
+        operationsRuns: 20,
       }
     : {
         stockRuns: 5,
@@ -218,6 +219,7 @@ function params(quick: boolean) {
         runs100: 3,
         waiting: 1000,
         session: { proposals: 200, toolCalls: 150, warmup: 5 },
+        operationsRuns: 60,
       };
 }
 
@@ -572,7 +574,8 @@ async function main(): Promise<number> {
     }
   };
 
-  const needsServer = ['overhead', 'throughput', 'scaling', 'session', 'memory'].some((x) => args.only.has(x as Phase));
+  const needsWorker = ['overhead', 'throughput', 'scaling', 'session'].some((x) => args.only.has(x as Phase));
+  const needsServer = needsWorker || args.only.has('memory') || args.only.has('operations');
   let cluster: BenchCluster | undefined;
   try {
     if (args.only.has('decision')) {
@@ -594,43 +597,56 @@ async function main(): Promise<number> {
     if (needsServer) {
       cluster = await startCluster(progress);
       results.setup.workflowBundleMs = round(cluster.bundleMs);
-      const profileDir = args.profile ? path.join(cluster.dir, 'profile') : undefined;
-      const worker = await cluster.startWorker({ profileDir, nodeFlags: results.setup.nodeFlags });
-      results.setup.workerStartupMs = round(worker.startupMs);
-      try {
-        if (args.only.has('overhead'))
-          results.overhead = await attempt('overhead', () => overhead(cluster!, worker, p, progress));
-        if (args.only.has('throughput'))
-          results.throughput = await attempt('throughput', () => throughput(cluster!, worker, p, progress));
-        if (args.only.has('scaling')) {
-          const sizes = args.quick || args.skip1000 ? [10, 100] : [10, 100, 1000];
-          const s = await attempt('scaling', () => scaling(cluster!, worker, p, sizes, results.overhead, progress));
-          if (s) {
-            results.scaling = {
-              rows: s.rows,
-              continueAsNew: sizes.includes(1000)
-                ? 'as the workflow does it by default (when Temporal suggests it); governedRuns counts the runs of each chain'
-                : 'the 1,000-step chain was skipped (--quick/--skip-1000)',
-            };
-            if (s.largest) {
-              progress(`scaling: governor verify over the ${s.largest.steps}-step chain`);
-              results.scaling.history = await attempt('history', () =>
-                benchHistory(
-                  cluster!.client,
-                  s.largest!.handle.workflowId,
-                  s.largest!.steps,
-                  cluster!.home,
-                  cluster!.bundlePath,
-                ),
-              );
+      if (results.operations && args.only.has('operations')) {
+        const e2e = await attempt('operations', () =>
+          benchOperationsEndToEnd(
+            cluster!,
+            { runs: p.operationsRuns, warmup: p.warmup, nodeFlags: results.setup.nodeFlags },
+            progress,
+          ),
+        );
+        if (e2e) results.operations.endToEnd = e2e;
+      }
+      const profileDir = args.profile && needsWorker ? path.join(cluster.dir, 'profile') : undefined;
+      const worker = needsWorker
+        ? await cluster.startWorker({ profileDir, nodeFlags: results.setup.nodeFlags })
+        : undefined;
+      if (worker) results.setup.workerStartupMs = round(worker.startupMs);
+      if (worker)
+        try {
+          if (args.only.has('overhead'))
+            results.overhead = await attempt('overhead', () => overhead(cluster!, worker, p, progress));
+          if (args.only.has('throughput'))
+            results.throughput = await attempt('throughput', () => throughput(cluster!, worker, p, progress));
+          if (args.only.has('scaling')) {
+            const sizes = args.quick || args.skip1000 ? [10, 100] : [10, 100, 1000];
+            const s = await attempt('scaling', () => scaling(cluster!, worker, p, sizes, results.overhead, progress));
+            if (s) {
+              results.scaling = {
+                rows: s.rows,
+                continueAsNew: sizes.includes(1000)
+                  ? 'as the workflow does it by default (when Temporal suggests it); governedRuns counts the runs of each chain'
+                  : 'the 1,000-step chain was skipped (--quick/--skip-1000)',
+              };
+              if (s.largest) {
+                progress(`scaling: governor verify over the ${s.largest.steps}-step chain`);
+                results.scaling.history = await attempt('history', () =>
+                  benchHistory(
+                    cluster!.client,
+                    s.largest!.handle.workflowId,
+                    s.largest!.steps,
+                    cluster!.home,
+                    cluster!.bundlePath,
+                  ),
+                );
+              }
             }
           }
+          if (args.only.has('session'))
+            results.session = await attempt('session', () => benchSession(cluster!, worker, p.session, progress));
+        } finally {
+          await worker.stop();
         }
-        if (args.only.has('session'))
-          results.session = await attempt('session', () => benchSession(cluster!, worker, p.session, progress));
-      } finally {
-        await worker.stop();
-      }
       if (profileDir) {
         results.profile = summarizeProfiles(profileDir);
         results.notes.push(

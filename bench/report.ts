@@ -66,6 +66,15 @@ export function renderMarkdown(r: BenchResults): string {
       `${ops.p50OverheadPercent} % at p50`,
       `≤ ${ops.targetPercent} % at p50`,
     ]);
+    const e = ops.endToEnd;
+    if (e)
+      rows.push([
+        `Governed ${e.steps}-step chain end to end, worker with tracing + metrics + decision log on vs off, p50 / p95`,
+        `${e.on.latencyMs.p50} / ${e.on.latencyMs.p95} ms`,
+        `${e.off.latencyMs.p50} / ${e.off.latencyMs.p95} ms`,
+        `${e.p50OverheadPercent} % at p50 (${x(e.p50Ratio)}; p95 ${x(e.p95Ratio)})`,
+        `≤ ${e.targetPercent} % at p50`,
+      ]);
   }
   const s = r.scaling;
   if (s) {

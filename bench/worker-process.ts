@@ -1,5 +1,10 @@
+import path from 'node:path';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { createGovernorWorker } from '../workers/worker';
+import { startTracing, type Tracing } from '../runtime/tracing';
+import { freePort } from '../workers/dev-server';
+import { defaultPoliciesDir, createGovernorWorker } from '../workers/worker';
+import { Operations } from '../workers/operations';
 
 /*
  * The bench worker, in its own process so its CPU and memory are measured apart from the load
@@ -14,6 +19,13 @@ export interface WorkerProcessConfig {
   home: string;
   bundlePath: string;
   maxCachedWorkflows?: number;
+  /**
+   * Operations on, as `governor worker --metrics-port 0 --decision-log <file>` with OTEL_* set runs them:
+   * the metrics/health endpoint (with the SDK's own metrics), a decision log file and OpenTelemetry
+   * tracing (batch processor; spans discarded by the exporter so the figure is the worker's own cost).
+   * The bundle must then include TRACING_WORKFLOW_INTERCEPTORS.
+   */
+  operations?: { decisionLogFile: string; tracing: boolean };
 }
 
 /** Messages from the parent. */
@@ -32,9 +44,19 @@ export interface WorkerStats {
   numInFlightActivities: number;
 }
 
+/** Accepts spans and drops them (what an OTLP exporter costs is the collector's, not the governor's). */
+class DiscardExporter implements SpanExporter {
+  export(_spans: ReadableSpan[], done: (r: { code: number }) => void): void {
+    done({ code: 0 });
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
 /** Messages to the parent. */
 export type FromWorker =
-  | { type: 'ready'; startupMs: number }
+  | { type: 'ready'; startupMs: number; opsUrl?: string }
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'stopped' }
   | { type: 'error'; message: string };
@@ -45,14 +67,27 @@ function send(message: FromWorker): void {
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '{}') as WorkerProcessConfig;
+  const opsOn = config.operations;
+  const sdkMetricsAddress = opsOn ? `127.0.0.1:${await freePort()}` : undefined;
   // Core's logs (payload-size warnings, failed tasks) forwarded to the JS logger, which writes to stderr.
   Runtime.install({
     logger: new DefaultLogger('WARN'),
-    telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } },
+    telemetryOptions: {
+      logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} },
+      ...(sdkMetricsAddress
+        ? { metrics: { prometheus: { bindAddress: sdkMetricsAddress, countersTotalSuffix: true } } }
+        : {}),
+    },
   });
+  const ops = opsOn
+    ? new Operations({ metricsPort: 0, decisionLog: { file: opsOn.decisionLogFile }, sdkMetricsAddress })
+    : undefined;
+  const tracing: Tracing | undefined = opsOn?.tracing
+    ? startTracing({ serviceName: 'governor-bench-worker', exporter: new DiscardExporter() })
+    : undefined;
   const t0 = performance.now();
   const connection = await NativeConnection.connect({ address: config.address });
-  const { worker } = await createGovernorWorker({
+  const { worker, policies } = await createGovernorWorker({
     connection,
     namespace: 'default',
     taskQueue: config.taskQueue,
@@ -65,9 +100,20 @@ async function main(): Promise<void> {
       },
     },
     ...(config.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: config.maxCachedWorkflows } : {}),
+    ...(ops ? { observer: ops.observer } : {}),
+    ...(tracing ? { tracing: tracing.worker } : {}),
   });
   const running = worker.run();
-  send({ type: 'ready', startupMs: performance.now() - t0 });
+  const opsServer = await ops?.start({
+    worker,
+    connection,
+    namespace: 'default',
+    taskQueue: config.taskQueue,
+    policies,
+    policiesDir: path.resolve(defaultPoliciesDir()),
+    home: config.home,
+  });
+  send({ type: 'ready', startupMs: performance.now() - t0, ...(opsServer ? { opsUrl: opsServer.url } : {}) });
 
   process.on('message', (message: ToWorker) => {
     if (message.type === 'stats') {
@@ -95,6 +141,8 @@ async function main(): Promise<void> {
     } else if (message.type === 'stop') {
       worker.shutdown();
       void running
+        .then(() => ops?.close())
+        .then(() => tracing?.shutdown())
         .then(() => connection.close())
         .then(() => {
           send({ type: 'stopped' });

@@ -15,6 +15,7 @@ import { registerVerifyCommands } from './commands/verify';
 import { registerSessionCommands } from './commands/session';
 import { registerSignerCommands } from './commands/signer';
 import { Exit, governorHome, makeOut, type CommandContext, type Out } from './context';
+import { shutdownProcessTracing } from '../runtime/tracing';
 
 /**
  * The operator CLI (`bin/governor.js`): `main` parses the arguments and returns the exit code; each
@@ -87,5 +88,8 @@ export async function main(argv: string[]): Promise<number> {
     const data = isGovernorError(err) ? { code: err.code, field: err.field } : undefined;
     makeOut(json).error((err as Error).message, data);
     return exitCodeFor(err);
+  } finally {
+    // Spans of the chains this command started reach the collector before the process exits.
+    await shutdownProcessTracing();
   }
 }

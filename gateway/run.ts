@@ -69,6 +69,12 @@ export interface StartGatewayOptions {
   identity?: { credential: string; attestation: string };
   log?: GatewayOptions['log'];
   progressIntervalMs?: number;
+  /**
+   * OpenTelemetry on (a tracer provider is registered, runtime/tracing.ts): the `mcp` executor's activity
+   * continues the chain's trace. The gateway's span per `tools/call` needs only the provider, and reaches
+   * the governor when the `port`'s client carries `tracingClientInterceptors()`.
+   */
+  tracing?: boolean;
 }
 
 export interface RunningGateway {
@@ -95,6 +101,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     maxResultBytes: config.maxResultBytes,
     toolTimeoutMs: config.toolTimeoutMs,
     ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}),
+    ...(options.tracing ? { tracing: true } : {}),
   });
   const workerRun = worker.run();
   workerRun.catch((err: Error) => options.log?.('the gateway worker stopped', { error: err.message }));

@@ -16,6 +16,7 @@ import { mapToolCall, ruleFor } from './mapping';
 import { governorNote } from './policy-notes';
 import type { ProposeOutcome, SessionPort } from './session-port';
 import type { ExposedTool } from './upstreams';
+import { inSpan } from '../runtime/spans';
 
 /**
  * The gateway's MCP server (SDK low-level `Server`): `tools/list` passes the upstreams' tools through
@@ -240,21 +241,35 @@ export function createGatewayServer(options: GatewayOptions, session: AgentSessi
       },
     };
     const { credential, attestation } = session.identity;
-    let outcome: ProposeOutcome;
-    try {
-      outcome = await options.port.proposeStep(sessionId, { step, credential, attestation });
-    } catch (err) {
-      log('proposal refused', { sessionId, stepId: step.id, error: messageOf(err) });
-      // A session that ended by itself (idle timeout) or was closed is replaced at the next call; one that
-      // was revoked or denied stays refused on this connection (an operator stopped it).
-      if (err instanceof SessionEndedError && err.status === 'Completed') session.forget(sessionId);
-      return refusal(`the governor refused the call: ${messageOf(err)}`, { sessionId, stepId: step.id });
-    }
-    log('step proposed', { sessionId, stepId: step.id, action: step.action, outcome: outcome.outcome });
-    if (outcome.outcome === 'awaiting-approval') {
-      outcome = await waitForApproval(options, session, sessionId, outcome, extra);
-    }
-    return outcomeResult(sessionId, outcome);
+    // A span per tools/call (identifiers only: never the arguments, the result or a token); the proposal's
+    // update carries its context, so the session's step (decision, execution) joins this trace.
+    const attributes = {
+      'mcp.tool': name,
+      'mcp.upstream': target.server,
+      'governor.session_id': sessionId,
+      'governor.step_id': step.id,
+      'governor.action': step.action,
+      'governor.resource': `${step.resource.type}::${step.resource.id}`,
+    };
+    return inSpan('governor.tool_call', attributes, async (annotate) => {
+      let outcome: ProposeOutcome;
+      try {
+        outcome = await options.port.proposeStep(sessionId, { step, credential, attestation });
+      } catch (err) {
+        log('proposal refused', { sessionId, stepId: step.id, error: messageOf(err) });
+        annotate({ 'governor.outcome': 'refused' });
+        // A session that ended by itself (idle timeout) or was closed is replaced at the next call; one that
+        // was revoked or denied stays refused on this connection (an operator stopped it).
+        if (err instanceof SessionEndedError && err.status === 'Completed') session.forget(sessionId);
+        return refusal(`the governor refused the call: ${messageOf(err)}`, { sessionId, stepId: step.id });
+      }
+      log('step proposed', { sessionId, stepId: step.id, action: step.action, outcome: outcome.outcome });
+      if (outcome.outcome === 'awaiting-approval') {
+        outcome = await waitForApproval(options, session, sessionId, outcome, extra);
+      }
+      annotate({ 'governor.outcome': outcome.outcome });
+      return outcomeResult(sessionId, outcome);
+    });
   });
   return server;
 }

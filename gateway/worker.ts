@@ -2,6 +2,7 @@ import { ApplicationFailure, type DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { MCP_TOOL_CALL_ACTIVITY, type McpToolCallInput } from '../contracts/executor';
 import { ErrorCode } from '../contracts/errors';
+import { tracingActivityInterceptors } from '../runtime/tracing';
 import type { Upstreams } from './upstreams';
 
 /**
@@ -58,6 +59,8 @@ export interface GatewayWorkerOptions {
   maxResultBytes: number;
   toolTimeoutMs: number;
   dataConverter?: DataConverter;
+  /** Continue the chain's trace in `mcpToolCall` (Temporal's OpenTelemetry activity interceptor). */
+  tracing?: boolean;
 }
 
 /** Creates (does not run) the gateway's worker. */
@@ -68,5 +71,6 @@ export async function createGatewayWorker(options: GatewayWorkerOptions): Promis
     taskQueue: options.taskQueue,
     activities: createMcpActivities(options.upstreams, options),
     dataConverter: { ...options.dataConverter, payloadConverterPath: PAYLOAD_CONVERTER_PATH },
+    ...(options.tracing ? { interceptors: { activity: tracingActivityInterceptors() } } : {}),
   });
 }

@@ -30,47 +30,128 @@ export interface FileSinkOptions extends SinkEvents {
   maxBytes?: number;
   /** Rotated files kept: `<file>.1` (newest) … `<file>.<maxFiles>` (default 5). */
   maxFiles?: number;
+  /** Longest a line waits in memory before it is appended (default 200 ms). */
+  flushMs?: number;
+  /** Lines waiting to be appended; beyond, the oldest are dropped and counted (default 10,000). */
+  maxBuffer?: number;
 }
 
-/** Appends lines to a file, rotating by size: `<file>` → `<file>.1` → … → `<file>.<maxFiles>` (the oldest is removed). */
+/**
+ * Appends lines to a file, rotating by size: `<file>` → `<file>.1` → … → `<file>.<maxFiles>` (the oldest
+ * is removed). `write` only serializes the line into a bounded in-memory buffer; one appender at a time
+ * writes the buffer out in batches (every `flushMs`, or at once when `batchLines` wait), so a decision
+ * never waits on the disk. Each line is written whole, in order, once; `close()` writes what waits.
+ */
 export class FileDecisionSink implements DecisionLogSink {
   readonly name = 'file';
   private size: number;
   private readonly maxBytes: number;
   private readonly maxFiles: number;
+  private readonly flushMs: number;
+  private readonly maxBuffer: number;
+  private pending: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  private static readonly batchLines = 512;
 
   constructor(private readonly options: FileSinkOptions) {
     this.maxBytes = options.maxBytes ?? 100 * 1024 * 1024;
     this.maxFiles = Math.max(1, options.maxFiles ?? 5);
+    this.flushMs = options.flushMs ?? 200;
+    this.maxBuffer = Math.max(1, options.maxBuffer ?? 10_000);
     fs.mkdirSync(path.dirname(options.file), { recursive: true });
     this.size = fileSize(options.file);
   }
 
   write(line: DecisionLogLine): void {
-    const text = `${JSON.stringify(line)}\n`;
-    const bytes = Buffer.byteLength(text);
     try {
-      if (this.size > 0 && this.size + bytes > this.maxBytes) this.rotate();
-      // Synchronous append: a line is on disk (page cache) when `write` returns, and lines never interleave.
-      fs.appendFileSync(this.options.file, text, { mode: 0o640 });
-      this.size += bytes;
+      this.pending.push(`${JSON.stringify(line)}\n`);
+      if (this.pending.length > this.maxBuffer) {
+        const over = this.pending.length - this.maxBuffer;
+        this.pending.splice(0, over);
+        this.options.onDropped?.(this.name, over);
+      }
+      if (this.pending.length >= FileDecisionSink.batchLines) this.kick();
+      else if (!this.timer && !this.writing) {
+        this.timer = setTimeout(() => this.kick(), this.flushMs);
+        this.timer.unref();
+      }
     } catch {
       this.options.onError?.(this.name);
     }
   }
 
+  /** Starts appending unless an append is under way (which takes the rest when it ends). */
+  private kick(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.writing) return;
+    this.writing = this.drain().finally(() => {
+      this.writing = undefined;
+      if (this.pending.length > 0) this.kick();
+    });
+  }
+
+  /** Appends every waiting line, rotating at `maxBytes` between lines. */
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0) {
+      const lines = this.pending;
+      this.pending = [];
+      let chunk = '';
+      let chunkLines = 0;
+      let chunkBytes = 0;
+      const flush = async (): Promise<void> => {
+        if (chunkLines === 0) return;
+        try {
+          await fs.promises.appendFile(this.options.file, chunk, { mode: 0o640 });
+          this.size += chunkBytes;
+        } catch {
+          this.options.onError?.(this.name);
+          this.options.onDropped?.(this.name, chunkLines);
+        }
+        chunk = '';
+        chunkLines = 0;
+        chunkBytes = 0;
+      };
+      for (const text of lines) {
+        const bytes = Buffer.byteLength(text);
+        const used = this.size + chunkBytes;
+        if (used > 0 && used + bytes > this.maxBytes) {
+          await flush();
+          try {
+            this.rotate();
+          } catch {
+            this.options.onError?.(this.name);
+          }
+        }
+        chunk += text;
+        chunkLines++;
+        chunkBytes += bytes;
+      }
+      await flush();
+    }
+  }
+
   private rotate(): void {
     const f = this.options.file;
+    this.size = 0;
     fs.rmSync(`${f}.${this.maxFiles}`, { force: true });
     for (let i = this.maxFiles - 1; i >= 1; i--) {
       if (fs.existsSync(`${f}.${i}`)) fs.renameSync(`${f}.${i}`, `${f}.${i + 1}`);
     }
     if (fs.existsSync(f)) fs.renameSync(f, `${f}.1`);
-    this.size = 0;
+  }
+
+  /** Appends what waits now (resolves once it is written or counted lost). */
+  async flush(): Promise<void> {
+    while (this.writing || this.pending.length > 0) {
+      if (!this.writing) this.kick();
+      await this.writing;
+    }
   }
 
   close(): Promise<void> {
-    return Promise.resolve();
+    return this.flush();
   }
 }
 

@@ -250,6 +250,42 @@ export class GovernorMetrics {
     if (sources.openChains) this.openChains = sources.openChains;
   }
 
+  private readonly children = new Map<string, { inc(n?: number): void }>();
+  private readonly timers = new Map<string, { observe(v: number): void }>();
+
+  /**
+   * Counts one decision: by effect and kind, by determining policy, and its duration. The label
+   * children are bound once per label set (no label hashing per decision).
+   */
+  recordDecision(effect: string, kind: string, policies: readonly string[], seconds: number): void {
+    this.child(this.decisions, `d\u0000${effect}\u0000${kind}`, { effect, kind }).inc();
+    if (policies.length === 0)
+      this.child(this.decisionPolicies, `p\u0000${effect}\u0000`, { effect, policy: 'none' }).inc();
+    for (const p of policies) {
+      const policy = this.policy(p);
+      this.child(this.decisionPolicies, `p\u0000${effect}\u0000${policy}`, { effect, policy }).inc();
+    }
+    let timer = this.timers.get(effect);
+    if (!timer) {
+      timer = this.decisionSeconds.labels({ effect });
+      this.timers.set(effect, timer);
+    }
+    timer.observe(seconds);
+  }
+
+  private child<L extends string>(
+    counter: Counter<L>,
+    key: string,
+    labels: Record<L, string>,
+  ): { inc(n?: number): void } {
+    let c = this.children.get(key);
+    if (!c) {
+      c = counter.labels(labels as never);
+      this.children.set(key, c);
+    }
+    return c;
+  }
+
   /** A policy id as a label value (bounded). */
   policy(id: string): string {
     return this.policyLabel.value(id);

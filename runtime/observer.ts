@@ -57,10 +57,7 @@ export class GovernorObserver implements ActivityObserver {
     const { effect } = d.decision;
     try {
       if (metrics) {
-        metrics.decisions.inc({ effect, kind: d.kind });
-        const policies = d.decision.determiningPolicies.length > 0 ? d.decision.determiningPolicies : ['none'];
-        for (const p of policies) metrics.decisionPolicies.inc({ effect, policy: metrics.policy(p) });
-        metrics.decisionSeconds.observe({ effect }, d.durationMs / 1000);
+        metrics.recordDecision(effect, d.kind, d.decision.determiningPolicies, d.durationMs / 1000);
         const reason = d.decision.errors[0];
         if (reason !== undefined) {
           const token = /^(the )?credential/i.test(reason)

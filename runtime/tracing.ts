@@ -80,3 +80,26 @@ export function tracingActivityInterceptors(): ActivityInterceptorsFactory[] {
 export function tracingClientInterceptors(): { workflow: OpenTelemetryWorkflowClientInterceptor[] } {
   return { workflow: [new OpenTelemetryWorkflowClientInterceptor()] };
 }
+
+let processTracing: Tracing | undefined;
+
+/**
+ * The tracing of a client process (`governor run`/`demo`/`mcp`, the SDK): when the `OTEL_*` variables ask
+ * for it, one tracer provider for the process (started at the first call) and Temporal's client
+ * interceptor, so the chains it starts carry its trace context; undefined when tracing is off.
+ * `shutdownProcessTracing` flushes it before the process exits.
+ */
+export function processTracingFromEnv(
+  serviceName: string,
+): { tracing: Tracing; clientInterceptors: ReturnType<typeof tracingClientInterceptors> } | undefined {
+  if (!tracingRequested()) return undefined;
+  processTracing ??= startTracing({ serviceName });
+  return { tracing: processTracing, clientInterceptors: tracingClientInterceptors() };
+}
+
+/** Flushes and stops the process's tracer provider (when one was started); never throws. */
+export async function shutdownProcessTracing(): Promise<void> {
+  const t = processTracing;
+  processTracing = undefined;
+  await t?.shutdown().catch(() => undefined);
+}

@@ -1,3 +1,4 @@
+import { context as otelContext, type Context as OtelContext } from '@opentelemetry/api';
 import {
   allHandlersFinished,
   condition,
@@ -58,6 +59,12 @@ interface Proposal {
   attestation?: string;
   /** Declared at open: authorized with the session's opening credential, not re-checked first. */
   declared: boolean;
+  /**
+   * The OpenTelemetry context of the update that proposed it (in memory only, never recorded): the step
+   * is governed under it, so its activities join the proposer's trace (the MCP gateway's tools/call).
+   * The root context when the worker does not trace; nothing here issues or changes a command.
+   */
+  trace?: OtelContext;
 }
 
 /** What the main loop answers a proposal: its outcome, or why it was refused (nothing governed). */
@@ -120,7 +127,14 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
       const p = ProposeStepInput.parse(proposal); // validated: defaults applied
       const seq = ++nextSeq;
       reserved.add(p.step.id);
-      queue.push({ seq, step: p.step, credential: p.credential, attestation: p.attestation, declared: false });
+      queue.push({
+        seq,
+        step: p.step,
+        credential: p.credential,
+        attestation: p.attestation,
+        declared: false,
+        trace: otelContext.active(),
+      });
       const id = p.step.id;
       const awaiting = () => run.state.currentStep === id && run.stepState(id)?.status === 'awaiting-approval';
       await condition(() => answers.has(seq) || awaiting());
@@ -246,7 +260,9 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
       }
       const p = queue.shift()!;
       current = p;
-      const answer = await governProposal(run, p, settings, governed);
+      const answer = await (p.trace
+        ? otelContext.with(p.trace, () => governProposal(run, p, settings, governed))
+        : governProposal(run, p, settings, governed));
       current = undefined;
       if (answer.kind === 'refused') reserved.delete(p.step.id);
       else {

@@ -6,6 +6,7 @@ import type { ChainState } from '../../contracts/state';
 import { ChainStatus, DEFAULT_TASK_QUEUE, TERMINAL_STATUSES } from '../../contracts/status';
 import { issueApproval, issueAttestation, issueCredential } from '../../identity';
 import { connectClient, loadTemporalSettings } from '../../runtime/connection';
+import { processTracingFromEnv } from '../../runtime/tracing';
 import { loadChainFile } from '../../sdk/chain-file';
 import { GovernorClient, type ChainExecution } from '../../sdk/client';
 import { projectRoot } from '../../workers/temporal-cli';
@@ -23,7 +24,14 @@ export async function governorClient(ctx: CommandContext, queue: string): Promis
   const dataConverter = ctx.dataConverter();
   const settings = loadTemporalSettings();
   const connection = await connectClient(settings);
-  const client = new Client({ connection, namespace: settings.namespace, ...(dataConverter ? { dataConverter } : {}) });
+  // With OTEL_* set, the chains this command starts carry its trace context (DESIGN §12).
+  const tracing = processTracingFromEnv('temporal-governor-cli');
+  const client = new Client({
+    connection,
+    namespace: settings.namespace,
+    ...(dataConverter ? { dataConverter } : {}),
+    ...(tracing ? { interceptors: tracing.clientInterceptors } : {}),
+  });
   return new GovernorClient(client, queue);
 }
 

@@ -14,6 +14,7 @@ import {
 import { governorSessionPort } from '../../gateway/session-port';
 import { loadBundle } from '../../policies/bundle';
 import { connectClient, connectWorker, loadTemporalSettings } from '../../runtime/connection';
+import { processTracingFromEnv } from '../../runtime/tracing';
 import { GovernorClient } from '../../sdk/client';
 import { defaultPoliciesDir } from '../../workers/worker';
 import { Exit, type CommandContext } from '../context';
@@ -70,10 +71,13 @@ export function registerMcpCommands(program: Command, ctx: CommandContext): void
       const settings = loadTemporalSettings();
       const dataConverter = ctx.dataConverter();
       const clientConnection = await connectClient(settings);
+      // With OTEL_* set: a span per tools/call whose context reaches the session's step (DESIGN §12).
+      const tracing = processTracingFromEnv('temporal-governor-mcp');
       const client = new Client({
         connection: clientConnection,
         namespace: settings.namespace,
         ...(dataConverter ? { dataConverter } : {}),
+        ...(tracing ? { interceptors: tracing.clientInterceptors } : {}),
       });
       const port = governorSessionPort(new GovernorClient(client, opts.taskQueue));
       const connection = await connectWorker(settings);
@@ -88,6 +92,7 @@ export function registerMcpCommands(program: Command, ctx: CommandContext): void
         ...(http ? { http } : {}),
         ...(identity ? { identity } : {}),
         log: stderrLog,
+        ...(tracing ? { tracing: true } : {}),
       });
       stderrLog(gateway.url ? `serving MCP on ${gateway.url}` : 'serving MCP on stdio', {
         upstreams: Object.keys(config.upstreams),

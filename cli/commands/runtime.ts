@@ -314,17 +314,25 @@ export function registerRuntimeCommands(program: Command, ctx: CommandContext): 
         process.stderr.write(`approval inbox not started: ${(err as Error).message}\n`);
       }
     }
-    if (!o.json) {
+    const urls = {
+      temporalAddress: server.address,
+      uiUrl: server.uiUrl ?? null,
+      inboxUrl: inbox?.url ?? null,
+      metricsUrl: worker.opsUrl ? `${worker.opsUrl}/metrics` : null,
+      healthUrl: worker.opsUrl ? `${worker.opsUrl}/healthz` : null,
+      readyUrl: worker.opsUrl ? `${worker.opsUrl}/readyz` : null,
+      taskQueue: opts.taskQueue,
+    };
+    // --json: one last line with every URL, printed once all of them serve.
+    if (o.json) o.print('governor up', { up: true, ...urls });
+    else {
       process.stdout.write(
         [
           '',
           `Temporal UI:  ${server.uiUrl}`,
           ...(inbox ? [`Approval inbox: ${inbox.url}`] : []),
           ...(worker.opsUrl
-            ? [
-                `Metrics:      ${worker.opsUrl}/metrics`,
-                `Health:       ${worker.opsUrl}/healthz  (ready: ${worker.opsUrl}/readyz)`,
-              ]
+            ? [`Metrics:      ${urls.metricsUrl}`, `Health:       ${urls.healthUrl}`, `Readiness:    ${urls.readyUrl}`]
             : []),
           'Try next:',
           '  npx governor demo                         # allowed, denied and escalated example chains',

@@ -234,11 +234,16 @@ describe('operations: Prometheus metrics, health endpoints and the decision log 
 
     // The decision log: exactly one line per decision, each valid against the published schema and
     // matching the decision recorded in the chain's state.
-    const lines = fs
-      .readFileSync(decisionLog, 'utf8')
-      .split('\n')
-      .filter((l) => l.length > 0)
-      .map((l) => JSON.parse(l) as DecisionLogLine);
+    // Lines are appended in batches a moment after their decision (a decision never waits on the disk).
+    const readLog = (): DecisionLogLine[] =>
+      (fs.existsSync(decisionLog) ? fs.readFileSync(decisionLog, 'utf8') : '')
+        .split('\n')
+        .filter((l) => l.length > 0)
+        .map((l) => JSON.parse(l) as DecisionLogLine);
+    const lines = await eventually('the decision log to hold the 9 decisions', () => {
+      const l = readLog();
+      return l.length >= 9 ? l : undefined;
+    });
     expect(lines).toHaveLength(9);
     for (const line of lines) {
       expect(schemaErrors('decision-log-line.schema.json', line)).toEqual([]);

@@ -54,6 +54,9 @@ describe('governor up (the embedded default)', () => {
     expect(ui.status).toBe(200);
     // The approval inbox, with the development sign-in (the default bundle names no IdP).
     expect(first.stdout()).toContain(`Approval inbox: http://127.0.0.1:${inboxPort}`);
+    expect(first.stdout()).toMatch(/Metrics: +http:\/\/127\.0\.0\.1:\d+\/metrics/);
+    expect(first.stdout()).toMatch(/Health: +http:\/\/127\.0\.0\.1:\d+\/healthz/);
+    expect(first.stdout()).toMatch(/Readiness: +http:\/\/127\.0\.0\.1:\d+\/readyz/);
     const inbox = await fetch(`http://127.0.0.1:${inboxPort}/`);
     expect(inbox.status).toBe(200);
     expect(await inbox.text()).toContain('id="dev-banner"');
@@ -81,13 +84,37 @@ describe('governor up (the embedded default)', () => {
     await assertPortFree('127.0.0.1', port, 'Temporal frontend'); // the server process is gone too
     expect(fs.existsSync(path.join(home, 'temporal.db'))).toBe(true);
 
-    const second = start(['up', '--port', String(port), '--ui-port', String(uiPort)], env);
+    // The second start with --json: its last line names every URL (UI, inbox, metrics, health, readiness).
+    const second = start(
+      ['up', '--json', '--port', String(port), '--ui-port', String(uiPort), '--inbox-port', String(inboxPort)],
+      env,
+    );
     try {
       await eventually(
         'the second start',
-        () => second.stdout().includes('Temporal UI:') || second.child.exitCode !== null,
+        () => second.stdout().includes('"up":true') || second.child.exitCode !== null,
         { timeoutMs: 90_000 },
       );
+      const lines = second
+        .stdout()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const urls = lines.find((l) => l.up === true)!;
+      expect(urls).toMatchObject({
+        uiUrl: `http://localhost:${uiPort}`,
+        inboxUrl: `http://127.0.0.1:${inboxPort}`,
+        temporalAddress: `127.0.0.1:${port}`,
+      });
+      expect(urls.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      expect((await fetch(urls.healthUrl as string)).status).toBe(200);
+      const ready = await eventually('the worker to be ready', async () => {
+        const r = await fetch(urls.readyUrl as string);
+        return r.status === 200 ? r : undefined;
+      });
+      expect(ready.status).toBe(200);
+      expect(await (await fetch(urls.metricsUrl as string)).text()).toContain('governor_decisions_total');
+      expect((await fetch(urls.inboxUrl as string)).status).toBe(200);
       expect(second.stderr()).not.toContain('building Temporal CLI');
       expect(second.stderr()).not.toContain('created development keys');
       const status = await run(['status', chainId, '--json'], env);

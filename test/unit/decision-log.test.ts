@@ -34,12 +34,13 @@ const line = (i: number): DecisionLogLine => ({
 });
 
 describe('decision log sinks', () => {
-  it('the file sink rotates by size and keeps maxFiles rotated files, every line whole', () => {
+  it('the file sink rotates by size and keeps maxFiles rotated files, every line whole', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dlog-'));
     const file = path.join(dir, 'd.jsonl');
     const size = Buffer.byteLength(`${JSON.stringify(line(0))}\n`);
     const sink = new FileDecisionSink({ file, maxBytes: size * 3, maxFiles: 2 });
     for (let i = 0; i < 10; i++) sink.write(line(i));
+    await sink.close();
     const read = (f: string): string[] =>
       fs
         .readFileSync(f, 'utf8')
@@ -52,14 +53,45 @@ describe('decision log sinks', () => {
     expect(read(`${file}.2`)).toEqual(['chain-3', 'chain-4', 'chain-5']);
   });
 
-  it('a file that cannot be written is counted, never thrown', () => {
+  it('a file that cannot be written is counted, never thrown', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dlog-'));
     const file = path.join(dir, 'd.jsonl');
     fs.mkdirSync(file); // a directory where the file should be
     const errors: string[] = [];
-    const sink = new FileDecisionSink({ file, onError: (s) => errors.push(s) });
+    const dropped: number[] = [];
+    const sink = new FileDecisionSink({ file, onError: (s) => errors.push(s), onDropped: (_, n) => dropped.push(n) });
     expect(() => sink.write(line(1))).not.toThrow();
+    await expect(sink.close()).resolves.toBeUndefined();
     expect(errors).toEqual(['file']);
+    expect(dropped).toEqual([1]);
+  });
+
+  it('the file sink never blocks a write: lines wait in a bounded buffer, the oldest dropped and counted beyond it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dlog-'));
+    const file = path.join(dir, 'd.jsonl');
+    const dropped: number[] = [];
+    const sink = new FileDecisionSink({ file, maxBuffer: 5, onDropped: (_, n) => dropped.push(n) });
+    // Written in one synchronous run: nothing reaches the file before the appender runs.
+    for (let i = 0; i < 7; i++) sink.write(line(i));
+    expect(fs.existsSync(file)).toBe(false);
+    await sink.close();
+    const chains = fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as DecisionLogLine).chainId);
+    expect(chains).toEqual(['chain-2', 'chain-3', 'chain-4', 'chain-5', 'chain-6']);
+    expect(dropped).toEqual([1, 1]);
+    // A sink with the default buffer appends after what is there, in order, each line once (a batch
+    // starts as soon as 512 lines wait, the rest follow).
+    const next = new FileDecisionSink({ file });
+    for (let i = 7; i < 600; i++) next.write(line(i));
+    await next.close();
+    const all = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    expect(all).toHaveLength(5 + 593);
+    expect(all.slice(5).map((l) => (JSON.parse(l) as DecisionLogLine).chainId)).toEqual(
+      Array.from({ length: 593 }, (_, i) => `chain-${i + 7}`),
+    );
   });
 
   it('the http sink batches, retries a failing endpoint, and drops the oldest lines beyond its buffer', async () => {
