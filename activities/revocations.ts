@@ -380,12 +380,14 @@ export class RevocationCache {
       const state = RevocationListState.safeParse(memo[REVOCATION_STATE_MEMO]);
       const listed = typeof revoked === 'object' && revoked !== null ? Object.values(revoked) : [];
       if (d.status.name === 'RUNNING' && d.type === REVOCATION_REGISTRY_TYPE) {
-        if (!state.success && listed.length > 0) {
+        // No signed state yet: a registry from before signed lists (asked to migrate), or a run (a
+        // continue-as-new among them) whose first task has not published it yet. Either way, not yet.
+        if (!state.success) {
           if (this.migrating !== d.runId) {
             this.migrating = d.runId;
             await handle.signal(MIGRATE_REVOCATIONS_SIGNAL).catch(() => undefined);
           }
-          throw new Error(`the per-queue revocation registry ${legacy.workflowId} is migrating to a signed list`);
+          throw new Error(`the per-queue revocation registry ${legacy.workflowId} has not published a signed list yet`);
         }
         if (state.success && state.data.state !== 'ready')
           throw new Error(`the per-queue revocation registry ${legacy.workflowId} is recovering its list`);
