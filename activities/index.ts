@@ -39,6 +39,7 @@ import {
 } from '../contracts/coordination';
 import type { ActiveBundle, PolicyStore } from './policy-store';
 import type { RevocationCache } from './revocations';
+import { createFleetActivities, type FleetMember } from './fleet';
 import { signRevocationEntry } from './revocation-log';
 import { formatIssues } from '../contracts/chain';
 import {
@@ -175,6 +176,11 @@ export interface ActivityDeps {
   receiptKey?: KeyRef;
   /** The deployment's revocation list and log store (absent: nothing is ever treated as revoked, e.g. in-process benchmarks). */
   revocations?: RevocationCache;
+  /**
+   * The worker's fleet membership (absent: no fleet check, e.g. in-process benchmarks): a decision made
+   * with a bundle other than the fleet's declared active one is a deny naming both digests.
+   */
+  fleet?: FleetMember;
   /** Binds credentials to the chain that first presents them (absent: no replay check, e.g. in-process benchmarks). */
   credentialClaims?: CredentialClaims;
   /** Injectable clock for tests; defaults to the system clock. */
@@ -329,7 +335,11 @@ export function createActivities(deps: ActivityDeps) {
     const active = deps.policies.current();
     // The revocation list is consulted first: a revoked workload is denied whatever its token says,
     // and so is every workload while the list is not known (fail closed). The decision names the list.
-    const seen = deps.revocations ? await deps.revocations.snapshot() : undefined;
+    // The fleet check runs beside it: a worker whose bundle is not the fleet's active one refuses to decide.
+    const [seen, fleet] = await Promise.all([
+      deps.revocations ? deps.revocations.snapshot() : undefined,
+      deps.fleet ? deps.fleet.check(active) : undefined,
+    ]);
     const revoked = seen?.ok ? seen.revoked[input.workload] : undefined;
     const refused = (reason: string): Omit<AuthorizeResult, 'receipt'> => ({
       decision: failClosedDecision(reason, {
@@ -340,14 +350,16 @@ export function createActivities(deps: ActivityDeps) {
       gracePeriod: 0,
     });
     const decided: Omit<AuthorizeResult, 'receipt'> =
-      seen && !seen.ok
-        ? refused(`revocation list unavailable: ${seen.reason}`)
-        : revoked
-          ? refused(`workload ${input.workload} is revoked: ${revoked.reason}`)
-          : await authorizeAction(deps.policies, deps.home, action, now, {
-              bindCredential: bindCredential(active),
-              active,
-            });
+      fleet && !fleet.ok
+        ? refused(fleet.reason)
+        : seen && !seen.ok
+          ? refused(`revocation list unavailable: ${seen.reason}`)
+          : revoked
+            ? refused(`workload ${input.workload} is revoked: ${revoked.reason}`)
+            : await authorizeAction(deps.policies, deps.home, action, now, {
+                bindCredential: bindCredential(active),
+                active,
+              });
     let result: Omit<AuthorizeResult, 'receipt'> = seen?.ok ? { ...decided, revocations: seen.ref } : decided;
     // Pre-flight of an http step that policy would let run (now or after approval): a target the
     // manifest does not allow is a deny now, before any approval is awaited or anything is sent.
@@ -549,6 +561,7 @@ export function createActivities(deps: ActivityDeps) {
     },
     execute,
     ...createSessionActivities({ policies: deps.policies, home: deps.home, clock }),
+    ...createFleetActivities({ policies: deps.policies }),
 
     /**
      * `authorize` and, when the decision allows the action outright, its built-in executor, in one

@@ -64,6 +64,9 @@ export class PolicyStore {
   private readonly log: Activation[] = [];
   // Preparsed Cedar sets cannot be freed: reuse the engine when a digest comes back (rollback).
   private readonly engines = new Map<string, PolicyEngine>();
+  // Rollback protection: the highest signed bundle version this store activated or was told of (fleet).
+  private versionFloor = 0;
+  private versionFloorSource = '';
   readonly options: Readonly<PolicyStoreOptions>;
 
   constructor(options: PolicyStoreOptions = {}) {
@@ -95,13 +98,28 @@ export class PolicyStore {
         'bundle.sig',
       );
     }
-    if (this.active && this.active.bundle.digest === bundle.digest) {
+    const same = this.active !== undefined && this.active.bundle.digest === bundle.digest;
+    const valid = signature?.status === SignatureStatus.Valid && signature.digest === bundle.digest;
+    const version = valid ? signature.version : undefined;
+    // Rollback protection: a validly signed bundle older than the highest version this worker activated
+    // or saw declared by its fleet is refused (so is a signature from before versions, once versions are
+    // in use). An unsigned bundle on a store that does not require signatures is a development setup:
+    // there the fleet's digest check is what refuses it.
+    if (!same && valid && this.versionFloor > 0 && (version === undefined || version < this.versionFloor)) {
+      throw new GovernorError(
+        ErrorCode.PolicyError,
+        `policy bundle ${bundle.source} refused (rollback): ${version === undefined ? 'its signature carries no version' : `version ${version}`} is older than version ${this.versionFloor} (${this.versionFloorSource})`,
+        'bundle.sig',
+      );
+    }
+    if (same && this.active) {
       // Same content (a touched file, a re-signed bundle): nothing to roll out; keep the newer check.
       if (signature) this.active.signature = signature;
       return this.active;
     }
     const engine = this.engineFor(bundle);
     if (this.options.home !== undefined) archiveBundle(this.options.home, bundle, signatureText);
+    if (version !== undefined) this.raiseVersionFloor(version, 'activated by this worker');
     const activatedAt = (this.options.clock?.() ?? new Date()).toISOString();
     const next: ActiveBundle = {
       bundle,
@@ -135,6 +153,19 @@ export class PolicyStore {
   async loadFrom(dir: string): Promise<Awaited<ReturnType<typeof loadSignedBundle>>> {
     const trusted = this.trustedKeys();
     return loadSignedBundle(path.resolve(dir), { ...(trusted ? { trusted } : {}), requireSigned: this.requireSigned });
+  }
+
+  /** The highest signed bundle version this store activated or was told of (0: none). */
+  get highestVersion(): number {
+    return this.versionFloor;
+  }
+
+  /** Raises the rollback floor (never lowers it): bundles signed with an older version are refused from now on. */
+  raiseVersionFloor(version: number, source: string): void {
+    if (version > this.versionFloor) {
+      this.versionFloor = version;
+      this.versionFloorSource = source;
+    }
   }
 
   /** The active bundle, or undefined when none is valid. */

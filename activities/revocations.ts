@@ -2,6 +2,7 @@ import { Client, WithStartWorkflowOperation, WorkflowNotFoundError } from '@temp
 import { revokeWorkloadUpdate } from '../contracts/messages';
 import {
   MIGRATE_REVOCATIONS_SIGNAL,
+  namespaceRevocationRegistryId,
   REVOCATION_REGISTRY_TYPE,
   REVOCATION_STATE_MEMO,
   RevocationListState,
@@ -140,6 +141,11 @@ export interface RevocationCacheOptions {
   readyWaitMs?: number;
   /** Clock (tests). */
   now?: () => number;
+  /**
+   * The worker's own task queue: the revocations of its per-queue registry (`governor-revocations:<queue>`,
+   * before the namespace-wide one) are carried over into the namespace-wide registry.
+   */
+  legacyTaskQueue?: string;
 }
 
 type Read =
@@ -173,13 +179,24 @@ export class RevocationCache {
   private readonly readyWaitMs: number;
   private readonly now: () => number;
 
+  private readonly legacy?: { workflowId: string; registry: string };
+
+  /**
+   * `taskQueue` is the queue the registry runs on: the control task queue (`GOVERNOR_CONTROL_TASK_QUEUE`),
+   * polled by every governor worker; the registry is the namespace-wide one, so a revocation issued once
+   * applies to the workers of every task queue.
+   */
   constructor(
     readonly store: RevocationStore,
     private readonly taskQueue: string,
     options: RevocationCacheOptions = {},
   ) {
-    this.workflowId = revocationRegistryId(taskQueue);
+    this.workflowId = namespaceRevocationRegistryId(taskQueue);
     this.registry = revocationLogName(store.client.options.namespace, this.workflowId);
+    if (options.legacyTaskQueue !== undefined) {
+      const workflowId = revocationRegistryId(options.legacyTaskQueue);
+      this.legacy = { workflowId, registry: revocationLogName(store.client.options.namespace, workflowId) };
+    }
     this.ttlMs = options.ttlMs ?? 1000;
     this.readyWaitMs = options.readyWaitMs ?? 3000;
     this.now = options.now ?? Date.now;
@@ -328,7 +345,12 @@ export class RevocationCache {
     return { ok: true, snapshot: { ok: true, revoked: byWorkload, ref: { registry: this.registry, seq, head } } };
   }
 
-  /** Verified entries of this worker's local log file (read once), then every entry seen since. */
+  /**
+   * Verified entries of this worker's local log file (read once), then every entry seen since. The first
+   * time, also the revocations of this worker's per-queue registry (its local file and its workflow's
+   * memo): the namespace-wide registry must hold them too, and decisions deny until it does (they are
+   * revoked there again, like any revocation the registry lacks).
+   */
   private async knownEntries(): Promise<Map<string, SignedRevocation>> {
     if (!this.known) {
       const known = new Map<string, SignedRevocation>();
@@ -336,9 +358,50 @@ export class RevocationCache {
         const r = await this.store.verifier.check(raw, this.registry);
         if (r.ok) known.set(r.entry.hash, r.entry);
       }
+      if (this.legacy) for (const e of await this.legacyEntries(this.legacy)) known.set(e.hash, e);
       this.known = known;
     }
     return this.known;
+  }
+
+  /**
+   * The verified entries of a per-queue registry (its local log file and its workflow's memo). A running
+   * one that still keeps an unsigned list (from before signed lists) is asked to migrate (its next run
+   * signs the list it carries) and this throws until it has: decisions deny meanwhile. Throws too when its
+   * workflow cannot be read or is recovering.
+   */
+  private async legacyEntries(legacy: { workflowId: string; registry: string }): Promise<SignedRevocation[]> {
+    const raws: unknown[] = [...this.store.file(legacy.registry).read()];
+    try {
+      const handle = this.store.client.workflow.getHandle(legacy.workflowId);
+      const d = await handle.describe();
+      const memo = d.memo ?? {};
+      const revoked = memo.revoked;
+      const state = RevocationListState.safeParse(memo[REVOCATION_STATE_MEMO]);
+      const listed = typeof revoked === 'object' && revoked !== null ? Object.values(revoked) : [];
+      if (d.status.name === 'RUNNING' && d.type === REVOCATION_REGISTRY_TYPE) {
+        // No signed state yet: a registry from before signed lists (asked to migrate), or a run (a
+        // continue-as-new among them) whose first task has not published it yet. Either way, not yet.
+        if (!state.success) {
+          if (this.migrating !== d.runId) {
+            this.migrating = d.runId;
+            await handle.signal(MIGRATE_REVOCATIONS_SIGNAL).catch(() => undefined);
+          }
+          throw new Error(`the per-queue revocation registry ${legacy.workflowId} has not published a signed list yet`);
+        }
+        if (state.success && state.data.state !== 'ready')
+          throw new Error(`the per-queue revocation registry ${legacy.workflowId} is recovering its list`);
+      }
+      raws.push(...listed);
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+    const entries: SignedRevocation[] = [];
+    for (const raw of raws) {
+      const r = await this.store.verifier.check(raw, legacy.registry);
+      if (r.ok) entries.push(r.entry);
+    }
+    return entries;
   }
 
   /** Starts a registry run (no-op when one is running); at most once a second. Its first act is recovery. */

@@ -7,6 +7,7 @@ import { registerClusterCommands } from './commands/cluster';
 import { registerCodecCommands } from './commands/codec';
 import { registerCoordinationCommands } from './commands/coordination';
 import { registerIdentityCommands } from './commands/identity';
+import { registerFleetCommands } from './commands/fleet';
 import { registerInboxCommands } from './commands/inbox';
 import { registerMcpCommands } from './commands/mcp';
 import { registerPolicyCommands } from './commands/policy';
@@ -66,6 +67,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerInboxCommands(program, ctx);
   registerClusterCommands(program, ctx);
   registerSignerCommands(program, ctx);
+  registerFleetCommands(program, ctx);
   return program;
 }
 

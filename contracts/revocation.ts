@@ -14,6 +14,17 @@ export function revocationRegistryId(taskQueue: string): string {
 }
 
 /**
+ * Workflow id of the namespace-wide revocation registry (DESIGN §11): one list for every governor task
+ * queue of the namespace, run on the control task queue (`GOVERNOR_CONTROL_TASK_QUEUE`, default
+ * `governor-control`: id `governor-revocations`; another control queue is another fleet, id
+ * `governor-revocations@<queue>`). The per-queue registries (`revocationRegistryId`) came before it;
+ * workers carry their revocations over.
+ */
+export function namespaceRevocationRegistryId(controlTaskQueue: string = 'governor-control'): string {
+  return controlTaskQueue === 'governor-control' ? 'governor-revocations' : `governor-revocations@${controlTaskQueue}`;
+}
+
+/**
  * Name of a registry's log: `<namespace>/<registry workflow id>`. Entries carry it, so an entry of
  * another registry (another queue, or the same queue in another namespace) never verifies here.
  */

@@ -23,6 +23,12 @@ import { loadBundleFromFiles, readBundleFiles, formatIssue, type LoadedBundle } 
  * and verifies the signature over that, so what is verified is exactly what is enforced. The
  * signature file is not covered by the digest (it cannot sign itself).
  *
+ * Version 2 (compatible): the protected header — signed content, like the digest — also carries the
+ * bundle's `bundleVersion` (a positive integer the signer chooses, increasing with every release) and
+ * `issuedAt` (ISO-8601, when it was signed). A verifier that predates them ignores unknown header
+ * parameters; one that knows them reports them, so a fleet can refuse an older version than the one
+ * it enforces (rollback protection). A signature without them has no version (`version` undefined).
+ *
  * Security: trust comes only from the verifier's own JWKS (GOVERNOR_HOME's
  * `keys/policy-signing.jwks.json` or a configured file), never from the bundle or the JWS header
  * (`jku`, `jwk`, `x5u`, `x5c` are refused). A bundle cannot vouch for itself.
@@ -54,7 +60,34 @@ export interface SignatureCheck {
   readonly digest: string;
   /** Key id from the JWS header, when there is a readable header. */
   readonly kid?: string;
+  /** The signed `bundleVersion` (valid signatures only; absent in signatures made before versions). */
+  readonly version?: number;
+  /** The signed `issuedAt` (valid signatures only; absent in signatures made before versions). */
+  readonly issuedAt?: string;
   readonly message: string;
+}
+
+/** What a version-2 signature signs besides the digest (protected header parameters). */
+export interface BundleSignatureClaims {
+  /** Positive integer, strictly increasing across the releases of a fleet's bundles. */
+  version: number;
+  /** ISO-8601 time of signing (default: now). */
+  issuedAt?: string;
+}
+
+/** Largest accepted bundle version (a safe integer well below 2^53). */
+export const MAX_BUNDLE_VERSION = 1_000_000_000_000;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+/** Throws InvalidInput unless `version` is an integer in 1..MAX_BUNDLE_VERSION. */
+export function checkBundleVersion(version: unknown, field = 'version'): number {
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1 || version > MAX_BUNDLE_VERSION)
+    throw new GovernorError(
+      ErrorCode.InvalidInput,
+      `${field}: must be an integer from 1 to ${MAX_BUNDLE_VERSION}`,
+      field,
+    );
+  return version;
 }
 
 /** A private key to sign with (what `loadPrivateKey(home, 'policy-signing')` returns). */
@@ -64,12 +97,27 @@ export interface BundleSigningKey {
   readonly key: CryptoKey | KeyObject;
 }
 
-/** Signs a bundle digest: the detached compact JWS (`header..signature`) to store as `bundle.sig`. */
-export async function signDigest(digest: string, key: BundleSigningKey): Promise<string> {
+/**
+ * Signs a bundle digest: the detached compact JWS (`header..signature`) to store as `bundle.sig`. With
+ * `claims`, the signed header also carries the bundle's version and issue time (format version 2).
+ */
+export async function signDigest(
+  digest: string,
+  key: BundleSigningKey,
+  claims?: BundleSignatureClaims,
+): Promise<string> {
   if (!DIGEST.test(digest))
     throw new GovernorError(ErrorCode.InvalidInput, 'digest: must be 64 lowercase hex characters', 'digest');
+  const versioned = claims
+    ? {
+        bundleVersion: checkBundleVersion(claims.version),
+        issuedAt: claims.issuedAt ?? new Date().toISOString(),
+      }
+    : {};
+  if (claims?.issuedAt !== undefined && !ISO_TIME.test(claims.issuedAt))
+    throw new GovernorError(ErrorCode.InvalidInput, 'issuedAt: must be an ISO-8601 time', 'issuedAt');
   const jws = await new CompactSign(new TextEncoder().encode(digest))
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: SIGNATURE_TYP })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: SIGNATURE_TYP, ...versioned })
     .sign(key.key);
   const [header, , signature] = jws.split('.');
   return `${header}..${signature}`;
@@ -128,6 +176,19 @@ export async function verifyDigestSignature(
     return malformed(`${SIGNATURE_FILE} header must not set b64: the payload is the base64url digest`);
   if (kid === undefined) return malformed(`${SIGNATURE_FILE} header has no kid`);
   if (!DIGEST.test(digest)) return malformed('digest: must be 64 lowercase hex characters');
+  const { bundleVersion, issuedAt } = header as { bundleVersion?: unknown; issuedAt?: unknown };
+  if ((bundleVersion === undefined) !== (issuedAt === undefined))
+    return malformed(`${SIGNATURE_FILE} header must carry both bundleVersion and issuedAt, or neither`);
+  if (
+    bundleVersion !== undefined &&
+    (typeof bundleVersion !== 'number' ||
+      !Number.isInteger(bundleVersion) ||
+      bundleVersion < 1 ||
+      bundleVersion > MAX_BUNDLE_VERSION)
+  )
+    return malformed(`${SIGNATURE_FILE} header bundleVersion must be an integer from 1 to ${MAX_BUNDLE_VERSION}`);
+  if (issuedAt !== undefined && (typeof issuedAt !== 'string' || !ISO_TIME.test(issuedAt)))
+    return malformed(`${SIGNATURE_FILE} header issuedAt must be an ISO-8601 time`);
 
   try {
     await flattenedVerify(
@@ -159,7 +220,16 @@ export async function verifyDigestSignature(
     }
     return malformed(`${SIGNATURE_FILE} cannot be verified (${code ?? 'invalid JWS'})`);
   }
-  return { status: SignatureStatus.Valid, digest, kid, message: `signed by trusted key "${kid}"` };
+  return {
+    status: SignatureStatus.Valid,
+    digest,
+    kid,
+    ...(typeof bundleVersion === 'number' ? { version: bundleVersion, issuedAt: issuedAt as string } : {}),
+    message:
+      typeof bundleVersion === 'number'
+        ? `signed by trusted key "${kid}" (version ${bundleVersion}, issued ${issuedAt as string})`
+        : `signed by trusted key "${kid}"`,
+  };
 }
 
 /** The signature text in `<dir>/bundle.sig`, or undefined when there is none. Oversized files throw InvalidInput. */
@@ -283,6 +353,7 @@ export async function loadSignedBundle(
 export async function signBundleDir(
   dir: string,
   key: BundleSigningKey,
+  claims?: BundleSignatureClaims,
 ): Promise<{ digest: string; kid: string; file: string; signature: string }> {
   const read = readBundleFiles(dir);
   if (read.issues.length > 0) {
@@ -293,7 +364,7 @@ export async function signBundleDir(
     );
   }
   const bundle = loadBundleFromFiles(read.files, dir);
-  const signature = await signDigest(bundle.digest, key);
+  const signature = await signDigest(bundle.digest, key, claims);
   const file = join(dir, SIGNATURE_FILE);
   // Via a temp file and rename, so a watching worker never reads half a signature.
   const tmp = join(dir, `.${SIGNATURE_FILE}.${randomBytes(6).toString('hex')}.tmp`);

@@ -27,11 +27,12 @@ import {
   tokenTooLong,
 } from '../contracts/limits';
 import {
-  revocationRegistryId,
+  namespaceRevocationRegistryId,
   REVOCATION_REGISTRY_TYPE,
   RevokeWorkloadInput,
   type RevocationList,
 } from '../contracts/revocation';
+import { controlTaskQueueFromEnv } from '../contracts/fleet';
 import {
   approveSignal,
   denySignal,
@@ -163,9 +164,14 @@ function quote(value: string): string {
 
 /** TypeScript client for services: start chains, read status, list, refresh credentials. */
 export class GovernorClient {
+  /**
+   * `controlTaskQueue`: the fleet's control task queue (namespace-wide registries: revocations, fleet);
+   * default GOVERNOR_CONTROL_TASK_QUEUE, else `governor-control`. It must be the workers' own.
+   */
   constructor(
     readonly client: Client,
     readonly taskQueue: string = DEFAULT_TASK_QUEUE,
+    readonly controlTaskQueue: string = controlTaskQueueFromEnv(process.env),
   ) {}
 
   /** True when a governor worker has polled this client's task queue for workflow tasks recently. */
@@ -394,9 +400,11 @@ export class GovernorClient {
         `invalid revocation:\n${formatIssues(parsed.error)}`,
         String(parsed.error.issues[0]?.path.join('.') ?? ''),
       );
+    // The namespace-wide registry (on the control task queue every governor worker polls): one
+    // revocation applies to the workers of every task queue.
     const startWorkflowOperation = new WithStartWorkflowOperation(REVOCATION_REGISTRY_TYPE, {
-      workflowId: revocationRegistryId(this.taskQueue),
-      taskQueue: this.taskQueue,
+      workflowId: namespaceRevocationRegistryId(this.controlTaskQueue),
+      taskQueue: this.controlTaskQueue,
       args: [],
       workflowIdConflictPolicy: 'USE_EXISTING',
       staticSummary: 'Governor revocation registry',

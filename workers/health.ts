@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NativeConnection } from '@temporalio/worker';
 import type { PolicyStore } from '../activities/policy-store';
+import type { FleetMember } from '../activities/fleet';
 import { loadPrivateKeyObject, loadPublicJwks } from '../identity';
 import { checkKeyRef, keyRefFromEnv, type KeyRef } from '../identity/key-ref';
 import { bundleFingerprint } from './policy-watch';
@@ -55,6 +56,17 @@ export function bundleCheck(policies: PolicyStore, dir?: string): ReadinessCheck
       checked = { print, result };
     }
     return checked.result;
+  };
+}
+
+/**
+ * The worker's bundle is the fleet's declared active bundle (or none is declared): a divergent worker
+ * denies every decision, so it is not ready. The reason names both digests (no secret).
+ */
+export function fleetCheck(fleet: Pick<FleetMember, 'check' | 'policies'>): ReadinessCheck {
+  return async () => {
+    const verdict = await fleet.check(fleet.policies.current());
+    return verdict.ok ? { ok: true } : { ok: false, reason: verdict.reason };
   };
 }
 

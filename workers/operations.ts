@@ -3,7 +3,16 @@ import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { PolicyStore } from '../activities/policy-store';
 import { ChainStatus } from '../contracts/status';
 import { createDecisionLog, type DecisionLog, type DecisionLogSettings } from '../runtime/decision-log';
-import { bundleCheck, keysCheck, startOpsServer, temporalCheck, workerCheck, type OpsServer } from './health';
+import {
+  bundleCheck,
+  fleetCheck,
+  keysCheck,
+  startOpsServer,
+  temporalCheck,
+  workerCheck,
+  type OpsServer,
+} from './health';
+import type { FleetMember } from '../activities/fleet';
 import { GovernorMetrics, type BundleInfo, type OpenChainsSource } from '../runtime/metrics';
 import { GovernorObserver } from '../runtime/observer';
 
@@ -102,6 +111,8 @@ export class Operations {
     policies: PolicyStore;
     policiesDir?: string;
     home: string;
+    /** The worker's fleet membership: not ready while its bundle is not the fleet's active one. */
+    fleet?: FleetMember;
   }): Promise<OpsServer | undefined> {
     if (this.settings.metricsPort === undefined) return undefined;
     const client = new Client({ connection: worker.connection, namespace: worker.namespace });
@@ -119,6 +130,7 @@ export class Operations {
         worker: workerCheck(() => worker.worker.getState()),
         policyBundle: bundleCheck(worker.policies, worker.policiesDir),
         keys: keysCheck(worker.home),
+        ...(worker.fleet ? { fleet: fleetCheck(worker.fleet) } : {}),
       },
     });
     return this.server;

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import {
+  bundleWorkflowCode,
   NativeConnection,
   Worker,
   type ActivityInterceptorsFactory,
@@ -13,10 +14,12 @@ import { createArchiveActivities } from '../activities/archive';
 import { archiveFromEnv, type ArchiveStore, type ProofAnchor } from '../audit/archive';
 import { RevocationCache, RevocationStore } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
+import { FleetMember, type FleetMemberOptions } from '../activities/fleet';
 import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
 import { checkKeyRef, describeKeyRef, keyRefFromEnv, type KeyRef } from '../identity/key-ref';
+import { controlTaskQueueFromEnv } from '../contracts/fleet';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
 import { projectRoot } from './temporal-cli';
 import type { ActivityObserver } from '../runtime/observer';
@@ -92,6 +95,19 @@ export interface GovernorWorkerOptions {
   archive?: ArchiveStore | false;
   /** Called with each sealed proof before it is archived (the transparency log's inclusion proof); default none. */
   archiveAnchor?: ProofAnchor;
+  /**
+   * Fleet membership (DESIGN §11): heartbeats to the namespace's fleet registry and the check that this
+   * worker's bundle is the fleet's declared active one (else every decision is a deny). Default on;
+   * `false` turns both off (in-process benchmarks).
+   */
+  fleet?: false | FleetMemberOptions;
+  /**
+   * Task queue of the namespace-wide registries (fleet, revocations), which this worker also polls with a
+   * second, small worker (default GOVERNOR_CONTROL_TASK_QUEUE, else `governor-control`). Every governor
+   * worker of a fleet must use the same; workers with another control queue are another fleet (own
+   * registries, e.g. tests with their own keys in one namespace).
+   */
+  controlTaskQueue?: string;
 }
 
 /** Path of the shipped default policy bundle (data files stay in the source tree, also when running from dist/). */
@@ -108,7 +124,7 @@ export const PAYLOAD_CONVERTER_PATH = require.resolve('../runtime/payload-conver
 /** Creates the governor worker: workflows + activities on the governor task queue. */
 export async function createGovernorWorker(
   options: GovernorWorkerOptions,
-): Promise<{ worker: Worker; policies: PolicyStore; watchers: PolicyWatcher[] }> {
+): Promise<{ worker: Worker; policies: PolicyStore; watchers: PolicyWatcher[]; fleet?: FleetMember }> {
   const receiptKey = options.receiptKey ?? keyRefFromEnv('receipt');
   if (receiptKey) {
     const { kid } = await checkKeyRef(options.home, 'receipt', receiptKey);
@@ -159,40 +175,50 @@ export async function createGovernorWorker(
     namespace: options.namespace,
     ...(options.dataConverter ? { dataConverter: options.dataConverter } : {}),
   });
-  const revocations = new RevocationCache(new RevocationStore(client, options.home), taskQueue, {
+  const controlQueue = options.controlTaskQueue ?? controlTaskQueueFromEnv(process.env);
+  // Namespace-wide: one list for every task queue (this queue's earlier list is carried over).
+  const revocations = new RevocationCache(new RevocationStore(client, options.home), controlQueue, {
     ...(options.revocationCacheTtlMs !== undefined ? { ttlMs: options.revocationCacheTtlMs } : {}),
+    legacyTaskQueue: taskQueue,
   });
   // Refuses to start on a bad archive configuration (an unusable S3 location, credentials missing).
   const archive = options.archive === false ? undefined : (options.archive ?? archiveFromEnv(options.home));
   options.logger?.info({ archive: archive?.location ?? 'off' }, 'proof archive');
+  const fleet =
+    options.fleet === false
+      ? undefined
+      : new FleetMember(client, policies, taskQueue, { controlTaskQueue: controlQueue, ...options.fleet });
+  const governorActivities = createActivities({
+    policies,
+    home: options.home,
+    ...(receiptKey ? { receiptKey } : {}),
+    clock: options.clock,
+    ...(options.http ? { http: options.http } : {}),
+    ...(options.observer ? { observer: options.observer } : {}),
+    revocations,
+    ...(fleet ? { fleet } : {}),
+    credentialClaims: new CredentialClaims(client, taskQueue, () =>
+      (options.clock ? options.clock() : new Date()).getTime(),
+    ),
+  });
+  const activities = {
+    ...options.extraActivities,
+    // Webhook notifications (notifications.webhooks): secrets read here, from this worker's environment or files.
+    ...createNotifyActivities({ policies, home: options.home }),
+    // Sealed proofs of closed chains, exported to the proof archive (detached archive workflow).
+    ...createArchiveActivities({
+      home: options.home,
+      store: archive,
+      ...(options.dataConverter?.payloadCodecs ? { codecs: options.dataConverter.payloadCodecs } : {}),
+      ...(options.archiveAnchor ? { anchor: options.archiveAnchor } : {}),
+    }),
+    ...governorActivities,
+  };
   const worker = await Worker.create({
     connection: options.connection,
     namespace: options.namespace,
     taskQueue,
-    activities: {
-      ...options.extraActivities,
-      // Webhook notifications (notifications.webhooks): secrets read here, from this worker's environment or files.
-      ...createNotifyActivities({ policies, home: options.home }),
-      // Sealed proofs of closed chains, exported to the proof archive (detached archive workflow).
-      ...createArchiveActivities({
-        home: options.home,
-        store: archive,
-        ...(options.dataConverter?.payloadCodecs ? { codecs: options.dataConverter.payloadCodecs } : {}),
-        ...(options.archiveAnchor ? { anchor: options.archiveAnchor } : {}),
-      }),
-      ...createActivities({
-        policies,
-        home: options.home,
-        ...(receiptKey ? { receiptKey } : {}),
-        clock: options.clock,
-        ...(options.http ? { http: options.http } : {}),
-        ...(options.observer ? { observer: options.observer } : {}),
-        revocations,
-        credentialClaims: new CredentialClaims(client, taskQueue, () =>
-          (options.clock ? options.clock() : new Date()).getTime(),
-        ),
-      }),
-    },
+    activities,
     ...workflowOption,
     dataConverter: { ...options.dataConverter, payloadConverterPath: PAYLOAD_CONVERTER_PATH },
     ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
@@ -206,8 +232,36 @@ export async function createGovernorWorker(
       : {}),
     ...(options.tracing ? { sinks: options.tracing.sinks } : {}),
   });
+  // The control task queue's worker (namespace-wide registries), run and stopped with the main one.
+  if (controlQueue !== taskQueue) {
+    const control = await Worker.create({
+      connection: options.connection,
+      namespace: options.namespace,
+      taskQueue: controlQueue,
+      activities: governorActivities,
+      workflowBundle:
+        options.workflowBundle ??
+        (await bundleWorkflowCode({
+          workflowsPath: require.resolve('../workflows/control'),
+          payloadConverterPath: PAYLOAD_CONVERTER_PATH,
+          ...(options.dataConverter?.failureConverterPath
+            ? { failureConverterPath: options.dataConverter.failureConverterPath }
+            : {}),
+        })),
+      dataConverter: { ...options.dataConverter, payloadConverterPath: PAYLOAD_CONVERTER_PATH },
+      maxConcurrentWorkflowTaskExecutions: 4,
+      maxConcurrentActivityTaskExecutions: 8,
+      ...(options.tracing ? { sinks: options.tracing.sinks } : {}),
+    });
+    runAlongside(worker, control);
+  }
   // The registry's first task is queued before this worker polls, ahead of any burst of chains.
   await revocations.warm();
+  // The first heartbeat (which starts the fleet registry when none runs) before this worker polls.
+  await fleet?.start(
+    () => ['STOPPED', 'FAILED'].includes(worker.getState()),
+    (err) => options.logger?.warn({ err: (err as Error)?.message }, 'fleet heartbeat failed'),
+  );
   const watchers: PolicyWatcher[] = [];
   if (watch) {
     // The watchers close themselves once the worker has stopped (checked on every poll).
@@ -216,5 +270,26 @@ export async function createGovernorWorker(
     watchers.push(watchPolicyBundle({ ...common, dir, role: 'active', since }));
     if (shadowDir) watchers.push(watchPolicyBundle({ ...common, dir: shadowDir, role: 'shadow', since: shadowSince }));
   }
-  return { worker, policies, watchers };
+  return { worker, policies, watchers, ...(fleet ? { fleet } : {}) };
+}
+
+/**
+ * Makes `main.run()` also run `companion`, and stop it when `main` stops (whatever stopped it); `main.run()`
+ * resolves (or rejects) once both have stopped. A companion that fails stops the main worker too.
+ */
+function runAlongside(main: Worker, companion: Worker): void {
+  const run = main.run.bind(main);
+  main.run = async (): Promise<void> => {
+    const other = companion.run().catch((err: unknown) => {
+      if (main.getState() === 'RUNNING') main.shutdown();
+      throw err;
+    });
+    try {
+      await run();
+    } finally {
+      if (companion.getState() === 'RUNNING') companion.shutdown();
+      await other.catch(() => undefined);
+    }
+    await other;
+  };
 }

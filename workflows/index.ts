@@ -6,3 +6,4 @@ export { coordinatorWorkflow } from './coordinator';
 export { credentialClaimWorkflow } from './credential-claim';
 export { governorNotifyWorkflow } from './notify';
 export { governorArchiveWorkflow } from './archive';
+export { governorFleetWorkflow } from './fleet-registry';

@@ -16,6 +16,7 @@ import { runPolicyTests } from '../../policies/policy-tests';
 import {
   readBundleSignature,
   readTrustedKeys,
+  checkBundleVersion,
   signBundleDir,
   SignatureStatus,
   verifyDigestSignature,
@@ -145,18 +146,30 @@ export function registerPolicyCommands(program: Command, ctx: PolicyCommandConte
       'sign the bundle digest with the policy-signing key of GOVERNOR_HOME; writes <dir>/bundle.sig (detached JWS)',
     )
     .option('--key <name>', 'key pair under <GOVERNOR_HOME>/keys', 'policy-signing')
-    .action(async (dir: string, opts: { key: string }) => {
+    .option(
+      '--bundle-version <n>',
+      'release number signed with the digest (with the issue time): a fleet refuses any version older than its active one',
+    )
+    .action(async (dir: string, opts: { key: string; bundleVersion?: string }) => {
       const o = ctx.out();
       const bundleDir = path.resolve(dir);
+      const version =
+        opts.bundleVersion !== undefined
+          ? checkBundleVersion(/^\d+$/.test(opts.bundleVersion) ? Number(opts.bundleVersion) : NaN, 'bundleVersion')
+          : undefined;
       if (!loadForCommand(bundleDir, o, ctx)) return;
       const key = await loadPrivateKey(ctx.home(), opts.key);
-      const signed = await signBundleDir(bundleDir, key);
-      o.print(`signed ${bundleDir}: digest ${signed.digest}, key ${signed.kid} → ${signed.file}`, {
-        ok: true,
-        digest: signed.digest,
-        kid: signed.kid,
-        file: signed.file,
-      });
+      const signed = await signBundleDir(bundleDir, key, version !== undefined ? { version } : undefined);
+      o.print(
+        `signed ${bundleDir}: digest ${signed.digest}${version !== undefined ? `, version ${version}` : ''}, key ${signed.kid} → ${signed.file}`,
+        {
+          ok: true,
+          digest: signed.digest,
+          ...(version !== undefined ? { version } : {}),
+          kid: signed.kid,
+          file: signed.file,
+        },
+      );
       ctx.setExit(Exit.Ok);
     });
 

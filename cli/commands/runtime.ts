@@ -154,7 +154,7 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void>; opsUr
     .split(',')
     .map((a) => a.trim())
     .filter(Boolean);
-  const { worker, policies } = await createGovernorWorker({
+  const { worker, policies, fleet } = await createGovernorWorker({
     connection,
     namespace: settings.namespace,
     taskQueue: opts.taskQueue,
@@ -180,6 +180,7 @@ async function runWorker(run: WorkerRun): Promise<{ stop(): Promise<void>; opsUr
     policies,
     policiesDir: path.resolve(opts.policies),
     home: run.home,
+    ...(fleet ? { fleet } : {}),
   });
   if (opsServer)
     out.print(`metrics ${opsServer.url}/metrics, health ${opsServer.url}/healthz, readiness ${opsServer.url}/readyz`, {

@@ -8,7 +8,7 @@ import type { ChainResult, ChainState } from '../../contracts/state';
 import { GovernorClient } from '../../sdk/client';
 import { createServiceActivities } from '../../examples/service/activities';
 import { Ledger } from '../../examples/service/ledger';
-import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from './temporal';
+import { controlQueueOf, makeHome, startGovernorWorker, testAddress, uniqueQueue } from './temporal';
 
 export const WORKLOAD = 'agent:release-bot';
 
@@ -65,7 +65,7 @@ export async function setupGoverned(
   const connection = await Connection.connect({ address: testAddress() });
   const dc = options.dataConverter ? { dataConverter: options.dataConverter } : {};
   const client = new Client({ connection, ...dc });
-  const gc = new GovernorClient(client, taskQueue);
+  const gc = new GovernorClient(client, taskQueue, controlQueueOf(taskQueue));
   // A workflow cache here: with maxCachedWorkflows 0 the SDK (1.24) evicts a run when a signal (a
   // vote, a slot verdict) arrives during a local activity, and the task only resumes after its 10 s
   // timeout. Replay from history is covered by test/integration/chain.test.ts (cache 0) and the

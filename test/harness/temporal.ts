@@ -33,6 +33,11 @@ export async function testClient(): Promise<{ client: Client; connection: Connec
   return { client: new Client({ connection }), connection };
 }
 
+/** The control task queue (fleet) of a test deployment on `taskQueue`: pass it to a GovernorClient that revokes workloads. */
+export function controlQueueOf(taskQueue: string): string {
+  return `${taskQueue}.control`;
+}
+
 /**
  * A governor worker on the shared server with the prebuilt bundle and, unless `maxCachedWorkflows`
  * says otherwise, no workflow cache (every task replays). Further worker options pass through.
@@ -48,6 +53,8 @@ export async function startGovernorWorker(
       namespace: 'default',
       workflowBundle: { codePath: process.env.GOVERNOR_TEST_BUNDLE! },
       maxCachedWorkflows: 0,
+      // Each test deployment (own keys) is its own fleet: its own namespace-wide registries.
+      controlTaskQueue: controlQueueOf(options.taskQueue),
       ...options,
       // The worker knows the test server's frontend: never an http executor target.
       http: { ...options.http, protectedAddresses: [testAddress(), ...(options.http?.protectedAddresses ?? [])] },

@@ -1,7 +1,7 @@
 import { eventually } from '../harness/eventually';
 import { PAYLOAD_CONVERTER_PATH } from '../../workers/worker';
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
 import { NativeConnection, Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { issueAttestation, issueCredential } from '../../identity';
 import { GovernorClient } from '../../sdk/client';
@@ -16,7 +16,8 @@ import {
 } from '../../contracts/revocation';
 import { GENESIS_HASH } from '../../contracts/receipt';
 import type { ChainResult } from '../../contracts/state';
-import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
+import { controlQueueOf, makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
+import { revokeWorkloadUpdate } from '../../contracts/messages';
 
 /**
  * Upgrading a deployment whose registry was started by the code before signed lists
@@ -63,7 +64,7 @@ describe('a registry started before signed lists', () => {
     const home = await makeHome();
     const taskQueue = uniqueQueue('migration');
     const registry = revocationRegistryId(taskQueue);
-    const gc = new GovernorClient(client, taskQueue);
+    const gc = new GovernorClient(client, taskQueue, controlQueueOf(taskQueue));
     const a = `agent:old-${randomUUID().slice(0, 8)}`;
 
     // The old worker: the legacy registry records an unsigned list.
@@ -75,7 +76,18 @@ describe('a registry started before signed lists', () => {
     });
     const oldRun = oldWorker.run();
     try {
-      const legacy = await gc.revokeWorkload({ workload: a, reason: 'old leak', by: 'security' });
+      // As the CLI did then: an update-with-start of the task queue's own registry.
+      const legacy = {
+        revocations: await client.workflow.executeUpdateWithStart(revokeWorkloadUpdate, {
+          args: [{ workload: a, reason: 'old leak', by: 'security' }],
+          startWorkflowOperation: new WithStartWorkflowOperation(REVOCATION_REGISTRY_TYPE, {
+            workflowId: registry,
+            taskQueue,
+            args: [],
+            workflowIdConflictPolicy: 'USE_EXISTING',
+          }),
+        }),
+      };
       expect(legacy.revocations).toEqual({
         revoked: { [a]: { workload: a, reason: 'old leak', by: 'security', seq: 1 } },
       });

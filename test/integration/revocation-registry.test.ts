@@ -22,12 +22,12 @@ import {
   REVOCATION_REGISTRY_TYPE,
   REVOCATION_STATE_MEMO,
   revocationLogName,
-  revocationRegistryId,
+  namespaceRevocationRegistryId,
   type RevocationListState,
   type SignedRevocation,
 } from '../../contracts/revocation';
 import type { ChainResult } from '../../contracts/state';
-import { makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
+import { controlQueueOf, makeHome, startGovernorWorker, testAddress, uniqueQueue } from '../harness/temporal';
 
 /**
  * The revocation registry survives its own death (issue 14 item 2), on the real server: terminated,
@@ -66,9 +66,9 @@ async function deploy(o: { home?: string; taskQueue?: string } = {}): Promise<De
   const d: Deployment = {
     home,
     taskQueue,
-    registry: revocationRegistryId(taskQueue),
-    log: revocationLogName('default', revocationRegistryId(taskQueue)),
-    gc: new GovernorClient(client, taskQueue),
+    registry: namespaceRevocationRegistryId(controlQueueOf(taskQueue)),
+    log: revocationLogName('default', namespaceRevocationRegistryId(controlQueueOf(taskQueue))),
+    gc: new GovernorClient(client, taskQueue, controlQueueOf(taskQueue)),
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -267,7 +267,7 @@ describe('the revocation registry survives its own death', () => {
     // A registry run with a 3 s run timeout (as an operator or an attacker could start one).
     const short = await client.workflow.start(REVOCATION_REGISTRY_TYPE, {
       workflowId: d.registry,
-      taskQueue: d.taskQueue,
+      taskQueue: controlQueueOf(d.taskQueue),
       args: [],
       workflowRunTimeout: '3s',
     });
@@ -485,7 +485,7 @@ describe('fail closed', () => {
     await handle.terminate('make room for a bad start');
     const bad = await client.workflow.start(REVOCATION_REGISTRY_TYPE, {
       workflowId: d.registry,
-      taskQueue: d.taskQueue,
+      taskQueue: controlQueueOf(d.taskQueue),
       args: [{ v: 1, entries: 'not a list' }],
     });
     const failure = await bad.result().then(

@@ -13,7 +13,8 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { diffRecordedDecisions } from '../../audit/policy-diff';
 import { loadBundle } from '../../policies/bundle';
 import { defaultPoliciesDir } from '../../workers/worker';
-import { revocationRegistryId } from '../../contracts/revocation';
+import { namespaceRevocationRegistryId } from '../../contracts/revocation';
+import { controlQueueOf } from '../harness/temporal';
 import type { ServiceActivityInput } from '../../contracts/executor';
 import type { ChainResult } from '../../contracts/state';
 import { ENCRYPTED_ENCODING, loadCodec, payloadFromJson, writeKeyFile, type PayloadJson } from '../../runtime/codec';
@@ -309,17 +310,15 @@ describe('payload encryption on the real server', () => {
     // The memo as the server stores it is ciphertext; the codec client reads it back.
     const described = await rawConnection.workflowService.describeWorkflowExecution({
       namespace: 'default',
-      execution: { workflowId: revocationRegistryId(g.taskQueue) },
+      execution: { workflowId: namespaceRevocationRegistryId(controlQueueOf(g.taskQueue)) },
     });
     const memo = described.workflowExecutionInfo!.memo!.fields!.revoked!;
     expect(Buffer.from(memo.metadata!.encoding!).toString()).toBe(ENCRYPTED_ENCODING);
     expect(Buffer.from(temporal.api.common.v1.Payload.encode(memo).finish()).includes(Buffer.from(CANARY))).toBe(false);
     expect(
       (
-        (await g.client.workflow.getHandle(revocationRegistryId(g.taskQueue)).describe()).memo?.revoked as Record<
-          string,
-          unknown
-        >
+        (await g.client.workflow.getHandle(namespaceRevocationRegistryId(controlQueueOf(g.taskQueue))).describe()).memo
+          ?.revoked as Record<string, unknown>
       )[workload],
     ).toMatchObject({ workload });
 

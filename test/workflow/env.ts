@@ -48,6 +48,8 @@ const ACTIVITY_NAMES: Record<keyof GovernorActivities, true> = {
   verifyProposal: true,
   sessionOutput: true,
   mintGrant: true,
+  verifyFleetActivation: true,
+  recoverFleet: true,
 };
 
 export interface WorkflowTestEnv {
