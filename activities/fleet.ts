@@ -121,13 +121,16 @@ export interface FleetMemberOptions {
   heartbeatIntervalMs?: number;
   /** How long the declared active bundle read from the registry is reused (default 2000 ms). */
   ttlMs?: number;
+  /** How long a decision waits for a recovering registry before it is denied (default 5 s). */
+  recoveryWaitMs?: number;
   /** The build the worker runs (default GOVERNOR_BUILD_ID, else the package version). */
   buildId?: string;
   /** Task queue the registry runs on when this worker starts it (default `GOVERNOR_CONTROL_TASK_QUEUE`). */
   controlTaskQueue?: string;
 }
 
-type Read = { ok: true; active?: FleetActivation; recovering?: boolean } | { ok: false; reason: string };
+type Read =
+  { ok: true; active?: FleetActivation; recovering?: boolean } | { ok: false; reason: string; recovering?: true };
 
 /**
  * One governor worker as a member of its namespace's fleet: it reports its identity and the bundle it
@@ -149,6 +152,7 @@ export class FleetMember {
   private lastStart = 0;
   private timer?: NodeJS.Timeout;
   private readonly ttlMs: number;
+  private readonly recoveryWaitMs: number;
   private readonly controlTaskQueue: string;
   /** The fleet registry's workflow id (`fleetRegistryId` of the control task queue). */
   readonly registryId: string;
@@ -161,6 +165,7 @@ export class FleetMember {
     options: FleetMemberOptions = {},
   ) {
     this.ttlMs = options.ttlMs ?? 2000;
+    this.recoveryWaitMs = options.recoveryWaitMs ?? 5000;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5000;
     this.controlTaskQueue = options.controlTaskQueue ?? GOVERNOR_CONTROL_TASK_QUEUE;
     this.registryId = fleetRegistryId(this.controlTaskQueue);
@@ -250,7 +255,7 @@ export class FleetMember {
 
   private async read(): Promise<Read> {
     if (this.cached && Date.now() - this.cached.at < this.ttlMs) return this.cached.read;
-    this.inflight ??= this.readOnce()
+    this.inflight ??= this.readSettled()
       .catch((err: unknown): Read =>
         this.unknown(`it cannot be read (${oneLine((err as Error)?.message ?? String(err))})`),
       )
@@ -260,6 +265,21 @@ export class FleetMember {
       })
       .finally(() => (this.inflight = undefined));
     return this.inflight;
+  }
+
+  /**
+   * Reads the registry; while a new registry run is still recovering its active bundle (right after the
+   * first worker of a fleet starts it, or after it was terminated), reads again for up to
+   * `recoveryWaitMs` before the answer stands (a deny: fail closed), so the first decisions of a new
+   * fleet are not refused for the seconds the recovery activity takes.
+   */
+  private async readSettled(): Promise<Read> {
+    const deadline = Date.now() + this.recoveryWaitMs;
+    for (;;) {
+      const read = await this.readOnce();
+      if (read.ok || !read.recovering || Date.now() >= deadline) return read;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 
   /** The registry could not say: deny (fail closed). */
@@ -292,7 +312,9 @@ export class FleetMember {
     if (!memo.success) return this.unknown('publishes a malformed state');
     if (!memo.data.active) {
       if (this.known) return this.checked(this.known); // recovering (or rolled back): keep the newest known
-      return memo.data.state === 'ready' ? { ok: true } : this.unknown('is recovering its active bundle');
+      return memo.data.state === 'ready'
+        ? { ok: true }
+        : { ...this.unknown('is recovering its active bundle'), recovering: true as const };
     }
     return this.checked(memo.data.active);
   }
