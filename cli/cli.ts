@@ -13,6 +13,7 @@ import { registerPolicyCommands } from './commands/policy';
 import { registerRuntimeCommands, runTemporalCli, waitForShutdown } from './commands/runtime';
 import { registerVerifyCommands } from './commands/verify';
 import { registerSessionCommands } from './commands/session';
+import { registerTransparencyCommands } from './commands/transparency';
 import { Exit, governorHome, makeOut, type CommandContext, type Out } from './context';
 
 /**
@@ -63,6 +64,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerMcpCommands(program, ctx);
   registerInboxCommands(program, ctx);
   registerClusterCommands(program, ctx);
+  registerTransparencyCommands(program, ctx);
   return program;
 }
 

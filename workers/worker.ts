@@ -9,6 +9,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { createActivities, type HttpExecutorOptions } from '../activities';
 import { PolicyStore } from '../activities/policy-store';
 import { createNotifyActivities } from '../activities/notify';
+import { createTransparencyActivities } from '../activities/transparency';
 import { RevocationCache, RevocationStore } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
 import { Client } from '@temporalio/client';
@@ -148,6 +149,8 @@ export async function createGovernorWorker(
       ...options.extraActivities,
       // Webhook notifications (notifications.webhooks): secrets read here, from this worker's environment or files.
       ...createNotifyActivities({ policies, home: options.home }),
+      // The transparency log's leaf store (GOVERNOR_HOME/transparency) and tree heads, signed with the receipt key.
+      ...createTransparencyActivities({ home: options.home, ...(options.clock ? { clock: options.clock } : {}) }),
       ...createActivities({
         policies,
         home: options.home,

@@ -5,3 +5,4 @@ export { revocationRegistryWorkflow } from './revocation-registry';
 export { coordinatorWorkflow } from './coordinator';
 export { credentialClaimWorkflow } from './credential-claim';
 export { governorNotifyWorkflow } from './notify';
+export { transparencyLogWorkflow } from './transparency-log';

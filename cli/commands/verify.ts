@@ -43,6 +43,7 @@ interface VerifyOpts {
   export?: string;
   proof?: string;
   receiptJwks?: string;
+  requireAnchor?: boolean;
 }
 
 /** Adds `governor verify` to the program. */
@@ -59,6 +60,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
     )
     .option('--proof <file>', 'verify an exported proof offline, without a Temporal server')
     .option('--receipt-jwks <file>', 'trusted receipt public keys (default <GOVERNOR_HOME>/keys/receipt.jwks.json)')
+    .option('--require-anchor', 'with --proof: the proof must carry a valid transparency log anchor')
     .action(async (chainId: string | undefined, opts: VerifyOpts) => {
       const o = ctx.out();
       if (!chainId && !opts.proof)
@@ -86,6 +88,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
             replayer,
             ...(chainId ? { chainId } : {}),
             ...(codec ? { codec } : {}),
+            ...(opts.requireAnchor ? { requireAnchor: true } : {}),
           });
         } else {
           const id = chainId!;
