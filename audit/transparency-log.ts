@@ -53,10 +53,26 @@ export async function anchorCheckpoint(
   entry: AppendCheckpointInput,
   target: LogTarget,
 ): Promise<ProofAnchor> {
-  return client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
-    args: [entry],
-    startWorkflowOperation: startOperation(target),
-  });
+  // Temporal admits a few in-flight updates per workflow (history.maxInFlightUpdates, 10 by default):
+  // beyond that it answers RESOURCE_EXHAUSTED, and the append is simply tried again a little later.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
+        args: [entry],
+        startWorkflowOperation: startOperation(target),
+      });
+    } catch (err) {
+      if (!isResourceExhausted(err) || attempt >= 600) throw err;
+      await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
+    }
+  }
+}
+
+function isResourceExhausted(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code === 8 || /RESOURCE_EXHAUSTED/.test(String((e as { message?: unknown }).message))) return true;
+  }
+  return false;
 }
 
 /** Anchors the chain a proof is of (its final run and checkpoint as Temporal holds them). */

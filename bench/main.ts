@@ -10,6 +10,7 @@ import { projectRoot } from '../workers/temporal-cli';
 import { ChainRunner, escalatedChain, noopChain, type Kind } from './chains';
 import { BENCH_SERVER_DYNAMIC_CONFIG, startCluster, type BenchCluster, type WorkerChild } from './cluster';
 import { benchDecision, type DecisionResults } from './decision';
+import { benchEvidenceInProcess, benchEvidenceLog } from './evidence';
 import { benchHistory, type HistoryFigures } from './history';
 import { machineInfo, type MachineInfo } from './machine';
 import { summarizeProfiles, type ProfileSummary } from './profile';
@@ -23,7 +24,17 @@ import { closedLoop, nowMs, processCpuSeconds, ratio, round, rounded, sleep, sum
  * Prints figures; never fails on timing (exit 1 only when a phase could not run at all).
  */
 
-const PHASES = ['decision', 'operations', 'overhead', 'throughput', 'scaling', 'session', 'memory', 'stock'] as const;
+const PHASES = [
+  'decision',
+  'operations',
+  'overhead',
+  'throughput',
+  'scaling',
+  'session',
+  'memory',
+  'stock',
+  'evidence',
+] as const;
 type Phase = (typeof PHASES)[number];
 
 interface Args {
@@ -181,6 +192,11 @@ export interface BenchResults {
   stockDevServer?: StockServerResults;
   /** Agent sessions and the MCP gateway (issue 16): proposeStep vs a plain update, tools/call via the gateway vs direct. */
   session?: SessionResults;
+  /** Evidence (issue 20 item 5): grants per step, log appends per chain through the log workflow, verify with vs without inclusion proofs. */
+  evidence?: {
+    inProcess?: Awaited<ReturnType<typeof benchEvidenceInProcess>>;
+    log?: Awaited<ReturnType<typeof benchEvidenceLog>>;
+  };
   profile?: ProfileSummary;
   notes: string[];
   errors: { phase: string; message: string }[];
@@ -202,6 +218,7 @@ function params(quick: boolean) {
         runs100: 1,
         waiting: 300,
         session: { proposals: 40, toolCalls: 30, warmup: 3 },
+        evidence: { chains: 30, verifyRuns: 5 },
       }
     : {
         stockRuns: 5,
@@ -213,6 +230,7 @@ function params(quick: boolean) {
         runs100: 3,
         waiting: 1000,
         session: { proposals: 200, toolCalls: 150, warmup: 5 },
+        evidence: { chains: 100, verifyRuns: 15 },
       };
 }
 
@@ -555,7 +573,9 @@ async function main(): Promise<number> {
     }
   };
 
-  const needsServer = ['overhead', 'throughput', 'scaling', 'session', 'memory'].some((x) => args.only.has(x as Phase));
+  const needsServer = ['overhead', 'throughput', 'scaling', 'session', 'memory', 'evidence'].some((x) =>
+    args.only.has(x as Phase),
+  );
   let cluster: BenchCluster | undefined;
   try {
     if (args.only.has('decision')) {
@@ -611,6 +631,14 @@ async function main(): Promise<number> {
         }
         if (args.only.has('session'))
           results.session = await attempt('session', () => benchSession(cluster!, worker, p.session, progress));
+        if (args.only.has('evidence')) {
+          progress('evidence: grants and Merkle operations in process');
+          const inProcess = await attempt('evidence', () => benchEvidenceInProcess(p.decisionIterations));
+          const log = await attempt('evidence', () =>
+            benchEvidenceLog(cluster!, worker.taskQueue, p.evidence.chains, p.evidence.verifyRuns, progress),
+          );
+          results.evidence = { ...(inProcess ? { inProcess } : {}), ...(log ? { log } : {}) };
+        }
       } finally {
         await worker.stop();
       }

@@ -128,7 +128,12 @@ export async function transparencyLogWorkflow(raw?: unknown): Promise<void> {
     async (arg) => {
       const read = parseOrRefuse(ReadLogInput, arg, 'log read');
       await condition(() => ready);
-      return store.transparencyRead({ log, size, rootHash, read });
+      try {
+        return await store.transparencyRead({ log, size, rootHash, read });
+      } catch (err) {
+        const e = failureText(err);
+        throw ApplicationFailure.nonRetryable(e.message, e.type);
+      }
     },
     { validator: (arg) => void parseOrRefuse(ReadLogInput, arg, 'log read') },
   );
