@@ -263,7 +263,7 @@ describe('tampering with the leaf store is detected', () => {
     );
     fs.writeFileSync(storeFile(), renumbered.join('\n') + '\n');
     expect(await refusal(readLog(g.client, { inclusion: { index: 10 } }, logId))).toMatch(
-      /GOVERNOR_LOG_DIVERGED: the leaf store holds \d+ leaves, the log \d+: leaves were removed/,
+      /GOVERNOR_LOG_DIVERGED: the leaf store .* holds \d+ leaves, the log \d+: leaves were removed/,
     );
   });
 
