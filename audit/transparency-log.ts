@@ -54,7 +54,8 @@ export async function anchorCheckpoint(
   target: LogTarget,
 ): Promise<ProofAnchor> {
   // Temporal admits a few in-flight updates per workflow (history.maxInFlightUpdates, 10 by default):
-  // beyond that it answers RESOURCE_EXHAUSTED, and the append is simply tried again a little later.
+  // beyond that it answers RESOURCE_EXHAUSTED; a loaded server may also abort an update or answer
+  // UNAVAILABLE. An append is idempotent (the same checkpoint is never a second leaf): it is tried again.
   for (let attempt = 0; ; attempt++) {
     try {
       return await client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
@@ -62,15 +63,19 @@ export async function anchorCheckpoint(
         startWorkflowOperation: startOperation(target),
       });
     } catch (err) {
-      if (!isResourceExhausted(err) || attempt >= 600) throw err;
+      if (!isTransient(err) || attempt >= 600) throw err;
       await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
     }
   }
 }
 
-function isResourceExhausted(err: unknown): boolean {
+function isTransient(err: unknown): boolean {
   for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code === 8 || /RESOURCE_EXHAUSTED/.test(String((e as { message?: unknown }).message))) return true;
+    if (e.code === 8 || e.code === 14 || e.code === 4) return true; // RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED
+    if (
+      /RESOURCE_EXHAUSTED|could not be executed|update was aborted/i.test(String((e as { message?: unknown }).message))
+    )
+      return true;
   }
   return false;
 }
