@@ -116,7 +116,7 @@ test(`${N} chains close and are anchored through the log workflow; every anchor 
   const hashes = leaves.map((l) => new Uint8Array(Buffer.from(l.leafHash, 'hex')));
   expect(Buffer.from(rootOf(sha256, hashes)).toString('hex')).toBe(status.rootHash);
 
-  // History of the log for N leaves: measured (well under Temporal's 50 MB / 51,200-event limits).
+  // History of the log for N leaves: measured.
   const history = await g.client.workflow.getHandle(logId).fetchHistory();
   const bytes = temporal.api.history.v1.History.encode(history).finish().length;
   const events = history.events?.length ?? 0;
@@ -124,8 +124,9 @@ test(`${N} chains close and are anchored through the log workflow; every anchor 
   process.stdout.write(
     `transparency log history for ${N} leaves: ${events} events, ${bytes} bytes, ${batches} activities\n`,
   );
-  expect(bytes).toBeLessThan(10 * 1024 * 1024);
-  expect(events).toBeLessThan(10_240);
+  // Half Temporal's hard limits per run (51,200 events, 50 MB); the log continues as new every 1,000 appends.
+  expect(bytes).toBeLessThan(25 * 1024 * 1024);
+  expect(events).toBeLessThan(25_600);
 });
 
 test('an inclusion proof for any chain, against the current signed head, verifies', async () => {
