@@ -19,6 +19,9 @@ import {
   type VerifyReport,
 } from './verify';
 import { verifySealJws } from './verify/jws';
+import { decodeRun } from './verify/decode';
+import { decodeHistories } from './verify/history-fetch';
+import { checkAnchor } from './transparency';
 import type { WorkflowBundleOption } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 
@@ -88,7 +91,13 @@ export const Proof = z
     ),
     /** The receipt public keys of the exporting governor (must equal keys the verifier trusts). */
     receiptKeys: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }),
-    /** Compact JWS over the SHA-256 (hex) of the canonical JSON of every other field. */
+    /**
+     * The chain's final checkpoint anchored in the transparency log (contracts/transparency.ts
+     * `ProofAnchor`: leaf, index, inclusion proof, signed tree head). Optional, and outside the seal: it
+     * proves itself (tree head and checkpoint signatures, inclusion), so it can be added to a sealed proof.
+     */
+    anchor: z.unknown().optional(),
+    /** Compact JWS over the SHA-256 (hex) of the canonical JSON of every other field (but `anchor`). */
     seal: z.string(),
   })
   .superRefine((proof, ctx) => {
@@ -97,9 +106,9 @@ export const Proof = z
   });
 export type Proof = z.infer<typeof Proof>;
 
-/** SHA-256 (hex) of the canonical JSON of a proof without its seal: what the seal signs. */
+/** SHA-256 (hex) of the canonical JSON of a proof without its seal (nor its anchor): what the seal signs. */
 export function proofContentDigest(proof: Record<string, unknown>): string {
-  const content = Object.fromEntries(Object.entries(proof).filter(([k]) => k !== 'seal'));
+  const content = Object.fromEntries(Object.entries(proof).filter(([k]) => k !== 'seal' && k !== 'anchor'));
   return sha256Hex(canonicalJson(content));
 }
 
@@ -221,6 +230,46 @@ export interface VerifyProofOptions {
   workflowBundle?: WorkflowBundleOption;
   /** Payload codec of encrypted histories (a proof keeps histories as Temporal stored them). */
   codec?: PayloadCodec;
+  /** The proof must carry a transparency log anchor (`anchor` check); without this, an anchor is checked when present. */
+  requireAnchor?: boolean;
+}
+
+/** Name of the check of a proof's transparency log anchor. */
+export const ANCHOR_CHECK = 'anchor';
+
+/** The final receipt (seq, hash) the proof's last history's workflow result names, when it has one. */
+async function finalReceiptOf(
+  proof: Proof,
+  codec: PayloadCodec | undefined,
+): Promise<{ seq: number; hash: string } | undefined> {
+  const [last] = await decodeHistories([proof.histories.at(-1)], codec, []);
+  const closure = decodeRun(last, 0).closure;
+  const result = closure?.type === 'completed' ? closure.result : undefined;
+  const head =
+    typeof result === 'object' && result !== null ? (result as { receiptHead?: unknown }).receiptHead : undefined;
+  if (typeof head !== 'object' || head === null) return undefined;
+  const { seq, hash } = head as { seq?: unknown; hash?: unknown };
+  return typeof seq === 'number' && typeof hash === 'string' ? { seq, hash } : undefined;
+}
+
+/** The `anchor` check: the proof's anchor is the chain's final checkpoint, included in a signed tree head. */
+async function checkProofAnchor(proof: Proof, options: VerifyProofOptions): Promise<VerifyCheck | undefined> {
+  if (proof.anchor === undefined)
+    return options.requireAnchor
+      ? { name: ANCHOR_CHECK, ok: false, detail: 'the proof carries no transparency log anchor' }
+      : undefined;
+  const final = await finalReceiptOf(proof, options.codec);
+  const problems = await checkAnchor(proof.anchor, options.trustedReceiptJwks, {
+    chainId: proof.chainId,
+    ...(final ? final : { hash: '(none)' }),
+  });
+  if (problems.length > 0) return { name: ANCHOR_CHECK, ok: false, detail: problems.join('; '), problems };
+  const a = proof.anchor as { index: number; log: string; treeHead: { treeSize: number; rootHash: string } };
+  return {
+    name: ANCHOR_CHECK,
+    ok: true,
+    detail: `the final checkpoint is leaf ${a.index} of log ${a.log}, included in its signed tree head ${a.treeHead.treeSize} (root ${a.treeHead.rootHash.slice(0, 16)}…)`,
+  };
 }
 
 /**
@@ -301,7 +350,8 @@ export async function verifyProof(raw: unknown, options: VerifyProofOptions): Pr
           detail: problems.slice(0, 3).join('; ') + (problems.length > 3 ? `; and ${problems.length - 3} more` : ''),
         };
 
-  const checks = [proofCheck, seal, keyCheck, bundlesCheck, ...report.checks];
+  const anchorCheck = await checkProofAnchor(proof, options);
+  const checks = [proofCheck, seal, keyCheck, bundlesCheck, ...report.checks, ...(anchorCheck ? [anchorCheck] : [])];
   return { ...report, verdict: checks.every((c) => c.ok) ? 'verified' : 'failed', checks };
 }
 

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import type { ReceiptSigner } from '../core/receipts';
-import { consistencyProof, verifyConsistency, verifyInclusion, type Hash } from '../core/merkle';
+import { canonicalJson } from '../core/canonical';
+import { consistencyProof, leafHash, verifyConsistency, verifyInclusion, type Hash } from '../core/merkle';
+import { ProofAnchorSchema, type CheckpointLeaf } from '../contracts/transparency';
+import { verifySealJws } from './verify/jws';
 
 /*
  * Signed tree heads of the transparency log (DESIGN §13, issue 20 item 3) and their checks: a tree head
@@ -88,4 +91,43 @@ export async function checkTreeHeads(
 /** Whether leaf hash `leaf` (hex) is at `index` in the tree `head` names, by `proof` (hex). */
 export function checkInclusion(leaf: string, index: number, head: TreeHead, proof: readonly string[]): boolean {
   return verifyInclusion(sha256, bytes(leaf), index, head.treeSize, proof.map(bytes), bytes(head.rootHash));
+}
+
+/** RFC 6962 leaf hash (hex) of a checkpoint leaf: `H(0x00 || canonical JSON of the leaf)`. */
+export function checkpointLeafHash(leaf: CheckpointLeaf): string {
+  return hex(leafHash(sha256, new TextEncoder().encode(canonicalJson(leaf))));
+}
+
+/**
+ * Checks a proof's anchor (what `anchorCheckpoint` returned and the exporter embedded): its shape, the
+ * tree head's signature, the checkpoint's signature over the leaf's hash, the leaf's inclusion in the
+ * signed tree, and that the leaf is the expected chain's final checkpoint (`expected.hash`: the final
+ * receipt hash the proof's histories end with). Returns the problems found (none: anchored).
+ */
+export async function checkAnchor(
+  raw: unknown,
+  jwks: JSONWebKeySet,
+  expected: { chainId?: string; hash?: string; seq?: number },
+): Promise<string[]> {
+  const parsed = ProofAnchorSchema.safeParse(raw);
+  if (!parsed.success) return ['the anchor is not a transparency log anchor (leaf, index, inclusion, treeHead)'];
+  const anchor = parsed.data;
+  const { leaf } = anchor;
+  const problems: string[] = [];
+  if (!(await verifyTreeHead(anchor.treeHead, jwks)))
+    problems.push(`tree head ${anchor.treeHead.treeSize} is not signed by a trusted receipt key`);
+  const sig = await verifySealJws(leaf.checkpoint, jwks, 'governor-receipt+jws');
+  if (!sig.ok || sig.payload !== leaf.hash)
+    problems.push("the anchored leaf's checkpoint is not a receipt signature over its hash");
+  if (expected.chainId !== undefined && leaf.chainId !== expected.chainId)
+    problems.push(`the anchored leaf is chain ${leaf.chainId}'s, not ${expected.chainId}'s`);
+  if (expected.hash !== undefined && (leaf.hash !== expected.hash || (expected.seq ?? leaf.seq) !== leaf.seq))
+    problems.push(
+      `the anchored checkpoint (receipt ${leaf.seq} ${leaf.hash.slice(0, 12)}…) is not the chain's final receipt (${String(expected.seq)} ${expected.hash.slice(0, 12)}…): the chain was rewritten after anchoring`,
+    );
+  if (!checkInclusion(checkpointLeafHash(leaf), anchor.index, anchor.treeHead, anchor.inclusion))
+    problems.push(
+      `leaf ${anchor.index} is not in the tree of ${anchor.treeHead.treeSize} leaves the signed head names (inclusion proof fails)`,
+    );
+  return problems;
 }

@@ -9,6 +9,7 @@ import { projectRoot } from '../workers/temporal-cli';
 import { ChainRunner, escalatedChain, noopChain, type Kind } from './chains';
 import { BENCH_SERVER_DYNAMIC_CONFIG, startCluster, type BenchCluster, type WorkerChild } from './cluster';
 import { benchDecision, type DecisionResults } from './decision';
+import { benchEvidenceInProcess, benchEvidenceLog } from './evidence';
 import { benchHistory, type HistoryFigures } from './history';
 import { benchOperations, benchOperationsEndToEnd, type OperationsResults } from './operations';
 import { machineInfo, type MachineInfo } from './machine';
@@ -23,7 +24,17 @@ import { closedLoop, nowMs, processCpuSeconds, ratio, round, rounded, sleep, sum
  * Prints figures; never fails on timing (exit 1 only when a phase could not run at all).
  */
 
-const PHASES = ['decision', 'operations', 'overhead', 'throughput', 'scaling', 'session', 'memory', 'stock'] as const;
+const PHASES = [
+  'decision',
+  'operations',
+  'overhead',
+  'throughput',
+  'scaling',
+  'session',
+  'memory',
+  'stock',
+  'evidence',
+] as const;
 type Phase = (typeof PHASES)[number];
 
 interface Args {
@@ -186,6 +197,11 @@ export interface BenchResults {
   stockDevServer?: StockServerResults;
   /** Agent sessions and the MCP gateway (issue 16): proposeStep vs a plain update, tools/call via the gateway vs direct. */
   session?: SessionResults;
+  /** Evidence (issue 20 item 5): grants per step, log appends per chain through the log workflow, verify with vs without inclusion proofs. */
+  evidence?: {
+    inProcess?: Awaited<ReturnType<typeof benchEvidenceInProcess>>;
+    log?: Awaited<ReturnType<typeof benchEvidenceLog>>;
+  };
   profile?: ProfileSummary;
   notes: string[];
   errors: { phase: string; message: string }[];
@@ -208,6 +224,7 @@ function params(quick: boolean) {
         waiting: 300,
         session: { proposals: 40, toolCalls: 30, warmup: 3 },
         operationsRuns: 20,
+        evidence: { chains: 30, verifyRuns: 5 },
       }
     : {
         stockRuns: 5,
@@ -220,6 +237,7 @@ function params(quick: boolean) {
         waiting: 1000,
         session: { proposals: 200, toolCalls: 150, warmup: 5 },
         operationsRuns: 60,
+        evidence: { chains: 100, verifyRuns: 15 },
       };
 }
 
@@ -574,7 +592,9 @@ async function main(): Promise<number> {
     }
   };
 
-  const needsWorker = ['overhead', 'throughput', 'scaling', 'session'].some((x) => args.only.has(x as Phase));
+  const needsWorker = ['overhead', 'throughput', 'scaling', 'session', 'evidence'].some((x) =>
+    args.only.has(x as Phase),
+  );
   const needsServer = needsWorker || args.only.has('memory') || args.only.has('operations');
   let cluster: BenchCluster | undefined;
   try {
@@ -644,6 +664,14 @@ async function main(): Promise<number> {
           }
           if (args.only.has('session'))
             results.session = await attempt('session', () => benchSession(cluster!, worker, p.session, progress));
+          if (args.only.has('evidence')) {
+            progress('evidence: grants and Merkle operations in process');
+            const inProcess = await attempt('evidence', () => benchEvidenceInProcess(p.decisionIterations));
+            const log = await attempt('evidence', () =>
+              benchEvidenceLog(cluster!, worker.taskQueue, p.evidence.chains, p.evidence.verifyRuns, progress),
+            );
+            results.evidence = { ...(inProcess ? { inProcess } : {}), ...(log ? { log } : {}) };
+          }
         } finally {
           await worker.stop();
         }

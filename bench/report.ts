@@ -1,4 +1,5 @@
 import type { BenchResults } from './main';
+import { round } from './stats';
 
 /** The short markdown table for the README (also written to bench/results/latest.md). */
 export function renderMarkdown(r: BenchResults): string {
@@ -129,6 +130,34 @@ export function renderMarkdown(r: BenchResults): string {
       `${gw.direct.latencyMs.p50} / ${gw.direct.latencyMs.p99} ms`,
       `+${gw.addedMs.p50} / +${gw.addedMs.p99} ms`,
       gw.target,
+    ]);
+  }
+  const ev = r.evidence;
+  if (ev?.inProcess) {
+    const e = ev.inProcess;
+    rows.push([
+      'Execution grant per service step: mint (governor) + verify (service), p50',
+      `${round(e.grantMint.p50Micros + e.grantVerify.p50Micros)} µs`,
+      '—',
+      '—',
+      `mint ${e.grantMint.p50Micros} µs, verify ${e.grantVerify.p50Micros} µs`,
+    ]);
+  }
+  if (ev?.log) {
+    const l = ev.log;
+    rows.push([
+      `Transparency log append per chain through the log workflow (${l.chains} chains): one at a time p50 / concurrent, amortised`,
+      `${l.appendOneAtATimeMs.p50} / ${l.appendConcurrentPerChainMs} ms`,
+      '—',
+      '—',
+      `log history ${l.logHistory.events} events, ${Math.round(l.logHistory.bytes / 1024)} KiB for ${l.logHistory.leaves} leaves`,
+    ]);
+    rows.push([
+      '`verify --proof` of a one-step chain with its inclusion proof vs without, p50',
+      `${l.verifyProofMs.withAnchor} ms`,
+      `${l.verifyProofMs.withoutAnchor} ms`,
+      x(l.verifyAnchorRatio),
+      '—',
     ]);
   }
   const st = r.stockDevServer;

@@ -15,6 +15,7 @@ import { registerRuntimeCommands, runTemporalCli, waitForShutdown } from './comm
 import { registerVerifyCommands } from './commands/verify';
 import { registerSessionCommands } from './commands/session';
 import { registerSignerCommands } from './commands/signer';
+import { registerTransparencyCommands } from './commands/transparency';
 import { Exit, governorHome, makeOut, type CommandContext, type Out } from './context';
 import { shutdownProcessTracing } from '../runtime/tracing';
 
@@ -68,6 +69,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerClusterCommands(program, ctx);
   registerSignerCommands(program, ctx);
   registerFleetCommands(program, ctx);
+  registerTransparencyCommands(program, ctx);
   return program;
 }
 

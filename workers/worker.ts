@@ -12,6 +12,7 @@ import { PolicyStore } from '../activities/policy-store';
 import { createNotifyActivities } from '../activities/notify';
 import { createArchiveActivities } from '../activities/archive';
 import { archiveFromEnv, type ArchiveStore, type ProofAnchor } from '../audit/archive';
+import { createTransparencyActivities } from '../activities/transparency';
 import { RevocationCache, RevocationStore } from '../activities/revocations';
 import { CredentialClaims } from '../activities/credential-claims';
 import { FleetMember, type FleetMemberOptions } from '../activities/fleet';
@@ -205,6 +206,8 @@ export async function createGovernorWorker(
     ...options.extraActivities,
     // Webhook notifications (notifications.webhooks): secrets read here, from this worker's environment or files.
     ...createNotifyActivities({ policies, home: options.home }),
+    // The transparency log's leaf store (GOVERNOR_HOME/transparency) and tree heads, signed with the receipt key.
+    ...createTransparencyActivities({ home: options.home, ...(options.clock ? { clock: options.clock } : {}) }),
     // Sealed proofs of closed chains, exported to the proof archive (detached archive workflow).
     ...createArchiveActivities({
       home: options.home,

@@ -7,3 +7,4 @@ export { credentialClaimWorkflow } from './credential-claim';
 export { governorNotifyWorkflow } from './notify';
 export { governorArchiveWorkflow } from './archive';
 export { governorFleetWorkflow } from './fleet-registry';
+export { transparencyLogWorkflow } from './transparency-log';

@@ -45,6 +45,7 @@ interface VerifyOpts {
   proof?: string;
   archive?: string;
   receiptJwks?: string;
+  requireAnchor?: boolean;
 }
 
 /** Adds `governor verify` to the program. */
@@ -66,6 +67,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
         'GOVERNOR_ARCHIVE_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY',
     )
     .option('--receipt-jwks <file>', 'trusted receipt public keys (default <GOVERNOR_HOME>/keys/receipt.jwks.json)')
+    .option('--require-anchor', 'with --proof: the proof must carry a valid transparency log anchor')
     .action(async (chainId: string | undefined, opts: VerifyOpts) => {
       const o = ctx.out();
       if (!chainId && !opts.proof)
@@ -110,6 +112,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
             replayer,
             ...(chainId ? { chainId } : {}),
             ...(codec ? { codec } : {}),
+            ...(opts.requireAnchor ? { requireAnchor: true } : {}),
           });
         } else {
           const id = chainId!;

@@ -1,0 +1,110 @@
+import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
+import {
+  TRANSPARENCY_LOG_ID,
+  TRANSPARENCY_LOG_TYPE,
+  appendCheckpointUpdate,
+  publishTreeHeadUpdate,
+  readTransparencyLogUpdate,
+  transparencyLogStatusQuery,
+  type AppendCheckpointInput,
+  type ProofAnchor,
+  type ReadLogInput,
+  type ReadLogResult,
+  type SignedTreeHeadShape,
+  type TransparencyLogInput,
+  type TransparencyLogStatus,
+} from '../contracts/transparency';
+import type { Proof } from './proof';
+
+/*
+ * The transparency log from a client (DESIGN §13, issue 20 item 3): anchoring a closed chain's checkpoint
+ * (update-with-start of the log workflow, so the first anchor starts it), the log's status, a fresh head
+ * on demand, and inclusion/consistency proofs. The exporter of archived proofs calls `anchorProof` before
+ * writing a proof and embeds the anchor it returns (`withAnchor`).
+ */
+
+/** Where the log runs: the governor task queue (its worker holds the leaf store) and the log's workflow id. */
+export interface LogTarget {
+  taskQueue: string;
+  /** Default `governor-transparency-log` (one per namespace). */
+  logId?: string;
+  /** The log's options when this call starts it (batch size, head interval, continue-as-new). */
+  input?: TransparencyLogInput;
+}
+
+function startOperation(target: LogTarget) {
+  return new WithStartWorkflowOperation(TRANSPARENCY_LOG_TYPE, {
+    workflowId: target.logId ?? TRANSPARENCY_LOG_ID,
+    taskQueue: target.taskQueue,
+    args: [target.input ?? { v: 1 }],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    staticSummary: 'Governor transparency log',
+  });
+}
+
+/**
+ * Appends a closed chain's final checkpoint to the log and returns its anchor: the leaf, its index, its
+ * inclusion proof and the signed tree head it leads to. The log reads the checkpoint from the chain's own
+ * history: it refuses (`GOVERNOR_ANCHOR_REFUSED`) a chain that did not complete with a signed checkpoint,
+ * or whose checkpoint differs from `target.checkpoint`.
+ */
+export async function anchorCheckpoint(
+  client: Client,
+  entry: AppendCheckpointInput,
+  target: LogTarget,
+): Promise<ProofAnchor> {
+  // Temporal admits a few in-flight updates per workflow (history.maxInFlightUpdates, 10 by default):
+  // beyond that it answers RESOURCE_EXHAUSTED; a loaded server may also abort an update or answer
+  // UNAVAILABLE. An append is idempotent (the same checkpoint is never a second leaf): it is tried again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
+        args: [entry],
+        startWorkflowOperation: startOperation(target),
+      });
+    } catch (err) {
+      if (!isTransient(err) || attempt >= 600) throw err;
+      await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
+    }
+  }
+}
+
+function isTransient(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code === 8 || e.code === 14 || e.code === 4) return true; // RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED
+    if (
+      /RESOURCE_EXHAUSTED|could not be executed|update was aborted/i.test(String((e as { message?: unknown }).message))
+    )
+      return true;
+  }
+  return false;
+}
+
+/** Anchors the chain a proof is of (its final run and checkpoint as Temporal holds them). */
+export async function anchorProof(
+  client: Client,
+  proof: Pick<Proof, 'chainId'>,
+  target: LogTarget,
+): Promise<ProofAnchor> {
+  return anchorCheckpoint(client, { chainId: proof.chainId }, target);
+}
+
+/** The proof with its anchor embedded (outside the seal: the anchor proves itself). */
+export function withAnchor<P extends Proof>(proof: P, anchor: ProofAnchor): P & { anchor: ProofAnchor } {
+  return { ...proof, anchor };
+}
+
+/** The log's size, root and latest signed head (a query: no history event). */
+export async function logStatus(client: Client, logId = TRANSPARENCY_LOG_ID): Promise<TransparencyLogStatus> {
+  return client.workflow.getHandle(logId).query(transparencyLogStatusQuery);
+}
+
+/** Signs and returns a fresh tree head now. */
+export async function publishTreeHead(client: Client, logId = TRANSPARENCY_LOG_ID): Promise<SignedTreeHeadShape> {
+  return client.workflow.getHandle(logId).executeUpdate(publishTreeHeadUpdate);
+}
+
+/** An inclusion or consistency proof, or leaves, from the log's store. */
+export async function readLog(client: Client, read: ReadLogInput, logId = TRANSPARENCY_LOG_ID): Promise<ReadLogResult> {
+  return client.workflow.getHandle(logId).executeUpdate(readTransparencyLogUpdate, { args: [read] });
+}
