@@ -516,7 +516,11 @@ export class GovernorClient {
     const parsed = CloseSessionInput.safeParse(options ?? {});
     if (!parsed.success) throw zodInvalid('invalid closeSession', parsed.error);
     try {
-      return await this.sessionUpdate(sessionId, closeSessionUpdate, parsed.data);
+      const closed = await this.sessionUpdate(sessionId, closeSessionUpdate, parsed.data);
+      // The update answers as the session signs its final checkpoint; the run may still take a workflow task
+      // to close (it starts its proof's archive workflow first). The caller gets a session that has ended,
+      // so a `verify` right after sees it closed.
+      return (await this.hasEnded(sessionId)) ? closed : await this.result(sessionId);
     } catch (err) {
       // The session ended before this update was delivered, or while it was in flight (the server aborts
       // the updates still open when a workflow completes): its result is the answer.

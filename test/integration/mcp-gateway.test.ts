@@ -182,6 +182,9 @@ describe('MCP gateway in front of the real filesystem server, governed on Tempor
     // Every call of the connection is a step of the one session chain; closing it signs the checkpoint.
     await transport.terminateSession();
     await client.close();
+    // The HTTP transport closes the session once the DELETE has been answered (its onclose): wait for the
+    // session's run to close (its result), then read its state.
+    await g.gc.result(sessionId);
     const state = await g.gc.status(sessionId);
     expect(state.steps.map((s) => [s.action, s.status])).toEqual([
       ['fs.read', 'completed'],
