@@ -253,8 +253,14 @@ describe('one policy across the fleet', () => {
 
   it('a squatter on the registry id makes every worker deny (fail closed); a new registry run recovers the declaration', async () => {
     const id = fleetRegistryId(control);
-    await client.workflow.getHandle(id).terminate('make room for a squatter');
-    const squatter = await client.workflow.start('notAFleetRegistry', { workflowId: id, taskQueue: `nowhere-${q1}` });
+    // A worker that sees the registry closed starts a new run at once: terminate until the squatter gets in.
+    const squatter = await eventually('a squatter on the fleet registry id', async () => {
+      await client.workflow
+        .getHandle(id)
+        .terminate('make room for a squatter')
+        .catch(() => undefined);
+      return client.workflow.start('notAFleetRegistry', { workflowId: id, taskQueue: `nowhere-${q1}` });
+    });
     const denied = await run(q1, 'agent:squatted');
     expect(denied.status).toBe('Denied');
     expect(denied.steps[0]!.decision?.reason).toContain("the fleet's active policy bundle is unknown");

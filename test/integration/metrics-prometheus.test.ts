@@ -137,7 +137,7 @@ describe('operations: Prometheus metrics, health endpoints and the decision log 
       const r = await fetch(`${ops}/readyz`);
       return r.status === 200 ? ((await r.json()) as { checks: Record<string, { ok: boolean }> }) : undefined;
     });
-    expect(Object.keys(ready.checks).sort()).toEqual(['keys', 'policyBundle', 'temporal', 'worker']);
+    expect(Object.keys(ready.checks).sort()).toEqual(['fleet', 'keys', 'policyBundle', 'temporal', 'worker']);
 
     // Prometheus scraping the worker every second.
     const promPort = await freePort();
