@@ -1,12 +1,23 @@
 import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
 import type { PayloadCodec } from '@temporalio/common';
-import { archiveKeyOf, type ArchiveInput, type ArchiveResult } from '../contracts/archive';
+import { LRUCache } from 'lru-cache';
+import {
+  ARCHIVER_TASK_QUEUE,
+  archiveKeyOf,
+  type ArchiveInput,
+  type ArchiveResult,
+  type SweepInput,
+  type SweepResult,
+} from '../contracts/archive';
+import { ANCHOR_REFUSED, LOG_DIVERGED, transparencyLogIdFor } from '../contracts/transparency';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { SESSION_WORKFLOW_TYPE } from '../contracts/session';
 import { WORKFLOW_TYPE } from '../contracts/status';
 import { loadPrivateKey, loadPublicJwks } from '../identity';
 import { loadArchivedBundle } from '../policies/bundle-archive';
 import { ArchiveConflict, exportProof, type ArchiveStore, type ProofAnchor } from '../audit/archive';
+import { anchorProof, withAnchor } from '../audit/transparency-log';
 import { fetchChainHistories } from '../audit/verify';
 
 /*
@@ -26,8 +37,11 @@ export interface ArchiveDeps {
   store: ArchiveStore | undefined;
   /** The worker's payload codecs (histories are archived as stored; decoded only to find bundle digests). */
   codecs?: readonly PayloadCodec[];
-  /** Called with the sealed proof before it is written (the transparency log's inclusion proof); default none. */
-  anchor?: ProofAnchor;
+  /**
+   * Called with the sealed proof before it is written (the transparency log's inclusion proof). The sweep's
+   * default: the proof is anchored in the log of its task queue (`transparencyLogIdFor`); `false`: not anchored.
+   */
+  anchor?: ProofAnchor | false;
   /** How long one attempt waits for the chain to close before it is retried (default 20 s). */
   closeWaitMs?: number;
 }
@@ -54,6 +68,8 @@ const refuse = (message: string, type: string = ErrorCode.InvalidInput): Applica
 /** The archive activity. Names are recorded in history: never rename them. */
 export function createArchiveActivities(deps: ArchiveDeps) {
   const codec = composeCodecs(deps.codecs);
+  /** Chains this worker's sweeps handled (`<chainId>/<runId>`), so the overlap is not exported again. */
+  const done = new LRUCache<string, true>({ max: 50_000 });
 
   async function archiveProof(input: ArchiveInput): Promise<ArchiveResult> {
     const ctx = Context.current();
@@ -123,7 +139,163 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     }
   }
 
-  return { archiveProof };
+  /** The anchor of a swept proof: the queue's transparency log unless configured otherwise. */
+  function sweepAnchor(client: Client, taskQueue: string): ProofAnchor | undefined {
+    if (deps.anchor === false) return undefined;
+    if (deps.anchor) return deps.anchor;
+    const target = { taskQueue, logId: transparencyLogIdFor(taskQueue) };
+    return async (proof) => withAnchor(proof, await anchorProof(client, proof, target));
+  }
+
+  /**
+   * One sweep of the archiver (workflows/archive.ts): the chains and sessions of `taskQueue` that closed at
+   * or after `since` (less SWEEP_OVERLAP_MS, for visibility's lag), oldest first, at most SWEEP_BATCH; each
+   * one's proof exported (anchored) unless this process exported it already. Returns the close time the
+   * next sweep starts from: the last chain handled, or the first one that must be tried again (the archive
+   * or the log unavailable), so no closed chain is skipped.
+   */
+  async function archiveSweep(input: SweepInput): Promise<SweepResult> {
+    const ctx = Context.current();
+    const taskQueue = (input as Partial<SweepInput> | null)?.taskQueue;
+    const since = (input as Partial<SweepInput> | null)?.since;
+    if (typeof taskQueue !== 'string' || !ARCHIVER_TASK_QUEUE.test(taskQueue))
+      throw refuse('archive sweep refused: taskQueue is not a task queue name');
+    if (typeof since !== 'string' || Number.isNaN(Date.parse(since)))
+      throw refuse('archive sweep refused: since is not an ISO time');
+    const empty = { listed: 0, written: 0, anchored: 0, unchanged: 0, refused: 0, retry: 0, more: false };
+    if (!deps.store) return { since, ...empty, disabled: true };
+    const closed = await listClosed(ctx.client, taskQueue, new Date(Date.parse(since) - SWEEP_OVERLAP_MS));
+    const todo = closed.filter((c) => !done.has(`${c.workflowId}/${c.runId}`));
+    const batch = todo.slice(0, SWEEP_BATCH);
+    const result: SweepResult = { since, ...empty, listed: closed.length, more: todo.length > batch.length };
+    const anchor = sweepAnchor(ctx.client, taskQueue);
+    const outcomes = new Array<'done' | 'retry'>(batch.length);
+    let next = 0;
+    const work = async (): Promise<void> => {
+      for (let i = next++; i < batch.length; i = next++) {
+        const c = batch[i]!;
+        ctx.heartbeat();
+        const r = await exportOne(ctx, c.workflowId, anchor);
+        if (r === 'anchored') result.written++;
+        result[r]++;
+        outcomes[i] = r === 'retry' ? 'retry' : 'done';
+        if (r !== 'retry') done.set(`${c.workflowId}/${c.runId}`, true);
+      }
+    };
+    await Promise.all(Array.from({ length: SWEEP_CONCURRENCY }, work));
+    // The position: the first chain to try again, else the last one handled (else where this sweep began).
+    const firstRetry = outcomes.indexOf('retry');
+    const upTo = firstRetry >= 0 ? batch[firstRetry] : batch.at(-1);
+    if (upTo && upTo.closeTime > Date.parse(since)) result.since = new Date(upTo.closeTime).toISOString();
+    if (result.written + result.refused + result.retry > 0) ctx.log.info('archive sweep', { taskQueue, ...result });
+    return result;
+  }
+
+  /** Exports one closed chain's proof; how it went (never throws). */
+  async function exportOne(
+    ctx: Context,
+    chainId: string,
+    anchor: ProofAnchor | undefined,
+  ): Promise<'written' | 'anchored' | 'unchanged' | 'refused' | 'retry'> {
+    if (!archiveKeyOf(chainId)) {
+      ctx.log.warn('archive refused: the chain id is not a safe object key; nothing written', { chainId });
+      return 'refused';
+    }
+    let anchored = false;
+    const anchorOrNot: ProofAnchor | undefined = anchor
+      ? async (proof) => {
+          try {
+            const out = await anchor(proof);
+            anchored = true;
+            return out;
+          } catch (err) {
+            // A refusal is for good (the chain did not close with a checkpoint; the log's store diverged):
+            // the proof is archived without an anchor (`verify --require-anchor` refuses it), never lost.
+            const type = innermostType(err);
+            if (type !== ANCHOR_REFUSED && type !== LOG_DIVERGED) throw err;
+            ctx.log[type === LOG_DIVERGED ? 'error' : 'warn']('proof archived without an anchor', {
+              chainId,
+              reason: (err as Error).message,
+            });
+            return proof;
+          }
+        }
+      : undefined;
+    try {
+      const histories = await fetchChainHistories(ctx.client, chainId);
+      const r = await exportProof({
+        store: deps.store!,
+        chainId,
+        histories,
+        ...(codec ? { codec } : {}),
+        bundles: (digest) => loadArchivedBundle(deps.home, digest),
+        receiptKeys: loadPublicJwks(deps.home, 'receipt'),
+        signer: await loadPrivateKey(deps.home, 'receipt'),
+        ...(anchorOrNot ? { anchor: anchorOrNot } : {}),
+      });
+      if (r.outcome !== 'written') return 'unchanged';
+      return anchored ? 'anchored' : 'written';
+    } catch (err) {
+      if (
+        err instanceof ArchiveConflict ||
+        (err instanceof GovernorError &&
+          err.code !== ErrorCode.TemporalUnreachable &&
+          err.code !== ErrorCode.KeysMissing)
+      ) {
+        ctx.log[err instanceof ArchiveConflict ? 'error' : 'warn']('proof archive refused', {
+          chainId,
+          reason: (err as Error).message,
+        });
+        return 'refused';
+      }
+      ctx.log.warn('proof not archived yet', { chainId, reason: (err as Error).message });
+      return 'retry';
+    }
+  }
+
+  return { archiveProof, archiveSweep };
+}
+
+/** Closed executions one sweep takes at most, and how many it exports at a time. */
+const SWEEP_BATCH = 200;
+const SWEEP_CONCURRENCY = 4;
+/** How far before its position a sweep looks again (visibility records a close a moment after it happens). */
+const SWEEP_OVERLAP_MS = 30_000;
+/** Listing stops at this many and walks back to the oldest (Temporal lists newest closes first). */
+const LIST_CAP = 2_000;
+
+/** The governed chains and sessions of a task queue that closed at or after `from`, oldest first. */
+async function listClosed(
+  client: Client,
+  taskQueue: string,
+  from: Date,
+): Promise<{ workflowId: string; runId: string; closeTime: number }[]> {
+  const base =
+    `TaskQueue = '${taskQueue}' AND WorkflowType IN ('${WORKFLOW_TYPE}', '${SESSION_WORKFLOW_TYPE}')` +
+    ` AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= '${from.toISOString()}'`;
+  let before: Date | undefined;
+  for (;;) {
+    const found: { workflowId: string; runId: string; closeTime: number }[] = [];
+    const query = before ? `${base} AND CloseTime <= '${before.toISOString()}'` : base;
+    for await (const w of client.workflow.list({ query })) {
+      if (w.closeTime) found.push({ workflowId: w.workflowId, runId: w.runId, closeTime: w.closeTime.getTime() });
+      if (found.length >= LIST_CAP) break;
+    }
+    found.sort((a, b) => a.closeTime - b.closeTime || a.workflowId.localeCompare(b.workflowId));
+    // A backlog larger than one listing: walk back until the oldest closes are in hand.
+    const oldest = found[0]?.closeTime;
+    if (found.length < LIST_CAP || oldest === undefined || oldest <= from.getTime() || oldest === before?.getTime())
+      return found;
+    before = new Date(oldest);
+  }
+}
+
+/** The failure type at the bottom of an error's causes. */
+function innermostType(err: unknown): string | undefined {
+  let type: string | undefined;
+  for (let e = err as { type?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e)
+    if (typeof e.type === 'string') type = e.type;
+  return type;
 }
 
 export type ArchiveActivities = ReturnType<typeof createArchiveActivities>;

@@ -36,3 +36,54 @@ export function archiveKeyOf(chainId: string): string | undefined {
   if (typeof chainId !== 'string' || !ARCHIVE_CHAIN_ID.test(chainId) || chainId.includes('..')) return undefined;
   return `${chainId}.proof.json`;
 }
+
+/**
+ * Workflow type of the archiver (ARCHIVE_BY_SWEEPER_PATCH): one per governor task queue, started by its
+ * workers, that exports the proofs of the queue's closed chains and sessions in batches (`archiveSweep`),
+ * instead of a detached archive workflow per chain.
+ */
+export const ARCHIVER_WORKFLOW = 'governorArchiverWorkflow';
+
+/** The archiver's workflow id on a task queue (one per queue). */
+export function archiverWorkflowId(taskQueue: string): string {
+  return `governor-archiver@${taskQueue}`;
+}
+
+/** Task queue names the archiver accepts (they are quoted into a visibility query: no quotes, no spaces). */
+export const ARCHIVER_TASK_QUEUE = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$/;
+
+/** The archiver's input (carried across continue-as-new). */
+export interface ArchiverInput {
+  taskQueue: string;
+  /** Close time (ISO) up to which every closed chain of the queue has been handled; default: the start time less ten minutes. */
+  since?: string;
+  /** Wait between sweeps (default 1 s; doubling while sweeps find nothing, to 10 s). */
+  idleMs?: number;
+}
+
+/** One sweep: the closed chains of `taskQueue` that closed at or after `since` (less an overlap). */
+export interface SweepInput {
+  taskQueue: string;
+  since: string;
+}
+
+/** What one sweep did. */
+export interface SweepResult {
+  /** Where the next sweep starts: the close time of the last chain handled (or of the first one that must be tried again). */
+  since: string;
+  /** Chains listed in the window. */
+  listed: number;
+  /** New proofs written; of those, anchored in the transparency log. */
+  written: number;
+  anchored: number;
+  /** Already in the archive (the same evidence). */
+  unchanged: number;
+  /** Refused for good (logged): not a governed chain, history gone, a different proof archived. */
+  refused: number;
+  /** To be tried again by the next sweep (the archive or the log unavailable). */
+  retry: number;
+  /** More chains are waiting than one sweep takes: sweep again at once. */
+  more: boolean;
+  /** Archiving is off on the worker that ran the sweep. */
+  disabled?: boolean;
+}

@@ -80,3 +80,10 @@ export const ARCHIVE_PROOF_PATCH = 'archive-proof-on-close';
  * (no `sessionOutput` local activity). Declared chains of built-in executors never take this path.
  */
 export const FOLDED_REMOTE_STEP_PATCH = 'remote-step-grant-and-output-folded';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow` (issue 15 performance, issue 20 item 3): a closing
+ * run starts no archive workflow of its own; the task queue's archiver (`governorArchiverWorkflow`) finds
+ * closed chains in visibility and exports their proofs in batches, each anchored in the transparency log.
+ */
+export const ARCHIVE_BY_SWEEPER_PATCH = 'archive-by-sweeper';

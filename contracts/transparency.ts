@@ -14,6 +14,15 @@ import { z } from 'zod';
 export const TRANSPARENCY_LOG_TYPE = 'transparencyLogWorkflow';
 /** The deployment's log: one per namespace, at this workflow id. */
 export const TRANSPARENCY_LOG_ID = 'governor-transparency-log';
+
+/**
+ * The log the archiver of a task queue anchors that queue's proofs in: `governor-transparency-log` for the
+ * default queue (`governor`), `governor-transparency-log@<queue>` for any other (test deployments, fleets
+ * that keep their evidence apart). The log runs on that queue, its leaf store under its workers' home.
+ */
+export function transparencyLogIdFor(taskQueue: string): string {
+  return taskQueue === 'governor' ? TRANSPARENCY_LOG_ID : `${TRANSPARENCY_LOG_ID}@${taskQueue}`;
+}
 /** Failure type of an append the log refused (the chain did not close with that checkpoint). */
 export const ANCHOR_REFUSED = 'GOVERNOR_ANCHOR_REFUSED';
 /** Failure type when the activity-side leaf store no longer matches the log (altered, or another host's). */

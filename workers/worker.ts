@@ -19,6 +19,7 @@ import { FleetMember, type FleetMemberOptions } from '../activities/fleet';
 import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
+import { ARCHIVER_WORKFLOW, archiverWorkflowId, type ArchiverInput } from '../contracts/archive';
 import { checkKeyRef, describeKeyRef, keyRefFromEnv, type KeyRef } from '../identity/key-ref';
 import { controlTaskQueueFromEnv } from '../contracts/fleet';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
@@ -94,8 +95,14 @@ export interface GovernorWorkerOptions {
    * `<home>/archive`.
    */
   archive?: ArchiveStore | false;
-  /** Called with each sealed proof before it is archived (the transparency log's inclusion proof); default none. */
-  archiveAnchor?: ProofAnchor;
+  /**
+   * How archived proofs are anchored: default, in the transparency log of this task queue
+   * (`transparencyLogIdFor`, run by this queue's workers, leaf store under `home`); `false` (or
+   * GOVERNOR_ARCHIVE_ANCHOR=off): archived without an anchor; or another anchor function.
+   */
+  archiveAnchor?: ProofAnchor | false;
+  /** The archiver's wait between sweeps (default 1 s, backing off to 10 s while idle). */
+  archiveSweepIdleMs?: number;
   /**
    * Fleet membership (DESIGN §11): heartbeats to the namespace's fleet registry and the check that this
    * worker's bundle is the fleet's declared active one (else every decision is a deny). Default on;
@@ -213,7 +220,11 @@ export async function createGovernorWorker(
       home: options.home,
       store: archive,
       ...(options.dataConverter?.payloadCodecs ? { codecs: options.dataConverter.payloadCodecs } : {}),
-      ...(options.archiveAnchor ? { anchor: options.archiveAnchor } : {}),
+      ...(options.archiveAnchor !== undefined
+        ? { anchor: options.archiveAnchor }
+        : process.env.GOVERNOR_ARCHIVE_ANCHOR === 'off'
+          ? { anchor: false as const }
+          : {}),
     }),
     ...governorActivities,
   };
@@ -265,6 +276,8 @@ export async function createGovernorWorker(
     () => ['STOPPED', 'FAILED'].includes(worker.getState()),
     (err) => options.logger?.warn({ err: (err as Error)?.message }, 'fleet heartbeat failed'),
   );
+  // The queue's archiver (one per task queue, whichever worker starts it first) exports closed chains' proofs.
+  if (archive) await startArchiver(client, taskQueue, options);
   const watchers: PolicyWatcher[] = [];
   if (watch) {
     // The watchers close themselves once the worker has stopped (checked on every poll).
@@ -274,6 +287,29 @@ export async function createGovernorWorker(
     if (shadowDir) watchers.push(watchPolicyBundle({ ...common, dir: shadowDir, role: 'shadow', since: shadowSince }));
   }
   return { worker, policies, watchers, ...(fleet ? { fleet } : {}) };
+}
+
+/**
+ * Starts the task queue's archiver unless it runs (workflows/archive.ts). A failure to start is logged, not
+ * fatal: chains do not depend on it, and the next worker start tries again.
+ */
+async function startArchiver(client: Client, taskQueue: string, options: GovernorWorkerOptions): Promise<void> {
+  const workflowId = archiverWorkflowId(taskQueue);
+  try {
+    const input: ArchiverInput = {
+      taskQueue,
+      ...(options.archiveSweepIdleMs !== undefined ? { idleMs: options.archiveSweepIdleMs } : {}),
+    };
+    await client.workflow.start(ARCHIVER_WORKFLOW, {
+      workflowId,
+      taskQueue,
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      staticSummary: `export the proofs of ${taskQueue}'s closed chains to the archive`,
+    });
+  } catch (err) {
+    options.logger?.warn({ workflowId, err: (err as Error)?.message }, 'proof archiver not started');
+  }
 }
 
 /**

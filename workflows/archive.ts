@@ -1,12 +1,19 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { ArchiveActivities } from '../activities/archive';
-import type { ArchiveInput, ArchiveResult } from '../contracts/archive';
+import { ARCHIVER_TASK_QUEUE, type ArchiveInput, type ArchiveResult, type ArchiverInput } from '../contracts/archive';
+import { ErrorCode } from '../contracts/errors';
 
 /*
- * Deterministic code only. The archive workflow exports one closed chain's sealed proof to the proof archive
- * (README "Archived proofs") with the `archiveProof` activity and its retries. Chains start it detached
- * (parent close: abandon) as they close and await only its start: an archive that is down costs this
- * workflow its retries, never the chain its time or its outcome.
+ * Deterministic code only. Two ways proofs reach the proof archive (README "Archived proofs"):
+ *
+ * - `governorArchiverWorkflow` (ARCHIVE_BY_SWEEPER_PATCH, current): one per governor task queue, started by
+ *   its workers. It sweeps: the `archiveSweep` activity lists the queue's chains and sessions that closed
+ *   since the last sweep (Temporal visibility), exports each one's sealed proof, anchored in the transparency
+ *   log, and returns where the next sweep starts. A chain never waits for it; an archive or log that is
+ *   down holds the sweep's position (the activity's retries, then the next sweep), so no closed chain is
+ *   skipped. It continues as new when Temporal suggests it.
+ * - `governorArchiveWorkflow` (ARCHIVE_PROOF_PATCH, runs recorded before the sweeper): a chain started it
+ *   detached as it closed; kept so those runs replay and their archive workflows finish.
  */
 
 /**
@@ -22,7 +29,45 @@ const { archiveProof } = proxyActivities<ArchiveActivities>({
   summary: 'export the sealed proof to the archive',
 });
 
+/** One sweep: bounded (a batch of chains), heartbeating; retried without end (the position is kept). */
+const { archiveSweep } = proxyActivities<ArchiveActivities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '60s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
+});
+
 /** Archives the proof of `input.chainId` once it has closed (fails, visibly in the UI, only when refused). */
 export async function governorArchiveWorkflow(input: ArchiveInput): Promise<ArchiveResult> {
   return await archiveProof(input);
+}
+
+const DEFAULT_IDLE_MS = 1_000;
+/** Idle sweeps back off (doubling) to this wait; a sweep that finds work goes back to `idleMs`. */
+const MAX_IDLE_MS = 10_000;
+const SWEEPS_PER_RUN = 100;
+const START_LOOKBACK_MS = 10 * 60_000;
+
+/** The task queue's archiver (see the file comment). Refuses to run on a malformed input (no sweep). */
+export async function governorArchiverWorkflow(input: ArchiverInput): Promise<void> {
+  const info = workflowInfo();
+  const taskQueue = (input as Partial<ArchiverInput> | undefined)?.taskQueue;
+  if (typeof taskQueue !== 'string' || !ARCHIVER_TASK_QUEUE.test(taskQueue) || taskQueue !== info.taskQueue)
+    throw ApplicationFailure.nonRetryable(
+      `invalid archiver input: taskQueue must be the task queue this archiver runs on (${info.taskQueue})`,
+      ErrorCode.InvalidInput,
+    );
+  if (input.since !== undefined && (typeof input.since !== 'string' || Number.isNaN(Date.parse(input.since))))
+    throw ApplicationFailure.nonRetryable('invalid archiver input: since must be an ISO time', ErrorCode.InvalidInput);
+  let since = input.since ?? new Date(info.startTime.getTime() - START_LOOKBACK_MS).toISOString();
+  const idle =
+    typeof input.idleMs === 'number' && Number.isFinite(input.idleMs) ? Math.max(200, input.idleMs) : DEFAULT_IDLE_MS;
+  let wait = idle;
+  for (let sweeps = 0; sweeps < SWEEPS_PER_RUN && !workflowInfo().continueAsNewSuggested; sweeps++) {
+    const r = await archiveSweep({ taskQueue, since });
+    since = r.since;
+    const found = r.listed > 0 && r.written + r.unchanged + r.refused + r.retry > 0;
+    wait = r.disabled ? 60_000 : found ? idle : Math.min(Math.max(wait, idle) * 2, Math.max(idle, MAX_IDLE_MS));
+    if (!r.more) await sleep(wait);
+  }
+  await continueAsNew<typeof governorArchiverWorkflow>({ ...input, since });
 }

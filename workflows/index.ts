@@ -5,6 +5,6 @@ export { revocationRegistryWorkflow } from './revocation-registry';
 export { coordinatorWorkflow } from './coordinator';
 export { credentialClaimWorkflow } from './credential-claim';
 export { governorNotifyWorkflow } from './notify';
-export { governorArchiveWorkflow } from './archive';
+export { governorArchiveWorkflow, governorArchiverWorkflow } from './archive';
 export { governorFleetWorkflow } from './fleet-registry';
 export { transparencyLogWorkflow } from './transparency-log';

@@ -3,9 +3,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { AwsClient } from 'aws4fetch';
 import { WorkflowFailedError } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import { issueApproval, loadPrivateKey, loadPublicJwks } from '../../identity';
-import { ARCHIVE_WORKFLOW, archiveWorkflowId, type ArchiveResult } from '../../contracts/archive';
+import {
+  ARCHIVE_WORKFLOW,
+  ARCHIVER_WORKFLOW,
+  archiveWorkflowId,
+  archiverWorkflowId,
+  type SweepResult,
+} from '../../contracts/archive';
+import { ARCHIVE_BY_SWEEPER_PATCH } from '../../contracts/patches';
+import { transparencyLogIdFor, type ProofAnchor } from '../../contracts/transparency';
+import { withAnchor } from '../../audit/transparency-log';
+import { checkAnchor } from '../../audit/transparency';
 import type { ChainResult } from '../../contracts/state';
 import { ArchiveConflict, DirectoryArchive, exportProof, S3Archive, type ArchiveStore } from '../../audit/archive';
 import { fetchChainHistories } from '../../audit/verify';
@@ -19,8 +28,9 @@ import { runVerifyCli } from '../harness/verify-cli';
 import { s3TestsEnabled, startGofakes3 } from '../harness/gofakes3';
 
 /*
- * Archived proofs (issue 20 item 2) on the real dev server: chains and sessions that close export their sealed
- * proof to the archive (by default `<GOVERNOR_HOME>/archive`); once Temporal no longer has their history
+ * Archived proofs (issue 20 items 2 and 3) on the real dev server: chains and sessions that close have their
+ * sealed proof exported by their task queue's archiver (by default to `<GOVERNOR_HOME>/archive`), anchored in
+ * the queue's transparency log; once Temporal no longer has their history
  * (deleted here with DeleteWorkflowExecution, as the namespace retention does), `governor verify --archive`
  * still verifies them; an altered archived proof does not verify; exporting a closed chain again writes
  * nothing new and never overwrites a different proof; unsafe chain ids are refused. The S3 path runs against
@@ -42,11 +52,21 @@ const prod = { type: 'Environment', id: 'prod' };
 
 const archivedFile = (chainId: string) => path.join(archiveDir, `${chainId}.proof.json`);
 
-/** The archive workflow's result (it runs detached: started by the chain as it closed). */
-async function archived(chainId: string): Promise<ArchiveResult> {
-  const handle = g.client.workflow.getHandle(archiveWorkflowId(chainId));
-  return await eventually(`the archive workflow of ${chainId}`, async () => (await handle.result()) as ArchiveResult, {
-    timeoutMs: 60_000,
+/** The archived proof of a closed chain, once the queue's archiver has written it. */
+async function archived(chainId: string, read = (key: string) => Promise.resolve(fileOf(key))) {
+  const key = `${chainId}.proof.json`;
+  const bytes = await eventually(`the archived proof of ${chainId}`, () => read(key), { timeoutMs: 60_000 });
+  return { bytes, proof: JSON.parse(bytes.toString('utf8')) as Record<string, unknown> & { anchor?: ProofAnchor } };
+}
+const fileOf = (key: string): Buffer | undefined =>
+  fs.existsSync(path.join(archiveDir, key)) ? fs.readFileSync(path.join(archiveDir, key)) : undefined;
+
+/** The results of the archiver's sweeps so far (from its history). */
+async function sweeps(taskQueue: string): Promise<SweepResult[]> {
+  const events = (await g.client.workflow.getHandle(archiverWorkflowId(taskQueue)).fetchHistory()).events ?? [];
+  return events.flatMap((e) => {
+    const p = e.activityTaskCompletedEventAttributes?.result?.payloads?.[0]?.data;
+    return p ? [JSON.parse(Buffer.from(p).toString('utf8')) as SweepResult] : [];
   });
 }
 
@@ -115,26 +135,26 @@ describe('archived proofs (directory)', () => {
     const session = await g.gc.closeSession(sessionId, { reason: 'done' });
     expect(session.status).toBe('Completed');
 
+    const jwks = loadPublicJwks(g.home, 'receipt');
     for (const r of [allowed, denied, escalated, session]) {
-      // The chain started its archive workflow detached (parent close: abandon) as it closed.
+      // The chain starts no workflow of its own as it closes (ARCHIVE_BY_SWEEPER_PATCH): the queue's archiver sweeps.
       const events = (await g.client.workflow.getHandle(r.chainId).fetchHistory()).events ?? [];
-      const starts = events.flatMap((e) => e.startChildWorkflowExecutionInitiatedEventAttributes ?? []);
-      expect(
-        starts
-          .filter((a) => a.workflowType?.name === ARCHIVE_WORKFLOW)
-          .map((a) => ({ id: a.workflowId, policy: a.parentClosePolicy })),
-      ).toEqual([
-        {
-          id: archiveWorkflowId(r.chainId),
-          policy: temporal.api.enums.v1.ParentClosePolicy.PARENT_CLOSE_POLICY_ABANDON,
-        },
-      ]);
-      const result = await archived(r.chainId);
-      expect(result).toEqual({ outcome: 'written', location: archivedFile(r.chainId) });
-      const proof = JSON.parse(fs.readFileSync(archivedFile(r.chainId), 'utf8')) as Record<string, unknown>;
+      expect(events.flatMap((e) => e.startChildWorkflowExecutionInitiatedEventAttributes ?? [])).toEqual([]);
+      expect(JSON.stringify(events.map((e) => e.markerRecordedEventAttributes?.details ?? null))).toContain(
+        Buffer.from(JSON.stringify({ id: ARCHIVE_BY_SWEEPER_PATCH, deprecated: false })).toString('base64'),
+      );
+      const { proof } = await archived(r.chainId);
       expect(proof).toMatchObject({ format: 'temporal-governor/proof@2', chainId: r.chainId });
+      // Every archived proof carries its anchor: its checkpoint's leaf, inclusion proof and a signed tree head.
+      expect(proof.anchor?.log).toBe(transparencyLogIdFor(g.taskQueue));
+      expect(await checkAnchor(proof.anchor!, jwks, { chainId: r.chainId, hash: r.receiptHead.hash })).toEqual([]);
       closed.push({ chainId: r.chainId, status: r.status });
     }
+    const archiver = await g.client.workflow.getHandle(archiverWorkflowId(g.taskQueue)).describe();
+    expect({ type: archiver.type, status: archiver.status.name }).toEqual({
+      type: ARCHIVER_WORKFLOW,
+      status: 'RUNNING',
+    });
     // One object per chain, nothing else (no temp files left behind).
     expect(fs.readdirSync(archiveDir).sort()).toEqual(closed.map((x) => `${x.chainId}.proof.json`).sort());
   }, 120_000);
@@ -144,7 +164,7 @@ describe('archived proofs (directory)', () => {
     const file = archivedFile(chainId);
     const before = fs.readFileSync(file);
     const mtime = fs.statSync(file).mtimeMs;
-    // The archive workflow again (as a reset of a closed chain would start it): the same evidence, unchanged.
+    // The per-chain archive workflow (of runs recorded before the sweeper) on it: the same evidence, unchanged.
     const again = await g.client.workflow.execute(ARCHIVE_WORKFLOW, {
       workflowId: archiveWorkflowId(chainId),
       taskQueue: g.taskQueue,
@@ -154,8 +174,9 @@ describe('archived proofs (directory)', () => {
     expect(fs.readFileSync(file).equals(before)).toBe(true);
     expect(fs.statSync(file).mtimeMs).toBe(mtime);
 
-    // Built again from the same history into an empty archive: byte for byte the archived proof (close time as
-    // the export time, deterministic Ed25519), so a second export, wherever it lands, is the same object.
+    // Built again from the same history into an empty archive, with the same anchor: byte for byte the archived
+    // proof (close time as the export time, deterministic Ed25519), so a second export is the same object.
+    const { anchor } = JSON.parse(before.toString('utf8')) as { anchor: ProofAnchor };
     const histories = await fetchChainHistories(g.client, chainId);
     const common = {
       chainId,
@@ -165,7 +186,9 @@ describe('archived proofs (directory)', () => {
       signer: await loadPrivateKey(g.home, 'receipt'),
     };
     const other = new DirectoryArchive(fs.mkdtempSync(path.join(os.tmpdir(), 'governor-archive-')));
-    expect(await exportProof({ store: other, ...common })).toMatchObject({ outcome: 'written' });
+    expect(
+      await exportProof({ store: other, ...common, anchor: (p) => Promise.resolve(withAnchor(p, anchor)) }),
+    ).toMatchObject({ outcome: 'written' });
     expect(fs.readFileSync(path.join(other.location, `${chainId}.proof.json`)).equals(before)).toBe(true);
 
     // A different proof under the chain's key (another chain's histories): refused, the file left as it is.
@@ -181,12 +204,16 @@ describe('archived proofs (directory)', () => {
     expect(fs.readFileSync(target, 'utf8')).toBe(planted);
   }, 60_000);
 
-  it('never holds up or fails a chain when the archive is down: the archive workflow retries on its own', async () => {
+  it('never holds up or fails a chain when the archive is down: the archiver keeps its position, and archives it once repaired', async () => {
+    // Down until the test repairs it; then the same directory archive as the others.
+    let down = true;
+    const repaired = new DirectoryArchive(fs.mkdtempSync(path.join(os.tmpdir(), 'governor-archive-')));
     const broken: ArchiveStore = {
       location: 'broken://archive',
       where: (key) => `broken://archive/${key}`,
-      get: () => Promise.reject(new Error('archive: the store is down')),
-      putIfAbsent: () => Promise.reject(new Error('archive: the store is down')),
+      get: (key) => (down ? Promise.reject(new Error('archive: the store is down')) : repaired.get(key)),
+      putIfAbsent: (key, bytes) =>
+        down ? Promise.reject(new Error('archive: the store is down')) : repaired.putIfAbsent(key, bytes),
     };
     const taskQueue = uniqueQueue('governor-broken-archive');
     const worker = await startGovernorWorker({
@@ -194,6 +221,7 @@ describe('archived proofs (directory)', () => {
       taskQueue,
       policiesDir: sessionTestBundle('5m'),
       archive: broken,
+      archiveSweepIdleMs: 200,
     });
     try {
       const gc = new GovernorClient(g.client, taskQueue);
@@ -202,16 +230,30 @@ describe('archived proofs (directory)', () => {
         await g.creds(),
       );
       expect(((await started.result()) as ChainResult).status).toBe('Completed');
-      const archive = g.client.workflow.getHandle(archiveWorkflowId(started.workflowId));
-      const pending = await eventually('the archive activity retrying', async () => {
-        const d = await archive.describe();
-        const a = d.raw.pendingActivities?.[0];
-        return d.status.name === 'RUNNING' && a && Number(a.attempt) >= 2 ? a : undefined;
+      // Two sweeps that found the chain and could not archive it: the position stays before its close.
+      const failing = await eventually('two sweeps retrying the chain', async () => {
+        const r = (await sweeps(taskQueue)).filter((x) => x.retry > 0);
+        return r.length >= 2 ? r : undefined;
       });
-      expect(pending.lastFailure?.message).toBe('archive: the store is down');
-      await archive.terminate('test: the broken archive is not repaired');
+      const closeTime = (await g.client.workflow.getHandle(started.workflowId).describe()).closeTime!.getTime();
+      for (const x of failing) {
+        expect(x).toMatchObject({ retry: 1, written: 0 });
+        expect(Date.parse(x.since)).toBeLessThanOrEqual(closeTime);
+      }
+      // Repaired: the next sweeps archive the chain (nothing lost), anchored.
+      down = false;
+      const bytes = await eventually('the proof archived after the repair', () =>
+        repaired.get(`${started.workflowId}.proof.json`),
+      );
+      expect(JSON.parse(bytes.toString('utf8'))).toMatchObject({
+        chainId: started.workflowId,
+        anchor: { log: transparencyLogIdFor(taskQueue) },
+      });
     } finally {
       await worker.stop();
+      await g.client.workflow
+        .getHandle(archiverWorkflowId(taskQueue))
+        .terminate('test: the broken archive is not repaired');
     }
   }, 90_000);
 
@@ -223,7 +265,7 @@ describe('archived proofs (directory)', () => {
       expect(live.code).toBe(1);
       expect(String((live.error as Error).message)).toMatch(/no chain/);
 
-      const r = await runVerifyCli(['--archive', archiveDir, chainId], { home: g.home });
+      const r = await runVerifyCli(['--archive', archiveDir, '--require-anchor', chainId], { home: g.home });
       expect(failedChecks(r.json)).toEqual([]);
       expect(r.code).toBe(0);
       expect(r.json).toMatchObject({ ok: true, verdict: 'verified', chainId, status, archived: archivedFile(chainId) });
@@ -286,6 +328,25 @@ describe('archived proofs (directory)', () => {
         /not a safe object key; nothing written/,
       );
     }
+    // An archiver started by a raw client for another queue, or with a queue name that would break out of the
+    // visibility query, or a bad position: refused at once, nothing swept.
+    for (const args of [
+      [{ taskQueue: 'some-other-queue' }],
+      [{ taskQueue: `${g.taskQueue}' OR WorkflowType != '` }],
+      [{ taskQueue: g.taskQueue, since: 'yesterday' }],
+      [null],
+    ]) {
+      const err = await g.client.workflow
+        .execute(ARCHIVER_WORKFLOW, { workflowId: `hostile-archiver-${Math.random()}`, taskQueue: g.taskQueue, args })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(String(((err as WorkflowFailedError).cause as Error | undefined)?.message)).toMatch(
+        /invalid archiver input: (taskQueue must be the task queue this archiver runs on|since must be an ISO time)/,
+      );
+    }
     expect(fs.readdirSync(archiveDir).sort()).toEqual(listing);
     expect(fs.existsSync(path.join(g.home, 'escape.proof.json'))).toBe(false);
   }, 60_000);
@@ -339,10 +400,9 @@ describeS3('archived proofs (S3-compatible bucket, gofakes3)', () => {
     expect(((await started.result()) as ChainResult).status).toBe('Completed');
 
     const key = `${chainId}.proof.json`;
-    const result = await archived(chainId);
-    expect(result).toEqual({ outcome: 'written', location: `${location}/${key}` });
-    const bytes = await store.get(key);
-    expect(JSON.parse(bytes!.toString('utf8'))).toMatchObject({ chainId, format: 'temporal-governor/proof@2' });
+    const { bytes, proof } = await archived(chainId, (k) => store.get(k));
+    expect(proof).toMatchObject({ chainId, format: 'temporal-governor/proof@2' });
+    expect(proof.anchor?.log).toBe(transparencyLogIdFor(taskQueue));
 
     // Again: unchanged, the same bytes.
     const again = await g.client.workflow.execute(ARCHIVE_WORKFLOW, {
@@ -354,7 +414,7 @@ describeS3('archived proofs (S3-compatible bucket, gofakes3)', () => {
     expect((await store.get(key))!.equals(bytes!)).toBe(true);
 
     await deleteHistory(chainId);
-    const r = await runVerifyCli(['--archive', location, chainId], { home: g.home, env: env() });
+    const r = await runVerifyCli(['--archive', location, '--require-anchor', chainId], { home: g.home, env: env() });
     expect(failedChecks(r.json)).toEqual([]);
     expect(r.code).toBe(0);
     expect(r.json).toMatchObject({ verdict: 'verified', chainId, archived: `${location}/${key}` });
