@@ -16,6 +16,7 @@ import { SESSION_WORKFLOW_TYPE } from '../contracts/session';
 import { WORKFLOW_TYPE } from '../contracts/status';
 import { loadPrivateKey, loadPublicJwks } from '../identity';
 import { loadArchivedBundle } from '../policies/bundle-archive';
+import type { LoadedBundle } from '../policies/bundle';
 import { ArchiveConflict, exportProof, type ArchiveStore, type ProofAnchor } from '../audit/archive';
 import { anchorProof, withAnchor } from '../audit/transparency-log';
 import { fetchChainHistories } from '../audit/verify';
@@ -68,6 +69,16 @@ const refuse = (message: string, type: string = ErrorCode.InvalidInput): Applica
 /** The archive activity. Names are recorded in history: never rename them. */
 export function createArchiveActivities(deps: ArchiveDeps) {
   const codec = composeCodecs(deps.codecs);
+  // Archived bundles by digest (content-addressed, so a digest's files never change): loading one parses
+  // and validates its Cedar policies (~165 ms), which every export of a chain under it would repeat.
+  const bundleCache = new LRUCache<string, LoadedBundle>({ max: 32 });
+  const bundles = (digest: string): LoadedBundle => {
+    const hit = bundleCache.get(digest);
+    if (hit) return hit;
+    const loaded = loadArchivedBundle(deps.home, digest);
+    bundleCache.set(digest, loaded);
+    return loaded;
+  };
   /** Chains this worker's sweeps handled (`<chainId>/<runId>`), so the overlap is not exported again. */
   const done = new LRUCache<string, true>({ max: 50_000 });
 
@@ -111,7 +122,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
         chainId,
         histories,
         ...(codec ? { codec } : {}),
-        bundles: (digest) => loadArchivedBundle(deps.home, digest),
+        bundles,
         receiptKeys: loadPublicJwks(deps.home, 'receipt'),
         signer: await loadPrivateKey(deps.home, 'receipt'),
         ...(deps.anchor ? { anchor: deps.anchor } : {}),
@@ -228,7 +239,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
         chainId,
         histories,
         ...(codec ? { codec } : {}),
-        bundles: (digest) => loadArchivedBundle(deps.home, digest),
+        bundles,
         receiptKeys: loadPublicJwks(deps.home, 'receipt'),
         signer: await loadPrivateKey(deps.home, 'receipt'),
         ...(anchorOrNot ? { anchor: anchorOrNot } : {}),

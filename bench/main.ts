@@ -321,9 +321,15 @@ async function throughput(
     progress(`throughput: ${half} ${kind} chains, ${p.tpConcurrency} in flight`);
     const before = cpuSnapshot(cluster, worker);
     const t0 = nowMs();
+    const ids: string[] = [];
     await closedLoop(half, p.tpConcurrency, async () => {
-      acc[kind].lat.push((await runner.run(kind, chain)).ms);
+      const r = await runner.run(kind, chain);
+      acc[kind].lat.push(r.ms);
+      ids.push(r.handle.workflowId);
     });
+    // Governed chains count once their evidence is out: the clock stops when the worker's archiver has
+    // exported (and anchored) every chain of this half, so its batched work is inside the window.
+    if (kind === 'governed') await proofsArchived(cluster.home, ids);
     acc[kind].seconds += (nowMs() - t0) / 1000;
     acc[kind].chains += half;
     const after = cpuSnapshot(cluster, worker);
@@ -354,8 +360,21 @@ async function throughput(
     governed,
     plain,
     ratio: ratio(governed.chainsPerSecond, plain.chainsPerSecond),
-    target: '≥ 0.7',
+    target: '≥ 0.7 (aim ≥ 0.85)',
   };
+}
+
+/** Waits until the archive (`<home>/archive`, the worker's default) holds the proof of every chain given. */
+async function proofsArchived(home: string, chainIds: string[]): Promise<void> {
+  const dir = path.join(home, 'archive');
+  const deadline = nowMs() + 300_000;
+  let left = chainIds;
+  while (left.length > 0) {
+    left = left.filter((id) => !fs.existsSync(path.join(dir, `${id}.proof.json`)));
+    if (left.length === 0) return;
+    if (nowMs() > deadline) throw new Error(`${left.length} governed chains were not archived within 300 s`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
 }
 
 /** History events of a workflow across all its runs (continue-as-new starts new runs), and the number of runs. */
