@@ -14,7 +14,8 @@ import { ANCHOR_REFUSED, LOG_DIVERGED, transparencyLogIdFor } from '../contracts
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { SESSION_WORKFLOW_TYPE } from '../contracts/session';
 import { WORKFLOW_TYPE } from '../contracts/status';
-import { loadPrivateKey, loadPublicJwks } from '../identity';
+import { loadPrivateKey, loadPublicJwks, type SigningKey } from '../identity';
+import { readKeyFile, type KeyRef } from '../identity/key-ref';
 import { loadArchivedBundle } from '../policies/bundle-archive';
 import type { LoadedBundle } from '../policies/bundle';
 import { ArchiveConflict, exportProof, type ArchiveStore, type ProofAnchor } from '../audit/archive';
@@ -43,6 +44,8 @@ export interface ArchiveDeps {
    * default: the proof is anchored in the log of its task queue (`transparencyLogIdFor`); `false`: not anchored.
    */
   anchor?: ProofAnchor | false;
+  /** The receipt key by reference (the worker's `receiptKey`), for sealing swept proofs. */
+  receiptKey?: KeyRef;
   /** How long one attempt waits for the chain to close before it is retried (default 20 s). */
   closeWaitMs?: number;
 }
@@ -78,6 +81,21 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     const loaded = loadArchivedBundle(deps.home, digest);
     bundleCache.set(digest, loaded);
     return loaded;
+  };
+  /** The key proofs are sealed with: the receipt key file by reference, else the home's receipt key. */
+  const sealKey = async (): Promise<Pick<SigningKey, 'key' | 'kid'>> => {
+    const ref = deps.receiptKey;
+    if (ref && 'file' in ref) {
+      const { kid, key } = await readKeyFile(ref.file, 'receipt');
+      // jose signs with a KeyObject as with a CryptoKey.
+      return { kid, key: key as unknown as SigningKey['key'] };
+    }
+    if (ref)
+      throw new GovernorError(
+        ErrorCode.KeysMissing,
+        'proofs cannot be sealed through a signer socket yet: give the worker the receipt key file (GOVERNOR_RECEIPT_KEY_FILE)',
+      );
+    return loadPrivateKey(deps.home, 'receipt');
   };
   /** Chains this worker's sweeps handled (`<chainId>/<runId>`), so the overlap is not exported again. */
   const done = new LRUCache<string, true>({ max: 50_000 });
@@ -155,7 +173,18 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     if (deps.anchor === false) return undefined;
     if (deps.anchor) return deps.anchor;
     const target = { taskQueue, logId: transparencyLogIdFor(taskQueue) };
-    return async (proof) => withAnchor(proof, await anchorProof(client, proof, target));
+    return async (proof) => {
+      let timer: NodeJS.Timeout | undefined;
+      // A log that does not answer (its workers gone) must not hold the sweep: the chain is tried again.
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the transparency log did not answer within 60 s')), 60_000);
+      });
+      try {
+        return withAnchor(proof, await Promise.race([anchorProof(client, proof, target), late]));
+      } finally {
+        clearTimeout(timer);
+      }
+    };
   }
 
   /**
@@ -186,7 +215,8 @@ export function createArchiveActivities(deps: ArchiveDeps) {
       for (let i = next++; i < batch.length; i = next++) {
         const c = batch[i]!;
         ctx.heartbeat();
-        const r = await exportOne(ctx, c.workflowId, anchor);
+        // A cancelled sweep (worker shutdown, timeout) ends at once: its position is not advanced.
+        const r = await Promise.race([exportOne(ctx, c.workflowId, anchor), ctx.cancelled]);
         if (r === 'anchored') result.written++;
         result[r]++;
         outcomes[i] = r === 'retry' ? 'retry' : 'done';
@@ -241,7 +271,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
         ...(codec ? { codec } : {}),
         bundles,
         receiptKeys: loadPublicJwks(deps.home, 'receipt'),
-        signer: await loadPrivateKey(deps.home, 'receipt'),
+        signer: await sealKey(),
         ...(anchorOrNot ? { anchor: anchorOrNot } : {}),
       });
       if (r.outcome !== 'written') return 'unchanged';

@@ -219,6 +219,7 @@ export async function createGovernorWorker(
     ...createArchiveActivities({
       home: options.home,
       store: archive,
+      ...(receiptKey ? { receiptKey } : {}),
       ...(options.dataConverter?.payloadCodecs ? { codecs: options.dataConverter.payloadCodecs } : {}),
       ...(options.archiveAnchor !== undefined
         ? { anchor: options.archiveAnchor }

@@ -44,7 +44,8 @@ export async function governorArchiveWorkflow(input: ArchiveInput): Promise<Arch
 const DEFAULT_IDLE_MS = 1_000;
 /** Idle sweeps back off (doubling) to this wait; a sweep that finds work goes back to `idleMs`. */
 const MAX_IDLE_MS = 10_000;
-const SWEEPS_PER_RUN = 100;
+/** Sweeps per run (about ten events each), then continue-as-new: a short history to replay. */
+const SWEEPS_PER_RUN = 25;
 const START_LOOKBACK_MS = 10 * 60_000;
 
 /** The task queue's archiver (see the file comment). Refuses to run on a malformed input (no sweep). */
@@ -65,9 +66,10 @@ export async function governorArchiverWorkflow(input: ArchiverInput): Promise<vo
   for (let sweeps = 0; sweeps < SWEEPS_PER_RUN && !workflowInfo().continueAsNewSuggested; sweeps++) {
     const r = await archiveSweep({ taskQueue, since });
     since = r.since;
-    const found = r.listed > 0 && r.written + r.unchanged + r.refused + r.retry > 0;
+    // Progress resets the wait; sweeps that find nothing, or only chains to try again, back off.
+    const found = r.written + r.unchanged + r.refused > 0;
     wait = r.disabled ? 60_000 : found ? idle : Math.min(Math.max(wait, idle) * 2, Math.max(idle, MAX_IDLE_MS));
-    if (!r.more) await sleep(wait);
+    if (!r.more || !found) await sleep(wait);
   }
   await continueAsNew<typeof governorArchiverWorkflow>({ ...input, since });
 }
