@@ -30,9 +30,8 @@ import { testAddress, uniqueQueue } from '../harness/temporal';
 
 jest.setTimeout(300_000);
 
-// 200 by default (GOVERNOR_TLOG_CHAINS=1000 for the 1,000-chain run; it has not yet finished within the
-// test timeout on this machine: with the harness's uncached worker every log task replays the whole log).
-const N = Number(process.env.GOVERNOR_TLOG_CHAINS ?? 200);
+// 1,000 chains (issue 20 item 3); GOVERNOR_TLOG_CHAINS=<n> for a quicker run while working on the log.
+const N = Number(process.env.GOVERNOR_TLOG_CHAINS ?? 1000);
 const CUT = Math.floor(N / 2);
 let g: Governed;
 let logId: string;
@@ -55,7 +54,9 @@ const storeFile = (): string =>
   path.join(g.home, 'transparency', 'default', `${logId.replace(/[^A-Za-z0-9._-]/g, '_')}.leaves.jsonl`);
 
 beforeAll(async () => {
-  g = await setupGoverned();
+  // No proof archive: this file anchors through its own log id, and 1,000 archive exports would only load the
+  // machine (the archive has its own tests).
+  g = await setupGoverned({ archive: false });
   logId = `governor-transparency-log-${uniqueQueue('t')}`;
 });
 afterAll(async () => {
@@ -85,7 +86,7 @@ test(`${N} chains close and are anchored through the log workflow; every anchor 
     ...(await pool(N - 1, 100, (i) =>
       anchorCheckpoint(
         g.client,
-        // (10 at a time at most reach the workflow: Temporal's in-flight update limit; the rest retry)
+        // (8 at a time reach the workflow, under Temporal's in-flight update limit; the rest wait in the client)
         { chainId: results[i + 1]!.chainId, checkpoint: results[i + 1]!.checkpoint! },
         { taskQueue: g.taskQueue, logId },
       ),
@@ -128,7 +129,7 @@ test(`${N} chains close and are anchored through the log workflow; every anchor 
   // Half Temporal's hard limits per run (51,200 events, 50 MB); the log continues as new every 1,000 appends.
   expect(bytes).toBeLessThan(25 * 1024 * 1024);
   expect(events).toBeLessThan(25_600);
-});
+}, 900_000);
 
 test('an inclusion proof for any chain, against the current signed head, verifies', async () => {
   const jwks = loadPublicJwks(g.home, 'receipt');
