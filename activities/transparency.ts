@@ -56,6 +56,11 @@ export interface StoredLeaf {
 /** Why a store cannot serve the tree the workflow names. */
 export class LogDiverged extends Error {}
 
+/** What identifies one state of the leaf file (inode, size, modification time). */
+function stampOf(stat: fs.Stats): string {
+  return `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+}
+
 /** The file name of a log (its workflow id, made safe). */
 function fileBase(log: string): string {
   return log.replace(/[^A-Za-z0-9._-]/g, '_');
@@ -81,7 +86,7 @@ export class TransparencyStore {
     } catch {
       stat = undefined;
     }
-    const stamp = stat ? `${stat.ino}:${stat.size}:${stat.mtimeMs}` : 'none';
+    const stamp = stat ? stampOf(stat) : 'none';
     if (this.cache?.stamp === stamp) return this.cache;
     const leaves: StoredLeaf[] = [];
     const text = stat ? fs.readFileSync(this.leavesFile, 'utf8') : '';
@@ -132,14 +137,34 @@ export class TransparencyStore {
     return state;
   }
 
-  /** Appends leaves (one write, flushed to disk). */
+  /**
+   * Appends leaves (one write, flushed to disk): the next `load` reuses what it read (no re-read and re-hash of
+   * every leaf per batch) when the file was exactly what it read before this write and grew by this write
+   * alone; anything else (another writer, an edit) is read and checked again from the file.
+   */
   append(leaves: readonly StoredLeaf[]): void {
     if (leaves.length === 0) return;
     fs.mkdirSync(path.dirname(this.leavesFile), { recursive: true, mode: 0o700 });
+    const text = leaves.map((l) => `${JSON.stringify(l)}\n`).join('');
+    const known = this.cache;
+    this.cache = undefined;
     const fd = fs.openSync(this.leavesFile, 'a', 0o600);
     try {
-      fs.writeSync(fd, leaves.map((l) => `${JSON.stringify(l)}\n`).join(''));
+      const before = fs.fstatSync(fd);
+      fs.writeSync(fd, text);
       fs.fsyncSync(fd);
+      const after = fs.fstatSync(fd);
+      if (
+        known !== undefined &&
+        known.stamp === stampOf(before) &&
+        after.size === before.size + Buffer.byteLength(text) &&
+        leaves.every((l, i) => l.index === known.leaves.length + i && checkpointLeafHash(l.leaf) === l.hash)
+      )
+        this.cache = {
+          stamp: stampOf(after),
+          leaves: [...known.leaves, ...leaves],
+          hashes: [...known.hashes, ...leaves.map((l) => new Uint8Array(Buffer.from(l.hash, 'hex')))],
+        };
     } finally {
       fs.closeSync(fd);
     }

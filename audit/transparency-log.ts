@@ -30,6 +30,43 @@ export interface LogTarget {
   logId?: string;
   /** The log's options when this call starts it (batch size, head interval, continue-as-new). */
   input?: TransparencyLogInput;
+  /**
+   * Appends this client sends the log at a time (default 8; the rest wait here, in order): under Temporal's
+   * in-flight update limit (`history.maxInFlightUpdates`, 10), whose refusals cost more than waiting here.
+   */
+  maxInFlight?: number;
+}
+
+/** Default of `LogTarget.maxInFlight`. */
+export const DEFAULT_MAX_IN_FLIGHT_APPENDS = 8;
+
+/** Appends in flight per client and log, and the callers waiting for a slot. */
+const inFlight = new WeakMap<Client, Map<string, { active: number; waiting: (() => void)[] }>>();
+
+/**
+ * Runs `fn` once fewer than `width` appends of this client to `log` are in flight. Why not let the server refuse
+ * the excess: an update refused over the in-flight limit (RESOURCE_EXHAUSTED) is an error in the history service,
+ * and any error there clears the workflow's cached mutable state (service/history/workflow/cache, makeReleaseFunc),
+ * which loses the speculative workflow task of an update being processed. The worker's completion of that task is
+ * then answered "Workflow task not found", the SDK evicts the log from its cache, and its next task replays the
+ * whole history (every append of the run). With a hundred concurrent callers this made anchoring quadratic in the
+ * log's length (200 appends: 45 evictions, 35-40 s; queued here: none, 13 s).
+ */
+async function withAppendSlot<T>(client: Client, log: string, width: number, fn: () => Promise<T>): Promise<T> {
+  let logs = inFlight.get(client);
+  if (!logs) inFlight.set(client, (logs = new Map()));
+  let slots = logs.get(log);
+  if (!slots) logs.set(log, (slots = { active: 0, waiting: [] }));
+  const s = slots;
+  while (s.active >= width) await new Promise<void>((res) => s.waiting.push(res));
+  s.active++;
+  try {
+    return await fn();
+  } finally {
+    s.active--;
+    s.waiting.shift()?.();
+    if (s.active === 0 && s.waiting.length === 0) logs.delete(log);
+  }
 }
 
 function startOperation(target: LogTarget) {
@@ -53,20 +90,24 @@ export async function anchorCheckpoint(
   entry: AppendCheckpointInput,
   target: LogTarget,
 ): Promise<ProofAnchor> {
-  // Temporal admits a few in-flight updates per workflow (history.maxInFlightUpdates, 10 by default):
-  // beyond that it answers RESOURCE_EXHAUSTED; a loaded server may also abort an update or answer
-  // UNAVAILABLE. An append is idempotent (the same checkpoint is never a second leaf): it is tried again.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
-        args: [entry],
-        startWorkflowOperation: startOperation(target),
-      });
-    } catch (err) {
-      if (!isTransient(err) || attempt >= 600) throw err;
-      await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
+  // Temporal admits a few in-flight updates per workflow (history.maxInFlightUpdates, 10 by default): this
+  // client sends at most `maxInFlight` at a time (see withAppendSlot). Other clients may still take the rest,
+  // so RESOURCE_EXHAUSTED can come back; a loaded server may also abort an update or answer UNAVAILABLE. An
+  // append is idempotent (the same checkpoint is never a second leaf): it is tried again.
+  const width = Math.max(1, target.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_APPENDS);
+  return withAppendSlot(client, target.logId ?? TRANSPARENCY_LOG_ID, width, async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
+          args: [entry],
+          startWorkflowOperation: startOperation(target),
+        });
+      } catch (err) {
+        if (!isTransient(err) || attempt >= 600) throw err;
+        await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
+      }
     }
-  }
+  });
 }
 
 function isTransient(err: unknown): boolean {

@@ -57,6 +57,8 @@ export async function setupGoverned(
     revocationCacheTtlMs?: number;
     /** The example service refuses calls without a valid execution grant (sdk/grant.ts), as the example worker does. */
     requireGrants?: boolean;
+    /** The governor worker's proof archive (default: the worker's, `<home>/archive`); `false`: off. */
+    archive?: false;
   } = {},
 ): Promise<Governed> {
   const home = options.home ?? (await makeHome());
@@ -79,6 +81,7 @@ export async function setupGoverned(
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
     ...(options.http ? { http: options.http } : {}),
     ...(options.revocationCacheTtlMs !== undefined ? { revocationCacheTtlMs: options.revocationCacheTtlMs } : {}),
+    ...(options.archive === false ? { archive: false as const } : {}),
   });
   const ledger = new Ledger();
   const serviceConnection = await NativeConnection.connect({ address: testAddress() });

@@ -30,9 +30,8 @@ import { testAddress, uniqueQueue } from '../harness/temporal';
 
 jest.setTimeout(300_000);
 
-// 200 by default (GOVERNOR_TLOG_CHAINS=1000 for the 1,000-chain run; it has not yet finished within the
-// test timeout on this machine: with the harness's uncached worker every log task replays the whole log).
-const N = Number(process.env.GOVERNOR_TLOG_CHAINS ?? 200);
+// 1,000 chains (issue 20 item 3); GOVERNOR_TLOG_CHAINS=<n> for a quicker run while working on the log.
+const N = Number(process.env.GOVERNOR_TLOG_CHAINS ?? 1000);
 const CUT = Math.floor(N / 2);
 let g: Governed;
 let logId: string;
@@ -55,7 +54,9 @@ const storeFile = (): string =>
   path.join(g.home, 'transparency', 'default', `${logId.replace(/[^A-Za-z0-9._-]/g, '_')}.leaves.jsonl`);
 
 beforeAll(async () => {
-  g = await setupGoverned();
+  // No proof archive: this file anchors through its own log id, and 1,000 archive exports would only load the
+  // machine (the archive has its own tests).
+  g = await setupGoverned({ archive: false });
   logId = `governor-transparency-log-${uniqueQueue('t')}`;
 });
 afterAll(async () => {
@@ -72,7 +73,6 @@ test(`${N} chains close and are anchored through the log workflow; every anchor 
   expect(results.every((r) => typeof r.checkpoint === 'string')).toBe(true);
   const t1 = Date.now();
   // The first anchor starts the log (update-with-start); the rest arrive concurrently and are batched.
-  // One run holds all N appends here (continueAsNewAfter above N), so its history is what is measured.
   anchors.push(
     await anchorCheckpoint(
       g.client,
@@ -85,7 +85,7 @@ test(`${N} chains close and are anchored through the log workflow; every anchor 
     ...(await pool(N - 1, 100, (i) =>
       anchorCheckpoint(
         g.client,
-        // (10 at a time at most reach the workflow: Temporal's in-flight update limit; the rest retry)
+        // (8 at a time reach the workflow, under Temporal's in-flight update limit; the rest wait in the client)
         { chainId: results[i + 1]!.chainId, checkpoint: results[i + 1]!.checkpoint! },
         { taskQueue: g.taskQueue, logId },
       ),
@@ -117,18 +117,29 @@ test(`${N} chains close and are anchored through the log workflow; every anchor 
   const hashes = leaves.map((l) => new Uint8Array(Buffer.from(l.leafHash, 'hex')));
   expect(Buffer.from(rootOf(sha256, hashes)).toString('hex')).toBe(status.rootHash);
 
-  // History of the log for N leaves: measured.
-  const history = await g.client.workflow.getHandle(logId).fetchHistory();
-  const bytes = temporal.api.history.v1.History.encode(history).finish().length;
-  const events = history.events?.length ?? 0;
-  const batches = history.events?.filter((e) => e.activityTaskScheduledEventAttributes).length ?? 0;
+  // History of the log for N leaves, measured over every run: the log continues as new after
+  // `continueAsNewAfter` appends (above N here) or when Temporal suggests it (4,096 events or 4 MiB).
+  const runs: { events: number; bytes: number; activities: number }[] = [];
+  for (let runId: string | undefined = (await g.client.workflow.getHandle(logId).describe()).runId; runId;) {
+    const history = await g.client.workflow.getHandle(logId, runId).fetchHistory();
+    runs.unshift({
+      events: history.events?.length ?? 0,
+      bytes: temporal.api.history.v1.History.encode(history).finish().length,
+      activities: history.events?.filter((e) => e.activityTaskScheduledEventAttributes).length ?? 0,
+    });
+    runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+  }
+  const sum = (k: 'events' | 'bytes' | 'activities'): number => runs.reduce((t, r) => t + r[k], 0);
   process.stdout.write(
-    `transparency log history for ${N} leaves: ${events} events, ${bytes} bytes, ${batches} activities\n`,
+    `transparency log history for ${N} leaves: ${runs.length} run(s), ${sum('events')} events, ${sum('bytes')} bytes, ` +
+      `${sum('activities')} activities; per run: ${runs.map((r) => `${r.events} events/${r.bytes} bytes`).join(', ')}\n`,
   );
-  // Half Temporal's hard limits per run (51,200 events, 50 MB); the log continues as new every 1,000 appends.
-  expect(bytes).toBeLessThan(25 * 1024 * 1024);
-  expect(events).toBeLessThan(25_600);
-});
+  // Every run under half Temporal's hard limits per run (51,200 events, 50 MB).
+  for (const r of runs) {
+    expect(r.bytes).toBeLessThan(25 * 1024 * 1024);
+    expect(r.events).toBeLessThan(25_600);
+  }
+}, 900_000);
 
 test('an inclusion proof for any chain, against the current signed head, verifies', async () => {
   const jwks = loadPublicJwks(g.home, 'receipt');
