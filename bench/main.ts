@@ -646,7 +646,8 @@ async function main(): Promise<number> {
         );
         if (e2e) results.operations.endToEnd = e2e;
       }
-      const profileDir = args.profile && needsWorker ? path.join(cluster.dir, 'profile') : undefined;
+      const profileDir =
+        args.profile && needsWorker ? (process.env.BENCH_PROFILE_DIR ?? path.join(cluster.dir, 'profile')) : undefined;
       const worker = needsWorker
         ? await cluster.startWorker({ profileDir, nodeFlags: results.setup.nodeFlags })
         : undefined;

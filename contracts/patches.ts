@@ -87,3 +87,12 @@ export const FOLDED_REMOTE_STEP_PATCH = 'remote-step-grant-and-output-folded';
  * closed chains in visibility and exports their proofs in batches, each anchored in the transparency log.
  */
 export const ARCHIVE_BY_SWEEPER_PATCH = 'archive-by-sweeper';
+
+/**
+ * `governedChainWorkflow` with one patch marker where it recorded three (issue 15, performance: each marker
+ * also costs the server a `TemporalChangeVersion` search-attribute upsert). A run that records this id takes
+ * the paths of {@link VALIDATED_INPUT_PATCH}, {@link LEAN_CHAIN_PATCH} and {@link GOVERN_STEP_PATCH} and
+ * records none of those three; runs recorded before it replay as they ran. `governor verify` reads it as
+ * implying `validated-input`.
+ */
+export const ONE_MARKER_CHAIN_PATCH = 'chain-patches-in-one-marker';

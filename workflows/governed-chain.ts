@@ -1,6 +1,6 @@
 import { allHandlersFinished, condition, continueAsNew, log, patched, workflowInfo } from '@temporalio/workflow';
 import type { Compensation, GovernedChainInput, Step } from '../contracts/chain';
-import { LEAN_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
+import { LEAN_CHAIN_PATCH, ONE_MARKER_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
 import type { ChainResult } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { compensationAction, stepAction } from '../core/step';
@@ -24,7 +24,9 @@ import { packSteps } from '../core/packed-steps';
 /** Runs a chain: every step re-authorized, escalated when policy says so, executed once, recorded (DESIGN §4). */
 export async function governedChainWorkflow(raw: GovernedChainInput): Promise<ChainResult> {
   // The workflow is the trust boundary: other SDKs start it without our client, so it checks its own input.
-  const strict = patched(VALIDATED_INPUT_PATCH);
+  // One marker for the three patches every new run takes (ONE_MARKER_CHAIN_PATCH); older runs replay as recorded.
+  const oneMarker = patched(ONE_MARKER_CHAIN_PATCH);
+  const strict = oneMarker || patched(VALIDATED_INPUT_PATCH);
   const input = strict ? await acceptInput(raw) : raw;
   // The chain id names the lineage (receipts, credential bindings, verify): it must be this workflow's id.
   if (input.chainId !== workflowInfo().workflowId) {
@@ -32,8 +34,8 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
     throw invalidInput(`chainId: ${given} is not this workflow's id (start the chain with workflow id = chainId)`);
   }
   // Less work per chain (folded checkpoint, search attributes together, packed states); validated runs only.
-  const lean = strict && patched(LEAN_CHAIN_PATCH);
-  const run = new ChainRun(input, strict, readResume(input.resume), lean);
+  const lean = oneMarker || (strict && patched(LEAN_CHAIN_PATCH));
+  const run = new ChainRun(input, strict, readResume(input.resume), lean, oneMarker);
 
   // Handlers only record what arrived; the chain acts on it. Registered in this order (signals that
   // arrived before are delivered in the order their handlers are set).

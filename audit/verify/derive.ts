@@ -8,7 +8,7 @@ import {
   resourceLabel,
   type ActionKind,
 } from '../../core/step';
-import { VALIDATED_INPUT_PATCH } from '../../contracts/patches';
+import { ONE_MARKER_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../../contracts/patches';
 import type { DecodedRun } from './decode';
 import { isRecord } from './util';
 
@@ -34,11 +34,12 @@ export type Actions = Map<string, ActionFacts>;
 
 /**
  * The governed actions of the chain `run` governs (its first run): the schema-parsed input (defaults
- * applied) when the run recorded the validated-input patch, else the raw input, exactly as the
- * workflow (and so `authorize`) saw it.
+ * applied) when the run recorded the validated-input patch (or the one-marker patch, which implies it),
+ * else the raw input, exactly as the workflow (and so `authorize`) saw it.
  */
 export function governedActions(run: DecodedRun): Actions {
-  return actionsOf(run.session || run.patches.includes(VALIDATED_INPUT_PATCH) ? run.input : run.rawInput);
+  const validated = run.patches.includes(VALIDATED_INPUT_PATCH) || run.patches.includes(ONE_MARKER_CHAIN_PATCH);
+  return actionsOf(run.session || validated ? run.input : run.rawInput);
 }
 
 /** The governed actions of a chain input by step id: each step, and the compensation of each step that has one. */

@@ -1,4 +1,9 @@
-import { GOVERN_STEP_PATCH, LEAN_CHAIN_PATCH } from '../../contracts/patches';
+import {
+  GOVERN_STEP_PATCH,
+  LEAN_CHAIN_PATCH,
+  ONE_MARKER_CHAIN_PATCH,
+  VALIDATED_INPUT_PATCH,
+} from '../../contracts/patches';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -99,11 +104,19 @@ interface Shape {
   requestSlotMarkers: number;
   executes: number;
   patchMarkers: number;
+  impliedPatchMarkers: number;
 }
 
 /** Counts what the chain's history recorded per kind of command. */
 function shapeOf(history: HistoryJson): Shape {
-  const shape: Shape = { governSteps: 0, authorizeMarkers: 0, requestSlotMarkers: 0, executes: 0, patchMarkers: 0 };
+  const shape: Shape = {
+    governSteps: 0,
+    authorizeMarkers: 0,
+    requestSlotMarkers: 0,
+    executes: 0,
+    patchMarkers: 0,
+    impliedPatchMarkers: 0,
+  };
   for (const event of history.events as Record<string, Record<string, unknown>>[]) {
     const scheduled = event.activityTaskScheduledEventAttributes as { activityType?: { name?: string } } | undefined;
     if (scheduled?.activityType?.name === 'governStep') shape.governSteps++;
@@ -114,14 +127,18 @@ function shapeOf(history: HistoryJson): Shape {
           details?: { data?: { payloads?: { data?: string }[] }; 'patch-data'?: { payloads?: { data?: string }[] } };
         }
       | undefined;
-    // The governStep patch (the chain's other patch, validated-input, is recorded once per run too).
+    // Patch markers: one per run (ONE_MARKER_CHAIN_PATCH, under which governStep runs; it implies the
+    // governStep, validated-input and lean patches, which new runs no longer record).
+    const patch =
+      marker?.markerName === 'core_patch'
+        ? Buffer.from(marker.details?.['patch-data']?.payloads?.[0]?.data ?? '', 'base64').toString('utf8')
+        : undefined;
+    if (patch?.includes(ONE_MARKER_CHAIN_PATCH)) shape.patchMarkers++;
     if (
-      marker?.markerName === 'core_patch' &&
-      Buffer.from(marker.details?.['patch-data']?.payloads?.[0]?.data ?? '', 'base64')
-        .toString('utf8')
-        .includes(GOVERN_STEP_PATCH)
+      patch !== undefined &&
+      [VALIDATED_INPUT_PATCH, LEAN_CHAIN_PATCH, GOVERN_STEP_PATCH].some((id) => patch.includes(id))
     )
-      shape.patchMarkers++;
+      shape.impliedPatchMarkers++;
     if (marker?.markerName === 'core_local_activity') {
       const data = JSON.parse(
         Buffer.from(marker.details?.data?.payloads?.[0]?.data ?? '', 'base64').toString('utf8'),
@@ -166,6 +183,7 @@ describe('governStep: decision and built-in execution in one activity', () => {
       requestSlotMarkers: 0,
       executes: 0,
       patchMarkers: 1,
+      impliedPatchMarkers: 0,
     });
     const report = await verified(r.chainId);
     expectVerified(report);
@@ -203,7 +221,7 @@ describe('governStep: decision and built-in execution in one activity', () => {
       seq: checkpoint!.receipt.seq,
       hash: (checkpoint!.receipt as { hash?: string }).hash,
     });
-    // No recordReceipt local activity after the loop, and the lean patch is recorded once.
+    // No recordReceipt local activity after the loop, and the lean path's one patch marker (ONE_MARKER_CHAIN_PATCH).
     const markers = events
       .map(
         (e) =>
@@ -219,7 +237,9 @@ describe('governStep: decision and built-in execution in one activity', () => {
     expect(markers.filter((m) => m!.markerName === 'core_local_activity' && text(m).includes('recordReceipt'))).toEqual(
       [],
     );
-    expect(markers.filter((m) => m!.markerName === 'core_patch' && text(m).includes(LEAN_CHAIN_PATCH))).toHaveLength(1);
+    const patches = markers.filter((m) => m!.markerName === 'core_patch').map(text);
+    expect(patches.filter((t) => t.includes(ONE_MARKER_CHAIN_PATCH))).toHaveLength(1);
+    expect(patches.filter((t) => t.includes(LEAN_CHAIN_PATCH) || t.includes(GOVERN_STEP_PATCH))).toEqual([]);
     const report = await verified(r.chainId, histories);
     expectVerified(report);
     expect(report).toMatchObject({ receipts: 5, decisions: 2, status: 'Completed' });

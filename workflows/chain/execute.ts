@@ -187,7 +187,7 @@ export async function govern(
   // existed have no patch marker and replay through `authorize` + `execute`, as they ran).
   // (An `mcp` executor runs on the gateway's queue like a service activity; it never runs in `governStep`.)
   const builtIn = a.executor.type !== 'activity' && a.executor.type !== 'mcp';
-  const inOne = builtIn && patched(GOVERN_STEP_PATCH) ? await governInOne(run, a) : undefined;
+  const inOne = builtIn && (run.oneMarker || patched(GOVERN_STEP_PATCH)) ? await governInOne(run, a) : undefined;
   // Service activities and MCP tool calls: the grant is asked with the decision, a session step's output
   // digested with its execution receipt (runs recorded before this replay as they ran).
   const folded = !builtIn && patched(FOLDED_REMOTE_STEP_PATCH);

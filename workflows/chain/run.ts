@@ -82,6 +82,11 @@ export class ChainRun {
     resume: ChainResume | undefined,
     /** The run does less per chain (`patched(LEAN_CHAIN_PATCH)`, strict runs only). */
     readonly lean = false,
+    /**
+     * The run recorded ONE_MARKER_CHAIN_PATCH: it takes the paths of the patches that one implies (built-in
+     * steps in `governStep` included) without asking for their markers. Agent sessions: always false.
+     */
+    readonly oneMarker = false,
   ) {
     this.chainId = input.chainId;
     this.chain = input.chain;
