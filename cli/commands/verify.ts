@@ -9,7 +9,10 @@ import { ErrorCode, GovernorError } from '../../contracts/errors';
 import { loadArchivedBundle } from '../../policies/bundle-archive';
 import { loadCodec } from '../../runtime/codec';
 import { connectClient, loadTemporalSettings } from '../../runtime/connection';
-import { buildProof, readProofFile, verifyProof, writeProofFile } from '../../audit/proof';
+import { buildProof, readProofFile, verifyProof, writeProofFile, type Proof } from '../../audit/proof';
+import { anchorProof, withAnchor } from '../../audit/transparency-log';
+import type { HistoryJson } from '../../audit/verify/history-fetch';
+import { transparencyLogIdFor, type ProofAnchor } from '../../contracts/transparency';
 import { openArchive, readArchivedProof } from '../../audit/archive';
 import {
   createReplayer,
@@ -67,7 +70,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
         'GOVERNOR_ARCHIVE_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY',
     )
     .option('--receipt-jwks <file>', 'trusted receipt public keys (default <GOVERNOR_HOME>/keys/receipt.jwks.json)')
-    .option('--require-anchor', 'with --proof: the proof must carry a valid transparency log anchor')
+    .option('--require-anchor', 'with --proof or --archive: the proof must carry a valid transparency log anchor')
     .action(async (chainId: string | undefined, opts: VerifyOpts) => {
       const o = ctx.out();
       if (!chainId && !opts.proof)
@@ -95,6 +98,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
         let report: VerifyReport;
         let exported: string | undefined;
         let archived: string | undefined;
+        let notAnchored: string | undefined;
         if (opts.archive !== undefined) {
           // The archived proof is checked exactly like an exported one; the chain id must match its key's.
           const { raw, where } = await readArchivedProof(openArchive(opts.archive), chainId!);
@@ -104,6 +108,7 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
             replayer,
             chainId: chainId!,
             ...(codec ? { codec } : {}),
+            ...(opts.requireAnchor ? { requireAnchor: true } : {}),
           });
         } else if (opts.proof) {
           const raw = readProofFile(path.resolve(opts.proof));
@@ -120,32 +125,36 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
           const signer = opts.export ? await loadPrivateKey(home, 'receipt') : undefined;
           const settings = loadTemporalSettings();
           const connection = await connectClient(settings);
-          let histories;
+          const client = new Client({ connection, namespace: settings.namespace });
           try {
-            histories = await fetchChainHistories(new Client({ connection, namespace: settings.namespace }), id);
+            const histories = await fetchChainHistories(client, id);
+            const bundles = archiveLookup(home);
+            report = await verifyChain({
+              histories,
+              chainId: id,
+              trustedReceiptJwks: trusted,
+              bundles,
+              replayer,
+              ...(codec ? { codec } : {}),
+            });
+            if (opts.export && signer) {
+              let proof = await buildProof({
+                chainId: id,
+                histories,
+                bundleDigests: report.bundleDigests,
+                bundles,
+                receiptKeys: loadPublicJwks(home, 'receipt'),
+                signer,
+              });
+              // Anchored in the chain's queue's transparency log (appended now if the archiver has not yet).
+              const anchored = await anchorForExport(client, proof, histories);
+              if ('anchor' in anchored) proof = withAnchor(proof, anchored.anchor);
+              else notAnchored = anchored.reason;
+              exported = path.resolve(opts.export);
+              writeProofFile(exported, proof);
+            }
           } finally {
             await connection.close();
-          }
-          const bundles = archiveLookup(home);
-          report = await verifyChain({
-            histories,
-            chainId: id,
-            trustedReceiptJwks: trusted,
-            bundles,
-            replayer,
-            ...(codec ? { codec } : {}),
-          });
-          if (opts.export && signer) {
-            const proof = await buildProof({
-              chainId: id,
-              histories,
-              bundleDigests: report.bundleDigests,
-              bundles,
-              receiptKeys: loadPublicJwks(home, 'receipt'),
-              signer,
-            });
-            exported = path.resolve(opts.export);
-            writeProofFile(exported, proof);
           }
         }
         const lines = [
@@ -158,12 +167,13 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
         ];
         if (exported)
           lines.push(
-            `proof written to ${exported}${report.verdict === 'verified' ? '' : ' (it records a chain that did not verify)'}`,
+            `proof written to ${exported}${report.verdict === 'verified' ? '' : ' (it records a chain that did not verify)'}${notAnchored ? ` without a transparency log anchor: ${notAnchored}` : ', anchored in the transparency log'}`,
           );
         o.print(lines.join('\n'), {
           ok: report.verdict === 'verified',
           ...report,
-          ...(exported ? { proof: exported } : {}),
+          ...(exported ? { proof: exported, anchored: notAnchored === undefined } : {}),
+          ...(notAnchored ? { notAnchored } : {}),
           ...(archived ? { archived } : {}),
         });
         ctx.setExit(report.verdict === 'verified' ? Exit.Ok : Exit.Failed);
@@ -171,6 +181,38 @@ export function registerVerifyCommands(program: Command, ctx: VerifyCommandConte
         await replayer.close();
       }
     });
+}
+
+/**
+ * The anchor of an exported proof: the chain's checkpoint appended to (or found in) the transparency log of the
+ * task queue it ran on, or why there is none (the chain has not closed with a checkpoint, the log refused, or no
+ * worker answered within 30 s). Never fails the export: a proof without an anchor says so.
+ */
+async function anchorForExport(
+  client: Client,
+  proof: Proof,
+  histories: readonly HistoryJson[],
+): Promise<{ anchor: ProofAnchor } | { reason: string }> {
+  const started = (
+    histories.at(-1)?.events as
+      { workflowExecutionStartedEventAttributes?: { taskQueue?: { name?: string } } }[] | undefined
+  )?.[0];
+  const taskQueue = started?.workflowExecutionStartedEventAttributes?.taskQueue?.name;
+  if (!taskQueue) return { reason: "the chain's task queue is not in its history" };
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no worker of task queue ${taskQueue} answered within 30 s`)), 30_000);
+  });
+  try {
+    const target = { taskQueue, logId: transparencyLogIdFor(taskQueue) };
+    return { anchor: await Promise.race([anchorProof(client, proof, target), late]) };
+  } catch (err) {
+    let e = err as { message?: string; cause?: unknown } | undefined;
+    while (e?.cause) e = e.cause as typeof e;
+    return { reason: e?.message ?? String(err) };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The bundle archive of `home` as a lookup (a missing or corrupted entry throws, naming why). */

@@ -287,9 +287,19 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     const r = await cli([chainId, '--export', proofFile], { TEMPORAL_ADDRESS: testAddress() });
     expect(r.error).toBeUndefined();
     expect(r.code).toBe(0);
-    expect(r.json).toMatchObject({ ok: true, verdict: 'verified', chainId, status: 'Completed', proof: proofFile });
+    expect(r.json.notAnchored).toBeUndefined();
+    expect(r.json).toMatchObject({
+      ok: true,
+      verdict: 'verified',
+      chainId,
+      status: 'Completed',
+      proof: proofFile,
+      anchored: true,
+    });
     const proof = JSON.parse(fs.readFileSync(proofFile, 'utf8')) as Record<string, unknown>;
+    // Every exported proof carries its anchor in the chain's queue's transparency log (outside the seal).
     expect(Object.keys(proof).sort()).toEqual([
+      'anchor',
       'bundles',
       'chainId',
       'exportedAt',
@@ -324,6 +334,7 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
         'checkpoint',
         'bindings',
         'decisions',
+        'anchor',
       ].map((n) => [n, true]),
     );
 
@@ -334,7 +345,12 @@ describe('governor verify (CLI): live, --export, offline --proof', () => {
     const failed = (other.json.checks as { name: string; ok: boolean; problems?: string[] }[]).filter((c) => !c.ok);
     expect(failed.map((c) => c.name)).toEqual(expect.arrayContaining(['seal', 'receipt-key', 'receipts']));
     // Only what the receipt key signs fails (receipts, the seal, sealed coordination requests): nothing else.
-    for (const c of failed.filter((x) => !['seal', 'receipt-key'].includes(x.name))) {
+    // The anchor's tree head and checkpoint are signed with the receipt key too.
+    expect(failed.find((c) => c.name === 'anchor')?.problems).toEqual([
+      expect.stringMatching(/^tree head \d+ is not signed by a trusted receipt key$/),
+      "the anchored leaf's checkpoint is not a receipt signature over its hash",
+    ]);
+    for (const c of failed.filter((x) => !['seal', 'receipt-key', 'anchor'].includes(x.name))) {
       expect({
         check: c.name,
         problems: c.problems!.filter((p) => !/(signature|seal) is not valid with the trusted receipt key$/.test(p)),
