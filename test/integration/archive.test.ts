@@ -287,6 +287,15 @@ describe('archived proofs (directory)', () => {
       expect.objectContaining({ name: 'seal', detail: 'the proof content differs from what was sealed' }),
     );
 
+    // The anchor removed (it is outside the seal): the seal still holds, but --require-anchor refuses it.
+    const { anchor: _dropped, ...unanchored } = JSON.parse(text) as Record<string, unknown>;
+    fs.writeFileSync(path.join(tamperedDir, `${chainId}.proof.json`), JSON.stringify(unanchored));
+    const plain = await runVerifyCli(['--archive', tamperedDir, chainId], { home: g.home });
+    expect(plain.code).toBe(0);
+    const required = await runVerifyCli(['--archive', tamperedDir, '--require-anchor', chainId], { home: g.home });
+    expect(required.code).toBe(2);
+    expect(failedChecks(required.json).map((c) => c.name)).toEqual(['anchor']);
+
     // Truncated: not JSON, a bad-input error naming the archived file.
     fs.writeFileSync(path.join(tamperedDir, `${chainId}.proof.json`), text.slice(0, 100));
     const cut = await runVerifyCli(['--archive', tamperedDir, chainId], { home: g.home });
