@@ -200,8 +200,8 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     const since = (input as Partial<SweepInput> | null)?.since;
     if (typeof taskQueue !== 'string' || !ARCHIVER_TASK_QUEUE.test(taskQueue))
       throw refuse('archive sweep refused: taskQueue is not a task queue name');
-    if (typeof since !== 'string' || Number.isNaN(Date.parse(since)))
-      throw refuse('archive sweep refused: since is not an ISO time');
+    if (typeof since !== 'string' || Number.isNaN(Date.parse(since)) || Date.parse(since) > Date.now() + 60_000)
+      throw refuse('archive sweep refused: since is not an ISO time, or is in the future');
     const empty = { listed: 0, written: 0, anchored: 0, unchanged: 0, refused: 0, retry: 0, more: false };
     if (!deps.store) return { since, ...empty, disabled: true };
     const closed = await listClosed(ctx.client, taskQueue, new Date(Date.parse(since) - SWEEP_OVERLAP_MS));
@@ -256,7 +256,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
             if (type !== ANCHOR_REFUSED && type !== LOG_DIVERGED) throw err;
             ctx.log[type === LOG_DIVERGED ? 'error' : 'warn']('proof archived without an anchor', {
               chainId,
-              reason: (err as Error).message,
+              reason: innermostMessage(err),
             });
             return proof;
           }
@@ -289,7 +289,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
         });
         return 'refused';
       }
-      ctx.log.warn('proof not archived yet', { chainId, reason: (err as Error).message });
+      ctx.log.warn('proof not archived yet', { chainId, reason: innermostMessage(err) });
       return 'retry';
     }
   }
@@ -329,6 +329,14 @@ async function listClosed(
       return found;
     before = new Date(oldest);
   }
+}
+
+/** The message at the bottom of an error's causes (an update's failure wraps the log's reason). */
+function innermostMessage(err: unknown): string {
+  let message = String((err as Error)?.message ?? err);
+  for (let e = err as { message?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e)
+    if (typeof e.message === 'string' && e.message) message = e.message;
+  return message;
 }
 
 /** The failure type at the bottom of an error's causes. */

@@ -42,6 +42,7 @@ import { verifySealJws } from '../audit/verify/jws';
 /** The receipt `typ` of checkpoints. */
 const RECEIPT_TYP = 'governor-receipt+jws';
 const HEX64 = /^[0-9a-f]{64}$/;
+const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Chains one batch reads from Temporal at a time. */
 const READ_CONCURRENCY = 16;
 
@@ -228,11 +229,17 @@ export async function readCheckpointLeaf(
   jwks: JSONWebKeySet,
 ): Promise<{ leaf: CheckpointLeaf } | { reason: string }> {
   const { chainId } = entry;
+  // Temporal's run ids are UUIDs: anything else is refused here, for this entry only (the server would answer
+  // INVALID_ARGUMENT, which must not fail the whole batch).
+  if (entry.runId !== undefined && !RUN_ID.test(entry.runId))
+    return { reason: `chain ${chainId}: run id ${JSON.stringify(entry.runId.slice(0, 64))} is not a run id` };
   let described;
   try {
     described = await client.workflow.getHandle(chainId, entry.runId).describe();
   } catch (err) {
     const name = (err as Error).name;
+    const code = (err as { cause?: { code?: unknown } }).cause?.code;
+    if (code === 3) return { reason: `chain ${chainId}: Temporal refused the request (${(err as Error).message})` };
     if (name === 'WorkflowNotFoundError' || /not found/i.test((err as Error).message))
       return { reason: `chain ${chainId}: no such workflow${entry.runId ? ` run ${entry.runId}` : ''}` };
     throw err; // Temporal unreachable: the activity retries

@@ -49,6 +49,9 @@ export function archiverWorkflowId(taskQueue: string): string {
   return `governor-archiver@${taskQueue}`;
 }
 
+/** Memo key of the archiver's position (close time, ISO): where a new archiver of the queue resumes. */
+export const ARCHIVER_POSITION_MEMO = 'archiverPosition';
+
 /** Task queue names the archiver accepts (they are quoted into a visibility query: no quotes, no spaces). */
 export const ARCHIVER_TASK_QUEUE = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$/;
 

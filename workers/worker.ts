@@ -19,7 +19,13 @@ import { FleetMember, type FleetMemberOptions } from '../activities/fleet';
 import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { DEFAULT_TASK_QUEUE } from '../contracts/status';
-import { ARCHIVER_WORKFLOW, archiverWorkflowId, type ArchiverInput } from '../contracts/archive';
+import {
+  ARCHIVER_POSITION_MEMO,
+  ARCHIVER_TASK_QUEUE,
+  ARCHIVER_WORKFLOW,
+  archiverWorkflowId,
+  type ArchiverInput,
+} from '../contracts/archive';
 import { checkKeyRef, describeKeyRef, keyRefFromEnv, type KeyRef } from '../identity/key-ref';
 import { controlTaskQueueFromEnv } from '../contracts/fleet';
 import { bundleFingerprint, watchPolicyBundle, type PolicyWatcher } from './policy-watch';
@@ -296,20 +302,43 @@ export async function createGovernorWorker(
  */
 async function startArchiver(client: Client, taskQueue: string, options: GovernorWorkerOptions): Promise<void> {
   const workflowId = archiverWorkflowId(taskQueue);
+  const log = options.logger;
+  if (!ARCHIVER_TASK_QUEUE.test(taskQueue)) {
+    log?.error({ taskQueue }, 'proof archiver not started: the task queue name cannot be used in a visibility query');
+    return;
+  }
   try {
+    // A new archiver resumes where the last one of this queue stopped (terminated, failed): no chain is skipped.
+    let since: string | undefined;
+    for await (const w of client.workflow.list({
+      query: `WorkflowId = '${workflowId}' AND ExecutionStatus != 'Running'`,
+    })) {
+      const p = w.type === ARCHIVER_WORKFLOW ? w.memo?.[ARCHIVER_POSITION_MEMO] : undefined;
+      if (typeof p === 'string' && !Number.isNaN(Date.parse(p)) && (!since || Date.parse(p) > Date.parse(since)))
+        since = p;
+    }
+    if (since && Date.parse(since) > Date.now()) since = new Date().toISOString();
     const input: ArchiverInput = {
       taskQueue,
+      ...(since ? { since } : {}),
       ...(options.archiveSweepIdleMs !== undefined ? { idleMs: options.archiveSweepIdleMs } : {}),
     };
-    await client.workflow.start(ARCHIVER_WORKFLOW, {
+    const handle = await client.workflow.start(ARCHIVER_WORKFLOW, {
       workflowId,
       taskQueue,
       args: [input],
       workflowIdConflictPolicy: 'USE_EXISTING',
       staticSummary: `export the proofs of ${taskQueue}'s closed chains to the archive`,
     });
+    // The id held by something else (a squatter): say so loudly, proofs of this queue are not archived.
+    const d = await handle.describe();
+    if (d.type !== ARCHIVER_WORKFLOW || d.taskQueue !== taskQueue)
+      log?.error(
+        { workflowId, type: d.type, taskQueue: d.taskQueue },
+        "proof archiver id held by another workflow: this queue's proofs are not archived until it is gone",
+      );
   } catch (err) {
-    options.logger?.warn({ workflowId, err: (err as Error)?.message }, 'proof archiver not started');
+    log?.warn({ workflowId, err: (err as Error)?.message }, 'proof archiver not started');
   }
 }
 

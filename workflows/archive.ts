@@ -1,6 +1,20 @@
-import { ApplicationFailure, continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  continueAsNew,
+  proxyActivities,
+  sleep,
+  upsertMemo,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { ArchiveActivities } from '../activities/archive';
-import { ARCHIVER_TASK_QUEUE, type ArchiveInput, type ArchiveResult, type ArchiverInput } from '../contracts/archive';
+import {
+  ARCHIVER_POSITION_MEMO,
+  ARCHIVER_TASK_QUEUE,
+  archiverWorkflowId,
+  type ArchiveInput,
+  type ArchiveResult,
+  type ArchiverInput,
+} from '../contracts/archive';
 import { ErrorCode } from '../contracts/errors';
 
 /*
@@ -57,14 +71,31 @@ export async function governorArchiverWorkflow(input: ArchiverInput): Promise<vo
       `invalid archiver input: taskQueue must be the task queue this archiver runs on (${info.taskQueue})`,
       ErrorCode.InvalidInput,
     );
-  if (input.since !== undefined && (typeof input.since !== 'string' || Number.isNaN(Date.parse(input.since))))
-    throw ApplicationFailure.nonRetryable('invalid archiver input: since must be an ISO time', ErrorCode.InvalidInput);
+  // One archiver per queue, under its own id: others would only add load (or, hijacked, hold a position).
+  if (info.workflowId !== archiverWorkflowId(taskQueue))
+    throw ApplicationFailure.nonRetryable(
+      `invalid archiver: its workflow id must be ${archiverWorkflowId(taskQueue)}`,
+      ErrorCode.InvalidInput,
+    );
+  // A position in the future would skip every chain closing until then.
+  if (
+    input.since !== undefined &&
+    (typeof input.since !== 'string' ||
+      Number.isNaN(Date.parse(input.since)) ||
+      Date.parse(input.since) > info.runStartTime.getTime() + 60_000)
+  )
+    throw ApplicationFailure.nonRetryable(
+      'invalid archiver input: since must be an ISO time, not in the future',
+      ErrorCode.InvalidInput,
+    );
   let since = input.since ?? new Date(info.startTime.getTime() - START_LOOKBACK_MS).toISOString();
   const idle =
     typeof input.idleMs === 'number' && Number.isFinite(input.idleMs) ? Math.max(200, input.idleMs) : DEFAULT_IDLE_MS;
   let wait = idle;
   for (let sweeps = 0; sweeps < SWEEPS_PER_RUN && !workflowInfo().continueAsNewSuggested; sweeps++) {
     const r = await archiveSweep({ taskQueue, since });
+    // The position, visible in the memo: a worker that starts a new archiver (this one terminated) resumes there.
+    if (r.since !== since) upsertMemo({ [ARCHIVER_POSITION_MEMO]: r.since });
     since = r.since;
     // Progress resets the wait; sweeps that find nothing, or only chains to try again, back off.
     const found = r.written + r.unchanged + r.refused > 0;

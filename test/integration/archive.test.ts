@@ -2,10 +2,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AwsClient } from 'aws4fetch';
+import pino from 'pino';
 import { WorkflowFailedError } from '@temporalio/client';
 import { issueApproval, loadPrivateKey, loadPublicJwks } from '../../identity';
 import {
   ARCHIVE_WORKFLOW,
+  ARCHIVER_POSITION_MEMO,
   ARCHIVER_WORKFLOW,
   archiveWorkflowId,
   archiverWorkflowId,
@@ -353,7 +355,7 @@ describe('archived proofs (directory)', () => {
         );
       expect(err).toBeInstanceOf(WorkflowFailedError);
       expect(String(((err as WorkflowFailedError).cause as Error | undefined)?.message)).toMatch(
-        /invalid archiver input: (taskQueue must be the task queue this archiver runs on|since must be an ISO time)/,
+        /invalid archiver( input)?: (taskQueue must be the task queue this archiver runs on|since must be an ISO time|its workflow id must be)/,
       );
     }
     expect(fs.readdirSync(archiveDir).sort()).toEqual(listing);
@@ -454,4 +456,80 @@ describeS3('archived proofs (S3-compatible bucket, gofakes3)', () => {
     expect(String((down.error as Error).message)).not.toContain('test-secret-key-never-logged');
     expect(String((down.error as Error).message)).not.toContain('test-access-key');
   }, 120_000);
+});
+
+describe('the archiver itself', () => {
+  it('resumes where a terminated archiver stopped, refuses a position in the future, and names a squatter', async () => {
+    const taskQueue = uniqueQueue('governor-archiver');
+    const id = archiverWorkflowId(taskQueue);
+    const common = { home: g.home, taskQueue, policiesDir: sessionTestBundle('5m'), archiveSweepIdleMs: 200 };
+    const run = async (gc: GovernorClient): Promise<string> => {
+      const h = await gc.start(
+        { workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', staging)] },
+        await g.creds(),
+      );
+      expect(((await h.result()) as ChainResult).status).toBe('Completed');
+      return h.workflowId;
+    };
+    const gc = new GovernorClient(g.client, taskQueue);
+    let worker = await startGovernorWorker(common);
+    let position: string;
+    try {
+      const first = await run(gc);
+      await archived(first);
+      // The position is in the archiver's memo once a sweep has moved it.
+      position = await eventually('the archiver position in its memo', async () => {
+        const p = (await g.client.workflow.getHandle(id).describe()).memo?.[ARCHIVER_POSITION_MEMO];
+        return typeof p === 'string' ? p : undefined;
+      });
+    } finally {
+      await worker.stop();
+    }
+    await g.client.workflow.getHandle(id).terminate('test: an operator terminates the archiver');
+    // The next worker starts a new archiver at the terminated one's position (from its memo), not at its own start.
+    worker = await startGovernorWorker(common);
+    try {
+      const started = (await g.client.workflow.getHandle(id).fetchHistory()).events?.[0]
+        ?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+      expect((JSON.parse(Buffer.from(started!).toString('utf8')) as { since?: string }).since).toBe(position);
+      await archived(await run(gc));
+    } finally {
+      await worker.stop();
+      await g.client.workflow.getHandle(id).terminate('test done');
+    }
+    // A position in the future, even under the real id, is refused: it would skip every chain until then.
+    const hostile = await g.client.workflow.start(ARCHIVER_WORKFLOW, {
+      workflowId: id,
+      taskQueue,
+      args: [{ taskQueue, since: '2099-01-01T00:00:00Z' }],
+    });
+    worker = await startGovernorWorker(common);
+    try {
+      const future = await hostile.result().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(String(((future as WorkflowFailedError).cause as Error | undefined)?.message)).toMatch(
+        /not in the future/,
+      );
+    } finally {
+      await worker.stop();
+    }
+
+    // The archiver's id held by another workflow: the worker says so (an error in its log), it does not pass silently.
+    const squatted = uniqueQueue('governor-squatted');
+    await g.client.workflow.start('squatterWorkflow', {
+      workflowId: archiverWorkflowId(squatted),
+      taskQueue: uniqueQueue('nowhere'),
+    });
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const w = await startGovernorWorker({ ...common, taskQueue: squatted, logger });
+    try {
+      expect(lines.join('')).toContain('proof archiver id held by another workflow');
+    } finally {
+      await w.stop();
+      await g.client.workflow.getHandle(archiverWorkflowId(squatted)).terminate('test done');
+    }
+  }, 180_000);
 });
