@@ -10,7 +10,7 @@ import {
   type SweepInput,
   type SweepResult,
 } from '../contracts/archive';
-import { ANCHOR_REFUSED, LOG_DIVERGED, transparencyLogIdFor } from '../contracts/transparency';
+import { ANCHOR_REFUSED, LOG_DIVERGED, transparencyLogIdFor, type AppendOutcome } from '../contracts/transparency';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { SESSION_WORKFLOW_TYPE } from '../contracts/session';
 import { WORKFLOW_TYPE } from '../contracts/status';
@@ -18,8 +18,16 @@ import { loadPrivateKey, loadPublicJwks, type SigningKey } from '../identity';
 import { readKeyFile, type KeyRef } from '../identity/key-ref';
 import { loadArchivedBundle } from '../policies/bundle-archive';
 import type { LoadedBundle } from '../policies/bundle';
-import { ArchiveConflict, exportProof, type ArchiveStore, type ProofAnchor } from '../audit/archive';
-import { anchorProof, withAnchor } from '../audit/transparency-log';
+import {
+  ArchiveConflict,
+  exportProof,
+  prepareProof,
+  type ArchiveStore,
+  type PreparedProof,
+  type ProofAnchor,
+} from '../audit/archive';
+import type { Proof } from '../audit/proof';
+import { anchorCheckpoint, anchorCheckpoints, withAnchor } from '../audit/transparency-log';
 import { fetchChainHistories } from '../audit/verify';
 
 /*
@@ -168,31 +176,13 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     }
   }
 
-  /** The anchor of a swept proof: the queue's transparency log unless configured otherwise. */
-  function sweepAnchor(client: Client, taskQueue: string): ProofAnchor | undefined {
-    if (deps.anchor === false) return undefined;
-    if (deps.anchor) return deps.anchor;
-    const target = { taskQueue, logId: transparencyLogIdFor(taskQueue) };
-    return async (proof) => {
-      let timer: NodeJS.Timeout | undefined;
-      // A log that does not answer (its workers gone) must not hold the sweep: the chain is tried again.
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('the transparency log did not answer within 60 s')), 60_000);
-      });
-      try {
-        return withAnchor(proof, await Promise.race([anchorProof(client, proof, target), late]));
-      } finally {
-        clearTimeout(timer);
-      }
-    };
-  }
-
   /**
    * One sweep of the archiver (workflows/archive.ts): the chains and sessions of `taskQueue` that closed at
    * or after `since` (less SWEEP_OVERLAP_MS, for visibility's lag), oldest first, at most SWEEP_BATCH; each
-   * one's proof exported (anchored) unless this process exported it already. Returns the close time the
-   * next sweep starts from: the last chain handled, or the first one that must be tried again (the archive
-   * or the log unavailable), so no closed chain is skipped.
+   * one's proof built and sealed, anchored, and written, unless this process exported it already. The anchors
+   * of a sweep are one `appendCheckpoints` update to the queue's log (per MAX_APPEND_BATCH), not one per chain.
+   * Returns the close time the next sweep starts from: the last chain handled, or the first one that must be
+   * tried again (the archive or the log unavailable), so no closed chain is skipped.
    */
   async function archiveSweep(input: SweepInput): Promise<SweepResult> {
     const ctx = Context.current();
@@ -208,22 +198,92 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     const todo = closed.filter((c) => !done.has(`${c.workflowId}/${c.runId}`));
     const batch = todo.slice(0, SWEEP_BATCH);
     const result: SweepResult = { since, ...empty, listed: closed.length, more: todo.length > batch.length };
-    const anchor = sweepAnchor(ctx.client, taskQueue);
-    const outcomes = new Array<'done' | 'retry'>(batch.length);
-    let next = 0;
-    const work = async (): Promise<void> => {
-      for (let i = next++; i < batch.length; i = next++) {
-        const c = batch[i]!;
-        ctx.heartbeat();
-        // A cancelled sweep (worker shutdown, timeout) ends at once: its position is not advanced.
-        const r = await Promise.race([exportOne(ctx, c.workflowId, anchor), ctx.cancelled]);
-        if (r === 'anchored') result.written++;
-        result[r]++;
-        outcomes[i] = r === 'retry' ? 'retry' : 'done';
-        if (r !== 'retry') done.set(`${c.workflowId}/${c.runId}`, true);
+    const outcomes = new Array<Outcome>(batch.length);
+    const finals = new Array<{ prepared: PreparedProof; proof: Proof; anchored: boolean } | undefined>(batch.length);
+    // A cancelled sweep (worker shutdown, timeout) ends at once: its position is not advanced.
+    const orCancel = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ctx.cancelled]);
+
+    // 1. Build and seal each proof (SWEEP_CONCURRENCY at a time).
+    await inPool(batch.length, async (i) => {
+      ctx.heartbeat();
+      const r = await orCancel(prepareOne(ctx, batch[i]!.workflowId));
+      if (typeof r === 'string') outcomes[i] = r;
+      else finals[i] = { prepared: r, proof: r.proof, anchored: false };
+    });
+    // 2. Anchor them: one batch for the queue's log, or each through the configured anchor.
+    const ready = finals.flatMap((f, i) => (f ? [i] : []));
+    const unanchored = (i: number, reason: string, type: string | undefined): void => {
+      // A refusal is for good (the chain did not close with a checkpoint; the log's store diverged): the proof
+      // is archived without an anchor (`verify --require-anchor` refuses it), never lost.
+      if (type === ANCHOR_REFUSED || type === LOG_DIVERGED) {
+        ctx.log[type === LOG_DIVERGED ? 'error' : 'warn']('proof archived without an anchor', {
+          chainId: batch[i]!.workflowId,
+          reason,
+        });
+        return;
       }
+      ctx.log.warn('proof not archived yet', { chainId: batch[i]!.workflowId, reason });
+      outcomes[i] = 'retry';
+      finals[i] = undefined;
     };
-    await Promise.all(Array.from({ length: SWEEP_CONCURRENCY }, work));
+    if (deps.anchor === undefined && ready.length > 0) {
+      const target = { taskQueue, logId: transparencyLogIdFor(taskQueue), timeoutMs: ANCHOR_TIMEOUT_MS };
+      const entries = ready.map((i) => {
+        const runId = lastRunId(finals[i]!.proof);
+        return { chainId: batch[i]!.workflowId, ...(runId ? { runId } : {}) };
+      });
+      try {
+        const anchors = await orCancel(
+          anchorCheckpoints(ctx.client, entries, target).catch(async (err: unknown) => {
+            // A log whose worker predates batches (a rolling upgrade) refuses the update: one append per chain.
+            if (!/No registered handler for update/.test(innermostMessage(err))) throw err;
+            const one = new Array<AppendOutcome>(entries.length);
+            await inPool(entries.length, async (k) => {
+              try {
+                one[k] = { anchor: await anchorCheckpoint(ctx.client, entries[k]!, target) };
+              } catch (e) {
+                one[k] = {
+                  error: { message: innermostMessage(e), type: innermostType(e) ?? 'GOVERNOR_LOG_UNAVAILABLE' },
+                };
+              }
+            });
+            return one;
+          }),
+        );
+        ready.forEach((i, k) => {
+          const x = anchors[k];
+          const f = finals[i]!;
+          if (x && 'anchor' in x) Object.assign(f, { proof: withAnchor(f.proof, x.anchor), anchored: true });
+          else unanchored(i, x?.error.message ?? 'the log returned no result', x?.error.type);
+        });
+      } catch (err) {
+        // The log unreachable (or no worker of the queue answering): every chain of the batch is tried again.
+        for (const i of ready) unanchored(i, innermostMessage(err), undefined);
+      }
+    } else if (deps.anchor) {
+      const anchor = deps.anchor;
+      await inPool(ready.length, async (k) => {
+        const i = ready[k]!;
+        const f = finals[i]!;
+        try {
+          Object.assign(f, { proof: await orCancel(anchor(f.proof)), anchored: true });
+        } catch (err) {
+          unanchored(i, innermostMessage(err), innermostType(err));
+        }
+      });
+    }
+    // 3. Write them.
+    await inPool(batch.length, async (i) => {
+      const f = finals[i];
+      if (!f) return;
+      ctx.heartbeat();
+      outcomes[i] = await orCancel(writeOne(ctx, batch[i]!.workflowId, () => f.prepared.write(f.proof), f.anchored));
+    });
+    for (const [i, r] of outcomes.entries()) {
+      if (r === 'anchored') result.written++;
+      result[r]++;
+      if (r !== 'retry') done.set(`${batch[i]!.workflowId}/${batch[i]!.runId}`, true);
+    }
     // The position: the first chain to try again, else the last one handled (else where this sweep began).
     const firstRetry = outcomes.indexOf('retry');
     const upTo = firstRetry >= 0 ? batch[firstRetry] : batch.at(-1);
@@ -232,39 +292,15 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     return result;
   }
 
-  /** Exports one closed chain's proof; how it went (never throws). */
-  async function exportOne(
-    ctx: Context,
-    chainId: string,
-    anchor: ProofAnchor | undefined,
-  ): Promise<'written' | 'anchored' | 'unchanged' | 'refused' | 'retry'> {
+  /** Builds and seals one closed chain's proof, or how it went (never throws). */
+  async function prepareOne(ctx: Context, chainId: string): Promise<PreparedProof | Outcome> {
     if (!archiveKeyOf(chainId)) {
       ctx.log.warn('archive refused: the chain id is not a safe object key; nothing written', { chainId });
       return 'refused';
     }
-    let anchored = false;
-    const anchorOrNot: ProofAnchor | undefined = anchor
-      ? async (proof) => {
-          try {
-            const out = await anchor(proof);
-            anchored = true;
-            return out;
-          } catch (err) {
-            // A refusal is for good (the chain did not close with a checkpoint; the log's store diverged):
-            // the proof is archived without an anchor (`verify --require-anchor` refuses it), never lost.
-            const type = innermostType(err);
-            if (type !== ANCHOR_REFUSED && type !== LOG_DIVERGED) throw err;
-            ctx.log[type === LOG_DIVERGED ? 'error' : 'warn']('proof archived without an anchor', {
-              chainId,
-              reason: innermostMessage(err),
-            });
-            return proof;
-          }
-        }
-      : undefined;
-    try {
+    return settle(ctx, chainId, async () => {
       const histories = await fetchChainHistories(ctx.client, chainId);
-      const r = await exportProof({
+      const r = await prepareProof({
         store: deps.store!,
         chainId,
         histories,
@@ -272,10 +308,27 @@ export function createArchiveActivities(deps: ArchiveDeps) {
         bundles,
         receiptKeys: loadPublicJwks(deps.home, 'receipt'),
         signer: await sealKey(),
-        ...(anchorOrNot ? { anchor: anchorOrNot } : {}),
       });
-      if (r.outcome !== 'written') return 'unchanged';
-      return anchored ? 'anchored' : 'written';
+      return r.outcome === 'unchanged' ? 'unchanged' : r;
+    });
+  }
+
+  /** Writes one prepared proof; how it went (never throws). */
+  async function writeOne(
+    ctx: Context,
+    chainId: string,
+    write: () => Promise<ArchiveResult>,
+    anchored: boolean,
+  ): Promise<Outcome> {
+    return settle(ctx, chainId, async () =>
+      (await write()).outcome !== 'written' ? 'unchanged' : anchored ? 'anchored' : 'written',
+    );
+  }
+
+  /** `work`'s outcome, a refusal (logged; not tried again), or `retry` (the archive or Temporal unavailable). */
+  async function settle<T>(ctx: Context, chainId: string, work: () => Promise<T | Outcome>): Promise<T | Outcome> {
+    try {
+      return await work();
     } catch (err) {
       if (
         err instanceof ArchiveConflict ||
@@ -297,9 +350,28 @@ export function createArchiveActivities(deps: ArchiveDeps) {
   return { archiveProof, archiveSweep };
 }
 
+/** How one chain of a sweep went. */
+type Outcome = 'written' | 'anchored' | 'unchanged' | 'refused' | 'retry';
+
 /** Closed executions one sweep takes at most, and how many it exports at a time. */
 const SWEEP_BATCH = 200;
 const SWEEP_CONCURRENCY = 4;
+/** How long a sweep waits for its log to answer (its workers gone): then its chains are tried again. */
+const ANCHOR_TIMEOUT_MS = 60_000;
+
+/** Runs `fn(0..n-1)`, SWEEP_CONCURRENCY at a time. */
+async function inPool(n: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const work = async (): Promise<void> => {
+    for (let i = next++; i < n; i = next++) await fn(i);
+  };
+  await Promise.all(Array.from({ length: Math.min(SWEEP_CONCURRENCY, n) }, work));
+}
+
+/** The run a proof ends with (its lineage's last): the run whose checkpoint the log anchors. */
+function lastRunId(proof: Proof): string | undefined {
+  return proof.runs?.find((r) => r.lineage === proof.histories.length - 1)?.runId;
+}
 /** How far before its position a sweep looks again (visibility records a close a moment after it happens). */
 const SWEEP_OVERLAP_MS = 30_000;
 /** Listing stops at this many and walks back to the oldest (Temporal lists newest closes first). */

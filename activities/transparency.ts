@@ -233,26 +233,43 @@ export async function readCheckpointLeaf(
   // INVALID_ARGUMENT, which must not fail the whole batch).
   if (entry.runId !== undefined && !RUN_ID.test(entry.runId))
     return { reason: `chain ${chainId}: run id ${JSON.stringify(entry.runId.slice(0, 64))} is not a run id` };
-  let described;
+  // The run: the one named (the archiver names the run it exported: no describe needed, the history says the
+  // workflow's type and how it closed), else the workflow id's latest.
+  let runId = entry.runId;
+  let raw;
   try {
-    described = await client.workflow.getHandle(chainId, entry.runId).describe();
+    if (runId === undefined) {
+      const described = await client.workflow.getHandle(chainId).describe();
+      if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE)
+        return { reason: `workflow ${chainId} is a ${described.type}, not a governed chain` };
+      if (described.status.name !== 'COMPLETED')
+        return {
+          reason: `chain ${chainId} has not closed with a checkpoint (its workflow is ${described.status.name})`,
+        };
+      runId = described.runId;
+    }
+    raw = historyToJson(await client.workflow.getHandle(chainId, runId).fetchHistory());
   } catch (err) {
     const name = (err as Error).name;
-    const code = (err as { cause?: { code?: unknown } }).cause?.code;
+    const code =
+      (err as { cause?: { code?: unknown }; code?: unknown }).cause?.code ?? (err as { code?: unknown }).code;
     if (code === 3) return { reason: `chain ${chainId}: Temporal refused the request (${(err as Error).message})` };
-    if (name === 'WorkflowNotFoundError' || /not found/i.test((err as Error).message))
+    if (name === 'WorkflowNotFoundError' || code === 5 || /not found/i.test((err as Error).message))
       return { reason: `chain ${chainId}: no such workflow${entry.runId ? ` run ${entry.runId}` : ''}` };
     throw err; // Temporal unreachable: the activity retries
   }
-  if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE)
-    return { reason: `workflow ${chainId} is a ${described.type}, not a governed chain` };
-  if (described.status.name !== 'COMPLETED')
-    return { reason: `chain ${chainId} has not closed with a checkpoint (its workflow is ${described.status.name})` };
-  const raw = historyToJson(await client.workflow.getHandle(chainId, described.runId).fetchHistory());
   const problems: string[] = [];
   const [decoded] = await decodeHistories([raw], codecOf(client), problems);
   if (problems.length > 0) return { reason: `chain ${chainId}: ${problems[0]}` };
-  const run = decodeRun(decoded, 0);
+  const run = decodeRun(decoded, 0, { fromServer: true });
+  if (run.workflowType !== WORKFLOW_TYPE && run.workflowType !== SESSION_WORKFLOW_TYPE)
+    return {
+      reason: `workflow ${chainId} is a ${run.workflowType ?? 'workflow of unknown type'}, not a governed chain`,
+    };
+  if (run.closure?.type !== 'completed')
+    return {
+      reason: `chain ${chainId} has not closed with a checkpoint (its workflow is ${(run.closure?.type ?? 'running').toUpperCase().replace(/-/g, '_')})`,
+    };
   const result = run.closure?.type === 'completed' ? run.closure.result : undefined;
   if (!isRecord(result)) return { reason: `chain ${chainId}: its workflow result is missing` };
   const last = run.entries.at(-1);
@@ -275,7 +292,7 @@ export async function readCheckpointLeaf(
     return { reason: `chain ${chainId}: its workflow result does not name its last checkpoint` };
   if (entry.checkpoint !== undefined && entry.checkpoint !== signature)
     return { reason: `chain ${chainId} did not close with the checkpoint given` };
-  return { leaf: { v: 1, chainId, runId: described.runId, seq, hash, checkpoint: signature } };
+  return { leaf: { v: 1, chainId, runId, seq, hash, checkpoint: signature } };
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -300,12 +300,15 @@ export class ArchiveConflict extends Error {
   override readonly name = 'ArchiveConflict';
 }
 
-/** The bundle digests the chain's recorded decisions name (enforced and shadow), without replaying it. */
+/**
+ * The bundle digests the chain's recorded decisions name (enforced and shadow), without replaying it. The
+ * histories are the ones just fetched from Temporal (`fetchChainHistories`), in the stable form.
+ */
 export async function bundleDigestsOf(histories: readonly unknown[], codec?: PayloadCodec): Promise<string[]> {
   const decoded = await decodeHistories(histories, codec, []);
   const digests = new Set<string>();
   for (const [i, h] of decoded.entries()) {
-    for (const entry of decodeRun(h, i).entries) {
+    for (const entry of decodeRun(h, i, { fromServer: true }).entries) {
       if (entry.source !== Activity.authorize || !isRecord(entry.result)) continue;
       const decision = entry.result.decision;
       if (isRecord(decision) && typeof decision.bundleDigest === 'string') digests.add(decision.bundleDigest);
@@ -364,7 +367,18 @@ function compareArchived(
  * no fixed order; the seal covers the canonical JSON either way), so the same proof is always the same bytes.
  */
 export function proofBytes(proof: Proof): Buffer {
-  return Buffer.from(`${JSON.stringify(JSON.parse(canonicalJson(proof)), null, 2)}\n`);
+  // One pass: every object's keys sorted as canonicalJson sorts them (the same bytes as indenting the parsed
+  // canonical JSON, which took three passes over the histories).
+  return Buffer.from(`${JSON.stringify(proof, sortedKeys, 2)}\n`);
+}
+
+/** JSON.stringify replacer: a plain object with its keys in canonical order (arrays and scalars as they are). */
+function sortedKeys(_key: string, value: unknown): unknown {
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('canonicalJson: non-finite number');
+  if (!isRecord(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(value).sort()) out[k] = value[k];
+  return out;
 }
 
 /** What `exportProof` needs. */
@@ -381,11 +395,21 @@ export interface ExportProofInput {
   anchor?: ProofAnchor;
 }
 
+/** A chain's proof built and sealed but not written (`prepareProof`): `write` stores it once, anchored or not. */
+export interface PreparedProof {
+  outcome: 'ready';
+  proof: Proof;
+  write(proof: Proof): Promise<ArchiveResult>;
+}
+
 /**
- * Exports a closed chain's sealed proof to the archive, once: `unchanged` when the archive already holds a
- * proof of the same histories; ArchiveConflict (nothing written) when it holds a different one.
+ * Builds a closed chain's sealed proof for the archive, unless the archive already holds a proof of the same
+ * histories (`unchanged`); ArchiveConflict when it holds a different one. The caller anchors it (or not) and
+ * writes it with `write`, which never overwrites: a proof written meanwhile by another export is compared.
  */
-export async function exportProof(input: ExportProofInput): Promise<ArchiveResult> {
+export async function prepareProof(
+  input: Omit<ExportProofInput, 'anchor'>,
+): Promise<{ outcome: 'unchanged'; location: string } | PreparedProof> {
   const { store, chainId, histories } = input;
   const key = archiveKey(chainId);
   const where = store.where(key);
@@ -401,7 +425,7 @@ export async function exportProof(input: ExportProofInput): Promise<ArchiveResul
     compareArchived(existing, chainId, histories, runs, where);
     return { outcome: 'unchanged', location: where };
   }
-  let proof = await buildProof({
+  const proof = await buildProof({
     chainId,
     histories,
     bundleDigests: await bundleDigestsOf(histories, input.codec),
@@ -410,16 +434,28 @@ export async function exportProof(input: ExportProofInput): Promise<ArchiveResul
     signer: input.signer,
     ...(closedAt(histories) ? { now: closedAt(histories) } : {}),
   });
-  if (input.anchor) proof = await input.anchor(proof);
-  const written = await store.putIfAbsent(key, proofBytes(proof));
-  if (written === 'exists') {
-    // Another export got there first: fine when it is the same evidence.
-    const now = await store.get(key);
-    if (!now) throw new Error(`archive: ${where} exists but cannot be read`);
-    compareArchived(now, chainId, histories, runs, where);
-    return { outcome: 'unchanged', location: where };
-  }
-  return { outcome: 'written', location: where };
+  const write = async (final: Proof): Promise<ArchiveResult> => {
+    const written = await store.putIfAbsent(key, proofBytes(final));
+    if (written === 'exists') {
+      // Another export got there first: fine when it is the same evidence.
+      const now = await store.get(key);
+      if (!now) throw new Error(`archive: ${where} exists but cannot be read`);
+      compareArchived(now, chainId, histories, runs, where);
+      return { outcome: 'unchanged', location: where };
+    }
+    return { outcome: 'written', location: where };
+  };
+  return { outcome: 'ready', proof, write };
+}
+
+/**
+ * Exports a closed chain's sealed proof to the archive, once: `unchanged` when the archive already holds a
+ * proof of the same histories; ArchiveConflict (nothing written) when it holds a different one.
+ */
+export async function exportProof(input: ExportProofInput): Promise<ArchiveResult> {
+  const prepared = await prepareProof(input);
+  if (prepared.outcome === 'unchanged') return prepared;
+  return prepared.write(input.anchor ? await input.anchor(prepared.proof) : prepared.proof);
 }
 
 /**

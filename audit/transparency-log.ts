@@ -1,12 +1,15 @@
 import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
 import {
   TRANSPARENCY_LOG_ID,
+  MAX_APPEND_BATCH,
   TRANSPARENCY_LOG_TYPE,
   appendCheckpointUpdate,
+  appendCheckpointsUpdate,
   publishTreeHeadUpdate,
   readTransparencyLogUpdate,
   transparencyLogStatusQuery,
   type AppendCheckpointInput,
+  type AppendOutcome,
   type ProofAnchor,
   type ReadLogInput,
   type ReadLogResult,
@@ -35,6 +38,30 @@ export interface LogTarget {
    * in-flight update limit (`history.maxInFlightUpdates`, 10), whose refusals cost more than waiting here.
    */
   maxInFlight?: number;
+  /** Give up after this long (no worker of the queue answering must not hold the caller): an error names the log. */
+  timeoutMs?: number;
+}
+
+/** `work`, or an error naming the log once `target.timeoutMs` has passed (no limit without it). */
+async function withinTimeout<T>(target: LogTarget, work: Promise<T>): Promise<T> {
+  if (target.timeoutMs === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `the transparency log ${target.logId ?? TRANSPARENCY_LOG_ID} (task queue ${target.taskQueue}) did not answer within ${target.timeoutMs! / 1000} s`,
+          ),
+        ),
+      target.timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Default of `LogTarget.maxInFlight`. */
@@ -95,19 +122,60 @@ export async function anchorCheckpoint(
   // so RESOURCE_EXHAUSTED can come back; a loaded server may also abort an update or answer UNAVAILABLE. An
   // append is idempotent (the same checkpoint is never a second leaf): it is tried again.
   const width = Math.max(1, target.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_APPENDS);
-  return withAppendSlot(client, target.logId ?? TRANSPARENCY_LOG_ID, width, async () => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
+  return withinTimeout(
+    target,
+    withAppendSlot(client, target.logId ?? TRANSPARENCY_LOG_ID, width, () =>
+      retryTransient(() =>
+        client.workflow.executeUpdateWithStart(appendCheckpointUpdate, {
           args: [entry],
           startWorkflowOperation: startOperation(target),
-        });
-      } catch (err) {
-        if (!isTransient(err) || attempt >= 600) throw err;
-        await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
-      }
+        }),
+      ),
+    ),
+  );
+}
+
+/**
+ * Appends a batch of closed chains' checkpoints (`appendCheckpoints`: one update per MAX_APPEND_BATCH entries
+ * instead of one per chain) and returns, in order, each one's anchor or why the log refused it. A refusal is
+ * per entry (ANCHOR_REFUSED, LOG_DIVERGED); the log unreachable throws.
+ */
+export async function anchorCheckpoints(
+  client: Client,
+  entries: readonly AppendCheckpointInput[],
+  target: LogTarget,
+): Promise<AppendOutcome[]> {
+  const width = Math.max(1, target.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_APPENDS);
+  const chunks: AppendCheckpointInput[][] = [];
+  for (let i = 0; i < entries.length; i += MAX_APPEND_BATCH) chunks.push(entries.slice(i, i + MAX_APPEND_BATCH));
+  const results = await withinTimeout(
+    target,
+    Promise.all(
+      chunks.map((chunk) =>
+        withAppendSlot(client, target.logId ?? TRANSPARENCY_LOG_ID, width, () =>
+          retryTransient(() =>
+            client.workflow.executeUpdateWithStart(appendCheckpointsUpdate, {
+              args: [{ v: 1, entries: chunk }],
+              startWorkflowOperation: startOperation(target),
+            }),
+          ),
+        ),
+      ),
+    ),
+  );
+  return results.flat();
+}
+
+/** Runs an idempotent append again while the server answers with a transient refusal (see anchorCheckpoint). */
+async function retryTransient<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isTransient(err) || attempt >= 600) throw err;
+      await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
     }
-  });
+  }
 }
 
 function isTransient(err: unknown): boolean {

@@ -114,6 +114,8 @@ export interface OverheadResults {
 export interface ThroughputSide {
   chains: number;
   seconds: number;
+  /** Of `seconds`: the time from the last chain's result until every proof was archived (governed only). */
+  archiveWaitSeconds: number;
   chainsPerSecond: number;
   stepsPerSecond: number;
   latencyUnderLoadMs: Summary;
@@ -310,10 +312,16 @@ async function throughput(
   const chain = noopChain(10);
   const acc: Record<
     'plain' | 'governed',
-    { chains: number; seconds: number; lat: number[]; cpu: { worker: number; server: number; client: number } }
+    {
+      chains: number;
+      seconds: number;
+      archiveWaitSeconds: number;
+      lat: number[];
+      cpu: { worker: number; server: number; client: number };
+    }
   > = {
-    plain: { chains: 0, seconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
-    governed: { chains: 0, seconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
+    plain: { chains: 0, seconds: 0, archiveWaitSeconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
+    governed: { chains: 0, seconds: 0, archiveWaitSeconds: 0, lat: [], cpu: { worker: 0, server: 0, client: 0 } },
   };
   // ABBA halves, so drift (server state growing, JIT) affects both kinds alike.
   const half = Math.max(1, Math.floor(p.tpChains / 2));
@@ -329,7 +337,10 @@ async function throughput(
     });
     // Governed chains count once their evidence is out: the clock stops when the worker's archiver has
     // exported (and anchored) every chain of this half, so its batched work is inside the window.
-    if (kind === 'governed') await proofsArchived(cluster.home, ids);
+    // (Not with GOVERNOR_ARCHIVE=off, which the worker child inherits: nothing is archived then.)
+    const ran = nowMs();
+    if (kind === 'governed' && process.env.GOVERNOR_ARCHIVE !== 'off') await proofsArchived(cluster.home, ids);
+    acc[kind].archiveWaitSeconds += (nowMs() - ran) / 1000;
     acc[kind].seconds += (nowMs() - t0) / 1000;
     acc[kind].chains += half;
     const after = cpuSnapshot(cluster, worker);
@@ -342,6 +353,7 @@ async function throughput(
     return {
       chains: a.chains,
       seconds: round(a.seconds),
+      archiveWaitSeconds: round(a.archiveWaitSeconds),
       chainsPerSecond: round(a.chains / a.seconds),
       stepsPerSecond: round((a.chains * chain.steps.length) / a.seconds),
       latencyUnderLoadMs: rounded(summarize(a.lat)),

@@ -40,6 +40,16 @@ export const AppendCheckpointInput = z.strictObject({
 });
 export type AppendCheckpointInput = z.infer<typeof AppendCheckpointInput>;
 
+/** Most checkpoints one `appendCheckpoints` update carries (its result, ~1.7 KB an anchor, stays under 512 KB). */
+export const MAX_APPEND_BATCH = 100;
+
+/** A batch of appends in one update (the archiver's sweep): each entry is judged alone, as `appendCheckpoint`. */
+export const AppendCheckpointsInput = z.strictObject({
+  v: z.literal(1),
+  entries: z.array(AppendCheckpointInput).min(1).max(MAX_APPEND_BATCH),
+});
+export type AppendCheckpointsInput = z.infer<typeof AppendCheckpointsInput>;
+
 /** A leaf of the log: a closed chain's final signed checkpoint. */
 export const CheckpointLeaf = z.strictObject({
   v: z.literal(1),
@@ -133,6 +143,10 @@ export interface TransparencyLogStatus {
 /** Appends a closed chain's checkpoint; returns its anchor (inclusion proof + signed head). */
 export const appendCheckpointUpdate = defineUpdate<ProofAnchor, [AppendCheckpointInput]>('appendCheckpoint');
 /** Signs and returns a fresh tree head now (on demand). */
+/** Each entry's anchor, or why it was refused (`type`: ANCHOR_REFUSED, LOG_DIVERGED, or the log unavailable). */
+export type AppendOutcome = { anchor: ProofAnchor } | { error: { message: string; type: string } };
+/** Appends a batch: one update, one result per entry, in order (added after `appendCheckpoint`: no patch). */
+export const appendCheckpointsUpdate = defineUpdate<AppendOutcome[], [AppendCheckpointsInput]>('appendCheckpoints');
 export const publishTreeHeadUpdate = defineUpdate<SignedTreeHeadShape, []>('publishTreeHead');
 /** Inclusion/consistency proofs and leaves, read from the leaf store (an activity) against the current tree. */
 export const readTransparencyLogUpdate = defineUpdate<ReadLogResult, [ReadLogInput]>('readTransparencyLog');

@@ -15,10 +15,12 @@ import { ErrorCode } from '../contracts/errors';
 import {
   ANCHOR_REFUSED,
   AppendCheckpointInput,
+  AppendCheckpointsInput,
   LOG_DIVERGED,
   ReadLogInput,
   TransparencyLogInput,
   appendCheckpointUpdate,
+  appendCheckpointsUpdate,
   publishTreeHeadUpdate,
   readTransparencyLogUpdate,
   transparencyLogStatusQuery,
@@ -31,8 +33,8 @@ import {
  * closed chains' final signed checkpoints, kept by this workflow (id `governor-transparency-log`, one per
  * namespace). Deterministic code only.
  *
- * - Appends arrive as `appendCheckpoint` updates naming a chain (validated here: the workflow is the trust
- *   boundary). They queue, and the loop appends whatever has queued in one `transparencyAppend` activity
+ * - Appends arrive as `appendCheckpoint` updates naming a chain, or `appendCheckpoints` naming a batch of them
+ *   (validated here: the workflow is the trust boundary). They queue, and the loop appends whatever has queued in one `transparencyAppend` activity
  *   (a batch), which reads each chain's checkpoint from its own history, checks its signature, appends
  *   the leaves to the activity-side leaf store and signs the new tree head. Each update returns its
  *   leaf's index, audit path and that signed head: the anchor an exported proof embeds.
@@ -115,6 +117,21 @@ export async function transparencyLogWorkflow(raw?: unknown): Promise<void> {
       return w.anchor!;
     },
     { validator: (arg) => void parseOrRefuse(AppendCheckpointInput, arg, 'append') },
+  );
+  // A batch (the archiver's): its entries queue like single appends and each gets its own outcome, so one
+  // refused chain does not refuse the others. One update instead of one per chain.
+  setHandler(
+    appendCheckpointsUpdate,
+    async (arg) => {
+      const ws: Waiting[] = parseOrRefuse(AppendCheckpointsInput, arg, 'append batch').entries.map((entry) => ({
+        entry,
+        done: false,
+      }));
+      queue.push(...ws);
+      await condition(() => ws.every((w) => w.done));
+      return ws.map((w) => (w.error ? { error: w.error } : { anchor: w.anchor! }));
+    },
+    { validator: (arg) => void parseOrRefuse(AppendCheckpointsInput, arg, 'append batch') },
   );
   setHandler(publishTreeHeadUpdate, async () => {
     const w: (typeof headWaiters)[number] = { done: false };

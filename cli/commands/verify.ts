@@ -199,19 +199,13 @@ async function anchorForExport(
   )?.[0];
   const taskQueue = started?.workflowExecutionStartedEventAttributes?.taskQueue?.name;
   if (!taskQueue) return { reason: "the chain's task queue is not in its history" };
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no worker of task queue ${taskQueue} answered within 30 s`)), 30_000);
-  });
   try {
-    const target = { taskQueue, logId: transparencyLogIdFor(taskQueue) };
-    return { anchor: await Promise.race([anchorProof(client, proof, target), late]) };
+    const target = { taskQueue, logId: transparencyLogIdFor(taskQueue), timeoutMs: 30_000 };
+    return { anchor: await anchorProof(client, proof, target) };
   } catch (err) {
     let e = err as { message?: string; cause?: unknown } | undefined;
     while (e?.cause) e = e.cause as typeof e;
     return { reason: e?.message ?? String(err) };
-  } finally {
-    clearTimeout(timer);
   }
 }
 
