@@ -229,8 +229,16 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     if (deps.anchor === undefined && ready.length > 0) {
       const target = { taskQueue, logId: transparencyLogIdFor(taskQueue), timeoutMs: ANCHOR_TIMEOUT_MS };
       const entries = ready.map((i) => {
-        const runId = lastRunId(finals[i]!.proof);
-        return { chainId: batch[i]!.workflowId, ...(runId ? { runId } : {}) };
+        const { proof } = finals[i]!.prepared;
+        // (Not one the log's input would refuse, which would refuse the whole batch: that chain's history is read.)
+        const checkpoint = smallReceipt(finals[i]!.prepared.checkpoint);
+        const runId = lastRunId(proof);
+        // With the checkpoint receipt the log reads only the run's close event (it checks the receipt against it).
+        return {
+          chainId: batch[i]!.workflowId,
+          ...(runId ? { runId } : {}),
+          ...(checkpoint ? { receipt: checkpoint } : {}),
+        };
       });
       try {
         const anchors = await orCancel(
@@ -366,6 +374,11 @@ async function inPool(n: number, fn: (i: number) => Promise<void>): Promise<void
     for (let i = next++; i < n; i = next++) await fn(i);
   };
   await Promise.all(Array.from({ length: Math.min(SWEEP_CONCURRENCY, n) }, work));
+}
+
+/** A receipt the log's input takes (at most 16 KiB), else undefined. */
+function smallReceipt(receipt: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  return receipt && JSON.stringify(receipt).length <= 16_000 ? receipt : undefined;
 }
 
 /** The run a proof ends with (its lineage's last): the run whose checkpoint the log anchors. */

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { PayloadCodec } from '@temporalio/common';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
+import { temporal } from '@temporalio/proto';
 import type { JSONWebKeySet } from 'jose';
 import { canonicalJson, sha256Hex } from '../core/canonical';
 import { consistencyProof, inclusionProof, rootOf } from '../core/merkle';
@@ -219,9 +221,25 @@ function codecOf(client: Client): PayloadCodec | undefined {
   };
 }
 
+/** Why Temporal could not give a chain's run (the entry's reason), or undefined: Temporal unreachable (retried). */
+function lookupRefusal(err: unknown, entry: AppendCheckpointInput): string | undefined {
+  const { chainId } = entry;
+  const name = (err as Error).name;
+  const code = (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
+  if (code === 3) return `chain ${chainId}: Temporal refused the request (${(err as Error).message})`;
+  if (name === 'WorkflowNotFoundError' || code === 5 || /not found/i.test((err as Error).message))
+    return `chain ${chainId}: no such workflow${entry.runId ? ` run ${entry.runId}` : ''}`;
+  return undefined;
+}
+
 /**
  * The leaf of a chain that closed with a signed checkpoint, read from Temporal, or why there is none.
- * Never trusts the caller: the leaf comes from the chain's own history, checked with the receipt key.
+ * Never trusts the caller: the checkpoint comes from the chain's own history, checked with the receipt key.
+ *
+ * - Without `entry.receipt`, the run's whole history is read: its type, how it closed, its last receipt.
+ * - With it (the archiver, which has just decoded the history), only the run's description and its close event
+ *   are read. The receipt the caller gives is used only when its hash, which the governor's signature covers,
+ *   is the hash the run's own result names, so a caller cannot choose what is appended.
  */
 export async function readCheckpointLeaf(
   client: Client,
@@ -233,47 +251,67 @@ export async function readCheckpointLeaf(
   // INVALID_ARGUMENT, which must not fail the whole batch).
   if (entry.runId !== undefined && !RUN_ID.test(entry.runId))
     return { reason: `chain ${chainId}: run id ${JSON.stringify(entry.runId.slice(0, 64))} is not a run id` };
-  // The run: the one named (the archiver names the run it exported: no describe needed, the history says the
-  // workflow's type and how it closed), else the workflow id's latest.
-  let runId = entry.runId;
+  let described;
+  try {
+    described = await client.workflow.getHandle(chainId, entry.runId).describe();
+  } catch (err) {
+    const reason = lookupRefusal(err, entry);
+    if (reason) return { reason };
+    throw err; // Temporal unreachable: the activity retries
+  }
+  if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE)
+    return { reason: `workflow ${chainId} is a ${described.type}, not a governed chain` };
+  if (described.status.name !== 'COMPLETED')
+    return { reason: `chain ${chainId} has not closed with a checkpoint (its workflow is ${described.status.name})` };
+  const runId = described.runId;
+  if (entry.receipt !== undefined) {
+    let result: unknown;
+    try {
+      const { history } = await client.workflowService.getWorkflowExecutionHistory({
+        namespace: client.options.namespace,
+        execution: { workflowId: chainId, runId },
+        historyEventFilterType: temporal.api.enums.v1.HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+      });
+      const closed = history?.events?.[0]?.workflowExecutionCompletedEventAttributes;
+      if (!closed) return { reason: `chain ${chainId} has not closed with a checkpoint (no completion event)` };
+      result = await decodeFromPayloadsAtIndex(client.options.loadedDataConverter, 0, closed.result?.payloads);
+    } catch (err) {
+      const reason = lookupRefusal(err, entry);
+      if (reason) return { reason };
+      if (err instanceof Error && /payload|decode|JSON/i.test(err.message))
+        return { reason: `chain ${chainId}: its workflow result cannot be read (${err.message})` };
+      throw err;
+    }
+    return checkpointLeaf(entry, runId, entry.receipt, result, jwks);
+  }
   let raw;
   try {
-    if (runId === undefined) {
-      const described = await client.workflow.getHandle(chainId).describe();
-      if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE)
-        return { reason: `workflow ${chainId} is a ${described.type}, not a governed chain` };
-      if (described.status.name !== 'COMPLETED')
-        return {
-          reason: `chain ${chainId} has not closed with a checkpoint (its workflow is ${described.status.name})`,
-        };
-      runId = described.runId;
-    }
     raw = historyToJson(await client.workflow.getHandle(chainId, runId).fetchHistory());
   } catch (err) {
-    const name = (err as Error).name;
-    const code =
-      (err as { cause?: { code?: unknown }; code?: unknown }).cause?.code ?? (err as { code?: unknown }).code;
-    if (code === 3) return { reason: `chain ${chainId}: Temporal refused the request (${(err as Error).message})` };
-    if (name === 'WorkflowNotFoundError' || code === 5 || /not found/i.test((err as Error).message))
-      return { reason: `chain ${chainId}: no such workflow${entry.runId ? ` run ${entry.runId}` : ''}` };
-    throw err; // Temporal unreachable: the activity retries
+    const reason = lookupRefusal(err, entry);
+    if (reason) return { reason };
+    throw err;
   }
   const problems: string[] = [];
   const [decoded] = await decodeHistories([raw], codecOf(client), problems);
   if (problems.length > 0) return { reason: `chain ${chainId}: ${problems[0]}` };
   const run = decodeRun(decoded, 0, { fromServer: true });
-  if (run.workflowType !== WORKFLOW_TYPE && run.workflowType !== SESSION_WORKFLOW_TYPE)
-    return {
-      reason: `workflow ${chainId} is a ${run.workflowType ?? 'workflow of unknown type'}, not a governed chain`,
-    };
-  if (run.closure?.type !== 'completed')
-    return {
-      reason: `chain ${chainId} has not closed with a checkpoint (its workflow is ${(run.closure?.type ?? 'running').toUpperCase().replace(/-/g, '_')})`,
-    };
   const result = run.closure?.type === 'completed' ? run.closure.result : undefined;
-  if (!isRecord(result)) return { reason: `chain ${chainId}: its workflow result is missing` };
   const last = run.entries.at(-1);
   const receipt = last && isRecord(last.result.receipt) ? last.result.receipt : undefined;
+  return checkpointLeaf(entry, runId, receipt, result, jwks);
+}
+
+/** The leaf, when `receipt` is a checkpoint of the chain signed with the receipt key that its `result` names. */
+async function checkpointLeaf(
+  entry: AppendCheckpointInput,
+  runId: string,
+  receipt: Record<string, unknown> | undefined,
+  result: unknown,
+  jwks: JSONWebKeySet,
+): Promise<{ leaf: CheckpointLeaf } | { reason: string }> {
+  const { chainId } = entry;
+  if (!isRecord(result)) return { reason: `chain ${chainId}: its workflow result is missing` };
   if (!receipt || receipt.kind !== 'checkpoint')
     return { reason: `chain ${chainId}: its last receipt is not a checkpoint` };
   if (receipt.chainId !== chainId || result.chainId !== chainId)
@@ -281,7 +319,12 @@ export async function readCheckpointLeaf(
   const { seq, hash, signature } = receipt;
   if (typeof seq !== 'number' || typeof hash !== 'string' || !HEX64.test(hash) || typeof signature !== 'string')
     return { reason: `chain ${chainId}: its checkpoint receipt is malformed` };
-  const body = receiptBody(receipt as unknown as Parameters<typeof receiptBody>[0]);
+  let body;
+  try {
+    body = receiptBody(receipt as unknown as Parameters<typeof receiptBody>[0]);
+  } catch {
+    return { reason: `chain ${chainId}: its checkpoint receipt is malformed` };
+  }
   if (sha256Hex(canonicalJson(body)) !== hash)
     return { reason: `chain ${chainId}: its checkpoint receipt's hash does not match its content` };
   const verified = await verifySealJws(signature, jwks, RECEIPT_TYP);

@@ -305,18 +305,30 @@ export class ArchiveConflict extends Error {
  * histories are the ones just fetched from Temporal (`fetchChainHistories`), in the stable form.
  */
 export async function bundleDigestsOf(histories: readonly unknown[], codec?: PayloadCodec): Promise<string[]> {
+  return (await archiveFacts(histories, codec)).bundleDigests;
+}
+
+/** What an export reads from the histories: the bundle digests, and the last run's final checkpoint receipt. */
+async function archiveFacts(
+  histories: readonly unknown[],
+  codec?: PayloadCodec,
+): Promise<{ bundleDigests: string[]; checkpoint?: Record<string, unknown> }> {
   const decoded = await decodeHistories(histories, codec, []);
   const digests = new Set<string>();
+  let checkpoint: Record<string, unknown> | undefined;
   for (const [i, h] of decoded.entries()) {
-    for (const entry of decodeRun(h, i, { fromServer: true }).entries) {
+    const { entries } = decodeRun(h, i, { fromServer: true });
+    for (const entry of entries) {
       if (entry.source !== Activity.authorize || !isRecord(entry.result)) continue;
       const decision = entry.result.decision;
       if (isRecord(decision) && typeof decision.bundleDigest === 'string') digests.add(decision.bundleDigest);
       const shadow = entry.result.shadow;
       if (isRecord(shadow) && typeof shadow.bundleDigest === 'string') digests.add(shadow.bundleDigest);
     }
+    const receipt = entries.at(-1)?.result.receipt;
+    checkpoint = i === decoded.length - 1 && isRecord(receipt) && receipt.kind === 'checkpoint' ? receipt : undefined;
   }
-  return [...digests].sort();
+  return { bundleDigests: [...digests].sort(), ...(checkpoint ? { checkpoint } : {}) };
 }
 
 /** What makes two proofs of a chain the same evidence: chain id, histories and run list (not the export time, keys or seal). */
@@ -399,6 +411,8 @@ export interface ExportProofInput {
 export interface PreparedProof {
   outcome: 'ready';
   proof: Proof;
+  /** The chain's final checkpoint receipt as its last history records it (none: the chain closed without one). */
+  checkpoint?: Record<string, unknown>;
   write(proof: Proof): Promise<ArchiveResult>;
 }
 
@@ -425,10 +439,11 @@ export async function prepareProof(
     compareArchived(existing, chainId, histories, runs, where);
     return { outcome: 'unchanged', location: where };
   }
+  const facts = await archiveFacts(histories, input.codec);
   const proof = await buildProof({
     chainId,
     histories,
-    bundleDigests: await bundleDigestsOf(histories, input.codec),
+    bundleDigests: facts.bundleDigests,
     bundles: input.bundles,
     receiptKeys: input.receiptKeys,
     signer: input.signer,
@@ -445,7 +460,7 @@ export async function prepareProof(
     }
     return { outcome: 'written', location: where };
   };
-  return { outcome: 'ready', proof, write };
+  return { outcome: 'ready', proof, write, ...(facts.checkpoint ? { checkpoint: facts.checkpoint } : {}) };
 }
 
 /**

@@ -37,6 +37,14 @@ export const AppendCheckpointInput = z.strictObject({
   runId: z.string().min(1).max(200).optional(),
   /** The checkpoint (compact JWS) the caller expects: the append is refused when the chain's differs. */
   checkpoint: z.string().min(1).max(4096).optional(),
+  /**
+   * The checkpoint receipt itself, from a history the caller has just read (the archiver): the log then reads only
+   * the run's close event, and uses the receipt only if the hash the run's own result names is its hash.
+   */
+  receipt: z
+    .record(z.string(), z.unknown())
+    .refine((r) => JSON.stringify(r).length <= 16_384, 'a receipt is at most 16 KiB')
+    .optional(),
 });
 export type AppendCheckpointInput = z.infer<typeof AppendCheckpointInput>;
 

@@ -6,7 +6,12 @@ import { temporal } from '@temporalio/proto';
 import { loadPrivateKeyObject, loadPublicJwks } from '../../identity';
 import { noopChain } from '../../bench/chains';
 import type { ChainResult } from '../../contracts/state';
-import { TRANSPARENCY_LOG_TYPE, type ProofAnchor } from '../../contracts/transparency';
+import { createHash } from 'node:crypto';
+import { TRANSPARENCY_LOG_TYPE, type AppendOutcome, type ProofAnchor } from '../../contracts/transparency';
+import { canonicalJson } from '../../core/canonical';
+import { receiptBody } from '../../core/receipts';
+import { decodeRun } from '../../audit/verify/decode';
+import { fetchChainHistories } from '../../audit/verify';
 import { anchorCheckpoint, logStatus, publishTreeHead, readLog } from '../../audit/transparency-log';
 import {
   checkAnchor,
@@ -228,6 +233,89 @@ test('a raw client cannot append a forged leaf', async () => {
       /its last receipt is not a checkpoint/,
     );
     // Nothing was appended.
+    expect((await logStatus(g.client, logId)).treeSize).toBe(before);
+  } finally {
+    await connection.close();
+  }
+});
+
+/** A chain's final checkpoint receipt, as its history records it (what the archiver sends with a batch). */
+async function checkpointReceiptOf(chainId: string): Promise<{ runId: string; receipt: Record<string, unknown> }> {
+  const [history] = await fetchChainHistories(g.client, chainId);
+  const run = decodeRun(history, 0);
+  const receipt = run.entries.at(-1)?.result.receipt as Record<string, unknown>;
+  expect(receipt.kind).toBe('checkpoint');
+  return { runId: (await g.client.workflow.getHandle(chainId).describe()).runId, receipt };
+}
+
+test("a raw client's batch (appendCheckpoints): each entry judged alone, from the run's own close event", async () => {
+  const connection = await Connection.connect({ address: testAddress() });
+  const raw = new Client({ connection });
+  const log = raw.workflow.getHandle(logId);
+  const before = (await logStatus(g.client, logId)).treeSize;
+  try {
+    const a = await checkpointReceiptOf(results[6]!.chainId);
+    const b = await checkpointReceiptOf(results[7]!.chainId);
+    const outcomes = (await log.executeUpdate('appendCheckpoints', {
+      args: [
+        {
+          v: 1,
+          entries: [
+            // The real receipt of an anchored chain: its anchor again (idempotent), read from the close event only.
+            { chainId: results[6]!.chainId, runId: a.runId, receipt: a.receipt },
+            // Another chain's real receipt: it names that chain.
+            { chainId: results[8]!.chainId, receipt: b.receipt },
+            // The receipt altered to name this chain: its hash no longer matches its content.
+            { chainId: results[8]!.chainId, receipt: { ...b.receipt, chainId: results[8]!.chainId } },
+            // The receipt altered with its hash recomputed: the governor's signature no longer covers it.
+            {
+              chainId: results[8]!.chainId,
+              receipt: {
+                ...b.receipt,
+                chainId: results[8]!.chainId,
+                hash: createHash('sha256')
+                  .update(canonicalJson(receiptBody({ ...b.receipt, chainId: results[8]!.chainId } as never)))
+                  .digest('hex'),
+              },
+            },
+            // No such chain.
+            { chainId: 'no-such-chain', receipt: a.receipt },
+            // The right run named with the wrong chain's run id.
+            { chainId: results[8]!.chainId, runId: a.runId, receipt: a.receipt },
+          ],
+        },
+      ],
+    })) as AppendOutcome[];
+    expect(outcomes).toHaveLength(6);
+    const first = outcomes[0]!;
+    expect('anchor' in first && first.anchor.leaf.chainId).toBe(results[6]!.chainId);
+    if ('anchor' in first)
+      expect(
+        await checkAnchor(first.anchor, loadPublicJwks(g.home, 'receipt'), {
+          chainId: results[6]!.chainId,
+          hash: results[6]!.receiptHead.hash,
+        }),
+      ).toEqual([]);
+    const reasons = outcomes.slice(1).map((o) => ('error' in o ? `${o.error.type}: ${o.error.message}` : 'anchored'));
+    expect(reasons[0]).toMatch(/GOVERNOR_ANCHOR_REFUSED: .*its checkpoint names chain/);
+    expect(reasons[1]).toMatch(/GOVERNOR_ANCHOR_REFUSED: .*its checkpoint receipt's hash does not match its content/);
+    expect(reasons[2]).toMatch(/GOVERNOR_ANCHOR_REFUSED: .*(signature is not valid|does not name its last checkpoint)/);
+    expect(reasons[3]).toMatch(/GOVERNOR_ANCHOR_REFUSED: chain no-such-chain: no such workflow/);
+    expect(reasons[4]).toMatch(/GOVERNOR_ANCHOR_REFUSED: .*no such workflow run/);
+    // Malformed batches are refused whole by the validator, naming the field, and change nothing.
+    const tooMany = Array.from({ length: 101 }, () => ({ chainId: results[6]!.chainId }));
+    expect(await refusal(log.executeUpdate('appendCheckpoints', { args: [{ v: 1, entries: tooMany }] }))).toMatch(
+      /GOVERNOR_INVALID_INPUT: invalid append batch: .*entries/,
+    );
+    expect(await refusal(log.executeUpdate('appendCheckpoints', { args: [{ v: 1, entries: [] }] }))).toMatch(
+      /GOVERNOR_INVALID_INPUT: invalid append batch: .*entries/,
+    );
+    const huge = { ...a.receipt, padding: 'x'.repeat(20_000) };
+    expect(
+      await refusal(
+        log.executeUpdate('appendCheckpoints', { args: [{ v: 1, entries: [{ chainId: 'c', receipt: huge }] }] }),
+      ),
+    ).toMatch(/GOVERNOR_INVALID_INPUT: invalid append batch: .*receipt.*16 KiB/);
     expect((await logStatus(g.client, logId)).treeSize).toBe(before);
   } finally {
     await connection.close();
