@@ -28,7 +28,7 @@ import {
 } from '../audit/archive';
 import type { Proof } from '../audit/proof';
 import { anchorCheckpoint, anchorCheckpoints, withAnchor } from '../audit/transparency-log';
-import { fetchChainHistories } from '../audit/verify';
+import { fetchChainHistories, listRunIdsOf } from '../audit/verify';
 
 /*
  * The `archiveProof` activity (README "Archived proofs"): runs in the detached archive workflow a chain or
@@ -203,10 +203,21 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     // A cancelled sweep (worker shutdown, timeout) ends at once: its position is not advanced.
     const orCancel = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ctx.cancelled]);
 
-    // 1. Build and seal each proof (SWEEP_CONCURRENCY at a time).
+    // 1. Build and seal each proof (SWEEP_CONCURRENCY at a time), the runs of every chain listed at once (a proof
+    // carries every run of its workflow id). Listing unavailable: each chain lists its own.
+    const runIds = await orCancel(
+      listRunIdsOf(
+        ctx.client,
+        batch.map((c) => c.workflowId),
+        MAX_RUNS,
+      ),
+    ).catch((err: unknown) => {
+      ctx.log.warn('archive sweep: run lists not read in one query', { reason: innermostMessage(err) });
+      return new Map<string, string[]>();
+    });
     await inPool(batch.length, async (i) => {
       ctx.heartbeat();
-      const r = await orCancel(prepareOne(ctx, batch[i]!.workflowId));
+      const r = await orCancel(prepareOne(ctx, batch[i]!.workflowId, runIds.get(batch[i]!.workflowId)));
       if (typeof r === 'string') outcomes[i] = r;
       else finals[i] = { prepared: r, proof: r.proof, anchored: false };
     });
@@ -301,13 +312,13 @@ export function createArchiveActivities(deps: ArchiveDeps) {
   }
 
   /** Builds and seals one closed chain's proof, or how it went (never throws). */
-  async function prepareOne(ctx: Context, chainId: string): Promise<PreparedProof | Outcome> {
+  async function prepareOne(ctx: Context, chainId: string, listed?: string[]): Promise<PreparedProof | Outcome> {
     if (!archiveKeyOf(chainId)) {
       ctx.log.warn('archive refused: the chain id is not a safe object key; nothing written', { chainId });
       return 'refused';
     }
     return settle(ctx, chainId, async () => {
-      const histories = await fetchChainHistories(ctx.client, chainId);
+      const histories = await fetchChainHistories(ctx.client, chainId, MAX_RUNS, listed);
       const r = await prepareProof({
         store: deps.store!,
         chainId,
@@ -364,6 +375,8 @@ type Outcome = 'written' | 'anchored' | 'unchanged' | 'refused' | 'retry';
 /** Closed executions one sweep takes at most, and how many it exports at a time. */
 const SWEEP_BATCH = 200;
 const SWEEP_CONCURRENCY = 4;
+/** Runs of one chain a proof carries at most (fetchChainHistories' bound). */
+const MAX_RUNS = 10_000;
 /** How long a sweep waits for its log to answer (its workers gone): then its chains are tried again. */
 const ANCHOR_TIMEOUT_MS = 60_000;
 

@@ -40,7 +40,13 @@ export type ChainHistories = HistoryJson[] & { readonly runs?: readonly ChainRun
  * those outside the lineage. Throws NotFound for an unknown chain, TemporalUnreachable when the
  * server stops answering.
  */
-export async function fetchChainHistories(client: Client, chainId: string, maxRuns = 10_000): Promise<ChainHistories> {
+export async function fetchChainHistories(
+  client: Client,
+  chainId: string,
+  maxRuns = 10_000,
+  /** Every run id of the workflow id, newest first, when the caller listed them already (`listRunIdsOf`). */
+  listedRunIds?: readonly string[],
+): Promise<ChainHistories> {
   const runs: HistoryJson[] = [];
   const lineageIds: string[] = [];
   const others: ChainRun[] = [];
@@ -65,7 +71,7 @@ export async function fetchChainHistories(client: Client, chainId: string, maxRu
       runId = typeof previous === 'string' && previous.length > 0 ? previous : undefined;
     }
     // Oldest first (the server lists newest first); runs of the lineage are read above.
-    const listed = (await listRunIds(client, chainId, maxRuns)).reverse();
+    const listed = [...(listedRunIds ?? (await listRunIds(client, chainId, maxRuns)))].reverse();
     for (const id of listed.filter((r) => !lineageIds.includes(r))) {
       if (runs.length + others.length >= maxRuns)
         throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
@@ -89,6 +95,31 @@ export async function listRunIds(client: Client, workflowId: string, maxRuns: nu
     if (ids.length > maxRuns) break;
   }
   return ids;
+}
+
+/**
+ * Every run id of each workflow id, newest first (as `listRunIds` lists them), in one visibility query per 50 ids
+ * instead of one per id: the archiver's sweep lists its batch's runs this way. An id with more than `maxRuns` runs
+ * is left out (its caller lists it alone, and refuses it there).
+ */
+export async function listRunIdsOf(
+  client: Client,
+  workflowIds: readonly string[],
+  maxRuns: number,
+): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const quote = (id: string): string => `'${id.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  const ids = [...new Set(workflowIds)];
+  for (let i = 0; i < ids.length; i += 50) {
+    const chunk = ids.slice(i, i + 50);
+    for (const id of chunk) out.set(id, []);
+    for await (const wf of client.workflow.list({ query: `WorkflowId IN (${chunk.map(quote).join(', ')})` })) {
+      const runs = out.get(wf.workflowId);
+      if (runs && runs.length <= maxRuns && !runs.includes(wf.runId)) runs.push(wf.runId);
+    }
+  }
+  for (const [id, runs] of out) if (runs.length > maxRuns) out.delete(id);
+  return out;
 }
 
 function temporalError(err: unknown, chainId: string): unknown {

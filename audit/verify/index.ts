@@ -62,6 +62,7 @@ import { CheckName, Problems, type VerifyCheck, type VerifyReport } from './repo
 export {
   historyToJson,
   fetchChainHistories,
+  listRunIdsOf,
   type ChainHistories,
   type ChainRun,
   type HistoryJson,

@@ -18,8 +18,10 @@ import { transparencyLogIdFor, type ProofAnchor } from '../../contracts/transpar
 import { withAnchor } from '../../audit/transparency-log';
 import { checkAnchor } from '../../audit/transparency';
 import type { ChainResult } from '../../contracts/state';
+import { WORKFLOW_TYPE } from '../../contracts/status';
 import { ArchiveConflict, DirectoryArchive, exportProof, S3Archive, type ArchiveStore } from '../../audit/archive';
-import { fetchChainHistories } from '../../audit/verify';
+import { fetchChainHistories, listRunIdsOf } from '../../audit/verify';
+import { listRunIds } from '../../audit/verify/history-fetch';
 import { loadArchivedBundle } from '../../policies/bundle-archive';
 import { GovernorClient } from '../../sdk/client';
 import { sessionTestBundle } from '../harness/session-bundle';
@@ -159,6 +161,52 @@ describe('archived proofs (directory)', () => {
     });
     // One object per chain, nothing else (no temp files left behind).
     expect(fs.readdirSync(archiveDir).sort()).toEqual(closed.map((x) => `${x.chainId}.proof.json`).sort());
+  }, 120_000);
+
+  it("carries every run of a reused chain id in the swept proof, so verification flags it (the sweep lists its batch's runs in one query)", async () => {
+    // A first run of the id, on a queue no worker polls, terminated; then the id reused (by a raw client: the SDK
+    // never reuses a chain id) for a chain that completes.
+    const chainId = `reused-${uniqueQueue('c')}`;
+    const chain = { workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', staging)] };
+    const idle = await g.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: uniqueQueue('idle'),
+      workflowId: chainId,
+      args: [{ chainId, chain, ...(await g.creds()) }],
+    });
+    await idle.terminate('test: an abandoned first run');
+    const second = await g.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: g.taskQueue,
+      workflowId: chainId,
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      args: [{ chainId, chain, ...(await g.creds()) }],
+    });
+    expect(((await second.result()) as ChainResult).status).toBe('Completed');
+    // The batched listing (`WorkflowId IN (...)`) gives what the per-id listing gives, on this server.
+    const other = (await g.run({ workload: WORKLOAD, steps: [g.serviceStep('deploy', 'deploy', staging)] })).chainId;
+    const batched = await listRunIdsOf(g.client, [chainId, other, 'no-such-chain'], 100);
+    expect(batched.get(chainId)).toEqual(await listRunIds(g.client, chainId, 100));
+    expect(batched.get(chainId)).toHaveLength(2);
+    expect(batched.get(other)).toEqual(await listRunIds(g.client, other, 100));
+    expect(batched.get('no-such-chain')).toEqual([]);
+    // The swept proof names both runs: the terminated one with its history, the completed one in the lineage
+    // (the proof hides no run of its id).
+    const { proof } = await archived(chainId);
+    const runs = proof.runs as { runId: string; lineage?: number; history?: unknown }[];
+    expect(runs.map((r) => r.runId).sort()).toEqual([idle.firstExecutionRunId, second.firstExecutionRunId].sort());
+    expect(runs.find((r) => r.runId === idle.firstExecutionRunId)?.history).toBeDefined();
+    expect(runs.find((r) => r.runId === second.firstExecutionRunId)?.lineage).toBe(0);
+    expect(proof.anchor?.leaf.runId).toBe(second.firstExecutionRunId);
+    // And the offline verification shows it: a chain id names one chain.
+    const r = await runVerifyCli(['--archive', archiveDir, '--require-anchor', chainId], { home: g.home });
+    expect(failedChecks(r.json)).toEqual([
+      expect.objectContaining({
+        name: 'runs',
+        detail: expect.stringMatching(
+          new RegExp(`run ${idle.firstExecutionRunId} \\(Terminated\\) is another execution`),
+        ),
+      }),
+    ]);
+    expect(r.code).not.toBe(0);
   }, 120_000);
 
   it('exports a closed chain again without writing anything new, and never overwrites a different proof', async () => {
