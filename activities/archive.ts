@@ -374,7 +374,7 @@ type Outcome = 'written' | 'anchored' | 'unchanged' | 'refused' | 'retry';
 
 /** Closed executions one sweep takes at most, and how many it exports at a time. */
 const SWEEP_BATCH = 200;
-const SWEEP_CONCURRENCY = 4;
+const SWEEP_CONCURRENCY = 8;
 /** Runs of one chain a proof carries at most (fetchChainHistories' bound). */
 const MAX_RUNS = 10_000;
 /** How long a sweep waits for its log to answer (its workers gone): then its chains are tried again. */

@@ -419,7 +419,7 @@ export function createTransparencyActivities(deps: { home: string; clock?: () =>
       let size = state.leaves.length;
       const fresh: StoredLeaf[] = [];
       const placed: ({ index: number; leaf: CheckpointLeaf } | { reason: string })[] = [];
-      // Read concurrently (each a describe and a history fetch), placed in order.
+      // Read concurrently (each a describe, and a history fetch or a close event), placed in order.
       const reads = new Array<Awaited<ReturnType<typeof readCheckpointLeaf>>>(input.entries.length);
       let next = 0;
       await Promise.all(

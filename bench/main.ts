@@ -5,6 +5,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { initKeys } from '../identity';
 import { statusQuery } from '../contracts/messages';
+import { archiverWorkflowId } from '../contracts/archive';
 import { projectRoot } from '../workers/temporal-cli';
 import { ChainRunner, escalatedChain, noopChain, type Kind } from './chains';
 import { BENCH_SERVER_DYNAMIC_CONFIG, startCluster, type BenchCluster, type WorkerChild } from './cluster';
@@ -125,6 +126,8 @@ export interface ThroughputSide {
 export interface ThroughputResults {
   steps: number;
   concurrency: number;
+  /** Diagnostic: the archiver's sweeps that found work (all its runs: it continues as new every 25 sweeps). */
+  archiver?: { sweeps: number; chainsPerSweep: number; sweepMs: Summary };
   governed: ThroughputSide;
   plain: ThroughputSide;
   ratio: number;
@@ -366,14 +369,61 @@ async function throughput(
   };
   const governed = side('governed');
   const plain = side('plain');
+  const archiver = process.env.GOVERNOR_ARCHIVE === 'off' ? undefined : await archiverSweeps(cluster, worker.taskQueue);
+  if (archiver)
+    progress(
+      `throughput: archiver ${archiver.sweeps} sweeps that found work, ${archiver.chainsPerSweep} chains each, ` +
+        `sweep p50 ${archiver.sweepMs.p50} ms`,
+    );
   return {
     steps: 10,
     concurrency: p.tpConcurrency,
     governed,
     plain,
+    ...(archiver ? { archiver } : {}),
     ratio: ratio(governed.chainsPerSecond, plain.chainsPerSecond),
     target: '≥ 0.7 (aim ≥ 0.85)',
   };
+}
+
+/** Diagnostic: the archiver's sweeps that found work (every run of it), chains per sweep and sweep duration. */
+async function archiverSweeps(
+  cluster: BenchCluster,
+  taskQueue: string,
+): Promise<ThroughputResults['archiver'] | undefined> {
+  try {
+    const id = archiverWorkflowId(taskQueue);
+    const events = [];
+    for await (const run of cluster.client.workflow.list({ query: `WorkflowId = '${id}'` }))
+      events.push(...((await cluster.client.workflow.getHandle(id, run.runId).fetchHistory()).events ?? []));
+    const ms = (t: unknown): number => {
+      const x = t as { seconds?: { toNumber(): number } | number; nanos?: number } | null | undefined;
+      const sec = typeof x?.seconds === 'number' ? x.seconds : (x?.seconds?.toNumber() ?? 0);
+      return sec * 1000 + (x?.nanos ?? 0) / 1e6;
+    };
+    const started = new Map<string, number>();
+    const durations: number[] = [];
+    let chains = 0;
+    for (const e of events) {
+      if (e.activityTaskStartedEventAttributes)
+        started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), ms(e.eventTime));
+      const done = e.activityTaskCompletedEventAttributes;
+      const data = done?.result?.payloads?.[0]?.data;
+      if (!done || !data) continue;
+      const r = JSON.parse(Buffer.from(data).toString('utf8')) as { written?: number; unchanged?: number };
+      const n = (r.written ?? 0) + (r.unchanged ?? 0);
+      if (n === 0) continue;
+      chains += n;
+      durations.push(ms(e.eventTime) - (started.get(String(done.scheduledEventId)) ?? ms(e.eventTime)));
+    }
+    return {
+      sweeps: durations.length,
+      chainsPerSweep: durations.length ? round(chains / durations.length) : 0,
+      sweepMs: rounded(summarize(durations)),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Waits until the archive (`<home>/archive`, the worker's default) holds the proof of every chain given. */

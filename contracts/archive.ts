@@ -62,6 +62,11 @@ export interface ArchiverInput {
   since?: string;
   /** Wait between sweeps (default 1 s; doubling while sweeps find nothing, to 10 s). */
   idleMs?: number;
+  /**
+   * Wait after a sweep that found work (default `idleMs`, as archivers started before this field ran; workers now
+   * start archivers with 250 ms, so a busy queue's proofs are out about a second sooner).
+   */
+  busyMs?: number;
 }
 
 /** One sweep: the closed chains of `taskQueue` that closed at or after `since` (less an overlap). */

@@ -296,6 +296,9 @@ export async function createGovernorWorker(
   return { worker, policies, watchers, ...(fleet ? { fleet } : {}) };
 }
 
+/** The archiver's wait after a sweep that found work (its idle wait, 1 s by default, applies otherwise). */
+const ARCHIVER_BUSY_MS = 250;
+
 /**
  * Starts the task queue's archiver unless it runs (workflows/archive.ts). A failure to start is logged, not
  * fatal: chains do not depend on it, and the next worker start tries again.
@@ -322,6 +325,7 @@ async function startArchiver(client: Client, taskQueue: string, options: Governo
       taskQueue,
       ...(since ? { since } : {}),
       ...(options.archiveSweepIdleMs !== undefined ? { idleMs: options.archiveSweepIdleMs } : {}),
+      busyMs: ARCHIVER_BUSY_MS,
     };
     const handle = await client.workflow.start(ARCHIVER_WORKFLOW, {
       workflowId,

@@ -91,6 +91,11 @@ export async function governorArchiverWorkflow(input: ArchiverInput): Promise<vo
   let since = input.since ?? new Date(info.startTime.getTime() - START_LOOKBACK_MS).toISOString();
   const idle =
     typeof input.idleMs === 'number' && Number.isFinite(input.idleMs) ? Math.max(200, input.idleMs) : DEFAULT_IDLE_MS;
+  // From the input, not a patch: an archiver replays with the waits its own input gave it.
+  const busy =
+    typeof input.busyMs === 'number' && Number.isFinite(input.busyMs)
+      ? Math.min(Math.max(100, input.busyMs), idle)
+      : idle;
   let wait = idle;
   for (let sweeps = 0; sweeps < SWEEPS_PER_RUN && !workflowInfo().continueAsNewSuggested; sweeps++) {
     const r = await archiveSweep({ taskQueue, since });
@@ -100,7 +105,7 @@ export async function governorArchiverWorkflow(input: ArchiverInput): Promise<vo
     // Progress resets the wait; sweeps that find nothing, or only chains to try again, back off.
     const found = r.written + r.unchanged + r.refused > 0;
     wait = r.disabled ? 60_000 : found ? idle : Math.min(Math.max(wait, idle) * 2, Math.max(idle, MAX_IDLE_MS));
-    if (!r.more || !found) await sleep(wait);
+    if (!r.more || !found) await sleep(found && !r.disabled ? busy : wait);
   }
   await continueAsNew<typeof governorArchiverWorkflow>({ ...input, since });
 }
