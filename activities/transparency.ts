@@ -278,9 +278,7 @@ export async function readCheckpointLeaf(
     } catch (err) {
       const reason = lookupRefusal(err, entry);
       if (reason) return { reason };
-      if (err instanceof Error && /payload|decode|JSON/i.test(err.message))
-        return { reason: `chain ${chainId}: its workflow result cannot be read (${err.message})` };
-      throw err;
+      throw err; // unavailable: retried; anything else: refused for this entry (readCheckpointLeaves)
     }
     return checkpointLeaf(entry, runId, entry.receipt, result, jwks);
   }
@@ -300,6 +298,41 @@ export async function readCheckpointLeaf(
   const last = run.entries.at(-1);
   const receipt = last && isRecord(last.result.receipt) ? last.result.receipt : undefined;
   return checkpointLeaf(entry, runId, receipt, result, jwks);
+}
+
+/**
+ * `readCheckpointLeaf` for one entry of a batch: an error that is not Temporal (or a codec server) being unavailable
+ * refuses this entry alone (a hostile entry must not fail the whole batch); unavailability throws, and the
+ * activity is retried.
+ */
+async function readCheckpointLeafOrRefusal(
+  client: Client,
+  entry: AppendCheckpointInput,
+  jwks: JSONWebKeySet,
+): Promise<{ leaf: CheckpointLeaf } | { reason: string }> {
+  try {
+    return await readCheckpointLeaf(client, entry, jwks);
+  } catch (err) {
+    if (unavailable(err)) throw err;
+    const message = String((err as { message?: unknown } | null)?.message ?? 'unreadable').replace(/\s+/g, ' ');
+    return { reason: `chain ${String(entry.chainId)}: cannot be read (${message.slice(0, 300)})` };
+  }
+}
+
+/** Temporal or a codec server unreachable, overloaded, slow or refusing this worker: worth trying again. */
+function unavailable(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    // UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, and what an operator must mend (PERMISSION_DENIED,
+    // UNAUTHENTICATED, INTERNAL): never a reason to archive a proof without its anchor for good.
+    if ([4, 7, 8, 13, 14, 16].includes(e.code as number)) return true;
+    if (
+      /UNAVAILABLE|DEADLINE|RESOURCE_EXHAUSTED|ECONNREFUSED|ECONNRESET|ETIMEDOUT|fetch failed|socket hang up/i.test(
+        String(e.message),
+      )
+    )
+      return true;
+  }
+  return false;
 }
 
 /** The leaf, when `receipt` is a checkpoint of the chain signed with the receipt key that its `result` names. */
@@ -425,7 +458,7 @@ export function createTransparencyActivities(deps: { home: string; clock?: () =>
       await Promise.all(
         Array.from({ length: Math.min(READ_CONCURRENCY, input.entries.length) }, async () => {
           for (let i = next++; i < input.entries.length; i = next++)
-            reads[i] = await readCheckpointLeaf(client, input.entries[i]!, jwks);
+            reads[i] = await readCheckpointLeafOrRefusal(client, input.entries[i]!, jwks);
         }),
       );
       for (const read of reads) {

@@ -388,7 +388,8 @@ export function proofBytes(proof: Proof): Buffer {
 function sortedKeys(_key: string, value: unknown): unknown {
   if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('canonicalJson: non-finite number');
   if (!isRecord(value)) return value;
-  const out: Record<string, unknown> = {};
+  // No prototype: a "__proto__" key stays an own member (JSON.parse of the canonical JSON kept it too).
+  const out = Object.create(null) as Record<string, unknown>;
   for (const k of Object.keys(value).sort()) out[k] = value[k];
   return out;
 }

@@ -39,22 +39,48 @@ export const AppendCheckpointInput = z.strictObject({
   checkpoint: z.string().min(1).max(4096).optional(),
   /**
    * The checkpoint receipt itself, from a history the caller has just read (the archiver): the log then reads only
-   * the run's close event, and uses the receipt only if the hash the run's own result names is its hash.
+   * the run's close event, and uses the receipt only if the hash the run's own result names is its hash. Strict
+   * and small: every field is checked before anything reads it.
    */
   receipt: z
-    .record(z.string(), z.unknown())
-    .refine((r) => JSON.stringify(r).length <= 16_384, 'a receipt is at most 16 KiB')
+    .strictObject({
+      seq: z.int().min(1),
+      chainId: z.string().min(1).max(1000),
+      stepId: z.string().max(200).optional(),
+      kind: z.literal('checkpoint'),
+      digest: z.string().regex(HEX64),
+      prevHash: z.string().regex(HEX64),
+      hash: z.string().regex(HEX64),
+      signature: z
+        .string()
+        .min(1)
+        .max(1024)
+        .regex(/^[A-Za-z0-9_.-]+$/),
+    })
     .optional(),
 });
 export type AppendCheckpointInput = z.infer<typeof AppendCheckpointInput>;
 
 /** Most checkpoints one `appendCheckpoints` update carries (its result, ~1.7 KB an anchor, stays under 512 KB). */
 export const MAX_APPEND_BATCH = 100;
+/** Most bytes (JSON) of one batch's entries. */
+export const MAX_APPEND_BATCH_BYTES = 256 * 1024;
 
 /** A batch of appends in one update (the archiver's sweep): each entry is judged alone, as `appendCheckpoint`. */
 export const AppendCheckpointsInput = z.strictObject({
   v: z.literal(1),
-  entries: z.array(AppendCheckpointInput).min(1).max(MAX_APPEND_BATCH),
+  entries: z
+    .array(
+      AppendCheckpointInput.refine((e) => e.receipt === undefined || e.checkpoint === undefined, {
+        message: 'give a receipt or a checkpoint, not both',
+      }),
+    )
+    .min(1)
+    .max(MAX_APPEND_BATCH)
+    // The log's append activity takes up to 256 queued entries: bounded bytes keep its input far under 2 MB.
+    .refine((entries) => JSON.stringify(entries).length <= MAX_APPEND_BATCH_BYTES, {
+      message: `at most ${MAX_APPEND_BATCH_BYTES / 1024} KiB of entries`,
+    }),
 });
 export type AppendCheckpointsInput = z.infer<typeof AppendCheckpointsInput>;
 

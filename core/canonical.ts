@@ -37,7 +37,9 @@ function sortingReplacer(this: unknown, key: string, value: unknown): unknown {
       if (value === null) return value;
       if (Array.isArray(value)) return value;
       const keys = Object.keys(value);
-      const out: Record<string, unknown> = {};
+      // No prototype: a "__proto__" key is then an own member, as the exact serialiser writes it (on `{}` the
+      // assignment would set the prototype and drop the member).
+      const out = Object.create(null) as Record<string, unknown>;
       for (const k of keys.sort()) {
         const c = k.charCodeAt(0);
         if (c >= 48 && c <= 57 && ARRAY_INDEX.test(k) && Number(k) < 4_294_967_295) throw SLOW_PATH;
@@ -74,7 +76,7 @@ function serialise(value: unknown, stack: Set<object>): string {
       try {
         if (Array.isArray(value)) {
           // Like JSON.stringify: holes and undefined array members become null.
-          return `[${value.map((v) => (v === undefined ? 'null' : serialise(v, stack))).join(',')}]`;
+          return `[${Array.from(value, (v) => (v === undefined ? 'null' : serialise(v, stack))).join(',')}]`;
         }
         const entries = Object.keys(value)
           .filter((k) => (value as Record<string, unknown>)[k] !== undefined)

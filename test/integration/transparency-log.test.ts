@@ -248,7 +248,7 @@ async function checkpointReceiptOf(chainId: string): Promise<{ runId: string; re
   return { runId: (await g.client.workflow.getHandle(chainId).describe()).runId, receipt };
 }
 
-test("a raw client's batch (appendCheckpoints): each entry judged alone, from the run's own close event", async () => {
+test("a raw client's batch (appendCheckpoints): each entry judged alone, from the run's own close event; malformed receipts refused", async () => {
   const connection = await Connection.connect({ address: testAddress() });
   const raw = new Client({ connection });
   const log = raw.workflow.getHandle(logId);
@@ -310,12 +310,27 @@ test("a raw client's batch (appendCheckpoints): each entry judged alone, from th
     expect(await refusal(log.executeUpdate('appendCheckpoints', { args: [{ v: 1, entries: [] }] }))).toMatch(
       /GOVERNOR_INVALID_INPUT: invalid append batch: .*entries/,
     );
-    const huge = { ...a.receipt, padding: 'x'.repeat(20_000) };
-    expect(
-      await refusal(
-        log.executeUpdate('appendCheckpoints', { args: [{ v: 1, entries: [{ chainId: 'c', receipt: huge }] }] }),
-      ),
-    ).toMatch(/GOVERNOR_INVALID_INPUT: invalid append batch: .*receipt.*16 KiB/);
+    // A receipt is checked field by field before anything reads it (a hostile one must not fail the batch).
+    const refusedBatch = (entries: unknown[]): Promise<string> =>
+      refusal(log.executeUpdate('appendCheckpoints', { args: [{ v: 1, entries }] }));
+    const c6 = results[6]!.chainId;
+    expect(await refusedBatch([{ chainId: c6, receipt: { ...a.receipt, chainId: { toString: 0 } } }])).toMatch(
+      /GOVERNOR_INVALID_INPUT: invalid append batch: .*receipt\.chainId/,
+    );
+    expect(await refusedBatch([{ chainId: c6, receipt: { ...a.receipt, padding: 'x' } }])).toMatch(
+      /GOVERNOR_INVALID_INPUT: invalid append batch: .*receipt.*padding/,
+    );
+    expect(await refusedBatch([{ chainId: c6, receipt: { ...a.receipt, digest: { '0': [[[1]]] } } }])).toMatch(
+      /GOVERNOR_INVALID_INPUT: invalid append batch: .*receipt\.digest/,
+    );
+    expect(await refusedBatch([{ chainId: c6, receipt: a.receipt, checkpoint: results[6]!.checkpoint }])).toMatch(
+      /GOVERNOR_INVALID_INPUT: invalid append batch: .*a receipt or a checkpoint, not both/,
+    );
+    const heavy = Array.from({ length: 100 }, (_, k) => ({
+      chainId: `${k}-${'c'.repeat(900)}`,
+      checkpoint: 'x'.repeat(3000),
+    }));
+    expect(await refusedBatch(heavy)).toMatch(/GOVERNOR_INVALID_INPUT: invalid append batch: .*at most 256 KiB/);
     expect((await logStatus(g.client, logId)).treeSize).toBe(before);
   } finally {
     await connection.close();

@@ -6,7 +6,10 @@ import { canonicalJson, canonicalJsonExact } from '../../core/canonical';
 // both must agree on every value: generated JSON, and the values where the fast path must step aside.
 describe('canonicalJson', () => {
   test('equals the exact serialiser on generated JSON values (integer-like keys, unicode, nesting)', () => {
-    const key = fc.oneof(fc.string(), fc.constantFrom('0', '1', '2', '10', '01', '4294967294', '4294967295', '-1', ''));
+    const key = fc.oneof(
+      fc.string(),
+      fc.constantFrom('0', '1', '2', '10', '01', '4294967294', '4294967295', '-1', '', '__proto__', 'constructor'),
+    );
     const json = fc.letrec((tie) => ({
       value: fc.oneof(
         { depthSize: 'small' },
@@ -25,6 +28,19 @@ describe('canonicalJson', () => {
       }),
       { numRuns: 2_000 },
     );
+  });
+
+  test('keeps a "__proto__" member (JSON.parse makes it an own member; the digest must cover it)', () => {
+    const v = JSON.parse('{"__proto__":{"a":1},"b":1}') as unknown;
+    expect(canonicalJson(v)).toBe('{"__proto__":{"a":1},"b":1}');
+    expect(canonicalJsonExact(v)).toBe('{"__proto__":{"a":1},"b":1}');
+  });
+
+  test('writes the holes of a sparse array as null, on both paths', () => {
+    // eslint-disable-next-line no-sparse-arrays
+    const sparse = [, 1];
+    expect(canonicalJson(sparse)).toBe('[null,1]');
+    expect(canonicalJsonExact(sparse)).toBe('[null,1]');
   });
 
   test('sorts keys, drops undefined members, writes undefined array members as null', () => {

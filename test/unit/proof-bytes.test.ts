@@ -17,7 +17,9 @@ describe('proofBytes', () => {
         chainId: 'c',
       },
     ];
+    cases.push(JSON.parse('{"seal":"s","x":{"__proto__":{"a":1},"b":2}}'));
     for (const c of cases) expect(proofBytes(c as never).toString()).toBe(reference(c));
+    expect(proofBytes(cases[2] as never).toString()).toContain('"__proto__"');
   });
   test('refuses what canonical JSON refuses', () => {
     expect(() => proofBytes({ a: Number.NaN } as never)).toThrow(/non-finite/);
