@@ -470,7 +470,11 @@ function readPolicies(file: BundleFile, issues: BundleIssue[]): { policies: Pars
       ok = false;
       continue;
     }
-    const annotations = json.json.annotations ?? {};
+    // Cedar writes an annotation without a value (`@escalate`) as null: it means the empty string, as `@escalate("")`
+    // (which then fails the annotation's own check, with a located error, instead of a TypeError).
+    const annotations = Object.fromEntries(
+      Object.entries((json.json.annotations ?? {}) as Record<string, string | null>).map(([k, v]) => [k, v ?? '']),
+    );
     const id = annotations[Annotation.id];
     if (id === undefined) {
       issues.push({
