@@ -205,107 +205,12 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     const batch = todo.slice(0, SWEEP_BATCH);
     const result: SweepResult = { since, ...empty, listed: closed.length, more: todo.length > batch.length };
     const outcomes = new Array<Outcome>(batch.length);
-    const finals = new Array<{ prepared: PreparedProof; proof: Proof; anchored: boolean } | undefined>(batch.length);
-    // A cancelled sweep (worker shutdown, timeout) ends at once: its position is not advanced.
-    const orCancel = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ctx.cancelled]);
-
-    // 1. Build and seal each proof (SWEEP_CONCURRENCY at a time), the runs of every chain listed at once (a proof
-    // carries every run of its workflow id). Listing unavailable: each chain lists its own.
-    const runIds = await orCancel(
-      listRunIdsOf(
-        ctx.client,
-        batch.map((c) => c.workflowId),
-        MAX_RUNS,
-      ),
-    ).catch((err: unknown) => {
-      ctx.log.warn('archive sweep: run lists not read in one query', { reason: innermostMessage(err) });
-      return new Map<string, string[]>();
-    });
-    await inPool(batch.length, async (i) => {
-      ctx.heartbeat();
-      const r = await orCancel(prepareOne(ctx, batch[i]!.workflowId, runIds.get(batch[i]!.workflowId)));
-      if (typeof r === 'string') outcomes[i] = r;
-      else finals[i] = { prepared: r, proof: r.proof, anchored: false };
-    });
-    // 2. Anchor them: one batch for the queue's log, or each through the configured anchor.
-    const ready = finals.flatMap((f, i) => (f ? [i] : []));
-    const unanchored = (i: number, reason: string, type: string | undefined): void => {
-      // A refusal is for good (the chain did not close with a checkpoint; the log's store diverged): the proof
-      // is archived without an anchor (`verify --require-anchor` refuses it), never lost.
-      if (type === ANCHOR_REFUSED || type === LOG_DIVERGED) {
-        ctx.log[type === LOG_DIVERGED ? 'error' : 'warn']('proof archived without an anchor', {
-          chainId: batch[i]!.workflowId,
-          reason,
-        });
-        return;
-      }
-      ctx.log.warn('proof not archived yet', { chainId: batch[i]!.workflowId, reason });
-      outcomes[i] = 'retry';
-      finals[i] = undefined;
-    };
-    if (deps.anchor === undefined && ready.length > 0) {
-      const target = { taskQueue, logId: transparencyLogIdFor(taskQueue), timeoutMs: ANCHOR_TIMEOUT_MS };
-      const entries = ready.map((i) => {
-        const { proof } = finals[i]!.prepared;
-        // (Not one the log's input would refuse, which would refuse the whole batch: that chain's history is read.)
-        const checkpoint = receiptInput(finals[i]!.prepared.checkpoint);
-        const runId = lastRunId(proof);
-        // With the checkpoint receipt the log reads only the run's close event (it checks the receipt against it).
-        return {
-          chainId: batch[i]!.workflowId,
-          ...(runId ? { runId } : {}),
-          ...(checkpoint ? { receipt: checkpoint } : {}),
-        };
-      });
-      try {
-        const anchors = await orCancel(
-          anchorCheckpoints(ctx.client, entries, target).catch(async (err: unknown) => {
-            // A log whose worker predates batches (a rolling upgrade) refuses the update: one append per chain.
-            if (!/No registered handler for update/.test(innermostMessage(err))) throw err;
-            const one = new Array<AppendOutcome>(entries.length);
-            await inPool(entries.length, async (k) => {
-              // Without the receipt: an older log's input does not know that field.
-              const { receipt: _receipt, ...single } = entries[k]!;
-              try {
-                one[k] = { anchor: await anchorCheckpoint(ctx.client, single, target) };
-              } catch (e) {
-                one[k] = {
-                  error: { message: innermostMessage(e), type: innermostType(e) ?? 'GOVERNOR_LOG_UNAVAILABLE' },
-                };
-              }
-            });
-            return one;
-          }),
-        );
-        ready.forEach((i, k) => {
-          const x = anchors[k];
-          const f = finals[i]!;
-          if (x && 'anchor' in x) Object.assign(f, { proof: withAnchor(f.proof, x.anchor), anchored: true });
-          else unanchored(i, x?.error.message ?? 'the log returned no result', x?.error.type);
-        });
-      } catch (err) {
-        // The log unreachable (or no worker of the queue answering): every chain of the batch is tried again.
-        for (const i of ready) unanchored(i, innermostMessage(err), undefined);
-      }
-    } else if (deps.anchor) {
-      const anchor = deps.anchor;
-      await inPool(ready.length, async (k) => {
-        const i = ready[k]!;
-        const f = finals[i]!;
-        try {
-          Object.assign(f, { proof: await orCancel(anchor(f.proof)), anchored: true });
-        } catch (err) {
-          unanchored(i, innermostMessage(err), innermostType(err));
-        }
-      });
+    // In chunks: at most SWEEP_CHUNK proofs (histories and all) are held at a time, each chunk one log update.
+    for (let from = 0; from < batch.length; from += SWEEP_CHUNK) {
+      const chunk = batch.slice(from, from + SWEEP_CHUNK);
+      const got = await sweepChunk(ctx, taskQueue, chunk);
+      got.forEach((r, k) => (outcomes[from + k] = r));
     }
-    // 3. Write them.
-    await inPool(batch.length, async (i) => {
-      const f = finals[i];
-      if (!f) return;
-      ctx.heartbeat();
-      outcomes[i] = await orCancel(writeOne(ctx, batch[i]!.workflowId, () => f.prepared.write(f.proof), f.anchored));
-    });
     for (const [i, r] of outcomes.entries()) {
       if (r === 'anchored') result.written++;
       result[r]++;
@@ -317,6 +222,119 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     if (upTo && upTo.closeTime > Date.parse(since)) result.since = new Date(upTo.closeTime).toISOString();
     if (result.written + result.refused + result.retry > 0) ctx.log.info('archive sweep', { taskQueue, ...result });
     return result;
+  }
+
+  /** Prepares, anchors and writes the proofs of some closed chains; how each went (throws only when cancelled). */
+  async function sweepChunk(ctx: Context, taskQueue: string, chunk: readonly Closed[]): Promise<Outcome[]> {
+    const outcomes = new Array<Outcome>(chunk.length);
+    const finals = new Array<{ prepared: PreparedProof; proof: Proof; anchored: boolean } | undefined>(chunk.length);
+    // A cancelled sweep (worker shutdown, timeout) ends at once: its position is not advanced.
+    const orCancel = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ctx.cancelled]);
+
+    // 1. Build and seal each proof (SWEEP_CONCURRENCY at a time). The runs of every chain are listed at once (a
+    // proof carries every run of its workflow id); a list that lacks the closed run itself (visibility's lag)
+    // is not used, and that chain lists its own.
+    const safe = chunk.filter((c) => archiveKeyOf(c.workflowId)).map((c) => c.workflowId);
+    const runIds =
+      safe.length === 0
+        ? new Map<string, string[]>()
+        : await orCancel(listRunIdsOf(ctx.client, safe, MAX_RUNS)).catch((err: unknown) => {
+            if (ctx.cancellationSignal.aborted) throw err;
+            ctx.log.warn('archive sweep: run lists not read in one query', { reason: innermostMessage(err) });
+            return new Map<string, string[]>();
+          });
+    await inPool(chunk.length, async (i) => {
+      ctx.heartbeat();
+      const c = chunk[i]!;
+      const listed = runIds.get(c.workflowId);
+      const r = await orCancel(prepareOne(ctx, c.workflowId, listed?.includes(c.runId) ? listed : undefined));
+      if (typeof r === 'string') outcomes[i] = r;
+      else finals[i] = { prepared: r, proof: r.proof, anchored: false };
+    });
+    // 2. Anchor them: one update for the queue's log, or each through the configured anchor. Heartbeating: the
+    // log may take up to ANCHOR_TIMEOUT_MS.
+    const ready = finals.flatMap((f, i) => (f ? [i] : []));
+    const unanchored = (i: number, reason: string, type: string | undefined): void => {
+      // A refusal is for good (the chain did not close with a checkpoint; the log's store diverged): the proof
+      // is archived without an anchor (`verify --require-anchor` refuses it), never lost.
+      if (type === ANCHOR_REFUSED || type === LOG_DIVERGED) {
+        ctx.log[type === LOG_DIVERGED ? 'error' : 'warn']('proof archived without an anchor', {
+          chainId: chunk[i]!.workflowId,
+          reason,
+        });
+        return;
+      }
+      ctx.log.warn('proof not archived yet', { chainId: chunk[i]!.workflowId, reason });
+      outcomes[i] = 'retry';
+      finals[i] = undefined;
+    };
+    const beat = setInterval(() => ctx.heartbeat(), 5_000);
+    try {
+      if (deps.anchor === undefined && ready.length > 0) {
+        const target = { taskQueue, logId: transparencyLogIdFor(taskQueue), timeoutMs: ANCHOR_TIMEOUT_MS };
+        const entries = ready.map((i) => {
+          const { proof, checkpoint } = finals[i]!.prepared;
+          const runId = lastRunId(proof);
+          // With the checkpoint receipt, the log reads only the run's close event (it checks the receipt
+          // against it); a receipt its input would refuse is not sent (that chain's history is read instead).
+          const receipt = receiptInput(checkpoint);
+          return { chainId: chunk[i]!.workflowId, ...(runId ? { runId } : {}), ...(receipt ? { receipt } : {}) };
+        });
+        try {
+          const anchors = await orCancel(
+            anchorCheckpoints(ctx.client, entries, target).catch(async (err: unknown) => {
+              // A log whose worker predates batches (a rolling upgrade) refuses the update: one append per chain,
+              // without the receipt (its input does not know that field).
+              if (!/No registered handler for update/.test(innermostMessage(err))) throw err;
+              const one = new Array<AppendOutcome>(entries.length);
+              await inPool(entries.length, async (k) => {
+                const { receipt: _, ...single } = entries[k]!;
+                try {
+                  one[k] = { anchor: await anchorCheckpoint(ctx.client, single, target) };
+                } catch (e) {
+                  one[k] = {
+                    error: { message: innermostMessage(e), type: innermostType(e) ?? 'GOVERNOR_LOG_UNAVAILABLE' },
+                  };
+                }
+              });
+              return one;
+            }),
+          );
+          ready.forEach((i, k) => {
+            const x = anchors[k];
+            const f = finals[i]!;
+            if (x && 'anchor' in x) Object.assign(f, { proof: withAnchor(f.proof, x.anchor), anchored: true });
+            else unanchored(i, x?.error.message ?? 'the log returned no result', x?.error.type);
+          });
+        } catch (err) {
+          if (ctx.cancellationSignal.aborted) throw err;
+          // The log unreachable (or no worker of the queue answering): every chain of the chunk is tried again.
+          for (const i of ready) unanchored(i, innermostMessage(err), undefined);
+        }
+      } else if (deps.anchor) {
+        const anchor = deps.anchor;
+        await inPool(ready.length, async (k) => {
+          const i = ready[k]!;
+          const f = finals[i]!;
+          try {
+            Object.assign(f, { proof: await orCancel(anchor(f.proof)), anchored: true });
+          } catch (err) {
+            if (ctx.cancellationSignal.aborted) throw err;
+            unanchored(i, innermostMessage(err), innermostType(err));
+          }
+        });
+      }
+    } finally {
+      clearInterval(beat);
+    }
+    // 3. Write them.
+    await inPool(chunk.length, async (i) => {
+      const f = finals[i];
+      if (!f) return;
+      ctx.heartbeat();
+      outcomes[i] = await orCancel(writeOne(ctx, chunk[i]!.workflowId, () => f.prepared.write(f.proof), f.anchored));
+    });
+    return outcomes;
   }
 
   /** Builds and seals one closed chain's proof, or how it went (never throws). */
@@ -377,12 +395,17 @@ export function createArchiveActivities(deps: ArchiveDeps) {
   return { archiveProof, archiveSweep };
 }
 
+/** A closed chain as the sweep lists it. */
+type Closed = { workflowId: string; runId: string; closeTime: number };
+
 /** How one chain of a sweep went. */
 type Outcome = 'written' | 'anchored' | 'unchanged' | 'refused' | 'retry';
 
 /** Closed executions one sweep takes at most, and how many it exports at a time. */
 const SWEEP_BATCH = 200;
 const SWEEP_CONCURRENCY = 8;
+/** Proofs a sweep prepares, anchors (one log update) and writes at a time: bounds what it holds in memory. */
+const SWEEP_CHUNK = 25;
 /** Runs of one chain a proof carries at most (fetchChainHistories' bound). */
 const MAX_RUNS = 10_000;
 /** How long a sweep waits for its log to answer (its workers gone): then its chains are tried again. */

@@ -96,3 +96,22 @@ export const ARCHIVE_BY_SWEEPER_PATCH = 'archive-by-sweeper';
  * implying `validated-input`.
  */
 export const ONE_MARKER_CHAIN_PATCH = 'chain-patches-in-one-marker';
+
+/**
+ * `governedChainWorkflow` and `governedSessionWorkflow`: every patch a new run takes, decided by one marker
+ * in the run's first workflow task, before anything is awaited. A run that records this id takes the paths
+ * of {@link ONE_MARKER_CHAIN_PATCH} (chains), {@link EXECUTION_GRANT_PATCH}, {@link FOLDED_REMOTE_STEP_PATCH},
+ * {@link WEBHOOK_NOTIFY_PATCH}, {@link AWAIT_FRESH_ATTESTATION_PATCH}, {@link RESERVED_COMPENSATION_ID_PATCH}
+ * and {@link ARCHIVE_BY_SWEEPER_PATCH}, and records none of them; runs recorded before replay as they ran.
+ *
+ * Why at the start: a `patched()` call after a local activity could make a history unreplayable. When a
+ * query reaches the worker while a local activity runs, SDK core (TypeScript SDK 1.24) may complete the
+ * workflow task with the activity's marker and hand the activity's result to the workflow only in the next
+ * task. On replay the result comes in the first of those tasks, so the code reaches its next `patched()` one
+ * task early, before core has announced that task's marker, and replay fails with `[TMPRL1100] Non-deprecated
+ * patch marker encountered … but there is no corresponding change command`. Every later query of the run
+ * failed, and so would `governor verify`. Seen: a denied chain polled by `governor run --wait`, whose
+ * `archive-by-sweeper` marker followed the final checkpoint's local activity. New `patched()` ids of these
+ * workflows belong here too: a new marker id for the set, never a `patched()` call after an await.
+ */
+export const PATCHES_AT_START = 'patches-decided-at-start';

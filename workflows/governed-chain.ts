@@ -1,6 +1,11 @@
 import { allHandlersFinished, condition, continueAsNew, log, patched, workflowInfo } from '@temporalio/workflow';
 import type { Compensation, GovernedChainInput, Step } from '../contracts/chain';
-import { LEAN_CHAIN_PATCH, ONE_MARKER_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../contracts/patches';
+import {
+  LEAN_CHAIN_PATCH,
+  ONE_MARKER_CHAIN_PATCH,
+  PATCHES_AT_START,
+  VALIDATED_INPUT_PATCH,
+} from '../contracts/patches';
 import type { ChainResult } from '../contracts/state';
 import { ChainStatus } from '../contracts/status';
 import { compensationAction, stepAction } from '../core/step';
@@ -24,10 +29,12 @@ import { packSteps } from '../core/packed-steps';
 /** Runs a chain: every step re-authorized, escalated when policy says so, executed once, recorded (DESIGN §4). */
 export async function governedChainWorkflow(raw: GovernedChainInput): Promise<ChainResult> {
   // The workflow is the trust boundary: other SDKs start it without our client, so it checks its own input.
-  // One marker for the three patches every new run takes (ONE_MARKER_CHAIN_PATCH); older runs replay as recorded.
-  const oneMarker = patched(ONE_MARKER_CHAIN_PATCH);
+  // One marker, here, for every patch a new run takes (PATCHES_AT_START; no `patched()` call after an await);
+  // older runs replay as recorded (ONE_MARKER_CHAIN_PATCH for three of them, the others where they were asked).
+  const atStart = patched(PATCHES_AT_START);
+  const oneMarker = atStart || patched(ONE_MARKER_CHAIN_PATCH);
   const strict = oneMarker || patched(VALIDATED_INPUT_PATCH);
-  const input = strict ? await acceptInput(raw) : raw;
+  const input = strict ? await acceptInput(raw, atStart) : raw;
   // The chain id names the lineage (receipts, credential bindings, verify): it must be this workflow's id.
   if (input.chainId !== workflowInfo().workflowId) {
     const given = JSON.stringify(String(input.chainId).slice(0, 200));
@@ -35,7 +42,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
   }
   // Less work per chain (folded checkpoint, search attributes together, packed states); validated runs only.
   const lean = oneMarker || (strict && patched(LEAN_CHAIN_PATCH));
-  const run = new ChainRun(input, strict, readResume(input.resume), lean, oneMarker);
+  const run = new ChainRun(input, strict, readResume(input.resume), lean, oneMarker, atStart);
 
   // Handlers only record what arrived; the chain acts on it. Registered in this order (signals that
   // arrived before are delivered in the order their handlers are set).
@@ -79,7 +86,7 @@ export async function governedChainWorkflow(raw: GovernedChainInput): Promise<Ch
   run.setRolesAndStatus(undefined, outcome);
   // The proof archive (ARCHIVE_PROOF_PATCH) and webhooks (runs that escalated with some configured): only
   // the starts of their detached workflows are awaited, together.
-  const archived = startArchive(run.chainId, 'chain');
+  const archived = startArchive(run, 'chain');
   await run.notifications?.outcome(outcome, state.reason);
   await archived;
   await condition(allHandlersFinished);

@@ -4,6 +4,7 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -11,6 +12,7 @@ import {
 import type { GovernedChainInput, JsonValue, Step } from '../contracts/chain';
 import { formatIssuePath, invalidInputMessage, UNDECODABLE_PAYLOAD } from '../contracts/issues';
 import { findTooDeep, findTooLarge, formatPath } from '../contracts/limits';
+import { PATCHES_AT_START } from '../contracts/patches';
 import { GovernorWorkloadKey } from '../contracts/search-attributes';
 import {
   AwaitStepInput,
@@ -77,6 +79,8 @@ const MAX_OUTPUTS_KEPT = 50;
 export async function governedSessionWorkflow(raw: GovernedSessionInput): Promise<ChainResult> {
   // Parsed at once and the handlers set before anything is awaited: an update delivered with the first
   // task (a proposal that arrived during continue-as-new) finds its handler. The resume is verified next.
+  // Every patch a new session takes, decided before anything is awaited (PATCHES_AT_START).
+  const atStart = patched(PATCHES_AT_START);
   const input = parseSessionInput(raw);
   const resume = input.resume;
   const governed: Step[] = resume ? [...resume.governed] : [];
@@ -86,7 +90,7 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
     credential: input.credential,
     attestation: input.attestation,
   } as GovernedChainInput;
-  const run = new ChainRun(chainInput, true, resume as ChainResume | undefined);
+  const run = new ChainRun(chainInput, true, resume as ChainResume | undefined, false, false, atStart);
   run.session = resume
     ? { steps: resume.summary.steps, actions: { ...resume.summary.actions } }
     : { steps: 0, actions: {} };
@@ -326,7 +330,7 @@ export async function governedSessionWorkflow(raw: GovernedSessionInput): Promis
   };
   // The proof archive (ARCHIVE_PROOF_PATCH): its detached workflow's start is awaited before the result is
   // handed out, so `closeSession` still answers in the workflow task that ends the session.
-  await startArchive(chainId, 'session');
+  await startArchive(run, 'session');
   final.result = result;
   // Webhooks (sessions that escalated with some configured): the outcome; only the starts are awaited.
   await run.notifications?.outcome(outcome, state.reason);

@@ -8,7 +8,7 @@ import {
   resourceLabel,
   type ActionKind,
 } from '../../core/step';
-import { ONE_MARKER_CHAIN_PATCH, VALIDATED_INPUT_PATCH } from '../../contracts/patches';
+import { ONE_MARKER_CHAIN_PATCH, PATCHES_AT_START, VALIDATED_INPUT_PATCH } from '../../contracts/patches';
 import type { DecodedRun } from './decode';
 import { isRecord } from './util';
 
@@ -38,7 +38,9 @@ export type Actions = Map<string, ActionFacts>;
  * else the raw input, exactly as the workflow (and so `authorize`) saw it.
  */
 export function governedActions(run: DecodedRun): Actions {
-  const validated = run.patches.includes(VALIDATED_INPUT_PATCH) || run.patches.includes(ONE_MARKER_CHAIN_PATCH);
+  const validated = [VALIDATED_INPUT_PATCH, ONE_MARKER_CHAIN_PATCH, PATCHES_AT_START].some((p) =>
+    run.patches.includes(p),
+  );
   return actionsOf(run.session || validated ? run.input : run.rawInput);
 }
 

@@ -26,3 +26,104 @@ export function chainIdOfSavedJson(json: unknown): string {
   if (typeof input.chainId !== 'string') throw new Error('saved history input has no chainId');
   return input.chainId;
 }
+
+/** One event of a history saved with JSON.stringify (proto3 JSON). */
+export type JsonEvent = Record<string, unknown> & { eventId: string; eventType: string };
+
+/** The patch ids a saved history's markers record. */
+export function patchIds(events: JsonEvent[]): string[] {
+  return events
+    .filter((e) => e.eventType === 'EVENT_TYPE_MARKER_RECORDED')
+    .map(
+      (e) =>
+        e.markerRecordedEventAttributes as {
+          markerName: string;
+          details: Record<string, { payloads: { data: string }[] }>;
+        },
+    )
+    .filter((m) => m.markerName === 'core_patch')
+    .map(
+      (m) =>
+        (JSON.parse(Buffer.from(m.details['patch-data']!.payloads[0]!.data, 'base64').toString()) as { id: string }).id,
+    );
+}
+
+/** Whether a local activity's marker ends its workflow task (what a query during the activity can cause). */
+export const cutAfterLocalActivity = (events: JsonEvent[]) =>
+  events.some(
+    (e, i) =>
+      isLocalActivityMarker(e) &&
+      events[i + 1]?.eventType === 'EVENT_TYPE_WORKFLOW_TASK_SCHEDULED' &&
+      events[i + 4] !== undefined &&
+      events[i + 4]!.eventType !== 'EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED',
+  );
+
+/**
+ * The history as the server records it when the worker ends a workflow task right after its last local
+ * activity's marker and asks for the next at once: a scheduled, started and completed workflow task inserted
+ * after that marker, the later events renumbered and their commands attributed to the new task.
+ */
+export function cutAfterLastLocalActivity(events: JsonEvent[]): JsonEvent[] {
+  const at = lastIndexWhere(events, events.length, isLocalActivityMarker);
+  if (at < 0 || events[at + 1]?.eventType === 'EVENT_TYPE_WORKFLOW_TASK_SCHEDULED') {
+    throw new Error('no local activity marker followed by more commands of its task');
+  }
+  const id = Number(events[at]!.eventId);
+  const scheduled = events[lastIndexWhere(events, at, (e) => e.eventType === 'EVENT_TYPE_WORKFLOW_TASK_SCHEDULED')]!;
+  const time = events[at]!.eventTime;
+  const inserted: JsonEvent[] = [
+    {
+      eventId: String(id + 1),
+      eventTime: time,
+      eventType: 'EVENT_TYPE_WORKFLOW_TASK_SCHEDULED',
+      workflowTaskScheduledEventAttributes: scheduled.workflowTaskScheduledEventAttributes,
+    },
+    {
+      eventId: String(id + 2),
+      eventTime: time,
+      eventType: 'EVENT_TYPE_WORKFLOW_TASK_STARTED',
+      workflowTaskStartedEventAttributes: {
+        scheduledEventId: String(id + 1),
+        identity: 'replay-test',
+        requestId: 'request-from-RespondWorkflowTaskCompleted',
+      },
+    },
+    {
+      eventId: String(id + 3),
+      eventTime: time,
+      eventType: 'EVENT_TYPE_WORKFLOW_TASK_COMPLETED',
+      workflowTaskCompletedEventAttributes: {
+        scheduledEventId: String(id + 1),
+        startedEventId: String(id + 2),
+        identity: 'replay-test',
+      },
+    },
+  ];
+  const shift = (value: unknown, key?: string): unknown => {
+    if (Array.isArray(value)) return value.map((v) => shift(v));
+    if (value === null || typeof value !== 'object') {
+      return key?.endsWith('EventId') && typeof value === 'string' && Number(value) > id
+        ? String(Number(value) + 3)
+        : value;
+    }
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) =>
+        k === 'workflowTaskCompletedEventId' ? [k, String(id + 3)] : [k, shift(v, k)],
+      ),
+    );
+  };
+  const later = events
+    .slice(at + 1)
+    .map((e) => ({ ...(shift(e) as JsonEvent), eventId: String(Number(e.eventId) + 3) }));
+  return [...events.slice(0, at + 1), ...inserted, ...later];
+}
+
+const isLocalActivityMarker = (e: JsonEvent) =>
+  e.eventType === 'EVENT_TYPE_MARKER_RECORDED' &&
+  (e.markerRecordedEventAttributes as { markerName: string }).markerName === 'core_local_activity';
+
+/** The index of the last event before `end` that `match` accepts, or -1. */
+function lastIndexWhere(events: JsonEvent[], end: number, match: (e: JsonEvent) => boolean): number {
+  for (let i = end - 1; i >= 0; i--) if (match(events[i]!)) return i;
+  return -1;
+}

@@ -13,7 +13,7 @@ import {
   archiverWorkflowId,
   type SweepResult,
 } from '../../contracts/archive';
-import { ARCHIVE_BY_SWEEPER_PATCH } from '../../contracts/patches';
+import { PATCHES_AT_START } from '../../contracts/patches';
 import { transparencyLogIdFor, type ProofAnchor } from '../../contracts/transparency';
 import { withAnchor } from '../../audit/transparency-log';
 import { checkAnchor } from '../../audit/transparency';
@@ -141,11 +141,12 @@ describe('archived proofs (directory)', () => {
 
     const jwks = loadPublicJwks(g.home, 'receipt');
     for (const r of [allowed, denied, escalated, session]) {
-      // The chain starts no workflow of its own as it closes (ARCHIVE_BY_SWEEPER_PATCH): the queue's archiver sweeps.
+      // The chain starts no workflow of its own as it closes (ARCHIVE_BY_SWEEPER_PATCH, which PATCHES_AT_START
+      // implies): the queue's archiver sweeps.
       const events = (await g.client.workflow.getHandle(r.chainId).fetchHistory()).events ?? [];
       expect(events.flatMap((e) => e.startChildWorkflowExecutionInitiatedEventAttributes ?? [])).toEqual([]);
       expect(JSON.stringify(events.map((e) => e.markerRecordedEventAttributes?.details ?? null))).toContain(
-        Buffer.from(JSON.stringify({ id: ARCHIVE_BY_SWEEPER_PATCH, deprecated: false })).toString('base64'),
+        Buffer.from(JSON.stringify({ id: PATCHES_AT_START, deprecated: false })).toString('base64'),
       );
       const { proof } = await archived(r.chainId);
       expect(proof).toMatchObject({ format: 'temporal-governor/proof@2', chainId: r.chainId });

@@ -2,6 +2,7 @@ import {
   GOVERN_STEP_PATCH,
   LEAN_CHAIN_PATCH,
   ONE_MARKER_CHAIN_PATCH,
+  PATCHES_AT_START,
   VALIDATED_INPUT_PATCH,
 } from '../../contracts/patches';
 import http from 'node:http';
@@ -127,16 +128,18 @@ function shapeOf(history: HistoryJson): Shape {
           details?: { data?: { payloads?: { data?: string }[] }; 'patch-data'?: { payloads?: { data?: string }[] } };
         }
       | undefined;
-    // Patch markers: one per run (ONE_MARKER_CHAIN_PATCH, under which governStep runs; it implies the
+    // Patch markers: one per run (PATCHES_AT_START, under which governStep runs; it implies the one-marker,
     // governStep, validated-input and lean patches, which new runs no longer record).
     const patch =
       marker?.markerName === 'core_patch'
         ? Buffer.from(marker.details?.['patch-data']?.payloads?.[0]?.data ?? '', 'base64').toString('utf8')
         : undefined;
-    if (patch?.includes(ONE_MARKER_CHAIN_PATCH)) shape.patchMarkers++;
+    if (patch?.includes(PATCHES_AT_START)) shape.patchMarkers++;
     if (
       patch !== undefined &&
-      [VALIDATED_INPUT_PATCH, LEAN_CHAIN_PATCH, GOVERN_STEP_PATCH].some((id) => patch.includes(id))
+      [VALIDATED_INPUT_PATCH, LEAN_CHAIN_PATCH, GOVERN_STEP_PATCH, ONE_MARKER_CHAIN_PATCH].some((id) =>
+        patch.includes(id),
+      )
     )
       shape.impliedPatchMarkers++;
     if (marker?.markerName === 'core_local_activity') {
@@ -221,7 +224,7 @@ describe('governStep: decision and built-in execution in one activity', () => {
       seq: checkpoint!.receipt.seq,
       hash: (checkpoint!.receipt as { hash?: string }).hash,
     });
-    // No recordReceipt local activity after the loop, and the lean path's one patch marker (ONE_MARKER_CHAIN_PATCH).
+    // No recordReceipt local activity after the loop, and the lean path's one patch marker (PATCHES_AT_START).
     const markers = events
       .map(
         (e) =>
@@ -238,8 +241,8 @@ describe('governStep: decision and built-in execution in one activity', () => {
       [],
     );
     const patches = markers.filter((m) => m!.markerName === 'core_patch').map(text);
-    expect(patches.filter((t) => t.includes(ONE_MARKER_CHAIN_PATCH))).toHaveLength(1);
-    expect(patches.filter((t) => t.includes(LEAN_CHAIN_PATCH) || t.includes(GOVERN_STEP_PATCH))).toEqual([]);
+    expect(patches.filter((t) => t.includes(PATCHES_AT_START))).toHaveLength(1);
+    expect(patches.filter((t) => !t.includes(PATCHES_AT_START))).toEqual([]);
     const report = await verified(r.chainId, histories);
     expectVerified(report);
     expect(report).toMatchObject({ receipts: 5, decisions: 2, status: 'Completed' });

@@ -1,12 +1,4 @@
-import {
-  CancellationScope,
-  condition,
-  isCancellation,
-  log,
-  patched,
-  sleep,
-  upsertSearchAttributes,
-} from '@temporalio/workflow';
+import { CancellationScope, condition, isCancellation, log, sleep, upsertSearchAttributes } from '@temporalio/workflow';
 import type { GovernorAuthorizeResult } from '../../activities';
 import {
   ApprovalSubmission,
@@ -132,7 +124,7 @@ export async function awaitApproval(
   run.setRolesAndStatus(approval.eligibleRoles, ChainStatus.AwaitingApproval, waiting());
   // Webhooks (only when the manifest has some): told now, on each counted vote, and at the run's outcome.
   const notify = first.approvalRules?.notify;
-  if (notify && notify.length > 0 && patched(WEBHOOK_NOTIFY_PATCH)) {
+  if (notify && notify.length > 0 && run.takes(WEBHOOK_NOTIFY_PATCH)) {
     if (run.notifications) run.notifications.events = notify;
     else run.notifications = new Notifications(run, notify, run.session ? 'session' : 'chain');
     run.notifications.waiting(a, approval);

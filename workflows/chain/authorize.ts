@@ -1,4 +1,4 @@
-import { condition, patched, upsertSearchAttributes } from '@temporalio/workflow';
+import { condition, upsertSearchAttributes } from '@temporalio/workflow';
 import type { GovernorAuthorizeInput, GovernorAuthorizeResult, GovernStepInput } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { GovernorPolicyDigestKey, GovernorShadowDiffersKey } from '../../contracts/search-attributes';
@@ -92,7 +92,7 @@ export async function authorize(
       state.shadowDiffers = true;
       upsertSearchAttributes([{ key: GovernorShadowDiffersKey, value: true }]);
     }
-    if (result.attestationOutdated && votes && patched(AWAIT_FRESH_ATTESTATION_PATCH)) {
+    if (result.attestationOutdated && votes && run.takes(AWAIT_FRESH_ATTESTATION_PATCH)) {
       // People took longer to decide than the attestation lives: wait for a fresh one, then decide again.
       run.attestationRefreshed = false;
       const previous = s.status;

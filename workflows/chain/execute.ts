@@ -1,11 +1,4 @@
-import {
-  CancellationScope,
-  isCancellation,
-  log,
-  patched,
-  proxyActivities,
-  type ActivityOptions,
-} from '@temporalio/workflow';
+import { CancellationScope, isCancellation, log, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { GovernStepResult, SessionOutputResult } from '../../activities';
 import type { Decision } from '../../contracts/decision';
 import { ErrorCode } from '../../contracts/errors';
@@ -74,7 +67,7 @@ async function execute(run: ChainRun, a: GovernedAction, stepDigest: string, pre
         input: a.input,
       };
       // Runs before grants existed carry none (their histories have no mintGrant marker).
-      const granted = a.executor.type !== 'noop' && patched(EXECUTION_GRANT_PATCH);
+      const granted = a.executor.type !== 'noop' && run.takes(EXECUTION_GRANT_PATCH);
       if (granted && preminted !== undefined && preminted.receipt === run.head.hash) {
         // Minted by `authorize` with the decision that allows this execution, which is still the head.
         binding.grant = preminted.grant;
@@ -187,10 +180,10 @@ export async function govern(
   // existed have no patch marker and replay through `authorize` + `execute`, as they ran).
   // (An `mcp` executor runs on the gateway's queue like a service activity; it never runs in `governStep`.)
   const builtIn = a.executor.type !== 'activity' && a.executor.type !== 'mcp';
-  const inOne = builtIn && (run.oneMarker || patched(GOVERN_STEP_PATCH)) ? await governInOne(run, a) : undefined;
+  const inOne = builtIn && (run.oneMarker || run.takes(GOVERN_STEP_PATCH)) ? await governInOne(run, a) : undefined;
   // Service activities and MCP tool calls: the grant is asked with the decision, a session step's output
   // digested with its execution receipt (runs recorded before this replay as they ran).
-  const folded = !builtIn && patched(FOLDED_REMOTE_STEP_PATCH);
+  const folded = !builtIn && run.takes(FOLDED_REMOTE_STEP_PATCH);
   const grantAsk =
     folded && a.executor.type !== 'noop' && a.executor.type !== 'http'
       ? {

@@ -61,9 +61,10 @@ export function rejectInput(message: string): never {
 /**
  * Parses the workflow's own input (defaults applied) and checks `resume`; anything invalid ends the run
  * at once as `Rejected` with a non-retryable `GOVERNOR_INVALID_INPUT` naming the field, before anything
- * is authorized or executed (never a workflow-task retry loop).
+ * is authorized or executed (never a workflow-task retry loop). `atStart`: the run recorded PATCHES_AT_START
+ * (which implies RESERVED_COMPENSATION_ID_PATCH).
  */
-export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
+export async function acceptInput(raw: unknown, atStart = false): Promise<GovernedChainInput> {
   const info = workflowInfo();
   const reject = rejectInput;
   const undecodable =
@@ -100,7 +101,7 @@ export async function acceptInput(raw: unknown): Promise<GovernedChainInput> {
   }
   // A step may not take the id the governor gives a compensation (its key would dedupe the real one).
   const reserved = input.chain.steps.findIndex((s) => isCompensationStepId(s.id));
-  if (reserved >= 0 && patched(RESERVED_COMPENSATION_ID_PATCH)) {
+  if (reserved >= 0 && (atStart || patched(RESERVED_COMPENSATION_ID_PATCH))) {
     return reject(`chain.steps[${reserved}].id: ${COMPENSATION_ID_PROBLEM}`);
   }
   return input;

@@ -1,4 +1,11 @@
-import { CancellationScope, log, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  log,
+  patched,
+  setCurrentDetails,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { SessionOutputResult } from '../../activities';
 import type { Chain, GovernedChainInput, ResourceRef } from '../../contracts/chain';
@@ -87,6 +94,11 @@ export class ChainRun {
      * steps in `governStep` included) without asking for their markers. Agent sessions: always false.
      */
     readonly oneMarker = false,
+    /**
+     * The run recorded PATCHES_AT_START: it takes the path of every patch that one implies and asks for no
+     * marker after its start ({@link takes}).
+     */
+    readonly atStart = false,
   ) {
     this.chainId = input.chainId;
     this.chain = input.chain;
@@ -250,6 +262,14 @@ export class ChainRun {
    * `digestOutput` (FOLDED_REMOTE_STEP_PATCH, a session step's execution), the same local activity also
    * digests the outcome's output, kept in {@link recordedOutput}.
    */
+  /**
+   * Whether the run takes the path of patch `patchId`: always for a run that recorded PATCHES_AT_START (which
+   * implies it, and asks for no marker after the start); for a run recorded before, as `patched()` says.
+   */
+  takes(patchId: string): boolean {
+    return this.atStart || patched(patchId);
+  }
+
   async record(
     stepId: string | undefined,
     kind: ReceiptKind,
