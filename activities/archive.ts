@@ -10,13 +10,7 @@ import {
   type SweepInput,
   type SweepResult,
 } from '../contracts/archive';
-import {
-  ANCHOR_REFUSED,
-  AppendCheckpointInput,
-  LOG_DIVERGED,
-  transparencyLogIdFor,
-  type AppendOutcome,
-} from '../contracts/transparency';
+import { ANCHOR_REFUSED, AppendCheckpointInput, LOG_DIVERGED, transparencyLogIdFor } from '../contracts/transparency';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { SESSION_WORKFLOW_TYPE } from '../contracts/session';
 import { WORKFLOW_TYPE } from '../contracts/status';
@@ -33,7 +27,8 @@ import {
   type ProofAnchor,
 } from '../audit/archive';
 import type { Proof } from '../audit/proof';
-import { anchorCheckpoint, anchorCheckpoints, withAnchor } from '../audit/transparency-log';
+import { anchorCheckpoints, withAnchor } from '../audit/transparency-log';
+import { innermostMessage, innermostType } from '../runtime/error-causes';
 import { fetchChainHistories, listRunIdsOf } from '../audit/verify';
 
 /*
@@ -206,19 +201,28 @@ export function createArchiveActivities(deps: ArchiveDeps) {
     const result: SweepResult = { since, ...empty, listed: closed.length, more: todo.length > batch.length };
     const outcomes = new Array<Outcome>(batch.length);
     // In chunks: at most SWEEP_CHUNK proofs (histories and all) are held at a time, each chunk one log update.
+    let handled = 0;
     for (let from = 0; from < batch.length; from += SWEEP_CHUNK) {
       const chunk = batch.slice(from, from + SWEEP_CHUNK);
       const got = await sweepChunk(ctx, taskQueue, chunk);
-      got.forEach((r, k) => (outcomes[from + k] = r));
+      got.forEach((r, k) => {
+        outcomes[from + k] = r;
+        // Exported (or refused for good): no later sweep does it again, even if this one times out.
+        if (r !== 'retry') done.set(`${chunk[k]!.workflowId}/${chunk[k]!.runId}`, true);
+      });
+      handled = from + chunk.length;
+      // Something to try again (the archive or the log unavailable): the rest waits for the next sweep, which
+      // starts from that chain. A log that is down costs one chunk's wait, not every chunk's.
+      if (got.includes('retry')) break;
     }
-    for (const [i, r] of outcomes.entries()) {
+    result.more ||= handled < batch.length;
+    for (const r of outcomes.slice(0, handled)) {
       if (r === 'anchored') result.written++;
       result[r]++;
-      if (r !== 'retry') done.set(`${batch[i]!.workflowId}/${batch[i]!.runId}`, true);
     }
     // The position: the first chain to try again, else the last one handled (else where this sweep began).
     const firstRetry = outcomes.indexOf('retry');
-    const upTo = firstRetry >= 0 ? batch[firstRetry] : batch.at(-1);
+    const upTo = firstRetry >= 0 ? batch[firstRetry] : batch[handled - 1];
     if (upTo && upTo.closeTime > Date.parse(since)) result.since = new Date(upTo.closeTime).toISOString();
     if (result.written + result.refused + result.retry > 0) ctx.log.info('archive sweep', { taskQueue, ...result });
     return result;
@@ -281,25 +285,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
           return { chainId: chunk[i]!.workflowId, ...(runId ? { runId } : {}), ...(receipt ? { receipt } : {}) };
         });
         try {
-          const anchors = await orCancel(
-            anchorCheckpoints(ctx.client, entries, target).catch(async (err: unknown) => {
-              // A log whose worker predates batches (a rolling upgrade) refuses the update: one append per chain,
-              // without the receipt (its input does not know that field).
-              if (!/No registered handler for update/.test(innermostMessage(err))) throw err;
-              const one = new Array<AppendOutcome>(entries.length);
-              await inPool(entries.length, async (k) => {
-                const { receipt: _, ...single } = entries[k]!;
-                try {
-                  one[k] = { anchor: await anchorCheckpoint(ctx.client, single, target) };
-                } catch (e) {
-                  one[k] = {
-                    error: { message: innermostMessage(e), type: innermostType(e) ?? 'GOVERNOR_LOG_UNAVAILABLE' },
-                  };
-                }
-              });
-              return one;
-            }),
-          );
+          const anchors = await orCancel(anchorCheckpoints(ctx.client, entries, target));
           ready.forEach((i, k) => {
             const x = anchors[k];
             const f = finals[i]!;
@@ -470,22 +456,6 @@ async function listClosed(
       return found;
     before = new Date(oldest);
   }
-}
-
-/** The message at the bottom of an error's causes (an update's failure wraps the log's reason). */
-function innermostMessage(err: unknown): string {
-  let message = String((err as Error)?.message ?? err);
-  for (let e = err as { message?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e)
-    if (typeof e.message === 'string' && e.message) message = e.message;
-  return message;
-}
-
-/** The failure type at the bottom of an error's causes. */
-function innermostType(err: unknown): string | undefined {
-  let type: string | undefined;
-  for (let e = err as { type?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e)
-    if (typeof e.type === 'string') type = e.type;
-  return type;
 }
 
 export type ArchiveActivities = ReturnType<typeof createArchiveActivities>;

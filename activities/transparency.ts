@@ -25,6 +25,7 @@ import { checkpointLeafHash, sha256, signTreeHead, type SignedTreeHead } from '.
 import { decodeHistories, historyToJson } from '../audit/verify/history-fetch';
 import { decodeRun } from '../audit/verify/decode';
 import { verifySealJws } from '../audit/verify/jws';
+import { Grpc, grpcCodeOf, isUnavailable } from '../runtime/error-causes';
 
 /*
  * The transparency log's activities (DESIGN §13, issue 20 item 3). The log workflow
@@ -225,9 +226,10 @@ function codecOf(client: Client): PayloadCodec | undefined {
 function lookupRefusal(err: unknown, entry: AppendCheckpointInput): string | undefined {
   const { chainId } = entry;
   const name = (err as Error).name;
-  const code = (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
-  if (code === 3) return `chain ${chainId}: Temporal refused the request (${(err as Error).message})`;
-  if (name === 'WorkflowNotFoundError' || code === 5 || /not found/i.test((err as Error).message))
+  const code = grpcCodeOf(err);
+  if (code === Grpc.InvalidArgument)
+    return `chain ${chainId}: Temporal refused the request (${(err as Error).message})`;
+  if (name === 'WorkflowNotFoundError' || code === Grpc.NotFound || /not found/i.test((err as Error).message))
     return `chain ${chainId}: no such workflow${entry.runId ? ` run ${entry.runId}` : ''}`;
   return undefined;
 }
@@ -313,26 +315,10 @@ async function readCheckpointLeafOrRefusal(
   try {
     return await readCheckpointLeaf(client, entry, jwks);
   } catch (err) {
-    if (unavailable(err)) throw err;
+    if (isUnavailable(err)) throw err;
     const message = String((err as { message?: unknown } | null)?.message ?? 'unreadable').replace(/\s+/g, ' ');
     return { reason: `chain ${String(entry.chainId)}: cannot be read (${message.slice(0, 300)})` };
   }
-}
-
-/** Temporal or a codec server unreachable, overloaded, slow or refusing this worker: worth trying again. */
-function unavailable(err: unknown): boolean {
-  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    // UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, and what an operator must mend (PERMISSION_DENIED,
-    // UNAUTHENTICATED, INTERNAL): never a reason to archive a proof without its anchor for good.
-    if ([4, 7, 8, 13, 14, 16].includes(e.code as number)) return true;
-    if (
-      /UNAVAILABLE|DEADLINE|RESOURCE_EXHAUSTED|ECONNREFUSED|ECONNRESET|ETIMEDOUT|fetch failed|socket hang up/i.test(
-        String(e.message),
-      )
-    )
-      return true;
-  }
-  return false;
 }
 
 /** The leaf, when `receipt` is a checkpoint of the chain signed with the receipt key that its `result` names. */

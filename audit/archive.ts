@@ -301,14 +301,10 @@ export class ArchiveConflict extends Error {
 }
 
 /**
- * The bundle digests the chain's recorded decisions name (enforced and shadow), without replaying it. The
- * histories are the ones just fetched from Temporal (`fetchChainHistories`), in the stable form.
+ * What an export reads from the histories (the ones just fetched from Temporal, in the stable form), without
+ * replaying them: the bundle digests the recorded decisions name (enforced and shadow), and the last run's
+ * final checkpoint receipt.
  */
-export async function bundleDigestsOf(histories: readonly unknown[], codec?: PayloadCodec): Promise<string[]> {
-  return (await archiveFacts(histories, codec)).bundleDigests;
-}
-
-/** What an export reads from the histories: the bundle digests, and the last run's final checkpoint receipt. */
 async function archiveFacts(
   histories: readonly unknown[],
   codec?: PayloadCodec,

@@ -17,6 +17,7 @@ import {
   type TransparencyLogInput,
   type TransparencyLogStatus,
 } from '../contracts/transparency';
+import { innermostMessage, innermostType, isTransientRefusal } from '../runtime/error-causes';
 import type { Proof } from './proof';
 
 /*
@@ -138,7 +139,9 @@ export async function anchorCheckpoint(
 /**
  * Appends a batch of closed chains' checkpoints (`appendCheckpoints`: one update per MAX_APPEND_BATCH entries
  * instead of one per chain) and returns, in order, each one's anchor or why the log refused it. A refusal is
- * per entry (ANCHOR_REFUSED, LOG_DIVERGED); the log unreachable throws.
+ * per entry (ANCHOR_REFUSED, LOG_DIVERGED); the log unreachable throws. A log whose worker predates batches
+ * (a rolling upgrade: no handler for the update) is sent one `appendCheckpoint` per entry, without the receipt
+ * (its input does not know that field), and each entry's error becomes that entry's outcome.
  */
 export async function anchorCheckpoints(
   client: Client,
@@ -159,11 +162,24 @@ export async function anchorCheckpoints(
               startWorkflowOperation: startOperation(target),
             }),
           ),
-        ),
+        ).catch((err: unknown) => {
+          if (!/No registered handler for update/.test(innermostMessage(err))) throw err;
+          return Promise.all(chunk.map((entry) => appendOne(client, entry, target)));
+        }),
       ),
     ),
   );
   return results.flat();
+}
+
+/** One entry through `appendCheckpoint` (a log without the batch update), its error as its outcome. */
+async function appendOne(client: Client, entry: AppendCheckpointInput, target: LogTarget): Promise<AppendOutcome> {
+  const { receipt: _receipt, ...single } = entry;
+  try {
+    return { anchor: await anchorCheckpoint(client, single, target) };
+  } catch (err) {
+    return { error: { message: innermostMessage(err), type: innermostType(err) ?? 'GOVERNOR_LOG_UNAVAILABLE' } };
+  }
 }
 
 /** Runs an idempotent append again while the server answers with a transient refusal (see anchorCheckpoint). */
@@ -172,21 +188,10 @@ async function retryTransient<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      if (!isTransient(err) || attempt >= 600) throw err;
+      if (!isTransientRefusal(err) || attempt >= 600) throw err;
       await new Promise((res) => setTimeout(res, 20 + Math.random() * Math.min(500, 20 * 2 ** Math.min(attempt, 5))));
     }
   }
-}
-
-function isTransient(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code === 8 || e.code === 14 || e.code === 4) return true; // RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED
-    if (
-      /RESOURCE_EXHAUSTED|could not be executed|update was aborted/i.test(String((e as { message?: unknown }).message))
-    )
-      return true;
-  }
-  return false;
 }
 
 /** Anchors the chain a proof is of (its final run and checkpoint as Temporal holds them). */

@@ -34,8 +34,8 @@ export type Actions = Map<string, ActionFacts>;
 
 /**
  * The governed actions of the chain `run` governs (its first run): the schema-parsed input (defaults
- * applied) when the run recorded the validated-input patch (or the one-marker patch, which implies it),
- * else the raw input, exactly as the workflow (and so `authorize`) saw it.
+ * applied) when the run recorded the validated-input patch (or the one-marker or patches-at-start patch, which
+ * imply it), else the raw input, exactly as the workflow (and so `authorize`) saw it.
  */
 export function governedActions(run: DecodedRun): Actions {
   const validated = [VALIDATED_INPUT_PATCH, ONE_MARKER_CHAIN_PATCH, PATCHES_AT_START].some((p) =>

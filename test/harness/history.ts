@@ -48,25 +48,28 @@ export function patchIds(events: JsonEvent[]): string[] {
     );
 }
 
-/** Whether a local activity's marker ends its workflow task (what a query during the activity can cause). */
-export const cutAfterLocalActivity = (events: JsonEvent[]) =>
+/**
+ * Whether a local activity's marker ends its workflow task and the next task was asked for at once, as the
+ * server records it when the worker completed the task early (what a query during the activity can cause).
+ */
+export const hasCutAfterLocalActivity = (events: JsonEvent[]) =>
   events.some(
     (e, i) =>
       isLocalActivityMarker(e) &&
       events[i + 1]?.eventType === 'EVENT_TYPE_WORKFLOW_TASK_SCHEDULED' &&
-      events[i + 4] !== undefined &&
-      events[i + 4]!.eventType !== 'EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED',
+      (events[i + 2]?.workflowTaskStartedEventAttributes as { requestId?: string } | undefined)?.requestId ===
+        'request-from-RespondWorkflowTaskCompleted',
   );
 
 /**
- * The history as the server records it when the worker ends a workflow task right after its last local
- * activity's marker and asks for the next at once: a scheduled, started and completed workflow task inserted
- * after that marker, the later events renumbered and their commands attributed to the new task.
+ * The history as the server records it when the worker ends a workflow task right after the local activity
+ * marker at `at` and asks for the next task at once (what a query during the activity can cause): a scheduled,
+ * started and completed workflow task inserted after that marker, the later events renumbered, and the commands
+ * that followed the marker in its task attributed to the new task.
  */
-export function cutAfterLastLocalActivity(events: JsonEvent[]): JsonEvent[] {
-  const at = lastIndexWhere(events, events.length, isLocalActivityMarker);
-  if (at < 0 || events[at + 1]?.eventType === 'EVENT_TYPE_WORKFLOW_TASK_SCHEDULED') {
-    throw new Error('no local activity marker followed by more commands of its task');
+export function cutAfter(events: JsonEvent[], at: number): JsonEvent[] {
+  if (!isLocalActivityMarker(events[at]!) || !isCommandEvent(events[at + 1])) {
+    throw new Error(`event ${at + 1}: not a local activity marker followed by more commands of its task`);
   }
   const id = Number(events[at]!.eventId);
   const scheduled = events[lastIndexWhere(events, at, (e) => e.eventType === 'EVENT_TYPE_WORKFLOW_TASK_SCHEDULED')]!;
@@ -99,23 +102,43 @@ export function cutAfterLastLocalActivity(events: JsonEvent[]): JsonEvent[] {
       },
     },
   ];
-  const shift = (value: unknown, key?: string): unknown => {
-    if (Array.isArray(value)) return value.map((v) => shift(v));
+  // The commands after the marker, up to the next workflow task, now belong to the inserted one.
+  let end = at + 1;
+  while (isCommandEvent(events[end])) end++;
+  const shift = (value: unknown, key: string | undefined, moved: boolean): unknown => {
+    if (Array.isArray(value)) return value.map((v) => shift(v, undefined, moved));
     if (value === null || typeof value !== 'object') {
+      if (moved && key === 'workflowTaskCompletedEventId') return String(id + 3);
       return key?.endsWith('EventId') && typeof value === 'string' && Number(value) > id
         ? String(Number(value) + 3)
         : value;
     }
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) =>
-        k === 'workflowTaskCompletedEventId' ? [k, String(id + 3)] : [k, shift(v, k)],
-      ),
-    );
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, shift(v, k, moved)]));
   };
-  const later = events
-    .slice(at + 1)
-    .map((e) => ({ ...(shift(e) as JsonEvent), eventId: String(Number(e.eventId) + 3) }));
+  const later = events.slice(at + 1).map((e, k) => ({
+    ...(shift(e, undefined, at + 1 + k < end) as JsonEvent),
+    eventId: String(Number(e.eventId) + 3),
+  }));
   return [...events.slice(0, at + 1), ...inserted, ...later];
+}
+
+/** The indexes of the local activity markers a workflow task could be cut after (more commands follow them). */
+export function cuttableMarkers(events: JsonEvent[]): number[] {
+  return events.flatMap((e, i) => (isLocalActivityMarker(e) && isCommandEvent(events[i + 1]) ? [i] : []));
+}
+
+/** Events the worker's commands record (what follows a workflow task's completion, before the next task). */
+function isCommandEvent(e: JsonEvent | undefined): boolean {
+  return (
+    e !== undefined &&
+    (e as Record<string, unknown>).workflowTaskCompletedEventId === undefined &&
+    Object.values(e).some(
+      (v) =>
+        v !== null &&
+        typeof v === 'object' &&
+        typeof (v as Record<string, unknown>).workflowTaskCompletedEventId === 'string',
+    )
+  );
 }
 
 const isLocalActivityMarker = (e: JsonEvent) =>

@@ -1,9 +1,13 @@
 import { Worker } from '@temporalio/worker';
 import { PATCHES_AT_START } from '../../contracts/patches';
 import { TERMINAL_STATUSES } from '../../contracts/status';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
-  cutAfterLastLocalActivity,
-  cutAfterLocalActivity,
+  chainIdOfSavedJson,
+  cutAfter,
+  cuttableMarkers,
+  hasCutAfterLocalActivity,
   historyFromSavedJson,
   patchIds,
   type JsonEvent,
@@ -108,21 +112,46 @@ it('chains polled by status queries while they run answer every query after they
     expect({ id, closed: events.at(-1)!.eventType }).toEqual({ id, closed: 'EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED' });
     // One patch marker, in the first workflow task, whatever the chain did after.
     expect({ id, patches: patchIds(events) }).toEqual({ id, patches: [PATCHES_AT_START] });
-    if (cutAfterLocalActivity(events)) cut++;
+    if (hasCutAfterLocalActivity(events)) cut++;
     await expect(replay(events, id)).resolves.toBeUndefined();
   }
   // How many histories the queries cut (load-dependent, so reported, not required).
   process.stderr.write(`query-replay: ${cut} of ${n} histories cut after a local activity by a query\n`);
 }, 240_000);
 
-it('a denied chain whose workflow task was cut after its final checkpoint replays (the shape a query causes)', async () => {
-  const chainId = `cut-denied-${Date.now()}`;
-  const handle = await g.gc.start(denied, { ...(await g.creds()), chainId });
-  await handle.result();
-  const events = await savedEvents(chainId);
-  const cutEvents = cutAfterLastLocalActivity(events);
-  expect(cutAfterLocalActivity(cutEvents)).toBe(true);
-  expect(cutEvents).toHaveLength(events.length + 3);
-  await expect(replay(events, chainId)).resolves.toBeUndefined();
-  await expect(replay(cutEvents, chainId)).resolves.toBeUndefined();
+it('every history of a new chain replays however a query cut its workflow tasks (after each local activity)', async () => {
+  const service = {
+    workload: WORKLOAD,
+    owner: 'team-release',
+    summary: 'a service step: authorize, execute, record',
+    steps: [g.serviceStep('deploy', 'deploy', { type: 'Environment', id: 'staging' })],
+  };
+  let cuts = 0;
+  for (const [kind, chain] of Object.entries({ denied, completed, service })) {
+    const chainId = `cut-${kind}-${Date.now()}`;
+    await (await g.gc.start(chain, { ...(await g.creds()), chainId })).result();
+    const events = await savedEvents(chainId);
+    await expect(replay(events, chainId)).resolves.toBeUndefined();
+    for (const at of cuttableMarkers(events)) {
+      const cut = cutAfter(events, at);
+      expect(hasCutAfterLocalActivity(cut)).toBe(true);
+      await expect(replay(cut, chainId)).resolves.toBeUndefined();
+      cuts++;
+    }
+  }
+  // The denied chain's final checkpoint, the service step's authorize and its execution receipt, at least.
+  expect(cuts).toBeGreaterThanOrEqual(3);
+});
+
+it('the same cut of a chain recorded before patches-decided-at-start fails its replay (the defect it mends)', async () => {
+  // Recorded by the workflow code of 003b2f1: its `archive-by-sweeper` check came after the final checkpoint.
+  const file = path.join(__dirname, '..', 'replay', 'histories', 'v3-denied.json');
+  const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { events: JsonEvent[] };
+  const chainId = chainIdOfSavedJson(json);
+  expect(patchIds(json.events)).toContain('archive-by-sweeper');
+  await expect(replay(json.events, chainId)).resolves.toBeUndefined();
+  const last = cuttableMarkers(json.events).at(-1)!;
+  await expect(replay(cutAfter(json.events, last), chainId)).rejects.toThrow(
+    /Non-deprecated patch marker encountered for change archive-by-sweeper/,
+  );
 });

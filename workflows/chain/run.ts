@@ -258,11 +258,6 @@ export class ChainRun {
   }
 
   /**
-   * Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. With
-   * `digestOutput` (FOLDED_REMOTE_STEP_PATCH, a session step's execution), the same local activity also
-   * digests the outcome's output, kept in {@link recordedOutput}.
-   */
-  /**
    * Whether the run takes the path of patch `patchId`: always for a run that recorded PATCHES_AT_START (which
    * implies it, and asks for no marker after the start); for a run recorded before, as `patched()` says.
    */
@@ -270,6 +265,11 @@ export class ChainRun {
     return this.atStart || patched(patchId);
   }
 
+  /**
+   * Signs and links a receipt; false (and the chain fails closed) when it cannot be recorded. With
+   * `digestOutput` (FOLDED_REMOTE_STEP_PATCH, a session step's execution), the same local activity also
+   * digests the outcome's output, kept in {@link recordedOutput}.
+   */
   async record(
     stepId: string | undefined,
     kind: ReceiptKind,
