@@ -40,10 +40,28 @@ export interface InteropTokens {
   };
   /** Fresh tokens for each malformed start (valid, so only the malformed field can be the reason for the refusal). */
   malformed: ChainTokens[];
+  /**
+   * Chains the Go test starts at once and polls with the `status` query while they close
+   * (`<prefix>-polled-NN`): alternately examples/chains/drop-prod-table.yaml (denied by the default
+   * bundle) and examples/chains/deploy-staging.yaml (completes), each with its own tokens.
+   */
+  polled: PolledChain[];
+}
+
+/** One chain of the polled set: its id, the chain (an example file), the status it must end in, its tokens. */
+export interface PolledChain extends ChainTokens {
+  chainId: string;
+  chain: unknown;
+  expect: 'Denied' | 'Completed';
 }
 
 /** Mints the tokens of one interop run; chain ids are `<prefix>-staging` and `<prefix>-prod`. */
-export async function mintInteropTokens(home: string, prefix: string, malformedCount = 16): Promise<InteropTokens> {
+export async function mintInteropTokens(
+  home: string,
+  prefix: string,
+  malformedCount = 16,
+  polledCount = 16,
+): Promise<InteropTokens> {
   const fresh = async (): Promise<ChainTokens> => ({
     credential: await issueCredential({ home, sub: INTEROP_WORKLOAD }),
     attestation: await issueAttestation({ home, sub: INTEROP_WORKLOAD }),
@@ -80,6 +98,17 @@ export async function mintInteropTokens(home: string, prefix: string, malformedC
       updateVote: await vote('carol'),
     },
     malformed: await Promise.all(Array.from({ length: malformedCount }, fresh)),
+    polled: await Promise.all(
+      Array.from({ length: polledCount }, async (_, i): Promise<PolledChain> => {
+        const denied = i % 2 === 1;
+        return {
+          chainId: `${prefix}-polled-${String(i).padStart(2, '0')}`,
+          chain: example(denied ? 'drop-prod-table.yaml' : 'deploy-staging.yaml'),
+          expect: denied ? 'Denied' : 'Completed',
+          ...(await fresh()),
+        };
+      }),
+    ),
   };
 }
 

@@ -52,6 +52,15 @@ type tokens struct {
 		UpdateVote string         `json:"updateVote"`
 	} `json:"prod"`
 	Malformed []chainTokens `json:"malformed"`
+	Polled    []polledChain `json:"polled"`
+}
+
+// A chain of TestChainsPolledWhileTheyClose (test/interop/mint.ts PolledChain).
+type polledChain struct {
+	chainTokens
+	ChainID string         `json:"chainId"`
+	Chain   map[string]any `json:"chain"`
+	Expect  string         `json:"expect"`
 }
 
 // What the jest side checks after the run: `governor verify` of each valid chain, and the recorded
@@ -61,6 +70,15 @@ type output struct {
 	ValidChains []string                   `json:"validChains"`
 	Samples     map[string]json.RawMessage `json:"samples"`
 	Rejected    []rejection                `json:"rejected"`
+	Polled      *polledSummary             `json:"polled,omitempty"`
+}
+
+// What TestChainsPolledWhileTheyClose saw: how many chains it polled, how many status queries they all
+// answered, and in how many histories a query cut a workflow task right after a local activity.
+type polledSummary struct {
+	Chains                int `json:"chains"`
+	Queries               int `json:"queries"`
+	CutAfterLocalActivity int `json:"cutAfterLocalActivity"`
 }
 
 type rejection struct {
@@ -163,14 +181,18 @@ func history(t *testing.T, ctx context.Context, chainID string) []*historyEvent 
 		if m := e.GetMarkerRecordedEventAttributes(); m != nil {
 			he.Marker = m.GetMarkerName()
 		}
+		if w := e.GetWorkflowTaskStartedEventAttributes(); w != nil {
+			he.RequestID = w.GetRequestId()
+		}
 		events = append(events, he)
 	}
 	return events
 }
 
 type historyEvent struct {
-	Type   enumspb.EventType
-	Marker string
+	Type      enumspb.EventType
+	Marker    string
+	RequestID string // of a workflow task started event
 }
 
 func countEvents(events []*historyEvent, typ enumspb.EventType) int {
@@ -535,4 +557,140 @@ func TestMalformedInputsRejected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cutAfterLocalActivity reports whether a workflow task of the history ended right after a local activity's
+// marker and the worker asked for the next task at once, which is how the server records a task that a query
+// arriving during the activity cut short (test/harness/history.ts hasCutAfterLocalActivity).
+func cutAfterLocalActivity(events []*historyEvent) bool {
+	for i := 0; i+2 < len(events); i++ {
+		if events[i].Type == enumspb.EVENT_TYPE_MARKER_RECORDED && events[i].Marker == "core_local_activity" &&
+			events[i+1].Type == enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED &&
+			events[i+2].Type == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED && events[i+2].RequestID == "request-from-RespondWorkflowTaskCompleted" {
+			return true
+		}
+	}
+	return false
+}
+
+func queryStatus(ctx context.Context, chainID string) (chainState, error) {
+	v, err := tc.QueryWorkflow(ctx, chainID, "", "status")
+	if err != nil {
+		return chainState{}, err
+	}
+	var s chainState
+	if err := v.Get(&s); err != nil {
+		return chainState{}, fmt.Errorf("the answer is not a chain state: %w", err)
+	}
+	return s, nil
+}
+
+func closed(ctx context.Context, chainID string) (bool, error) {
+	desc, err := tc.DescribeWorkflowExecution(ctx, chainID, "")
+	if err != nil {
+		return false, err
+	}
+	return desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+}
+
+// Chains polled with the `status` query as `governor run --wait` polls them, while their final local
+// activities run: a query arriving then can make the worker end the workflow task early. With workflow code
+// that asked patched() after a local activity (before patches-decided-at-start, contracts/patches.ts), such a
+// history no longer replayed, so every query after the chain closed failed with TMPRL1100 (and so did
+// `governor verify`, which the jest side runs on each of these chains). Half the chains are denied by the
+// default bundle, half complete; every query, before and after the close, must answer.
+func TestChainsPolledWhileTheyClose(t *testing.T) {
+	needGovernor(t)
+	if len(tok.Polled) < 2 {
+		t.Fatalf("the tokens file has %d polled chains (test/interop/mint.ts mints them)", len(tok.Polled))
+	}
+	const interval = 25 * time.Millisecond
+	const afterClose = 4
+	var mu sync.Mutex
+	summary := &polledSummary{Chains: len(tok.Polled)}
+	t.Run("chains", func(t *testing.T) {
+		for _, p := range tok.Polled {
+			t.Run(p.ChainID, func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+				defer cancel()
+				run, err := StartChain(ctx, tc, taskQueue, p.ChainID, p.Chain, p.Credential, p.Attestation)
+				if err != nil {
+					t.Fatalf("start %s: %v", p.ChainID, err)
+				}
+				// Started: `governor verify` must pass for it whatever this test sees below.
+				out.valid(p.ChainID)
+				queries := 0
+				ask := func(when string) chainState {
+					t.Helper()
+					queries++
+					s, err := queryStatus(ctx, p.ChainID)
+					if err != nil {
+						t.Fatalf("status query %d of %s (%s) failed: %v", queries, p.ChainID, when, err)
+					}
+					return s
+				}
+				// Until the chain says it has ended.
+				s := ask("while it runs")
+				for !terminal[s.Status] {
+					if ctx.Err() != nil {
+						t.Fatalf("%s did not end within 3 minutes (last status %q)", p.ChainID, s.Status)
+					}
+					time.Sleep(interval)
+					s = ask("while it runs")
+				}
+				if s.Status != p.Expect {
+					t.Errorf("%s: the status query says %q (%s), want %q", p.ChainID, s.Status, s.Reason, p.Expect)
+				}
+				// Until the server has closed the run (the final checkpoint and archive steps run after the status is terminal).
+				for {
+					done, err := closed(ctx, p.ChainID)
+					if err != nil {
+						t.Fatalf("describe %s: %v", p.ChainID, err)
+					}
+					if done {
+						break
+					}
+					if ctx.Err() != nil {
+						t.Fatalf("%s said %q but its run did not close within 3 minutes", p.ChainID, s.Status)
+					}
+					ask("after it ended, before its run closed")
+					time.Sleep(interval)
+				}
+				// After the close every query replays the whole history on a worker.
+				for i := 0; i < afterClose; i++ {
+					if s := ask(fmt.Sprintf("%d of %d after its run closed", i+1, afterClose)); s.Status != p.Expect {
+						t.Errorf("%s after it closed: the status query says %q, want %q", p.ChainID, s.Status, p.Expect)
+					}
+					time.Sleep(interval)
+				}
+				var result ChainResult
+				if err := run.Get(ctx, &result); err != nil {
+					t.Fatalf("result of %s: %v", p.ChainID, err)
+				}
+				if result.Status != p.Expect || result.ChainID != p.ChainID || result.Checkpoint == "" {
+					t.Errorf("result of %s: want a checkpointed %s chain; got status %q (%s), chain %q, checkpoint %q", p.ChainID, p.Expect, result.Status, result.Reason, result.ChainID, result.Checkpoint)
+				}
+				desc, err := tc.DescribeWorkflowExecution(ctx, p.ChainID, "")
+				if err != nil {
+					t.Fatalf("describe %s: %v", p.ChainID, err)
+				}
+				if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+					t.Errorf("%s: execution status %s, want COMPLETED (a denied chain completes with status Denied)", p.ChainID, st)
+				}
+				cut := cutAfterLocalActivity(history(t, ctx, p.ChainID))
+				mu.Lock()
+				summary.Queries += queries
+				if cut {
+					summary.CutAfterLocalActivity++
+				}
+				mu.Unlock()
+			})
+		}
+	})
+	// How many histories the queries cut depends on timing, so it is reported (and the jest side prints it), not required.
+	t.Logf("%d chains answered %d status queries; %d histories cut after a local activity by a query", summary.Chains, summary.Queries, summary.CutAfterLocalActivity)
+	out.mu.Lock()
+	out.Polled = summary
+	out.mu.Unlock()
 }
