@@ -14,7 +14,7 @@ import { runVerifyCli } from '../harness/verify-cli';
  * A Go service with only the Temporal Go SDK, docs/other-sdks.md and the published schemas, against a
  * real governor worker (default bundle) on the shared test server: `go test` in test/interop/go starts
  * the documented staging chain, an escalated chain approved by a signal and an update, malformed votes
- * and malformed starts, and 16 chains (half denied, half completing) polled with the `status` query while
+ * and malformed starts, and 40 chains (half denied, half completing) polled with the `status` query while
  * they close and after (see interop_test.go). Then every valid chain it started must pass
  * `governor verify`, and the results it received must match the published JSON Schemas.
  * Go is required: CI installs it (.ci/run); without it this test fails, it never skips.

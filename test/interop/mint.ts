@@ -60,7 +60,7 @@ export async function mintInteropTokens(
   home: string,
   prefix: string,
   malformedCount = 16,
-  polledCount = 16,
+  polledCount = 40,
 ): Promise<InteropTokens> {
   const fresh = async (): Promise<ChainTokens> => ({
     credential: await issueCredential({ home, sub: INTEROP_WORKLOAD }),
