@@ -127,7 +127,14 @@ export interface ThroughputResults {
   steps: number;
   concurrency: number;
   /** Diagnostic: the archiver's sweeps that found work (all its runs: it continues as new every 25 sweeps). */
-  archiver?: { sweeps: number; chainsPerSweep: number; sweepMs: Summary };
+  archiver?: {
+    sweeps: number;
+    chainsPerSweep: number;
+    sweepMs: Summary;
+    /** Every sweep (those that found nothing too), and the closed executions they listed in all (rows read from visibility). */
+    allSweeps: number;
+    rowsListed: number;
+  };
   governed: ThroughputSide;
   plain: ThroughputSide;
   ratio: number;
@@ -373,7 +380,7 @@ async function throughput(
   if (archiver)
     progress(
       `throughput: archiver ${archiver.sweeps} sweeps that found work, ${archiver.chainsPerSweep} chains each, ` +
-        `sweep p50 ${archiver.sweepMs.p50} ms`,
+        `sweep p50 ${archiver.sweepMs.p50} ms; ${archiver.allSweeps} sweeps in all listed ${archiver.rowsListed} closed executions`,
     );
   return {
     steps: 10,
@@ -404,13 +411,21 @@ async function archiverSweeps(
     const started = new Map<string, number>();
     const durations: number[] = [];
     let chains = 0;
+    let allSweeps = 0;
+    let rowsListed = 0;
     for (const e of events) {
       if (e.activityTaskStartedEventAttributes)
         started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), ms(e.eventTime));
       const done = e.activityTaskCompletedEventAttributes;
       const data = done?.result?.payloads?.[0]?.data;
       if (!done || !data) continue;
-      const r = JSON.parse(Buffer.from(data).toString('utf8')) as { written?: number; unchanged?: number };
+      const r = JSON.parse(Buffer.from(data).toString('utf8')) as {
+        written?: number;
+        unchanged?: number;
+        listed?: number;
+      };
+      allSweeps++;
+      rowsListed += r.listed ?? 0;
       const n = (r.written ?? 0) + (r.unchanged ?? 0);
       if (n === 0) continue;
       chains += n;
@@ -420,6 +435,8 @@ async function archiverSweeps(
       sweeps: durations.length,
       chainsPerSweep: durations.length ? round(chains / durations.length) : 0,
       sweepMs: rounded(summarize(durations)),
+      allSweeps,
+      rowsListed,
     };
   } catch {
     return undefined;
