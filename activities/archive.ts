@@ -273,7 +273,11 @@ export function createArchiveActivities(deps: ArchiveDeps) {
       ctx.heartbeat();
       const c = chunk[i]!;
       const listed = runIds.get(c.workflowId);
-      const r = await orCancel(prepareOne(ctx, c.workflowId, listed?.includes(c.runId) ? listed : undefined));
+      // Listed newest first: when the closed run the sweep found is the newest run of its id, the lineage is read
+      // from it (its type is in the listing's filter); otherwise (the id reused since) the chain is described.
+      const r = await orCancel(
+        prepareOne(ctx, c.workflowId, listed?.includes(c.runId) ? listed : undefined, listed?.[0] === c.runId),
+      );
       if (typeof r === 'string') outcomes[i] = r;
       else finals[i] = { prepared: r, proof: r.proof, anchored: false };
     });
@@ -346,13 +350,24 @@ export function createArchiveActivities(deps: ArchiveDeps) {
   }
 
   /** Builds and seals one closed chain's proof, or how it went (never throws). */
-  async function prepareOne(ctx: Context, chainId: string, listed?: string[]): Promise<PreparedProof | Outcome> {
+  async function prepareOne(
+    ctx: Context,
+    chainId: string,
+    listed?: string[],
+    newestListed = false,
+  ): Promise<PreparedProof | Outcome> {
     if (!archiveKeyOf(chainId)) {
       ctx.log.warn('archive refused: the chain id is not a safe object key; nothing written', { chainId });
       return 'refused';
     }
     return settle(ctx, chainId, async () => {
-      const histories = await fetchChainHistories(ctx.client, chainId, MAX_RUNS, listed);
+      const histories = await fetchChainHistories(
+        ctx.client,
+        chainId,
+        MAX_RUNS,
+        listed,
+        newestListed ? listed?.[0] : undefined,
+      );
       const r = await prepareProof({
         store: deps.store!,
         chainId,

@@ -46,20 +46,28 @@ export async function fetchChainHistories(
   maxRuns = 10_000,
   /** Every run id of the workflow id, newest first, when the caller listed them already (`listRunIdsOf`). */
   listedRunIds?: readonly string[],
+  /**
+   * The workflow id's newest run, when the caller has listed it as a governed chain's or session's (the archiver's
+   * sweep lists closed runs by type, and their run lists): the lineage is read from it without a describe.
+   */
+  latestRunId?: string,
 ): Promise<ChainHistories> {
   const runs: HistoryJson[] = [];
   const lineageIds: string[] = [];
   const others: ChainRun[] = [];
   try {
-    const described = await client.workflow.getHandle(chainId).describe();
-    if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE) {
-      throw new GovernorError(
-        ErrorCode.InvalidInput,
-        `workflow ${chainId} is a ${described.type}, not a governed chain`,
-        'chainId',
-      );
+    let runId: string | undefined = latestRunId;
+    if (runId === undefined) {
+      const described = await client.workflow.getHandle(chainId).describe();
+      if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE) {
+        throw new GovernorError(
+          ErrorCode.InvalidInput,
+          `workflow ${chainId} is a ${described.type}, not a governed chain`,
+          'chainId',
+        );
+      }
+      runId = described.runId;
     }
-    let runId: string | undefined = described.runId;
     while (runId) {
       if (runs.length >= maxRuns)
         throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');

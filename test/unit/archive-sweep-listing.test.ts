@@ -3,6 +3,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { createArchiveActivities } from '../../activities/archive';
 import type { ArchiveStore } from '../../audit/archive';
+import type { SweepResult } from '../../contracts/archive';
 
 /*
  * How far back the archiver's sweeps list closed chains (activities/archive.ts `listSince`). Visibility is modelled
@@ -18,6 +19,8 @@ interface Closed {
   id: string;
   closedAt: number;
   visibleAt: number;
+  /** Its id was used again by a run started after it closed. */
+  reused?: boolean;
 }
 
 function visibility(chains: Closed[]) {
@@ -25,6 +28,9 @@ function visibility(chains: Closed[]) {
   let failNext = false;
   const bounds: number[] = [];
   const lookedUp: string[] = [];
+  const described: string[] = [];
+  const fetched: string[] = [];
+  const notFound = (what: string) => Object.assign(new Error(`${what} not found`), { name: 'WorkflowNotFoundError' });
   const client = {
     // The worker runs each activity's client calls under the activity's abort signal.
     withAbortSignal: <R>(_signal: AbortSignal, fn: () => Promise<R>): Promise<R> => fn(),
@@ -32,6 +38,12 @@ function visibility(chains: Closed[]) {
       list({ query }: { query: string }) {
         const rows: { workflowId: string; runId: string; closeTime: Date }[] = [];
         const from = /CloseTime >= '([^']+)'/.exec(query)?.[1];
+        // The run lists of a batch (newest first).
+        for (const c of chains)
+          if (from === undefined && query.includes(`'${c.id}'`)) {
+            if (c.reused) rows.push({ workflowId: c.id, runId: `run-${c.id}-2`, closeTime: new Date(c.closedAt + 1) });
+            rows.push({ workflowId: c.id, runId: `run-${c.id}`, closeTime: new Date(c.closedAt) });
+          }
         if (from !== undefined) {
           if (failNext) {
             failNext = false;
@@ -46,11 +58,17 @@ function visibility(chains: Closed[]) {
           yield* rows;
         })();
       },
-      getHandle(id: string) {
+      getHandle(id: string, runId?: string) {
         return {
           describe: async () => {
             lookedUp.push(id);
-            throw Object.assign(new Error(`workflow ${id} not found`), { name: 'WorkflowNotFoundError' });
+            described.push(id);
+            throw notFound(`workflow ${id}`);
+          },
+          fetchHistory: async () => {
+            lookedUp.push(id);
+            fetched.push(`${id}/${runId}`);
+            throw notFound(`run ${runId}`);
           },
         };
       },
@@ -60,6 +78,8 @@ function visibility(chains: Closed[]) {
     client: client as unknown as Client,
     bounds,
     lookedUp,
+    described,
+    fetched,
     at(ms: number) {
       now = ms;
     },
@@ -98,7 +118,7 @@ describe("the archiver's sweep listing", () => {
       now = at;
       v.at(at);
       const seen = v.lookedUp.length;
-      const r = await env.run(archiveSweep, { taskQueue: 'governor', since });
+      const r = (await env.run(archiveSweep, { taskQueue: 'governor', since })) as SweepResult;
       return { r, listed: v.lookedUp.slice(seen), from: v.bounds.at(-1)! };
     };
 
@@ -150,5 +170,20 @@ describe("the archiver's sweep listing", () => {
     now = T0 + 14_000;
     await env.run(archiveSweep, { taskQueue: 'governor', since });
     expect(v.bounds.at(-1)).toBe(T0 - 5_000 - 2_000);
+  });
+  it('reads a closed chain from the run it listed, without a describe, unless its id has a newer run', async () => {
+    const v = visibility([
+      { id: 'plain', closedAt: T0 - 2_000, visibleAt: T0 - 1_900 },
+      { id: 'reused', closedAt: T0 - 1_000, visibleAt: T0 - 900, reused: true },
+    ]);
+    clock = jest.spyOn(Date, 'now').mockImplementation(() => T0);
+    const { archiveSweep } = createArchiveActivities({ home: '/nonexistent', store });
+    const env = new MockActivityEnvironment(undefined, { client: v.client, logger: quiet });
+    const r = (await env.run(archiveSweep, { taskQueue: 'governor', since: iso(T0 - 5_000) })) as SweepResult;
+    // The listing's type filter and the run list stand for the describe: the newest run's history is read at once.
+    expect(v.fetched).toEqual(['plain/run-plain']);
+    // A newer run of the id: described, as before (the lineage is read from the newest run).
+    expect(v.described).toEqual(['reused']);
+    expect(r.refused).toBe(2);
   });
 });
