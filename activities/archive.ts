@@ -108,28 +108,6 @@ export function createArchiveActivities(deps: ArchiveDeps) {
   };
   /** Chains this worker's sweeps handled (`<chainId>/<runId>`), so the overlap is not exported again. */
   const done = new LRUCache<string, true>({ max: 50_000 });
-  /** When this process's last full listing began (undefined: it has made none; its first sweep makes one). */
-  let lastFullListing: number | undefined;
-  /**
-   * The closed chains a sweep lists. Visibility answers a close a moment after it happens, so a sweep must look back
-   * before its position; but each row listed costs the server about 0.4 ms (measured on the dev server), and on a
-   * busy queue a 30 s window holds hundreds of chains exported already. So at most every FULL_LISTING_EVERY_MS a
-   * full listing looks back over the lag (SWEEP_OVERLAP_MS) and the time since the last full listing began; the
-   * sweeps between look back SHORT_OVERLAP_MS. A close that becomes visible late (within SWEEP_OVERLAP_MS) is in
-   * the next full listing's window: the position it starts from is the close time of a chain listed before that
-   * listing began, so no later than the moment it begins.
-   */
-  const listSince = async (client: Client, taskQueue: string, since: string): Promise<Closed[]> => {
-    const at = Date.now();
-    const full = lastFullListing === undefined || at - lastFullListing >= FULL_LISTING_EVERY_MS;
-    const back = !full
-      ? SHORT_OVERLAP_MS
-      : SWEEP_OVERLAP_MS + (lastFullListing === undefined ? 0 : at - lastFullListing);
-    const closed = await listClosed(client, taskQueue, new Date(Date.parse(since) - back));
-    // Counted once it has answered: after a listing that failed, the next one is full and looks back further.
-    if (full) lastFullListing = at;
-    return closed;
-  };
 
   async function archiveProof(input: ArchiveInput): Promise<ArchiveResult> {
     const ctx = Context.current();
@@ -201,7 +179,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
 
   /**
    * One sweep of the archiver (workflows/archive.ts): the chains and sessions of `taskQueue` that closed at
-   * or after `since` (less a look-back for visibility's lag: `listSince`), oldest first, at most SWEEP_BATCH; each
+   * or after `since` (less SWEEP_OVERLAP_MS, for visibility's lag), oldest first, at most SWEEP_BATCH; each
    * one's proof built and sealed, anchored, and written, unless this process exported it already. The anchors
    * of a sweep are one `appendCheckpoints` update to the queue's log (per MAX_APPEND_BATCH), not one per chain.
    * Returns the close time the next sweep starts from: the last chain handled, or the first one that must be
@@ -217,7 +195,7 @@ export function createArchiveActivities(deps: ArchiveDeps) {
       throw refuse('archive sweep refused: since is not an ISO time, or is in the future');
     const empty = { listed: 0, written: 0, anchored: 0, unchanged: 0, refused: 0, retry: 0, more: false };
     if (!deps.store) return { since, ...empty, disabled: true };
-    const closed = await listSince(ctx.client, taskQueue, since);
+    const closed = await listClosed(ctx.client, taskQueue, new Date(Date.parse(since) - SWEEP_OVERLAP_MS));
     const todo = closed.filter((c) => !done.has(`${c.workflowId}/${c.runId}`));
     const batch = todo.slice(0, SWEEP_BATCH);
     const result: SweepResult = { since, ...empty, listed: closed.length, more: todo.length > batch.length };
@@ -464,12 +442,8 @@ function receiptInput(receipt: Record<string, unknown> | undefined): AppendCheck
 function lastRunId(proof: Proof): string | undefined {
   return proof.runs?.find((r) => r.lineage === proof.histories.length - 1)?.runId;
 }
-/** The longest visibility may take to list a close for a sweep still to find it (it records a close a moment after). */
+/** How far before its position a sweep looks again (visibility records a close a moment after it happens). */
 const SWEEP_OVERLAP_MS = 30_000;
-/** At most this long between two full listings by one process; the sweeps between look back SHORT_OVERLAP_MS. */
-const FULL_LISTING_EVERY_MS = 10_000;
-/** The look-back of the sweeps between full listings: a close listed within this lag is exported at once. */
-const SHORT_OVERLAP_MS = 2_000;
 /** Listing stops at this many and walks back to the oldest (Temporal lists newest closes first). */
 const LIST_CAP = 2_000;
 

@@ -47,8 +47,8 @@ export async function fetchChainHistories(
   /** Every run id of the workflow id, newest first, when the caller listed them already (`listRunIdsOf`). */
   listedRunIds?: readonly string[],
   /**
-   * The workflow id's newest run, when the caller has listed it as a governed chain's or session's (the archiver's
-   * sweep lists closed runs by type, and their run lists): the lineage is read from it without a describe.
+   * The workflow id's newest run, when the caller has listed it (the archiver's sweep lists closed chains and their
+   * run lists): the lineage is read from it without a describe, and its type is checked in its history.
    */
   latestRunId?: string,
 ): Promise<ChainHistories> {
@@ -56,25 +56,30 @@ export async function fetchChainHistories(
   const lineageIds: string[] = [];
   const others: ChainRun[] = [];
   try {
+    const notAChain = (type: unknown): GovernorError =>
+      new GovernorError(
+        ErrorCode.InvalidInput,
+        `workflow ${chainId} is a ${String(type)}, not a governed chain`,
+        'chainId',
+      );
     let runId: string | undefined = latestRunId;
     if (runId === undefined) {
       const described = await client.workflow.getHandle(chainId).describe();
-      if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE) {
-        throw new GovernorError(
-          ErrorCode.InvalidInput,
-          `workflow ${chainId} is a ${described.type}, not a governed chain`,
-          'chainId',
-        );
-      }
+      if (described.type !== WORKFLOW_TYPE && described.type !== SESSION_WORKFLOW_TYPE) throw notAChain(described.type);
       runId = described.runId;
     }
     while (runId) {
       if (runs.length >= maxRuns)
         throw new GovernorError(ErrorCode.InvalidInput, `chain ${chainId} has more than ${maxRuns} runs`, 'chainId');
       const json = historyToJson(await client.workflow.getHandle(chainId, runId).fetchHistory());
+      const started = startedAttributes(json);
+      if (runs.length === 0 && latestRunId !== undefined) {
+        // Not described: the newest run's own history says what it is.
+        const type = (started?.workflowType as { name?: unknown } | undefined)?.name;
+        if (type !== WORKFLOW_TYPE && type !== SESSION_WORKFLOW_TYPE) throw notAChain(type);
+      }
       runs.unshift(json);
       lineageIds.unshift(runId);
-      const started = startedAttributes(json);
       const previous = started?.continuedExecutionRunId;
       runId = typeof previous === 'string' && previous.length > 0 ? previous : undefined;
     }
