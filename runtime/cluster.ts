@@ -653,6 +653,35 @@ export async function registerNamespace(address: string, namespace: string, time
   );
 }
 
+/**
+ * Waits until every history shard and the matching service know `namespace`. The frontend knows a namespace as soon
+ * as it is registered; the other services learn it when their namespace registry refreshes, and until then answer
+ * "Namespace not found" (a governor worker's first calls then fail closed). A describe of a workflow that does not
+ * exist answers NOT_FOUND for the workflow once its shard knows the namespace: probed on ids spread over the shards.
+ */
+export async function waitForNamespace(address: string, namespace: string, timeoutMs = 60_000): Promise<void> {
+  await retry(`namespace ${namespace} known to every service`, timeoutMs, () =>
+    withConnection(address, async (c) => {
+      const unknown = (err: unknown): boolean => /namespace not found/i.test(String((err as Error)?.message ?? ''));
+      for (let i = 0; i < 32; i++) {
+        try {
+          await c.workflowService.describeWorkflowExecution({
+            namespace,
+            execution: { workflowId: `governor-namespace-probe-${i}` },
+          });
+        } catch (err) {
+          if ((err as { code?: number }).code !== 5 || unknown(err)) throw err;
+        }
+      }
+      await c.workflowService
+        .describeTaskQueue({ namespace, taskQueue: { name: 'governor-namespace-probe' } })
+        .catch((err: unknown) => {
+          if (unknown(err)) throw err;
+        });
+    }),
+  );
+}
+
 /** Fails (at once, see `retry`) if a recorded process has exited, with the tail of its log. */
 function assertAlive(processes: ClusterProcess[]): void {
   const dead = processes.find((p) => !isAlive(p.pid));
@@ -777,6 +806,7 @@ export async function clusterUp(options: ClusterOptions): Promise<ClusterState> 
     await waitForFrontend(state.address, 90_000, state.processes);
     progress(`namespace ${namespace} and search attributes…`);
     await registerNamespace(state.address, namespace);
+    await waitForNamespace(state.address, namespace);
     state.startMs = Date.now() - t0;
     writeClusterState(state);
     return state;
