@@ -257,7 +257,7 @@ export class FleetMember {
     if (this.cached && Date.now() - this.cached.at < this.ttlMs) return this.cached.read;
     this.inflight ??= this.readSettled()
       .catch((err: unknown): Read =>
-        this.unknown(`it cannot be read (${oneLine((err as Error)?.message ?? String(err))})`),
+        this.unknown(`cannot be read (${oneLine((err as Error)?.message ?? String(err))})`),
       )
       .then((read) => {
         this.cached = { at: Date.now(), read };

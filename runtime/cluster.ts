@@ -8,6 +8,7 @@ import { msToTs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import { ErrorCode, GovernorError } from '../contracts/errors';
 import { SEARCH_ATTRIBUTES_FOR_CLI } from '../contracts/search-attributes';
+import { Grpc, grpcCodeOf, innermostMessage } from './error-causes';
 
 /**
  * A real Temporal cluster on loopback (DESIGN §11): PostgreSQL from Debian under GOVERNOR_HOME on its
@@ -662,7 +663,7 @@ export async function registerNamespace(address: string, namespace: string, time
 export async function waitForNamespace(address: string, namespace: string, timeoutMs = 60_000): Promise<void> {
   await retry(`namespace ${namespace} known to every service`, timeoutMs, () =>
     withConnection(address, async (c) => {
-      const unknown = (err: unknown): boolean => /namespace not found/i.test(String((err as Error)?.message ?? ''));
+      const unknown = (err: unknown): boolean => /namespace not found/i.test(innermostMessage(err));
       for (let i = 0; i < 32; i++) {
         try {
           await c.workflowService.describeWorkflowExecution({
@@ -670,7 +671,8 @@ export async function waitForNamespace(address: string, namespace: string, timeo
             execution: { workflowId: `governor-namespace-probe-${i}` },
           });
         } catch (err) {
-          if ((err as { code?: number }).code !== 5 || unknown(err)) throw err;
+          // NOT_FOUND for the probe's workflow is the answer wanted; for the namespace it is not yet.
+          if (grpcCodeOf(err) !== Grpc.NotFound || unknown(err)) throw err;
         }
       }
       await c.workflowService
