@@ -48,9 +48,11 @@ interface Args {
   outDir: string;
   /** `--cluster`: only the real-cluster bench (bench/real-cluster.ts). */
   cluster: boolean;
+  /** `--warmup=N`: chains of each kind run before the overhead phase measures (default: `params`). */
+  warmup?: number;
 }
 
-const USAGE = `usage: npm run bench -- [--json] [--quick] [--skip-1000] [--profile] [--v8-defaults] [--only=${PHASES.join(',')}] [--out=DIR]
+const USAGE = `usage: npm run bench -- [--json] [--quick] [--skip-1000] [--profile] [--v8-defaults] [--only=${PHASES.join(',')}] [--out=DIR] [--warmup=N]
   --json        print the results as JSON on stdout (progress goes to stderr; use: npm run -s bench -- --json)
   --quick       fewer iterations, no 1,000-step chain, 300 waiting chains instead of 1,000
   --skip-1000   skip the 1,000-step chain only
@@ -58,6 +60,8 @@ const USAGE = `usage: npm run bench -- [--json] [--quick] [--skip-1000] [--profi
   --v8-defaults do not turn off V8's JS→Wasm call inlining (Node 20 may abort; see bench/run.ts)
   --only=...    run only these phases (stock: the 10-step comparison on a stock dev server)
   --out=DIR     where latest.json and latest.md go (default bench/results)
+  --warmup=N    chains of each kind the overhead phase runs before it measures (default 5, 3 with --quick);
+                a larger N measures a worker past its JIT warm-up (see bench/README)
   --cluster     only: 10-step chains with 1, 2, 3 worker processes on a real cluster (governor cluster up), vs plain`;
 
 function parseArgs(argv: string[]): Args {
@@ -84,7 +88,12 @@ function parseArgs(argv: string[]): Args {
       if (bad.length) throw new UsageError(`unknown phase ${bad.join(', ')}`);
       args.only = new Set(names as Phase[]);
     } else if (arg.startsWith('--out=')) args.outDir = path.resolve(arg.slice('--out='.length));
-    else if (arg === '--help' || arg === '-h') throw new UsageError('');
+    else if (arg.startsWith('--warmup=')) {
+      const n = Number(arg.slice('--warmup='.length));
+      if (!Number.isInteger(n) || n < 0 || n > 10_000)
+        throw new UsageError(`--warmup: must be a whole number from 0 to 10000 (got ${arg.slice('--warmup='.length)})`);
+      args.warmup = n;
+    } else if (arg === '--help' || arg === '-h') throw new UsageError('');
     else throw new UsageError(`unknown option ${arg}`);
   }
   return args;
@@ -102,6 +111,8 @@ export interface LatencyFigures {
 export interface OverheadResults {
   steps: number;
   runsPerKind: number;
+  /** Chains of each kind run before measuring (`--warmup`). */
+  warmupPerKind: number;
   governed: LatencyFigures;
   plain: LatencyFigures;
   /** Diagnostic: the governed chain's Temporal shape (local activity before/after each step) with a trivial local activity. */
@@ -302,6 +313,7 @@ async function overhead(
   return {
     steps: 10,
     runsPerKind: p.overheadRuns,
+    warmupPerKind: p.warmup,
     governed: fig('governed'),
     plain: fig('plain'),
     shaped: fig('shaped'),
@@ -734,7 +746,9 @@ async function main(): Promise<number> {
       if (worker)
         try {
           if (args.only.has('overhead'))
-            results.overhead = await attempt('overhead', () => overhead(cluster!, worker, p, progress));
+            results.overhead = await attempt('overhead', () =>
+              overhead(cluster!, worker, { ...p, warmup: args.warmup ?? p.warmup }, progress),
+            );
           if (args.only.has('throughput'))
             results.throughput = await attempt('throughput', () => throughput(cluster!, worker, p, progress));
           if (args.only.has('scaling')) {

@@ -8,7 +8,7 @@ export function renderMarkdown(r: BenchResults): string {
   const o = r.overhead;
   if (o) {
     rows.push([
-      `End-to-end latency, ${o.steps}-step chain, p50`,
+      `End-to-end latency, ${o.steps}-step chain, p50${o.warmupPerKind > 5 ? ` (after ${o.warmupPerKind} warm-up chains)` : ''}`,
       `${o.governed.latencyMs.p50} ms`,
       `${o.plain.latencyMs.p50} ms`,
       x(o.p50Ratio),

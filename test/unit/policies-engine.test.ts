@@ -185,9 +185,19 @@ describe('determinism', () => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const fresh = require('../../policies/engine') as typeof import('../../policies/engine');
       const engine = fresh.PolicyEngine.fromBundle(defaultBundle);
-      expect(preparse).toHaveBeenCalledTimes(2); // full set + set without escalatable forbids
+      // The whole set, then each action's slice (with and, when it has escalatable forbids, without them)
+      // and the slice of unnamed actions.
+      const scopes = defaultBundle.policies.map((p) => ({ p, actions: fresh.actionsNamedBy(p.text) }));
+      const named = new Set(scopes.flatMap((s) => [...(s.actions ?? [])]));
+      const sliceSets = [...named, undefined].map((action) => {
+        const slice = scopes.filter((s) => !s.actions || (action !== undefined && s.actions.has(action)));
+        return slice.some((s) => s.p.effect === 'forbid' && s.p.escalation) ? 2 : 1;
+      });
+      const sets = 1 + sliceSets.reduce((a, b) => a + b, 0);
+      expect(named.size).toBeGreaterThan(5);
+      expect(preparse).toHaveBeenCalledTimes(sets);
       for (let i = 0; i < 5; i++) engine.decide(request());
-      expect(preparse).toHaveBeenCalledTimes(2);
+      expect(preparse).toHaveBeenCalledTimes(sets);
       expect(stateful).toHaveBeenCalledTimes(10); // escalate: two evaluations each
       expect(stateless).not.toHaveBeenCalled();
     });
