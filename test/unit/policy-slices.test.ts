@@ -36,7 +36,7 @@ describe('sliced evaluation decides what the whole set decides', () => {
     const whole = PolicyEngine.fromBundle(bundle, { slice: false });
     const named = new Set(bundle.policies.flatMap((p) => [...(actionsNamedBy(p.text) ?? [])]));
     expect(named.size).toBeGreaterThan(5);
-    const actions = [...named, 'not-in-any-policy', 'Deploy'];
+    const actions = [...named, 'not-in-any-policy', 'Deploy', '__proto__', 'constructor', 'deploy '];
     const requests = bundle.tests.flatMap((f) => f.cases.map((c) => c.request as AuthzRequest));
     expect(requests.length).toBeGreaterThan(20);
     const effects = new Set<string>();
