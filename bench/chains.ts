@@ -9,8 +9,11 @@ import { nowMs } from './stats';
 /** The workload every bench chain runs as (permitted to deploy to staging by the default bundle). */
 export const WORKLOAD = 'agent:release-bot';
 
-/** Which workflow a bench run starts. */
-export type Kind = 'governed' | 'plain' | 'shaped';
+/**
+ * Which workflow a bench run starts. `lean`: the plain workflow on the lean baseline worker (a bundle
+ * of the baselines alone, `WorkerChild.leanTaskQueue`).
+ */
+export type Kind = 'governed' | 'plain' | 'shaped' | 'lean';
 
 /** A chain of `n` allowed no-op steps: `deploy` to `Environment::"staging"` under the default bundle. */
 export function noopChain(n: number): Chain {
@@ -61,6 +64,7 @@ export class ChainRunner {
     private readonly client: Client,
     private readonly home: string,
     readonly taskQueue: string,
+    readonly leanTaskQueue?: string,
   ) {
     this.gc = new GovernorClient(client, taskQueue);
   }
@@ -90,8 +94,14 @@ export class ChainRunner {
     if (kind === 'governed') return this.gc.start(chain, { ...creds, chainId });
     const input: GovernedChainInput = { chainId, chain, ...creds };
     const type =
-      kind === 'plain' ? 'plainChainWorkflow' : kind === 'shaped' ? 'shapedChainWorkflow' : 'plainWaitWorkflow';
-    return this.client.workflow.start(type, { taskQueue: this.taskQueue, workflowId: chainId, args: [input] });
+      kind === 'plain' || kind === 'lean'
+        ? 'plainChainWorkflow'
+        : kind === 'shaped'
+          ? 'shapedChainWorkflow'
+          : 'plainWaitWorkflow';
+    if (kind === 'lean' && !this.leanTaskQueue) throw new Error('lean baseline: the worker runs no lean worker');
+    const taskQueue = kind === 'lean' ? this.leanTaskQueue! : this.taskQueue;
+    return this.client.workflow.start(type, { taskQueue, workflowId: chainId, args: [input] });
   }
 
   /** Runs one chain to completion; returns its end-to-end latency (start call to result) in ms. */

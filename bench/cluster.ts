@@ -15,6 +15,11 @@ import type { FromWorker, ToWorker, WorkerProcessConfig, WorkerStats } from './w
 /** A worker child process driven over IPC. */
 export interface WorkerChild {
   taskQueue: string;
+  /**
+   * The task queue of the lean baseline worker (`startWorker({ lean: true })`): in the same process, a
+   * second worker whose bundle holds the baseline workflows alone, as a user's own worker would.
+   */
+  leanTaskQueue?: string;
   pid: number;
   startupMs: number;
   /** Base URL of the worker's metrics/health endpoint (operations on). */
@@ -38,6 +43,8 @@ export interface BenchCluster {
     nodeFlags?: string[];
     bundlePath?: string;
     operations?: WorkerProcessConfig['operations'];
+    /** Also run the lean baseline worker (`WorkerChild.leanTaskQueue`). */
+    lean?: boolean;
   }): Promise<WorkerChild>;
   /** CPU seconds used so far by the server, the load generator (this process). */
   cpu(): { server: number; client: number };
@@ -121,6 +128,14 @@ export async function startCluster(
   const bundleMs = nowMs() - t0;
   const bundlePath = path.join(dir, 'workflow-bundle.js');
   fs.writeFileSync(bundlePath, code);
+  // The baselines alone: what a user's worker without the governor evaluates for each workflow it starts.
+  const lean = await bundleWorkflowCode({
+    workflowsPath: require.resolve('./baseline-workflows'),
+    payloadConverterPath: PAYLOAD_CONVERTER_PATH,
+    logger: quietLogger,
+  });
+  const leanBundlePath = path.join(dir, 'lean-workflow-bundle.js');
+  fs.writeFileSync(leanBundlePath, lean.code);
 
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
@@ -143,6 +158,7 @@ export async function startCluster(
         bundlePath: options.bundlePath ?? bundlePath,
         maxCachedWorkflows: options.maxCachedWorkflows,
         ...(options.operations ? { operations: options.operations } : {}),
+        ...(options.lean ? { lean: { taskQueue: `${taskQueue}-lean`, bundlePath: leanBundlePath } } : {}),
       };
       const execArgv = ['--expose-gc', ...(options.nodeFlags ?? [])];
       if (options.profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
@@ -192,6 +208,7 @@ export async function startCluster(
       };
       return {
         taskQueue,
+        ...(config.lean ? { leanTaskQueue: config.lean.taskQueue } : {}),
         pid: child.pid ?? -1,
         startupMs: ready.startupMs,
         ...(ready.opsUrl ? { opsUrl: ready.opsUrl } : {}),

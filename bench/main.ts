@@ -120,6 +120,16 @@ export interface OverheadResults {
   p50Ratio: number;
   p95Ratio: number;
   shapedP50Ratio: number;
+  /**
+   * Diagnostic: the plain workflow on a worker whose bundle holds the baselines alone (`lean` kind), as a
+   * user's own worker runs it. The `plain` baseline shares the governor's bundle, so every workflow it
+   * starts evaluates the governor's modules too; `lean` does not.
+   */
+  lean?: LatencyFigures;
+  /** Governed p50 over the lean baseline's p50. */
+  leanP50Ratio?: number;
+  /** The shared-bundle plain baseline's p50 over the lean one's: what the governor's bundle costs a plain workflow. */
+  leanPlainP50Ratio?: number;
   target: string;
 }
 
@@ -276,16 +286,17 @@ async function overhead(
   p: ReturnType<typeof params>,
   progress: (m: string) => void,
 ): Promise<OverheadResults> {
-  const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue);
+  const runner = new ChainRunner(cluster.client, cluster.home, worker.taskQueue, worker.leanTaskQueue);
   const chain = noopChain(10);
-  const kinds: Kind[] = ['plain', 'governed', 'shaped'];
+  const kinds: Kind[] = ['plain', 'governed', 'shaped', ...(worker.leanTaskQueue ? (['lean'] as const) : [])];
   progress(`overhead: warm-up ${p.warmup} × ${kinds.join(', ')}`);
   for (let i = 0; i < p.warmup; i++) for (const k of kinds) await runner.run(k, chain);
-  const ms: Record<Kind, number[]> = { plain: [], governed: [], shaped: [] };
+  const ms: Record<Kind, number[]> = { plain: [], governed: [], shaped: [], lean: [] };
   const cpu: Record<Kind, { worker: number; server: number; client: number }> = {
     plain: { worker: 0, server: 0, client: 0 },
     governed: { worker: 0, server: 0, client: 0 },
     shaped: { worker: 0, server: 0, client: 0 },
+    lean: { worker: 0, server: 0, client: 0 },
   };
   progress(`overhead: ${p.overheadRuns} sequential runs of each, interleaved`);
   for (let i = 0; i < p.overheadRuns; i++) {
@@ -320,6 +331,13 @@ async function overhead(
     p50Ratio: ratio(g.p50, b.p50),
     p95Ratio: ratio(g.p95, b.p95),
     shapedP50Ratio: ratio(summarize(ms.shaped).p50, b.p50),
+    ...(ms.lean.length > 0
+      ? {
+          lean: fig('lean'),
+          leanP50Ratio: ratio(g.p50, summarize(ms.lean).p50),
+          leanPlainP50Ratio: ratio(b.p50, summarize(ms.lean).p50),
+        }
+      : {}),
     target: '≤ 1.5× (aim ≤ 1.2×)',
   };
 }
@@ -740,7 +758,12 @@ async function main(): Promise<number> {
       const profileDir =
         args.profile && needsWorker ? (process.env.BENCH_PROFILE_DIR ?? path.join(cluster.dir, 'profile')) : undefined;
       const worker = needsWorker
-        ? await cluster.startWorker({ profileDir, nodeFlags: results.setup.nodeFlags })
+        ? await cluster.startWorker({
+            profileDir,
+            nodeFlags: results.setup.nodeFlags,
+            // The lean baseline only where it is measured (a second worker polls beside the governor's).
+            lean: args.only.has('overhead'),
+          })
         : undefined;
       if (worker) results.setup.workerStartupMs = round(worker.startupMs);
       if (worker)

@@ -22,6 +22,15 @@ export function renderMarkdown(r: BenchResults): string {
       o.target,
     ]);
   }
+  if (o?.lean) {
+    rows.push([
+      'Diagnostic: governed against the plain workflow on a worker of its own (a bundle without the governor), p50',
+      `${o.governed.latencyMs.p50} ms`,
+      `${o.lean.latencyMs.p50} ms`,
+      x(o.leanP50Ratio),
+      '—',
+    ]);
+  }
   if (o) {
     rows.push([
       'Diagnostic: plain workflow plus 2 trivial local activities per step (the governed shape before `governStep`), p50',
@@ -185,7 +194,8 @@ export function renderMarkdown(r: BenchResults): string {
         .join(
           ', ',
         )}), the governor worker and the load generator on the same machine; 1-minute load ${m.loadAverageAtStart} at start. ` +
-      'Baselines are plain Temporal workflows running the same no-op `execute` activity on the same worker. ' +
+      'Baselines are plain Temporal workflows running the same no-op `execute` activity on the same worker ' +
+      "(in the governor's workflow bundle; the lean baseline on a second worker in the same process, with a bundle of the baselines alone). " +
       'Reproduce with `npm run bench` (`npm run -s bench -- --json`, `-- --quick`).',
   );
   if (r.errors.length)

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { startTracing, type Tracing } from '../runtime/tracing';
 import { freePort } from '../workers/dev-server';
-import { defaultPoliciesDir, createGovernorWorker } from '../workers/worker';
+import { defaultPoliciesDir, createGovernorWorker, PAYLOAD_CONVERTER_PATH } from '../workers/worker';
 import { Operations } from '../workers/operations';
 
 /*
@@ -26,6 +26,8 @@ export interface WorkerProcessConfig {
    * The bundle must then include TRACING_WORKFLOW_INTERCEPTORS.
    */
   operations?: { decisionLogFile: string; tracing: boolean };
+  /** A second worker, on its own task queue, whose bundle holds the baseline workflows alone. */
+  lean?: { taskQueue: string; bundlePath: string };
 }
 
 /** Messages from the parent. */
@@ -65,6 +67,11 @@ function send(message: FromWorker): void {
   process.send?.(message);
 }
 
+/** The plain baselines' activity: the noop executor's work without governance (no receipt). */
+async function plainNoop(input: { idempotencyKey: string }): Promise<{ executor: string; idempotencyKey: string }> {
+  return { executor: 'noop', idempotencyKey: input.idempotencyKey };
+}
+
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '{}') as WorkerProcessConfig;
   const opsOn = config.operations;
@@ -93,17 +100,22 @@ async function main(): Promise<void> {
     taskQueue: config.taskQueue,
     home: config.home,
     workflowBundle: { codePath: config.bundlePath },
-    // The plain baselines' activity: the noop executor's work without governance (no receipt).
-    extraActivities: {
-      async plainNoop(input: { idempotencyKey: string }) {
-        return { executor: 'noop', idempotencyKey: input.idempotencyKey };
-      },
-    },
+    extraActivities: { plainNoop },
     ...(config.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: config.maxCachedWorkflows } : {}),
     ...(ops ? { observer: ops.observer } : {}),
     ...(tracing ? { tracing: tracing.worker } : {}),
   });
-  const running = worker.run();
+  const lean = config.lean
+    ? await Worker.create({
+        connection,
+        namespace: 'default',
+        taskQueue: config.lean.taskQueue,
+        workflowBundle: { codePath: config.lean.bundlePath },
+        activities: { plainNoop },
+        dataConverter: { payloadConverterPath: PAYLOAD_CONVERTER_PATH },
+      })
+    : undefined;
+  const running = Promise.all([worker.run(), lean?.run()]);
   const opsServer = await ops?.start({
     worker,
     connection,
@@ -140,6 +152,7 @@ async function main(): Promise<void> {
       });
     } else if (message.type === 'stop') {
       worker.shutdown();
+      lean?.shutdown();
       void running
         .then(() => ops?.close())
         .then(() => tracing?.shutdown())
