@@ -25,6 +25,16 @@ export function editBundleFile(dir: string, file: string, from: string, to: stri
   return text.slice(0, at).split('\n').length;
 }
 
+/** The manifest of generated test bundles (property tests): no real issuer or attester is ever contacted. */
+export const GENERATED_MANIFEST = `
+version: 1
+name: generated
+trustedIssuers: [{ issuer: https://issuer.test, audience: test, jwks: { file: keys/issuer.jwks.json } }]
+trustedAttesters: [{ issuer: https://attester.test, jwks: { file: keys/attester.jwks.json } }]
+approverRoles: { sre-lead: {}, dba: {}, finance-approver: {} }
+approvals: { defaultQuorum: 1, defaultDeadline: 30m }
+`;
+
 /** A policy that freezes deployments to staging (not escalatable): added to a bundle to flip decisions. */
 export const STAGING_FREEZE_POLICY = `
 @id("deploy-staging-freeze")

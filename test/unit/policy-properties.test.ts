@@ -3,7 +3,7 @@ import type { AuthzRequest, Decision } from '../../contracts/decision';
 import { loadBundle, loadBundleFromFiles, type BundleFile } from '../../policies/bundle';
 import { canonicalJson, DecisionPath, PolicyEngine } from '../../policies/engine';
 import { durationMs } from '../../policies/manifest';
-import { DEFAULT_BUNDLE_DIR } from '../harness/policy';
+import { DEFAULT_BUNDLE_DIR, GENERATED_MANIFEST } from '../harness/policy';
 
 /**
  * Property tests of the decision function (DESIGN §3) against a reference model, over generated
@@ -20,14 +20,7 @@ action "act" appliesTo {
   context: { now: __cedar::datetime, nowEpochSeconds: Long, n: Long }
 };
 `;
-const MANIFEST = `
-version: 1
-name: generated
-trustedIssuers: [{ issuer: https://issuer.test, audience: test, jwks: { file: keys/issuer.jwks.json } }]
-trustedAttesters: [{ issuer: https://attester.test, jwks: { file: keys/attester.jwks.json } }]
-approverRoles: { sre-lead: {}, dba: {}, finance-approver: {} }
-approvals: { defaultQuorum: 1, defaultDeadline: 30m }
-`;
+const MANIFEST = GENERATED_MANIFEST;
 
 interface PolicySpec {
   effect: 'permit' | 'forbid';

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import type { AuthzRequest } from '../../contracts/decision';
 import { loadBundle, loadBundleFromFiles, type BundleFile } from '../../policies/bundle';
 import { actionsNamedBy, PolicyEngine } from '../../policies/engine';
-import { DEFAULT_BUNDLE_DIR } from '../harness/policy';
+import { DEFAULT_BUNDLE_DIR, GENERATED_MANIFEST } from '../harness/policy';
 
 /**
  * The engine evaluates only the slice of the policy set an action's scope can match (`PolicySlice` in
@@ -62,14 +62,6 @@ action "a", "b", "c" appliesTo {
   context: { now: __cedar::datetime, nowEpochSeconds: Long, n: Long }
 };
 `;
-  const MANIFEST = `
-version: 1
-name: generated
-trustedIssuers: [{ issuer: https://issuer.test, audience: test, jwks: { file: keys/issuer.jwks.json } }]
-trustedAttesters: [{ issuer: https://attester.test, jwks: { file: keys/attester.jwks.json } }]
-approverRoles: { sre-lead: {}, dba: {} }
-approvals: { defaultQuorum: 1, defaultDeadline: 30m }
-`;
   const scopes = [
     'action',
     'action == Action::"a"',
@@ -101,7 +93,7 @@ approvals: { defaultQuorum: 1, defaultDeadline: 30m }
             })
             .join('\n');
           const files: BundleFile[] = [
-            { path: 'manifest.yaml', content: MANIFEST },
+            { path: 'manifest.yaml', content: GENERATED_MANIFEST },
             { path: 'schema.cedarschema', content: SCHEMA },
             { path: 'policies.cedar', content: text },
           ];
