@@ -30,6 +30,15 @@ export { canonicalJson, sha256Hex } from '../core/canonical';
 /** Preparsed policy-set ids must be unique per engine: the wasm cache is process-wide. */
 let engineSeq = 0;
 
+/**
+ * The slices' budget (`PolicySlice`): at most this many actions, and policy text summing to at most
+ * `SLICE_BUDGET_FACTOR` times the bundle's plus `SLICE_BUDGET_BYTES`; past it, every action evaluates the
+ * whole set (as before slicing). The default bundle's slices hold about twice its text.
+ */
+const MAX_SLICES = 512;
+const SLICE_BUDGET_FACTOR = 4;
+const SLICE_BUDGET_BYTES = 256 * 1024;
+
 interface Evaluation {
   decision: 'allow' | 'deny';
   reason: string[];
@@ -74,6 +83,8 @@ export class PolicyEngine {
   private readonly slices: ReadonlyMap<string, PolicySlice>;
   /** The slice of every other action: the policies whose scope names no action. */
   private readonly unnamed: PolicySlice;
+  /** How many actions have a slice of their own (0: every action evaluates the whole set). */
+  readonly slicedActions: number;
   private readonly policies: ReadonlyMap<string, BundlePolicy>;
   private readonly escalations: ReadonlyMap<string, EscalationAnnotation>;
   private readonly defaultQuorum: number;
@@ -88,6 +99,7 @@ export class PolicyEngine {
     this.bundleDigest = bundle.digest;
     this.slices = slices;
     this.unnamed = unnamed;
+    this.slicedActions = slices.size;
     this.policies = new Map(bundle.policies.map((p) => [p.id, p]));
     this.escalations = escalations;
     this.defaultQuorum = bundle.manifest.approvals.defaultQuorum;
@@ -128,18 +140,25 @@ export class PolicyEngine {
       p,
       actions: options.slice === false ? undefined : actionsNamedBy(p.text),
     }));
+    const members = (action: string | undefined): BundlePolicy[] =>
+      scoped.filter((s) => !s.actions || (action !== undefined && s.actions.has(action))).map((s) => s.p);
+    const named = [...new Set(scoped.flatMap((s) => [...(s.actions ?? [])]))].sort();
+    // Slices repeat the policies they share (every unscoped one, a list naming many actions), and Cedar
+    // keeps every preparsed set for the life of the process: past a budget, the whole set for every action.
+    const size = (policies: readonly BundlePolicy[]): number => policies.reduce((n, p) => n + p.text.length, 0);
+    const budget = SLICE_BUDGET_FACTOR * size(bundle.policies) + SLICE_BUDGET_BYTES;
+    let sliced = named.length <= MAX_SLICES ? size(members(undefined)) : Infinity;
+    for (const action of named) if (sliced <= budget) sliced += size(members(action));
+    const within = sliced <= budget;
     const slice = (key: string, action: string | undefined): PolicySlice => {
-      const policies = scoped
-        .filter((s) => !s.actions || (action !== undefined && s.actions.has(action)))
-        .map((s) => s.p);
+      const policies = within ? members(action) : bundle.policies;
       const base = policies.filter((p) => !escalations.has(p.id));
       return {
         full: prepare(`full/${key}`, policies),
         base: base.length < policies.length ? prepare(`base/${key}`, base) : undefined,
       };
     };
-    const named = [...new Set(scoped.flatMap((s) => [...(s.actions ?? [])]))].sort();
-    const slices = new Map(named.map((action, i) => [action, slice(`action-${i}`, action)]));
+    const slices = new Map(within ? named.map((action, i) => [action, slice(`action-${i}`, action)]) : []);
     return new PolicyEngine(bundle, slices, slice('unnamed', undefined), escalations);
   }
 

@@ -36,6 +36,7 @@ describe('sliced evaluation decides what the whole set decides', () => {
     const whole = PolicyEngine.fromBundle(bundle, { slice: false });
     const named = new Set(bundle.policies.flatMap((p) => [...(actionsNamedBy(p.text) ?? [])]));
     expect(named.size).toBeGreaterThan(5);
+    expect(sliced.slicedActions).toBe(named.size); // within the budget: every named action has its slice
     const actions = [...named, 'not-in-any-policy', 'Deploy', '__proto__', 'constructor', 'deploy '];
     const requests = bundle.tests.flatMap((f) => f.cases.map((c) => c.request as AuthzRequest));
     expect(requests.length).toBeGreaterThan(20);
@@ -76,6 +77,45 @@ action "a", "b", "c" appliesTo {
     k: fc.integer({ min: -2, max: 2 }),
     erroring: fc.integer({ min: 0, max: 9 }).map((x) => x < 2),
     escalate: fc.boolean(),
+  });
+
+  test.each([
+    [20, 20],
+    [300, 0], // under the action cap, over the text budget: 300 slices would each repeat the long list
+    [600, 0], // over the action cap
+  ])('a policy naming %i actions: %i of them sliced, the same decisions', (n, expected) => {
+    const names = Array.from({ length: n }, (_, i) => `a${i}`);
+    const files: BundleFile[] = [
+      { path: 'manifest.yaml', content: GENERATED_MANIFEST },
+      {
+        path: 'schema.cedarschema',
+        content: SCHEMA.replace('action "a", "b", "c"', `action ${names.map((a) => JSON.stringify(a)).join(', ')}`),
+      },
+      {
+        path: 'policies.cedar',
+        content: [
+          `@id("many") permit (principal, action in [${names.map((a) => `Action::"${a}"`).join(', ')}], resource) when { context.n > 0 };`,
+          '@id("cap") forbid (principal, action, resource) when { context.n > 2 };',
+          '@id("one") @escalate("sre-lead") forbid (principal, action == Action::"a1", resource) when { context.n > 1 };',
+        ].join('\n'),
+      },
+    ];
+    const bundle = loadBundleFromFiles(files, 'generated');
+    const sliced = PolicyEngine.fromBundle(bundle);
+    const whole = PolicyEngine.fromBundle(bundle, { slice: false });
+    expect(sliced.slicedActions).toBe(expected);
+    expect(whole.slicedActions).toBe(0);
+    for (const action of ['a0', 'a1', names[n - 1]!, 'zz'])
+      for (const n of [0, 1, 2, 3]) {
+        const request: AuthzRequest = {
+          principal: { type: 'Workload', id: 'w' },
+          action,
+          resource: { type: 'Thing', id: 't' },
+          context: { n },
+          now: '2025-01-15T10:00:00.000Z',
+        };
+        expect(sliced.trace(request)).toEqual(whole.trace(request));
+      }
   });
 
   test('generated bundles: every scope kind, escalatable forbids, erroring policies', () => {
