@@ -10,6 +10,17 @@ import { DEFAULT_BUNDLE_DIR, GENERATED_MANIFEST } from '../harness/policy';
  * every request, over the default bundle and over generated bundles with every kind of action scope.
  */
 
+/** A request to a generated bundle (schema below: a Long `n` in the context). */
+function generatedRequest(action: string, n: number): AuthzRequest {
+  return {
+    principal: { type: 'Workload', id: 'w' },
+    action,
+    resource: { type: 'Thing', id: 't' },
+    context: { n },
+    now: '2025-01-15T10:00:00.000Z',
+  };
+}
+
 describe('actionsNamedBy', () => {
   const scope = (s: string) => actionsNamedBy(`permit (principal, ${s}, resource);`);
 
@@ -107,14 +118,7 @@ action "a", "b", "c" appliesTo {
     expect(whole.slicedActions).toBe(0);
     for (const action of ['a0', 'a1', names[n - 1]!, 'zz'])
       for (const n of [0, 1, 2, 3]) {
-        const request: AuthzRequest = {
-          principal: { type: 'Workload', id: 'w' },
-          action,
-          resource: { type: 'Thing', id: 't' },
-          context: { n },
-          now: '2025-01-15T10:00:00.000Z',
-        };
-        expect(sliced.trace(request)).toEqual(whole.trace(request));
+        expect(sliced.trace(generatedRequest(action, n))).toEqual(whole.trace(generatedRequest(action, n)));
       }
   });
 
@@ -138,13 +142,7 @@ action "a", "b", "c" appliesTo {
             { path: 'policies.cedar', content: text },
           ];
           const bundle = loadBundleFromFiles(files, 'generated');
-          const request: AuthzRequest = {
-            principal: { type: 'Workload', id: 'w' },
-            action,
-            resource: { type: 'Thing', id: 't' },
-            context: { n },
-            now: '2025-01-15T10:00:00.000Z',
-          };
+          const request = generatedRequest(action, n);
           expect(PolicyEngine.fromBundle(bundle).trace(request)).toEqual(
             PolicyEngine.fromBundle(bundle, { slice: false }).trace(request),
           );
