@@ -256,27 +256,36 @@ export class FleetMember {
   private async read(): Promise<Read> {
     if (this.cached && Date.now() - this.cached.at < this.ttlMs) return this.cached.read;
     this.inflight ??= this.readSettled()
-      .catch((err: unknown): Read =>
-        this.unknown(`cannot be read (${oneLine((err as Error)?.message ?? String(err))})`),
-      )
       .then((read) => {
         this.cached = { at: Date.now(), read };
         return read;
       })
+      // Denied (fail closed), but not cached: the next decision reads again rather than reusing an error.
+      .catch((err: unknown): Read =>
+        this.unknown(`cannot be read (${oneLine((err as Error)?.message ?? String(err))})`),
+      )
       .finally(() => (this.inflight = undefined));
     return this.inflight;
   }
 
   /**
    * Reads the registry; while a new registry run is still recovering its active bundle (right after the
-   * first worker of a fleet starts it, or after it was terminated), reads again for up to
-   * `recoveryWaitMs` before the answer stands (a deny: fail closed), so the first decisions of a new
-   * fleet are not refused for the seconds the recovery activity takes.
+   * first worker of a fleet starts it, or after it was terminated), or while the server cannot answer
+   * (a restarting database briefly says "namespace not found"), reads again for up to `recoveryWaitMs`
+   * before the answer stands (a deny: fail closed), so decisions are not refused for a few seconds'
+   * recovery.
    */
   private async readSettled(): Promise<Read> {
     const deadline = Date.now() + this.recoveryWaitMs;
     for (;;) {
-      const read = await this.readOnce();
+      let read: Read;
+      try {
+        read = await this.readOnce();
+      } catch (err) {
+        if (Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
       if (read.ok || !read.recovering || Date.now() >= deadline) return read;
       await new Promise((r) => setTimeout(r, 200));
     }
