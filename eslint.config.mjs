@@ -6,6 +6,11 @@ import tseslint from 'typescript-eslint';
 
 // Every Node built-in by its bare name ('fs', 'fs/promises', '_http_agent', …); `node:` specifiers,
 // including the scheme-only ones (node:test, node:sqlite), are refused by one pattern below.
+/** Globals no workflow code may use (`require` is allowed in `workflows/index.ts`, with a literal path). */
+const workflowGlobals = [
+  { name: 'process', message: 'no process in workflows' },
+  { name: 'fetch', message: 'no I/O in workflows' },
+];
 const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('node:'));
 
 /** `no-restricted-imports` patterns refusing relative imports of the given top-level folders. */
@@ -112,9 +117,24 @@ export default tseslint.config(
       ],
       'no-restricted-globals': [
         'error',
-        { name: 'process', message: 'no process in workflows' },
-        { name: 'fetch', message: 'no I/O in workflows' },
+        ...workflowGlobals,
         { name: 'require', message: 'no dynamic requires in workflows' },
+      ],
+    },
+  },
+  {
+    // The entry point loads each workflow type's modules only when that workflow runs: a `require` of a
+    // literal path inside each exported function (webpack bundles it like an import), nothing computed.
+    files: ['workflows/index.ts'],
+    rules: {
+      '@typescript-eslint/no-require-imports': 'off',
+      'no-restricted-globals': ['error', ...workflowGlobals],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "Identifier[name='require']:not(CallExpression[arguments.0.type='Literal'] > Identifier.callee)",
+          message: 'workflows/index.ts: only require() of a literal path',
+        },
       ],
     },
   },

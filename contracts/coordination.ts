@@ -3,6 +3,16 @@ import { z } from 'zod';
 import { idempotencyKey } from '../core/step';
 import { DURATION_PATTERN } from './duration';
 import { ReceiptHead, type ReceiptKind } from './receipt';
+import { SlotVerdict } from './slot-verdict';
+
+// Defined apart so a chain, which only receives verdicts, does not build the coordinator's schemas.
+export {
+  CoordinationReceiptRef,
+  SlotVerdict,
+  releaseSlotSignal,
+  slotVerdictSignal,
+  withdrawSlotSignal,
+} from './slot-verdict';
 
 /**
  * Coordination (DESIGN §4 step 4, issue 6): one coordinator workflow per domain orders and arbitrates
@@ -220,50 +230,6 @@ export const SlotWithdraw = z.strictObject({
 });
 export type SlotWithdraw = z.infer<typeof SlotWithdraw>;
 
-/** Where the coordinator's receipt for a verdict is: link it into the chain's receipt chain. */
-export const CoordinationReceiptRef = z.strictObject({
-  coordinatorId: z.string(),
-  seq: z.int().min(1),
-  hash: z.string(),
-  /** SHA-256 of the receipt's payload. */
-  digest: z.string(),
-  /**
-   * Present on verdicts of validating coordinators: what the chain needs to check, before it acts on
-   * the verdict, that the coordinator signed it (the receipt's link, signature and event name).
-   */
-  prevHash: z.string().optional(),
-  signature: z.string().optional(),
-  event: z.string().optional(),
-});
-export type CoordinationReceiptRef = z.infer<typeof CoordinationReceiptRef>;
-
-/**
- * Payload of `slotVerdict`, sent to the chain (workflow id = chainId). `queued` is informational (the
- * place in the order, a requeue, a pending tie-break); `granted` and `rejected` are final. A `rejected`
- * after a `granted` means the slot was reclaimed (hold timeout).
- */
-export const SlotVerdict = z.strictObject({
-  requestId: z.string(),
-  chainId: z.string(),
-  stepId: z.string(),
-  domain: z.string(),
-  status: z.enum(['queued', 'granted', 'rejected']),
-  granted: z.boolean(),
-  reason: z.string(),
-  /** Place in the domain's total order (assigned when the batch was ordered). */
-  order: z.int().optional(),
-  /** 1-based place in the queue when the verdict was sent (queued). */
-  position: z.int().optional(),
-  batch: z.int().optional(),
-  /** The request this one lost (or tied) against. */
-  conflictWith: z.string().optional(),
-  tieId: z.string().optional(),
-  /** Current version of the request's resource. */
-  version: z.int(),
-  receipt: CoordinationReceiptRef.optional(),
-});
-export type SlotVerdict = z.infer<typeof SlotVerdict>;
-
 /**
  * Payload of `chooseWinner`: an approval JWT of the domain's tie-breaker role whose `chainId`/`stepId`
  * name the winning request and whose `stepDigest` is the tie's digest (`coordinatorState().ties[].digest`).
@@ -427,12 +393,6 @@ export interface CoordinatorState {
 
 /** A chain (via the `requestSlot` activity or `CoordinationClient`) asks for a slot. */
 export const requestSlotSignal = defineSignal<[SlotRequest]>('requestSlot');
-/** The holder is done with its slot. */
-export const releaseSlotSignal = defineSignal<[SlotRelease]>('releaseSlot');
-/** A queued request leaves the queue (chain revoked or denied). */
-export const withdrawSlotSignal = defineSignal<[SlotWithdraw]>('withdrawSlot');
-/** Sent by the coordinator to the chain (workflow id = chainId). */
-export const slotVerdictSignal = defineSignal<[SlotVerdict]>('slotVerdict');
 /** A tie-break vote by signal (Temporal UI / CLI). */
 export const chooseWinnerSignal = defineSignal<[TieBreakSubmission]>('chooseWinner');
 /** A tie-break vote by update: returns the verdict on the vote. */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { Chain, GovernedChainInput, JsonValue, Step } from './chain';
 import { ApprovalState } from './approval';
 import { StepState, type ChainResult } from './state';
-import { isCompensationStepId } from '../core/step';
+import { COMPENSATION_ID_PROBLEM, isCompensationStepId } from '../core/step';
 
 /*
  * Agent sessions (DESIGN §9): a governed chain opened with zero or more declared steps, to which the
@@ -84,13 +84,7 @@ export const ProposeOutcome = z.discriminatedUnion('outcome', [
 ]);
 export type ProposeOutcome = z.infer<typeof ProposeOutcome>;
 
-/**
- * Why a session step may not end in `.compensation`: that is the governed id of a step's compensation
- * (core/step.ts), so the two would share an idempotency key and the compensation would be taken for a
- * duplicate of the step (never performed), and `verify` would read the step as a compensation.
- */
-export const COMPENSATION_ID_PROBLEM =
-  'must not end in ".compensation" (reserved for the governed id of a step\'s compensation)';
+export { COMPENSATION_ID_PROBLEM };
 
 /** The chain of a session: like a chain, but zero declared steps are allowed. */
 export const SessionChain = z

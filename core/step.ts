@@ -34,6 +34,14 @@ export function compensationStepId(stepId: string): string {
   return `${stepId}${COMPENSATION_SUFFIX}`;
 }
 
+/**
+ * Why a step id may not end in `.compensation`: that is the governed id of a step's compensation, so
+ * the two would share an idempotency key and the compensation would be taken for a duplicate of the
+ * step (never performed), and `verify` would read the step as a compensation.
+ */
+export const COMPENSATION_ID_PROBLEM =
+  'must not end in ".compensation" (reserved for the governed id of a step\'s compensation)';
+
 /** Whether a governed step id names a compensation. */
 export function isCompensationStepId(stepId: string): boolean {
   return stepId.endsWith(COMPENSATION_SUFFIX);

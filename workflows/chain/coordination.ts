@@ -1,5 +1,5 @@
 import { condition, getExternalWorkflowHandle, log, workflowInfo } from '@temporalio/workflow';
-import { SlotVerdict, releaseSlotSignal, withdrawSlotSignal } from '../../contracts/coordination';
+import { SlotVerdict, releaseSlotSignal, withdrawSlotSignal } from '../../contracts/slot-verdict';
 import { invalidInputMessage } from '../../contracts/issues';
 import type { StepState } from '../../contracts/state';
 import { ChainStatus } from '../../contracts/status';

@@ -1,5 +1,5 @@
 import { setHandler } from '@temporalio/workflow';
-import { slotVerdictSignal } from '../../contracts/coordination';
+import { slotVerdictSignal } from '../../contracts/slot-verdict';
 import {
   approveSignal,
   denySignal,
