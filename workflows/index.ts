@@ -5,7 +5,8 @@
  * evaluates the bundle's modules again for every workflow execution (each run gets its own module
  * state), and most of that cost is building zod schemas: a chain would otherwise also build the
  * coordinator's, the transparency log's and the fleet registry's. The exported names are the workflow
- * types recorded in history and must not change.
+ * types recorded in history and must not change; each export is a function of that name (the client
+ * takes a workflow's type from its function's name).
  */
 import type * as Chain from './governed-chain';
 import type * as Session from './session';
@@ -17,57 +18,39 @@ import type * as Archive from './archive';
 import type * as Fleet from './fleet-registry';
 import type * as Transparency from './transparency-log';
 
-type Fn = (...args: never[]) => unknown;
-type Args<F extends Fn> = Parameters<F>;
-type Result<F extends Fn> = ReturnType<F>;
+type WorkflowFn = (...args: never[]) => Promise<unknown>;
 
-export function governedChainWorkflow(
-  ...a: Args<typeof Chain.governedChainWorkflow>
-): Result<typeof Chain.governedChainWorkflow> {
-  return (require('./governed-chain') as typeof Chain).governedChainWorkflow(...a);
+/** `name` of the module `load` returns, loaded on the first call (webpack bundles the literal `require`). */
+function whenRun<M extends Record<K, WorkflowFn>, K extends string>(load: () => M, name: K): M[K] {
+  const run = (...args: Parameters<M[K]>): ReturnType<M[K]> => load()[name](...args) as ReturnType<M[K]>;
+  return Object.defineProperty(run, 'name', { value: name }) as unknown as M[K];
 }
-export function governedSessionWorkflow(
-  ...a: Args<typeof Session.governedSessionWorkflow>
-): Result<typeof Session.governedSessionWorkflow> {
-  return (require('./session') as typeof Session).governedSessionWorkflow(...a);
-}
-export function revocationRegistryWorkflow(
-  ...a: Args<typeof Revocation.revocationRegistryWorkflow>
-): Result<typeof Revocation.revocationRegistryWorkflow> {
-  return (require('./revocation-registry') as typeof Revocation).revocationRegistryWorkflow(...a);
-}
-export function coordinatorWorkflow(
-  ...a: Args<typeof Coordinator.coordinatorWorkflow>
-): Result<typeof Coordinator.coordinatorWorkflow> {
-  return (require('./coordinator') as typeof Coordinator).coordinatorWorkflow(...a);
-}
-export function credentialClaimWorkflow(
-  ...a: Args<typeof CredentialClaim.credentialClaimWorkflow>
-): Result<typeof CredentialClaim.credentialClaimWorkflow> {
-  return (require('./credential-claim') as typeof CredentialClaim).credentialClaimWorkflow(...a);
-}
-export function governorNotifyWorkflow(
-  ...a: Args<typeof Notify.governorNotifyWorkflow>
-): Result<typeof Notify.governorNotifyWorkflow> {
-  return (require('./notify') as typeof Notify).governorNotifyWorkflow(...a);
-}
-export function governorArchiveWorkflow(
-  ...a: Args<typeof Archive.governorArchiveWorkflow>
-): Result<typeof Archive.governorArchiveWorkflow> {
-  return (require('./archive') as typeof Archive).governorArchiveWorkflow(...a);
-}
-export function governorArchiverWorkflow(
-  ...a: Args<typeof Archive.governorArchiverWorkflow>
-): Result<typeof Archive.governorArchiverWorkflow> {
-  return (require('./archive') as typeof Archive).governorArchiverWorkflow(...a);
-}
-export function governorFleetWorkflow(
-  ...a: Args<typeof Fleet.governorFleetWorkflow>
-): Result<typeof Fleet.governorFleetWorkflow> {
-  return (require('./fleet-registry') as typeof Fleet).governorFleetWorkflow(...a);
-}
-export function transparencyLogWorkflow(
-  ...a: Args<typeof Transparency.transparencyLogWorkflow>
-): Result<typeof Transparency.transparencyLogWorkflow> {
-  return (require('./transparency-log') as typeof Transparency).transparencyLogWorkflow(...a);
-}
+
+export const governedChainWorkflow = whenRun(
+  () => require('./governed-chain') as typeof Chain,
+  'governedChainWorkflow',
+);
+export const governedSessionWorkflow = whenRun(() => require('./session') as typeof Session, 'governedSessionWorkflow');
+export const revocationRegistryWorkflow = whenRun(
+  () => require('./revocation-registry') as typeof Revocation,
+  'revocationRegistryWorkflow',
+);
+export const coordinatorWorkflow = whenRun(() => require('./coordinator') as typeof Coordinator, 'coordinatorWorkflow');
+export const credentialClaimWorkflow = whenRun(
+  () => require('./credential-claim') as typeof CredentialClaim,
+  'credentialClaimWorkflow',
+);
+export const governorNotifyWorkflow = whenRun(() => require('./notify') as typeof Notify, 'governorNotifyWorkflow');
+export const governorArchiveWorkflow = whenRun(() => require('./archive') as typeof Archive, 'governorArchiveWorkflow');
+export const governorArchiverWorkflow = whenRun(
+  () => require('./archive') as typeof Archive,
+  'governorArchiverWorkflow',
+);
+export const governorFleetWorkflow = whenRun(
+  () => require('./fleet-registry') as typeof Fleet,
+  'governorFleetWorkflow',
+);
+export const transparencyLogWorkflow = whenRun(
+  () => require('./transparency-log') as typeof Transparency,
+  'transparencyLogWorkflow',
+);
