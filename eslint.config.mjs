@@ -4,13 +4,22 @@ import { builtinModules } from 'node:module';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-// Every Node built-in by its bare name ('fs', 'fs/promises', '_http_agent', …); `node:` specifiers,
-// including the scheme-only ones (node:test, node:sqlite), are refused by one pattern below.
 /** Globals no workflow code may use (`require` is allowed in `workflows/index.ts`, with a literal path). */
 const workflowGlobals = [
   { name: 'process', message: 'no process in workflows' },
   { name: 'fetch', message: 'no I/O in workflows' },
 ];
+/** Syntax no workflow code may use. */
+const workflowSyntax = [
+  { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'no clocks in workflows' },
+  {
+    selector: "CallExpression[callee.name='setTimeout']",
+    message: 'use sleep()/condition() from @temporalio/workflow',
+  },
+  { selector: "CallExpression[callee.name='setInterval']", message: 'use sleep() from @temporalio/workflow' },
+];
+// Every Node built-in by its bare name ('fs', 'fs/promises', '_http_agent', …); `node:` specifiers,
+// including the scheme-only ones (node:test, node:sqlite), are refused by one pattern below.
 const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('node:'));
 
 /** `no-restricted-imports` patterns refusing relative imports of the given top-level folders. */
@@ -106,15 +115,7 @@ export default tseslint.config(
           message: 'no randomness in workflows (uuid4() from @temporalio/workflow if needed)',
         },
       ],
-      'no-restricted-syntax': [
-        'error',
-        { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'no clocks in workflows' },
-        {
-          selector: "CallExpression[callee.name='setTimeout']",
-          message: 'use sleep()/condition() from @temporalio/workflow',
-        },
-        { selector: "CallExpression[callee.name='setInterval']", message: 'use sleep() from @temporalio/workflow' },
-      ],
+      'no-restricted-syntax': ['error', ...workflowSyntax],
       'no-restricted-globals': [
         'error',
         ...workflowGlobals,
@@ -131,9 +132,15 @@ export default tseslint.config(
       'no-restricted-globals': ['error', ...workflowGlobals],
       'no-restricted-syntax': [
         'error',
+        ...workflowSyntax,
         {
           selector: "Identifier[name='require']:not(CallExpression[arguments.0.type='Literal'] > Identifier.callee)",
           message: 'workflows/index.ts: only require() of a literal path',
+        },
+        {
+          // A sibling workflow module only: never activities, Node built-ins or anything outside workflows/.
+          selector: "CallExpression[callee.name='require'] > Literal.arguments:not([value=/^\\.\\/[a-z][a-z-]*$/])",
+          message: "workflows/index.ts: only require('./<workflow module>')",
         },
       ],
     },

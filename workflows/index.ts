@@ -7,6 +7,10 @@
  * coordinator's, the transparency log's and the fleet registry's. The exported names are the workflow
  * types recorded in history and must not change; each export is a function of that name (the client
  * takes a workflow's type from its function's name).
+ *
+ * The SDK reads a workflow's definition options (`setWorkflowOptions`: versioning behaviour, failure
+ * exception types) from the exported function before it runs, so they would have to be set on these
+ * exports, not in the workflow's own module. No governor workflow sets any.
  */
 import type * as Chain from './governed-chain';
 import type * as Session from './session';

@@ -64,6 +64,40 @@ describe('workflow module loading', () => {
     }
   });
 
+  it('each export runs the workflow of its name from its own module', async () => {
+    const modules: Record<string, string[]> = {
+      'governed-chain': ['governedChainWorkflow'],
+      session: ['governedSessionWorkflow'],
+      'revocation-registry': ['revocationRegistryWorkflow'],
+      coordinator: ['coordinatorWorkflow'],
+      'credential-claim': ['credentialClaimWorkflow'],
+      notify: ['governorNotifyWorkflow'],
+      archive: ['governorArchiveWorkflow', 'governorArchiverWorkflow'],
+      'fleet-registry': ['governorFleetWorkflow'],
+      'transparency-log': ['transparencyLogWorkflow'],
+    };
+    jest.resetModules();
+    for (const [module, names] of Object.entries(modules)) {
+      // The real module exports each name as a function (what the stand-in below replaces).
+      const real = jest.requireActual<Record<string, unknown>>(`../../workflows/${module}`);
+      for (const name of names) expect(typeof real[name]).toBe('function');
+      jest.doMock(`../../workflows/${module}`, () =>
+        Object.fromEntries(
+          names.map((name) => [name, (...args: unknown[]) => Promise.resolve({ module, name, args })]),
+        ),
+      );
+    }
+    let entry: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- through the stand-in modules
+      entry = require('../../workflows');
+    });
+    for (const [module, names] of Object.entries(modules))
+      for (const name of names)
+        await expect(entry[name]!('input', 2)).resolves.toEqual({ module, name, args: ['input', 2] });
+    for (const module of Object.keys(modules)) jest.dontMock(`../../workflows/${module}`);
+  });
+
   it("a chain loads the chain's schemas and a slot verdict's, not the coordinator's, a session's or the registries'", () => {
     expect(loadedBy('../../workflows/governed-chain')).toEqual([
       'contracts/chain',

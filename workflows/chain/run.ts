@@ -9,7 +9,7 @@ import {
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { SessionOutputResult } from '../../activities';
 import type { Chain, GovernedChainInput, ResourceRef } from '../../contracts/chain';
-import type { SlotVerdict } from '../../contracts/coordination';
+import type { SlotVerdict } from '../../contracts/slot-verdict';
 import type { RefreshCredentialInput, RevokeInput } from '../../contracts/messages';
 import { GENESIS_HASH, type Receipt, type ReceiptHead, type ReceiptKind } from '../../contracts/receipt';
 import { GovernorPendingRolesKey, GovernorStatusKey, GovernorWorkloadKey } from '../../contracts/search-attributes';
