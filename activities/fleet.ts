@@ -278,15 +278,12 @@ export class FleetMember {
   private async readSettled(): Promise<Read> {
     const deadline = Date.now() + this.recoveryWaitMs;
     for (;;) {
-      let read: Read;
       try {
-        read = await this.readOnce();
+        const read = await this.readOnce();
+        if (read.ok || !read.recovering || Date.now() >= deadline) return read;
       } catch (err) {
         if (Date.now() >= deadline) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-        continue;
       }
-      if (read.ok || !read.recovering || Date.now() >= deadline) return read;
       await new Promise((r) => setTimeout(r, 200));
     }
   }

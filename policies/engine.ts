@@ -133,15 +133,22 @@ export class PolicyEngine {
       return id;
     };
     // The whole set first: what Cedar rejects in it is reported as before, for the bundle as a whole.
-    prepare('full', bundle.policies);
+    const whole = prepare('full', bundle.policies);
     // One slice per action a scope names, and one for every other action (module comment on PolicySlice).
     // `slice: false` (tests and benchmarks only): one slice, the whole set, for every action.
     const scoped = bundle.policies.map((p) => ({
       p,
       actions: options.slice === false ? undefined : actionsNamedBy(p.text),
     }));
-    const members = (action: string | undefined): BundlePolicy[] =>
-      scoped.filter((s) => !s.actions || (action !== undefined && s.actions.has(action))).map((s) => s.p);
+    const memberSets = new Map<string | undefined, BundlePolicy[]>();
+    const members = (action: string | undefined): BundlePolicy[] => {
+      let m = memberSets.get(action);
+      if (!m) {
+        m = scoped.filter((s) => !s.actions || (action !== undefined && s.actions.has(action))).map((s) => s.p);
+        memberSets.set(action, m);
+      }
+      return m;
+    };
     const named = [...new Set(scoped.flatMap((s) => [...(s.actions ?? [])]))].sort();
     // Slices repeat the policies they share (every unscoped one, a list naming many actions), and Cedar
     // keeps every preparsed set for the life of the process: past a budget, the whole set for every action.
@@ -154,7 +161,8 @@ export class PolicyEngine {
       const policies = within ? members(action) : bundle.policies;
       const base = policies.filter((p) => !escalations.has(p.id));
       return {
-        full: prepare(`full/${key}`, policies),
+        // Past the budget every slice is the whole set, already preparsed.
+        full: within ? prepare(`full/${key}`, policies) : whole,
         base: base.length < policies.length ? prepare(`base/${key}`, base) : undefined,
       };
     };

@@ -3,11 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { freePort, startDevServer, type DevServer } from '../../workers/dev-server';
+import { freePort, startDevServer } from '../../workers/dev-server';
+import { startLingerRelay } from './linger-relay';
 
 /**
  * One real Temporal dev server (the pinned CLI, in memory, headless) for the whole integration run,
  * and the workflow bundle built once. Test files read the address and bundle path from the env.
+ * Tests reach the server through a relay that lets a dead client's calls finish before the server sees
+ * its connection close (test/harness/linger-relay.ts says why).
  */
 export default async function globalSetup(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'governor-test-'));
@@ -19,7 +22,8 @@ export default async function globalSetup(): Promise<void> {
     logFile: path.join(dir, 'temporal-server.log'),
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
-  (globalThis as { __governorServer?: DevServer }).__governorServer = server;
+  const relay = await startLingerRelay(server.address);
+  Object.assign(globalThis, { __governorServer: server, __governorRelay: relay });
 
   const { code } = await bundleWorkflowCode({
     payloadConverterPath: PAYLOAD_CONVERTER_PATH,
@@ -39,6 +43,7 @@ export default async function globalSetup(): Promise<void> {
   fs.writeFileSync(bundlePath, code);
 
   process.env.GOVERNOR_TEST_DIR = dir;
-  process.env.GOVERNOR_TEST_ADDRESS = server.address;
+  process.env.GOVERNOR_TEST_ADDRESS = relay.address;
+  process.env.GOVERNOR_TEST_SERVER_LOG = path.join(dir, 'temporal-server.log');
   process.env.GOVERNOR_TEST_BUNDLE = bundlePath;
 }

@@ -1,0 +1,97 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { freePort, startDevServer, type DevServer } from '../../workers/dev-server';
+import { startLingerRelay, type LingerRelay } from '../harness/linger-relay';
+
+/*
+ * The relay the integration run reaches its shared dev server through (test/harness/linger-relay.ts),
+ * checked against a real dev server of this file's own: a client process SIGKILLed while its visibility
+ * list is running on the server gets that list cancelled on the server when it connects directly (the
+ * cancellation that can leave the dev server's SQLite "interrupted" for good), and not through the relay.
+ */
+
+const LIST_CANCELLED = 'ListWorkflowExecutions operation failed. Select failed: context canceled';
+
+// Lists every workflow in a loop (each list takes tens of ms on the server) until it is killed.
+const LISTER = `
+const { Connection } = require('@temporalio/client');
+(async () => {
+  const c = await Connection.connect({ address: process.argv[1] });
+  await c.workflowService.describeNamespace({ namespace: 'default' });
+  process.stdout.write('listing\\n');
+  for (;;) await c.workflowService.listWorkflowExecutions({ namespace: 'default', pageSize: 1000, query: "WorkflowType = 'relay-seed'" });
+})();
+`;
+
+async function killMidList(address: string): Promise<void> {
+  const child = spawn(process.execPath, ['-e', LISTER, address], {
+    cwd: process.cwd(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  await new Promise((resolve, reject) => {
+    child.stdout!.once('data', resolve);
+    child.once('exit', (code) => reject(new Error(`the lister exited (${code}) before listing`)));
+  });
+  await new Promise((r) => setTimeout(r, 150 + Math.random() * 150));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+const cancelledLists = (log: string): number =>
+  fs
+    .readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(LIST_CANCELLED)).length;
+
+describe('the harness relay keeps a killed client from cancelling its calls on the server', () => {
+  let server: DevServer | undefined;
+  let relay: LingerRelay | undefined;
+  let connection: Connection | undefined;
+  let log: string;
+
+  beforeAll(async () => {
+    log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'governor-relay-')), 'temporal-server.log');
+    server = await startDevServer({ port: await freePort(), httpPort: await freePort(), headless: true, logFile: log });
+    connection = await Connection.connect({ address: server.address });
+    const client = new Client({ connection });
+    // Enough rows that the server spends a good part of each list in its SQLite select.
+    for (let i = 0; i < 3000; i += 100)
+      await Promise.all(
+        Array.from({ length: 100 }, (_, j) =>
+          client.workflow.start('relay-seed', {
+            taskQueue: 'relay-seed-nobody-polls',
+            workflowId: `relay-seed-${i + j}`,
+          }),
+        ),
+      );
+  }, 120_000);
+
+  afterAll(async () => {
+    await connection?.close();
+    await relay?.close();
+    await server?.stop();
+  });
+
+  it('direct: the server cancels the dead client’s list; through the relay: the list runs to its end', async () => {
+    const before = cancelledLists(log);
+    for (let k = 0; k < 8; k++) await killMidList(server!.address);
+    // The server logs a cancelled list a moment after it sees the connection drop.
+    await new Promise((r) => setTimeout(r, 1000));
+    const direct = cancelledLists(log) - before;
+    expect(direct).toBeGreaterThan(0);
+
+    relay = await startLingerRelay(server!.address, 3000);
+    const mark = cancelledLists(log);
+    for (let k = 0; k < 8; k++) await killMidList(relay.address);
+    // Past the linger: the relay has closed each upstream connection, with nothing left in flight on it.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(relay.openUpstreams()).toBe(0);
+    expect(cancelledLists(log) - mark).toBe(0);
+    // The server still answers.
+    await connection!.workflowService.describeNamespace({ namespace: 'default' });
+  }, 120_000);
+});

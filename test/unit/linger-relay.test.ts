@@ -1,0 +1,87 @@
+import net from 'node:net';
+import { startLingerRelay, type LingerRelay } from '../harness/linger-relay';
+
+/** A plain TCP server standing in for the frontend: records what it receives and when its peer closes. */
+async function upstreamServer(): Promise<{
+  address: string;
+  received: () => string;
+  closedAt: () => number | undefined;
+  sockets: net.Socket[];
+  close(): Promise<void>;
+}> {
+  let received = '';
+  let closedAt: number | undefined;
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    sockets.push(s);
+    s.on('data', (d: Buffer) => (received += d.toString()));
+    s.on('close', () => (closedAt = Date.now()));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    received: () => received,
+    closedAt: () => closedAt,
+    sockets,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+const until = async (what: string, cond: () => boolean, ms = 5000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe('the test harness relay in front of the shared dev server', () => {
+  let relay: LingerRelay | undefined;
+  let up: Awaited<ReturnType<typeof upstreamServer>> | undefined;
+  afterEach(async () => {
+    await relay?.close();
+    await up?.close();
+  });
+
+  it('relays both ways, and keeps the upstream connection open for lingerMs after the client dies', async () => {
+    up = await upstreamServer();
+    relay = await startLingerRelay(up.address, 400);
+    const client = net.connect(Number(relay.address.split(':')[1]), '127.0.0.1');
+    let back = '';
+    client.on('data', (d: Buffer) => (back += d.toString()));
+    client.write('request');
+    await until('the upstream to receive the request', () => up!.received() === 'request');
+    up.sockets[0]!.write('answer');
+    await until('the client to receive the answer', () => back === 'answer');
+
+    const died = Date.now();
+    client.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    // The server still sees the connection (a call in flight on it would run to its end)...
+    expect(up.closedAt()).toBeUndefined();
+    expect(relay.openUpstreams()).toBe(1);
+    // ...and its late answer goes nowhere, without error.
+    up.sockets[0]!.write('late answer');
+    await until('the upstream connection to close', () => up!.closedAt() !== undefined);
+    expect(up.closedAt()! - died).toBeGreaterThanOrEqual(390);
+    await until('the relay to forget it', () => relay!.openUpstreams() === 0);
+  });
+
+  it('closes the client at once when the server side closes', async () => {
+    up = await upstreamServer();
+    relay = await startLingerRelay(up.address, 60_000);
+    const client = net.connect(Number(relay.address.split(':')[1]), '127.0.0.1');
+    let clientClosed = false;
+    client.on('close', () => (clientClosed = true));
+    client.on('error', () => {});
+    client.write('x');
+    await until('the upstream connection', () => up!.sockets.length === 1);
+    up.sockets[0]!.destroy();
+    await until('the client to see the close', () => clientClosed, 2000);
+  });
+});
