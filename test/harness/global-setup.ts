@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { freePort, startDevServer } from '../../workers/dev-server';
-import { startLingerRelay } from './linger-relay';
+import { startLingerRelayProcess } from './linger-relay';
 
 /**
  * One real Temporal dev server (the pinned CLI, in memory, headless) for the whole integration run,
@@ -22,8 +22,12 @@ export default async function globalSetup(): Promise<void> {
     logFile: path.join(dir, 'temporal-server.log'),
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
-  const relay = await startLingerRelay(server.address);
-  Object.assign(globalThis, { __governorServer: server, __governorRelay: relay });
+  Object.assign(globalThis, { __governorServer: server });
+  const relay = await startLingerRelayProcess(server.address).catch(async (err: unknown) => {
+    await server.stop();
+    throw err;
+  });
+  Object.assign(globalThis, { __governorRelay: relay });
 
   const { code } = await bundleWorkflowCode({
     payloadConverterPath: PAYLOAD_CONVERTER_PATH,

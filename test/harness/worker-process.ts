@@ -74,8 +74,8 @@ export interface WorkerProcess {
 const root = path.join(__dirname, '..', '..');
 let registerFile: string | undefined;
 
-/** A require hook for `.ts` files (written once per test process). */
-function swcRegister(): string {
+/** A require hook for `.ts` files (written once per test process): `node -r <it> file.ts`. */
+export function swcRegister(): string {
   if (registerFile) return registerFile;
   const swc = require.resolve('@swc/core', { paths: [root] });
   const source = `'use strict';

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { startLingerRelay, type LingerRelay } from '../harness/linger-relay';
+import { startLingerRelay, startLingerRelayProcess, type LingerRelay } from '../harness/linger-relay';
 
 /** A plain TCP server standing in for the frontend: records what it receives and when its peer closes. */
 async function upstreamServer(): Promise<{
@@ -41,7 +41,7 @@ const until = async (what: string, cond: () => boolean, ms = 5000): Promise<void
 };
 
 describe('the test harness relay in front of the shared dev server', () => {
-  let relay: LingerRelay | undefined;
+  let relay: (LingerRelay & { openUpstreams?(): number }) | undefined;
   let up: Awaited<ReturnType<typeof upstreamServer>> | undefined;
   afterEach(async () => {
     await relay?.close();
@@ -64,12 +64,12 @@ describe('the test harness relay in front of the shared dev server', () => {
     await new Promise((r) => setTimeout(r, 200));
     // The server still sees the connection (a call in flight on it would run to its end)...
     expect(up.closedAt()).toBeUndefined();
-    expect(relay.openUpstreams()).toBe(1);
+    expect(relay.openUpstreams!()).toBe(1);
     // ...and its late answer goes nowhere, without error.
     up.sockets[0]!.write('late answer');
     await until('the upstream connection to close', () => up!.closedAt() !== undefined);
     expect(up.closedAt()! - died).toBeGreaterThanOrEqual(390);
-    await until('the relay to forget it', () => relay!.openUpstreams() === 0);
+    await until('the relay to forget it', () => relay!.openUpstreams!() === 0);
   });
 
   it('closes the client at once when the server side closes', async () => {
@@ -84,4 +84,40 @@ describe('the test harness relay in front of the shared dev server', () => {
     up.sockets[0]!.destroy();
     await until('the client to see the close', () => clientClosed, 2000);
   });
+  it('lets a client that ended its sending side read the answer, without passing its end to the server', async () => {
+    up = await upstreamServer();
+    relay = await startLingerRelay(up.address, 2000);
+    const client = net.connect({ port: Number(relay.address.split(':')[1]), host: '127.0.0.1', allowHalfOpen: true });
+    let back = '';
+    client.on('data', (d: Buffer) => (back += d.toString()));
+    client.end('request');
+    await until('the upstream to receive the request', () => up!.received() === 'request');
+    up.sockets[0]!.write('answer');
+    await until('the half-closed client to receive the answer', () => back === 'answer');
+    expect(up.closedAt()).toBeUndefined();
+  });
+
+  it('runs as a process of its own, relaying until its stdin closes', async () => {
+    up = await upstreamServer();
+    relay = await startLingerRelayProcess(up.address, 100);
+    const port = Number(relay.address.split(':')[1]);
+    const client = net.connect(port, '127.0.0.1');
+    let back = '';
+    client.on('data', (d: Buffer) => (back += d.toString()));
+    client.on('error', () => {});
+    client.write('through the child');
+    await until('the upstream to receive it', () => up!.received() === 'through the child');
+    up.sockets[0]!.write('back');
+    await until('the client to receive the answer', () => back === 'back');
+    await relay.close();
+    relay = undefined;
+    // The child is gone: nothing listens on its port any more.
+    const refused = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('connect', () => (s.destroy(), resolve(false)));
+      s.on('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
+    client.destroy();
+  }, 30_000);
 });
