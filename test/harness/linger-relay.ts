@@ -32,10 +32,13 @@ export async function startLingerRelay(
   const host = target.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
   const port = Number(target.slice(colon + 1));
   const upstreams = new Set<net.Socket>();
+  const clients = new Set<net.Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     const upstream = net.connect(port, host);
     upstreams.add(upstream);
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
     client.setNoDelay(true);
     upstream.setNoDelay(true);
     let lingering = false;
@@ -88,6 +91,7 @@ export async function startLingerRelay(
       new Promise<void>((resolve) => {
         for (const t of timers) clearTimeout(t);
         for (const u of upstreams) u.destroy();
+        for (const c of clients) c.destroy();
         server.close(() => resolve());
       }),
   };

@@ -40,6 +40,24 @@ const until = async (what: string, cond: () => boolean, ms = 5000): Promise<void
   }
 };
 
+/** A client through `relay` that sends `request` (ending its sending side if `halfClose`) and reads the upstream's `answer`. */
+async function exchange(
+  relay: LingerRelay,
+  up: Awaited<ReturnType<typeof upstreamServer>>,
+  opts: { request: string; answer: string; halfClose?: boolean },
+): Promise<net.Socket> {
+  const client = net.connect({ port: Number(relay.address.split(':')[1]), host: '127.0.0.1', allowHalfOpen: true });
+  let back = '';
+  client.on('data', (d: Buffer) => (back += d.toString()));
+  client.on('error', () => {});
+  if (opts.halfClose) client.end(opts.request);
+  else client.write(opts.request);
+  await until('the upstream to receive the request', () => up.received() === opts.request);
+  up.sockets[0]!.write(opts.answer);
+  await until('the client to receive the answer', () => back === opts.answer);
+  return client;
+}
+
 describe('the test harness relay in front of the shared dev server', () => {
   let relay: (LingerRelay & { openUpstreams?(): number }) | undefined;
   let up: Awaited<ReturnType<typeof upstreamServer>> | undefined;
@@ -51,14 +69,7 @@ describe('the test harness relay in front of the shared dev server', () => {
   it('relays both ways, and keeps the upstream connection open for lingerMs after the client dies', async () => {
     up = await upstreamServer();
     relay = await startLingerRelay(up.address, 400);
-    const client = net.connect(Number(relay.address.split(':')[1]), '127.0.0.1');
-    let back = '';
-    client.on('data', (d: Buffer) => (back += d.toString()));
-    client.write('request');
-    await until('the upstream to receive the request', () => up!.received() === 'request');
-    up.sockets[0]!.write('answer');
-    await until('the client to receive the answer', () => back === 'answer');
-
+    const client = await exchange(relay, up, { request: 'request', answer: 'answer' });
     const died = Date.now();
     client.destroy();
     await new Promise((r) => setTimeout(r, 200));
@@ -84,31 +95,32 @@ describe('the test harness relay in front of the shared dev server', () => {
     up.sockets[0]!.destroy();
     await until('the client to see the close', () => clientClosed, 2000);
   });
+
   it('lets a client that ended its sending side read the answer, without passing its end to the server', async () => {
     up = await upstreamServer();
     relay = await startLingerRelay(up.address, 2000);
-    const client = net.connect({ port: Number(relay.address.split(':')[1]), host: '127.0.0.1', allowHalfOpen: true });
-    let back = '';
-    client.on('data', (d: Buffer) => (back += d.toString()));
-    client.end('request');
-    await until('the upstream to receive the request', () => up!.received() === 'request');
-    up.sockets[0]!.write('answer');
-    await until('the half-closed client to receive the answer', () => back === 'answer');
+    await exchange(relay, up, { request: 'request', answer: 'answer', halfClose: true });
     expect(up.closedAt()).toBeUndefined();
+  });
+
+  it('closes, and ends every client, even one that keeps its side open after the server ends', async () => {
+    up = await upstreamServer();
+    relay = await startLingerRelay(up.address, 60_000);
+    // The client never ends its side by itself (allowHalfOpen): the relay must not wait for it.
+    const client = await exchange(relay, up, { request: 'request', answer: 'answer' });
+    let ended = false;
+    client.on('end', () => (ended = true));
+    await relay.close();
+    relay = undefined;
+    await until('the client to see the end', () => ended, 2000);
+    client.destroy();
   });
 
   it('runs as a process of its own, relaying until its stdin closes', async () => {
     up = await upstreamServer();
     relay = await startLingerRelayProcess(up.address, 100);
     const port = Number(relay.address.split(':')[1]);
-    const client = net.connect(port, '127.0.0.1');
-    let back = '';
-    client.on('data', (d: Buffer) => (back += d.toString()));
-    client.on('error', () => {});
-    client.write('through the child');
-    await until('the upstream to receive it', () => up!.received() === 'through the child');
-    up.sockets[0]!.write('back');
-    await until('the client to receive the answer', () => back === 'back');
+    const client = await exchange(relay, up, { request: 'through the child', answer: 'back' });
     await relay.close();
     relay = undefined;
     // The child is gone: nothing listens on its port any more.
