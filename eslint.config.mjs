@@ -38,6 +38,8 @@ export default tseslint.config(
       'test/harness/summary-reporter.js',
       // A plain-Node upstream MCP server the gateway's tests spawn (no build step).
       'test/fixtures/mcp/*.js',
+      // A plain-Node Temporal client the relay test spawns and kills mid-list.
+      'test/fixtures/relay/*.js',
       // The test IdP (oidc-provider is ESM-only): plain Node, spawned by test/harness/oidc-idp.ts.
       'test/harness/oidc-idp-server.mjs',
       'eslint.config.mjs',

@@ -17,19 +17,11 @@ import { startLingerRelay } from '../harness/linger-relay';
 
 const LIST_CANCELLED = 'ListWorkflowExecutions operation failed. Select failed: context canceled';
 
-// Lists every workflow in a loop (each list takes tens of ms on the server) until it is killed.
-const LISTER = `
-const { Connection } = require('@temporalio/client');
-(async () => {
-  const c = await Connection.connect({ address: process.argv[1] });
-  await c.workflowService.describeNamespace({ namespace: 'default' });
-  process.stdout.write('listing\\n');
-  for (;;) await c.workflowService.listWorkflowExecutions({ namespace: 'default', pageSize: 1000, query: "WorkflowType = 'relay-seed'" });
-})();
-`;
+// Lists the seeded workflows in a loop until it is killed (a plain-Node client, no build step).
+const LISTER = path.join(__dirname, '..', 'fixtures', 'relay', 'lister.js');
 
 async function killMidList(address: string): Promise<void> {
-  const child = spawn(process.execPath, ['-e', LISTER, address], {
+  const child = spawn(process.execPath, [LISTER, address], {
     cwd: process.cwd(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

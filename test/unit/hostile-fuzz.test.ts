@@ -737,11 +737,21 @@ function checkChainInput(input: unknown, property: string): void {
   const again = GovernedChainInput.safeParse(parsed.data);
   expect(again.success).toBe(true);
   expect(again.data).toEqual(parsed.data);
-  // Structurally valid: travels as JSON unchanged, unique step ids, 1..1000 steps.
-  expect(JSON.parse(JSON.stringify(parsed.data))).toEqual(parsed.data);
+  // Structurally valid: travels as JSON unchanged, unique step ids, 1..1000 steps. JSON has one zero: a -0 (which
+  // `z.json()` accepts, and `===` equals 0) arrives as 0, and canonical digests write both as `0`.
+  expect(JSON.parse(JSON.stringify(parsed.data))).toEqual(withPositiveZero(parsed.data));
   const ids = parsed.data.chain.steps.map((s) => s.id);
   expect(new Set(ids).size).toBe(ids.length);
   expect(ids.length).toBeGreaterThanOrEqual(1);
+}
+
+/** A deep copy with every -0 written as 0 (what JSON makes of it); everything else as it was. */
+function withPositiveZero(value: unknown): unknown {
+  if (Object.is(value, -0)) return 0;
+  if (Array.isArray(value)) return value.map(withPositiveZero);
+  if (typeof value === 'object' && value !== null)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withPositiveZero(v)]));
+  return value;
 }
 
 /** Error text minus the lines that name unknown keys: a key is the field, so naming it is the point. */
