@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatPath } from './limits';
 import { Receipt } from './receipt';
 import { PackedSteps } from './state';
 
@@ -20,9 +21,64 @@ const CedarTypeName = z
   .string()
   .regex(/^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$/, 'must be a Cedar type name such as Environment');
 
-/** JSON value (what can travel in a Temporal payload and a Cedar context). */
-export const JsonValue = z.json();
+/**
+ * JSON value (what can travel in a Temporal payload and a Cedar context): `z.json()`'s union (the same JSON Schema),
+ * with an error that says what is not JSON and where inside the value (a service in another language can send
+ * `1e400`, which JavaScript reads as Infinity), never the value itself.
+ */
+export const JsonValue: z.ZodType<z.core.util.JSONType> = z.lazy(() =>
+  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValue), z.record(z.string(), JsonValue)], {
+    error: (issue) => notJsonMessage(issue.input),
+  }),
+);
 export type JsonValue = z.infer<typeof JsonValue>;
+
+const JSON_KINDS = 'JSON has strings, finite numbers, booleans, null, arrays and plain objects';
+
+/** Why `value` is not JSON, and where inside it: "not a JSON value: a.b.2 is a non-finite number (JSON has …)". */
+export function notJsonMessage(value: unknown): string {
+  const found = firstNonJson(value, [], new Set());
+  if (found === undefined) return `not a JSON value (${JSON_KINDS})`;
+  const where = found.path.length === 0 ? 'it' : formatPath(found.path);
+  return `not a JSON value: ${where} is ${found.what} (${JSON_KINDS})`;
+}
+
+function firstNonJson(
+  value: unknown,
+  path: (string | number)[],
+  seen: Set<object>,
+): { path: (string | number)[]; what: string } | undefined {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return undefined;
+    case 'number':
+      return Number.isFinite(value) ? undefined : { path, what: 'a non-finite number' };
+    case 'undefined':
+      return { path, what: 'undefined' };
+    case 'object': {
+      if (value === null) return undefined;
+      if (seen.has(value)) return { path, what: 'a cycle' };
+      seen.add(value);
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const found = firstNonJson(value[i], [...path, i], seen);
+          if (found !== undefined) return found;
+        }
+        return undefined;
+      }
+      const proto = Object.getPrototypeOf(value) as unknown;
+      if (proto !== Object.prototype && proto !== null) return { path, what: 'an object that is not a plain object' };
+      for (const [key, member] of Object.entries(value)) {
+        const found = firstNonJson(member, [...path, key], seen);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    }
+    default:
+      return { path, what: `a ${typeof value}` };
+  }
+}
 
 const JsonRecord = z.record(z.string(), JsonValue);
 

@@ -480,6 +480,10 @@ func badStarts() []badStart {
 		{"ftp URL", mutate(func(in map[string]any) {
 			step0(in)["executor"] = map[string]any{"type": "http", "url": "ftp://files.example.com/deploy"}
 		}), "chain.steps[0].executor.url", ""},
+		// Valid JSON text that JavaScript reads as Infinity: the workflow says where, and that it is not a finite number.
+		{"1e400 in a step's input", mutate(func(in map[string]any) {
+			step0(in)["input"] = map[string]any{"service": "web", "replicas": json.RawMessage("1e400")}
+		}), "chain.steps[0].input.replicas", "non-finite number"},
 		{"chainId is not the workflow id", mutate(func(in map[string]any) { in["chainId"] = in["chainId"].(string) + "-other" }), "chainId", ""},
 		{"argument is a string", func(string, chainTokens) any { return "deploy web to staging" }, "(root)", ""},
 		{"no argument", func(string, chainTokens) any { return nil }, "(root)", ""},
