@@ -28,55 +28,55 @@ const CedarTypeName = z
  */
 export const JsonValue: z.ZodType<z.core.util.JSONType> = z.lazy(() =>
   z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValue), z.record(z.string(), JsonValue)], {
-    error: (issue) => notJsonMessage(issue.input),
+    error: (issue) => notJsonMessage(issue.input, placeOfFailure(issue)),
   }),
 );
 export type JsonValue = z.infer<typeof JsonValue>;
 
 const JSON_KINDS = 'JSON has strings, finite numbers, booleans, null, arrays and plain objects';
 
-/** Why `value` is not JSON, and where inside it: "not a JSON value: a.b.2 is a non-finite number (JSON has …)". */
-export function notJsonMessage(value: unknown): string {
-  const found = firstNonJson(value, [], new Set());
-  if (found === undefined) return `not a JSON value (${JSON_KINDS})`;
-  const where = found.path.length === 0 ? 'it' : formatPath(found.path);
-  return `not a JSON value: ${where} is ${found.what} (${JSON_KINDS})`;
+/** "not a JSON value: a.b is a non-finite number (JSON has …)": what sits at `place` inside `value`, when it is not JSON. */
+export function notJsonMessage(value: unknown, place: readonly (string | number)[] = []): string {
+  let at: unknown = value;
+  for (const key of place) at = (at as Record<string | number, unknown> | undefined)?.[key];
+  const what = nonJsonKind(at);
+  if (what === undefined) return `not a JSON value (${JSON_KINDS})`;
+  return `not a JSON value: ${place.length === 0 ? 'it' : formatPath(place)} is ${what} (${JSON_KINDS})`;
 }
 
-function firstNonJson(
-  value: unknown,
-  path: (string | number)[],
-  seen: Set<object>,
-): { path: (string | number)[]; what: string } | undefined {
+/**
+ * Where inside a failed union's input the failure sits: down the chain of nested union issues (each record or
+ * array option that failed one level down). Their messages are already final, so each level costs its depth,
+ * never a walk of the value.
+ */
+function placeOfFailure(issue: { errors?: unknown }): (string | number)[] {
+  const place: (string | number)[] = [];
+  let errors = issue.errors as { path: PropertyKey[]; errors?: unknown }[][] | undefined;
+  for (;;) {
+    const nested = errors?.flat().find((i) => i.path.length > 0);
+    if (nested === undefined) return place;
+    for (const key of nested.path) if (typeof key !== 'symbol') place.push(key);
+    errors = nested.errors as typeof errors;
+  }
+}
+
+/** What a value is when it is not JSON at its own level (its members are not looked at); undefined when it is. */
+function nonJsonKind(value: unknown): string | undefined {
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return undefined;
     case 'number':
-      return Number.isFinite(value) ? undefined : { path, what: 'a non-finite number' };
+      return Number.isFinite(value) ? undefined : 'a non-finite number';
     case 'undefined':
-      return { path, what: 'undefined' };
+      return 'undefined';
     case 'object': {
-      if (value === null) return undefined;
-      if (seen.has(value)) return { path, what: 'a cycle' };
-      seen.add(value);
-      if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) {
-          const found = firstNonJson(value[i], [...path, i], seen);
-          if (found !== undefined) return found;
-        }
-        return undefined;
-      }
+      if (value === null || Array.isArray(value)) return undefined;
       const proto = Object.getPrototypeOf(value) as unknown;
-      if (proto !== Object.prototype && proto !== null) return { path, what: 'an object that is not a plain object' };
-      for (const [key, member] of Object.entries(value)) {
-        const found = firstNonJson(member, [...path, key], seen);
-        if (found !== undefined) return found;
-      }
-      return undefined;
+      return proto === Object.prototype || proto === null ? undefined : 'an object that is not a plain object';
     }
     default:
-      return { path, what: `a ${typeof value}` };
+      return `a ${typeof value}`;
   }
 }
 

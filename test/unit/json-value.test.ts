@@ -64,14 +64,35 @@ describe('JsonValue', () => {
     expect(parsed.data!.chain.steps[0]!.input).toEqual(value);
   });
 
-  it('names a cycle and a value with nothing wrong found (the fallback) without a place', () => {
-    const cyclic: Record<string, unknown> = {};
-    cyclic.self = cyclic;
-    expect(notJsonMessage(cyclic)).toBe(
-      'not a JSON value: self is a cycle (JSON has strings, finite numbers, booleans, null, arrays and plain objects)',
+  it('the place of a failure comes from the nested issues, not from walking the value: each member is read once', () => {
+    // 40 levels, each with a sibling member whose getter counts its reads; the bad number sits at the bottom.
+    let reads = 0;
+    let value: unknown = { bad: Infinity };
+    for (let i = 0; i < 40; i++) {
+      const level: Record<string, unknown> = { a: value };
+      Object.defineProperty(level, 'sibling', {
+        enumerable: true,
+        get: () => {
+          reads++;
+          return [1, 2, 3];
+        },
+      });
+      value = level;
+    }
+    const text = refusal({ v: value });
+    expect(text).toContain(
+      `chain.steps.0.input.v: not a JSON value: ${'a.'.repeat(9)}a.…(29 more).a.bad is a non-finite number`,
     );
+    // zod reads each member once to validate it; a message that walked the value would read them again at every level.
+    expect(reads).toBe(40);
+  });
+
+  it('a place that holds JSON (what the union refused is elsewhere) gets the message without a place', () => {
     expect(notJsonMessage({ ok: [1] })).toBe(
       'not a JSON value (JSON has strings, finite numbers, booleans, null, arrays and plain objects)',
+    );
+    expect(notJsonMessage({ ok: [1, undefined] }, ['ok', 1])).toBe(
+      'not a JSON value: ok.1 is undefined (JSON has strings, finite numbers, booleans, null, arrays and plain objects)',
     );
   });
 
