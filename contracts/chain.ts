@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { formatPath } from './limits';
 import { Receipt } from './receipt';
 import { PackedSteps } from './state';
 
@@ -28,36 +27,78 @@ const CedarTypeName = z
  */
 export const JsonValue: z.ZodType<z.core.util.JSONType> = z.lazy(() =>
   z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValue), z.record(z.string(), JsonValue)], {
-    error: (issue) => notJsonMessage(issue.input, placeOfFailure(issue)),
+    error: (issue) => notJsonText(placeOfFailure(issue)),
   }),
 );
 export type JsonValue = z.infer<typeof JsonValue>;
 
 const JSON_KINDS = 'JSON has strings, finite numbers, booleans, null, arrays and plain objects';
+/** Shown of a long place: its first and last segments (as `formatPath` in contracts/limits.ts), and of a key its start. */
+const PLACE_HEAD = 10;
+const PLACE_TAIL = 2;
+const PLACE_KEY_CHARS = 64;
+
+/** Where inside a union's input its failure sits (the segments shown, and how many there are), and what is there. */
+interface NotJsonPlace {
+  head: string[];
+  tail: string[];
+  count: number;
+  what: string | undefined;
+}
+
+/**
+ * The place of each failed union, by the identity of its `errors` array (which zod copies into the finalized issue
+ * its parent sees). zod finalizes nested unions first, so a parent takes its child's place and adds its own key:
+ * constant work a level, never a walk of the value (a walk at every level made a refusal quadratic in depth).
+ */
+const placeOfUnion = new WeakMap<object, NotJsonPlace>();
+
+function placeOfFailure(issue: { input?: unknown; errors?: unknown }): NotJsonPlace {
+  const errors = issue.errors as { path: PropertyKey[]; errors?: object }[][] | undefined;
+  const nested = errors?.flat().find((i) => i.path.length > 0);
+  let place: NotJsonPlace;
+  if (nested === undefined) place = { head: [], tail: [], count: 0, what: nonJsonKind(issue.input) };
+  else {
+    const child = nested.errors !== undefined ? placeOfUnion.get(nested.errors) : undefined;
+    const keys = nested.path.filter((k) => typeof k !== 'symbol').map(shownKey);
+    place = {
+      head: [...keys, ...(child?.head ?? [])].slice(0, PLACE_HEAD),
+      tail: [...keys, ...(child?.tail ?? [])].slice(-PLACE_TAIL),
+      count: keys.length + (child?.count ?? 0),
+      what: child?.what,
+    };
+  }
+  if (errors !== undefined) placeOfUnion.set(errors, place);
+  return place;
+}
+
+function shownKey(key: string | number): string {
+  if (key === '') return '""';
+  const text = String(key);
+  return text.length > PLACE_KEY_CHARS ? `${text.slice(0, PLACE_KEY_CHARS)}…` : text;
+}
+
+function notJsonText(place: NotJsonPlace): string {
+  if (place.what === undefined) return `not a JSON value (${JSON_KINDS})`;
+  let where = 'it';
+  if (place.count > PLACE_HEAD + PLACE_TAIL)
+    where = `${place.head.join('.')}.…(${(place.count - PLACE_HEAD - PLACE_TAIL).toLocaleString('en-US')} more).${place.tail.join('.')}`;
+  else if (place.count > 0)
+    where = [...place.head, ...place.tail.slice(place.tail.length - (place.count - place.head.length))].join('.');
+  return `not a JSON value: ${where} is ${place.what} (${JSON_KINDS})`;
+}
 
 /** "not a JSON value: a.b is a non-finite number (JSON has …)": what sits at `place` inside `value`, when it is not JSON. */
 export function notJsonMessage(value: unknown, place: readonly (string | number)[] = []): string {
   let at: unknown = value;
   for (const key of place) at = (at as Record<string | number, unknown> | undefined)?.[key];
-  const what = nonJsonKind(at);
-  if (what === undefined) return `not a JSON value (${JSON_KINDS})`;
-  return `not a JSON value: ${place.length === 0 ? 'it' : formatPath(place)} is ${what} (${JSON_KINDS})`;
-}
-
-/**
- * Where inside a failed union's input the failure sits: down the chain of nested union issues (each record or
- * array option that failed one level down). Their messages are already final, so each level costs its depth,
- * never a walk of the value.
- */
-function placeOfFailure(issue: { errors?: unknown }): (string | number)[] {
-  const place: (string | number)[] = [];
-  let errors = issue.errors as { path: PropertyKey[]; errors?: unknown }[][] | undefined;
-  for (;;) {
-    const nested = errors?.flat().find((i) => i.path.length > 0);
-    if (nested === undefined) return place;
-    for (const key of nested.path) if (typeof key !== 'symbol') place.push(key);
-    errors = nested.errors as typeof errors;
-  }
+  const keys = place.map(shownKey);
+  return notJsonText({
+    head: keys.slice(0, PLACE_HEAD),
+    tail: keys.slice(-PLACE_TAIL),
+    count: keys.length,
+    what: nonJsonKind(at),
+  });
 }
 
 /** What a value is when it is not JSON at its own level (its members are not looked at); undefined when it is. */
@@ -72,7 +113,12 @@ function nonJsonKind(value: unknown): string | undefined {
       return 'undefined';
     case 'object': {
       if (value === null || Array.isArray(value)) return undefined;
-      const proto = Object.getPrototypeOf(value) as unknown;
+      let proto: unknown;
+      try {
+        proto = Object.getPrototypeOf(value);
+      } catch {
+        return 'an object that cannot be inspected';
+      }
       return proto === Object.prototype || proto === null ? undefined : 'an object that is not a plain object';
     }
     default:

@@ -42,9 +42,14 @@ export function formatPath(path: readonly (string | number)[], prefix = ''): str
 /**
  * The first place where `value` nests deeper than `maxDepth` levels (an object or array is a level;
  * the root container is level 1), found without recursion; undefined when it does not. Works on any
- * JS value (cycles are cut by the depth bound).
+ * JS value (cycles are cut by the depth bound). With `leafProblem`, also the first member that is not a
+ * container and that it names a problem of (e.g. `nonFiniteNumber`), in the same single walk.
  */
-export function findTooDeep(value: unknown, maxDepth: number = MAX_JSON_DEPTH): LimitIssue | undefined {
+export function findTooDeep(
+  value: unknown,
+  maxDepth: number = MAX_JSON_DEPTH,
+  leafProblem?: (leaf: unknown) => string | undefined,
+): LimitIssue | undefined {
   if (!isContainer(value)) return undefined;
   // Depth-first with an explicit stack; each frame remembers its parent and key to rebuild the path.
   interface Frame {
@@ -68,9 +73,27 @@ export function findTooDeep(value: unknown, maxDepth: number = MAX_JSON_DEPTH): 
     for (let i = entries.length - 1; i >= 0; i--) {
       const [key, child] = entries[i]!;
       if (isContainer(child)) stack.push({ value: child, depth: frame.depth + 1, parent: frame, key });
+      else if (leafProblem !== undefined) {
+        const problem = leafProblem(child);
+        if (problem === undefined) continue;
+        const path: (string | number)[] = [key];
+        for (let f: Frame | undefined = frame; f?.parent; f = f.parent) path.push(f.key!);
+        return { path: path.reverse(), message: problem };
+      }
     }
   }
   return undefined;
+}
+
+/**
+ * A number JSON cannot hold. JSON text such as `1e400` (valid, and sent by other SDKs as it is) decodes to Infinity;
+ * checked in one walk before zod, whose union refuses each one at every level it nests (seconds for a hostile
+ * megabyte of them), with the same words as `JsonValue`'s refusal.
+ */
+export function nonFiniteNumber(leaf: unknown): string | undefined {
+  return typeof leaf === 'number' && !Number.isFinite(leaf)
+    ? 'not a JSON value: it is a non-finite number (JSON has strings, finite numbers, booleans, null, arrays and plain objects)'
+    : undefined;
 }
 
 /**

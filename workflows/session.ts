@@ -11,7 +11,7 @@ import {
 } from '@temporalio/workflow';
 import type { GovernedChainInput, JsonValue, Step } from '../contracts/chain';
 import { formatIssuePath, invalidInputMessage, UNDECODABLE_PAYLOAD } from '../contracts/issues';
-import { findTooDeep, findTooLarge, formatPath } from '../contracts/limits';
+import { findTooDeep, findTooLarge, formatPath, MAX_JSON_DEPTH, nonFiniteNumber } from '../contracts/limits';
 import { PATCHES_AT_START } from '../contracts/patches';
 import { GovernorWorkloadKey } from '../contracts/search-attributes';
 import {
@@ -526,7 +526,7 @@ function checkProposal(proposal: unknown, workload: string): ProposeStepInput {
       ? (proposal as Record<string, unknown>)[UNDECODABLE_PAYLOAD]
       : null;
   if (typeof undecodable === 'string') throw invalidInput('(root): the payload could not be decoded');
-  const deep = findTooDeep(proposal);
+  const deep = findTooDeep(proposal, MAX_JSON_DEPTH, nonFiniteNumber);
   if (deep) throw invalidInput(`${formatIssuePath(deep)}: ${deep.message}`);
   const large = findTooLarge(proposal, MAX_PROPOSAL_BYTES, 'the proposal');
   if (large) throw invalidInput(`${formatPath(large.path)}: ${large.message}`);
@@ -570,7 +570,7 @@ function parseSessionInput(raw: unknown): GovernedSessionInput {
     return rejectInput(
       'resume: set only by the governor when a session continues as new; a new session must not carry it',
     );
-  const deep = findTooDeep(raw);
+  const deep = findTooDeep(raw, MAX_JSON_DEPTH, nonFiniteNumber);
   if (deep) return rejectInput(`${formatIssuePath(deep)}: ${deep.message}`);
   const parsed = GovernedSessionInput.safeParse(raw);
   if (!parsed.success) return rejectInput(invalidInputMessage(parsed.error));

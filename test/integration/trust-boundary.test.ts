@@ -130,6 +130,19 @@ async function startRaw(input: unknown, options: { id?: string; taskQueue?: stri
 }
 
 /** The failure a rejected run ends with (type and message), its status query and search attribute. */
+/** Starts a chain with a payload of the caller's own bytes, as any SDK (or a hostile client) can send it. */
+async function startPayload(id: string, encoding: string, data: string) {
+  await client.workflowService.startWorkflowExecution({
+    namespace: 'default',
+    workflowId: id,
+    workflowType: { name: 'governedChainWorkflow' },
+    taskQueue: { name: g.taskQueue },
+    input: { payloads: [{ metadata: { encoding: Buffer.from(encoding) }, data: Buffer.from(data) }] },
+    requestId: randomUUID(),
+  });
+  return client.workflow.getHandle(id) as Awaited<ReturnType<typeof startRaw>>;
+}
+
 async function rejection(handle: Awaited<ReturnType<typeof startRaw>>) {
   const err = await handle.result().then(
     () => undefined,
@@ -251,18 +264,27 @@ describe('the workflow validates its own input (started as another SDK would)', 
     const base = await validInput({ workload: WORKLOAD, steps: [{ ...staging(), input: { deep: '@DEEP@' } }] }, id);
     // JSON.stringify itself cannot build it: the document is spliced together as text.
     const json = JSON.stringify(base).replace('"@DEEP@"', `${'{"d":'.repeat(20_000)}1${'}'.repeat(20_000)}`);
-    await client.workflowService.startWorkflowExecution({
-      namespace: 'default',
-      workflowId: id,
-      workflowType: { name: 'governedChainWorkflow' },
-      taskQueue: { name: g.taskQueue },
-      input: { payloads: [{ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from(json) }] },
-      requestId: randomUUID(),
-    });
-    const r = await rejection(client.workflow.getHandle(id) as Awaited<ReturnType<typeof startRaw>>);
+    const r = await rejection(await startPayload(id, 'json/plain', json));
     expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected', activities: 0, taskFailures: 0 });
     expect(r.message).toContain('chain.steps[0].input.deep.d.d');
     expect(r.message).toContain('nests deeper than 64 levels');
+  });
+
+  it('a megabyte of 1e400 nested in a step input (raw JSON; JavaScript reads it as Infinity): Rejected at the first, naming its path', async () => {
+    const id = `nonfinite-${randomUUID()}`;
+    const base = await validInput({ workload: WORKLOAD, steps: [{ ...staging(), input: { v: '@MANY@' } }] }, id);
+    // 2,900 copies of 1e400 under 57 levels each: zod's JSON union alone refuses each at every level it nests
+    // (seconds of one workflow task); the walk before zod stops at the first, with its full path.
+    const one = `${'{"a":'.repeat(57)}1e400${'}'.repeat(57)}`;
+    const json = JSON.stringify(base).replace('"@MANY@"', `[${Array(2900).fill(one).join(',')}]`);
+    expect(json.length).toBeGreaterThan(1_000_000);
+    const r = await rejection(await startPayload(id, 'json/plain', json));
+    expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected', activities: 0, taskFailures: 0 });
+    // The path of the first copy in the field position (zod would name `chain.steps[0].input.v` and the place after it).
+    expect(r.message).toMatch(
+      /^[^;]*chain\.steps\[0\]\.input\.v\[0\]\.a\.a[^;]*: not a JSON value: it is a non-finite number/,
+    );
+    expect(r.message.split('; ')).toHaveLength(1);
   });
 
   it.each([
@@ -271,15 +293,7 @@ describe('the workflow validates its own input (started as another SDK would)', 
     ['a protobuf payload (another SDK)', 'json/protobuf', '{}', 'Unknown encoding: json/protobuf'],
   ])('a payload the worker cannot decode (%s) is Rejected, not retried forever', async (_name, encoding, data, why) => {
     const id = `undecodable-${randomUUID()}`;
-    await client.workflowService.startWorkflowExecution({
-      namespace: 'default',
-      workflowId: id,
-      workflowType: { name: 'governedChainWorkflow' },
-      taskQueue: { name: g.taskQueue },
-      input: { payloads: [{ metadata: { encoding: Buffer.from(encoding) }, data: Buffer.from(data) }] },
-      requestId: randomUUID(),
-    });
-    const r = await rejection(client.workflow.getHandle(id) as Awaited<ReturnType<typeof startRaw>>);
+    const r = await rejection(await startPayload(id, encoding, data));
     expect(r).toMatchObject({ type: 'GOVERNOR_INVALID_INPUT', status: 'Rejected', activities: 0, taskFailures: 0 });
     expect(r.message).toContain(`(root): the payload could not be decoded (${why})`);
     expect(r.message).not.toContain('NaN');

@@ -16,6 +16,7 @@ import {
   jsonTextTooDeep,
   MAX_JSON_DEPTH,
   MAX_WORKFLOW_INPUT_BYTES,
+  nonFiniteNumber,
   utf8Length,
 } from '../../contracts/limits';
 
@@ -93,6 +94,38 @@ describe('limits (contracts/limits.ts)', () => {
     expect(findTooDeep(nested(MAX_JSON_DEPTH + 1))).toMatchObject({ path: Array(MAX_JSON_DEPTH).fill('x') });
     expect(jsonTextTooDeep(`{"a":"[[[[",${'['.repeat(64)}${']'.repeat(64)}}`)).toEqual({ offset: 11 + 64, depth: 65 });
     expect(jsonTextTooDeep(`{"a":"\\"[[[[[",${'['.repeat(63)}${']'.repeat(63)}}`)).toBeUndefined();
+  });
+
+  it('finds a non-finite number (1e400 from another SDK) in the same walk, with its path; JSON numbers pass', () => {
+    const raw = JSON.parse('{"steps":[{"input":{"ok":[1,-0,1e308],"deep":{"a":[2,{"n":-1e400}]}}}]}') as unknown;
+    expect(findTooDeep(raw, MAX_JSON_DEPTH, nonFiniteNumber)).toEqual({
+      path: ['steps', 0, 'input', 'deep', 'a', 1, 'n'],
+      message:
+        'not a JSON value: it is a non-finite number (JSON has strings, finite numbers, booleans, null, arrays and plain objects)',
+    });
+    expect(findTooDeep(raw)).toBeUndefined(); // without the leaf check, only depth
+    expect(
+      findTooDeep({ steps: [1, 'x', null, true, [1.5, { n: 0 }]] }, MAX_JSON_DEPTH, nonFiniteNumber),
+    ).toBeUndefined();
+    // Too deep is still found, whichever comes first in the walk.
+    expect(findTooDeep({ a: nested(MAX_JSON_DEPTH + 1) }, MAX_JSON_DEPTH, nonFiniteNumber)?.message).toMatch(
+      /nests deeper/,
+    );
+  });
+
+  it('one walk, then zod sees no non-finite number: a megabyte of them deep in a step input is refused at the first', () => {
+    // 2,900 copies of 1e400 under 57 levels each (about 1 MB of JSON). zod's union alone refuses every copy at every
+    // level (seconds of a workflow task); the walk stops at the first (the count of leaves looked at is the measure).
+    let text = '1e400';
+    for (let i = 0; i < 57; i++) text = `{"a":${text}}`;
+    const raw = JSON.parse(`{"steps":[{"input":{"v":[${Array(2900).fill(text).join(',')}]}}]}`) as unknown;
+    let leaves = 0;
+    const issue = findTooDeep(raw, MAX_JSON_DEPTH, (leaf) => {
+      leaves++;
+      return nonFiniteNumber(leaf);
+    });
+    expect(formatPath(issue!.path)).toBe('steps.0.input.v.0.a.a.a.a.a.…(50 more).a.a');
+    expect(leaves).toBe(1);
   });
 
   it('measures JSON in UTF-8 bytes and names the field that makes it large', () => {

@@ -2,7 +2,7 @@ import { patched, setHandler, upsertSearchAttributes, workflowInfo } from '@temp
 import { z } from 'zod';
 import { GovernedChainInput } from '../../contracts/chain';
 import { UNDECODABLE_PAYLOAD, formatIssuePath, invalidInputMessage } from '../../contracts/issues';
-import { findTooDeep } from '../../contracts/limits';
+import { findTooDeep, MAX_JSON_DEPTH, nonFiniteNumber } from '../../contracts/limits';
 import { statusQuery } from '../../contracts/messages';
 import { RESERVED_COMPENSATION_ID_PATCH } from '../../contracts/patches';
 import { GENESIS_HASH } from '../../contracts/receipt';
@@ -78,8 +78,9 @@ export async function acceptInput(raw: unknown, atStart = false): Promise<Govern
   if (claimsResume && !info.continuedFromExecutionRunId) {
     return reject('resume: set only by the governor when a chain continues as new; a new chain must not carry it');
   }
-  // Before zod, which recurses: a hostile 20,000-level document would overflow the stack.
-  const deep = findTooDeep(raw);
+  // Before zod, which recurses (a hostile 20,000-level document would overflow the stack) and refuses a non-finite
+  // number (1e400 from another SDK) once at every level it nests.
+  const deep = findTooDeep(raw, MAX_JSON_DEPTH, nonFiniteNumber);
   if (deep) return reject(`${formatIssuePath(deep)}: ${deep.message}`);
   const parsed = GovernedChainInput.safeParse(raw);
   if (!parsed.success) return reject(invalidInputMessage(parsed.error));
